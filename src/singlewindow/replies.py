@@ -1,0 +1,93 @@
+"""Every reply Single Window gives to Postfix, as named constants.
+
+Policy actions (RCPT time), LMTP per-recipient statuses (after the queue) and the enhanced
+status codes in them all come from here, so a reader sees in one place what a submitter can
+be told. Enhanced status codes are RFC 3463 (class.subject.detail); reply codes are
+RFC 5321 section 4.2 and RFC 2033 section 4.2 (LMTP: one reply per accepted recipient).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """One SMTP/LMTP reply: basic code, enhanced code and the human sentence."""
+
+    code: int
+    enhanced: str
+    text: str
+
+    @property
+    def permanent(self) -> bool:
+        return self.code >= 500
+
+    @property
+    def transient(self) -> bool:
+        return 400 <= self.code < 500
+
+    def line(self) -> str:
+        """The reply as one wire line without CRLF, e.g. ``554 5.7.1 text``."""
+        return f"{self.code} {self.enhanced} {self.text}"
+
+    def with_text(self, text: str) -> Reply:
+        return Reply(self.code, self.enhanced, text)
+
+
+# --- Postfix policy delegation actions (access(5) actions, SMTPD_POLICY_README) ----------
+# "DUNNO": no decision here, let the rest of smtpd_recipient_restrictions decide
+# (access(5) "DUNNO"). Used when the policy has no objection.
+POLICY_DUNNO = "DUNNO"
+
+# I1 (SPEC R1.3): the peer IP is in no party's peer networks. 554 = transaction failed
+# (RFC 5321 4.2.3); 5.7.1 = delivery not authorized (RFC 3463 3.8).
+PEER_UNKNOWN = Reply(554, "5.7.1", "Your address is not registered with Single Window")
+
+# I1/I2: the envelope sender is not one of the identified party's physical addresses.
+# 553 = mailbox name not allowed (RFC 5321 4.2.3); 5.7.1 = not authorized (RFC 3463 3.8).
+SENDER_NOT_YOURS = Reply(553, "5.7.1", "Sender address is not registered for your party")
+
+# I2: an MSA submission without SASL login (Postfix should have refused it already).
+# 5.7.0 = other security status (RFC 3463 3.8).
+AUTH_REQUIRED = Reply(530, "5.7.0", "Authentication required")
+
+# I2 (SPEC R2.4): more submissions in the window than allowed. 450 = mailbox unavailable,
+# try later (RFC 5321 4.2.3); 4.7.1 = delivery not authorized, transient (RFC 3463 3.8).
+RATE_LIMITED = Reply(450, "4.7.1", "Submission rate limit reached, try again later")
+
+# The store is unreachable or failed: defer, never accept blindly, never reject.
+# 451 = local error in processing (RFC 5321 4.2.3); 4.3.0 = other mail system status.
+STORE_UNAVAILABLE = Reply(451, "4.3.0", "Single Window is temporarily unable to decide")
+
+
+# --- LMTP per-recipient statuses from the routing transport (RFC 2033 4.2) ---------------
+DELIVERED = Reply(250, "2.0.0", "Delivered to Single Window")
+
+# SPEC R5.3, the ten failure reasons. The text is what the submitter reads in the DSN.
+# 1. 5.6.1 = media not supported (RFC 3463 3.7)
+UNSUPPORTED_CONTENT_TYPE = Reply(554, "5.6.1", "Unsupported Content-Type")
+# 2. 5.6.0 = other or undefined media error (RFC 3463 3.7)
+NO_BODY_PART = Reply(554, "5.6.0", "The message has no body part")
+# 3.
+MULTIPLE_BODY_PARTS = Reply(554, "5.6.0", "The message has more than one body part")
+# 4.
+INVALID_ENCODING = Reply(554, "5.6.0", "Invalid Base64 or quoted-printable encoding")
+# 5.
+EIGHT_BIT_IN_7BIT = Reply(554, "5.6.0", "8-bit bytes in a part declared 7bit")
+# 6. an encoding Single Window cannot decode: 5.6.1 media not supported (RFC 3463 3.7)
+UNKNOWN_TRANSFER_ENCODING = Reply(554, "5.6.1", "Unknown Content-Transfer-Encoding")
+# 7.
+UNPARSABLE_MULTIPART = Reply(554, "5.6.0", "A multipart MIME part cannot be parsed")
+# 8. 5.1.0 = other address status (RFC 3463 3.2)
+UNKNOWN_ADDRESS = Reply(554, "5.1.0", "An address in the message is unknown to Single Window")
+# 9. 5.7.1 = delivery not authorized, message refused (RFC 3463 3.8)
+UNAUTHORISED_LINK = Reply(554, "5.7.1", "This link is not authorised")
+# 10. 5.2.1 = mailbox disabled, not accepting messages (RFC 3463 3.3)
+ADDRESS_NOT_ACTIVATED = Reply(554, "5.2.1", "The logical address is not yet activated")
+
+# Any internal failure: Postfix keeps the message and retries. 4.3.0 (RFC 3463 3.5).
+INTERNAL_ERROR = Reply(451, "4.3.0", "Temporary failure in Single Window, will retry")
+# SPEC R3.2/D6: a POP3 session holds the maildrop. 4.2.1 = mailbox disabled, transient
+# (RFC 3463 3.3): Postfix retries after the session ends.
+MAILDROP_LOCKED = Reply(450, "4.2.1", "Maildrop is in use by a POP3 session, will retry")
