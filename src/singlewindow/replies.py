@@ -91,3 +91,9 @@ INTERNAL_ERROR = Reply(451, "4.3.0", "Temporary failure in Single Window, will r
 # SPEC R3.2/D6: a POP3 session holds the maildrop. 4.2.1 = mailbox disabled, transient
 # (RFC 3463 3.3): Postfix retries after the session ends.
 MAILDROP_LOCKED = Reply(450, "4.2.1", "Maildrop is in use by a POP3 session, will retry")
+
+# I2: the SASL login has no account (deleted while the session was open).
+LOGIN_UNKNOWN = Reply(554, "5.7.1", "Your login is not registered with Single Window")
+# A policy request from a listener Single Window does not know: a configuration error on
+# this side, so defer (RFC 3463 3.5, 4.3.5 system incorrectly configured).
+POLICY_MISCONFIGURED = Reply(451, "4.3.5", "Single Window is misconfigured, will retry")

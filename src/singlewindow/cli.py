@@ -1,0 +1,264 @@
+"""``swctl``: the operator's command over the store and the local stack (SPEC §6).
+
+Every form in SPEC §6 is fixed; errors are one line on stderr and exit status 1 (2 for
+usage errors, from argparse). Passwords are read only from standard input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from singlewindow import config as configmod
+from singlewindow import passwords, stack
+from singlewindow.store import StoreError, connect, directory, migrate
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class CommandError(Exception):
+    """Reported as ``swctl: error: ...`` with exit status 1."""
+
+
+def _config(args: argparse.Namespace) -> configmod.Config:
+    try:
+        return configmod.locate(args.state_dir)
+    except configmod.ConfigError as exc:
+        raise CommandError(str(exc)) from None
+
+
+@contextmanager
+def _db(args: argparse.Namespace) -> Iterator[psycopg.Connection[Any]]:
+    config = _config(args)
+    try:
+        conn = connect(config.database, autocommit=True)
+    except psycopg.OperationalError as exc:
+        # The message names host and reason; never the connection string (passwords).
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unreachable"
+        raise CommandError(f"cannot reach the database: {first}") from None
+    with conn:
+        yield conn
+
+
+# --- db --------------------------------------------------------------------------------
+
+def db_migrate(args: argparse.Namespace) -> int:
+    with _db(args) as conn:
+        applied = migrate.migrate(conn)
+    for m in applied:
+        print(f"applied {m.version:04d}_{m.name}")
+    if not applied:
+        print("schema is up to date")
+    return 0
+
+
+# --- party -----------------------------------------------------------------------------
+
+def party_add(args: argparse.Namespace) -> int:
+    with _db(args) as conn:
+        party = directory.add_party(conn, args.name, args.kind, args.peer or [], args.relay)
+    print(f"party {party.name} ({party.kind}) added")
+    return 0
+
+
+def party_list(args: argparse.Namespace) -> int:
+    with _db(args) as conn:
+        for party, peers in directory.list_parties(conn):
+            relay = f"{party.relay_host}:{party.relay_port}" if party.relay_host else "-"
+            print(f"{party.name}\t{party.kind}\trelay={relay}\tpeers={','.join(peers) or '-'}")
+    return 0
+
+
+# --- address ---------------------------------------------------------------------------
+
+def address_add(args: argparse.Namespace) -> int:
+    domain = _config(args).hub.domain
+    with _db(args) as conn:
+        address = directory.add_address(conn, args.logical, args.party, args.physical,
+                                        args.maildrop, domain, active=not args.inactive)
+    state = "active" if address.active else "inactive"
+    print(f"address {address.logical} -> {address.physical} ({state}) added")
+    return 0
+
+
+def address_activate(args: argparse.Namespace) -> int:
+    with _db(args) as conn:
+        address = directory.activate_address(conn, args.logical)
+    print(f"address {address.logical} activated")
+    return 0
+
+
+def address_list(args: argparse.Namespace) -> int:
+    with _db(args) as conn:
+        for a in directory.list_addresses(conn):
+            where = f"maildrop:{a.maildrop_login}" if a.maildrop_login else a.physical
+            state = "active" if a.active else "inactive"
+            print(f"{a.logical}\t{a.party.name}\t{a.physical}\t{where}\t{state}")
+    return 0
+
+
+# --- account ---------------------------------------------------------------------------
+
+def account_add(args: argparse.Namespace) -> int:
+    if not args.password_stdin:
+        raise CommandError("give the password on standard input with --password-stdin")
+    line = sys.stdin.readline()
+    password = line[:-1] if line.endswith("\n") else line
+    try:
+        passwords.check(password)
+    except passwords.PasswordError as exc:
+        raise CommandError(str(exc)) from None
+    login = args.login
+    realm = _config(args).hub.sasl_realm
+    with _db(args) as conn:
+        directory.add_account(conn, login, args.party, passwords.strong_hash(password),
+                              passwords.digest_md5_hash(login, realm, password))
+    print(f"account {login} added for party {args.party}")
+    return 0
+
+
+class _RefusePassword(argparse.Action):
+    """``--password X`` would put the secret in the process list and shell history."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object, **__: object) -> None:
+        parser.exit(1, "swctl: error: passwords on the command line are refused; "
+                       "use --password-stdin\n")
+
+
+# --- link, route -----------------------------------------------------------------------
+
+def link_set(args: argparse.Namespace) -> int:
+    with _db(args) as conn:
+        directory.set_link(conn, args.sender, args.recipient, args.verb == "allow")
+    print(f"link {args.sender} -> {args.recipient}: {args.verb}")
+    return 0
+
+
+def route_add(args: argparse.Namespace) -> int:
+    with _db(args) as conn:
+        directory.add_route(conn, args.logical, args.type, args.to)
+    print(f"route {args.logical} [{args.type}] -> {', '.join(args.to)}")
+    return 0
+
+
+# --- stack -----------------------------------------------------------------------------
+
+def _state_dir(args: argparse.Namespace) -> Path:
+    chosen = args.state_dir or os.environ.get("SW_STATE_DIR")
+    return Path(chosen) if chosen else configmod.Paths().state_dir
+
+
+def stack_up(args: argparse.Namespace) -> int:
+    stack.up(_state_dir(args), demo=args.demo)
+    return 0
+
+
+def stack_down(args: argparse.Namespace) -> int:
+    stack.down(_state_dir(args))
+    return 0
+
+
+def stack_status(args: argparse.Namespace) -> int:
+    states = stack.status(_state_dir(args))
+    for name, pid in states:
+        print(f"{name}\t{'running pid ' + str(pid) if pid else 'stopped'}")
+    return 0 if all(pid for _, pid in states) else 3
+
+
+# --- parser ----------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="swctl", description="Single Window administration")
+    parser.add_argument("--state-dir", help="local stack state directory (or SW_STATE_DIR)")
+    sub = parser.add_subparsers(dest="group", required=True, metavar="COMMAND")
+
+    def command(group: Any, name: str, handler: Handler, help_: str) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = group.add_parser(name, help=help_)
+        p.set_defaults(handler=handler)
+        return p
+
+    db = sub.add_parser("db", help="database schema").add_subparsers(dest="cmd", required=True)
+    command(db, "migrate", db_migrate, "apply pending migrations (idempotent)")
+
+    party = sub.add_parser("party", help="companies and agencies").add_subparsers(
+        dest="cmd", required=True)
+    p = command(party, "add", party_add, "add a party")
+    p.add_argument("name")
+    p.add_argument("--kind", required=True, choices=directory.KINDS)
+    p.add_argument("--peer", action="append", metavar="CIDR", help="MTA source network")
+    p.add_argument("--relay", metavar="HOST:PORT", help="next hop for the party's mail")
+    command(party, "list", party_list, "list parties")
+
+    address = sub.add_parser("address", help="logical addresses").add_subparsers(
+        dest="cmd", required=True)
+    p = command(address, "add", address_add, "add a logical address")
+    p.add_argument("logical")
+    p.add_argument("--party", required=True)
+    p.add_argument("--physical", required=True)
+    p.add_argument("--maildrop", metavar="LOGIN", help="deliver into this POP3 maildrop")
+    p.add_argument("--inactive", action="store_true", help="add it not yet activated")
+    p = command(address, "activate", address_activate, "activate a logical address")
+    p.add_argument("logical")
+    command(address, "list", address_list, "list addresses")
+
+    account = sub.add_parser("account", help="MSA/POP3 logins").add_subparsers(
+        dest="cmd", required=True)
+    p = command(account, "add", account_add, "add a login; password on stdin")
+    p.add_argument("login")
+    p.add_argument("--party", required=True)
+    p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    p.add_argument("--password", action=_RefusePassword, help=argparse.SUPPRESS)
+
+    link = sub.add_parser("link", help="who may send to whom").add_subparsers(
+        dest="verb", required=True)
+    for verb in ("allow", "deny"):
+        p = command(link, verb, link_set, f"{verb} SENDER -> RECIPIENT (party or kind)")
+        p.add_argument("sender")
+        p.add_argument("recipient")
+
+    route = sub.add_parser("route", help="message routing").add_subparsers(
+        dest="cmd", required=True)
+    p = command(route, "add", route_add, "route a message type to destinations")
+    p.add_argument("logical")
+    p.add_argument("--type", required=True, metavar="MESSAGE_TYPE")
+    p.add_argument("--to", required=True, action="append", metavar="LOGICAL")
+
+    stack_ = sub.add_parser("stack", help="the local stack").add_subparsers(
+        dest="cmd", required=True)
+    p = command(stack_, "up", stack_up, "start PostgreSQL, Postfix, Dovecot and the daemons")
+    p.add_argument("--demo", action="store_true", help="seed demo parties")
+    command(stack_, "down", stack_down, "stop what 'up' started")
+    command(stack_, "status", stack_status, "what runs")
+    for p in (stack_.choices["up"], stack_.choices["down"], stack_.choices["status"]):
+        p.add_argument("--state-dir", default=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except (CommandError, StoreError, stack.StackError, configmod.ConfigError) as exc:
+        print(f"swctl: error: {exc}", file=sys.stderr)
+        return 1
+    except psycopg.Error as exc:
+        first = (str(exc).strip().splitlines() or ["database error"])[0]
+        print(f"swctl: error: database: {first}", file=sys.stderr)
+        return 1
+    return code
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,221 @@
+"""The one configuration object of Single Window.
+
+Every daemon and ``swctl`` load ``singlewindow.toml`` once into a frozen :class:`Config`.
+Each option's default is defined, and documented, right here; a TOML file only names what
+differs. Tests build the object directly with keyword arguments.
+
+File layout::
+
+    [hub]        domain, hostname, SASL realm
+    [database]   how to reach PostgreSQL
+    [listeners]  addresses and ports of the public listeners
+    [policy]     the RCPT-time policy daemon
+    [paths]      where the stack keeps its state, sockets and logs
+    [tls]        certificate and key of the MSA and POP3 listeners
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any
+
+#: Where ``swctl`` looks for the config file of a deployed system.
+DEFAULT_CONFIG_FILE = Path("/etc/singlewindow/singlewindow.toml")
+#: Name of the config file inside a local stack's state directory.
+STATE_CONFIG_NAME = "singlewindow.toml"
+
+
+class ConfigError(Exception):
+    """The configuration file is missing, unreadable or names an unknown option."""
+
+
+@dataclass(frozen=True, slots=True)
+class Hub:
+    #: The Single Window domain: every logical address lives here (SPEC §6: ``sw.test``).
+    domain: str = "sw.test"
+    #: This node's host name in SMTP greetings and Received headers.
+    hostname: str = "mail.sw.test"
+    #: The DIGEST-MD5 realm (RFC 2831); the ``{DIGEST-MD5}`` hashes are computed over it,
+    #: so changing it invalidates every stored DIGEST-MD5 hash.
+    sasl_realm: str = "sw.test"
+
+
+@dataclass(frozen=True, slots=True)
+class Database:
+    #: libpq connection string. The local stack points it at its private cluster's socket
+    #: directory; a deployment at its PostgreSQL node.
+    conninfo: str = "dbname=singlewindow user=sw"
+    #: Seconds a daemon waits for a connection before it defers (4.3.0) instead.
+    connect_timeout: int = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Listeners:
+    #: Address every public listener binds to (SPEC §6: loopback for the local stack).
+    bind: str = "127.0.0.1"
+    #: I1, SMTP between MTAs: plain, peer IP identifies the party (SPEC R1.1, R1.3).
+    mta_port: int = 2525
+    #: I2, submission with implicit TLS and SASL (SPEC R2.2, R2.3).
+    msa_port: int = 4465
+    #: I3, POP3 with STLS (SPEC R3.4).
+    pop3_port: int = 1110
+    #: I3, POP3 with implicit TLS.
+    pop3s_port: int = 1995
+    #: Loopback-only listener for copies the transport re-injects (no policy, no milter).
+    reinject_port: int = 10025
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    #: SPEC R2.4: submissions per company allowed on the MSA within ``msa_window_seconds``.
+    msa_rate_limit: int = 1
+    #: Length of the MSA rate-limit window in seconds.
+    msa_window_seconds: int = 60
+    #: Worker threads answering policy queries (each holds at most one DB connection).
+    workers: int = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Paths:
+    #: The stack's state directory: config, databases, queues, maildrops, sockets, logs.
+    #: Unix socket paths live under it and must stay below ~100 bytes, so keep it short.
+    state_dir: Path = Path("/var/lib/singlewindow")
+
+    @property
+    def run_dir(self) -> Path:
+        return self.state_dir / "run"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "log"
+
+    @property
+    def policy_socket(self) -> Path:
+        return self.run_dir / "policy.sock"
+
+    @property
+    def lmtp_socket(self) -> Path:
+        return self.run_dir / "lmtp.sock"
+
+    @property
+    def milter_socket(self) -> Path:
+        return self.run_dir / "milter.sock"
+
+    @property
+    def maildrop_dir(self) -> Path:
+        return self.state_dir / "maildrops"
+
+
+@dataclass(frozen=True, slots=True)
+class Tls:
+    #: PEM certificate chain for the MSA and POP3 listeners; ``swctl stack up`` generates a
+    #: self-signed one at this place when it is missing (state_dir/tls/ if left empty).
+    cert_file: Path | None = None
+    #: PEM private key matching ``cert_file``.
+    key_file: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    hub: Hub = field(default_factory=Hub)
+    database: Database = field(default_factory=Database)
+    listeners: Listeners = field(default_factory=Listeners)
+    policy: Policy = field(default_factory=Policy)
+    paths: Paths = field(default_factory=Paths)
+    tls: Tls = field(default_factory=Tls)
+
+    @property
+    def cert_file(self) -> Path:
+        return self.tls.cert_file or self.paths.state_dir / "tls" / "cert.pem"
+
+    @property
+    def key_file(self) -> Path:
+        return self.tls.key_file or self.paths.state_dir / "tls" / "key.pem"
+
+
+def _build(cls: type[Any], data: dict[str, Any], where: str) -> Any:
+    """Make dataclass ``cls`` from a TOML table, refusing unknown keys by name."""
+    known = {f.name: f for f in fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in known:
+            raise ConfigError(f"unknown option {where}{key}")
+        default = getattr(cls(), key)
+        if is_dataclass(default):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}{key} must be a table")
+            kwargs[key] = _build(type(default), value, f"{where}{key}.")
+        elif isinstance(default, Path) or known[key].type in ("Path", "Path | None"):
+            kwargs[key] = Path(value)
+        else:
+            kwargs[key] = value
+    return cls(**kwargs)
+
+
+def parse(text: str) -> Config:
+    """Build a :class:`Config` from TOML text."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"invalid TOML: {exc}") from exc
+    config: Config = _build(Config, data, "")
+    return config
+
+
+def load(path: Path) -> Config:
+    """Read the config file at ``path``."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    return parse(text)
+
+
+def for_state_dir(state_dir: Path) -> Config:
+    """The config of the local stack in ``state_dir`` (its file if present, else defaults)."""
+    path = state_dir / STATE_CONFIG_NAME
+    config = load(path) if path.exists() else Config()
+    return replace(config, paths=replace(config.paths, state_dir=state_dir))
+
+
+def locate(state_dir: str | None = None) -> Config:
+    """Find the config ``swctl`` works with.
+
+    Order: ``--state-dir``, then ``SW_STATE_DIR``, then ``SW_CONFIG`` or the deployed
+    system's ``/etc/singlewindow/singlewindow.toml``.
+    """
+    chosen = state_dir or os.environ.get("SW_STATE_DIR")
+    if chosen:
+        return for_state_dir(Path(chosen).resolve())
+    return load(Path(os.environ.get("SW_CONFIG", str(DEFAULT_CONFIG_FILE))))
+
+
+def to_toml(config: Config) -> str:
+    """Write ``config`` as TOML (only what differs from the defaults)."""
+    lines: list[str] = ["# Single Window configuration; see singlewindow/config.py for every option."]
+    defaults = Config()
+    for section in fields(Config):
+        current, default = getattr(config, section.name), getattr(defaults, section.name)
+        changed = [
+            (f.name, getattr(current, f.name))
+            for f in fields(current)
+            if getattr(current, f.name) != getattr(default, f.name)
+        ]
+        if not changed:
+            continue
+        lines.append(f"\n[{section.name}]")
+        for name, value in changed:
+            lines.append(f"{name} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'

@@ -1,0 +1,73 @@
+"""What every long-running Single Window service shares: logging, readiness, sockets.
+
+The policy daemon, the milter and the transport each own one unix socket that a Postfix
+process (running as ``postfix``) connects to, and each tells systemd when it is ready
+(``Type=notify``, sd_notify(3)) without depending on libsystemd.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import grp
+import logging
+import os
+import socket
+import sys
+from pathlib import Path
+
+from singlewindow import config as configmod
+
+#: Group that Postfix's daemons run in; our sockets are group-writable for it only.
+POSTFIX_GROUP = "postfix"
+
+
+def setup_logging(name: str, verbose: bool = False) -> logging.Logger:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    return logging.getLogger(name)
+
+
+def notify(state: str) -> None:
+    """Send ``state`` (e.g. ``READY=1``) to systemd if it supervises us (sd_notify(3))."""
+    target = os.environ.get("NOTIFY_SOCKET")
+    if not target:
+        return
+    if target.startswith("@"):  # abstract namespace socket
+        target = "\0" + target[1:]
+    with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        s.connect(target)
+        s.sendall(state.encode())
+
+
+def prepare_socket_path(path: Path) -> None:
+    """Make room for a listening unix socket at ``path`` (remove a stale one)."""
+    if len(os.fsencode(path)) > 100:
+        raise SystemExit(f"socket path too long for AF_UNIX: {path}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
+def restrict_socket(path: Path, group: str = POSTFIX_GROUP) -> None:
+    """Owner and ``group`` may connect; nobody else (mode 0660)."""
+    with contextlib.suppress(KeyError, PermissionError):
+        os.chown(path, -1, grp.getgrnam(group).gr_gid)
+    os.chmod(path, 0o660)
+
+
+def argument_parser(description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--state-dir", help="local stack state directory (or SW_STATE_DIR)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    return parser
+
+
+def load_config(args: argparse.Namespace) -> configmod.Config:
+    try:
+        return configmod.locate(args.state_dir)
+    except configmod.ConfigError as exc:
+        raise SystemExit(f"configuration: {exc}") from None

@@ -1,0 +1,117 @@
+"""RCPT-time decisions: may this client send this message? Plain functions over the store.
+
+SPEC F1 and R1.3/R2.3/R2.4. Each function returns a policy action: ``DUNNO`` (no
+objection; the rest of Postfix's restrictions, e.g. the recipient table, still apply) or a
+reply from :mod:`singlewindow.replies`. The listener is named by ``policy_context`` in
+master.cf (``check_policy_service { ..., policy_context=mta }``), so a request cannot
+claim to come from another listener.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from singlewindow import replies
+from singlewindow.config import Policy
+from singlewindow.store import directory
+
+Conn = psycopg.Connection[Any]
+
+#: ``policy_context`` values set in master.cf.
+MTA = "mta"
+MSA = "msa"
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """The attributes of a policy request that the decisions use."""
+
+    context: str
+    client_address: str
+    sender: str
+    recipient: str
+    sasl_username: str
+    instance: str
+
+    @classmethod
+    def from_attrs(cls, attrs: dict[str, str]) -> Request:
+        return cls(
+            context=attrs.get("policy_context", ""),
+            client_address=attrs.get("client_address", ""),
+            sender=attrs.get("sender", ""),
+            recipient=attrs.get("recipient", ""),
+            sasl_username=attrs.get("sasl_username", ""),
+            instance=attrs.get("instance", ""),
+        )
+
+
+def action(reply: replies.Reply) -> str:
+    return reply.line()
+
+
+def decide(conn: Conn, request: Request, policy: Policy, realm: str) -> str:
+    if request.context == MTA:
+        return decide_mta(conn, request)
+    if request.context == MSA:
+        return decide_msa(conn, request, policy, realm)
+    return action(replies.POLICY_MISCONFIGURED)
+
+
+def decide_mta(conn: Conn, request: Request) -> str:
+    """I1: the peer IP names the party; the envelope sender must be one of its addresses."""
+    party = directory.party_by_peer(conn, request.client_address)
+    if party is None:
+        return action(replies.PEER_UNKNOWN)
+    # The null sender (RFC 5321 4.5.5) is how an MTA returns a DSN, e.g. an agency's MTA
+    # about a copy Single Window forwarded; it is allowed from a registered peer.
+    if request.sender and not directory.owns_physical(conn, party, request.sender):
+        return action(replies.SENDER_NOT_YOURS)
+    return replies.POLICY_DUNNO
+
+
+def login_of(sasl_username: str, realm: str) -> str:
+    """The account login: Dovecot may report ``login@realm`` for DIGEST-MD5 (RFC 2831)."""
+    suffix = "@" + realm
+    return sasl_username[: -len(suffix)] if sasl_username.endswith(suffix) else sasl_username
+
+
+def decide_msa(conn: Conn, request: Request, policy: Policy, realm: str) -> str:
+    """I2: the login names the party; its own sender only; at most N messages a window."""
+    if not request.sasl_username:
+        return action(replies.AUTH_REQUIRED)
+    party = directory.party_by_login(conn, login_of(request.sasl_username, realm))
+    if party is None:
+        return action(replies.LOGIN_UNKNOWN)
+    if not request.sender or not directory.owns_physical(conn, party, request.sender):
+        return action(replies.SENDER_NOT_YOURS)
+    if not claim_submission(conn, party.id, request.instance, policy):
+        return action(replies.RATE_LIMITED)
+    return replies.POLICY_DUNNO
+
+
+def claim_submission(conn: Conn, party_id: int, instance: str, policy: Policy) -> bool:
+    """Count this message against the party's MSA window, once; False when over the limit.
+
+    Postfix asks once per recipient and may repeat a query, all with the same ``instance``
+    (one per mail transaction), so a message is claimed once. The party row lock
+    serialises concurrent claims of one party across smtpd processes and nodes.
+    """
+    window = f"{policy.msa_window_seconds} seconds"
+    with conn.transaction():
+        conn.execute("SELECT 1 FROM party WHERE id = %s FOR UPDATE", (party_id,))
+        if conn.execute("SELECT 1 FROM msa_claim WHERE instance = %s AND party_id = %s",
+                        (instance, party_id)).fetchone():
+            return True
+        # Claims older than the window no longer count; drop them so the table stays small.
+        conn.execute("DELETE FROM msa_claim WHERE party_id = %s"
+                     " AND claimed_at < now() - %s::interval", (party_id, window))
+        row = conn.execute("SELECT count(*) AS n FROM msa_claim WHERE party_id = %s",
+                           (party_id,)).fetchone()
+        if row is not None and row["n"] >= policy.msa_rate_limit:
+            return False
+        conn.execute("INSERT INTO msa_claim (instance, party_id) VALUES (%s, %s)",
+                     (instance, party_id))
+        return True

@@ -1,0 +1,508 @@
+"""The local stack: private PostgreSQL, Postfix, Dovecot and the project's daemons.
+
+``swctl stack up`` builds everything under one state directory and starts it on
+127.0.0.1 (SPEC §6); ``down`` stops exactly what ``up`` started, by pid; ``status`` tells
+what runs. The system's own Postfix, Dovecot and PostgreSQL configuration and services
+are not touched: each server runs as a private instance with its own configuration
+directory (``postfix -c``, ``dovecot -c``, ``pg_ctl -D``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from psycopg.conninfo import conninfo_to_dict
+
+from singlewindow import config as configmod
+from singlewindow import passwords, render
+from singlewindow.config import Config
+from singlewindow.store import connect, directory, migrate
+
+#: The project's own daemons: name → module run with ``python -m``, and the socket that
+#: tells it is ready.
+DAEMONS: dict[str, tuple[str, Callable[[Config], Path]]] = {
+    "policyd": ("singlewindow.policy.server", lambda c: c.paths.policy_socket),
+}
+#: System users the stack needs (Debian packages create the first three, scripts/install
+#: the last).
+REQUIRED_USERS = ("postgres", "postfix", "dovecot", "singlewindow")
+MAILDROP_USER = "singlewindow"
+START_TIMEOUT = 30.0
+
+Say = Callable[[str], None]
+
+
+class StackError(Exception):
+    """The stack cannot be brought up or down; the text says what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """Where each component keeps its files inside the state directory."""
+
+    root: Path
+
+    @property
+    def config_file(self) -> Path:
+        return self.root / configmod.STATE_CONFIG_NAME
+
+    @property
+    def pg_data(self) -> Path:
+        return self.root / "pg" / "data"
+
+    @property
+    def pg_socket_dir(self) -> Path:
+        return self.root / "run" / "pg"
+
+    @property
+    def postfix_conf(self) -> Path:
+        return self.root / "postfix"
+
+    @property
+    def postfix_queue(self) -> Path:
+        return self.root / "spool"
+
+    @property
+    def postfix_data(self) -> Path:
+        return self.root / "lib" / "postfix"
+
+    @property
+    def dovecot_conf(self) -> Path:
+        return self.root / "dovecot"
+
+    @property
+    def dovecot_base(self) -> Path:
+        return self.root / "run" / "dovecot"
+
+    @property
+    def dovecot_state(self) -> Path:
+        return self.root / "lib" / "dovecot"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.root / "log"
+
+    def pid_file(self, name: str) -> Path:
+        return self.root / "run" / f"{name}.pid"
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+def pg_bin(tool: str) -> str:
+    """A PostgreSQL server tool from the newest installed major version."""
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin"),
+                      key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0)
+    for directory_ in reversed(versions):
+        if (directory_ / tool).exists():
+            return str(directory_ / tool)
+    found = shutil.which(tool)
+    if found is None:
+        raise StackError(f"PostgreSQL's {tool} is not installed: run scripts/install")
+    return found
+
+
+def run(cmd: list[str], *, user: str | None = None, input_: str | None = None,
+        check: bool = True, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run a command to completion; output goes through a file, not a pipe, because a
+    daemon that forks (dovecot) keeps its inherited descriptors open for its lifetime."""
+    with tempfile.TemporaryFile("w+") as out:
+        result = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, text=True,
+                                input=input_, user=user, group=user,
+                                extra_groups=[] if user else None, cwd=cwd, check=False)
+        out.seek(0)
+        output = out.read()
+    if check and result.returncode != 0:
+        detail = output.strip().splitlines()[-5:]
+        raise StackError(f"{' '.join(cmd[:3])} failed: " + " | ".join(detail))
+    return subprocess.CompletedProcess(cmd, result.returncode, output, "")
+
+
+def _chown(path: Path, user: str, mode: int) -> None:
+    entry = pwd.getpwnam(user)
+    os.chown(path, entry.pw_uid, entry.pw_gid)
+    os.chmod(path, mode)
+
+
+def _mkdir(path: Path, user: str = "root", mode: int = 0o755) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    _chown(path, user, mode)
+
+
+def _alive(pid: int, marker: str) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return marker.encode() in cmdline
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _wait(predicate: Callable[[], bool], what: str, log: Path | None = None) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    tail = ""
+    if log is not None and log.exists():
+        tail = " | ".join(log.read_text(errors="replace").strip().splitlines()[-5:])
+    raise StackError(f"{what} did not come up within {START_TIMEOUT:.0f}s. {tail}")
+
+
+def _port_open(host: str, port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+        return True
+    return False
+
+
+def _smtp_greets(host: str, port: int) -> bool:
+    """The listener answers with a 220 greeting (a broken smtpd accepts, then dies)."""
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=2) as s:
+        return s.recv(512).startswith(b"220")
+    return False
+
+
+def _unix_open(path: Path) -> bool:
+    with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as s:
+        s.connect(str(path))
+        return True
+    return False
+
+
+def preflight() -> None:
+    if os.geteuid() != 0:
+        raise StackError("the stack needs root (Postfix starts as root): run with sudo")
+    for user in REQUIRED_USERS:
+        try:
+            pwd.getpwnam(user)
+        except KeyError:
+            raise StackError(f"system user {user!r} is missing: run scripts/install") from None
+    for tool in ("postfix", "dovecot", "doveconf", "openssl"):
+        if shutil.which(tool) is None:
+            raise StackError(f"{tool} is not installed: run scripts/install")
+
+
+# --- configuration ---------------------------------------------------------------------
+
+def init_config(state_dir: Path, base: Config | None = None) -> Config:
+    """The stack's config: the file in ``state_dir`` if any, else one written from ``base``."""
+    layout = Layout(state_dir)
+    if layout.config_file.exists():
+        return configmod.for_state_dir(state_dir)
+    config = base or Config()
+    conninfo = f"host={layout.pg_socket_dir} dbname=singlewindow user=sw"
+    config = replace(config, paths=replace(config.paths, state_dir=state_dir),
+                     database=replace(config.database, conninfo=conninfo))
+    state_dir.mkdir(parents=True, exist_ok=True)
+    render.write_atomic(layout.config_file, configmod.to_toml(config))
+    return config
+
+
+def template_context(config: Config, layout: Layout) -> dict[str, Any]:
+    """Everything conf/ templates may name, for the local stack."""
+    db = conninfo_to_dict(config.database.conninfo)
+    maildrop = pwd.getpwnam(MAILDROP_USER)
+    dh = Path("/usr/share/dovecot/dh.pem")
+    return {
+        "hub": config.hub,
+        "listeners": config.listeners,
+        "paths": config.paths,
+        "tls": {"cert_file": config.cert_file, "key_file": config.key_file},
+        "postfix": {
+            "private_instance": True,
+            "config_directory": layout.postfix_conf,
+            "queue_directory": layout.postfix_queue,
+            "data_directory": layout.postfix_data,
+            "maillog_file": layout.log_dir / "postfix.log",
+            "maillog_prefix": layout.log_dir,
+            "message_size_limit": 50 * 1024 * 1024,
+        },
+        "dovecot": {
+            "private_instance": True,
+            "config_directory": layout.dovecot_conf,
+            "base_dir": layout.dovecot_base,
+            "instance_name": "sw-" + layout.root.name,
+            "state_dir": layout.dovecot_state,
+            "log_path": layout.log_dir / "dovecot.log",
+            "ssl_dh": dh if dh.exists() else None,
+            # Relative to base_dir for Dovecot; Postfix gets the absolute path.
+            "auth_socket_name": "auth-postfix",
+            "auth_socket": layout.dovecot_base / "auth-postfix",
+        },
+        "database": {
+            "host": db.get("host", "/var/run/postgresql"),
+            "dbname": db.get("dbname", "singlewindow"),
+            "user": db.get("user", "sw"),
+            "password": db.get("password"),
+            "dovecot_connect": config.database.conninfo,
+            "os_users": ["root", "postfix", "dovecot", MAILDROP_USER],
+        },
+        "maildrop": {"uid": maildrop.pw_uid, "gid": maildrop.pw_gid},
+    }
+
+
+# --- components ------------------------------------------------------------------------
+
+def _tls(config: Config, say: Say) -> None:
+    if config.cert_file.exists() and config.key_file.exists():
+        return
+    config.cert_file.parent.mkdir(parents=True, exist_ok=True)
+    say(f"tls: generating a self-signed certificate for {config.hub.hostname}")
+    run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "825",
+         "-subj", f"/CN={config.hub.hostname}",
+         "-addext", f"subjectAltName=DNS:{config.hub.hostname},DNS:{config.hub.domain},"
+                    "IP:127.0.0.1",
+         "-keyout", str(config.key_file), "-out", str(config.cert_file)])
+    os.chmod(config.key_file, 0o600)
+
+
+def _postgres(config: Config, layout: Layout, ctx: dict[str, Any], say: Say) -> None:
+    data = layout.pg_data
+    if not (data / "PG_VERSION").exists():
+        say("postgresql: initdb")
+        _mkdir(data.parent, "postgres", 0o700)
+        _mkdir(data, "postgres", 0o700)
+        run([pg_bin("initdb"), "-D", str(data), "-U", "postgres", "-E", "UTF8",
+             "--locale=C", "--auth-local=peer", "--auth-host=reject", "--no-sync"],
+            user="postgres", cwd=layout.root)
+        with (data / "postgresql.conf").open("a") as conf:
+            conf.write("\ninclude = 'singlewindow.conf'\n")
+    _mkdir(layout.pg_socket_dir, "postgres", 0o755)
+    settings = (
+        "# Generated by swctl stack: the private cluster of the local stack.\n"
+        "listen_addresses = ''\n"
+        f"unix_socket_directories = '{layout.pg_socket_dir}'\n"
+        "unix_socket_permissions = 0777\n"
+    )
+    for name, text in (("singlewindow.conf", settings),
+                       ("pg_hba.conf", render.render("postgresql/pg_hba.conf.j2", ctx)),
+                       ("pg_ident.conf", render.render("postgresql/pg_ident.conf.j2", ctx))):
+        render.write_atomic(data / name, text, 0o600)
+        _chown(data / name, "postgres", 0o600)
+    log = layout.log_dir / "postgresql.log"
+    if not log.exists():
+        log.touch()
+    _chown(log, "postgres", 0o640)
+    ctl = [pg_bin("pg_ctl"), "-D", str(data)]
+    if run([*ctl, "status"], user="postgres", check=False, cwd=layout.root).returncode == 0:
+        run([*ctl, "reload"], user="postgres", cwd=layout.root)
+    else:
+        say("postgresql: starting")
+        run([*ctl, "-l", str(log), "-w", "-t", "60", "start"], user="postgres", cwd=layout.root)
+    db, role = ctx["database"]["dbname"], ctx["database"]["user"]
+    bootstrap = (
+        f"SELECT 'CREATE ROLE {role} LOGIN' WHERE NOT EXISTS "
+        f"(SELECT FROM pg_roles WHERE rolname = '{role}') \\gexec\n"
+        f"SELECT 'CREATE DATABASE {db} OWNER {role}' WHERE NOT EXISTS "
+        f"(SELECT FROM pg_database WHERE datname = '{db}') \\gexec\n"
+    )
+    run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", str(layout.pg_socket_dir),
+         "-U", "postgres", "-d", "postgres", "-f", "-"], user="postgres",
+        input_=bootstrap, cwd=layout.root)
+    with connect(config.database, autocommit=True) as conn:
+        for migration in migrate.migrate(conn):
+            say(f"postgresql: applied migration {migration.version:04d}_{migration.name}")
+
+
+def _start_daemon(config: Config, layout: Layout, name: str, say: Say) -> None:
+    module, socket_of = DAEMONS[name]
+    pid_file = layout.pid_file(name)
+    pid = _read_pid(pid_file)
+    if pid is not None and _alive(pid, module):
+        return
+    say(f"{name}: starting")
+    log = layout.log_dir / f"{name}.log"
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", module, "--state-dir", str(layout.root)],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True, cwd=layout.root)
+    pid_file.write_text(f"{proc.pid}\n")
+    path = socket_of(config)
+    _wait(lambda: proc.poll() is None and _unix_open(path), name, log)
+
+
+def _postfix(layout: Layout, ctx: dict[str, Any], say: Say) -> None:
+    _mkdir(layout.postfix_conf)
+    _mkdir(layout.postfix_queue)
+    _mkdir(layout.postfix_data, "postfix", 0o700)
+    for name in ("main.cf", "master.cf", "pgsql-logical.cf"):
+        render.render_to(f"postfix/{name}.j2", layout.postfix_conf / name, ctx)
+    postfix = ["postfix", "-c", str(layout.postfix_conf)]
+    log = layout.log_dir / "postfix.log"
+    try:
+        run([*postfix, "check"])
+    except StackError as exc:
+        raise StackError(f"{exc} (see {log})") from None
+    if run([*postfix, "status"], check=False).returncode == 0:
+        run([*postfix, "reload"])
+    else:
+        say("postfix: starting")
+        run([*postfix, "start"])
+
+
+def _dovecot(config: Config, layout: Layout, ctx: dict[str, Any], say: Say) -> None:
+    _mkdir(layout.dovecot_conf)
+    _mkdir(layout.dovecot_base)
+    _mkdir(layout.dovecot_state)
+    _mkdir(config.paths.maildrop_dir, MAILDROP_USER, 0o700)
+    for name in ("dovecot.conf", "sql-strong.conf.ext", "sql-digest-md5.conf.ext"):
+        render.render_to(f"dovecot/{name}.j2", layout.dovecot_conf / name, ctx, 0o640)
+    conf = str(layout.dovecot_conf / "dovecot.conf")
+    run(["doveconf", "-c", conf, "-n"])
+    pid = _read_pid(layout.dovecot_base / "master.pid")
+    if pid is not None and _alive(pid, "dovecot"):
+        run(["dovecot", "-c", conf, "reload"])
+    else:
+        say("dovecot: starting")
+        run(["dovecot", "-c", conf])
+
+
+def up(state_dir: Path, *, demo: bool = False, base: Config | None = None,
+       say: Say = print, database_only: bool = False) -> Config:
+    """Bring the whole stack up (idempotent: running parts are reloaded, not restarted).
+
+    ``database_only`` starts just the private PostgreSQL (unit tests of the store).
+    """
+    preflight()
+    state_dir = state_dir.resolve()
+    config = init_config(state_dir, base)
+    layout = Layout(state_dir)
+    os.chmod(state_dir, 0o755)  # Postfix, Dovecot and PostgreSQL users must traverse it
+    _mkdir(state_dir / "run")
+    _mkdir(layout.log_dir)
+    ctx = template_context(config, layout)
+    _tls(config, say)
+    _postgres(config, layout, ctx, say)
+    if database_only:
+        return config
+    for name in DAEMONS:
+        _start_daemon(config, layout, name, say)
+    _postfix(layout, ctx, say)
+    _dovecot(config, layout, ctx, say)
+    listeners = config.listeners
+    for port in (listeners.msa_port, listeners.pop3_port, listeners.pop3s_port):
+        _wait(lambda p=port: _port_open(listeners.bind, p), f"listener {port}")  # type: ignore[misc]
+    _wait(lambda: _smtp_greets(listeners.bind, listeners.mta_port), "MTA listener",
+          layout.log_dir / "postfix.log")
+    if demo:
+        seed_demo(config, say)
+    say(f"stack up in {state_dir}: MTA {listeners.bind}:{listeners.mta_port}, "
+        f"MSA {listeners.msa_port}, POP3 {listeners.pop3_port}, POP3S {listeners.pop3s_port}")
+    return config
+
+
+def _stop_pid(pid: int, marker: str, timeout: float = 10.0) -> None:
+    if not _alive(pid, marker):
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _alive(pid, marker):
+        time.sleep(0.05)
+    if _alive(pid, marker):
+        os.kill(pid, signal.SIGKILL)
+
+
+def down(state_dir: Path, say: Say = print) -> None:
+    """Stop what ``up`` started in ``state_dir``, each by its own pid."""
+    layout = Layout(state_dir.resolve())
+    if (layout.postfix_queue / "pid" / "master.pid").exists():
+        if run(["postfix", "-c", str(layout.postfix_conf), "status"], check=False).returncode == 0:
+            say("postfix: stopping")
+            run(["postfix", "-c", str(layout.postfix_conf), "stop"], check=False)
+            master = _read_pid(layout.postfix_queue / "pid" / "master.pid")
+            if master is not None:
+                _wait(lambda: not _alive(master, "master"), "postfix stop")
+    pid = _read_pid(layout.dovecot_base / "master.pid")
+    if pid is not None and _alive(pid, "dovecot"):
+        say("dovecot: stopping")
+        _stop_pid(pid, "dovecot")
+    for name, (module, _) in DAEMONS.items():
+        pid = _read_pid(layout.pid_file(name))
+        if pid is not None and _alive(pid, module):
+            say(f"{name}: stopping")
+            _stop_pid(pid, module)
+        layout.pid_file(name).unlink(missing_ok=True)
+    if (layout.pg_data / "postmaster.pid").exists():
+        say("postgresql: stopping")
+        run([pg_bin("pg_ctl"), "-D", str(layout.pg_data), "-m", "fast", "-w", "stop"],
+            user="postgres", check=False, cwd=layout.root)
+
+
+def status(state_dir: Path) -> list[tuple[str, int | None]]:
+    """Each component and the pid it runs under (None: not running)."""
+    layout = Layout(state_dir.resolve())
+    found: list[tuple[str, int | None]] = []
+    pg = _read_pid(layout.pg_data / "postmaster.pid")
+    found.append(("postgresql", pg if pg is not None and _alive(pg, "postgres") else None))
+    master = _read_pid(layout.postfix_queue / "pid" / "master.pid")
+    found.append(("postfix", master if master is not None and _alive(master, "master")
+                  else None))
+    dove = _read_pid(layout.dovecot_base / "master.pid")
+    found.append(("dovecot", dove if dove is not None and _alive(dove, "dovecot") else None))
+    for name, (module, _) in DAEMONS.items():
+        pid = _read_pid(layout.pid_file(name))
+        found.append((name, pid if pid is not None and _alive(pid, module) else None))
+    return found
+
+
+# --- demo data -------------------------------------------------------------------------
+
+#: SPEC §6 --demo: one MTA company, one mail-client company with an account, two agencies.
+#: Each MTA party has its own loopback peer address; relays are the sinks' ports.
+DEMO_PARTIES = (
+    ("acme", "company", ["127.0.0.1/32"], "127.0.0.1:2601", "acme", "edi@acme.example"),
+    ("brightline", "company", [], None, "brightline", "clerk@brightline.example"),
+    ("customs", "agency", ["127.0.1.1/32"], "127.0.0.1:2602", "customs",
+     "declarations@customs.example"),
+    ("coastguard", "agency", ["127.0.1.2/32"], "127.0.0.1:2603", "coastguard",
+     "intake@coastguard.example"),
+)
+DEMO_LOGIN = "brightline"
+
+
+def seed_demo(config: Config, say: Say = print) -> None:
+    """Add the demo parties once; the mail client's password goes to a 0600 file."""
+    domain = config.hub.domain
+    credentials = config.paths.state_dir / "demo-credentials"
+    with connect(config.database, autocommit=True) as conn:
+        if directory.find_logical(conn, f"acme@{domain}") is not None:
+            return
+        password = secrets.token_urlsafe(12)
+        for name, kind, peers, relay, local, physical in DEMO_PARTIES:
+            directory.add_party(conn, name, kind, peers, relay)
+            maildrop = None
+            if name == DEMO_LOGIN:
+                directory.add_account(
+                    conn, DEMO_LOGIN, name, passwords.strong_hash(password),
+                    passwords.digest_md5_hash(DEMO_LOGIN, config.hub.sasl_realm, password))
+                maildrop = DEMO_LOGIN
+            directory.add_address(conn, f"{local}@{domain}", name, physical, maildrop, domain)
+    fd = os.open(credentials, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(f"login={DEMO_LOGIN}\npassword={password}\n")
+    say(f"demo: 2 companies, 2 agencies; mail-client login {DEMO_LOGIN!r}, "
+        f"password in {credentials}")
+
+
+

@@ -1,0 +1,298 @@
+"""Parties, peer networks, addresses, accounts, links and routes: reads and writes.
+
+Used by ``swctl`` (writes) and by the policy daemon and transport (reads). Writers raise
+:class:`StoreError` with one operator-readable line; the database constraints are the
+authority, this module only names their violations.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import errors
+
+from singlewindow.store import StoreError
+
+Conn = psycopg.Connection[Any]
+
+KINDS = ("company", "agency")
+# RFC 5321 4.1.2 Mailbox, restricted to the dot-atom form Single Window routes on.
+_ADDRESS = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+                      r"@[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                      r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+
+
+@dataclass(frozen=True, slots=True)
+class Party:
+    id: int
+    name: str
+    kind: str
+    relay_host: str | None
+    relay_port: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    id: int
+    logical: str
+    physical: str
+    party: Party
+    maildrop_login: str | None
+    active: bool
+
+
+def normalise_address(text: str) -> str:
+    """Check mailbox syntax and lower-case it; raise StoreError naming the problem."""
+    address = text.strip()
+    if len(address) > 254 or not _ADDRESS.match(address):
+        raise StoreError(f"invalid mail address: {text!r}")
+    return address.lower()
+
+
+def parse_network(text: str) -> str:
+    """Check a CIDR (a bare address means a single host)."""
+    try:
+        return str(ipaddress.ip_network(text, strict=True))
+    except ValueError as exc:
+        raise StoreError(f"invalid network {text!r}: {exc}") from None
+
+
+def parse_relay(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT`` for IPv6) into its parts."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise StoreError(f"invalid relay {text!r}: expected HOST:PORT")
+    return host, int(port)
+
+
+@contextmanager
+def _named_violations(what: str) -> Iterator[None]:
+    """Turn constraint violations into one line naming what was refused."""
+    try:
+        yield
+    except errors.UniqueViolation as exc:
+        raise StoreError(f"{what}: already exists ({_constraint(exc)})") from None
+    except errors.ExclusionViolation:
+        raise StoreError(f"{what}: network overlaps another party's peer network") from None
+    except errors.ForeignKeyViolation as exc:
+        raise StoreError(f"{what}: refers to something that does not exist "
+                         f"or is still in use ({_constraint(exc)})") from None
+    except errors.CheckViolation as exc:
+        raise StoreError(f"{what}: value not allowed ({_constraint(exc)})") from None
+
+
+def _constraint(exc: psycopg.Error) -> str:
+    diag = exc.diag
+    return diag.constraint_name or diag.message_primary or "constraint"
+
+
+# --- parties -------------------------------------------------------------------------------
+
+def _party(row: dict[str, Any]) -> Party:
+    return Party(row["id"], row["name"], row["kind"], row["relay_host"], row["relay_port"])
+
+
+def get_party(conn: Conn, name: str) -> Party:
+    row = conn.execute("SELECT * FROM party WHERE name = %s", (name,)).fetchone()
+    if row is None:
+        raise StoreError(f"unknown party {name!r}")
+    return _party(row)
+
+
+def add_party(conn: Conn, name: str, kind: str, peers: list[str], relay: str | None) -> Party:
+    if kind not in KINDS:
+        raise StoreError(f"invalid kind {kind!r}: expected company or agency")
+    networks = [parse_network(p) for p in peers]
+    host, port = parse_relay(relay) if relay else (None, None)
+    with _named_violations(f"party {name!r}"), conn.transaction():
+        row = conn.execute(
+            "INSERT INTO party (name, kind, relay_host, relay_port) VALUES (%s, %s, %s, %s)"
+            " RETURNING *", (name, kind, host, port)).fetchone()
+        assert row is not None
+        for network in networks:
+            conn.execute("INSERT INTO peer_network (party_id, network) VALUES (%s, %s)",
+                         (row["id"], network))
+    return _party(row)
+
+
+def list_parties(conn: Conn) -> list[tuple[Party, list[str]]]:
+    rows = conn.execute(
+        "SELECT p.*, coalesce(array_agg(n.network::text ORDER BY n.network)"
+        " FILTER (WHERE n.id IS NOT NULL), '{}') AS peers"
+        " FROM party p LEFT JOIN peer_network n ON n.party_id = p.id"
+        " GROUP BY p.id ORDER BY p.name").fetchall()
+    return [(_party(r), list(r["peers"])) for r in rows]
+
+
+def party_by_peer(conn: Conn, client_address: str) -> Party | None:
+    """SPEC R1.3: the party whose peer networks hold this IP (at most one: no overlaps)."""
+    row = conn.execute(
+        "SELECT p.* FROM peer_network n JOIN party p ON p.id = n.party_id"
+        " WHERE n.network >>= %s::inet", (client_address,)).fetchone()
+    return None if row is None else _party(row)
+
+
+# --- addresses -----------------------------------------------------------------------------
+
+_ADDRESS_SELECT = (
+    "SELECT a.id, a.logical, a.physical, a.maildrop_login, a.active,"
+    " p.id AS p_id, p.name, p.kind, p.relay_host, p.relay_port"
+    " FROM address a JOIN party p ON p.id = a.party_id ")
+
+
+def _address(row: dict[str, Any]) -> Address:
+    party = Party(row["p_id"], row["name"], row["kind"], row["relay_host"], row["relay_port"])
+    return Address(row["id"], row["logical"], row["physical"], party,
+                   row["maildrop_login"], row["active"])
+
+
+def add_address(conn: Conn, logical: str, party_name: str, physical: str,
+                maildrop: str | None, domain: str, active: bool = True) -> Address:
+    logical = normalise_address(logical)
+    physical = normalise_address(physical)
+    if logical.rpartition("@")[2] != domain:
+        raise StoreError(f"logical address {logical!r} is not in the Single Window domain {domain}")
+    if physical.rpartition("@")[2] == domain:
+        raise StoreError(f"physical address {physical!r} may not be in the Single Window domain")
+    party = get_party(conn, party_name)
+    with _named_violations(f"address {logical!r}"), conn.transaction():
+        if maildrop is not None:
+            owner = conn.execute("SELECT party_id FROM account WHERE login = %s",
+                                 (maildrop,)).fetchone()
+            if owner is None:
+                raise StoreError(f"unknown account {maildrop!r}")
+            if owner["party_id"] != party.id:
+                raise StoreError(f"account {maildrop!r} belongs to another party")
+        conn.execute(
+            "INSERT INTO address (logical, physical, party_id, maildrop_login, active,"
+            " activated_at) VALUES (%s, %s, %s, %s, %s, CASE WHEN %s THEN now() END)",
+            (logical, physical, party.id, maildrop, active, active))
+    found = find_logical(conn, logical)
+    assert found is not None
+    return found
+
+
+def activate_address(conn: Conn, logical: str) -> Address:
+    logical = normalise_address(logical)
+    row = conn.execute(
+        "UPDATE address SET active = true, activated_at = coalesce(activated_at, now())"
+        " WHERE logical = %s RETURNING id", (logical,)).fetchone()
+    if row is None:
+        raise StoreError(f"unknown logical address {logical!r}")
+    found = find_logical(conn, logical)
+    assert found is not None
+    return found
+
+
+def find_logical(conn: Conn, logical: str) -> Address | None:
+    row = conn.execute(_ADDRESS_SELECT + "WHERE a.logical = lower(%s)", (logical,)).fetchone()
+    return None if row is None else _address(row)
+
+
+def find_physical(conn: Conn, physical: str) -> Address | None:
+    row = conn.execute(_ADDRESS_SELECT + "WHERE a.physical = lower(%s)", (physical,)).fetchone()
+    return None if row is None else _address(row)
+
+
+def list_addresses(conn: Conn) -> list[Address]:
+    return [_address(r) for r in conn.execute(_ADDRESS_SELECT + "ORDER BY a.logical")]
+
+
+# --- accounts ------------------------------------------------------------------------------
+
+def add_account(conn: Conn, login: str, party_name: str,
+                password_hash: str, digest_md5_hash: str) -> None:
+    party = get_party(conn, party_name)
+    with _named_violations(f"account {login!r}"), conn.transaction():
+        conn.execute(
+            "INSERT INTO account (login, party_id, password_hash, digest_md5_hash)"
+            " VALUES (%s, %s, %s, %s)", (login, party.id, password_hash, digest_md5_hash))
+
+
+def party_by_login(conn: Conn, login: str) -> Party | None:
+    row = conn.execute(
+        "SELECT p.* FROM account a JOIN party p ON p.id = a.party_id WHERE a.login = %s",
+        (login,)).fetchone()
+    return None if row is None else _party(row)
+
+
+def owns_physical(conn: Conn, party: Party, address: str) -> bool:
+    """Is ``address`` one of ``party``'s physical addresses?"""
+    row = conn.execute("SELECT 1 FROM address WHERE party_id = %s AND physical = lower(%s)",
+                       (party.id, address)).fetchone()
+    return row is not None
+
+
+# --- links ---------------------------------------------------------------------------------
+
+def _side(conn: Conn, text: str) -> tuple[int | None, str | None]:
+    """A link side: a kind ('company', 'agency') or a party name."""
+    if text in KINDS:
+        return None, text
+    return get_party(conn, text).id, None
+
+
+def set_link(conn: Conn, sender: str, recipient: str, allowed: bool) -> None:
+    s_party, s_kind = _side(conn, sender)
+    r_party, r_kind = _side(conn, recipient)
+    with _named_violations("link"), conn.transaction():
+        conn.execute(
+            "DELETE FROM link WHERE sender_party_id IS NOT DISTINCT FROM %s"
+            " AND sender_kind IS NOT DISTINCT FROM %s"
+            " AND recipient_party_id IS NOT DISTINCT FROM %s"
+            " AND recipient_kind IS NOT DISTINCT FROM %s",
+            (s_party, s_kind, r_party, r_kind))
+        conn.execute(
+            "INSERT INTO link (sender_party_id, sender_kind, recipient_party_id,"
+            " recipient_kind, allowed) VALUES (%s, %s, %s, %s, %s)",
+            (s_party, s_kind, r_party, r_kind, allowed))
+
+
+def link_allowed(conn: Conn, sender: Party, recipient: Party) -> bool:
+    """The most specific matching link decides; no matching link means denied.
+
+    Specificity: party→party, party→kind, kind→party, kind→kind.
+    """
+    row = conn.execute(
+        "SELECT allowed FROM link"
+        " WHERE (sender_party_id = %(s)s OR sender_kind = %(sk)s)"
+        "   AND (recipient_party_id = %(r)s OR recipient_kind = %(rk)s)"
+        " ORDER BY (sender_party_id IS NOT NULL) DESC, (recipient_party_id IS NOT NULL) DESC"
+        " LIMIT 1",
+        {"s": sender.id, "sk": sender.kind, "r": recipient.id, "rk": recipient.kind},
+    ).fetchone()
+    return bool(row and row["allowed"])
+
+
+# --- routes --------------------------------------------------------------------------------
+
+def add_route(conn: Conn, logical: str, message_type: str, destinations: list[str]) -> None:
+    source = find_logical(conn, logical)
+    if source is None:
+        raise StoreError(f"unknown logical address {logical!r}")
+    targets = []
+    for text in destinations:
+        target = find_logical(conn, text)
+        if target is None:
+            raise StoreError(f"unknown logical address {text!r}")
+        targets.append(target)
+    with _named_violations("route"), conn.transaction():
+        for target in targets:
+            conn.execute(
+                "INSERT INTO route (address_id, message_type, destination_id)"
+                " VALUES (%s, %s, %s)", (source.id, message_type, target.id))
+
+
+def routes_for(conn: Conn, logical: str, message_type: str) -> list[Address]:
+    rows = conn.execute(
+        _ADDRESS_SELECT + "JOIN route r ON r.destination_id = a.id"
+        " JOIN address s ON s.id = r.address_id"
+        " WHERE s.logical = lower(%s) AND r.message_type = %s ORDER BY a.logical",
+        (logical, message_type)).fetchall()
+    return [_address(r) for r in rows]

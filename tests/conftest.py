@@ -1,0 +1,73 @@
+"""Shared fixtures: real PostgreSQL, Postfix and Dovecot under short /tmp/sw-* paths.
+
+Nothing here skips: a missing Postfix or Dovecot makes the stack fixture fail, and with
+it every integration test (CI must not go green without them).
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import tempfile
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from singlewindow import stack
+from singlewindow.config import Config, Listeners
+from singlewindow.store import connect
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def short_state_dir() -> Path:
+    # AF_UNIX paths must stay below ~100 bytes: pytest's tmp_path is far too deep.
+    return Path(tempfile.mkdtemp(dir="/tmp", prefix="sw-"))
+
+
+@pytest.fixture(scope="session")
+def database_config() -> Iterator[Config]:
+    """A private PostgreSQL cluster with the schema, for store and decision tests."""
+    state = short_state_dir()
+    try:
+        yield stack.up(state, database_only=True, say=lambda _: None)
+    finally:
+        stack.down(state, say=lambda _: None)
+        shutil.rmtree(state, ignore_errors=True)
+
+
+#: Tables a unit test may fill; emptied before each test (links get their defaults back).
+_TABLES = "event, message_recipient, message, msa_claim, route, link, address, account, " \
+          "peer_network, party"
+
+
+@pytest.fixture
+def conn(database_config: Config) -> Iterator[psycopg.Connection[Any]]:
+    with connect(database_config.database, autocommit=True) as c:
+        c.execute(f"TRUNCATE {_TABLES} RESTART IDENTITY CASCADE")
+        c.execute("INSERT INTO link (sender_kind, recipient_kind, allowed) VALUES"
+                  " ('company', 'agency', true), ('agency', 'company', true)")
+        yield c
+
+
+@pytest.fixture(scope="session")
+def sw_stack() -> Iterator[Config]:
+    """The whole local stack with demo data, on free ports."""
+    state = short_state_dir()
+    base = replace(Config(), listeners=Listeners(
+        mta_port=free_port(), msa_port=free_port(), pop3_port=free_port(),
+        pop3s_port=free_port(), reinject_port=free_port()))
+    try:
+        yield stack.up(state, demo=True, base=base, say=lambda _: None)
+    finally:
+        stack.down(state, say=lambda _: None)
+        shutil.rmtree(state, ignore_errors=True)
