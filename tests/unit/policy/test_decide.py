@@ -1,0 +1,104 @@
+"""Policy decisions over a real database (no socket, no Postfix)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import pytest
+
+from singlewindow import replies
+from singlewindow.config import Policy
+from singlewindow.policy.decide import Request, decide, login_of
+from singlewindow.store import directory
+
+D = "sw.test"
+REALM = "sw.test"
+
+
+@pytest.fixture
+def parties(conn: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
+    directory.add_party(conn, "acme", "company", ["10.1.0.0/24"], "127.0.0.1:2601")
+    directory.add_address(conn, f"acme@{D}", "acme", "edi@acme.example", None, D)
+    directory.add_party(conn, "bright", "company", [], None)
+    directory.add_account(conn, "bright", "bright", "{SHA512-CRYPT}$6$x", "{DIGEST-MD5}" + "0" * 32)
+    directory.add_address(conn, f"bright@{D}", "bright", "clerk@bright.example", "bright", D)
+    directory.add_party(conn, "customs", "agency", ["10.9.0.1/32"], "127.0.0.1:2602")
+    directory.add_address(conn, f"customs@{D}", "customs", "in@customs.example", None, D)
+    return conn
+
+
+def req(context: str, sender: str, client: str = "10.1.0.5", login: str = "",
+        instance: str = "i1", recipient: str = f"customs@{D}") -> Request:
+    return Request(context, client, sender, recipient, login, instance)
+
+
+def test_mta_registered_peer_own_sender(parties: psycopg.Connection[Any]) -> None:
+    assert decide(parties, req("mta", "edi@acme.example"), Policy(), REALM) == "DUNNO"
+
+
+def test_mta_sender_match_ignores_case(parties: psycopg.Connection[Any]) -> None:
+    assert decide(parties, req("mta", "EDI@Acme.Example"), Policy(), REALM) == "DUNNO"
+
+
+def test_mta_unknown_peer(parties: psycopg.Connection[Any]) -> None:
+    got = decide(parties, req("mta", "edi@acme.example", client="10.2.0.1"), Policy(), REALM)
+    assert got == "554 5.7.1 Your address is not registered with Single Window"
+
+
+def test_mta_sender_of_another_party(parties: psycopg.Connection[Any]) -> None:
+    got = decide(parties, req("mta", "in@customs.example"), Policy(), REALM)
+    assert got == replies.SENDER_NOT_YOURS.line()
+    assert got.startswith("553 5.7.1 ")
+
+
+def test_mta_null_sender_from_registered_peer(parties: psycopg.Connection[Any]) -> None:
+    assert decide(parties, req("mta", "", client="10.9.0.1"), Policy(), REALM) == "DUNNO"
+
+
+def test_msa_own_sender_then_rate_limited(parties: psycopg.Connection[Any]) -> None:
+    first = req("msa", "clerk@bright.example", login="bright", instance="a")
+    assert decide(parties, first, Policy(), REALM) == "DUNNO"
+    # Same message, second recipient or repeated query: counted once.
+    again = req("msa", "clerk@bright.example", login="bright", instance="a",
+                recipient=f"acme@{D}")
+    assert decide(parties, again, Policy(), REALM) == "DUNNO"
+    second = req("msa", "clerk@bright.example", login="bright", instance="b")
+    assert decide(parties, second, Policy(), REALM) == replies.RATE_LIMITED.line()
+    assert decide(parties, second, Policy(msa_rate_limit=2), REALM) == "DUNNO"
+
+
+def test_msa_window_expires(parties: psycopg.Connection[Any]) -> None:
+    first = req("msa", "clerk@bright.example", login="bright", instance="a")
+    assert decide(parties, first, Policy(), REALM) == "DUNNO"
+    parties.execute("UPDATE msa_claim SET claimed_at = now() - interval '61 seconds'")
+    second = req("msa", "clerk@bright.example", login="bright", instance="b")
+    assert decide(parties, second, Policy(), REALM) == "DUNNO"
+    assert parties.execute("SELECT count(*) AS n FROM msa_claim").fetchone() == {"n": 1}
+
+
+def test_msa_sender_not_the_logins(parties: psycopg.Connection[Any]) -> None:
+    got = decide(parties, req("msa", "edi@acme.example", login="bright"), Policy(), REALM)
+    assert got == replies.SENDER_NOT_YOURS.line()
+    # A refused sender does not use up the rate limit.
+    ok = req("msa", "clerk@bright.example", login="bright", instance="z")
+    assert decide(parties, ok, Policy(), REALM) == "DUNNO"
+
+
+def test_msa_without_login_or_unknown_login(parties: psycopg.Connection[Any]) -> None:
+    assert decide(parties, req("msa", "clerk@bright.example"), Policy(), REALM) == \
+        replies.AUTH_REQUIRED.line()
+    assert decide(parties, req("msa", "clerk@bright.example", login="ghost"), Policy(),
+                  REALM) == replies.LOGIN_UNKNOWN.line()
+
+
+def test_msa_digest_md5_login_with_realm(parties: psycopg.Connection[Any]) -> None:
+    assert login_of("bright@sw.test", REALM) == "bright"
+    got = decide(parties, req("msa", "clerk@bright.example", login="bright@sw.test"),
+                 Policy(), REALM)
+    assert got == "DUNNO"
+
+
+def test_unknown_context_defers(parties: psycopg.Connection[Any]) -> None:
+    got = decide(parties, req("", "edi@acme.example"), Policy(), REALM)
+    assert got.startswith("451 4.3.5")
