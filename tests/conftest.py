@@ -6,6 +6,7 @@ it every integration test (CI must not go green without them).
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import tempfile
@@ -42,7 +43,7 @@ def database_config() -> Iterator[Config]:
         yield stack.up(state, database_only=True, say=lambda _: None)
     finally:
         stack.down(state, say=lambda _: None)
-        shutil.rmtree(state, ignore_errors=True)
+        _remove(state)
 
 
 #: Tables a unit test may fill; emptied before each test (links get their defaults back).
@@ -70,4 +71,12 @@ def sw_stack() -> Iterator[Config]:
         yield stack.up(state, demo=True, base=base, say=lambda _: None)
     finally:
         stack.down(state, say=lambda _: None)
+        _remove(state)
+
+
+def _remove(state: Path) -> None:
+    """Remove a test state directory, unless SW_KEEP_STATE asks to keep it for a look."""
+    if os.environ.get("SW_KEEP_STATE"):
+        print(f"\nkept state directory {state}")
+    else:
         shutil.rmtree(state, ignore_errors=True)

@@ -195,7 +195,7 @@ def locate(state_dir: str | None = None) -> Config:
 
 def to_toml(config: Config) -> str:
     """Write ``config`` as TOML (only what differs from the defaults)."""
-    lines: list[str] = ["# Single Window configuration; see singlewindow/config.py for every option."]
+    lines = ["# Single Window configuration; singlewindow/config.py documents every option."]
     defaults = Config()
     for section in fields(Config):
         current, default = getattr(config, section.name), getattr(defaults, section.name)

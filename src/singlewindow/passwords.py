@@ -31,7 +31,8 @@ def check(password: str) -> None:
 
 def strong_hash(password: str) -> str:
     """Dovecot ``{SHA512-CRYPT}`` form, for PLAIN/LOGIN and POP3."""
-    return "{SHA512-CRYPT}" + sha512_crypt.hash(password, rounds=100_000)
+    hashed: str = sha512_crypt.using(rounds=100_000).hash(password)
+    return "{SHA512-CRYPT}" + hashed
 
 
 def digest_md5_hash(login: str, realm: str, password: str) -> str:

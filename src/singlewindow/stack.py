@@ -426,13 +426,14 @@ def _stop_pid(pid: int, marker: str, timeout: float = 10.0) -> None:
 def down(state_dir: Path, say: Say = print) -> None:
     """Stop what ``up`` started in ``state_dir``, each by its own pid."""
     layout = Layout(state_dir.resolve())
-    if (layout.postfix_queue / "pid" / "master.pid").exists():
-        if run(["postfix", "-c", str(layout.postfix_conf), "status"], check=False).returncode == 0:
-            say("postfix: stopping")
-            run(["postfix", "-c", str(layout.postfix_conf), "stop"], check=False)
-            master = _read_pid(layout.postfix_queue / "pid" / "master.pid")
-            if master is not None:
-                _wait(lambda: not _alive(master, "master"), "postfix stop")
+    postfix_status = ["postfix", "-c", str(layout.postfix_conf), "status"]
+    if (layout.postfix_queue / "pid" / "master.pid").exists() and \
+            run(postfix_status, check=False).returncode == 0:
+        say("postfix: stopping")
+        master = _read_pid(layout.postfix_queue / "pid" / "master.pid")
+        run(["postfix", "-c", str(layout.postfix_conf), "stop"], check=False)
+        if master is not None:
+            _wait(lambda: not _alive(master, "master"), "postfix stop")
     pid = _read_pid(layout.dovecot_base / "master.pid")
     if pid is not None and _alive(pid, "dovecot"):
         say("dovecot: stopping")
@@ -470,7 +471,7 @@ def status(state_dir: Path) -> list[tuple[str, int | None]]:
 
 #: SPEC §6 --demo: one MTA company, one mail-client company with an account, two agencies.
 #: Each MTA party has its own loopback peer address; relays are the sinks' ports.
-DEMO_PARTIES = (
+DEMO_PARTIES: tuple[tuple[str, str, list[str], str | None, str, str], ...] = (
     ("acme", "company", ["127.0.0.1/32"], "127.0.0.1:2601", "acme", "edi@acme.example"),
     ("brightline", "company", [], None, "brightline", "clerk@brightline.example"),
     ("customs", "agency", ["127.0.1.1/32"], "127.0.0.1:2602", "customs",

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import socket
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+from tests.conftest import short_state_dir
 
 from singlewindow.config import Config, Database
 from singlewindow.policy import server
 from singlewindow.store import directory
-from tests.conftest import short_state_dir
 
 GOLDEN = Path(__file__).resolve().parents[2] / "golden" / "policy"
 
@@ -46,8 +48,14 @@ def run_daemon(config: Config, path: Path, payload: bytes, size: int) -> bytes:
     return asyncio.run(main())
 
 
-def demo_config(database_config: Config) -> Config:
+@pytest.fixture
+def state_dir() -> Iterator[Path]:
     state = short_state_dir()
+    yield state
+    shutil.rmtree(state, ignore_errors=True)
+
+
+def demo_config(database_config: Config, state: Path) -> Config:
     return replace(database_config, paths=replace(database_config.paths, state_dir=state))
 
 
@@ -68,24 +76,25 @@ def golden_parties(conn: psycopg.Connection[Any]) -> None:
 @pytest.mark.parametrize("size", [1, 13, 4096])
 @pytest.mark.parametrize("name", ["mta", "msa"])
 def test_golden_request_gets_golden_reply(database_config: Config, golden_parties: None,
-                                          name: str, size: int) -> None:
-    config = demo_config(database_config)
+                                          state_dir: Path, name: str, size: int) -> None:
+    config = demo_config(database_config, state_dir)
     request = (GOLDEN / f"{name}-request.bin").read_bytes()
     reply = run_daemon(config, config.paths.policy_socket, request, size)
     assert reply == (GOLDEN / f"{name}-reply.bin").read_bytes()
 
 
-def test_two_requests_on_one_connection(database_config: Config, golden_parties: None) -> None:
-    config = demo_config(database_config)
+def test_two_requests_on_one_connection(database_config: Config, golden_parties: None,
+                                        state_dir: Path) -> None:
+    config = demo_config(database_config, state_dir)
     request = (GOLDEN / "mta-request.bin").read_bytes()
     reply = run_daemon(config, config.paths.policy_socket, request * 2, 64)
     assert reply == (GOLDEN / "mta-reply.bin").read_bytes() * 2
 
 
-def test_unreachable_database_defers(database_config: Config) -> None:
-    config = demo_config(database_config)
-    dead = short_state_dir()  # a socket directory where no PostgreSQL listens
-    config = replace(config, database=Database(conninfo=f"host={dead} dbname=x user=sw",
+def test_unreachable_database_defers(database_config: Config, state_dir: Path) -> None:
+    config = demo_config(database_config, state_dir)
+    # A socket directory where no PostgreSQL listens.
+    config = replace(config, database=Database(conninfo=f"host={state_dir} dbname=x user=sw",
                                                connect_timeout=1))
     request = (GOLDEN / "mta-request.bin").read_bytes()
     reply = run_daemon(config, config.paths.policy_socket, request, 4096)

@@ -1,0 +1,53 @@
+"""Helpers for tests against the running stack (real Postfix, Dovecot, PostgreSQL)."""
+
+from __future__ import annotations
+
+import secrets
+import ssl
+import subprocess
+from dataclasses import dataclass
+
+import pytest
+
+from singlewindow import passwords
+from singlewindow.config import Config
+from singlewindow.store import connect, directory
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass(frozen=True)
+class MailClient:
+    """A mail-client company (I2/I3) made for one test, so rate limits don't collide."""
+
+    login: str
+    password: str
+    sender: str
+    logical: str
+
+
+def tls_context(config: Config) -> ssl.SSLContext:
+    """Verify the stack's self-signed certificate: credentials only to the real server."""
+    context = ssl.create_default_context(cafile=str(config.cert_file))
+    context.check_hostname = False  # tests connect by IP; the chain is still verified
+    return context
+
+
+@pytest.fixture
+def mail_client(sw_stack: Config) -> MailClient:
+    name = "mc" + secrets.token_hex(4)
+    password = secrets.token_urlsafe(12)
+    domain = sw_stack.hub.domain
+    with connect(sw_stack.database, autocommit=True) as conn:
+        directory.add_party(conn, name, "company", [], None)
+        directory.add_account(conn, name, name, passwords.strong_hash(password),
+                              passwords.digest_md5_hash(name, sw_stack.hub.sasl_realm, password))
+        directory.add_address(conn, f"{name}@{domain}", name, f"clerk@{name}.example", name,
+                              domain)
+    return MailClient(name, password, f"clerk@{name}.example", f"{name}@{domain}")
+
+
+def swaks(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run swaks (a real SMTP client with DIGEST-MD5, which smtplib lacks)."""
+    return subprocess.run(["swaks", "--timeout", "20", *args], capture_output=True, text=True,
+                          input=stdin, timeout=60, check=False)

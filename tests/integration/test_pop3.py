@@ -1,0 +1,108 @@
+"""I3, POP3 on the real Dovecot: STLS and POP3S, credentials only inside TLS."""
+
+from __future__ import annotations
+
+import poplib
+import socket
+import ssl
+import subprocess
+
+import pytest
+
+from singlewindow.config import Config
+from tests.integration.conftest import MailClient, tls_context
+
+# Dovecot counts a connection from its own address as secured (no TLS needed), so a
+# client plays a company from another loopback address, as it would come over its tunnel.
+REMOTE = "127.0.0.2"
+# Dovecot slows down logins from an address that failed recently (auth penalty).
+ATTACKER = "127.0.0.5"
+
+
+class POP3From(poplib.POP3):
+    """poplib.POP3 with a chosen source address (poplib has no such argument)."""
+
+    def __init__(self, host: str, port: int, source: str, timeout: float = 10) -> None:
+        self.source = source
+        super().__init__(host, port, timeout=timeout)
+
+    def _create_socket(self, timeout: float) -> socket.socket:
+        return socket.create_connection((self.host, self.port), timeout,
+                                        source_address=(self.source, 0))
+
+
+class POP3SFrom(POP3From):
+    """POP3S (implicit TLS) from a chosen source address."""
+
+    def __init__(self, host: str, port: int, source: str, context: ssl.SSLContext) -> None:
+        self.context = context
+        super().__init__(host, port, source)
+
+    def _create_socket(self, timeout: float) -> socket.socket:
+        raw = super()._create_socket(timeout)
+        return self.context.wrap_socket(raw, server_hostname=None)
+
+
+def pop3(config: Config, source: str = REMOTE) -> POP3From:
+    return POP3From(config.listeners.bind, config.listeners.pop3_port, source)
+
+
+def pop3s(config: Config, source: str = REMOTE) -> POP3SFrom:
+    return POP3SFrom(config.listeners.bind, config.listeners.pop3s_port, source,
+                     tls_context(config))
+
+
+def test_capa_before_login(sw_stack: Config) -> None:
+    client = pop3(sw_stack)
+    try:
+        capa = client.capa()
+    finally:
+        client.quit()
+    assert "STLS" in capa and "USER" not in capa  # USER only after STLS (R3.4)
+    assert "UIDL" in capa
+
+
+def test_user_pass_refused_before_stls(sw_stack: Config, mail_client: MailClient) -> None:
+    client = pop3(sw_stack, ATTACKER)
+    try:
+        with pytest.raises(poplib.error_proto, match="Plaintext authentication disallowed"):
+            client.user(mail_client.login)
+    finally:
+        client.quit()
+
+
+def test_user_pass_after_stls(sw_stack: Config, mail_client: MailClient) -> None:
+    client = pop3(sw_stack)
+    client.stls(tls_context(sw_stack))
+    assert "USER" in client.capa()
+    client.user(mail_client.login)
+    assert client.pass_(mail_client.password).startswith(b"+OK")
+    assert client.stat() == (0, 0)
+    client.quit()
+
+
+def test_user_pass_over_pop3s(sw_stack: Config, mail_client: MailClient) -> None:
+    client = pop3s(sw_stack)
+    client.user(mail_client.login)
+    assert client.pass_(mail_client.password).startswith(b"+OK")
+    client.quit()
+
+
+def test_wrong_password_over_pop3s(sw_stack: Config, mail_client: MailClient) -> None:
+    client = pop3s(sw_stack, "127.0.0.6")
+    client.user(mail_client.login)
+    with pytest.raises(poplib.error_proto, match="-ERR"):
+        client.pass_("not-the-password")
+    client.quit()
+
+
+def test_curl_pop3s_lists_maildrop(sw_stack: Config, mail_client: MailClient) -> None:
+    # curl reads the password from a config on stdin: never on the command line.
+    result = subprocess.run(
+        ["curl", "-sS", "--cacert", str(sw_stack.cert_file), "--config", "-",
+         "--interface", REMOTE,
+         f"pop3s://127.0.0.1:{sw_stack.listeners.pop3s_port}/"],
+        input=f'user = "{mail_client.login}:{mail_client.password}"\n',
+        capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == ""  # empty maildrop: LIST returns no lines
