@@ -119,7 +119,7 @@ def body_part(raw: bytes, allowed_types: Iterable[str] = DEFAULT_ALLOWED_TYPES) 
     top = _parse_top(lines)
     leaves = list(top.leaves())
     if not leaves:
-        _fail(replies.NO_BODY_PART, f"{top.name} contains no body part")
+        _fail(replies.NO_BODY_PART, f"{top.name} ({top.shown_type}) contains no body part")
     if len(leaves) > 1:
         listed = ", ".join(
             f"{leaf.name} ({leaf.shown_type}, line {lines.number(leaf.first_line)})"
