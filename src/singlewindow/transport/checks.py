@@ -63,7 +63,7 @@ _TOKEN = r"[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]+"
 _COMMENT = r"(?:\([^()]*\)\s*)*"
 _MEDIA_TYPE = re.compile(rf"^\s*{_COMMENT}({_TOKEN})\s*/\s*({_TOKEN})\s*{_COMMENT}(?:;|$)")
 # RFC 2046 5.1.1: bcharsnospace and bchars; 1 to 70 characters, not ending in a space.
-_BOUNDARY = re.compile(r"^[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]$")
+_BOUNDARY = re.compile(r"[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]")
 _EIGHT_BIT = re.compile(rb"[\x80-\xff]")
 _BASE64_ALPHABET = re.compile(rb"[A-Za-z0-9+/]*")
 # RFC 2045 6.7 rule (2) safe-char, and rule (3) SPACE and TAB inside a line.
@@ -298,7 +298,7 @@ def _parse_multipart(lines: _Lines, entity: _Entity, path: str) -> None:
     boundary = header.params.get("boundary")
     if not boundary:
         _fail(replies.UNPARSABLE_MULTIPART, f"{where} has no boundary parameter")
-    if not _BOUNDARY.match(boundary):
+    if not _BOUNDARY.fullmatch(boundary):
         _fail(
             replies.UNPARSABLE_MULTIPART,
             f"{where} has boundary {boundary!r}, which RFC 2046 5.1.1 does not allow",
@@ -306,9 +306,9 @@ def _parse_multipart(lines: _Lines, entity: _Entity, path: str) -> None:
     dash_boundary = b"--" + boundary.encode("ascii")
     default_type = "message/rfc822" if entity.media_type == "multipart/digest" else "text/plain"
 
-    # Delimiter lines found between the body's first and last line: the index and whether
-    # it is the close delimiter. Anything after "--boundary" other than transport padding
-    # (or "--" and padding) makes the line ordinary content (RFC 2046 5.1.1).
+    # A delimiter line is "--boundary" and transport padding, the close delimiter has "--"
+    # before the padding; anything else after "--boundary" makes the line ordinary content
+    # (RFC 2046 5.1.1). The epilogue after the close delimiter is ignored.
     delimiters: list[int] = []
     closed_at: int | None = None
     for index in range(entity.body_first, entity.body_last):

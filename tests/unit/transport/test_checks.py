@@ -403,6 +403,12 @@ def test_boundary_with_forbidden_characters() -> None:
     assert "boundary 'a*b'" in unparsable(raw)
 
 
+def test_boundary_ending_in_a_line_break() -> None:
+    # RFC 2231 lets a parameter carry any octet; a boundary may not.
+    raw = message("Content-Type: multipart/mixed; boundary*=''b%0A\n", "--b\n\n<a/>\n--b--\n")
+    assert "boundary 'b\\n'" in unparsable(raw)
+
+
 def test_unterminated_quote_in_the_content_type() -> None:
     raw = message('Content-Type: multipart/mixed; boundary="b\n', "--b\n\n<a/>\n--b--\n")
     assert "cannot be parsed" in unparsable(raw)
