@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import random
 
 import pytest
 
@@ -433,3 +434,23 @@ def test_reply_text_escapes_control_characters_and_is_bounded() -> None:
     reply = failure(message("Content-Type: x-\x01" + "y" * 600 + "\n", "a\n"))
     assert "\\x01" in reply.text
     assert reply.text.endswith("...")
+
+
+def test_mangled_messages_only_ever_give_replies() -> None:
+    """Whatever arrives, the checks answer with a reply line; they never crash the transport."""
+
+    headers, body = multipart("b", BASE64 + "\n" + b64(b"<a/>" * 30), QP + "\n<a>=3D=\nb</a>")
+    seeds = [message(headers, body), message(QP, "<a>=3D=\nb</a>\n"), message("", EDIFACT)]
+    rng = random.Random(2033)
+    for _ in range(2000):
+        raw = bytearray(rng.choice(seeds))
+        for _ in range(rng.randint(1, 6)):
+            at = rng.randrange(len(raw))
+            if rng.random() < 0.5:
+                del raw[at]
+            else:
+                raw[at:at] = rng.choice([b"\r\n", b"-", b"=", b"\x80", b" ", b";", b'"', b"--b"])
+        reply = check_content(bytes(raw))
+        if reply is not None:
+            assert len(reply.line()) <= 512
+            assert all(" " <= c <= "~" for c in reply.text)
