@@ -1,0 +1,560 @@
+"""The technical checks of a submitted message (SPEC R5.3 reasons 1-7).
+
+Where this sits: after the queue, the routing transport receives the message from Postfix
+over LMTP and, per recipient, first asks this module whether the content is acceptable.
+A failure becomes the recipient's 5xx LMTP reply, and Postfix quotes its text in the
+failure DSN, so every text says exactly what is wrong and where: which Content-Type, which
+body part, which line of the message body.
+
+Pure functions over the raw message bytes: no I/O, no store, no configuration object.
+Line numbers count from the first line of the message body (after the header block),
+because Postfix and the milter add header lines the submitter never wrote while the body
+reaches us as the submitter sent it.
+
+The ``email`` package is deliberately not the judge here: it repairs or ignores most of
+these faults (bad Base64, bad quoted-printable, 8-bit bytes, missing boundaries). It is used
+only to parse header parameters (quoting, comments, RFC 2231), where it is exact.
+
+Checks run in this order, the first failure wins:
+
+1. the MIME structure (reason 7), walking every multipart;
+2. the number of body parts (reasons 2 and 3), counting leaves, so a multipart with one
+   leaf, nested or not, is one body part;
+3. on that one body part: Content-Type (1), Content-Transfer-Encoding (6), 8-bit bytes in a
+   7-bit encoding (5), the Base64 or quoted-printable grammar (4), and an empty payload (2).
+"""
+
+from __future__ import annotations
+
+import binascii
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from email.policy import default as _default_policy
+from itertools import pairwise
+from typing import NoReturn
+
+from singlewindow import replies
+from singlewindow.replies import Reply
+
+#: The payload types Single Window accepts unless configured otherwise: EDIFACT
+#: (RFC 1767 section 2) and XML (RFC 7303), and plain text for EDIFACT sent as text.
+DEFAULT_ALLOWED_TYPES: frozenset[str] = frozenset(
+    {"application/edifact", "application/xml", "text/xml", "text/plain"}
+)
+
+# RFC 5321 4.5.3.1.5: a reply line is at most 512 octets; leave room for the code,
+# the enhanced code and the constant's own sentence.
+_MAX_DETAIL = 380
+
+# RFC 2045 section 6.1: the encodings a receiver must know. x-token encodings are private
+# agreements, and Single Window has none.
+_IDENTITY_ENCODINGS = frozenset({"7bit", "8bit", "binary"})
+_KNOWN_ENCODINGS = _IDENTITY_ENCODINGS | {"base64", "quoted-printable"}
+# RFC 2045 2.7 and 6.2: these three promise 7-bit data on the wire.
+_SEVEN_BIT_ENCODINGS = frozenset({"7bit", "base64", "quoted-printable"})
+
+_LINE_END = re.compile(rb"\r?\n")
+# RFC 5322 2.2 field-name (printable ASCII except ':'), with the obsolete optional
+# whitespace before the colon (RFC 5322 4.5.3).
+_HEADER_FIELD = re.compile(rb"^([\x21-\x39\x3b-\x7e]+)[ \t]*:")
+# RFC 2045 5.1: type "/" subtype, each a token; comments (RFC 822 3.4.3) may surround them.
+_TOKEN = r"[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]+"
+_COMMENT = r"(?:\([^()]*\)\s*)*"
+_MEDIA_TYPE = re.compile(rf"^\s*{_COMMENT}({_TOKEN})\s*/\s*({_TOKEN})\s*{_COMMENT}(?:;|$)")
+# RFC 2046 5.1.1: bcharsnospace and bchars; 1 to 70 characters, not ending in a space.
+_BOUNDARY = re.compile(r"[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]")
+_EIGHT_BIT = re.compile(rb"[\x80-\xff]")
+_BASE64_ALPHABET = re.compile(rb"[A-Za-z0-9+/]*")
+# RFC 2045 6.7 rule (2) safe-char, and rule (3) SPACE and TAB inside a line.
+_QP_LITERAL = re.compile(rb"[\x21-\x3c\x3e-\x7e \t]*")
+_HEX = b"0123456789ABCDEFabcdef"
+# RFC 2045 6.7 rule (5) for quoted-printable, 6.8 for Base64.
+_MAX_ENCODED_LINE = 76
+_WSP = b" \t"
+
+
+class ContentError(Exception):
+    """The message fails a technical check; ``reply`` is the LMTP status to give."""
+
+    def __init__(self, reply: Reply) -> None:
+        super().__init__(reply.line())
+        self.reply = reply
+
+
+@dataclass(frozen=True, slots=True)
+class BodyPart:
+    """The one body part of an accepted message, decoded, for the later stages."""
+
+    content_type: str
+    """Lower-case ``type/subtype``."""
+    params: dict[str, str] = field(hash=False)
+    """Content-Type parameters, names in lower case (e.g. ``charset``)."""
+    transfer_encoding: str
+    """The Content-Transfer-Encoding it arrived in, lower case."""
+    payload: bytes
+    """The content with the transfer encoding undone."""
+
+    @property
+    def charset(self) -> str | None:
+        return self.params.get("charset")
+
+
+def check_content(raw: bytes, allowed_types: Iterable[str] = DEFAULT_ALLOWED_TYPES) -> Reply | None:
+    """Run the technical checks; None when the message passes, else the reply to give."""
+    try:
+        body_part(raw, allowed_types)
+    except ContentError as error:
+        return error.reply
+    return None
+
+
+def body_part(raw: bytes, allowed_types: Iterable[str] = DEFAULT_ALLOWED_TYPES) -> BodyPart:
+    """Check the message and return its single body part, decoded.
+
+    Raises ContentError with the reply for the first failing check.
+    """
+    allowed = frozenset(t.lower() for t in allowed_types)
+    lines = _Lines(raw)
+    top = _parse_top(lines)
+    leaves = list(top.leaves())
+    if not leaves:
+        _fail(replies.NO_BODY_PART, f"{top.name} ({top.shown_type}) contains no body part")
+    if len(leaves) > 1:
+        listed = ", ".join(
+            f"{leaf.name} ({leaf.shown_type}, line {lines.number(leaf.first_line)})"
+            for leaf in leaves[:5]
+        )
+        more = ", ..." if len(leaves) > 5 else ""
+        _fail(replies.MULTIPLE_BODY_PARTS, f"{len(leaves)} found: {listed}{more}")
+    return _check_leaf(lines, leaves[0], allowed)
+
+
+class _Lines:
+    """The raw message split into lines, keeping byte offsets for exact slices."""
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+        position = 0
+        for match in _LINE_END.finditer(raw):
+            self.starts.append(position)
+            self.ends.append(match.start())
+            position = match.end()
+        if position < len(raw):
+            self.starts.append(position)
+            self.ends.append(len(raw))
+        self.body_first = len(self.starts)
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, index: int) -> bytes:
+        return self.raw[self.starts[index] : self.ends[index]]
+
+    def number(self, index: int) -> int:
+        """The 1-based line number within the message body."""
+        return index - self.body_first + 1
+
+
+@dataclass(slots=True)
+class _Entity:
+    """One MIME entity: the message itself or a body part of a multipart."""
+
+    name: str
+    headers: dict[str, list[str]]
+    first_line: int
+    """Index of the entity's first line (its first header, or its body if it has none)."""
+    body_first: int
+    body_last: int
+    """Line index range [body_first, body_last) of the body."""
+    body_bytes: bytes
+    default_type: str
+    children: list[_Entity] = field(default_factory=list)
+
+    def header(self, name: str) -> list[str]:
+        return self.headers.get(name, [])
+
+    @property
+    def media_type(self) -> str | None:
+        """Lower-case type/subtype, or None if the Content-Type is not a media type."""
+        values = self.header("content-type")
+        if not values:
+            return self.default_type
+        match = _MEDIA_TYPE.match(values[0])
+        if match is None:
+            return None
+        return f"{match.group(1)}/{match.group(2)}".lower()
+
+    @property
+    def shown_type(self) -> str:
+        values = self.header("content-type")
+        if not values:
+            return self.default_type
+        return self.media_type or values[0].strip()
+
+    @property
+    def is_multipart(self) -> bool:
+        media = self.media_type
+        return media is not None and media.startswith("multipart/")
+
+    def leaves(self) -> Iterable[_Entity]:
+        if not self.is_multipart:
+            yield self
+        for child in self.children:
+            yield from child.leaves()
+
+
+def _fail(reply: Reply, detail: str) -> NoReturn:
+    """Raise the reply with ``detail`` appended, safe for one SMTP reply line."""
+    safe = "".join(c if " " <= c <= "~" else f"\\x{ord(c):02x}" for c in detail)
+    if len(safe) > _MAX_DETAIL:
+        safe = safe[: _MAX_DETAIL - 3] + "..."
+    raise ContentError(reply.with_text(f"{reply.text}: {safe}"))
+
+
+def _parse_top(lines: _Lines) -> _Entity:
+    headers, body_first = _parse_headers(lines, 0, len(lines), strict=False, name="the message")
+    lines.body_first = body_first
+    raw = lines.raw
+    body = raw[lines.starts[body_first] :] if body_first < len(lines) else b""
+    entity = _Entity(
+        name="the message",
+        headers=headers,
+        first_line=body_first,
+        body_first=body_first,
+        body_last=len(lines),
+        body_bytes=body,
+        default_type="text/plain",
+    )
+    if entity.is_multipart:
+        _parse_multipart(lines, entity, path="")
+    else:
+        entity.name = "the message body"
+    return entity
+
+
+def _parse_headers(
+    lines: _Lines, first: int, last: int, *, strict: bool, name: str
+) -> tuple[dict[str, list[str]], int]:
+    """Parse a header block from line ``first``; return the fields and the body's first line.
+
+    At the top level a line that is not a header field starts the body (Postfix's cleanup
+    inserts the empty line there). In a body part it is a fault: RFC 2046 5.1.1 makes the
+    part headers end with an empty line, or the part have no body at all.
+    """
+    fields: list[tuple[str, bytearray]] = []
+    index = first
+    while index < last:
+        line = lines[index]
+        if line == b"":
+            return _decode_fields(fields), index + 1
+        if line[:1] in (b" ", b"\t") and fields:
+            # RFC 5322 2.2.3: a folded header continues on lines starting with WSP.
+            fields[-1][1].extend(b" " + line.strip(_WSP))
+        else:
+            match = _HEADER_FIELD.match(line)
+            if match is None:
+                if not strict:
+                    return _decode_fields(fields), index
+                _fail(
+                    replies.UNPARSABLE_MULTIPART,
+                    f"in {name}, line {lines.number(index)} is neither a header field nor "
+                    "the empty line that ends the part's headers",
+                )
+            value = bytearray(line[match.end() :].strip(_WSP))
+            fields.append((match.group(1).decode("ascii").lower(), value))
+        index += 1
+    return _decode_fields(fields), last
+
+
+def _decode_fields(fields: list[tuple[str, bytearray]]) -> dict[str, list[str]]:
+    headers: dict[str, list[str]] = {}
+    for name, value in fields:
+        # Header values should be ASCII (RFC 5322 2.2); latin-1 keeps any stray byte
+        # visible in a reply text instead of failing here.
+        headers.setdefault(name, []).append(value.decode("latin-1"))
+    return headers
+
+
+def _parse_multipart(lines: _Lines, entity: _Entity, path: str) -> None:
+    """Split a multipart body into its parts (RFC 2046 5.1.1), recursively."""
+    where = f"{entity.name} ({entity.media_type})"
+    encoding = _transfer_encoding(entity)
+    if encoding not in _IDENTITY_ENCODINGS:
+        # RFC 2045 6.4: a multipart is never encoded, only its leaves are.
+        _fail(
+            replies.UNPARSABLE_MULTIPART,
+            f"{where} declares Content-Transfer-Encoding {encoding!r}; "
+            "a multipart may only be 7bit, 8bit or binary",
+        )
+    header = _default_policy.header_factory("content-type", entity.header("content-type")[0])
+    if header.defects:
+        _fail(
+            replies.UNPARSABLE_MULTIPART,
+            f"the Content-Type of {where} cannot be parsed ({header.defects[0]})",
+        )
+    boundary = header.params.get("boundary")
+    if not boundary:
+        _fail(replies.UNPARSABLE_MULTIPART, f"{where} has no boundary parameter")
+    if not _BOUNDARY.fullmatch(boundary):
+        _fail(
+            replies.UNPARSABLE_MULTIPART,
+            f"{where} has boundary {boundary!r}, which RFC 2046 5.1.1 does not allow",
+        )
+    dash_boundary = b"--" + boundary.encode("ascii")
+    default_type = "message/rfc822" if entity.media_type == "multipart/digest" else "text/plain"
+
+    # A delimiter line is "--boundary" and transport padding, the close delimiter has "--"
+    # before the padding; anything else after "--boundary" makes the line ordinary content
+    # (RFC 2046 5.1.1). The epilogue after the close delimiter is ignored.
+    delimiters: list[int] = []
+    closed_at: int | None = None
+    for index in range(entity.body_first, entity.body_last):
+        line = lines[index]
+        if not line.startswith(dash_boundary):
+            continue
+        rest = line[len(dash_boundary) :]
+        if rest.strip(_WSP) == b"":
+            delimiters.append(index)
+        elif rest.startswith(b"--") and rest[2:].strip(_WSP) == b"":
+            closed_at = index
+            break
+    if not delimiters and closed_at is None:
+        _fail(
+            replies.UNPARSABLE_MULTIPART,
+            f"{where}: boundary line '--{boundary}' not found",
+        )
+    if closed_at is None:
+        _fail(
+            replies.UNPARSABLE_MULTIPART,
+            f"{where} is not terminated: closing line '--{boundary}--' not found",
+        )
+    bounds = [*delimiters, closed_at]
+    for number, (start, stop) in enumerate(pairwise(bounds), 1):
+        part_path = f"{path}.{number}" if path else str(number)
+        name = f"body part {part_path}"
+        first = start + 1
+        headers, body_first = _parse_headers(lines, first, stop, strict=True, name=name)
+        # The line break before a delimiter belongs to the delimiter (RFC 2046 5.1.1).
+        if body_first < stop:
+            body = lines.raw[lines.starts[body_first] : lines.ends[stop - 1]]
+        else:
+            body = b""
+        child = _Entity(
+            name=name,
+            headers=headers,
+            first_line=first,
+            body_first=body_first,
+            body_last=stop,
+            body_bytes=body,
+            default_type=default_type,
+        )
+        if child.is_multipart:
+            _parse_multipart(lines, child, part_path)
+        entity.children.append(child)
+
+
+def _transfer_encoding(entity: _Entity) -> str:
+    values = entity.header("content-transfer-encoding")
+    if not values:
+        return "7bit"  # RFC 2045 6.1: the default
+    if len({v.strip().lower() for v in values}) > 1:
+        _fail(
+            replies.UNKNOWN_TRANSFER_ENCODING,
+            f"{entity.name} has conflicting Content-Transfer-Encoding headers: "
+            + ", ".join(values),
+        )
+    header = _default_policy.header_factory("content-transfer-encoding", values[0])
+    if header.defects:
+        return values[0].strip().lower()
+    return str(header.cte)
+
+
+def _check_leaf(lines: _Lines, leaf: _Entity, allowed: frozenset[str]) -> BodyPart:
+    top_level = leaf.first_line == lines.body_first
+    where = leaf.name if top_level else f"{leaf.name} (line {lines.number(leaf.first_line)})"
+
+    # Reason 1.
+    content_types = leaf.header("content-type")
+    if len(content_types) > 1:
+        _fail(
+            replies.UNSUPPORTED_CONTENT_TYPE,
+            f"{where} has {len(content_types)} Content-Type headers",
+        )
+    media_type = leaf.media_type
+    if media_type is None:
+        _fail(
+            replies.UNSUPPORTED_CONTENT_TYPE,
+            f"{content_types[0].strip()!r} in {where} is not a media type",
+        )
+    if media_type not in allowed:
+        _fail(
+            replies.UNSUPPORTED_CONTENT_TYPE,
+            f"{media_type} in {where}; accepted: {', '.join(sorted(allowed))}",
+        )
+
+    # Reason 6.
+    encoding = _transfer_encoding(leaf)
+    if encoding not in _KNOWN_ENCODINGS:
+        _fail(
+            replies.UNKNOWN_TRANSFER_ENCODING,
+            f"{encoding!r} in {where}; known: 7bit, 8bit, binary, base64, quoted-printable",
+        )
+
+    # Reason 5: 7bit, Base64 and quoted-printable all promise octets below 128
+    # (RFC 2045 2.7, 6.2).
+    if encoding in _SEVEN_BIT_ENCODINGS:
+        match = _EIGHT_BIT.search(leaf.body_bytes)
+        if match is not None:
+            line, column = _position(lines, leaf, match.start())
+            _fail(
+                replies.EIGHT_BIT_IN_7BIT,
+                f"byte 0x{match.group()[0]:02X} at line {line}, column {column}, in {where}, "
+                f"whose Content-Transfer-Encoding {encoding} allows only 7-bit bytes",
+            )
+
+    # Reason 4.
+    if encoding == "base64":
+        payload = _decode_base64(lines, leaf, where)
+    elif encoding == "quoted-printable":
+        payload = _decode_quoted_printable(lines, leaf, where)
+    else:
+        payload = leaf.body_bytes
+
+    # Reason 2: a part whose content is nothing but line breaks and spaces carries no payload.
+    if payload.strip() == b"":
+        _fail(replies.NO_BODY_PART, f"{where} is empty")
+
+    params: dict[str, str] = {}
+    if content_types:
+        header = _default_policy.header_factory("content-type", content_types[0])
+        params = {name.lower(): str(value) for name, value in header.params.items()}
+    return BodyPart(
+        content_type=media_type, params=params, transfer_encoding=encoding, payload=payload
+    )
+
+
+def _position(lines: _Lines, leaf: _Entity, offset: int) -> tuple[int, int]:
+    """Body line number and 1-based column of a byte offset within ``leaf.body_bytes``."""
+    absolute = lines.starts[leaf.body_first] + offset
+    for index in range(leaf.body_first, leaf.body_last):
+        if lines.starts[index] <= absolute <= lines.ends[index]:
+            return lines.number(index), absolute - lines.starts[index] + 1
+    return lines.number(leaf.body_first), offset + 1  # pragma: no cover - offset is inside
+
+
+def _body_lines(lines: _Lines, leaf: _Entity) -> Iterable[tuple[int, bytes]]:
+    for index in range(leaf.body_first, leaf.body_last):
+        yield lines.number(index), lines[index]
+
+
+def _decode_base64(lines: _Lines, leaf: _Entity, where: str) -> bytes:
+    """Check Base64 line by line (RFC 2045 6.8, RFC 4648 4) and decode it.
+
+    The encoded stream may break lines anywhere, so a quantum may span lines; padding may
+    only end the whole stream.
+    """
+    data = bytearray()
+    padded_at: int | None = None
+    for number, line in _body_lines(lines, leaf):
+        if line == b"":
+            continue
+        if padded_at is not None:
+            _fail(
+                replies.INVALID_ENCODING,
+                f"Base64 continues at line {number} after the padding at line {padded_at} "
+                f"in {where}",
+            )
+        if len(line) > _MAX_ENCODED_LINE:
+            _fail(
+                replies.INVALID_ENCODING,
+                f"Base64 line {number} in {where} is {len(line)} characters long, "
+                f"more than {_MAX_ENCODED_LINE}",
+            )
+        text = line.rstrip(b"=")
+        pad = len(line) - len(text)
+        bad = _BASE64_ALPHABET.match(text)
+        assert bad is not None
+        if bad.end() < len(text):
+            char = text[bad.end()]
+            at = f"at line {number}, column {bad.end() + 1}, in {where}"
+            if char == ord("="):
+                _fail(replies.INVALID_ENCODING, f"Base64 padding '=' {at} is not at the end")
+            shown = repr(chr(char)) if 0x21 <= char <= 0x7E else f"0x{char:02X}"
+            _fail(replies.INVALID_ENCODING, f"character {shown} {at} is not Base64")
+        data.extend(text)
+        if pad:
+            padded_at = number
+            if pad > 2 or (len(data) + pad) % 4:
+                _fail(
+                    replies.INVALID_ENCODING,
+                    f"wrong Base64 padding at line {number} in {where}",
+                )
+            data.extend(b"=" * pad)
+    if len(data) % 4:
+        _fail(
+            replies.INVALID_ENCODING,
+            f"Base64 in {where} ends in an incomplete group of {len(data) % 4} characters",
+        )
+    try:
+        return binascii.a2b_base64(bytes(data), strict_mode=True)
+    except binascii.Error as error:  # pragma: no cover - the checks above are stricter
+        _fail(replies.INVALID_ENCODING, f"invalid Base64 in {where}: {error}")
+
+
+def _decode_quoted_printable(lines: _Lines, leaf: _Entity, where: str) -> bytes:
+    """Check the quoted-printable grammar (RFC 2045 6.7) and decode it.
+
+    Trailing spaces and tabs are transport padding, which receivers must accept and drop
+    (RFC 2045 6.7, the ``transport-padding`` rule); lowercase hex digits are accepted as the
+    robustness note of rule (1) allows.
+    """
+    out = bytearray()
+    numbered = list(_body_lines(lines, leaf))
+    for position, (number, raw_line) in enumerate(numbered):
+        line = raw_line.rstrip(_WSP)
+        if len(line) > _MAX_ENCODED_LINE:
+            _fail(
+                replies.INVALID_ENCODING,
+                f"quoted-printable line {number} in {where} is {len(line)} characters long, "
+                f"more than {_MAX_ENCODED_LINE}",
+            )
+        soft_break = False
+        column = 0
+        while column < len(line):
+            literal = _QP_LITERAL.match(line, column)
+            assert literal is not None
+            out.extend(line[column : literal.end()])
+            column = literal.end()
+            if column == len(line):
+                break
+            if line[column : column + 1] != b"=":
+                _fail(
+                    replies.INVALID_ENCODING,
+                    f"byte 0x{line[column]:02X} at line {number}, column {column + 1}, in "
+                    f"{where} must be written as =XX in quoted-printable",
+                )
+            if column + 1 == len(line):
+                soft_break = True
+                break
+            digits = line[column + 1 : column + 3]
+            if len(digits) < 2 or any(d not in _HEX for d in digits):
+                _fail(
+                    replies.INVALID_ENCODING,
+                    f"'=' at line {number}, column {column + 1}, in {where} is followed by "
+                    "neither two hex digits nor the end of the line",
+                )
+            out.append(int(digits, 16))
+            column += 3
+        if not soft_break and (position < len(numbered) - 1 or _ends_message(lines, leaf)):
+            # Rule (4): an encoded line break stands for CRLF. A body part ends before the
+            # CRLF of the next delimiter (RFC 2046 5.1.1), so its last line gets none.
+            out.extend(b"\r\n")
+    return bytes(out)
+
+
+def _ends_message(lines: _Lines, leaf: _Entity) -> bool:
+    """Whether the leaf's body runs to the end of a message that ends with a line break."""
+    return leaf.body_last == len(lines) and lines.raw.endswith(b"\n")

@@ -1,0 +1,226 @@
+"""The LMTP server of the routing transport (RFC 2033).
+
+Where this sits: after the queue, Postfix's lmtp(8) client delivers every message for the
+Single Window domain to this server over a unix socket (SPEC D3). The server owns the
+socket and the protocol; it decides nothing. For each accepted recipient it awaits a
+pluggable ``deliver`` callable (the store-backed router) and sends that recipient's reply.
+Postfix turns each reply into that recipient's delivery status and DSN.
+
+aiosmtpd's ``LMTP`` class is the protocol engine. It sends whatever ``handle_DATA``
+returns as the reply to DATA, so the handler joins one complete reply line per recipient
+with CRLF: RFC 2033 4.2 wants exactly that many replies, in RCPT order.
+
+A failure inside this service must never bounce mail: any exception, or anything that is not
+a proper reply, becomes ``replies.INTERNAL_ERROR`` (4.3.0) and Postfix retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import stat
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import AnyStr, Protocol
+
+from aiosmtpd.lmtp import LMTP
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from singlewindow import replies
+from singlewindow.replies import Reply
+
+log = logging.getLogger(__name__)
+
+#: Largest message accepted, advertised as SIZE (RFC 1870) so Postfix refuses bigger ones
+#: at MAIL FROM instead of sending them.
+DEFAULT_DATA_SIZE_LIMIT = 32 * 1024 * 1024
+#: Seconds an idle connection is kept; Postfix's lmtp(8) reuses connections in between.
+DEFAULT_IDLE_TIMEOUT = 300.0
+#: Mode of the socket file: Postfix's delivery agents run as the ``postfix`` user, which
+#: reaches the socket through its group.
+DEFAULT_SOCKET_MODE = 0o660
+
+
+@dataclass(frozen=True, slots=True)
+class Transaction:
+    """One LMTP mail transaction: everything Postfix sent between MAIL FROM and the dot."""
+
+    mail_from: str
+    """The envelope sender, ``""`` for the null sender of a DSN (RFC 5321 4.5.5)."""
+    recipients: tuple[str, ...]
+    """Every accepted recipient, in RCPT order."""
+    mail_options: tuple[str, ...]
+    """The MAIL FROM parameters, e.g. ``SIZE=1234``, ``BODY=8BITMIME``."""
+    raw: bytes
+    """The message as received: CRLF line ends, dot-stuffing undone (RFC 5321 4.5.2)."""
+    state: dict[str, object] = field(default_factory=dict, compare=False)
+    """Scratch space the ``deliver`` calls of this transaction share, so work that is the
+    same for every recipient (parsing, the technical checks, a log entry) is done once."""
+
+
+class Deliver(Protocol):
+    """Decides one recipient: return its reply; raising defers it (4.3.0)."""
+
+    def __call__(
+        self, mail_from: str, rcpt: str, raw: bytes, transaction: Transaction
+    ) -> Awaitable[Reply]: ...
+
+
+def reply_line(reply: Reply) -> str:
+    """One reply as a single wire line, whatever its text contains.
+
+    The text is untrusted here (it may quote message content): CR or LF in it would split
+    the reply and desynchronise Postfix, so every non-printable character becomes a space.
+    """
+    text = "".join(c if " " <= c <= "~" else " " for c in reply.text)
+    return f"{reply.code} {reply.enhanced} {text}".rstrip()
+
+
+class LmtpHandler:
+    """The aiosmtpd handler: asks ``deliver`` about each recipient after DATA."""
+
+    def __init__(self, deliver: Deliver) -> None:
+        self._deliver = deliver
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        raw = envelope.original_content or b""
+        transaction = Transaction(
+            # aiosmtpd keeps the null reverse-path as "<>" (RFC 5321 4.1.1.2).
+            mail_from="" if envelope.mail_from in (None, "<>") else envelope.mail_from,
+            recipients=tuple(envelope.rcpt_tos),
+            mail_options=tuple(envelope.mail_options),
+            raw=raw,
+        )
+        lines = []
+        for rcpt in transaction.recipients:
+            reply = await self._decide(rcpt, transaction)
+            lines.append(reply_line(reply))
+        return "\r\n".join(lines)
+
+    async def handle_exception(self, error: Exception) -> str:
+        """aiosmtpd's last resort, for an error outside ``deliver``: defer, never 5xx."""
+        log.error("LMTP session failed: %r", error, exc_info=error)
+        return reply_line(replies.INTERNAL_ERROR)
+
+    async def _decide(self, rcpt: str, transaction: Transaction) -> Reply:
+        try:
+            reply = await self._deliver(transaction.mail_from, rcpt, transaction.raw, transaction)
+        except Exception:
+            log.exception("deliver failed for <%s>; deferring", rcpt)
+            return replies.INTERNAL_ERROR
+        if not isinstance(reply, Reply) or not 200 <= reply.code <= 599:
+            log.error("deliver returned %r for <%s>; deferring", reply, rcpt)
+            return replies.INTERNAL_ERROR
+        return reply
+
+
+class _PerRecipientLMTP(LMTP):
+    """aiosmtpd's LMTP, made to keep RFC 2033's one-reply-per-recipient rule everywhere.
+
+    aiosmtpd answers some DATA outcomes itself with a single line (message too big, line
+    too long, or a handler error). After DATA, Postfix reads one reply per recipient, so a
+    single line for several recipients would leave it waiting for the rest. This repeats
+    such a line once per recipient.
+    """
+
+    _pending_replies = 0
+
+    async def push(self, status: AnyStr) -> None:
+        if isinstance(status, bytes):  # aiosmtpd pushes bytes only for AUTH, never here
+            await super().push(status)
+            return
+        if status.startswith("354") and self.envelope is not None:
+            self._pending_replies = len(self.envelope.rcpt_tos)
+        elif self._pending_replies:
+            count, self._pending_replies = self._pending_replies, 0
+            given = status.split("\r\n")
+            if len(given) != count:
+                given = [given[0]] * count
+            # On the handler's error path aiosmtpd skips its post-DATA reset, yet the
+            # transaction is over either way (RFC 5321 4.1.1.4).
+            self.envelope = self._create_envelope()
+            await super().push("\r\n".join(given))
+            return
+        await super().push(status)
+
+
+class LmtpServer:
+    """The routing transport's LMTP listener on a unix socket.
+
+    Use as ``async with LmtpServer(path, deliver): ...``, or ``start()`` and ``close()``.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        deliver: Deliver,
+        *,
+        hostname: str = "localhost",
+        socket_mode: int = DEFAULT_SOCKET_MODE,
+        data_size_limit: int = DEFAULT_DATA_SIZE_LIMIT,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+    ) -> None:
+        self.path = Path(path)
+        self.handler = LmtpHandler(deliver)
+        self._hostname = hostname
+        self._socket_mode = socket_mode
+        self._data_size_limit = data_size_limit
+        self._idle_timeout = idle_timeout
+        self._server: asyncio.AbstractServer | None = None
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._remove_stale_socket()
+
+        def protocol() -> LMTP:
+            return _PerRecipientLMTP(
+                self.handler,
+                hostname=self._hostname,
+                ident="Single Window LMTP",
+                data_size_limit=self._data_size_limit,
+                timeout=self._idle_timeout,
+                loop=loop,
+            )
+
+        self._server = await loop.create_unix_server(protocol, str(self.path))
+        self.path.chmod(self._socket_mode)
+        log.info("LMTP listening on %s", self.path)
+
+    async def serve_forever(self) -> None:
+        if self._server is None:
+            await self.start()
+        assert self._server is not None
+        await self._server.serve_forever()
+
+    async def close(self) -> None:
+        if self._server is None:
+            return
+        self._server.close()
+        await self._server.wait_closed()
+        self._server = None
+        self.path.unlink(missing_ok=True)
+
+    async def __aenter__(self) -> LmtpServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def _remove_stale_socket(self) -> None:
+        """Remove the socket a previous run left behind; refuse to remove anything else."""
+        try:
+            mode = self.path.lstat().st_mode
+        except FileNotFoundError:
+            return
+        if not stat.S_ISSOCK(mode):
+            raise FileExistsError(f"{self.path} exists and is not a socket")
+        self.path.unlink()
