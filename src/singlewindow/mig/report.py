@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from importlib.resources import files
+from typing import Any
 
 import jinja2
 
@@ -67,8 +68,9 @@ def contrl(result: Result, now: float | None = None) -> bytes | None:
     d = Delimiters() if info.version >= 4 else Delimiters(repetition=None)
     stamp = time.strftime("%y%m%d:%H%M", time.gmtime(now)).split(":")
     ref = f"C{info.reference}"[:14]
-    body = [["UCI", [[info.reference]], [list(info.sender)], [list(info.recipient)],
-             [[ACTION_REJECTED]], *_first_code(syntax_errors, None)]]
+    uci = ["UCI", [[info.reference]], [list(info.sender)], [list(info.recipient)],
+           [[ACTION_REJECTED]], *_first_code(syntax_errors, None)]
+    body: list[list[Any]] = [uci]
     for msg_ref, msg_id in info.messages:
         mine = [e for e in syntax_errors if e.place.message == msg_ref]
         action = ACTION_REJECTED if mine else ACTION_ACCEPTED
@@ -80,7 +82,7 @@ def contrl(result: Result, now: float | None = None) -> bytes | None:
     text = d.una() + format_segment(
         "UNB", [[[info.syntax_id, str(info.version)]], [[SW_EDI_ID]], [list(info.sender[:2])],
                 [stamp], [[ref]]], d)
-    text += "".join(format_segment(s[0], s[1:], d) for s in segs)  # type: ignore[arg-type]
+    text += "".join(format_segment(s[0], s[1:], d) for s in segs)
     text += format_segment("UNZ", [[["1"]], [[ref]]], d)
     return text.encode("latin-1", "replace")
 
@@ -93,9 +95,9 @@ def _first_code(errors: list[MigError], message: str | None) -> list[list[list[s
     return []
 
 
-def _segment_errors(errors: list[MigError]) -> list[list[object]]:
+def _segment_errors(errors: list[MigError]) -> list[list[Any]]:
     """UCS per erroneous segment (0096 position, 0085 code), UCD per element (S011)."""
-    out: list[list[object]] = []
+    out: list[list[Any]] = []
     for e in errors:
         if e.place.segment is None:
             continue

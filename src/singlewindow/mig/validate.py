@@ -10,8 +10,8 @@ XML to forward when there are no errors.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import BinaryIO
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 from lxml import etree
 

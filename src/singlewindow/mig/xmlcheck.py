@@ -101,5 +101,6 @@ def _line(root: etree._Element, location: str) -> int | None:
     except etree.XPathError:
         return None
     if isinstance(found, list) and found and isinstance(found[0], etree._Element):
-        return found[0].sourceline
+        line = found[0].sourceline
+        return int(line) if line is not None else None
     return None

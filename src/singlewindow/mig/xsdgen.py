@@ -11,6 +11,7 @@ type's ``mig.toml`` instead.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from typing import TypeVar
 from xml.sax.saxutils import quoteattr
 
 from singlewindow.mig.edifact.message import EdifactProfile
@@ -43,20 +44,22 @@ def _simple_type(did: str, fmt: Fmt, codes: frozenset[str] | None) -> str:
             + "".join(facets) + "</xs:restriction></xs:simpleType>")
 
 
-def _runs(items: tuple[ElementDef, ...] | tuple[ComponentDef, ...], where: str
-          ) -> Iterator[list[ElementDef] | list[ComponentDef]]:
+_D = TypeVar("_D", ElementDef, ComponentDef)
+
+
+def _runs(items: tuple[_D, ...], where: str) -> Iterator[list[_D]]:
     """Consecutive positions with the same data element form one XML element that repeats."""
-    runs: list[list[ElementDef] | list[ComponentDef]] = []
+    runs: list[list[_D]] = []
     seen: set[str] = set()
     for item in items:
         if runs and runs[-1][0].id == item.id:
-            runs[-1].append(item)  # type: ignore[arg-type]  # same kind as the run
+            runs[-1].append(item)
             continue
         if item.id in seen:
             raise DataError(f"{where}: {item.id} stands at two separate positions; "
                             "its XML form would be ambiguous")
         seen.add(item.id)
-        runs.append([item])  # type: ignore[list-item]  # homogeneous per call
+        runs.append([item])
     return iter(runs)
 
 
@@ -76,9 +79,8 @@ class _Gen:
         parts: list[str] = []
         for run in _runs(sdef.elements, sdef.tag):
             first = run[0]
-            assert isinstance(first, ElementDef)
             mandatory = sum(1 for e in run if e.mandatory)
-            repeat = sum(e.repeat for e in run if isinstance(e, ElementDef))
+            repeat = sum(e.repeat for e in run)
             occurs = _occurs(mandatory, repeat)
             if first.fmt is not None:
                 parts.append(f'<xs:element name="D_{first.id}" '
@@ -94,9 +96,9 @@ class _Gen:
         parts = []
         for run in _runs(el.components, f"{tag}/{el.id}"):
             first = run[0]
-            assert isinstance(first, ComponentDef)
             mandatory = sum(1 for c in run if c.mandatory)
-            parts.append(f'<xs:element name="D_{first.id}" type="{self.simple(first.id, first.fmt)}"'
+            type_name = self.simple(first.id, first.fmt)
+            parts.append(f'<xs:element name="D_{first.id}" type="{type_name}"'
                          f"{_occurs(mandatory, len(run))}/>")
         return "".join(parts)
 

@@ -122,7 +122,8 @@ class _Walk:
         ref = self.unh.value(1)
         count = seg.value(1)
         if count != str(self.position) and count.lstrip("0") != str(self.position):
-            self.errors.append(_err(ErrorClass.COUNT, "ISO9735-UNT-0074", f"UNT says {count or 'nothing'} "
+            self.errors.append(_err(ErrorClass.COUNT, "ISO9735-UNT-0074",
+                                    f"UNT says {count or 'nothing'} "
                                     f"segments but the message has {self.position}", seg,
                                     SE_COUNT_MISMATCH, self.position, ref, 1))
         if seg.value(2) != ref:
@@ -147,7 +148,8 @@ class _Walk:
             return
         count, ref = seg.value(1), self.ung.value(5)
         if count.lstrip("0") != str(self.group_messages).lstrip("0"):
-            self.errors.append(_err(ErrorClass.COUNT, "ISO9735-UNE-0060", f"UNE says {count or 'nothing'} "
+            self.errors.append(_err(ErrorClass.COUNT, "ISO9735-UNE-0060",
+                                    f"UNE says {count or 'nothing'} "
                                     f"messages but the group has {self.group_messages}", seg,
                                     SE_COUNT_MISMATCH, element=1))
         if seg.value(2) != ref:
@@ -178,7 +180,8 @@ class _Walk:
         what = "groups" if self.groups else "messages"
         count, ref = seg.value(1), unb.value(5)
         if count.lstrip("0") != str(expected).lstrip("0"):
-            self.errors.append(_err(ErrorClass.COUNT, "ISO9735-UNZ-0036", f"UNZ says {count or 'nothing'} "
+            self.errors.append(_err(ErrorClass.COUNT, "ISO9735-UNZ-0036",
+                                    f"UNZ says {count or 'nothing'} "
                                     f"{what} but the interchange has {expected}", seg,
                                     SE_COUNT_MISMATCH, element=1))
         if seg.value(2) != ref:

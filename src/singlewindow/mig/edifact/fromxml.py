@@ -19,7 +19,7 @@ from singlewindow.mig.model import ComponentDef, DataError, ElementDef, SegmentD
 
 
 def _local(el: etree._Element) -> str:
-    return etree.QName(el).localname
+    return str(etree.QName(el).localname)
 
 
 def _take(children: Sequence[etree._Element], k: int, name: str) -> tuple[list[etree._Element],

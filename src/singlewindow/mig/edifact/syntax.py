@@ -7,7 +7,7 @@ read with memory bounded by the largest segment, not the interchange.
 Why not pydifact (0.2.3, a project dependency): measured here, its ``get_messages()`` fails
 on any interchange with UNG/UNE functional groups; it does not split syntax-4 repetitions
 (``*``); it checks no control counts and no character repertoire; its wheel ships no
-directory data, so it validates nothing; and it parses 0.3–0.5 MB/s, an order of magnitude
+directory data, so it validates nothing; and it parses 0.3-0.5 MB/s, an order of magnitude
 below what the transport needs. Splitting on the service characters with ``str.split`` and
 repairing only the splits a release character escaped is short, exact and fast, so this
 module does its own tokenising. pydifact remains the baseline in ``bench/mig_bench.py``.
@@ -172,7 +172,7 @@ def _for_version(d: Delimiters, version: int, explicit: bool) -> Delimiters:
 
 
 def _una_delimiters(raw: str, errors: list[MigError]) -> Delimiters | None:
-    comp, elem, dec, rel, rep, term = raw[:6]
+    comp, elem, dec, rel, rep, term = (raw[i] for i in range(6))
     d = Delimiters(comp, elem, dec, None if rel == " " else rel, rep, term)
     chosen = [c for c in (comp, elem, d.release, rep if rep != " " else None, term) if c]
     if len(set(chosen)) != len(chosen) or any(c.isalnum() for c in chosen):
