@@ -36,8 +36,8 @@ def test_factory_messages_are_valid(reg: Registry) -> None:
 def test_structure_errors(reg: Registry, mutate: object, rule: str, code: int, text: str) -> None:
     errors = check(reg, mutate(base()))  # type: ignore[operator]
     found = [e for e in errors if e.cls is ErrorClass.STRUCTURE]
-    assert found, errors
-    assert found[0].rule == rule and found[0].syntax_code == code and text in found[0].text
+    # The first finding may be a consequence (without SG2, a person's NAD reads as SG1).
+    assert any(e.rule == rule and e.syntax_code == code and text in e.text for e in found), found
 
 
 @pytest.mark.parametrize(("segment", "rule", "code"), [
