@@ -49,16 +49,21 @@ def interchange(messages: list[list[str]], ref: str = "REF1", syntax: str = "UNO
     return (una + sep + sep.join(segs) + sep).encode("latin-1")
 
 
-def paxlst(persons: int = 2, messages: int = 1, release: str = "03B") -> bytes:
-    return interchange([paxlst_message(f"M{n}", persons, release, n * persons)
+def paxlst(persons: int = 2, messages: int = 1, release: str = "03B",
+           unique: bool = True) -> bytes:
+    return interchange([paxlst_message(f"M{n}", persons, release, n * persons if unique else 0)
                         for n in range(messages)])
 
 
-def paxlst_of_size(megabytes: float, release: str = "03B") -> bytes:
-    """About ``megabytes`` of PAXLST: messages of 200 persons each (~70 kB)."""
+def paxlst_of_size(megabytes: float, release: str = "03B", unique: bool = True) -> bytes:
+    """About ``megabytes`` of PAXLST: messages of 200 persons each (~70 kB).
+
+    ``unique``: every person differs (names, documents); otherwise each message lists the
+    same 200 persons, as a carrier resending a manifest would.
+    """
     one = len(paxlst(200, 1, release))
     count = max(1, round(megabytes * 1024 * 1024 / one))
-    return paxlst(200, count, release)
+    return paxlst(200, count, release, unique)
 
 
 def iftdgn() -> bytes:

@@ -49,6 +49,7 @@ class Converter:
         self.pending: list[str] = []  # envelope XML written before the namespace is known
         self.checker: MessageChecker | None = None
         self.writer: SegmentWriter | None = None
+        self.caches: dict[str, dict[str, str]] = {}
 
     def run(self, chunks: Iterable[bytes]) -> Summary:
         segments = iter_segments(chunks, self.errors)
@@ -111,7 +112,7 @@ class Converter:
                 SE_INVALID_VALUE))
             return
         self.writer = SegmentWriter(profile.segments, profile.codes, profile.rule_prefix,
-                                    self.errors)
+                                    self.errors, self.caches.setdefault(profile.name, {}))
         self.checker = MessageChecker(profile, self.writer, ref)
         self.checker.segment(unh, 1)
 

@@ -34,6 +34,7 @@ from singlewindow.mig.errors import (
 )
 from singlewindow.mig.model import ComponentDef, Fmt, GroupDef, SegmentDef, SegmentRef
 
+CACHE_SIZE = 20_000
 _NUMERIC = re.compile(r"-?\d*(?:[.,]\d*)?")
 _DIGIT = re.compile(r"\d")
 
@@ -60,7 +61,12 @@ class SegmentWriter:
     """Checks a segment's elements against its definition and writes its XML."""
 
     def __init__(self, segments: Mapping[str, SegmentDef], codes: Mapping[str, frozenset[str]],
-                 rule_prefix: str, errors: list[MigError]) -> None:
+                 rule_prefix: str, errors: list[MigError],
+                 cache: dict[str, str] | None = None) -> None:
+        # Segment text -> its XML, for segments that passed every check. Within one
+        # interchange (fixed separators, one MIG type) equal text means equal result, and
+        # real interchanges repeat many segments (LOC, NAT, ATT, DTM).
+        self.cache: dict[str, str] = {} if cache is None else cache
         self.segments = segments
         self.codes = codes
         self.prefix = rule_prefix
@@ -74,6 +80,21 @@ class SegmentWriter:
         self.errors.append(MigError(cls, f"{self.prefix}:{rule}", text, place, code))
 
     def write(self, seg: Segment, pos: int | None, out: list[str]) -> None:
+        known = self.cache.get(seg.text)
+        if known is not None:
+            out.append(known)
+            return
+        mark = len(self.errors)
+        piece: list[str] = []
+        self._write(seg, pos, piece)
+        xml = "".join(piece)
+        out.append(xml)
+        if len(self.errors) == mark:
+            if len(self.cache) >= CACHE_SIZE:
+                self.cache.clear()  # bounded memory beats a perfect hit rate
+            self.cache[seg.text] = xml
+
+    def _write(self, seg: Segment, pos: int | None, out: list[str]) -> None:
         sdef = self.segments[seg.tag]
         out.append(f"<S_{seg.tag}>")
         defs = sdef.elements

@@ -93,19 +93,38 @@ def repertoire_pattern(syntax_id: str, delims: Delimiters) -> re.Pattern[str]:
     return re.compile(f"[^{allowed}]")
 
 
-@dataclass(slots=True)
 class Segment:
-    """One segment: tag and data elements, values with release characters removed."""
+    """One segment: tag and data elements, values with release characters removed.
 
-    tag: str
-    elements: list[Element]
-    index: int  # 1-based position in the interchange (UNA not counted)
+    The elements are split on first use: a segment whose XML is already known (the same
+    text seen before in this interchange) is never split at all.
+    """
+
+    __slots__ = ("_d", "_elements", "index", "tag", "text")
+
+    def __init__(self, text: str, d: Delimiters, index: int) -> None:
+        self.text = text
+        self._d = d
+        self.index = index  # 1-based position in the interchange (UNA not counted)
+        self._elements: list[Element] | None = None
+        head = text[:4]
+        if len(head) == 3 or (len(head) == 4 and head[3] == d.element):
+            self.tag = head[:3]
+        else:
+            self.tag, self._elements = _split(text, d)
+
+    @property
+    def elements(self) -> list[Element]:
+        if self._elements is None:
+            self.tag, self._elements = _split(self.text, self._d)
+        return self._elements
 
     def value(self, element: int, component: int = 1, default: str = "") -> str:
         """A component value by 1-based position, first repetition; ``default`` if absent."""
-        if element > len(self.elements):
+        elements = self.elements
+        if element > len(elements):
             return default
-        comps = self.elements[element - 1][0]
+        comps = elements[element - 1][0]
         return comps[component - 1] if component <= len(comps) else default
 
 
@@ -216,8 +235,8 @@ def unescape(value: str, rel: str | None) -> str:
     return pat.sub(r"\1", value)
 
 
-def parse_segment(text: str, d: Delimiters, index: int) -> Segment:
-    """Split one segment (without its terminator) into tag, elements, repetitions, components."""
+def _split(text: str, d: Delimiters) -> tuple[str, list[Element]]:
+    """Tag and elements/repetitions/components of one segment (without its terminator)."""
     rel, comp, rep = d.release, d.component, d.repetition
     if rel is None or rel not in text:
         raw = text.split(d.element)
@@ -225,13 +244,20 @@ def parse_segment(text: str, d: Delimiters, index: int) -> Segment:
             [r.split(comp) for r in e.split(rep)] if rep and rep in e else [e.split(comp)]
             for e in raw[1:]
         ]
-        return Segment(raw[0].split(comp, 1)[0], elements, index)
+        return raw[0].split(comp, 1)[0], elements
     raw = split_escaped(text, d.element, rel)
     elements = []
     for e in raw[1:]:
         reps = split_escaped(e, rep, rel) if rep else [e]
         elements.append([[unescape(c, rel) for c in split_escaped(r, comp, rel)] for r in reps])
-    return Segment(unescape(split_escaped(raw[0], comp, rel)[0], rel), elements, index)
+    return unescape(split_escaped(raw[0], comp, rel)[0], rel), elements
+
+
+def parse_segment(text: str, d: Delimiters, index: int) -> Segment:
+    """One segment (without its terminator), split at once."""
+    seg = Segment(text, d, index)
+    seg.elements  # noqa: B018  # split now, not lazily
+    return seg
 
 
 class Tokenizer:
@@ -285,7 +311,7 @@ class Tokenizer:
                 ErrorClass.REPERTOIRE, f"ISO9735-{self.syntax_id}",
                 f"character {bad.group()!r} is not in repertoire {self.syntax_id}",
                 Place(interchange_segment=self.count, tag=text[:3]), SE_INVALID_CHARACTER))
-        return parse_segment(text, self.d, self.count)
+        return Segment(text, self.d, self.count)
 
 
 def _rejoin_released(parts: list[str], term: str, rel: str) -> tuple[list[str], str | None]:
