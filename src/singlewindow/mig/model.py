@@ -102,6 +102,11 @@ class GroupDef:
     mandatory: bool
     max: int
     children: tuple[SegmentRef | GroupDef, ...] = field(default_factory=tuple)
+    #: each child's first segment tag, for the structure walk's look-ahead
+    triggers: tuple[str, ...] = field(init=False, default=())
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "triggers", tuple(c.trigger for c in self.children))
 
     @property
     def trigger(self) -> str:

@@ -11,8 +11,8 @@ counters, never a whole message, so memory stays flat whatever the interchange s
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from enum import Enum
+from typing import NamedTuple
 
 from singlewindow.mig.edifact.syntax import Segment
 from singlewindow.mig.errors import (
@@ -37,8 +37,7 @@ class Kind(Enum):
     END_INTERCHANGE = "UNZ"
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+class Event(NamedTuple):
     """One step of the envelope walk. ``segment`` is ``None`` for a trailer that is missing;
     ``position`` is the segment's position in its message (UNH = 1), else 0."""
 

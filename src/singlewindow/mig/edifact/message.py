@@ -283,20 +283,20 @@ class MessageChecker:
 def _find(frame: _Frame, tag: str) -> int | None:
     """The child of the frame's group that ``tag`` continues, searching forward only.
 
-    A child already at its maximum is passed over if the tag also fits a later child (the
+    A segment already at its maximum is passed over if the tag also fits a later child (the
     same tag may stand at two positions of a group, e.g. DTM); otherwise it is taken and
-    the walk reports too many repetitions.
+    the walk reports too many repetitions, unless it is the group's first segment: that
+    starts a new repetition of the group, which the enclosing frame decides.
     """
-    children = frame.group.children
-    full: int | None = None
-    for j in range(frame.idx, len(children)):
-        child = children[j]
-        if child.trigger == tag:
-            if j == frame.idx and frame.count >= child.max and isinstance(child, SegmentRef):
-                full = j
-                continue
-            return j
-    if full == 0:
-        # A group's first segment again: a new repetition of the group, decided outside.
+    group, idx = frame.group, frame.idx
+    try:
+        j = group.triggers.index(tag, idx)
+    except ValueError:
         return None
-    return full
+    child = group.children[j]
+    if j == idx and frame.count >= child.max and isinstance(child, SegmentRef):
+        try:
+            return group.triggers.index(tag, idx + 1)
+        except ValueError:
+            return None if idx == 0 else j
+    return j
