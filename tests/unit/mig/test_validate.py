@@ -11,7 +11,7 @@ from lxml import etree
 from singlewindow.mig.errors import ErrorClass
 from singlewindow.mig.loader import Registry
 from singlewindow.mig.validate import convert_stream, kind_of, validate
-from tests.unit.mig.factory import gendec, interchange, iftdgn, paxlst, paxlst_message
+from tests.unit.mig.factory import gendec, iftdgn, interchange, paxlst, paxlst_message
 
 DECRES = """<DeclarationResponse xmlns="urn:singlewindow:mig:declaration-response:1">
 <ResponseId>R1</ResponseId><Issued>2024-01-01T10:00:00Z</Issued><Agency>CUSTOMS</Agency>

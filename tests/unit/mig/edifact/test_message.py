@@ -7,7 +7,7 @@ import pytest
 from singlewindow.mig.errors import ErrorClass, MigError
 from singlewindow.mig.loader import Registry
 from singlewindow.mig.validate import validate
-from tests.unit.mig.factory import interchange, iftdgn, paxlst, paxlst_message
+from tests.unit.mig.factory import iftdgn, interchange, paxlst, paxlst_message
 
 
 def check(reg: Registry, segments: list[str]) -> list[MigError]:
@@ -29,8 +29,8 @@ def test_factory_messages_are_valid(reg: Registry) -> None:
 @pytest.mark.parametrize(("mutate", "rule", "code", "text"), [
     (lambda s: [x for x in s if not x.startswith("BGM")], "PAXLST-D03B:BGM", 13, "missing"),
     (lambda s: s[:4] + s[9:], "PAXLST-D03B:SG2", 13, "missing"),
-    (lambda s: s[:2] + ["QTY+1:1'"] + s[2:], "PAXLST-D03B:QTY", 15, "not allowed"),
-    (lambda s: s[:2] + ["RFF+ABO:1'", "RFF+ABO:2'"] + s[2:], "PAXLST-D03B:RFF", 35, "more than 1"),
+    (lambda s: [*s[:2], "QTY+1:1'", *s[2:]], "PAXLST-D03B:QTY", 15, "not allowed"),
+    (lambda s: [*s[:2], "RFF+ABO:1'", "RFF+ABO:2'", *s[2:]], "PAXLST-D03B:RFF", 35, "more than 1"),
     (lambda s: s[:-2] + ["DOC+P+1'"] * 6 + s[-2:], "PAXLST-D03B:SG5", 36, "more than 5"),
 ])
 def test_structure_errors(reg: Registry, mutate: object, rule: str, code: int, text: str) -> None:
