@@ -23,12 +23,13 @@ from lxml import etree
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.unit.mig.factory import paxlst_of_size  # noqa: E402
+
 from singlewindow.mig.edifact.convert import Converter  # noqa: E402
 from singlewindow.mig.edifact.syntax import chunked  # noqa: E402
 from singlewindow.mig.errors import MigError  # noqa: E402
 from singlewindow.mig.loader import Registry, registry  # noqa: E402
 from singlewindow.mig.validate import _lookup  # noqa: E402
-from tests.unit.mig.factory import paxlst_of_size  # noqa: E402
 
 MB = 1024 * 1024
 
