@@ -205,8 +205,12 @@ def walk(segments: Iterable[Segment], errors: list[MigError]) -> Iterator[Event]
     for seg in segments:
         if state.closed:
             state.outside(seg)
-            continue
-        yield from state.step(seg)
+        elif state.unh is not None and seg.tag not in _HANDLERS:
+            # The common case, a segment inside a message, without a generator hop.
+            state.position += 1
+            yield Event(Kind.SEGMENT, seg, state.position)
+        else:
+            yield from state.step(seg)
     if not state.closed and state.unb is not None:
         yield from state.end_message(None)
         yield from state.end_group(None)

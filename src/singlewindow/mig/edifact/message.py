@@ -209,10 +209,11 @@ class MessageChecker:
         self.errors = writer.errors
         self.out: list[str] = [f"<M_{profile.message}>"]
         self.stack = [_Frame(profile.structure)]
-        self.last: tuple[Segment | None, int] = (None, 0)
+        self.last_seg: Segment | None = None
+        self.last_pos = 0
 
     def segment(self, seg: Segment, pos: int) -> None:
-        self.last = (seg, pos)
+        self.last_seg, self.last_pos = seg, pos
         while True:
             frame = self.stack[-1]
             j = _find(frame, seg.tag)
@@ -268,7 +269,7 @@ class MessageChecker:
             if child.mandatory:
                 what = (f"segment {child.tag}" if isinstance(child, SegmentRef)
                         else f"segment group {child.name} ({child.trigger})")
-                seg, pos = self.last
+                seg, pos = self.last_seg, self.last_pos
                 self._error(seg, pos, child.tag if isinstance(child, SegmentRef) else child.name,
                             f"mandatory {what} is missing in {frame.group.name}", SE_MISSING)
 
