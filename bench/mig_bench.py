@@ -1,0 +1,95 @@
+"""Benchmark (not a test): pydifact's bare parse versus this project's EDIFACT pipeline.
+
+Run: ``.venv/bin/python bench/mig_bench.py`` from the repository root. On the same PAXLST
+D.03B interchange it times pydifact 0.2.3 parsing it (no validation: its wheel has no
+directory data) and this project's parse + envelope and structure validation + element
+formats and code lists + XML conversion + XSD validation of the XML (business rules,
+i.e. Schematron, are timed separately, as they are not part of the comparison). It reports
+MB/s for both, the ratio, and this project's cost at 1, 4 and 16 MB to show it is linear.
+"""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+from lxml import etree
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.unit.mig.factory import paxlst_of_size  # noqa: E402
+
+from singlewindow.mig.edifact.convert import Converter  # noqa: E402
+from singlewindow.mig.edifact.syntax import chunked  # noqa: E402
+from singlewindow.mig.errors import MigError  # noqa: E402
+from singlewindow.mig.loader import Registry, registry  # noqa: E402
+from singlewindow.mig.validate import _lookup  # noqa: E402
+
+MB = 1024 * 1024
+
+
+def pydifact_parse(data: bytes) -> int:
+    from pydifact.segmentcollection import Interchange
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "segments.xml not found": it has no directory
+        return sum(1 for _ in Interchange.from_str(data.decode("latin-1")).segments)
+
+
+def pipeline(data: bytes, reg: Registry) -> bytes:
+    errors: list[MigError] = []
+    pieces: list[str] = []
+    summary = Converter(_lookup(reg), reg.service, errors, pieces.append).run(chunked(data))
+    assert not errors and summary.profile is not None, errors[:3]
+    xml = "".join(pieces).encode()
+    root = etree.fromstring(xml, etree.XMLParser(huge_tree=True))
+    assert reg.types[summary.profile.name].schema.validate(root)
+    return xml
+
+
+def rules(xml: bytes, reg: Registry) -> None:
+    mt = reg.types["PAXLST-D03B"]
+    assert mt.rules is not None
+    assert mt.rules.validate(etree.fromstring(xml, etree.XMLParser(huge_tree=True)))
+
+
+def best(fn: Callable[[], object], runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        gc.collect()
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times) if runs > 1 else statistics.mean(times)
+
+
+def main() -> None:
+    reg = registry()
+    one = paxlst_of_size(1)
+    size = len(one) / MB
+    print(f"PAXLST D.03B interchange, {len(one):,} bytes ({size:.2f} MB), unique persons")
+    t_pyd = best(lambda: pydifact_parse(one), 3)
+    t_own = best(lambda: pipeline(one, reg), 3)
+    xml = pipeline(one, reg)
+    t_rules = best(lambda: rules(xml, reg), 3)
+    print(f"pydifact 0.2.3 bare parse:             {t_pyd:6.3f} s  {size / t_pyd:6.2f} MB/s")
+    print(f"singlewindow full pipeline (no rules): {t_own:6.3f} s  {size / t_own:6.2f} MB/s")
+    print(f"ratio (pipeline speed / pydifact):     {t_pyd / t_own:6.2f} x")
+    print(f"Schematron rules on the XML, extra:    {t_rules:6.3f} s")
+    print("\nlinearity of the pipeline (best of 2):")
+    for mb in (1, 4, 16):
+        for unique in (True, False):
+            data = paxlst_of_size(mb, unique=unique)
+            t = best(lambda d=data: pipeline(d, reg), 2)  # type: ignore[misc]
+            label = "unique persons" if unique else "repeated persons"
+            print(f"  {len(data) / MB:6.2f} MB {label:17s} {t:7.3f} s  "
+                  f"{len(data) / MB / t:6.2f} MB/s")
+
+
+if __name__ == "__main__":
+    main()

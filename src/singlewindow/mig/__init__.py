@@ -1,0 +1,24 @@
+"""The MIG: message types as data; EDIFACT and XML validation; EDIFACT to XML conversion.
+
+Where it sits in the mail flow: after the transport's technical and address checks (so the
+submitter's DSN already says "delivered to Single Window"), SPEC R6 and F6. The transport
+calls :func:`validate` on the body part; on errors it sends a control message built from
+:mod:`singlewindow.mig.report` and forwards nothing, otherwise it forwards ``Result.xml``.
+:func:`reload` re-reads the MIG data (SIGHUP).
+"""
+
+from singlewindow.mig.errors import ErrorClass, MigError, Place
+from singlewindow.mig.loader import Registry, registry, reload
+from singlewindow.mig.validate import Result, convert_stream, validate
+
+__all__ = [
+    "ErrorClass",
+    "MigError",
+    "Place",
+    "Registry",
+    "Result",
+    "convert_stream",
+    "registry",
+    "reload",
+    "validate",
+]

@@ -1,0 +1,140 @@
+"""An EDIFACT interchange to XML, checking as it goes.
+
+Where it sits in the mail flow: the driver of EDIFACT validation. It runs the tokenizer and
+the envelope walk, looks up each message's MIG type from UNH (S009), hands the message to
+its :class:`~singlewindow.mig.edifact.message.MessageChecker`, and passes the XML on to a
+sink one message at a time. The transport's ``validate`` collects the pieces; the streaming
+converter writes them out, which is what keeps a 20 MB interchange at flat memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from singlewindow.mig.edifact.envelope import Event, Kind, walk
+from singlewindow.mig.edifact.message import EdifactProfile, MessageChecker, SegmentWriter
+from singlewindow.mig.edifact.syntax import Header, Segment, iter_segments
+from singlewindow.mig.errors import SE_INVALID_VALUE, ErrorClass, MigError, Place
+from singlewindow.mig.model import SegmentDef
+
+MAX_ERRORS = 500  # past this the submitter learns nothing more; stop reading
+
+MessageKey = tuple[str, str, str, str]  # UNH S009: 0065 type, 0052 version, 0054 release, 0051
+
+
+@dataclass(slots=True)
+class Summary:
+    """What the interchange said about itself, for the CONTRL message and the log."""
+
+    header: Header | None = None
+    unb: Segment | None = None
+    profile: EdifactProfile | None = None
+    namespace: str | None = None
+    messages: list[tuple[str, str]] = field(default_factory=list)  # (0062 ref, "TYPE:D:03B:UN")
+    groups: list[str] = field(default_factory=list)
+
+
+class Converter:
+    """Drives one interchange; XML text goes to ``sink`` (envelope pieces and messages)."""
+
+    def __init__(self, lookup: Callable[[MessageKey], tuple[EdifactProfile, str] | None],
+                 service: Mapping[str, SegmentDef], errors: list[MigError],
+                 sink: Callable[[str], None]) -> None:
+        self.lookup = lookup
+        self.errors = errors
+        self.sink = sink
+        self.service = SegmentWriter(service, {}, "ISO9735", errors)
+        self.summary = Summary()
+        self.pending: list[str] = []  # envelope XML written before the namespace is known
+        self.checker: MessageChecker | None = None
+        self.writer: SegmentWriter | None = None
+        self.caches: dict[str, dict[str, str]] = {}
+
+    def run(self, chunks: Iterable[bytes]) -> Summary:
+        segments = iter_segments(chunks, self.errors)
+        for event in walk(segments, self.errors):
+            self.on_event(event)
+            if len(self.errors) >= MAX_ERRORS:
+                break
+        return self.summary
+
+    def on_event(self, ev: Event) -> None:
+        seg = ev.segment
+        if ev.kind is Kind.SEGMENT:
+            if self.checker is not None and seg is not None:
+                self.checker.segment(seg, ev.position)
+        elif ev.kind is Kind.MESSAGE and seg is not None:
+            self.begin_message(seg)
+        elif ev.kind is Kind.END_MESSAGE:
+            self.end_message(seg, ev.position)
+        else:
+            self.envelope(ev.kind, seg)
+
+    def envelope(self, kind: Kind, seg: Segment | None) -> None:
+        out: list[str] = []
+        if kind is Kind.INTERCHANGE and seg is not None:
+            self.summary.unb = seg
+        if kind is Kind.GROUP and seg is not None:
+            self.summary.groups.append(seg.value(5))
+            out.append("<G_UNG>")
+        if seg is not None:
+            self.service.message = None
+            self.service.write(seg, None, out)
+        if kind is Kind.END_GROUP:
+            out.append("</G_UNG>")
+        if kind is Kind.END_INTERCHANGE:
+            out.append("</Interchange>")
+        self.emit("".join(out))
+
+    def emit(self, text: str) -> None:
+        if self.summary.namespace is None:
+            self.pending.append(text)
+        else:
+            self.sink(text)
+
+    def begin_message(self, unh: Segment) -> None:
+        ref = unh.value(1)
+        key = (unh.value(2, 1), unh.value(2, 2), unh.value(2, 3), unh.value(2, 4))
+        self.summary.messages.append((ref, ":".join(key)))
+        found = self.lookup(key)
+        if found is None:
+            self.unknown(unh, ref, key)
+            return
+        profile, namespace = found
+        if self.summary.profile is None:
+            self.start_document(profile, namespace)
+        elif self.summary.profile is not profile:
+            self.errors.append(MigError(
+                ErrorClass.TYPE, "SW-ONE-TYPE", f"message {ref} is {':'.join(key)}; an "
+                f"interchange carries one message type ({self.summary.profile.name})",
+                Place(segment=1, tag="UNH", message=ref, interchange_segment=unh.index),
+                SE_INVALID_VALUE))
+            return
+        self.writer = SegmentWriter(profile.segments, profile.codes, profile.rule_prefix,
+                                    self.errors, self.caches.setdefault(profile.name, {}))
+        self.checker = MessageChecker(profile, self.writer, ref)
+        self.checker.segment(unh, 1)
+
+    def unknown(self, unh: Segment, ref: str, key: MessageKey) -> None:
+        self.errors.append(MigError(
+            ErrorClass.TYPE, "SW-MIG-TYPE", f"message type {':'.join(key)} is not in the "
+            "Single Window MIG", Place(segment=1, tag="UNH", element=2, message=ref,
+                                       interchange_segment=unh.index), SE_INVALID_VALUE))
+        self.checker = None
+
+    def start_document(self, profile: EdifactProfile, namespace: str) -> None:
+        self.summary.profile = profile
+        self.summary.namespace = namespace
+        self.sink(f'<Interchange xmlns="{namespace}">')
+        for text in self.pending:
+            self.sink(text)
+        self.pending.clear()
+
+    def end_message(self, unt: Segment | None, position: int) -> None:
+        checker, self.checker = self.checker, None
+        if checker is None:
+            return
+        if unt is not None:
+            checker.segment(unt, position)
+        self.sink(checker.finish())

@@ -1,0 +1,303 @@
+"""One EDIFACT message against its MIG: structure, element formats, code lists, and XML.
+
+Where it sits in the mail flow: after the envelope walk, for each message of an EDIFACT
+submission. The structure check is a push-down walk over the MIG's segment table (the
+same walk a reader does with the directory's segment table: a group is entered by its
+first segment, left when a segment belongs further out). Each segment it accepts is checked
+element by element and written as XML in the same pass, so the message is read once.
+
+XML names follow the UN directory (the convention of ISO/TS 20625): ``M_PAXLST`` message,
+``G_SG4`` segment group, ``S_NAD`` segment, ``C_C082`` composite, ``D_3035`` data element.
+Empty positions are omitted; repetitions (syntax 4) repeat the element.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from singlewindow.mig.edifact.syntax import Segment
+from singlewindow.mig.errors import (
+    SE_INVALID_CHAR_TYPE,
+    SE_INVALID_VALUE,
+    SE_MISSING,
+    SE_NOT_SUPPORTED_HERE,
+    SE_TOO_LONG,
+    SE_TOO_MANY_CONSTITUENTS,
+    SE_TOO_MANY_GROUP_REPETITIONS,
+    SE_TOO_MANY_REPETITIONS,
+    SE_TOO_SHORT,
+    ErrorClass,
+    MigError,
+    Place,
+)
+from singlewindow.mig.model import ComponentDef, Fmt, GroupDef, SegmentDef, SegmentRef
+
+CACHE_SIZE = 20_000
+_NUMERIC = re.compile(r"-?\d*(?:[.,]\d*)?")
+_DIGIT = re.compile(r"\d")
+
+
+@dataclass(frozen=True, slots=True)
+class EdifactProfile:
+    """What one EDIFACT message type needs at message time, compiled by the loader."""
+
+    name: str  # MIG type name, e.g. "PAXLST-D03B"
+    message: str  # UNH 0065, e.g. "PAXLST"
+    structure: GroupDef
+    segments: Mapping[str, SegmentDef]
+    codes: Mapping[str, frozenset[str]]
+    rule_prefix: str  # rule ids of structure/format errors start with this
+
+
+def xml_text(value: str) -> str:
+    if "&" in value or "<" in value or ">" in value:
+        return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return value
+
+
+class SegmentWriter:
+    """Checks a segment's elements against its definition and writes its XML."""
+
+    def __init__(self, segments: Mapping[str, SegmentDef], codes: Mapping[str, frozenset[str]],
+                 rule_prefix: str, errors: list[MigError],
+                 cache: dict[str, str] | None = None) -> None:
+        # Segment text -> its XML, for segments that passed every check. Within one
+        # interchange (fixed separators, one MIG type) equal text means equal result, and
+        # real interchanges repeat many segments (LOC, NAT, ATT, DTM).
+        self.cache: dict[str, str] = {} if cache is None else cache
+        self.segments = segments
+        self.codes = codes
+        self.prefix = rule_prefix
+        self.errors = errors
+        self.message: str | None = None
+
+    def error(self, cls: ErrorClass, seg: Segment, pos: int | None, el: int | None,
+              comp: int | None, rule: str, text: str, code: int) -> None:
+        place = Place(segment=pos, tag=seg.tag, element=el, component=comp,
+                      message=self.message, interchange_segment=seg.index)
+        self.errors.append(MigError(cls, f"{self.prefix}:{rule}", text, place, code))
+
+    def write(self, seg: Segment, pos: int | None, out: list[str]) -> None:
+        known = self.cache.get(seg.text)
+        if known is not None:
+            out.append(known)
+            return
+        mark = len(self.errors)
+        piece: list[str] = []
+        self._write(seg, pos, piece)
+        xml = "".join(piece)
+        out.append(xml)
+        if len(self.errors) == mark:
+            if len(self.cache) >= CACHE_SIZE:
+                self.cache.clear()  # bounded memory beats a perfect hit rate
+            self.cache[seg.text] = xml
+
+    def _write(self, seg: Segment, pos: int | None, out: list[str]) -> None:
+        sdef = self.segments[seg.tag]
+        out.append(f"<S_{seg.tag}>")
+        defs = sdef.elements
+        for i, element in enumerate(seg.elements[:len(defs)]):
+            edef = defs[i]
+            if len(element) > edef.repeat:
+                self.error(ErrorClass.FORMAT, seg, pos, i + 1, None, f"{seg.tag}/{edef.id}",
+                           f"{edef.id} ({edef.name}) repeated {len(element)} times, at most "
+                           f"{edef.repeat} allowed", SE_TOO_MANY_REPETITIONS)
+            present = False
+            for rep in element:
+                if edef.components:
+                    present = self._composite(seg, pos, i + 1, edef.id, edef.components, rep,
+                                              out) or present
+                elif rep != [""]:
+                    present = True
+                    self._simple(seg, pos, i + 1, edef.id, edef.name, edef.fmt, rep, out)
+            if edef.mandatory and not present:
+                self._missing(seg, pos, i + 1, None, edef.id, edef.name)
+        for i in range(len(seg.elements), len(defs)):
+            if defs[i].mandatory:
+                self._missing(seg, pos, i + 1, None, defs[i].id, defs[i].name)
+        if len(seg.elements) > len(defs) and any(
+                r != [""] for e in seg.elements[len(defs):] for r in e):
+            self.error(ErrorClass.FORMAT, seg, pos, len(defs) + 1, None, f"{seg.tag}",
+                       f"{seg.tag} has {len(seg.elements)} data elements, the directory "
+                       f"defines {len(defs)}", SE_TOO_MANY_CONSTITUENTS)
+        out.append(f"</S_{seg.tag}>")
+
+    def _missing(self, seg: Segment, pos: int | None, el: int, comp: int | None, did: str,
+                 name: str) -> None:
+        self.error(ErrorClass.FORMAT, seg, pos, el, comp, f"{seg.tag}/{did}",
+                   f"mandatory data element {did} ({name}) is missing", SE_MISSING)
+
+    def _simple(self, seg: Segment, pos: int | None, el: int, did: str, name: str,
+                fmt: Fmt | None, rep: list[str], out: list[str]) -> None:
+        value = rep[0]
+        if len(rep) > 1:
+            self.error(ErrorClass.FORMAT, seg, pos, el, 2, f"{seg.tag}/{did}",
+                       f"{did} ({name}) is a simple data element but has components",
+                       SE_TOO_MANY_CONSTITUENTS)
+        if value:
+            assert fmt is not None  # the reader gives every simple element a format
+            self._value(seg, pos, el, None, did, fmt, value)
+            out.append(f"<D_{did}>{xml_text(value)}</D_{did}>")
+
+    def _composite(self, seg: Segment, pos: int | None, el: int, cid: str,
+                   comps: tuple[ComponentDef, ...], rep: list[str], out: list[str]) -> bool:
+        if not any(rep):
+            return False
+        out.append(f"<C_{cid}>")
+        for j, cdef in enumerate(comps):
+            value = rep[j] if j < len(rep) else ""
+            if value:
+                self._value(seg, pos, el, j + 1, cdef.id, cdef.fmt, value)
+                out.append(f"<D_{cdef.id}>{xml_text(value)}</D_{cdef.id}>")
+            elif cdef.mandatory:
+                self._missing(seg, pos, el, j + 1, cdef.id, cdef.name)
+        out.append(f"</C_{cid}>")
+        if len(rep) > len(comps) and any(rep[len(comps):]):
+            self.error(ErrorClass.FORMAT, seg, pos, el, len(comps) + 1, f"{seg.tag}/{cid}",
+                       f"composite {cid} has {len(rep)} components, the directory defines "
+                       f"{len(comps)}", SE_TOO_MANY_CONSTITUENTS)
+        return True
+
+    def _value(self, seg: Segment, pos: int | None, el: int, comp: int | None, did: str,
+               fmt: Fmt, value: str) -> None:
+        problem = check_format(value, fmt)
+        if problem is not None:
+            text, code = problem
+            self.error(ErrorClass.FORMAT, seg, pos, el, comp, f"{seg.tag}/{did}",
+                       f"{did} value {value!r} {text} (format {fmt})", code)
+        allowed = self.codes.get(did)
+        if allowed is not None and value not in allowed:
+            self.error(ErrorClass.CODELIST, seg, pos, el, comp, f"{seg.tag}/{did}/codes",
+                       f"{did} value {value!r} is not in the MIG's code list", SE_INVALID_VALUE)
+
+
+def check_format(value: str, fmt: Fmt) -> tuple[str, int] | None:
+    """Why ``value`` breaks ``fmt`` (text, ISO 9735 error code), or ``None``."""
+    size = len(value)
+    if fmt.kind == "n":
+        if not _NUMERIC.fullmatch(value) or not any(c.isdigit() for c in value):
+            return "is not numeric", SE_INVALID_CHAR_TYPE
+        # Sign and decimal mark do not count towards a numeric element's length (9735-1 10).
+        size -= value.startswith("-") + ("." in value or "," in value)
+    elif fmt.kind == "a" and _DIGIT.search(value):
+        return "contains digits", SE_INVALID_CHAR_TYPE
+    if size > fmt.max:
+        return f"is {size} characters long, at most {fmt.max} allowed", SE_TOO_LONG
+    if size < fmt.min:
+        return f"is {size} characters long, at least {fmt.min} required", SE_TOO_SHORT
+    return None
+
+
+class _Frame:
+    __slots__ = ("count", "group", "idx")
+
+    def __init__(self, group: GroupDef) -> None:
+        self.group = group
+        self.idx = 0
+        self.count = 0
+
+
+class MessageChecker:
+    """Walks one message's segments through the structure and collects its XML."""
+
+    def __init__(self, profile: EdifactProfile, writer: SegmentWriter, ref: str) -> None:
+        self.p = profile
+        self.writer = writer
+        writer.message = ref
+        self.errors = writer.errors
+        self.out: list[str] = [f"<M_{profile.message}>"]
+        self.stack = [_Frame(profile.structure)]
+        self.last_seg: Segment | None = None
+        self.last_pos = 0
+
+    def segment(self, seg: Segment, pos: int) -> None:
+        self.last_seg, self.last_pos = seg, pos
+        while True:
+            frame = self.stack[-1]
+            j = _find(frame, seg.tag)
+            if j is not None:
+                self._advance(frame, j, seg, pos)
+                return
+            if len(self.stack) == 1:
+                self._error(seg, pos, seg.tag, f"segment {seg.tag} is not allowed here "
+                            f"(after {self._context()})", SE_NOT_SUPPORTED_HERE)
+                return
+            self._close()
+
+    def finish(self) -> str:
+        """Close every open group (checking what they still lack) and return the XML."""
+        while len(self.stack) > 1:
+            self._close()
+        self._check_missing(self.stack[0], len(self.stack[0].group.children))
+        self.out.append(f"</M_{self.p.message}>")
+        return "".join(self.out)
+
+    def _context(self) -> str:
+        frame = self.stack[-1]
+        child = frame.group.children[frame.idx]
+        return f"{child.tag if isinstance(child, SegmentRef) else child.name} in {frame.group.name}"
+
+    def _advance(self, frame: _Frame, j: int, seg: Segment, pos: int) -> None:
+        if j != frame.idx:
+            self._check_missing(frame, j)
+            frame.idx, frame.count = j, 0
+        child = frame.group.children[j]
+        frame.count += 1
+        if isinstance(child, GroupDef):
+            if frame.count > child.max:
+                self._error(seg, pos, child.name, f"segment group {child.name} occurs more than "
+                            f"{child.max} times", SE_TOO_MANY_GROUP_REPETITIONS)
+            self.out.append(f"<G_{child.name}>")
+            inner = _Frame(child)
+            inner.count = 1
+            self.stack.append(inner)
+        elif frame.count > child.max:
+            self._error(seg, pos, seg.tag, f"segment {seg.tag} occurs more than {child.max} "
+                        f"times in {frame.group.name}", SE_TOO_MANY_REPETITIONS)
+        self.writer.write(seg, pos, self.out)
+
+    def _close(self) -> None:
+        frame = self.stack.pop()
+        self._check_missing(frame, len(frame.group.children))
+        self.out.append(f"</G_{frame.group.name}>")
+
+    def _check_missing(self, frame: _Frame, upto: int) -> None:
+        start = frame.idx if frame.count == 0 else frame.idx + 1
+        for child in frame.group.children[start:upto]:
+            if child.mandatory:
+                what = (f"segment {child.tag}" if isinstance(child, SegmentRef)
+                        else f"segment group {child.name} ({child.trigger})")
+                seg, pos = self.last_seg, self.last_pos
+                self._error(seg, pos, child.tag if isinstance(child, SegmentRef) else child.name,
+                            f"mandatory {what} is missing in {frame.group.name}", SE_MISSING)
+
+    def _error(self, seg: Segment | None, pos: int, rule: str, text: str, code: int) -> None:
+        place = Place(segment=pos or None, tag=seg.tag if seg else None,
+                      message=self.writer.message,
+                      interchange_segment=seg.index if seg else None)
+        self.errors.append(MigError(ErrorClass.STRUCTURE, f"{self.p.rule_prefix}:{rule}", text,
+                                    place, code))
+
+
+def _find(frame: _Frame, tag: str) -> int | None:
+    """The child of the frame's group that ``tag`` continues, searching forward only.
+
+    A segment already at its maximum is passed over if the tag also fits a later child (the
+    same tag may stand at two positions of a group, e.g. DTM); otherwise it is taken and
+    the walk reports too many repetitions, unless it is the group's first segment: that
+    starts a new repetition of the group, which the enclosing frame decides.
+    """
+    group, idx = frame.group, frame.idx
+    try:
+        j = group.triggers.index(tag, idx)
+    except ValueError:
+        return None
+    child = group.children[j]
+    if j == idx and frame.count >= child.max and isinstance(child, SegmentRef):
+        try:
+            return group.triggers.index(tag, idx + 1)
+        except ValueError:
+            return None if idx == 0 else j
+    return j

@@ -1,0 +1,401 @@
+"""ISO 9735 syntax with no I/O: UNA, separators, release character, repetitions, repertoires.
+
+Where it sits in the mail flow: the first step of MIG validation of an EDIFACT submission.
+It turns byte chunks into :class:`Segment` objects one at a time, so a 20 MB interchange is
+read with memory bounded by the largest segment, not the interchange.
+
+Why not pydifact (0.2.3, a project dependency): measured here, its ``get_messages()`` fails
+on any interchange with UNG/UNE functional groups; it does not split syntax-4 repetitions
+(``*``); it checks no control counts and no character repertoire; its wheel ships no
+directory data, so it validates nothing; and it parses 0.3-0.5 MB/s, an order of magnitude
+below what the transport needs. Splitting on the service characters with ``str.split`` and
+repairing only the splits a release character escaped is short, exact and fast, so this
+module does its own tokenising. pydifact remains the baseline in ``bench/mig_bench.py``.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from singlewindow.mig.errors import (
+    SE_INVALID_CHARACTER,
+    SE_INVALID_SERVICE_CHAR,
+    SE_OUTSIDE,
+    SE_SYNTAX_NOT_SUPPORTED,
+    SE_UNSPECIFIED,
+    ErrorClass,
+    MigError,
+    Place,
+)
+
+#: Components of one repetition of one data element.
+Repetition = list[str]
+#: One data element: its repetitions (one unless the syntax-4 repetition separator is used).
+Element = list[Repetition]
+
+
+@dataclass(frozen=True, slots=True)
+class Delimiters:
+    """The service characters (ISO 9735-1 section 5; UNA positions 1-6)."""
+
+    component: str = ":"
+    element: str = "+"
+    decimal: str = "."
+    release: str | None = "?"
+    repetition: str | None = "*"
+    terminator: str = "'"
+
+    def service(self) -> str:
+        return "".join(
+            c
+            for c in (self.component, self.element, self.release, self.repetition,
+                      self.terminator)
+            if c
+        )
+
+    def una(self) -> str:
+        """The UNA service string advice for these characters."""
+        return "UNA" + self.component + self.element + self.decimal + (
+            self.release or " ") + (self.repetition or " ") + self.terminator
+
+
+# Default separators without UNA for level A/C/Y repertoires (ISO 9735-1 5.2); syntax 3
+# has no repetition separator (the UNA position is "reserved, space").
+DEFAULT_V4 = Delimiters()
+DEFAULT_V3 = Delimiters(repetition=None)
+# Level B without UNA uses the information separators IS1-IS4 and no release character.
+DEFAULT_UNOB = Delimiters(component="\x1f", element="\x1d", release=None, repetition="\x1e",
+                          terminator="\x1c")
+
+#: Repertoire (syntax identifier 0001) -> Python codec. UNOA/UNOB are 7-bit; decoding them
+#: as Latin-1 never fails, so a high byte is reported by the repertoire check with its place.
+CHARSETS = {"UNOA": "latin-1", "UNOB": "latin-1", "UNOC": "latin-1", "UNOY": "utf-8"}
+
+# Level A (ISO 9735-1 Annex, UNOA): upper-case letters, digits, space and these marks.
+_UNOA_CHARS = "A-Z0-9 .,\\-()/='+:?!\"%&*;<>"
+_REPERTOIRE_ALLOWED = {
+    "UNOA": _UNOA_CHARS,
+    "UNOB": "\\x20-\\x7e",
+    "UNOC": "\\x20-\\x7e\\xa0-\\xff",
+    # ISO 10646 without C0/C1 controls; U+FFFD marks bytes that were not UTF-8.
+    "UNOY": "\\x20-\\x7e\\xa0-\\ufffc\\ufffe-\\U0010ffff",
+}
+
+MAX_SEGMENT_CHARS = 100_000  # a longer "segment" is a missing terminator, not data
+
+
+def repertoire_pattern(syntax_id: str, delims: Delimiters) -> re.Pattern[str]:
+    """A pattern matching the first character outside the repertoire (service chars allowed)."""
+    allowed = _REPERTOIRE_ALLOWED[syntax_id] + re.escape(delims.service())
+    return re.compile(f"[^{allowed}]")
+
+
+class Segment:
+    """One segment: tag and data elements, values with release characters removed.
+
+    The elements are split on first use: a segment whose XML is already known (the same
+    text seen before in this interchange) is never split at all.
+    """
+
+    __slots__ = ("_d", "_elements", "index", "tag", "text")
+
+    def __init__(self, text: str, d: Delimiters, index: int) -> None:
+        self.text = text
+        self._d = d
+        self.index = index  # 1-based position in the interchange (UNA not counted)
+        self._elements: list[Element] | None = None
+        head = text[:4]
+        if len(head) == 3 or (len(head) == 4 and head[3] == d.element):
+            self.tag = head[:3]
+        else:
+            self.tag, self._elements = _split(text, d)
+
+    @property
+    def elements(self) -> list[Element]:
+        if self._elements is None:
+            self.tag, self._elements = _split(self.text, self._d)
+        return self._elements
+
+    def value(self, element: int, component: int = 1, default: str = "") -> str:
+        """A component value by 1-based position, first repetition; ``default`` if absent."""
+        elements = self.elements
+        if element > len(elements):
+            return default
+        comps = elements[element - 1][0]
+        return comps[component - 1] if component <= len(comps) else default
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """What the first bytes say: separators, repertoire, syntax version."""
+
+    delimiters: Delimiters
+    syntax_id: str
+    version: int
+    skip: int  # bytes before the first segment (UNA, BOM, leading line breaks)
+
+
+def _syntax_error(text: str, code: int, index: int | None = None, tag: str | None = None,
+                  rule: str = "ISO9735-1") -> MigError:
+    place = Place(interchange_segment=index, tag=tag)
+    return MigError(ErrorClass.SYNTAX, rule, text, place, code)
+
+
+def read_header(head: bytes, errors: list[MigError]) -> Header | None:
+    """Parse UNA (if any) and UNB's syntax identifier from the first bytes."""
+    skip = 3 if head.startswith(codecs.BOM_UTF8) else 0
+    while head[skip:skip + 1] in (b"\r", b"\n", b" ", b"\t"):
+        skip += 1
+    una: Delimiters | None = None
+    if head[skip:skip + 3] == b"UNA":
+        raw = head[skip + 3:skip + 9].decode("latin-1")
+        if len(raw) < 6:
+            errors.append(_syntax_error("UNA is shorter than six service characters",
+                                        SE_INVALID_SERVICE_CHAR, tag="UNA", rule="ISO9735-UNA"))
+            return None
+        una = _una_delimiters(raw, errors)
+        if una is None:
+            return None
+        skip += 9
+        while head[skip:skip + 1] in (b"\r", b"\n"):
+            skip += 1
+    if head[skip:skip + 3] != b"UNB":
+        errors.append(_syntax_error("the interchange does not start with UNA or UNB",
+                                    SE_OUTSIDE, tag=head[skip:skip + 3].decode("latin-1"),
+                                    rule="ISO9735-UNB"))
+        return None
+    sep = head[skip + 3:skip + 4].decode("latin-1")
+    level_b = una is None and sep == DEFAULT_UNOB.element
+    base = una or (DEFAULT_UNOB if level_b else DEFAULT_V4)
+    s001 = head[skip + 4:skip + 40].decode("latin-1").split(base.element, 1)[0]
+    parts = s001.split(base.component)
+    syntax_id = parts[0]
+    version = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+    if syntax_id not in CHARSETS or version not in (3, 4):
+        errors.append(_syntax_error(
+            f"syntax identifier {syntax_id}:{version or '?'} is not supported "
+            "(UNOA, UNOB, UNOC, UNOY; syntax version 3 or 4)",
+            SE_SYNTAX_NOT_SUPPORTED, 1, "UNB", "ISO9735-UNB-S001"))
+        return None
+    return Header(_for_version(base, version, una is not None), syntax_id, version, skip)
+
+
+def _for_version(d: Delimiters, version: int, explicit: bool) -> Delimiters:
+    """Syntax 3 has no repetition separator; a space in UNA position 5 means none either."""
+    if version < 4 or (explicit and d.repetition == " "):
+        return Delimiters(d.component, d.element, d.decimal, d.release, None, d.terminator)
+    return d
+
+
+def _una_delimiters(raw: str, errors: list[MigError]) -> Delimiters | None:
+    comp, elem, dec, rel, rep, term = (raw[i] for i in range(6))
+    d = Delimiters(comp, elem, dec, None if rel == " " else rel, rep, term)
+    chosen = [c for c in (comp, elem, d.release, rep if rep != " " else None, term) if c]
+    if len(set(chosen)) != len(chosen) or any(c.isalnum() for c in chosen):
+        errors.append(_syntax_error(f"UNA service characters {raw!r} are not distinct "
+                                    "non-alphanumeric characters", SE_INVALID_SERVICE_CHAR,
+                                    tag="UNA", rule="ISO9735-UNA"))
+        return None
+    return d
+
+
+def split_escaped(text: str, sep: str, rel: str | None) -> list[str]:
+    """Split on ``sep`` except where a release character escapes it; values stay escaped."""
+    parts = text.split(sep)
+    if rel is None or rel not in text:
+        return parts
+    out: list[str] = []
+    pending: str | None = None
+    for part in parts:
+        if pending is not None:
+            part = pending + sep + part
+            pending = None
+        # An odd run of release characters before the separator means it was released.
+        if (len(part) - len(part.rstrip(rel))) % 2:
+            pending = part
+        else:
+            out.append(part)
+    if pending is not None:
+        out.append(pending)
+    return out
+
+
+_UNESCAPE_CACHE: dict[str, re.Pattern[str]] = {}
+
+
+def unescape(value: str, rel: str | None) -> str:
+    if rel is None or rel not in value:
+        return value
+    pat = _UNESCAPE_CACHE.get(rel)
+    if pat is None:
+        pat = _UNESCAPE_CACHE[rel] = re.compile(re.escape(rel) + "(.)", re.S)
+    return pat.sub(r"\1", value)
+
+
+def _split(text: str, d: Delimiters) -> tuple[str, list[Element]]:
+    """Tag and elements/repetitions/components of one segment (without its terminator)."""
+    rel, comp, rep = d.release, d.component, d.repetition
+    if rel is None or rel not in text:
+        raw = text.split(d.element)
+        elements: list[Element] = [
+            [r.split(comp) for r in e.split(rep)] if rep and rep in e else [e.split(comp)]
+            for e in raw[1:]
+        ]
+        return raw[0].split(comp, 1)[0], elements
+    raw = split_escaped(text, d.element, rel)
+    elements = []
+    for e in raw[1:]:
+        reps = split_escaped(e, rep, rel) if rep else [e]
+        elements.append([[unescape(c, rel) for c in split_escaped(r, comp, rel)] for r in reps])
+    return unescape(split_escaped(raw[0], comp, rel)[0], rel), elements
+
+
+def parse_segment(text: str, d: Delimiters, index: int) -> Segment:
+    """One segment (without its terminator), split at once."""
+    seg = Segment(text, d, index)
+    seg.elements  # noqa: B018  # split now, not lazily
+    return seg
+
+
+class Tokenizer:
+    """Incremental segment splitter: feed decoded text, get whole segments back."""
+
+    def __init__(self, header: Header, errors: list[MigError]) -> None:
+        self.d = header.delimiters
+        self.errors = errors
+        self.bad = repertoire_pattern(header.syntax_id, self.d)
+        self.syntax_id = header.syntax_id
+        self.rest = ""
+        self.count = 0
+
+    def feed(self, text: str) -> list[Segment]:
+        d = self.d
+        buf = self.rest + text if self.rest else text
+        parts = buf.split(d.terminator)
+        rest = parts.pop()
+        if d.release is not None and d.release in buf:
+            parts, carried = _rejoin_released(parts, d.terminator, d.release)
+            if carried is not None:
+                rest = carried + d.terminator + rest
+        if len(rest) > MAX_SEGMENT_CHARS:
+            self.errors.append(_syntax_error(
+                f"no segment terminator {d.terminator!r} within {MAX_SEGMENT_CHARS} characters",
+                SE_UNSPECIFIED, self.count + 1))
+            rest = ""
+        self.rest = rest
+        return [s for p in parts if (s := self._segment(p)) is not None]
+
+    def close(self) -> list[Segment]:
+        """End of input: anything left is a segment without its terminator."""
+        tail = self.rest.strip("\r\n\t ")
+        self.rest = ""
+        if tail:
+            self.errors.append(_syntax_error(
+                f"the last segment is not terminated by {self.d.terminator!r}",
+                SE_UNSPECIFIED, self.count + 1, tail[:3]))
+        return []
+
+    def _segment(self, text: str) -> Segment | None:
+        if text[:1] in ("\r", "\n"):
+            # Line breaks after a terminator are common practice, not data.
+            text = text.lstrip("\r\n")
+            if not text:
+                return None
+        self.count += 1
+        bad = self.bad.search(text)
+        if bad is not None:
+            self.errors.append(MigError(
+                ErrorClass.REPERTOIRE, f"ISO9735-{self.syntax_id}",
+                f"character {bad.group()!r} is not in repertoire {self.syntax_id}",
+                Place(interchange_segment=self.count, tag=text[:3]), SE_INVALID_CHARACTER))
+        return Segment(text, self.d, self.count)
+
+
+def _rejoin_released(parts: list[str], term: str, rel: str) -> tuple[list[str], str | None]:
+    """Undo splits at released terminators; return the whole parts and an unfinished tail."""
+    out: list[str] = []
+    pending: str | None = None
+    for part in parts:
+        if pending is not None:
+            part = pending + term + part
+            pending = None
+        if (len(part) - len(part.rstrip(rel))) % 2:
+            pending = part
+        else:
+            out.append(part)
+    return out, pending
+
+
+CHUNK = 1 << 16
+
+
+def iter_segments(chunks: Iterable[bytes], errors: list[MigError]) -> Iterator[Segment]:
+    """Segments of an interchange given as byte chunks; problems go to ``errors``.
+
+    The first segment yielded is UNB; UNA, if present, is consumed as the header.
+    """
+    it = iter(chunks)
+    head = b""
+    for chunk in it:
+        head += chunk
+        if len(head) >= 128:
+            break
+    header = read_header(head, errors)
+    if header is None:
+        return
+    yield from _segments(header, head[header.skip:], it, errors)
+
+
+def _segments(header: Header, first: bytes, rest: Iterator[bytes],
+              errors: list[MigError]) -> Iterator[Segment]:
+    tok = Tokenizer(header, errors)
+    decoder = codecs.getincrementaldecoder(CHARSETS[header.syntax_id])(errors="replace")
+    yield from tok.feed(decoder.decode(first))
+    for chunk in rest:
+        yield from tok.feed(decoder.decode(chunk))
+    yield from tok.feed(decoder.decode(b"", final=True))
+    tok.close()
+
+
+def header_of(data: bytes) -> Header | None:
+    """The header of a complete interchange, or ``None`` if it has none we understand."""
+    return read_header(data[:128], [])
+
+
+def chunked(data: bytes, size: int = CHUNK) -> Iterator[bytes]:
+    for start in range(0, len(data), size):
+        yield data[start:start + size]
+
+
+# --- writing --------------------------------------------------------------------------
+
+
+def escape(value: str, d: Delimiters) -> str:
+    """Insert the release character before every service character in ``value``."""
+    rel = d.release
+    if rel is None:
+        return value
+    if not any(c in value for c in d.service()):
+        return value
+    return "".join(rel + c if c in d.service() else c for c in value)
+
+
+def format_segment(tag: str, elements: list[Element], d: Delimiters) -> str:
+    """One segment as text with its terminator; trailing empty positions are suppressed
+    (ISO 9735-1 section 9: they are omitted, not sent empty)."""
+    out: list[str] = []
+    for element in elements:
+        reps = [_strip_join([escape(c, d) for c in r], d.component) for r in element]
+        out.append((d.repetition or "").join(reps) if len(reps) > 1 else reps[0] if reps else "")
+    while out and out[-1] == "":
+        out.pop()
+    return d.element.join([tag, *out]) + d.terminator
+
+
+def _strip_join(values: list[str], sep: str) -> str:
+    while values and values[-1] == "":
+        values.pop()
+    return sep.join(values)

@@ -1,0 +1,226 @@
+"""The MIG directory: message types as data, loaded and compiled once.
+
+Where it sits in the mail flow: the transport calls :func:`registry` (or :func:`reload` on
+SIGHUP) at start; every validation then uses the compiled result. A message type is a
+folder under ``types/`` with a ``mig.toml`` (identification, files, code lists); EDIFACT
+directories are folders under ``directories/``. The shipped data is in ``data/`` beside
+this module; an operator adds folders of the same shape to a directory named in
+``SW_MIG_PATH`` (``:``-separated), where a type of the same name replaces the shipped one.
+``data/README.md`` documents the format.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lxml import etree, isoschematron
+
+from singlewindow.mig.edifact.message import EdifactProfile
+from singlewindow.mig.model import (
+    DataError,
+    GroupDef,
+    SegmentDef,
+    SegmentRef,
+    read_segments,
+    read_structure,
+)
+from singlewindow.mig.xsdgen import schema_for
+
+DATA = Path(__file__).with_name("data")
+
+
+@dataclass(frozen=True, slots=True)
+class MessageType:
+    """One message type of the MIG, compiled."""
+
+    name: str
+    title: str
+    namespace: str
+    root: str
+    schema: etree.XMLSchema
+    schema_text: bytes
+    rules: isoschematron.Schematron | None
+    edifact: EdifactProfile | None = None
+    unh: tuple[str, str, str, str] | None = None
+    folder: Path = DATA
+
+
+@dataclass(frozen=True, slots=True)
+class Registry:
+    types: Mapping[str, MessageType]
+    by_unh: Mapping[tuple[str, str, str, str], MessageType]
+    by_xml: Mapping[tuple[str, str], MessageType]
+    service: Mapping[str, SegmentDef] = field(default_factory=dict)
+
+
+def _read_toml(path: Path) -> dict[str, object]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise DataError(f"{path}: {exc}") from None
+
+
+def _table(doc: Mapping[str, object], key: str, where: Path) -> dict[str, object]:
+    value = doc.get(key, {})
+    if not isinstance(value, dict):
+        raise DataError(f"{where}: [{key}] must be a table")
+    return value
+
+
+def _str(doc: Mapping[str, object], key: str, where: Path) -> str:
+    value = doc.get(key)
+    if not isinstance(value, str) or not value:
+        raise DataError(f"{where}: {key} must be a non-empty string")
+    return value
+
+
+class _Loader:
+    def __init__(self, roots: Sequence[Path]) -> None:
+        self.roots = roots
+        self.directories: dict[str, dict[str, SegmentDef]] = {}
+        self.service = read_segments(self._find("service/segments.txt").read_text(),
+                                     "service/segments.txt")
+
+    def _find(self, rel: str) -> Path:
+        for root in reversed(self.roots):
+            if (root / rel).exists():
+                return root / rel
+        raise DataError(f"MIG data: {rel} not found in {', '.join(map(str, self.roots))}")
+
+    def directory(self, name: str, seen: tuple[str, ...] = ()) -> dict[str, SegmentDef]:
+        if name in self.directories:
+            return self.directories[name]
+        if name in seen:
+            raise DataError(f"directory {name}: based_on loops through {seen}")
+        folder = self._find(f"directories/{name}")
+        segs: dict[str, SegmentDef] = {}
+        meta = folder / "directory.toml"
+        if meta.exists():
+            segs.update(self.directory(_str(_read_toml(meta), "based_on", meta), (*seen, name)))
+        own = folder / "segments.txt"
+        if own.exists():
+            segs.update(read_segments(own.read_text(), str(own)))
+        self.directories[name] = segs
+        return segs
+
+    def type_folders(self) -> dict[str, Path]:
+        found: dict[str, Path] = {}
+        for root in self.roots:
+            for mig in sorted((root / "types").glob("*/mig.toml")):
+                found[mig.parent.name] = mig.parent  # later roots override earlier ones
+        return found
+
+    def load(self, folder: Path) -> MessageType:
+        path = folder / "mig.toml"
+        doc = _read_toml(path)
+        xml = _table(doc, "xml", path)
+        namespace, root = _str(xml, "namespace", path), _str(xml, "root", path)
+        profile, unh = None, None
+        if "edifact" in doc:
+            profile, unh = self.edifact(doc, folder, path)
+        schema_text = self.schema_text(xml, folder, path, profile, namespace)
+        schema = _compile_schema(schema_text, folder / "schema.xsd")
+        rules = _compile_rules(_table(doc, "rules", path), folder, path)
+        return MessageType(_str(doc, "name", path), str(doc.get("title", "")), namespace, root,
+                           schema, schema_text, rules, profile, unh, folder)
+
+    def edifact(self, doc: Mapping[str, object], folder: Path, path: Path
+                ) -> tuple[EdifactProfile, tuple[str, str, str, str]]:
+        ed = _table(doc, "edifact", path)
+        unh = (_str(ed, "message", path), _str(ed, "version", path), _str(ed, "release", path),
+               _str(ed, "agency", path))
+        segs = {**self.service, **self.directory(_str(ed, "directory", path))}
+        structure_file = folder / _str(ed, "structure", path)
+        structure = read_structure(structure_file.read_text(), str(structure_file),
+                                   f"M_{unh[0]}")
+        _check_defined(structure, segs, structure_file)
+        codes = {k: frozenset(map(str, v)) for k, v in _table(doc, "codes", path).items()
+                 if isinstance(v, list)}
+        profile = EdifactProfile(_str(doc, "name", path), unh[0], structure, segs, codes,
+                                 _str(doc, "name", path))
+        return profile, unh
+
+    def schema_text(self, xml: Mapping[str, object], folder: Path, path: Path,
+                    profile: EdifactProfile | None, namespace: str) -> bytes:
+        if "schema" in xml:
+            return (folder / _str(xml, "schema", path)).read_bytes()
+        if profile is None:
+            raise DataError(f"{path}: an XML type needs [xml] schema")
+        return schema_for(profile, self.service, namespace).encode()
+
+
+def _check_defined(group: GroupDef, segs: Mapping[str, SegmentDef], where: Path) -> None:
+    for child in group.children:
+        if isinstance(child, GroupDef):
+            _check_defined(child, segs, where)
+        elif isinstance(child, SegmentRef) and child.tag not in segs:
+            raise DataError(f"{where}: segment {child.tag} has no definition in the directory")
+
+
+# The MIG's own files are trusted, but they are still read without network or DTDs.
+_TRUSTED = etree.XMLParser(no_network=True, resolve_entities=False, load_dtd=False)
+
+
+def _compile_schema(text: bytes, base: Path) -> etree.XMLSchema:
+    try:
+        doc = etree.fromstring(text, _TRUSTED, base_url=str(base))
+        return etree.XMLSchema(doc)
+    except (etree.XMLSyntaxError, etree.XMLSchemaParseError) as exc:
+        raise DataError(f"{base}: {exc}") from None
+
+
+def _compile_rules(rules: Mapping[str, object], folder: Path, path: Path
+                   ) -> isoschematron.Schematron | None:
+    if "schematron" not in rules:
+        return None
+    file = folder / _str(rules, "schematron", path)
+    try:
+        doc = etree.parse(str(file), _TRUSTED)
+        return isoschematron.Schematron(doc, store_report=True)
+    except (OSError, etree.XMLSyntaxError, etree.SchematronParseError) as exc:
+        raise DataError(f"{file}: {exc}") from None
+
+
+def roots_from_env() -> list[Path]:
+    extra = [Path(p) for p in os.environ.get("SW_MIG_PATH", "").split(":") if p]
+    return [DATA, *extra]
+
+
+def load(roots: Sequence[Path] | None = None) -> Registry:
+    """Read and compile every message type under ``roots`` (default: shipped + SW_MIG_PATH)."""
+    loader = _Loader(list(roots) if roots is not None else roots_from_env())
+    types: dict[str, MessageType] = {}
+    for folder in loader.type_folders().values():
+        mt = loader.load(folder)
+        types[mt.name] = mt
+    by_unh = {mt.unh: mt for mt in types.values() if mt.unh is not None}
+    by_xml = {(mt.namespace, mt.root): mt for mt in types.values()}
+    return Registry(types, by_unh, by_xml, loader.service)
+
+
+_lock = threading.Lock()
+_current: Registry | None = None
+
+
+def registry() -> Registry:
+    """The compiled MIG, loaded on first use."""
+    global _current
+    with _lock:
+        if _current is None:
+            _current = load()
+        return _current
+
+
+def reload(roots: Sequence[Path] | None = None) -> Registry:
+    """Load the MIG again (SIGHUP). On a data error the previous MIG stays in force."""
+    global _current
+    fresh = load(roots)
+    with _lock:
+        _current = fresh
+    return fresh

@@ -1,0 +1,25 @@
+"""Shared fixtures of the MIG tests: the shipped registry, the public samples."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from singlewindow.mig.loader import Registry, registry
+
+PUBLIC = Path(__file__).resolve().parents[4].parent / "shared" / "testdata" / "public"
+if not PUBLIC.exists():  # CI lays shared/ beside the clone; a worktree has it at /work/shared
+    PUBLIC = Path("/work/shared/testdata/public")
+
+
+@pytest.fixture(scope="session")
+def reg() -> Registry:
+    return registry()
+
+
+@pytest.fixture(scope="session")
+def public() -> Path:
+    if not PUBLIC.exists():
+        pytest.skip("shared/testdata/public is not present")
+    return PUBLIC / "edifact"

@@ -1,0 +1,124 @@
+"""Builders of valid (and deliberately broken) EDIFACT and XML submissions for the MIG tests
+and the benchmark. Values follow the WCO/IATA PAXLST guide's examples in shape."""
+
+from __future__ import annotations
+
+HEADER_V4 = "UNA:+.?*'"
+
+
+def person(i: int) -> list[str]:
+    return [
+        f"NAD+FL+++DOE{i}:JOHN:ALBERT+1 MAIN STREET+AMSTERDAM++1011AB+NL'",
+        "ATT+2++M'",
+        f"DTM+329:19{60 + i % 40:02d}0{1 + i % 9}15:102'",
+        "LOC+178+NLAMS'",
+        "LOC+179+USJFK'",
+        "NAT+2+NLD'",
+        f"RFF+AVF:ABC{i}'",
+        f"DOC+P:110:111+XP{i:07d}'",
+        "DTM+36:20300101:102'",
+        "LOC+91+NLD'",
+    ]
+
+
+def paxlst_message(ref: str, persons: int, release: str = "03B", start: int = 0) -> list[str]:
+    body = [
+        f"UNH+{ref}+PAXLST:D:{release}:UN'",
+        "BGM+745'",
+        "NAD+MS+++OPERATIONS DESK'",
+        "COM+0031201234567:TE'",
+        "TDT+20+KL0641+++KL'",
+        "LOC+125+NLAMS'",
+        "DTM+189:0401011200:201'",
+        "LOC+87+USJFK'",
+        "DTM+232:0401011800:201'",
+    ]
+    for i in range(start, start + persons):
+        body += person(i)
+    body.append(f"CNT+42:{persons}'")
+    body.append(f"UNT+{len(body) + 1}+{ref}'")
+    return body
+
+
+def interchange(messages: list[list[str]], ref: str = "REF1", syntax: str = "UNOA:4",
+                una: str = HEADER_V4, sep: str = "\n") -> bytes:
+    segs = [f"UNB+{syntax}+SENDER:ZZZ+NLSW:ZZZ+240101:1200+{ref}'"]
+    for m in messages:
+        segs += m
+    segs.append(f"UNZ+{len(messages)}+{ref}'")
+    return (una + sep + sep.join(segs) + sep).encode("latin-1")
+
+
+def paxlst(persons: int = 2, messages: int = 1, release: str = "03B",
+           unique: bool = True) -> bytes:
+    return interchange([paxlst_message(f"M{n}", persons, release, n * persons if unique else 0)
+                        for n in range(messages)])
+
+
+def paxlst_of_size(megabytes: float, release: str = "03B", unique: bool = True) -> bytes:
+    """About ``megabytes`` of PAXLST: messages of 200 persons each (~70 kB).
+
+    ``unique``: every person differs (names, documents); otherwise each message lists the
+    same 200 persons, as a carrier resending a manifest would.
+    """
+    one = len(paxlst(200, 1, release))
+    count = max(1, round(megabytes * 1024 * 1024 / one))
+    return paxlst(200, count, release, unique)
+
+
+def iftdgn() -> bytes:
+    msg = [
+        "UNH+1+IFTDGN:D:03A:UN'",
+        "BGM+890+DGN0001+9'",
+        "DTM+137:202401011200:203'",
+        "RFF+VON:V123'",
+        "TDT+20+V123+1++MSC:172:20+++9074729:146:11:MSC ANNA:PA'",
+        "LOC+5+NLRTM'",
+        "DTM+132:202401021800:203'",
+        "NAD+CA+MSC:160:20'",
+        "CTA+IC+:J. JANSEN'",
+        "COM+0031101234567:TE'",
+        "EQD+CN+MSCU1234567'",
+        "CNI+1+BL0001'",
+        "LOC+9+CNSHA'",
+        "GID+1+10:DR'",
+        "FTX+AAA+++ACETONE'",
+        "DGS+IMD+3+1090+-020:CEL+2+F-E'",
+        "FTX+AAD+++ACETONE'",
+        "MEA+AAE+AAB+KGM:1000'",
+        "SGP+MSCU1234567+10'",
+    ]
+    msg.append(f"UNT+{len(msg) + 1}+1'")
+    return interchange([msg])
+
+
+GENDEC = """<?xml version="1.0" encoding="UTF-8"?>
+<GeneralDeclaration xmlns="urn:singlewindow:mig:gendec:1">
+  <DocumentId>GD-2024-0001</DocumentId>
+  <Issued>2024-01-01T10:00:00Z</Issued>
+  <Function>Original</Function>
+  <Movement>Arrival</Movement>
+  <Ship>
+    <Name>MSC ANNA</Name>
+    <ImoNumber>{imo}</ImoNumber>
+    <CallSign>3FAB4</CallSign>
+    <Flag>PA</Flag>
+    <GrossTonnage>{gross}</GrossTonnage>
+    <NetTonnage>94000</NetTonnage>
+  </Ship>
+  <PortCall>
+    <Port>NLRTM</Port>
+    <VoyageNumber>V123</VoyageNumber>
+    <ArrivalEstimated>2024-01-02T18:00:00Z</ArrivalEstimated>
+    <DepartureEstimated>2024-01-04T06:00:00Z</DepartureEstimated>
+    <LastPort>CNSHA</LastPort>
+  </PortCall>
+  <Master>K. PAPADOPOULOS</Master>
+  <CrewCount>{crew}</CrewCount>
+  <PassengerCount>0</PassengerCount>
+</GeneralDeclaration>
+"""
+
+
+def gendec(imo: str = "9074729", gross: str = "194000", crew: str = "24") -> bytes:
+    return GENDEC.format(imo=imo, gross=gross, crew=crew).encode()

@@ -1,0 +1,84 @@
+"""The MIG is data: an operator adds or replaces types without code; reload swaps it."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from singlewindow.mig import loader
+from singlewindow.mig.model import DataError
+from singlewindow.mig.validate import validate
+from tests.unit.mig.factory import paxlst
+
+
+def test_shipped_types() -> None:
+    reg = loader.load()
+    assert set(reg.types) == {"PAXLST-D03B", "PAXLST-D05B", "IFTDGN-D03A", "GENDEC-1",
+                              "DECLARATION-RESPONSE-1", "PROCESS-RESPONSE-1"}
+    assert ("PAXLST", "D", "03B", "UN") in reg.by_unh
+    assert ("urn:singlewindow:mig:gendec:1", "GeneralDeclaration") in reg.by_xml
+
+
+def operator_copy(tmp_path: Path, name: str = "paxlst-d03b") -> Path:
+    target = tmp_path / "types" / name
+    shutil.copytree(loader.DATA / "types" / "paxlst-d03b", target)
+    return target
+
+
+def test_operator_overrides_a_shipped_type(tmp_path: Path) -> None:
+    folder = operator_copy(tmp_path)
+    toml = (folder / "mig.toml").read_text()
+    (folder / "mig.toml").write_text(toml.replace('"1225" = [', '"1225" = ["99", '))
+    reg = loader.load([loader.DATA, tmp_path])
+    data = paxlst(1).replace(b"BGM+745'", b"BGM+745++99'")
+    assert validate(data, None, reg).valid
+    assert not validate(data, None, loader.load()).valid
+
+
+def test_operator_adds_a_type_and_a_directory(tmp_path: Path) -> None:
+    folder = operator_copy(tmp_path, "paxlst-d04a")
+    toml = (folder / "mig.toml").read_text().replace("03B", "04A").replace("D03B", "D04A")
+    (folder / "mig.toml").write_text(toml.replace('name = "PAXLST-D04A"', 'name = "PAXLST-D04A"'))
+    (tmp_path / "directories" / "D04A").mkdir(parents=True)
+    (tmp_path / "directories" / "D04A" / "directory.toml").write_text('based_on = "D03B"\n')
+    (folder / "rules.sch").write_text((folder / "rules.sch").read_text().replace("D03B", "D04A"))
+    reg = loader.load([loader.DATA, tmp_path])
+    data = paxlst(1).replace(b"PAXLST:D:03B", b"PAXLST:D:04A")
+    result = validate(data, None, reg)
+    assert result.message_type == "PAXLST-D04A" and result.valid
+
+
+def test_bad_data_is_a_clear_error_and_reload_keeps_the_old_mig(tmp_path: Path) -> None:
+    folder = operator_copy(tmp_path)
+    (folder / "structure.txt").write_text("UNH M 1\nXYZ M 1\nUNT M 1\n")
+    with pytest.raises(DataError, match="XYZ has no definition"):
+        loader.load([loader.DATA, tmp_path])
+    before = loader.registry()
+    with pytest.raises(DataError):
+        loader.reload([loader.DATA, tmp_path])
+    assert loader.registry() is before
+    assert loader.reload() is loader.registry()
+
+
+def test_sw_mig_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("SW_MIG_PATH", str(tmp_path))
+    assert loader.roots_from_env() == [loader.DATA, tmp_path]
+
+
+@pytest.mark.parametrize(("text", "match"), [
+    ("UNH M 1\n  BGM X 1\n", "status must be M or C"),
+    ("SG1 C 5\n", "must start with a segment"),
+    ("UNH M one\n", "expected"),
+])
+def test_structure_reader_errors(text: str, match: str) -> None:
+    from singlewindow.mig.model import read_structure
+    with pytest.raises(DataError, match=match):
+        read_structure(text + ("SG2 C 1\n" if "SG1" in text else ""), "x", "M")
+
+
+def test_segment_reader_errors() -> None:
+    from singlewindow.mig.model import read_segments
+    with pytest.raises(DataError, match="not a data element format"):
+        read_segments("ABC Name\n  C001 M 1 Comp\n    1234 M xx..3 Bad\n", "x")
