@@ -7,6 +7,7 @@ usage errors, from argparse). Passwords are read only from standard input.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -18,7 +19,7 @@ import psycopg
 
 from singlewindow import config as configmod
 from singlewindow import passwords, stack
-from singlewindow.store import StoreError, connect, directory, migrate
+from singlewindow.store import StoreError, connect, directory, messages, migrate
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -148,6 +149,62 @@ def route_add(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- log, trace ------------------------------------------------------------------------
+
+def _json(value: Any) -> str:
+    return json.dumps(value, default=str, indent=2, sort_keys=True)
+
+
+def log_cmd(args: argparse.Namespace) -> int:
+    with _db(args) as conn:
+        rows = messages.recent(conn, args.limit)
+    if args.json:
+        print(_json(rows))
+        return 0
+    for row in rows:
+        outcomes = ", ".join(f"{r['recipient']} {r['status']}" for r in row["recipients"])
+        print(f"{row['received_at']:%Y-%m-%d %H:%M:%S} {row['id']} {row['listener']} "
+              f"{row['party'] or '-'} <{row['envelope_from']}> "
+              f"type={row['message_type'] or '-'} queue={row['queue_id'] or '-'} "
+              f"[{outcomes or 'pending'}]")
+    return 0
+
+
+def trace_cmd(args: argparse.Namespace) -> int:
+    with _db(args) as conn:
+        found = messages.trace(conn, args.id)
+    if found is None:
+        raise CommandError(f"no message with id {args.id!r}")
+    if args.json:
+        print(_json(found))
+        return 0
+    print(f"message {found['id']} received {found['received_at']} on {found['listener']}")
+    print(f"  from party {found['party'] or '-'} <{found['envelope_from']}> "
+          f"login={found['sasl_login'] or '-'} peer={found['peer_address'] or '-'}")
+    print(f"  queue id {found['queue_id'] or '-'}, Message-ID {found['header_message_id'] or '-'}"
+          f", type {found['message_type'] or '-'}, sha256 {found['payload_sha256']}")
+    for r in found["recipients"]:
+        print(f"  recipient {r['recipient']}: {r['reason']}")
+    for f in found["forwards"]:
+        print(f"  copy to {f['destination']} ({f['state']}, queue id {f['queue_id'] or '-'},"
+              f" Message-ID {f['copy_message_id']})")
+    for e in found["events"]:
+        print(f"  {e['at']:%H:%M:%S.%f} {e['kind']} {json.dumps(e['detail'], sort_keys=True)}")
+    return 0
+
+
+# --- mig ---------------------------------------------------------------------------------
+
+def mig_validate(args: argparse.Namespace) -> int:
+    from singlewindow.mig import cli as migcli
+    return migcli.validate_cmd(args.file, args.json)
+
+
+def mig_convert(args: argparse.Namespace) -> int:
+    from singlewindow.mig import cli as migcli
+    return migcli.convert_cmd(args.file)
+
+
 # --- stack -----------------------------------------------------------------------------
 
 def _state_dir(args: argparse.Namespace) -> Path:
@@ -230,6 +287,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--type", required=True, metavar="MESSAGE_TYPE")
     p.add_argument("--to", required=True, action="append", metavar="LOGICAL")
 
+    p = command(sub, "log", log_cmd, "recent messages with their outcomes")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--limit", type=int, default=50)
+    p = command(sub, "trace", trace_cmd, "the whole path of one message")
+    p.add_argument("id", metavar="ID", help="Single Window id, queue id or Message-ID")
+    p.add_argument("--json", action="store_true")
+
+    mig_ = sub.add_parser("mig", help="message rules, offline").add_subparsers(
+        dest="cmd", required=True)
+    p = command(mig_, "validate", mig_validate, "the errors a control message would carry")
+    p.add_argument("file")
+    p.add_argument("--json", action="store_true")
+    p = command(mig_, "convert", mig_convert, "EDIFACT in, XML out")
+    p.add_argument("file")
+
     stack_ = sub.add_parser("stack", help="the local stack").add_subparsers(
         dest="cmd", required=True)
     p = command(stack_, "up", stack_up, "start PostgreSQL, Postfix, Dovecot and the daemons")
@@ -252,6 +324,9 @@ def main(argv: list[str] | None = None) -> int:
         first = (str(exc).strip().splitlines() or ["database error"])[0]
         print(f"swctl: error: database: {first}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # e.g. swctl mig convert FILE | head
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     return code
 
 

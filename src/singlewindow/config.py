@@ -41,6 +41,12 @@ class Hub:
     #: The DIGEST-MD5 realm (RFC 2831); the ``{DIGEST-MD5}`` hashes are computed over it,
     #: so changing it invalidates every stored DIGEST-MD5 hash.
     sasl_realm: str = "sw.test"
+    #: Envelope sender and From of control messages Single Window writes itself.
+    system_local_part: str = "single-window"
+
+    @property
+    def system_sender(self) -> str:
+        return f"{self.system_local_part}@{self.domain}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +82,24 @@ class Policy:
     msa_window_seconds: int = 60
     #: Worker threads answering policy queries (each holds at most one DB connection).
     workers: int = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Transport:
+    #: SPEC R5.3 #1: the media types a submission's one body part may have. Everything
+    #: else is refused with "unsupported Content-Type".
+    allowed_content_types: tuple[str, ...] = (
+        "application/edifact", "application/xml", "text/xml", "text/plain")
+    #: Worker threads deciding recipients (each holds at most one DB connection).
+    workers: int = 8
+    #: Postfix's mail log, read after a crash to learn whether a copy was already
+    #: re-injected (SPEC D4); empty: the stack's own log under state_dir.
+    postfix_maillog: Path | None = None
+    #: Dovecot's configuration, for delivery into POP3 maildrops with dovecot-lda;
+    #: empty: the stack's own under state_dir.
+    dovecot_config: Path | None = None
+    #: Dovecot's local delivery agent.
+    dovecot_lda: Path = Path("/usr/lib/dovecot/dovecot-lda")
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +148,7 @@ class Config:
     database: Database = field(default_factory=Database)
     listeners: Listeners = field(default_factory=Listeners)
     policy: Policy = field(default_factory=Policy)
+    transport: Transport = field(default_factory=Transport)
     paths: Paths = field(default_factory=Paths)
     tls: Tls = field(default_factory=Tls)
 
@@ -134,6 +159,14 @@ class Config:
     @property
     def key_file(self) -> Path:
         return self.tls.key_file or self.paths.state_dir / "tls" / "key.pem"
+
+    @property
+    def postfix_maillog(self) -> Path:
+        return self.transport.postfix_maillog or self.paths.log_dir / "postfix.log"
+
+    @property
+    def dovecot_config(self) -> Path:
+        return self.transport.dovecot_config or self.paths.state_dir / "dovecot" / "dovecot.conf"
 
 
 def _build(cls: type[Any], data: dict[str, Any], where: str) -> Any:
@@ -150,6 +183,8 @@ def _build(cls: type[Any], data: dict[str, Any], where: str) -> Any:
             kwargs[key] = _build(type(default), value, f"{where}{key}.")
         elif isinstance(default, Path) or known[key].type in ("Path", "Path | None"):
             kwargs[key] = Path(value)
+        elif isinstance(default, tuple):
+            kwargs[key] = tuple(value)
         else:
             kwargs[key] = value
     return cls(**kwargs)
@@ -217,5 +252,7 @@ def _toml_value(value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, int):
         return str(value)
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
     return f'"{escaped}"'

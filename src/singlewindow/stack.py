@@ -36,6 +36,7 @@ from singlewindow.store import connect, directory, migrate
 #: tells it is ready.
 DAEMONS: dict[str, tuple[str, Callable[[Config], Path]]] = {
     "policyd": ("singlewindow.policy.server", lambda c: c.paths.policy_socket),
+    "transport": ("singlewindow.transport.server", lambda c: c.paths.lmtp_socket),
 }
 #: System users the stack needs (Debian packages create the first three, scripts/install
 #: the last).
@@ -225,6 +226,9 @@ def template_context(config: Config, layout: Layout) -> dict[str, Any]:
     dh = Path("/usr/share/dovecot/dh.pem")
     return {
         "hub": config.hub,
+        "hub_name": "Single Window",
+        "sw_domain": config.hub.domain,
+        "message_id_header": "X-SingleWindow-Origin",
         "listeners": config.listeners,
         "paths": config.paths,
         "tls": {"cert_file": config.cert_file, "key_file": config.key_file},
@@ -236,6 +240,7 @@ def template_context(config: Config, layout: Layout) -> dict[str, Any]:
             "maillog_file": layout.log_dir / "postfix.log",
             "maillog_prefix": layout.log_dir,
             "message_size_limit": 50 * 1024 * 1024,
+            "milter": config.paths.milter_socket if "milter" in DAEMONS else None,
         },
         "dovecot": {
             "private_instance": True,
@@ -346,7 +351,7 @@ def _postfix(layout: Layout, ctx: dict[str, Any], say: Say) -> None:
     _mkdir(layout.postfix_conf)
     _mkdir(layout.postfix_queue)
     _mkdir(layout.postfix_data, "postfix", 0o700)
-    for name in ("main.cf", "master.cf", "pgsql-logical.cf"):
+    for name in ("main.cf", "master.cf", "pgsql-logical.cf", "pgsql-relay.cf", "bounce.cf"):
         render.render_to(f"postfix/{name}.j2", layout.postfix_conf / name, ctx)
     postfix = ["postfix", "-c", str(layout.postfix_conf)]
     log = layout.log_dir / "postfix.log"

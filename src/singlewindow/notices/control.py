@@ -1,0 +1,41 @@
+"""The control message (SPEC R6.1): what is wrong with a submission, sent to its submitter.
+
+After the queue: the transport found MIG errors, forwards nothing and sends this instead,
+to the submitter's logical address, from Single Window's own sender. One body part
+(SPEC R5.3 holds for what Single Window sends, too): the readable report, then the same
+errors as FRM-style XML, then, for EDIFACT syntax errors, a UN/EDIFACT CONTRL message.
+"""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import time
+
+from singlewindow.mig import report
+from singlewindow.mig.validate import Result
+
+SUBJECT = "Controlebericht / Control message"
+
+
+def build(result: Result, *, message_id: str, sender: str, to: str, domain: str,
+          in_reply_to: str | None, now: float | None = None) -> bytes:
+    text = report.control_text(result, message_id)
+    xml = report.frm_xml(result, message_id).decode("utf-8")
+    body = (text.rstrip("\n") + "\n\n--- Machine-readable report (FRM XML) ---\n\n" + xml)
+    encoded = base64.encodebytes(body.encode("utf-8")).replace(b"\n", b"\r\n")
+    headers = [
+        f"From: Single Window <{sender}>",
+        f"To: <{to}>",
+        f"Subject: {SUBJECT} {message_id}",
+        f"Date: {email.utils.formatdate(now if now is not None else time.time())}",
+        f"Message-ID: <{message_id}.control@{domain}>",
+        f"X-SingleWindow-Message: {message_id}",
+        "MIME-Version: 1.0",
+        "Content-Type: text/plain; charset=utf-8",
+        "Content-Transfer-Encoding: base64",
+    ]
+    if in_reply_to:
+        headers.append(f"In-Reply-To: {in_reply_to}")
+        headers.append(f"References: {in_reply_to}")
+    return ("\r\n".join(headers) + "\r\n\r\n").encode("ascii") + encoded

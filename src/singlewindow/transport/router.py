@@ -1,0 +1,278 @@
+"""The routing transport's decisions: one reply per recipient, after the queue.
+
+Postfix hands every message for the Single Window domain to the LMTP server, which asks
+this router about each recipient (SPEC §5, D3). For a submission (stamped by the milter)
+it runs, in order, the technical checks (SPEC R5.3 #1-7), the address checks (#8-10),
+then routes, translates and re-injects one copy per destination, recording each copy
+before answering (D4). Mail Single Window generated itself (Postfix's DSNs, control
+messages: no origin stamp) skips the checks and goes to the addressee's physical address
+or maildrop. The reply text is what the submitter reads in the DSN, with the message id.
+
+Everything here is blocking (psycopg, smtplib, dovecot-lda) and runs in worker threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import re
+import signal
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from singlewindow import mig, replies
+from singlewindow import origin as originmod
+from singlewindow.config import Config
+from singlewindow.notices import control
+from singlewindow.replies import Reply
+from singlewindow.store import directory, messages
+from singlewindow.transport import checks, maildrop, translate
+from singlewindow.transport.forward import InjectError, Injector, find_in_maillog
+from singlewindow.transport.lmtp import Transaction
+
+log = logging.getLogger("sw-transport")
+
+Conn = psycopg.Connection[Any]
+_EMAIL = re.compile(rb"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+[A-Za-z0-9]")
+
+#: Test-only fault injection (SPEC D4 crash test): kill this process with SIGKILL right
+#: after a copy was re-injected, before (``after-inject``) or after (``after-record``)
+#: it was recorded. Never set in production.
+FAULT = os.environ.get("SW_TRANSPORT_FAULT", "")
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """What is the same for every recipient of one transaction, computed once."""
+
+    origin: originmod.Origin | None
+    content: Reply | None
+    addresses: list[tuple[str, str]]
+    header_message_id: str | None
+    sha256: str
+
+
+def prepare(raw: bytes, allowed: tuple[str, ...]) -> Prepared:
+    stamps = [value for name, value in _origin_fields(raw)]
+    origin = originmod.parse(stamps[0]) if len(stamps) == 1 else None
+    if len(stamps) > 1:
+        raise originmod.OriginError(f"{len(stamps)} {originmod.HEADER} headers")
+    return Prepared(
+        origin=origin,
+        content=checks.check_content(raw, allowed) if origin else None,
+        addresses=translate.header_addresses(raw) if origin else [],
+        header_message_id=translate.header(raw, "message-id"),
+        sha256=hashlib.sha256(raw).hexdigest(),
+    )
+
+
+def _origin_fields(raw: bytes) -> list[tuple[str, str]]:
+    fields, _ = translate.split(raw)
+    return [(name, translate.field_value(f)) for name, f in fields
+            if name == originmod.HEADER.lower()]
+
+
+class Router:
+    """The ``deliver`` callable of :class:`singlewindow.transport.lmtp.LmtpServer`."""
+
+    def __init__(self, config: Config, pool: ConnectionPool[Any], injector: Injector) -> None:
+        self.config = config
+        self.pool = pool
+        self.injector = injector
+
+    async def __call__(self, mail_from: str, rcpt: str, raw: bytes,
+                       transaction: Transaction) -> Reply:
+        return await asyncio.to_thread(self.decide, mail_from, rcpt, transaction)
+
+    def decide(self, mail_from: str, rcpt: str, transaction: Transaction) -> Reply:
+        prepared = transaction.state.get("prepared")
+        if not isinstance(prepared, Prepared):
+            prepared = prepare(transaction.raw, self.config.transport.allowed_content_types)
+            transaction.state["prepared"] = prepared
+        try:
+            with self.pool.connection() as conn:
+                conn.autocommit = True
+                if prepared.origin is None:
+                    if not self.generated_here(mail_from):
+                        # Every submission passes the milter (milter_default_action =
+                        # tempfail); one that did not means a misconfigured listener.
+                        log.error("unstamped mail from <%s> to <%s>: deferring",
+                                  mail_from, rcpt)
+                        return replies.POLICY_MISCONFIGURED
+                    return self.internal(conn, mail_from, rcpt, transaction.raw)
+                return self.submission(conn, prepared, prepared.origin, mail_from, rcpt,
+                                       transaction.raw)
+        except (psycopg.Error, InjectError) as exc:
+            log.error("deferring <%s>: %s", rcpt, exc)
+            return replies.INTERNAL_ERROR
+
+    # --- submissions ------------------------------------------------------------------
+
+    def submission(self, conn: Conn, p: Prepared, o: originmod.Origin, mail_from: str,
+                   rcpt: str, raw: bytes) -> Reply:
+        messages.record_message(conn, messages.Received(
+            id=o.message_id, listener=o.listener, party=o.party, sasl_login=o.login or None,
+            peer_address=o.peer or None, envelope_from=mail_from,
+            header_message_id=p.header_message_id, queue_id=o.queue_id or None,
+            payload_sha256=p.sha256))
+        refused = self.check(conn, p, o, mail_from, rcpt)
+        if refused is None:
+            result = self.validated(raw)
+            if result.valid:
+                messages.set_message_type(conn, o.message_id, result.message_type)
+                self.forward(conn, o, mail_from, rcpt, raw, result)
+                reply = replies.DELIVERED.with_text(
+                    f"Delivered to Single Window as {o.message_id}")
+            else:
+                # SPEC R6.1: delivered to Single Window (the DSN says so), not forwarded;
+                # the submitter learns what is wrong from the control message.
+                self.control_message(conn, o, mail_from, p, result)
+                reply = replies.DELIVERED.with_text(
+                    f"Delivered to Single Window as {o.message_id}; not forwarded: "
+                    f"{len(result.errors)} MIG error(s), see the control message")
+        else:
+            reply = refused.with_text(f"{refused.text} (Single Window message {o.message_id})")
+        messages.record_outcome(conn, o.message_id, rcpt.lower(), f"{reply.code} "
+                                f"{reply.enhanced}", reply.text)
+        log.info("%s <%s> %s", o.message_id, rcpt, reply.line())
+        return reply
+
+    def check(self, conn: Conn, p: Prepared, o: originmod.Origin, mail_from: str,
+              rcpt: str) -> Reply | None:
+        """SPEC R5.3 in its order: content (#1-7), then addresses (#8), link (#9),
+        activation (#10). None: the recipient passes."""
+        if p.content is not None:
+            return p.content
+        target = directory.find_logical(conn, rcpt)
+        if target is None:
+            return replies.UNKNOWN_ADDRESS.with_text(
+                f"The recipient <{rcpt}> is unknown to Single Window")
+        for name, address in p.addresses:
+            if _known(conn, address) is None:
+                return replies.UNKNOWN_ADDRESS.with_text(
+                    f"The address <{address}> in header {name.title()} is unknown to "
+                    "Single Window")
+        sender = directory.get_party(conn, o.party)
+        if not directory.link_allowed(conn, sender, target.party):
+            return replies.UNAUTHORISED_LINK.with_text(
+                f"This link is not authorised: {sender.kind} {sender.name} may not send "
+                f"to {target.party.kind} <{target.logical}>")
+        if not target.active:
+            return replies.ADDRESS_NOT_ACTIVATED.with_text(
+                f"The logical address <{target.logical}> is not yet activated")
+        own = directory.find_logical(conn, mail_from) if mail_from else None
+        if own is not None and not own.active:
+            return replies.ADDRESS_NOT_ACTIVATED.with_text(
+                f"Your logical address <{own.logical}> is not yet activated")
+        return None
+
+    def validated(self, raw: bytes) -> mig.Result:
+        """SPEC R6: the one body part against the MIG (EDIFACT is converted to XML)."""
+        part = checks.body_part(raw, self.config.transport.allowed_content_types)
+        return mig.validate(part.payload, part.content_type)
+
+    def control_message(self, conn: Conn, o: originmod.Origin, mail_from: str, p: Prepared,
+                        result: mig.Result) -> None:
+        """Once per message, however many recipients or retries (same bookkeeping as D4)."""
+        claimed = messages.claim_forward(conn, messages.Forward(
+            o.message_id, "*control*", mail_from.lower(), mail_from.lower(),
+            f"<{o.message_id}.control@{self.config.hub.domain}>", "pending", None))
+        if claimed.state == "injected":
+            return
+        data = control.build(result, message_id=o.message_id,
+                             sender=self.config.hub.system_sender, to=mail_from,
+                             domain=self.config.hub.domain, in_reply_to=p.header_message_id)
+        queue_id = self.injector.send(self.config.hub.system_sender, mail_from, data,
+                                      envid=None, notify="NEVER", orcpt=None)
+        messages.mark_injected(conn, claimed, queue_id)
+        messages.event(conn, o.message_id, "control-message", {
+            "errors": [e.as_dict() for e in result.errors][:100],
+            "message_type": result.message_type})
+
+    def forward(self, conn: Conn, o: originmod.Origin, mail_from: str, rcpt: str,
+                raw: bytes, result: mig.Result) -> None:
+        """One copy per destination, each recorded so that a retry sends none twice."""
+        target = directory.find_logical(conn, rcpt)
+        assert target is not None
+        message_type = result.message_type
+        routed = directory.routes_for(conn, rcpt, message_type) if message_type else []
+        for dest in routed or [target]:
+            tag = hashlib.sha256(f"{rcpt.lower()}>{dest.logical}".encode()).hexdigest()[:10]
+            claimed = messages.claim_forward(conn, messages.Forward(
+                o.message_id, rcpt.lower(), dest.logical, dest.physical,
+                f"<{o.message_id}.{tag}@{self.config.hub.domain}>", "pending", None))
+            if claimed.state == "injected":
+                continue
+            queue_id = find_in_maillog(self.config.postfix_maillog,
+                                            claimed.copy_message_id)
+            if queue_id is None:
+                # SPEC F6: agencies receive XML (converted from EDIFACT where needed).
+                body = translate.with_body(raw, "application/xml; charset=utf-8",
+                                           result.xml or b"")
+                data = translate.translate(body, lambda a: _known(conn, a),
+                                           claimed.copy_message_id)
+                queue_id = self.send(dest, mail_from, data, o.message_id)
+                _fault("after-inject")
+            messages.mark_injected(conn, claimed, queue_id)
+            _fault("after-record")
+
+    def send(self, dest: directory.Address, mail_from: str, data: bytes,
+             envid: str | None) -> str:
+        if dest.maildrop_login:
+            reply = maildrop.deliver(self.config.transport.dovecot_lda,
+                                     self.config.dovecot_config, dest.maildrop_login,
+                                     mail_from, data)
+            if not reply.code == 250:
+                raise InjectError(reply.text)
+            return "maildrop"
+        return self.injector.send(mail_from, dest.physical, data, envid=envid,
+                                  notify="SUCCESS,FAILURE" if mail_from else "NEVER",
+                                  orcpt=dest.logical)
+
+    # --- mail Single Window generated -------------------------------------------------
+
+    def generated_here(self, mail_from: str) -> bool:
+        """Postfix's DSNs have the null sender; control messages a Single Window sender."""
+        return not mail_from or mail_from.lower() == self.config.hub.system_sender
+
+    def internal(self, conn: Conn, mail_from: str, rcpt: str, raw: bytes) -> Reply:
+        """A DSN or control message for a party: to its physical address or maildrop."""
+        target = directory.find_logical(conn, rcpt)
+        if target is None:
+            return replies.UNKNOWN_ADDRESS.with_text(
+                f"The recipient <{rcpt}> is unknown to Single Window")
+        data = scrub(conn, raw, target.party)
+        self.send(target, mail_from, data, None)
+        log.info("internal mail from <%s> delivered to <%s>", mail_from, rcpt)
+        return replies.DELIVERED.with_text(f"Delivered to {target.logical}")
+
+
+def _known(conn: Conn, address: str) -> str | None:
+    """The logical address for any known physical or logical address."""
+    found = directory.find_physical(conn, address) or directory.find_logical(conn, address)
+    return found.logical if found is not None else None
+
+
+def scrub(conn: Conn, raw: bytes, reader: directory.Party) -> bytes:
+    """Replace every other party's physical address by its logical one (SPEC R4.4).
+
+    Postfix's own DSNs about a forwarded copy name the destination's physical address
+    (Final-Recipient, the diagnostic text); the reader must only ever see logical ones.
+    """
+    def replace(match: re.Match[bytes]) -> bytes:
+        found = directory.find_physical(conn, match[0].decode("ascii", "replace"))
+        if found is None or found.party.id == reader.id:
+            return match[0]
+        return found.logical.encode()
+    return _EMAIL.sub(replace, raw)
+
+
+def _fault(point: str) -> None:
+    if point == FAULT:
+        log.warning("fault injection %s: killing myself", point)
+        os.kill(os.getpid(), signal.SIGKILL)
