@@ -10,6 +10,7 @@ File layout::
     [database]   how to reach PostgreSQL
     [listeners]  addresses and ports of the public listeners
     [policy]     the RCPT-time policy daemon
+    [milter]     the message-time milter
     [paths]      where the stack keeps its state, sockets and logs
     [tls]        certificate and key of the MSA and POP3 listeners
 """
@@ -103,6 +104,17 @@ class Transport:
 
 
 @dataclass(frozen=True, slots=True)
+class MilterOptions:
+    #: Database connections the milter holds at most. libmilter runs one thread per SMTP
+    #: connection; a thread waits up to ``database.connect_timeout`` for a free one, then
+    #: defers the message (451 4.3.0).
+    connections: int = 8
+    #: Seconds libmilter waits for Postfix to send the next milter command before it drops
+    #: the connection (smfi_settimeout(3)); 0 keeps libmilter's default (7210).
+    timeout: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Paths:
     #: The stack's state directory: config, databases, queues, maildrops, sockets, logs.
     #: Unix socket paths live under it and must stay below ~100 bytes, so keep it short.
@@ -149,6 +161,7 @@ class Config:
     listeners: Listeners = field(default_factory=Listeners)
     policy: Policy = field(default_factory=Policy)
     transport: Transport = field(default_factory=Transport)
+    milter: MilterOptions = field(default_factory=MilterOptions)
     paths: Paths = field(default_factory=Paths)
     tls: Tls = field(default_factory=Tls)
 

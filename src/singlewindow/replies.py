@@ -97,3 +97,28 @@ LOGIN_UNKNOWN = Reply(554, "5.7.1", "Your login is not registered with Single Wi
 # A policy request from a listener Single Window does not know: a configuration error on
 # this side, so defer (RFC 3463 3.5, 4.3.5 system incorrectly configured).
 POLICY_MISCONFIGURED = Reply(451, "4.3.5", "Single Window is misconfigured, will retry")
+
+
+# --- Milter replies at end of message (smfi_setreply(3); Postfix MILTER_README) --------
+# The policy daemon has already checked the same facts at RCPT time, so these only fire
+# when the store changed in between or Postfix is wired wrongly. After DATA, 554 is the
+# permanent "transaction failed" reply and 451 the transient one (RFC 5321 4.2.3, 4.3.2).
+
+# The envelope sender is no physical address Single Window knows. 5.7.1 = delivery not
+# authorized (RFC 3463 3.8).
+MILTER_SENDER_UNKNOWN = Reply(554, "5.7.1", "Sender address is not registered with Single Window")
+# The sender's address belongs to another party than the peer (I1) or login (I2) names.
+MILTER_SENDER_NOT_YOURS = Reply(554, "5.7.1", "Sender address is registered for another party")
+# I2 needs a sender: the null sender (RFC 5321 4.5.5) is for MTAs returning DSNs only.
+MILTER_NULL_SENDER = Reply(554, "5.7.1", "The null sender is not allowed on submission")
+# The MTA peer IP is in no party's peer networks (SPEC R1.3).
+MILTER_PEER_UNKNOWN = Reply(554, "5.7.1", "Your address is not registered with Single Window")
+# The SASL login has no account any more (SPEC R2.3).
+MILTER_LOGIN_UNKNOWN = Reply(554, "5.7.1", "Your login is not registered with Single Window")
+# ``{daemon_name}`` is neither ``mta`` nor ``msa``, or the MSA sent no ``{auth_authen}``:
+# master.cf lacks ``milter_macro_daemon_name`` or the macro lists were changed. A fault on
+# this side, so defer: 4.3.5 = system incorrectly configured (RFC 3463 3.5).
+MILTER_MISCONFIGURED = Reply(451, "4.3.5", "Single Window is misconfigured, will retry")
+# Store unreachable or any internal failure at end of message: Postfix keeps the client
+# retrying, never accepting blindly. 4.3.0 = other mail system status (RFC 3463 3.5).
+MILTER_TEMPFAIL = Reply(451, "4.3.0", "Single Window is temporarily unable to accept this")

@@ -37,6 +37,7 @@ from singlewindow.store import connect, directory, migrate
 DAEMONS: dict[str, tuple[str, Callable[[Config], Path]]] = {
     "policyd": ("singlewindow.policy.server", lambda c: c.paths.policy_socket),
     "transport": ("singlewindow.transport.server", lambda c: c.paths.lmtp_socket),
+    "milter": ("singlewindow.milter.server", lambda c: c.paths.milter_socket),
 }
 #: System users the stack needs (Debian packages create the first three, scripts/install
 #: the last).

@@ -1,0 +1,168 @@
+"""The pymilter adapter: collect the facts of a transaction, apply the decision at eom.
+
+One :class:`SubmissionMilter` per SMTP connection (libmilter calls it from that
+connection's thread). The callbacks before end of message only record; they are marked
+no-reply, so Postfix does not wait for an answer to each (MILTER_README, "no reply").
+Everything that can fail happens in :meth:`SubmissionMilter.eom`, and every failure there
+becomes a deferral (451), never an accept.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any, TypeVar, cast
+
+import Milter
+import psycopg
+from psycopg_pool import PoolTimeout
+
+from singlewindow import replies
+from singlewindow.milter.decide import Directory, Edits, Facts, Recipient, Refusal, decide
+from singlewindow.origin import HEADER
+
+log = logging.getLogger("sw-milter")
+
+#: Actions negotiated with Postfix (smfi_register(3) xxfi_flags): add our header, delete
+#: the client's, delete and re-add recipients with ESMTP parameters, change the sender.
+ACTIONS = (Milter.ADDHDRS | Milter.CHGHDRS | Milter.ADDRCPT | Milter.ADDRCPT_PAR
+           | Milter.DELRCPT | Milter.CHGFROM)
+
+#: Gives a :class:`Directory` for the duration of one decision (a pooled connection).
+DirectorySource = Callable[[], AbstractContextManager[Directory]]
+
+_Callback = TypeVar("_Callback", bound=Callable[..., Any])
+
+
+def _noreply(func: _Callback) -> _Callback:
+    # pymilter's decorator, typed: it keeps the signature and swaps CONTINUE for NOREPLY
+    # when Postfix agreed to skip the reply.
+    return cast(_Callback, Milter.noreply(func))
+
+
+def _peer_ip(hostaddr: object) -> str:
+    # pymilter passes (ip, port[, flow, scope]) for AF_INET/AF_INET6 and a path for AF_UNIX.
+    if isinstance(hostaddr, tuple) and hostaddr:
+        return str(hostaddr[0])
+    return str(hostaddr)
+
+
+class SubmissionMilter(Milter.Base):  # type: ignore[misc]  # pymilter ships no types
+    """Collects one transaction at a time and applies :func:`decide` at eom."""
+
+    def __init__(self, source: DirectorySource, realm: str) -> None:
+        self.source = source
+        self.realm = realm
+        self.peer = ""
+        self.listener = ""
+        self._reset()
+
+    def _reset(self) -> None:
+        self.sender = ""
+        self.auth_authen = ""
+        self.recipients: list[Recipient] = []
+        self.origin_headers = 0
+
+    # --- negotiation --------------------------------------------------------------------
+
+    def negotiate(self, opts: list[int]) -> int:
+        offered = opts[0]
+        if offered & ACTIONS != ACTIONS:
+            # An MTA that cannot re-add recipients with NOTIFY cannot run Single Window;
+            # refusing makes Postfix apply milter_default_action (tempfail).
+            log.error("MTA offers milter actions %#x, need %#x", offered, ACTIONS)
+            return cast(int, Milter.REJECT)
+        rc = cast(int, super().negotiate(opts))
+        opts[0] = self._actions = ACTIONS
+        return rc
+
+    # --- collecting ---------------------------------------------------------------------
+
+    @_noreply
+    def connect(self, hostname: str, family: int, hostaddr: object) -> int:
+        self.peer = _peer_ip(hostaddr)
+        self.listener = self.getsymval("{daemon_name}") or ""
+        return cast(int, Milter.CONTINUE)
+
+    @_noreply
+    def envfrom(self, sender: str, *params: str) -> int:
+        self._reset()  # a new transaction on the same connection
+        self.sender = sender
+        self.auth_authen = self.getsymval("{auth_authen}") or ""
+        return cast(int, Milter.CONTINUE)
+
+    @_noreply
+    def envrcpt(self, recipient: str, *params: str) -> int:
+        self.recipients.append(Recipient.from_callback(recipient, params))
+        return cast(int, Milter.CONTINUE)
+
+    @_noreply
+    def header(self, name: str, value: str) -> int:
+        if name.lower() == HEADER.lower():
+            self.origin_headers += 1
+        return cast(int, Milter.CONTINUE)
+
+    def abort(self) -> int:
+        self._reset()
+        return cast(int, Milter.CONTINUE)
+
+    # --- deciding -----------------------------------------------------------------------
+
+    def facts(self) -> Facts:
+        return Facts(listener=self.listener, peer=self.peer, auth_authen=self.auth_authen,
+                     sender=self.sender, recipients=tuple(self.recipients),
+                     origin_headers=self.origin_headers,
+                     queue_id=self.getsymval("i") or "")
+
+    def eom(self) -> int:
+        facts: Facts | None = None
+        try:
+            facts = self.facts()
+            with self.source() as where:
+                verdict = decide(facts, where, self.realm)
+            if isinstance(verdict, Refusal):
+                log.warning("refused queue=%s listener=%s peer=%s sender=%s: %s (%s)",
+                            facts.queue_id or "-", facts.listener, facts.peer, facts.sender,
+                            verdict.reply.line(), verdict.why)
+                return self._reply(verdict.reply)
+            self.apply(verdict)
+        except (psycopg.Error, PoolTimeout) as exc:
+            log.error("store unavailable, deferring queue=%s: %s",
+                      facts.queue_id if facts else "-", exc.__class__.__name__)
+            return self._reply(replies.MILTER_TEMPFAIL)
+        except Exception:
+            log.exception("deferring queue=%s after an internal error",
+                          facts.queue_id if facts else "-")
+            return self._reply(replies.MILTER_TEMPFAIL)
+        finally:
+            self._reset()
+        origin = verdict.origin
+        log.info("stamped queue=%s id=%s listener=%s party=%s peer=%s login=%s sender=%s "
+                 "rcpts_renotified=%d forged_headers_removed=%d",
+                 origin.queue_id or "-", origin.message_id, origin.listener, origin.party,
+                 origin.peer, origin.login or "-", verdict.sender or "<>",
+                 len(verdict.recipients), verdict.forged_headers)
+        return cast(int, Milter.ACCEPT)
+
+    def apply(self, edits: Edits) -> None:
+        """Make the edits through libmilter (only valid inside eom)."""
+        for index in edits.header_deletions():
+            self.chgheader(HEADER, index, None)
+        self.addheader(HEADER, edits.origin.header_value())
+        if edits.sender is not None:
+            self.chgfrom(edits.sender)
+        for rcpt in edits.recipients:
+            self.delrcpt(rcpt.raw)
+            self.addrcpt(rcpt.raw, rcpt.readd_params())
+
+    def _reply(self, reply: replies.Reply) -> int:
+        self.setreply(str(reply.code), reply.enhanced, reply.text)
+        return cast(int, Milter.TEMPFAIL if reply.transient else Milter.REJECT)
+
+
+def factory(source: DirectorySource, realm: str) -> Callable[[], SubmissionMilter]:
+    """What ``Milter.factory`` calls once per SMTP connection."""
+    def make() -> SubmissionMilter:
+        return SubmissionMilter(source, realm)
+    return make

@@ -1,0 +1,121 @@
+"""The milter's socket: Postfix's smtpd processes connect here (``smtpd_milters``).
+
+libmilter owns the unix socket and runs one thread per SMTP connection; this module gives
+those threads a bounded pool of store connections, restricts the socket to the postfix
+group once libmilter has created it, and tells systemd when it is ready. libmilter stops
+on SIGTERM, SIGINT or SIGHUP (its own signal thread, smfi_main(3)).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import Milter
+import milter
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+from singlewindow import daemon
+from singlewindow.config import Config
+from singlewindow.milter import handler
+from singlewindow.milter.decide import Directory, StoreDirectory
+
+log = logging.getLogger("sw-milter")
+
+#: The name libmilter registers (smfi_register(3)); Postfix does not use it.
+NAME = "singlewindow"
+#: Signals libmilter's signal thread waits for; every other thread must block them.
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+#: How long to wait for libmilter to create the socket before giving up on READY.
+SOCKET_WAIT_SECONDS = 30.0
+
+
+class MilterService:
+    """The store side of the milter; the pool is opened lazily so start-up needs no database."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        db = config.database
+        self.pool: ConnectionPool[psycopg.Connection[dict[str, object]]] = ConnectionPool(
+            db.conninfo,
+            min_size=0,
+            max_size=config.milter.connections,
+            timeout=db.connect_timeout,
+            open=False,
+            # Read-only lookups: autocommit spares a BEGIN/COMMIT round trip per message.
+            kwargs={"row_factory": dict_row, "connect_timeout": db.connect_timeout,
+                    "autocommit": True},
+            check=ConnectionPool.check_connection,
+        )
+
+    @contextmanager
+    def directory(self) -> Iterator[Directory]:
+        with self.pool.connection() as conn:
+            yield StoreDirectory(conn)
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+def _announce(path: Path, umask: int, ready: threading.Event | None) -> None:
+    """Wait for libmilter's socket, open it to the postfix group, then report READY."""
+    deadline = time.monotonic() + SOCKET_WAIT_SECONDS
+    try:
+        while not path.is_socket():
+            if time.monotonic() > deadline:
+                log.error("libmilter did not create %s", path)
+                return
+            time.sleep(0.02)
+        daemon.restrict_socket(path)
+    finally:
+        os.umask(umask)
+    log.info("listening on %s", path)
+    daemon.notify("READY=1")
+    if ready is not None:
+        ready.set()
+
+
+def run(config: Config, ready: threading.Event | None = None) -> None:
+    """Serve until libmilter stops (a stop signal)."""
+    # Threads started below (the pool's workers, the socket watcher) inherit this mask, so
+    # a stop signal always reaches libmilter's sigwait thread and stops smfi_main cleanly.
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    service = MilterService(config)
+    path = config.paths.milter_socket
+    daemon.prepare_socket_path(path)
+    service.pool.open(wait=False)
+    Milter.factory = handler.factory(service.directory, config.hub.sasl_realm)
+    Milter.set_flags(handler.ACTIONS)
+    # An exception escaping a callback defers the message rather than accepting it.
+    milter.set_exception_policy(milter.TEMPFAIL)
+    # libmilter binds the socket with the process umask: owner-only until _announce has
+    # given it to the postfix group, so no other user can connect in between.
+    previous = os.umask(0o077)
+    threading.Thread(target=_announce, args=(path, previous, ready),
+                     name="announce", daemon=True).start()
+    try:
+        Milter.runmilter(NAME, f"unix:{path}", timeout=config.milter.timeout)
+    finally:
+        daemon.notify("STOPPING=1")
+        service.close()
+        log.info("stopped")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = daemon.argument_parser("Single Window milter")
+    args = parser.parse_args(argv)
+    daemon.setup_logging("sw-milter", args.verbose)
+    config = daemon.load_config(args)
+    run(config)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""Parties made for one test module, each with its own peer address and SMTP sink."""
+
+from __future__ import annotations
+
+import secrets
+import smtplib
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from singlewindow.config import Config
+from singlewindow.store import connect, directory
+from tests.conftest import free_port
+from tests.integration.sinks import Sink
+
+_next_peer = iter(range(10, 250))
+
+
+@dataclass
+class Party:
+    name: str
+    logical: str
+    physical: str
+    peer: str
+    sink: Sink
+
+
+@dataclass
+class World:
+    config: Config
+    parties: dict[str, Party] = field(default_factory=dict)
+
+    def add(self, role: str, kind: str, active: bool = True) -> Party:
+        tag = secrets.token_hex(3)
+        name = f"{role}-{tag}"
+        peer = f"127.0.4.{next(_next_peer)}"
+        sink = Sink(free_port()).start()
+        domain = self.config.hub.domain
+        party = Party(name, f"{name}@{domain}", f"edi@{name}.example", peer, sink)
+        with connect(self.config.database, autocommit=True) as conn:
+            directory.add_party(conn, name, kind, [f"{peer}/32"], f"127.0.0.1:{sink.port}")
+            directory.add_address(conn, party.logical, name, party.physical, None, domain,
+                                  active=active)
+        self.parties[role] = party
+        return party
+
+    def __getitem__(self, role: str) -> Party:
+        return self.parties[role]
+
+    def stop(self) -> None:
+        for party in self.parties.values():
+            party.sink.stop()
+
+    def submit(self, sender: Party, rcpts: list[str], data: bytes,
+               rcpt_options: list[str] | None = None) -> dict[str, tuple[int, bytes]]:
+        """Send as ``sender``'s MTA from its peer address; returns refused recipients."""
+        with smtplib.SMTP(self.config.listeners.bind, self.config.listeners.mta_port,
+                          timeout=30, source_address=(sender.peer, 0)) as smtp:
+            refused: dict[str, tuple[int, bytes]] = smtp.sendmail(
+                sender.physical, rcpts, data, rcpt_options=rcpt_options or [])
+        return refused
+
+    def flush(self) -> None:
+        """Ask Postfix to retry deferred mail now (postqueue -f)."""
+        subprocess.run(["postqueue", "-c", str(self.config.paths.state_dir / "postfix"), "-f"],
+                       check=True, capture_output=True)
+
+
+def message(sender: Party, to: str, subject: str, body: bytes,
+            headers: list[str] | None = None,
+            content_type: str = "application/xml; charset=utf-8",
+            cte: str | None = None) -> bytes:
+    lines = [f"From: <{sender.physical}>", f"To: <{to}>", f"Subject: {subject}",
+             f"Message-ID: <{secrets.token_hex(8)}@{sender.name}.example>",
+             "Date: Sat, 28 Nov 2026 12:00:00 +0000", "MIME-Version: 1.0"]
+    if content_type:
+        lines.append(f"Content-Type: {content_type}")
+    if cte:
+        lines.append(f"Content-Transfer-Encoding: {cte}")
+    lines += headers or []
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def world_fixture(config: Config) -> Iterator[World]:
+    world = World(config)
+    try:
+        yield world
+    finally:
+        world.stop()
+
+
+def wait_until(predicate: object, timeout: float = 30.0) -> None:
+    assert callable(predicate)
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.1)
