@@ -152,7 +152,7 @@ def _alive(pid: int, marker: str) -> bool:
     return marker.encode() in cmdline
 
 
-def _read_pid(path: Path) -> int | None:
+def read_pid(path: Path) -> int | None:
     try:
         return int(path.read_text().split()[0])
     except (OSError, ValueError, IndexError):
@@ -333,7 +333,7 @@ def _postgres(config: Config, layout: Layout, ctx: dict[str, Any], say: Say) -> 
 def _start_daemon(config: Config, layout: Layout, name: str, say: Say) -> None:
     module, socket_of = DAEMONS[name]
     pid_file = layout.pid_file(name)
-    pid = _read_pid(pid_file)
+    pid = read_pid(pid_file)
     if pid is not None and _alive(pid, module):
         return
     say(f"{name}: starting")
@@ -352,7 +352,8 @@ def _postfix(layout: Layout, ctx: dict[str, Any], say: Say) -> None:
     _mkdir(layout.postfix_conf)
     _mkdir(layout.postfix_queue)
     _mkdir(layout.postfix_data, "postfix", 0o700)
-    for name in ("main.cf", "master.cf", "pgsql-logical.cf", "pgsql-relay.cf", "bounce.cf"):
+    for name in ("main.cf", "master.cf", "pgsql-logical.cf", "pgsql-relay.cf", "bounce.cf",
+                 "command-filter"):
         render.render_to(f"postfix/{name}.j2", layout.postfix_conf / name, ctx)
     postfix = ["postfix", "-c", str(layout.postfix_conf)]
     log = layout.log_dir / "postfix.log"
@@ -376,7 +377,7 @@ def _dovecot(config: Config, layout: Layout, ctx: dict[str, Any], say: Say) -> N
         render.render_to(f"dovecot/{name}.j2", layout.dovecot_conf / name, ctx, 0o640)
     conf = str(layout.dovecot_conf / "dovecot.conf")
     run(["doveconf", "-c", conf, "-n"])
-    pid = _read_pid(layout.dovecot_base / "master.pid")
+    pid = read_pid(layout.dovecot_base / "master.pid")
     if pid is not None and _alive(pid, "dovecot"):
         run(["dovecot", "-c", conf, "reload"])
     else:
@@ -436,16 +437,16 @@ def down(state_dir: Path, say: Say = print) -> None:
     if (layout.postfix_queue / "pid" / "master.pid").exists() and \
             run(postfix_status, check=False).returncode == 0:
         say("postfix: stopping")
-        master = _read_pid(layout.postfix_queue / "pid" / "master.pid")
+        master = read_pid(layout.postfix_queue / "pid" / "master.pid")
         run(["postfix", "-c", str(layout.postfix_conf), "stop"], check=False)
         if master is not None:
             _wait(lambda: not _alive(master, "master"), "postfix stop")
-    pid = _read_pid(layout.dovecot_base / "master.pid")
+    pid = read_pid(layout.dovecot_base / "master.pid")
     if pid is not None and _alive(pid, "dovecot"):
         say("dovecot: stopping")
         _stop_pid(pid, "dovecot")
     for name, (module, _) in DAEMONS.items():
-        pid = _read_pid(layout.pid_file(name))
+        pid = read_pid(layout.pid_file(name))
         if pid is not None and _alive(pid, module):
             say(f"{name}: stopping")
             _stop_pid(pid, module)
@@ -460,15 +461,15 @@ def status(state_dir: Path) -> list[tuple[str, int | None]]:
     """Each component and the pid it runs under (None: not running)."""
     layout = Layout(state_dir.resolve())
     found: list[tuple[str, int | None]] = []
-    pg = _read_pid(layout.pg_data / "postmaster.pid")
+    pg = read_pid(layout.pg_data / "postmaster.pid")
     found.append(("postgresql", pg if pg is not None and _alive(pg, "postgres") else None))
-    master = _read_pid(layout.postfix_queue / "pid" / "master.pid")
+    master = read_pid(layout.postfix_queue / "pid" / "master.pid")
     found.append(("postfix", master if master is not None and _alive(master, "master")
                   else None))
-    dove = _read_pid(layout.dovecot_base / "master.pid")
+    dove = read_pid(layout.dovecot_base / "master.pid")
     found.append(("dovecot", dove if dove is not None and _alive(dove, "dovecot") else None))
     for name, (module, _) in DAEMONS.items():
-        pid = _read_pid(layout.pid_file(name))
+        pid = read_pid(layout.pid_file(name))
         found.append((name, pid if pid is not None and _alive(pid, module) else None))
     return found
 

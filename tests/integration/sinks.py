@@ -9,7 +9,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -80,17 +79,9 @@ def dsn_about(received: Received, subject: str) -> bool:
     """Is this a DSN whose returned headers carry ``subject``?"""
     if received.mail_from not in ("", "<>"):
         return False
-    message = received.message
-    if message.get_content_type() != "multipart/report":
+    if received.message.get_content_type() != "multipart/report":
         return False
-    for part in message.walk():
-        if part.get_content_type() in ("text/rfc822-headers", "message/rfc822"):
-            payload: Any = part.get_payload()
-            text = payload if isinstance(payload, str) else \
-                "".join(str(p) for p in payload) if isinstance(payload, list) else ""
-            if f"Subject: {subject}" in text:
-                return True
-    return False
+    return f"Subject: {subject}".encode() in received.data
 
 
 def delivery_status(received: Received) -> list[dict[str, str]]:

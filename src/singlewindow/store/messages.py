@@ -104,6 +104,15 @@ def mark_injected(conn: Conn, f: Forward, queue_id: str) -> None:
                                             "copy_message_id": f.copy_message_id})
 
 
+def has_forwards(conn: Conn, message_id: str) -> bool:
+    """Is ``message_id`` a Single Window message with forwarded copies?"""
+    if not message_id:
+        return False
+    row = conn.execute("SELECT 1 FROM forward WHERE message_id = %s AND recipient <> "
+                       "'*control*' LIMIT 1", (message_id,)).fetchone()
+    return row is not None
+
+
 # --- reading ----------------------------------------------------------------------------
 
 def recent(conn: Conn, limit: int = 50) -> list[dict[str, Any]]:

@@ -31,7 +31,7 @@ from singlewindow.config import Config
 from singlewindow.notices import control
 from singlewindow.replies import Reply
 from singlewindow.store import directory, messages
-from singlewindow.transport import checks, maildrop, translate
+from singlewindow.transport import checks, dsn, maildrop, translate
 from singlewindow.transport.forward import InjectError, Injector, find_in_maillog
 from singlewindow.transport.lmtp import Transaction
 
@@ -246,6 +246,17 @@ class Router:
         if target is None:
             return replies.UNKNOWN_ADDRESS.with_text(
                 f"The recipient <{rcpt}> is unknown to Single Window")
+        report = dsn.parse(raw) if not mail_from else None
+        if report is not None and messages.has_forwards(conn, report.envid):
+            # About a copy on the agency leg (SPEC §5): recorded on the original message;
+            # only a failure or delay is the submitter's business.
+            messages.event(conn, report.envid, "agency-dsn", {
+                "recipients": [{"recipient": r.original_recipient or r.final_recipient,
+                                "action": r.action, "status": r.status,
+                                "diagnostic": r.diagnostic} for r in report.recipients]})
+            if not report.failed:
+                return replies.DELIVERED.with_text(
+                    f"Agency-leg report recorded on {report.envid}")
         data = scrub(conn, raw, target.party)
         self.send(target, mail_from, data, None)
         log.info("internal mail from <%s> delivered to <%s>", mail_from, rcpt)

@@ -1,0 +1,67 @@
+"""Reading delivery status notifications (RFC 3464) about copies Single Window forwarded.
+
+After the queue: a DSN about the agency leg (from Postfix's own bounce service, or from an
+agency's MTA) carries the Single Window message id as its ENVID (Original-Envelope-Id,
+RFC 3464 2.2.1), which is how it is matched to the submission. No I/O.
+"""
+
+from __future__ import annotations
+
+import email
+import email.message
+import email.policy
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientStatus:
+    final_recipient: str
+    original_recipient: str
+    action: str
+    status: str
+    diagnostic: str
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    envid: str
+    recipients: tuple[RecipientStatus, ...]
+
+    @property
+    def failed(self) -> bool:
+        """Anything the submitter must hear of: a failure or a delay (RFC 3464 2.3.3)."""
+        return any(r.action in ("failed", "delayed") for r in self.recipients)
+
+
+def _address(value: str) -> str:
+    """``rfc822; a@b`` → ``a@b`` (RFC 3464 2.3.1 address-type; address)."""
+    return value.split(";", 1)[-1].strip()
+
+
+def parse(raw: bytes) -> Report | None:
+    """The report in ``raw``, or None if it is no delivery-status report."""
+    message = email.message_from_bytes(raw, policy=email.policy.compat32)
+    report_type = message.get_param("report-type", "")
+    if message.get_content_type() != "multipart/report" or \
+            not isinstance(report_type, str) or report_type.lower() != "delivery-status":
+        return None
+    for part in message.walk():
+        if part.get_content_type() != "message/delivery-status":
+            continue
+        blocks = part.get_payload()
+        if not isinstance(blocks, list) or not blocks:
+            return None
+        per_message = blocks[0]
+        if not isinstance(per_message, email.message.Message):
+            return None
+        recipients = tuple(
+            RecipientStatus(
+                final_recipient=_address(str(b.get("Final-Recipient", ""))),
+                original_recipient=_address(str(b.get("Original-Recipient", ""))),
+                action=str(b.get("Action", "")).strip().lower(),
+                status=str(b.get("Status", "")).strip(),
+                diagnostic=" ".join(str(b.get("Diagnostic-Code", "")).split()))
+            for b in blocks[1:] if isinstance(b, email.message.Message))
+        envid = str(per_message.get("Original-Envelope-Id", "")).strip()
+        return Report(envid, recipients)
+    return None
