@@ -62,12 +62,15 @@ class SegmentWriter:
 
     def __init__(self, segments: Mapping[str, SegmentDef], codes: Mapping[str, frozenset[str]],
                  rule_prefix: str, errors: list[MigError],
-                 cache: dict[str, str] | None = None) -> None:
+                 cache: dict[str, str] | None = None,
+                 plans: dict[str, tuple[_ElementPlan, ...]] | None = None) -> None:
         # Segment text -> its XML, for segments that passed every check. Within one
         # interchange (fixed separators, one MIG type) equal text means equal result, and
         # real interchanges repeat many segments (LOC, NAT, ATT, DTM).
         self.cache: dict[str, str] = {} if cache is None else cache
         self.segments = segments
+        #: compiled definitions for the fast path, per segment tag
+        self.plans: dict[str, tuple[_ElementPlan, ...]] = {} if plans is None else plans
         self.codes = codes
         self.prefix = rule_prefix
         self.errors = errors
@@ -84,15 +87,30 @@ class SegmentWriter:
         if known is not None:
             out.append(known)
             return
+        tag = seg.tag
+        if seg.text[3:4] in (seg.d.element, ""):
+            plan = self.plans.get(tag)
+            if plan is None:
+                plan = self.plans[tag] = compile_plan(self.segments[tag], self.codes)
+            d = seg.d
+            fast = fast_xml(seg.text, tag, plan, d.element, d.component,
+                            (d.release or "") + (d.repetition or ""))
+            if fast is not None:
+                out.append(fast)
+                self._remember(seg.text, fast)
+                return
         mark = len(self.errors)
         piece: list[str] = []
         self._write(seg, pos, piece)
         xml = "".join(piece)
         out.append(xml)
         if len(self.errors) == mark:
-            if len(self.cache) >= CACHE_SIZE:
-                self.cache.clear()  # bounded memory beats a perfect hit rate
-            self.cache[seg.text] = xml
+            self._remember(seg.text, xml)
+
+    def _remember(self, text: str, xml: str) -> None:
+        if len(self.cache) >= CACHE_SIZE:
+            self.cache.clear()  # bounded memory beats a perfect hit rate
+        self.cache[text] = xml
 
     def _write(self, seg: Segment, pos: int | None, out: list[str]) -> None:
         sdef = self.segments[seg.tag]
@@ -188,6 +206,96 @@ def check_format(value: str, fmt: Fmt) -> tuple[str, int] | None:
     if size < fmt.min:
         return f"is {size} characters long, at least {fmt.min} required", SE_TOO_SHORT
     return None
+
+
+# --- the fast path of SegmentWriter: a plain segment that passes every check -------------
+
+#: One value position: (XML open tag, close tag, format kind, min, max, Fmt, code list).
+_ValuePlan = tuple[str, str, str, int, int, Fmt, frozenset[str] | None]
+#: One element position: (mandatory, composite's open/close tags or "", its components'
+#: (mandatory, value plan) or the simple element's value plan).
+_ElementPlan = tuple[bool, str, str, tuple[tuple[bool, _ValuePlan], ...]]
+
+
+def _value_plan(did: str, fmt: Fmt, codes: Mapping[str, frozenset[str]]) -> _ValuePlan:
+    return (f"<D_{did}>", f"</D_{did}>", fmt.kind, fmt.min, fmt.max, fmt, codes.get(did))
+
+
+def compile_plan(sdef: SegmentDef, codes: Mapping[str, frozenset[str]]
+                 ) -> tuple[_ElementPlan, ...]:
+    """What :func:`fast_xml` needs of a segment definition, worked out once."""
+    plan: list[_ElementPlan] = []
+    for edef in sdef.elements:
+        if edef.components:
+            comps = tuple((c.mandatory, _value_plan(c.id, c.fmt, codes))
+                          for c in edef.components)
+            plan.append((edef.mandatory, f"<C_{edef.id}>", f"</C_{edef.id}>", comps))
+        else:
+            assert edef.fmt is not None  # the reader gives every simple element a format
+            plan.append((edef.mandatory, "", "", ((True, _value_plan(edef.id, edef.fmt,
+                                                                       codes)),)))
+    return tuple(plan)
+
+
+def _value_ok(value: str, vp: _ValuePlan) -> bool:
+    if vp[2] == "an":
+        if not vp[3] <= len(value) <= vp[4]:
+            return False
+    elif check_format(value, vp[5]) is not None:
+        return False
+    return vp[6] is None or value in vp[6]
+
+
+def fast_xml(text: str, tag: str, plan: tuple[_ElementPlan, ...], element: str,
+             component: str, special: str) -> str | None:
+    """The XML of a segment with no release or repetition character in it that passes every
+    check; ``None`` when it does not (or may not), and the exact checks must run instead.
+
+    It never accepts what :meth:`SegmentWriter._write` would reject: any doubt returns
+    ``None``, so the errors always come from one place.
+    """
+    for c in special:
+        if c in text:
+            return None
+    raw = text.split(element)
+    if len(raw) - 1 > len(plan):
+        return None
+    out = [f"<S_{tag}>"]
+    for i in range(1, len(raw)):
+        mandatory, open_, close, comps = plan[i - 1]
+        value = raw[i]
+        if not open_:  # simple element
+            if not value:
+                if mandatory:
+                    return None
+                continue
+            if component in value:
+                return None
+            vp = comps[0][1]
+            if not _value_ok(value, vp):
+                return None
+            out.append(f"{vp[0]}{xml_text(value)}{vp[1]}")
+            continue
+        parts = value.split(component) if value else [""]
+        if len(parts) > len(comps) or not any(parts):
+            if len(parts) > len(comps) or mandatory:
+                return None
+            continue
+        out.append(open_)
+        for j, (cmand, vp) in enumerate(comps):
+            v = parts[j] if j < len(parts) else ""
+            if v:
+                if not _value_ok(v, vp):
+                    return None
+                out.append(f"{vp[0]}{xml_text(v)}{vp[1]}")
+            elif cmand:
+                return None
+        out.append(close)
+    for k in range(len(raw) - 1, len(plan)):
+        if plan[k][0]:
+            return None
+    out.append(f"</S_{tag}>")
+    return "".join(out)
 
 
 class _Frame:

@@ -100,11 +100,11 @@ class Segment:
     text seen before in this interchange) is never split at all.
     """
 
-    __slots__ = ("_d", "_elements", "index", "tag", "text")
+    __slots__ = ("_elements", "d", "index", "tag", "text")
 
     def __init__(self, text: str, d: Delimiters, index: int) -> None:
         self.text = text
-        self._d = d
+        self.d = d
         self.index = index  # 1-based position in the interchange (UNA not counted)
         self._elements: list[Element] | None = None
         head = text[:4]
@@ -116,7 +116,7 @@ class Segment:
     @property
     def elements(self) -> list[Element]:
         if self._elements is None:
-            self.tag, self._elements = _split(self.text, self._d)
+            self.tag, self._elements = _split(self.text, self.d)
         return self._elements
 
     def value(self, element: int, component: int = 1, default: str = "") -> str:
