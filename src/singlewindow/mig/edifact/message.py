@@ -298,11 +298,57 @@ def fast_xml(text: str, tag: str, plan: tuple[_ElementPlan, ...], element: str,
     return "".join(out)
 
 
-class _Frame:
-    __slots__ = ("count", "group", "idx")
+class _Table:
+    """A group's segment table worked out once for the structure walk's fast path."""
+
+    __slots__ = ("group", "groups", "mandatory_before", "max", "next", "opens", "triggers")
 
     def __init__(self, group: GroupDef) -> None:
         self.group = group
+        self.triggers = group.triggers
+        self.max = tuple(c.max for c in group.children)
+        self.groups = tuple(c if isinstance(c, GroupDef) else None for c in group.children)
+        self.opens = tuple(f"<G_{c.name}>" if isinstance(c, GroupDef) else ""
+                           for c in group.children)
+        # mandatory_before[k]: how many of the first k children are mandatory, so a range
+        # of children holds a mandatory one when the difference is not zero.
+        counts = [0]
+        for c in group.children:
+            counts.append(counts[-1] + c.mandatory)
+        self.mandatory_before = tuple(counts)
+        #: (position, tag) -> the first child at or after position that tag starts, or -1
+        self.next: dict[tuple[int, str], int] = {}
+
+    def find(self, idx: int, tag: str) -> int:
+        key = (idx, tag)
+        j = self.next.get(key)
+        if j is None:
+            try:
+                j = self.triggers.index(tag, idx)
+            except ValueError:
+                j = -1
+            self.next[key] = j
+        return j
+
+
+_TABLES: dict[int, _Table] = {}
+
+
+def _table(group: GroupDef) -> _Table:
+    table = _TABLES.get(id(group))
+    if table is None or table.group is not group:
+        if len(_TABLES) > 10_000:  # MIG reloads leave old groups behind
+            _TABLES.clear()
+        table = _TABLES[id(group)] = _Table(group)
+    return table
+
+
+class _Frame:
+    __slots__ = ("count", "group", "idx", "table")
+
+    def __init__(self, group: GroupDef) -> None:
+        self.group = group
+        self.table = _table(group)
         self.idx = 0
         self.count = 0
 
@@ -322,6 +368,49 @@ class MessageChecker:
 
     def segment(self, seg: Segment, pos: int) -> None:
         self.last_seg, self.last_pos = seg, pos
+        if not self._fast(seg, pos):
+            self._segment(seg, pos)
+
+    def _fast(self, seg: Segment, pos: int) -> bool:
+        """The step of :meth:`_segment` when it cannot raise an error, taken with table
+        look-ups; ``False`` where an error may arise, and :meth:`_segment` goes on from
+        there (each change made here is one it would have made the same way)."""
+        tag = seg.tag
+        stack = self.stack
+        while True:
+            frame = stack[-1]
+            t = frame.table
+            idx = frame.idx
+            j = t.find(idx, tag)
+            if j < 0:
+                # Not in this group from here on: it closes, if nothing mandatory is left.
+                if len(stack) == 1:
+                    return False
+                start = idx if frame.count == 0 else idx + 1
+                if t.mandatory_before[-1] != t.mandatory_before[start]:
+                    return False
+                stack.pop()
+                self.out.append(f"</G_{frame.group.name}>")
+                continue
+            if j == idx:
+                if frame.count >= t.max[j]:
+                    return False  # pass-over, new repetition or too many: the exact walk
+                frame.count += 1
+            else:
+                start = idx if frame.count == 0 else idx + 1
+                if t.mandatory_before[j] != t.mandatory_before[start] or t.max[j] < 1:
+                    return False
+                frame.idx, frame.count = j, 1
+            child = t.groups[j]
+            if child is not None:
+                self.out.append(t.opens[j])
+                inner = _Frame(child)
+                inner.count = 1
+                stack.append(inner)
+            self.writer.write(seg, pos, self.out)
+            return True
+
+    def _segment(self, seg: Segment, pos: int) -> None:
         while True:
             frame = self.stack[-1]
             j = _find(frame, seg.tag)
