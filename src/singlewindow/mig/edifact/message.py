@@ -272,7 +272,11 @@ def fast_xml(text: str, tag: str, plan: tuple[_ElementPlan, ...], element: str,
             if component in value:
                 return None
             vp = comps[0][1]
-            if not _value_ok(value, vp):
+            if vp[2] == "an":
+                if not vp[3] <= len(value) <= vp[4] or (vp[6] is not None
+                                                        and value not in vp[6]):
+                    return None
+            elif not _value_ok(value, vp):
                 return None
             out.append(f"{vp[0]}{xml_text(value)}{vp[1]}")
             continue
@@ -285,7 +289,11 @@ def fast_xml(text: str, tag: str, plan: tuple[_ElementPlan, ...], element: str,
         for j, (cmand, vp) in enumerate(comps):
             v = parts[j] if j < len(parts) else ""
             if v:
-                if not _value_ok(v, vp):
+                if vp[2] == "an":
+                    if not vp[3] <= len(v) <= vp[4] or (vp[6] is not None
+                                                        and v not in vp[6]):
+                        return None
+                elif not _value_ok(v, vp):
                     return None
                 out.append(f"{vp[0]}{xml_text(v)}{vp[1]}")
             elif cmand:
