@@ -5,6 +5,9 @@ submission. The structure check is a push-down walk over the MIG's segment table
 same walk a reader does with the directory's segment table: a group is entered by its
 first segment, left when a segment belongs further out). Each segment it accepts is checked
 element by element and written as XML in the same pass, so the message is read once.
+Both the walk and the element checks have a fast path for the common, error-free case
+(group tables and segment plans compiled once); at the first doubt the exact code runs,
+so every error comes from one place and valid input gives the same XML either way.
 
 XML names follow the UN directory (the convention of ISO/TS 20625): ``M_PAXLST`` message,
 ``G_SG4`` segment group, ``S_NAD`` segment, ``C_C082`` composite, ``D_3035`` data element.
