@@ -418,7 +418,11 @@ class MessageChecker:
                 inner = _Frame(child)
                 inner.count = 1
                 stack.append(inner)
-            self.writer.write(seg, pos, self.out)
+            known = self.writer.cache.get(seg.text)  # SegmentWriter.write's first step
+            if known is None:
+                self.writer.write(seg, pos, self.out)
+            else:
+                self.out.append(known)
             return True
 
     def _segment(self, seg: Segment, pos: int) -> None:
