@@ -10,6 +10,7 @@ XML to forward when there are no errors.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -151,32 +152,46 @@ def convert_stream(src: BinaryIO, out: BinaryIO, reg: Registry | None = None
 
     Each message is checked against the XSD as it is written; on errors the output is
     incomplete and must not be used. Returns the MIG type name and the errors.
+
+    The XSD check of message *n* runs in a worker thread while message *n + 1* is
+    converted (libxml2 parses and validates without the GIL); its errors are put where a
+    check in line would have put them, and message *n + 1* is checked only if nothing
+    before it failed, as in line. At most one message is in flight, so memory stays flat.
     """
     reg = reg or registry()
     errors: list[MigError] = []
     state: dict[str, MessageType] = {}
+    inflight: list[tuple[int, Future[list[MigError]]]] = []
 
-    def sink(text: str) -> None:
-        if text.startswith('<Interchange xmlns="'):
-            found = reg.by_xml.get((text.split('"')[1], "Interchange"))
-            if found is not None:
-                state["type"] = found
-        elif text.startswith("<M_") and not errors:
-            _check_message(text, state, reg, errors)
-        out.write(text.encode("utf-8"))
+    def settle() -> None:
+        for mark, future in inflight:
+            errors[mark:mark] = future.result()
+        inflight.clear()
 
-    conv = Converter(_lookup(reg), reg.service, errors, sink)
-    summary = conv.run(read_chunks(src))
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mig-xsd") as pool:
+
+        def sink(text: str) -> None:
+            settle()
+            if text.startswith('<Interchange xmlns="'):
+                found = reg.by_xml.get((text.split('"')[1], "Interchange"))
+                if found is not None:
+                    state["type"] = found
+            elif text.startswith("<M_") and not errors and "type" in state:
+                inflight.append((len(errors), pool.submit(_check_message, text,
+                                                          state["type"])))
+            out.write(text.encode("utf-8"))
+
+        conv = Converter(_lookup(reg), reg.service, errors, sink)
+        try:
+            summary = conv.run(read_chunks(src))
+        finally:
+            settle()
     return (summary.profile.name if summary.profile else None), errors
 
 
-def _check_message(text: str, state: dict[str, MessageType], reg: Registry,
-                   errors: list[MigError]) -> None:
-    mt = state.get("type")
-    if mt is None:
-        return
+def _check_message(text: str, mt: MessageType) -> list[MigError]:
     # A message alone validates against the type's global M_ element.
     tag_end = text.index(">")
     doc = f'{text[:tag_end]} xmlns="{mt.namespace}"{text[tag_end:]}'
     root = etree.fromstring(doc.encode("utf-8"), etree.XMLParser(huge_tree=True))
-    errors.extend(xmlcheck.check_schema(mt, root))
+    return xmlcheck.check_schema(mt, root)

@@ -21,5 +21,6 @@ def reg() -> Registry:
 @pytest.fixture(scope="session")
 def public() -> Path:
     if not PUBLIC.exists():
-        pytest.skip("shared/testdata/public is not present")
+        # A skip would pass unnoticed in CI; missing test data is a broken checkout.
+        pytest.fail(f"shared test data is missing: {PUBLIC} does not exist")
     return PUBLIC / "edifact"

@@ -3,6 +3,10 @@ and the benchmark. Values follow the WCO/IATA PAXLST guide's examples in shape."
 
 from __future__ import annotations
 
+import io
+import itertools
+from collections.abc import Iterator
+
 HEADER_V4 = "UNA:+.?*'"
 
 
@@ -64,6 +68,47 @@ def paxlst_of_size(megabytes: float, release: str = "03B", unique: bool = True) 
     one = len(paxlst(200, 1, release))
     count = max(1, round(megabytes * 1024 * 1024 / one))
     return paxlst(200, count, release, unique)
+
+
+class _GeneratedReader(io.RawIOBase):
+    """A read-only file whose bytes come from a generator, so the input is never held."""
+
+    def __init__(self, parts: Iterator[bytes]) -> None:
+        self.parts = parts
+        self.left = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        while not self.left:
+            part = next(self.parts, None)
+            if part is None:
+                return 0
+            self.left = part
+        n = min(len(buffer), len(self.left))
+        buffer[:n] = self.left[:n]
+        self.left = self.left[n:]
+        return n
+
+
+def paxlst_stream(megabytes: float, unique: bool = False) -> tuple[io.BufferedReader, int]:
+    """The interchange :func:`paxlst_of_size` builds, as a file generated while it is read
+    (one message at a time), and its size in bytes."""
+    one = len(paxlst(200, 1))
+    count = max(1, round(megabytes * 1024 * 1024 / one))
+    una, ref = HEADER_V4 + "\n", "REF1"
+    head = f"UNB+UNOA:4+SENDER:ZZZ+NLSW:ZZZ+240101:1200+{ref}'\n"
+    tail = f"UNZ+{count}+{ref}'\n"
+
+    def message(n: int) -> bytes:
+        return ("\n".join(paxlst_message(f"M{n}", 200, "03B", n * 200 if unique else 0))
+                + "\n").encode("latin-1")
+
+    size = len(una) + len(head) + len(tail) + sum(len(message(n)) for n in range(count))
+    parts = itertools.chain((una.encode(), head.encode()), map(message, range(count)),
+                            (tail.encode(),))
+    return io.BufferedReader(_GeneratedReader(parts)), size
 
 
 def iftdgn() -> bytes:

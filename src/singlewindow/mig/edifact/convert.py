@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from singlewindow.mig.edifact.envelope import Event, Kind, walk
+from singlewindow.mig.edifact.envelope import HANDLERS, Event, Kind, Walk
 from singlewindow.mig.edifact.message import EdifactProfile, MessageChecker, SegmentWriter
 from singlewindow.mig.edifact.syntax import Header, Segment, iter_segments
 from singlewindow.mig.errors import SE_INVALID_VALUE, ErrorClass, MigError, Place
@@ -52,10 +52,25 @@ class Converter:
         self.caches: dict[str, dict[str, str]] = {}
 
     def run(self, chunks: Iterable[bytes]) -> Summary:
-        segments = iter_segments(chunks, self.errors)
-        for event in walk(segments, self.errors):
+        errors = self.errors
+        state = Walk(errors)
+        for seg in iter_segments(chunks, errors):
+            checker = self.checker
+            if (checker is not None and state.unh is not None and not state.closed
+                    and seg.tag not in HANDLERS):
+                # The common case, a segment inside a message, straight to its checker.
+                state.position += 1
+                checker.segment(seg, state.position)
+                if len(errors) >= MAX_ERRORS:
+                    return self.summary
+                continue
+            for event in state.feed(seg):
+                self.on_event(event)
+                if len(errors) >= MAX_ERRORS:
+                    return self.summary
+        for event in state.end():
             self.on_event(event)
-            if len(self.errors) >= MAX_ERRORS:
+            if len(errors) >= MAX_ERRORS:
                 break
         return self.summary
 

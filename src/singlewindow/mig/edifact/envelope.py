@@ -54,8 +54,8 @@ def _err(cls: ErrorClass, rule: str, text: str, seg: Segment | None, code: int,
     return MigError(cls, rule, text, place, code)
 
 
-class _Walk:
-    """State of one envelope walk; :func:`walk` drives it."""
+class Walk:
+    """State of one envelope walk; :func:`walk` (or the converter) drives it."""
 
     def __init__(self, errors: list[MigError]) -> None:
         self.errors = errors
@@ -68,8 +68,27 @@ class _Walk:
         self.group_messages = 0
         self.closed = False
 
+    def feed(self, seg: Segment) -> Iterator[Event]:
+        """The events of one segment (:func:`walk` inlines the common case)."""
+        if self.closed:
+            self.outside(seg)
+        elif self.unh is not None and seg.tag not in HANDLERS:
+            self.position += 1
+            yield Event(Kind.SEGMENT, seg, self.position)
+        else:
+            yield from self.step(seg)
+
+    def end(self) -> Iterator[Event]:
+        """The events at the end of the stream."""
+        if not self.closed and self.unb is not None:
+            yield from self.end_message(None)
+            yield from self.end_group(None)
+            self.errors.append(MigError(ErrorClass.SYNTAX, "ISO9735-UNZ", "the interchange "
+                                        "has no UNZ", Place(tag="UNZ"), SE_MISSING))
+            yield Event(Kind.END_INTERCHANGE, None)
+
     def step(self, seg: Segment) -> Iterator[Event]:
-        handler = _HANDLERS.get(seg.tag)
+        handler = HANDLERS.get(seg.tag)
         if handler is not None:
             yield from handler(self, seg)
         elif self.unh is not None:
@@ -189,31 +208,24 @@ class _Walk:
                                     SE_REFERENCE_MISMATCH, element=2))
 
 
-_HANDLERS = {
-    "UNB": _Walk.on_unb,
-    "UNG": _Walk.on_ung,
-    "UNH": _Walk.on_unh,
-    "UNT": _Walk.on_unt,
-    "UNE": _Walk.on_une,
-    "UNZ": _Walk.on_unz,
+HANDLERS = {
+    "UNB": Walk.on_unb,
+    "UNG": Walk.on_ung,
+    "UNH": Walk.on_unh,
+    "UNT": Walk.on_unt,
+    "UNE": Walk.on_une,
+    "UNZ": Walk.on_unz,
 }
 
 
 def walk(segments: Iterable[Segment], errors: list[MigError]) -> Iterator[Event]:
     """Envelope events for a segment stream; envelope errors are appended to ``errors``."""
-    state = _Walk(errors)
+    state = Walk(errors)
     for seg in segments:
-        if state.closed:
-            state.outside(seg)
-        elif state.unh is not None and seg.tag not in _HANDLERS:
+        if state.unh is not None and not state.closed and seg.tag not in HANDLERS:
             # The common case, a segment inside a message, without a generator hop.
             state.position += 1
             yield Event(Kind.SEGMENT, seg, state.position)
         else:
-            yield from state.step(seg)
-    if not state.closed and state.unb is not None:
-        yield from state.end_message(None)
-        yield from state.end_group(None)
-        errors.append(MigError(ErrorClass.SYNTAX, "ISO9735-UNZ", "the interchange has no UNZ",
-                               Place(tag="UNZ"), SE_MISSING))
-        yield Event(Kind.END_INTERCHANGE, None)
+            yield from state.feed(seg)
+    yield from state.end()

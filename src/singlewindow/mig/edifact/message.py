@@ -5,6 +5,9 @@ submission. The structure check is a push-down walk over the MIG's segment table
 same walk a reader does with the directory's segment table: a group is entered by its
 first segment, left when a segment belongs further out). Each segment it accepts is checked
 element by element and written as XML in the same pass, so the message is read once.
+Both the walk and the element checks have a fast path for the common, error-free case
+(group tables and segment plans compiled once); at the first doubt the exact code runs,
+so every error comes from one place and valid input gives the same XML either way.
 
 XML names follow the UN directory (the convention of ISO/TS 20625): ``M_PAXLST`` message,
 ``G_SG4`` segment group, ``S_NAD`` segment, ``C_C082`` composite, ``D_3035`` data element.
@@ -62,12 +65,15 @@ class SegmentWriter:
 
     def __init__(self, segments: Mapping[str, SegmentDef], codes: Mapping[str, frozenset[str]],
                  rule_prefix: str, errors: list[MigError],
-                 cache: dict[str, str] | None = None) -> None:
+                 cache: dict[str, str] | None = None,
+                 plans: dict[str, tuple[_ElementPlan, ...]] | None = None) -> None:
         # Segment text -> its XML, for segments that passed every check. Within one
         # interchange (fixed separators, one MIG type) equal text means equal result, and
         # real interchanges repeat many segments (LOC, NAT, ATT, DTM).
         self.cache: dict[str, str] = {} if cache is None else cache
         self.segments = segments
+        #: compiled definitions for the fast path, per segment tag
+        self.plans: dict[str, tuple[_ElementPlan, ...]] = {} if plans is None else plans
         self.codes = codes
         self.prefix = rule_prefix
         self.errors = errors
@@ -84,15 +90,30 @@ class SegmentWriter:
         if known is not None:
             out.append(known)
             return
+        tag = seg.tag
+        if seg.text[3:4] in (seg.d.element, ""):
+            plan = self.plans.get(tag)
+            if plan is None:
+                plan = self.plans[tag] = compile_plan(self.segments[tag], self.codes)
+            d = seg.d
+            fast = fast_xml(seg.text, tag, plan, d.element, d.component,
+                            (d.release or "") + (d.repetition or ""))
+            if fast is not None:
+                out.append(fast)
+                self._remember(seg.text, fast)
+                return
         mark = len(self.errors)
         piece: list[str] = []
         self._write(seg, pos, piece)
         xml = "".join(piece)
         out.append(xml)
         if len(self.errors) == mark:
-            if len(self.cache) >= CACHE_SIZE:
-                self.cache.clear()  # bounded memory beats a perfect hit rate
-            self.cache[seg.text] = xml
+            self._remember(seg.text, xml)
+
+    def _remember(self, text: str, xml: str) -> None:
+        if len(self.cache) >= CACHE_SIZE:
+            self.cache.clear()  # bounded memory beats a perfect hit rate
+        self.cache[text] = xml
 
     def _write(self, seg: Segment, pos: int | None, out: list[str]) -> None:
         sdef = self.segments[seg.tag]
@@ -190,11 +211,155 @@ def check_format(value: str, fmt: Fmt) -> tuple[str, int] | None:
     return None
 
 
-class _Frame:
-    __slots__ = ("count", "group", "idx")
+# --- the fast path of SegmentWriter: a plain segment that passes every check -------------
+
+#: One value position: (XML open tag, close tag, format kind, min, max, Fmt, code list).
+_ValuePlan = tuple[str, str, str, int, int, Fmt, frozenset[str] | None]
+#: One element position: (mandatory, composite's open/close tags or "", its components'
+#: (mandatory, value plan) or the simple element's value plan).
+_ElementPlan = tuple[bool, str, str, tuple[tuple[bool, _ValuePlan], ...]]
+
+
+def _value_plan(did: str, fmt: Fmt, codes: Mapping[str, frozenset[str]]) -> _ValuePlan:
+    return (f"<D_{did}>", f"</D_{did}>", fmt.kind, fmt.min, fmt.max, fmt, codes.get(did))
+
+
+def compile_plan(sdef: SegmentDef, codes: Mapping[str, frozenset[str]]
+                 ) -> tuple[_ElementPlan, ...]:
+    """What :func:`fast_xml` needs of a segment definition, worked out once."""
+    plan: list[_ElementPlan] = []
+    for edef in sdef.elements:
+        if edef.components:
+            comps = tuple((c.mandatory, _value_plan(c.id, c.fmt, codes))
+                          for c in edef.components)
+            plan.append((edef.mandatory, f"<C_{edef.id}>", f"</C_{edef.id}>", comps))
+        else:
+            assert edef.fmt is not None  # the reader gives every simple element a format
+            plan.append((edef.mandatory, "", "", ((True, _value_plan(edef.id, edef.fmt,
+                                                                       codes)),)))
+    return tuple(plan)
+
+
+def _value_ok(value: str, vp: _ValuePlan) -> bool:
+    if vp[2] == "an":
+        if not vp[3] <= len(value) <= vp[4]:
+            return False
+    elif check_format(value, vp[5]) is not None:
+        return False
+    return vp[6] is None or value in vp[6]
+
+
+def fast_xml(text: str, tag: str, plan: tuple[_ElementPlan, ...], element: str,
+             component: str, special: str) -> str | None:
+    """The XML of a segment with no release or repetition character in it that passes every
+    check; ``None`` when it does not (or may not), and the exact checks must run instead.
+
+    It never accepts what :meth:`SegmentWriter._write` would reject: any doubt returns
+    ``None``, so the errors always come from one place.
+    """
+    for c in special:
+        if c in text:
+            return None
+    raw = text.split(element)
+    if len(raw) - 1 > len(plan):
+        return None
+    out = [f"<S_{tag}>"]
+    for i in range(1, len(raw)):
+        mandatory, open_, close, comps = plan[i - 1]
+        value = raw[i]
+        if not open_:  # simple element
+            if not value:
+                if mandatory:
+                    return None
+                continue
+            if component in value:
+                return None
+            vp = comps[0][1]
+            if vp[2] == "an":
+                if not vp[3] <= len(value) <= vp[4] or (vp[6] is not None
+                                                        and value not in vp[6]):
+                    return None
+            elif not _value_ok(value, vp):
+                return None
+            out.append(f"{vp[0]}{xml_text(value)}{vp[1]}")
+            continue
+        parts = value.split(component) if value else [""]
+        if len(parts) > len(comps) or not any(parts):
+            if len(parts) > len(comps) or mandatory:
+                return None
+            continue
+        out.append(open_)
+        for j, (cmand, vp) in enumerate(comps):
+            v = parts[j] if j < len(parts) else ""
+            if v:
+                if vp[2] == "an":
+                    if not vp[3] <= len(v) <= vp[4] or (vp[6] is not None
+                                                        and v not in vp[6]):
+                        return None
+                elif not _value_ok(v, vp):
+                    return None
+                out.append(f"{vp[0]}{xml_text(v)}{vp[1]}")
+            elif cmand:
+                return None
+        out.append(close)
+    for k in range(len(raw) - 1, len(plan)):
+        if plan[k][0]:
+            return None
+    out.append(f"</S_{tag}>")
+    return "".join(out)
+
+
+class _Table:
+    """A group's segment table worked out once for the structure walk's fast path."""
+
+    __slots__ = ("group", "groups", "mandatory_before", "max", "next", "opens", "triggers")
 
     def __init__(self, group: GroupDef) -> None:
         self.group = group
+        self.triggers = group.triggers
+        self.max = tuple(c.max for c in group.children)
+        self.groups = tuple(c if isinstance(c, GroupDef) else None for c in group.children)
+        self.opens = tuple(f"<G_{c.name}>" if isinstance(c, GroupDef) else ""
+                           for c in group.children)
+        # mandatory_before[k]: how many of the first k children are mandatory, so a range
+        # of children holds a mandatory one when the difference is not zero.
+        counts = [0]
+        for c in group.children:
+            counts.append(counts[-1] + c.mandatory)
+        self.mandatory_before = tuple(counts)
+        #: (position, tag) -> the first child at or after position that tag starts, or -1
+        self.next: dict[tuple[int, str], int] = {}
+
+    def find(self, idx: int, tag: str) -> int:
+        key = (idx, tag)
+        j = self.next.get(key)
+        if j is None:
+            try:
+                j = self.triggers.index(tag, idx)
+            except ValueError:
+                j = -1
+            self.next[key] = j
+        return j
+
+
+_TABLES: dict[int, _Table] = {}
+
+
+def _table(group: GroupDef) -> _Table:
+    table = _TABLES.get(id(group))
+    if table is None or table.group is not group:
+        if len(_TABLES) > 10_000:  # MIG reloads leave old groups behind
+            _TABLES.clear()
+        table = _TABLES[id(group)] = _Table(group)
+    return table
+
+
+class _Frame:
+    __slots__ = ("count", "group", "idx", "table")
+
+    def __init__(self, group: GroupDef) -> None:
+        self.group = group
+        self.table = _table(group)
         self.idx = 0
         self.count = 0
 
@@ -214,6 +379,53 @@ class MessageChecker:
 
     def segment(self, seg: Segment, pos: int) -> None:
         self.last_seg, self.last_pos = seg, pos
+        if not self._fast(seg, pos):
+            self._segment(seg, pos)
+
+    def _fast(self, seg: Segment, pos: int) -> bool:
+        """The step of :meth:`_segment` when it cannot raise an error, taken with table
+        look-ups; ``False`` where an error may arise, and :meth:`_segment` goes on from
+        there (each change made here is one it would have made the same way)."""
+        tag = seg.tag
+        stack = self.stack
+        while True:
+            frame = stack[-1]
+            t = frame.table
+            idx = frame.idx
+            j = t.find(idx, tag)
+            if j < 0:
+                # Not in this group from here on: it closes, if nothing mandatory is left.
+                if len(stack) == 1:
+                    return False
+                start = idx if frame.count == 0 else idx + 1
+                if t.mandatory_before[-1] != t.mandatory_before[start]:
+                    return False
+                stack.pop()
+                self.out.append(f"</G_{frame.group.name}>")
+                continue
+            if j == idx:
+                if frame.count >= t.max[j]:
+                    return False  # pass-over, new repetition or too many: the exact walk
+                frame.count += 1
+            else:
+                start = idx if frame.count == 0 else idx + 1
+                if t.mandatory_before[j] != t.mandatory_before[start] or t.max[j] < 1:
+                    return False
+                frame.idx, frame.count = j, 1
+            child = t.groups[j]
+            if child is not None:
+                self.out.append(t.opens[j])
+                inner = _Frame(child)
+                inner.count = 1
+                stack.append(inner)
+            known = self.writer.cache.get(seg.text)  # SegmentWriter.write's first step
+            if known is None:
+                self.writer.write(seg, pos, self.out)
+            else:
+                self.out.append(known)
+            return True
+
+    def _segment(self, seg: Segment, pos: int) -> None:
         while True:
             frame = self.stack[-1]
             j = _find(frame, seg.tag)

@@ -100,11 +100,11 @@ class Segment:
     text seen before in this interchange) is never split at all.
     """
 
-    __slots__ = ("_d", "_elements", "index", "tag", "text")
+    __slots__ = ("_elements", "d", "index", "tag", "text")
 
     def __init__(self, text: str, d: Delimiters, index: int) -> None:
         self.text = text
-        self._d = d
+        self.d = d
         self.index = index  # 1-based position in the interchange (UNA not counted)
         self._elements: list[Element] | None = None
         head = text[:4]
@@ -116,7 +116,7 @@ class Segment:
     @property
     def elements(self) -> list[Element]:
         if self._elements is None:
-            self.tag, self._elements = _split(self.text, self._d)
+            self.tag, self._elements = _split(self.text, self.d)
         return self._elements
 
     def value(self, element: int, component: int = 1, default: str = "") -> str:
@@ -286,7 +286,18 @@ class Tokenizer:
                 SE_UNSPECIFIED, self.count + 1))
             rest = ""
         self.rest = rest
-        return [s for p in parts if (s := self._segment(p)) is not None]
+        if "" in parts:  # an empty segment: the exact path reports it
+            return [s for p in parts if (s := self._segment(p)) is not None]
+        # Line breaks after a terminator are common practice, not data.
+        texts = [p.lstrip("\r\n") for p in parts] if "\n" in buf or "\r" in buf else parts
+        if "" in texts:
+            texts = [t for t in texts if t]
+        if self.bad.search(d.terminator.join(texts)) is not None:
+            return [s for p in parts if (s := self._segment(p)) is not None]
+        # Nothing outside the repertoire (the common case): the same segments, at once.
+        start = self.count + 1
+        self.count += len(texts)
+        return [Segment(t, d, i) for i, t in enumerate(texts, start)]
 
     def close(self) -> list[Segment]:
         """End of input: anything left is a segment without its terminator."""
