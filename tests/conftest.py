@@ -19,7 +19,7 @@ import psycopg
 import pytest
 
 from singlewindow import stack
-from singlewindow.config import Config, Listeners
+from singlewindow.config import Config, Listeners, Queue
 from singlewindow.store import connect
 
 
@@ -64,9 +64,13 @@ def conn(database_config: Config) -> Iterator[psycopg.Connection[Any]]:
 def sw_stack() -> Iterator[Config]:
     """The whole local stack with demo data, on free ports."""
     state = short_state_dir()
+    # Retries every few seconds and a short queue lifetime, so tests of deferral and of
+    # an agency that stays unreachable finish in seconds, not days.
     base = replace(Config(), listeners=Listeners(
         mta_port=free_port(), msa_port=free_port(), pop3_port=free_port(),
-        pop3s_port=free_port(), reinject_port=free_port()))
+        pop3s_port=free_port(), reinject_port=free_port()),
+        queue=Queue(lifetime="40s", minimal_backoff="5s", maximal_backoff="10s",
+                    run_delay="5s"))
     try:
         yield stack.up(state, demo=True, base=base, say=lambda _: None)
     finally:

@@ -104,6 +104,22 @@ class Transport:
 
 
 @dataclass(frozen=True, slots=True)
+class Queue:
+    """Postfix's retry schedule (postconf(5)); the queue, not memory, holds waiting mail."""
+
+    #: How long a message may wait (e.g. for an agency's MTA) before it fails and the
+    #: submitter is told (maximal_queue_lifetime).
+    lifetime: str = "5d"
+    #: First retry after a deferral, e.g. a maildrop locked by a POP3 session
+    #: (minimal_backoff_time); later retries back off up to ``maximal_backoff``.
+    minimal_backoff: str = "300s"
+    #: Longest wait between retries (maximal_backoff_time).
+    maximal_backoff: str = "4000s"
+    #: How often the queue manager scans the deferred queue (queue_run_delay).
+    run_delay: str = "300s"
+
+
+@dataclass(frozen=True, slots=True)
 class MilterOptions:
     #: Database connections the milter holds at most. libmilter runs one thread per SMTP
     #: connection; a thread waits up to ``database.connect_timeout`` for a free one, then
@@ -162,6 +178,7 @@ class Config:
     policy: Policy = field(default_factory=Policy)
     transport: Transport = field(default_factory=Transport)
     milter: MilterOptions = field(default_factory=MilterOptions)
+    queue: Queue = field(default_factory=Queue)
     paths: Paths = field(default_factory=Paths)
     tls: Tls = field(default_factory=Tls)
 

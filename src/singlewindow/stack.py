@@ -231,6 +231,7 @@ def template_context(config: Config, layout: Layout) -> dict[str, Any]:
         "sw_domain": config.hub.domain,
         "message_id_header": "X-SingleWindow-Origin",
         "listeners": config.listeners,
+        "queue": config.queue,
         "paths": config.paths,
         "tls": {"cert_file": config.cert_file, "key_file": config.key_file},
         "postfix": {
@@ -373,7 +374,8 @@ def _dovecot(config: Config, layout: Layout, ctx: dict[str, Any], say: Say) -> N
     _mkdir(layout.dovecot_base)
     _mkdir(layout.dovecot_state)
     _mkdir(config.paths.maildrop_dir, MAILDROP_USER, 0o700)
-    for name in ("dovecot.conf", "sql-strong.conf.ext", "sql-digest-md5.conf.ext"):
+    for name in ("dovecot.conf", "sql-strong.conf.ext", "sql-digest-md5.conf.ext",
+                 "sql-userdb.conf.ext"):
         render.render_to(f"dovecot/{name}.j2", layout.dovecot_conf / name, ctx, 0o640)
     conf = str(layout.dovecot_conf / "dovecot.conf")
     run(["doveconf", "-c", conf, "-n"])

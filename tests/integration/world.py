@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from singlewindow import passwords
 from singlewindow.config import Config
 from singlewindow.store import connect, directory
 from tests.conftest import free_port
@@ -24,6 +25,8 @@ class Party:
     physical: str
     peer: str
     sink: Sink
+    login: str = ""
+    password: str = ""
 
 
 @dataclass
@@ -31,17 +34,38 @@ class World:
     config: Config
     parties: dict[str, Party] = field(default_factory=dict)
 
-    def add(self, role: str, kind: str, active: bool = True) -> Party:
+    def add(self, role: str, kind: str, active: bool = True, relay_port: int | None = None,
+            refuse: str | None = None) -> Party:
+        """A party with its own peer address and, unless ``relay_port`` names a port where
+        nothing listens, a sink as its MTA (``refuse``: the sink's RCPT reply)."""
         tag = secrets.token_hex(3)
         name = f"{role}-{tag}"
         peer = f"127.0.4.{next(_next_peer)}"
-        sink = Sink(free_port()).start()
+        sink = Sink(relay_port or free_port(), refuse_rcpt=refuse)
+        if relay_port is None:
+            sink.start()
         domain = self.config.hub.domain
         party = Party(name, f"{name}@{domain}", f"edi@{name}.example", peer, sink)
         with connect(self.config.database, autocommit=True) as conn:
             directory.add_party(conn, name, kind, [f"{peer}/32"], f"127.0.0.1:{sink.port}")
             directory.add_address(conn, party.logical, name, party.physical, None, domain,
                                   active=active)
+        self.parties[role] = party
+        return party
+
+    def add_mail_client(self, role: str) -> Party:
+        """A company with a login and a POP3 maildrop instead of an MTA (I2/I3)."""
+        name = f"{role}-{secrets.token_hex(3)}"
+        password = secrets.token_urlsafe(12)
+        domain = self.config.hub.domain
+        party = Party(name, f"{name}@{domain}", f"clerk@{name}.example", "", Sink(0),
+                      login=name, password=password)
+        with connect(self.config.database, autocommit=True) as conn:
+            directory.add_party(conn, name, "company", [], None)
+            directory.add_account(conn, name, name, passwords.strong_hash(password),
+                                  passwords.digest_md5_hash(name, self.config.hub.sasl_realm,
+                                                            password))
+            directory.add_address(conn, party.logical, name, party.physical, name, domain)
         self.parties[role] = party
         return party
 

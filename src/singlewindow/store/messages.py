@@ -113,6 +113,28 @@ def has_forwards(conn: Conn, message_id: str) -> bool:
     return row is not None
 
 
+def by_copy_message_id(conn: Conn, copy_message_id: str) -> tuple[str, str | None] | None:
+    """(Single Window id, the submitter's own Message-ID) of a forwarded copy."""
+    row = conn.execute(
+        "SELECT m.id, m.header_message_id FROM forward f JOIN message m ON m.id = f.message_id"
+        " WHERE f.copy_message_id = %s", (copy_message_id,)).fetchone()
+    return None if row is None else (row["id"], row["header_message_id"])
+
+
+def forwards_of(conn: Conn, message_id: str) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = conn.execute(
+        "SELECT recipient, destination, physical, copy_message_id, state, queue_id"
+        " FROM forward WHERE message_id = %s AND recipient <> '*control*'",
+        (message_id,)).fetchall()
+    return rows
+
+
+def envelope_from(conn: Conn, message_id: str) -> str | None:
+    row = conn.execute("SELECT envelope_from FROM message WHERE id = %s",
+                       (message_id,)).fetchone()
+    return None if row is None else str(row["envelope_from"])
+
+
 # --- reading ----------------------------------------------------------------------------
 
 def recent(conn: Conn, limit: int = 50) -> list[dict[str, Any]]:

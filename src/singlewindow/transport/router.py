@@ -28,7 +28,7 @@ from psycopg_pool import ConnectionPool
 from singlewindow import mig, replies
 from singlewindow import origin as originmod
 from singlewindow.config import Config
-from singlewindow.notices import control
+from singlewindow.notices import agency, control
 from singlewindow.replies import Reply
 from singlewindow.store import directory, messages
 from singlewindow.transport import checks, dsn, maildrop, translate
@@ -44,6 +44,14 @@ _EMAIL = re.compile(rb"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+[A-Za-z0-9
 #: after a copy was re-injected, before (``after-inject``) or after (``after-record``)
 #: it was recorded. Never set in production.
 FAULT = os.environ.get("SW_TRANSPORT_FAULT", "")
+
+
+class Deferred(Exception):
+    """This recipient must wait (e.g. its maildrop is locked); Postfix retries."""
+
+    def __init__(self, reply: Reply) -> None:
+        super().__init__(reply.line())
+        self.reply = reply
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +115,9 @@ class Router:
                     return self.internal(conn, mail_from, rcpt, transaction.raw)
                 return self.submission(conn, prepared, prepared.origin, mail_from, rcpt,
                                        transaction.raw)
+        except Deferred as deferred:
+            log.info("deferring <%s>: %s", rcpt, deferred.reply.line())
+            return deferred.reply
         except (psycopg.Error, InjectError) as exc:
             log.error("deferring <%s>: %s", rcpt, exc)
             return replies.INTERNAL_ERROR
@@ -115,6 +126,11 @@ class Router:
 
     def submission(self, conn: Conn, p: Prepared, o: originmod.Origin, mail_from: str,
                    rcpt: str, raw: bytes) -> Reply:
+        if not mail_from:
+            # A DSN from an agency's MTA about a copy we forwarded (SPEC §5).
+            handled = self.agency_report(conn, raw)
+            if handled is not None:
+                return handled
         messages.record_message(conn, messages.Received(
             id=o.message_id, listener=o.listener, party=o.party, sasl_login=o.login or None,
             peer_address=o.peer or None, envelope_from=mail_from,
@@ -215,7 +231,8 @@ class Router:
                 body = translate.with_body(raw, "application/xml; charset=utf-8",
                                            result.xml or b"")
                 data = translate.translate(body, lambda a: _known(conn, a),
-                                           claimed.copy_message_id)
+                                           claimed.copy_message_id,
+                                           message_ids=lambda m: _original_id(conn, m))
                 queue_id = self.send(dest, mail_from, data, o.message_id)
                 _fault("after-inject")
             messages.mark_injected(conn, claimed, queue_id)
@@ -225,14 +242,67 @@ class Router:
              envid: str | None) -> str:
         if dest.maildrop_login:
             reply = maildrop.deliver(self.config.transport.dovecot_lda,
-                                     self.config.dovecot_config, dest.maildrop_login,
-                                     mail_from, data)
-            if not reply.code == 250:
-                raise InjectError(reply.text)
+                                     self.config.dovecot_config, self.config.paths.maildrop_dir,
+                                     dest.maildrop_login, mail_from, data)
+            if reply.code != 250:
+                raise Deferred(reply)
             return "maildrop"
         return self.injector.send(mail_from, dest.physical, data, envid=envid,
                                   notify="SUCCESS,FAILURE" if mail_from else "NEVER",
                                   orcpt=dest.logical)
+
+    # --- agency-leg reports ------------------------------------------------------------
+
+    def agency_report(self, conn: Conn, raw: bytes) -> Reply | None:
+        """A DSN about a forwarded copy: recorded on the original message; a failure or
+        delay is reported to the submitter naming logical addresses only. None: not a
+        report about any copy of ours."""
+        report = dsn.parse(raw)
+        if report is None:
+            return None
+        swid = self.report_subject(conn, report, raw)
+        if swid is None:
+            return None
+        messages.event(conn, swid, "agency-dsn", {
+            "recipients": [{"recipient": r.original_recipient or r.final_recipient,
+                            "action": r.action, "status": r.status,
+                            "diagnostic": r.diagnostic} for r in report.recipients]})
+        if report.failed:
+            self.report_failure(conn, swid, report)
+        return replies.DELIVERED.with_text(f"Agency-leg report recorded on {swid}")
+
+    def report_subject(self, conn: Conn, report: dsn.Report, raw: bytes) -> str | None:
+        """Which message a report is about: its ENVID, else a copy's Message-ID in it."""
+        if messages.has_forwards(conn, report.envid):
+            return report.envid
+        domain = re.escape(self.config.hub.domain)
+        for match in re.finditer(rb"<SW[0-9A-Z]+\.[0-9a-f]+@" + domain.encode() + rb">", raw):
+            found = messages.by_copy_message_id(conn, match[0].decode())
+            if found is not None:
+                return found[0]
+        return None
+
+    def report_failure(self, conn: Conn, swid: str, report: dsn.Report) -> None:
+        forwards = messages.forwards_of(conn, swid)
+        by_physical = {f["physical"]: f["destination"] for f in forwards}
+        failed = []
+        for r in report.recipients:
+            if r.action not in ("failed", "delayed"):
+                continue
+            logical = next((d for d in by_physical.values() if d == r.original_recipient.lower()),
+                           by_physical.get(r.final_recipient.lower(), "an agency"))
+            failed.append(agency.Failed(logical, r.action, r.status,
+                                        agency.clean_diagnostic(r.diagnostic)))
+        submitter = messages.envelope_from(conn, swid)
+        if not failed or not submitter:
+            return
+        data = agency.build(message_id=swid, to=submitter, domain=self.config.hub.domain,
+                            hostname=self.config.hub.hostname, failed=failed)
+        queue_id = self.injector.send("", submitter, data, envid=None, notify="NEVER",
+                                      orcpt=None)
+        messages.event(conn, swid, "agency-failure-reported",
+                       {"to": submitter, "queue_id": queue_id,
+                        "recipients": [f.logical for f in failed]})
 
     # --- mail Single Window generated -------------------------------------------------
 
@@ -246,21 +316,20 @@ class Router:
         if target is None:
             return replies.UNKNOWN_ADDRESS.with_text(
                 f"The recipient <{rcpt}> is unknown to Single Window")
-        report = dsn.parse(raw) if not mail_from else None
-        if report is not None and messages.has_forwards(conn, report.envid):
-            # About a copy on the agency leg (SPEC §5): recorded on the original message;
-            # only a failure or delay is the submitter's business.
-            messages.event(conn, report.envid, "agency-dsn", {
-                "recipients": [{"recipient": r.original_recipient or r.final_recipient,
-                                "action": r.action, "status": r.status,
-                                "diagnostic": r.diagnostic} for r in report.recipients]})
-            if not report.failed:
-                return replies.DELIVERED.with_text(
-                    f"Agency-leg report recorded on {report.envid}")
+        if not mail_from and translate.header(raw, agency.NOTICE_HEADER) is None:
+            handled = self.agency_report(conn, raw)
+            if handled is not None:
+                return handled
         data = scrub(conn, raw, target.party)
         self.send(target, mail_from, data, None)
         log.info("internal mail from <%s> delivered to <%s>", mail_from, rcpt)
         return replies.DELIVERED.with_text(f"Delivered to {target.logical}")
+
+
+def _original_id(conn: Conn, copy_message_id: str) -> str | None:
+    """SPEC issue 5: a response threads under the submitter's own Message-ID."""
+    found = messages.by_copy_message_id(conn, copy_message_id)
+    return found[1] if found is not None else None
 
 
 def _known(conn: Conn, address: str) -> str | None:

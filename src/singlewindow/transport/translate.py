@@ -87,13 +87,28 @@ def _translated_field(name: str, field: bytes, lookup: Lookup) -> bytes:
     return f"{canonical}: {', '.join(parts)}\r\n".encode()
 
 
+_MSG_ID = re.compile(r"<[^<>\s]+>")
+#: Headers that name other messages: threading (RFC 5322 3.6.4).
+THREADING = ("in-reply-to", "references")
+
+
+def _threading_field(name: str, field: bytes, message_ids: Lookup) -> bytes:
+    value = field_value(field)
+    mapped = _MSG_ID.sub(lambda m: message_ids(m[0]) or m[0], value)
+    canonical = "In-Reply-To" if name == "in-reply-to" else "References"
+    return f"{canonical}: {mapped}\r\n".encode()
+
+
 def translate(raw: bytes, lookup: Lookup, message_id: str,
-              extra: Iterable[tuple[str, str]] = ()) -> bytes:
+              extra: Iterable[tuple[str, str]] = (),
+              message_ids: Lookup | None = None) -> bytes:
     """The copy: translated address headers, trace headers removed, a new Message-ID.
 
     ``lookup`` maps any known address (physical or logical) to its logical address and
     returns None for an unknown one; an unknown address raises KeyError (the caller has
-    refused such messages before, SPEC R5.3 #8).
+    refused such messages before, SPEC R5.3 #8). ``message_ids`` maps a Message-ID named
+    in In-Reply-To/References to the one the reader knows (a response names the copy the
+    agency received; the company knows its own original), or None to leave it.
     """
     fields, body = split(raw)
     out = [f"Message-ID: {message_id}\r\n".encode()]
@@ -103,6 +118,8 @@ def translate(raw: bytes, lookup: Lookup, message_id: str,
             continue
         if name in TRANSLATED:
             out.append(_translated_field(name, field, lookup))
+        elif name in THREADING and message_ids is not None:
+            out.append(_threading_field(name, field, message_ids))
         else:
             out.append(field if field.endswith(b"\n") else field + b"\r\n")
     return b"".join(out) + b"\r\n" + body

@@ -167,3 +167,14 @@ GENDEC = """<?xml version="1.0" encoding="UTF-8"?>
 
 def gendec(imo: str = "9074729", gross: str = "194000", crew: str = "24") -> bytes:
     return GENDEC.format(imo=imo, gross=gross, crew=crew).encode()
+
+
+def declaration_response(status: str = "Accepted", reference: str = "GD-2024-0001") -> bytes:
+    """A valid DECLARATION-RESPONSE-1: an agency's answer to a declaration (SPEC R4.3)."""
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<DeclarationResponse xmlns="urn:singlewindow:mig:declaration-response:1">'
+        "<ResponseId>R1</ResponseId><Issued>2024-01-01T10:00:00Z</Issued>"
+        f"<Agency>CUSTOMS</Agency><DeclarationReference>{reference}</DeclarationReference>"
+        f"<DeclarationType>GENDEC-1</DeclarationType><Status>{status}</Status>"
+        "</DeclarationResponse>\n").encode()

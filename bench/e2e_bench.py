@@ -1,0 +1,509 @@
+"""End-to-end benchmark: Single Window's submission path against a bare Postfix relay.
+
+Not a test. Run as root from the repository root::
+
+    .venv/bin/python bench/e2e_bench.py [--rounds N] [--messages N] [--sessions N]
+
+Both set-ups run on this machine in one run, interleaved (bare, sw, bare, sw, ...):
+
+- bare: smtp-source -> a minimal private Postfix (no policy, no milter) -> smtp-sink;
+- sw: smtp-source -> the private Single Window stack's MTA listener (policy, milter) ->
+  LMTP transport (checks, MIG, translation, bookkeeping) -> re-injection -> smtp-sink, plus
+  the "delivered" DSN of every submission to the company's smtp-sink.
+
+A round's time runs from starting smtp-source until that instance's queue is empty and its
+mail log shows every expected delivery to the sinks. CPU time per component is sampled from
+/proc around each round (live processes plus the reaped children of each group's root).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pwd
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "src"))
+
+from tests.unit.mig import factory  # noqa: E402
+
+from singlewindow import stack  # noqa: E402
+from singlewindow.config import Config, Listeners  # noqa: E402
+from singlewindow.store import connect, directory  # noqa: E402
+
+SMTP_SOURCE = "/usr/sbin/smtp-source"
+SMTP_SINK = "/usr/sbin/smtp-sink"
+QUEUES = ("incoming", "active", "deferred", "hold", "maildrop")
+TICK = os.sysconf("SC_CLK_TCK")
+ROUND_TIMEOUT = 900.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def queue_size(queue_directory: Path) -> int:
+    count = 0
+    for name in QUEUES:
+        for _dir, _subdirs, files in os.walk(queue_directory / name):
+            count += len(files)
+    return count
+
+
+# --- mail log -----------------------------------------------------------------------------
+
+class LogTail:
+    """Reads a Postfix mail log incrementally and counts delivery outcomes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = path.stat().st_size if path.exists() else 0
+        self.partial = b""
+        self.sent: dict[int, int] = {}  # relay port -> status=sent lines
+        self.deferred = 0
+        self.bounced = 0
+
+    def reset(self) -> None:
+        self.sent.clear()
+        self.deferred = self.bounced = 0
+
+    def poll(self) -> None:
+        if not self.path.exists():
+            return
+        with self.path.open("rb") as f:
+            f.seek(self.offset)
+            chunk = f.read()
+        self.offset += len(chunk)
+        lines = (self.partial + chunk).split(b"\n")
+        self.partial = lines.pop()
+        for line in lines:
+            if b"status=sent" in line:
+                m = re.search(rb"relay=[^,]*\]:(\d+),", line)
+                if m:
+                    port = int(m.group(1))
+                    self.sent[port] = self.sent.get(port, 0) + 1
+            elif b"status=deferred" in line:
+                self.deferred += 1
+            elif b"status=bounced" in line:
+                self.bounced += 1
+
+
+# --- CPU per process group ------------------------------------------------------------------
+
+@dataclass
+class Proc:
+    pid: int
+    ppid: int
+    name: str
+    own: int       # utime + stime, ticks
+    children: int  # cutime + cstime: reaped children, ticks
+
+
+def processes() -> dict[int, Proc]:
+    found: dict[int, Proc] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        rest = stat[stat.rindex(")") + 2:].split()
+        found[int(entry)] = Proc(int(entry), int(rest[1]), name,
+                                 int(rest[11]) + int(rest[12]), int(rest[13]) + int(rest[14]))
+    return found
+
+
+def machine_busy() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return sum(fields) - idle, sum(fields)
+
+
+def group_usage(roots: dict[str, int], procs: dict[int, Proc]) -> dict[str, dict[str, int]]:
+    """Ticks per group, split by process name; "(exited)" holds reaped children."""
+    kids: dict[int, list[int]] = {}
+    for p in procs.values():
+        kids.setdefault(p.ppid, []).append(p.pid)
+    usage: dict[str, dict[str, int]] = {}
+    for group, root in roots.items():
+        parts: dict[str, int] = {}
+        todo = [root] if root in procs else []
+        while todo:
+            pid = todo.pop()
+            p = procs[pid]
+            parts[p.name] = parts.get(p.name, 0) + p.own
+            parts["(exited)"] = parts.get("(exited)", 0) + p.children
+            todo.extend(kids.get(pid, []))
+        usage[group] = parts
+    return usage
+
+
+@dataclass
+class CpuSample:
+    roots: dict[str, int]
+    start: dict[str, dict[str, int]] = field(default_factory=dict)
+    busy0: tuple[int, int] = (0, 0)
+
+    def begin(self) -> None:
+        self.start = group_usage(self.roots, processes())
+        self.busy0 = machine_busy()
+
+    def end(self) -> tuple[dict[str, dict[str, float]], float]:
+        now = group_usage(self.roots, processes())
+        busy1 = machine_busy()
+        delta: dict[str, dict[str, float]] = {}
+        for group, parts in now.items():
+            before = self.start.get(group, {})
+            delta[group] = {n: (t - before.get(n, 0)) / TICK for n, t in parts.items()}
+            # A process that exited is counted in "(exited)"; its start value stays put.
+            for n, t in before.items():
+                if n not in parts:
+                    delta[group][n] = -t / TICK
+        cpus = os.cpu_count() or 1
+        util = (busy1[0] - self.busy0[0]) / max(1, busy1[1] - self.busy0[1]) * cpus
+        return delta, util
+
+
+# --- the bare Postfix relay -----------------------------------------------------------------
+
+MASTER_SERVICES = """\
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+proxywrite unix -       -       n       -       1       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+"""
+
+
+@dataclass
+class Bare:
+    root: Path
+    port: int
+    sink_port: int
+
+    @property
+    def conf(self) -> Path:
+        return self.root / "conf"
+
+    @property
+    def queue(self) -> Path:
+        return self.root / "spool"
+
+    @property
+    def maillog(self) -> Path:
+        return self.root / "log" / "postfix.log"
+
+    def up(self) -> None:
+        os.chmod(self.root, 0o755)
+        for d in (self.conf, self.queue, self.root / "log"):
+            d.mkdir(exist_ok=True)
+            os.chmod(d, 0o755)
+        data = self.root / "data"
+        data.mkdir(exist_ok=True)
+        pw = pwd.getpwnam("postfix")
+        os.chown(data, pw.pw_uid, pw.pw_gid)
+        os.chmod(data, 0o700)
+        (self.conf / "main.cf").write_text(f"""\
+compatibility_level = 3.6
+queue_directory = {self.queue}
+data_directory = {data}
+maillog_file = {self.maillog}
+maillog_file_prefixes = {self.root / "log"}
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = bare.local
+mydomain = bare.local
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+biff = no
+mydestination =
+local_recipient_maps =
+alias_maps =
+alias_database =
+mynetworks = 127.0.0.0/8
+relay_domains = bare.test
+transport_maps = inline:{{ bare.test=smtp:[127.0.0.1]:{self.sink_port} }}
+smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
+smtpd_tls_security_level = none
+smtp_tls_security_level = none
+""")
+        (self.conf / "master.cf").write_text(
+            f"127.0.0.1:{self.port} inet n - n - - smtpd\n" + MASTER_SERVICES)
+        subprocess.run(["postfix", "-c", str(self.conf), "check"], check=True)
+        subprocess.run(["postfix", "-c", str(self.conf), "start"], check=True,
+                       capture_output=True)
+        wait_for(lambda: smtp_greets(self.port), "bare Postfix listener")
+
+    def master_pid(self) -> int:
+        return int((self.queue / "pid" / "master.pid").read_text().split()[0])
+
+    def down(self) -> None:
+        if (self.queue / "pid" / "master.pid").exists():
+            subprocess.run(["postfix", "-c", str(self.conf), "stop"], check=False,
+                           capture_output=True)
+
+
+def smtp_greets(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+            return s.recv(64).startswith(b"220")
+    except OSError:
+        return False
+
+
+def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{what}: not ready after {timeout:.0f} s")
+        time.sleep(0.1)
+
+
+# --- one round ------------------------------------------------------------------------------
+
+@dataclass
+class Result:
+    kind: str
+    elapsed: float
+    rate: float
+    sent: dict[int, int]
+    deferred: int
+    bounced: int
+    cpu: dict[str, dict[str, float]]
+    util: float
+    source_cpu: float
+    complete: bool
+    extra: str = ""
+
+
+def run_round(kind: str, *, port: int, msgfile: Path, sender: str, rcpt: str, messages: int,
+              sessions: int, queue: Path, log: LogTail, expect: dict[int, int],
+              roots: dict[str, int]) -> Result:
+    log.poll()
+    log.reset()
+    cpu = CpuSample(roots)
+    cpu.begin()
+    start = time.monotonic()
+    source = subprocess.Popen(
+        [SMTP_SOURCE, "-s", str(sessions), "-m", str(messages), "-F", str(msgfile),
+         "-f", sender, "-t", rcpt, f"127.0.0.1:{port}"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    source_cpu = 0.0
+    source_done = False
+    complete = False
+    end = start
+    while time.monotonic() - start < ROUND_TIMEOUT:
+        time.sleep(0.05)
+        if not source_done:
+            # wait4 (not Popen.poll) to get the tool's own CPU time with its exit status.
+            pid, status, usage = os.wait4(source.pid, os.WNOHANG)
+            if pid:
+                source.returncode = os.waitstatus_to_exitcode(status)
+                source_cpu = usage.ru_utime + usage.ru_stime
+                source_done = True
+        log.poll()
+        if source_done and queue_size(queue) == 0 and \
+                all(log.sent.get(p, 0) >= n for p, n in expect.items()):
+            end = time.monotonic()
+            complete = True
+            break
+    usage_, util = cpu.end()
+    elapsed = (end if complete else time.monotonic()) - start
+    out = source.stdout.read().decode(errors="replace") if source.stdout else ""
+    if source.returncode:
+        print(f"  smtp-source exited {source.returncode}: {out.strip()[:500]}")
+    time.sleep(0.5)
+    log.poll()
+    return Result(kind, elapsed, messages / elapsed, dict(log.sent), log.deferred, log.bounced,
+                  usage_, util, source_cpu, complete)
+
+
+def sink(port: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen([SMTP_SINK, "-u", "nobody", f"127.0.0.1:{port}", "1000"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: smtp_greets(port), f"smtp-sink on {port}")
+    return proc
+
+
+def read_pid(path: Path) -> int:
+    return int(path.read_text().split()[0])
+
+
+def message_file(path: Path) -> None:
+    body = factory.gendec().decode().replace("\r\n", "\n")
+    path.write_text("From: <edi@bench-co.example>\nTo: <bench-ag@sw.test>\nSubject: bench\n"
+                    "Content-Type: application/xml; charset=utf-8\n\n" + body.rstrip("\n")
+                    + "\n")
+
+
+def print_cpu(result: Result) -> None:
+    total = 0.0
+    rows: list[tuple[float, str]] = []
+    for group, parts in result.cpu.items():
+        seconds = sum(parts.values())
+        total += seconds
+        detail = ", ".join(f"{n} {t:.1f}" for n, t in sorted(parts.items(), key=lambda x: -x[1])
+                           if abs(t) >= 0.05)
+        rows.append((seconds, f"    {group:<17} {seconds:7.1f} s  ({detail})"))
+    rows.append((result.source_cpu, f"    {'smtp-source':<17} {result.source_cpu:7.1f} s"))
+    total += result.source_cpu
+    for _, row in sorted(rows, reverse=True):
+        print(row)
+    print(f"    {'sum':<17} {total:7.1f} s of {result.elapsed * (os.cpu_count() or 1):.1f} s"
+          f" available; machine busy {result.util:.2f} of {os.cpu_count()} CPUs")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--sessions", type=int, default=10)
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("run as root (private Postfix instances)")
+
+    bare_dir = Path(tempfile.mkdtemp(dir="/tmp", prefix="swb-"))
+    sw_dir = Path(tempfile.mkdtemp(dir="/tmp", prefix="swb-"))
+    sinks: list[subprocess.Popen[bytes]] = []
+    bare: Bare | None = None
+    sw_started = False
+    try:
+        msgfile = bare_dir / "msg.txt"
+        message_file(msgfile)
+        bare_sink, co_sink, ag_sink = free_port(), free_port(), free_port()
+        sinks += [sink(bare_sink), sink(co_sink), sink(ag_sink)]
+        sinks_root = {f"smtp-sink:{port}": proc.pid
+                      for port, proc in zip((bare_sink, co_sink, ag_sink), sinks, strict=True)}
+
+        bare = Bare(bare_dir, free_port(), bare_sink)
+        bare.up()
+        print(f"bare Postfix in {bare_dir}, smtpd 127.0.0.1:{bare.port} -> smtp-sink {bare_sink}")
+
+        base = replace(Config(), listeners=Listeners(
+            mta_port=free_port(), msa_port=free_port(), pop3_port=free_port(),
+            pop3s_port=free_port(), reinject_port=free_port()))
+        sw_started = True
+        config = stack.up(sw_dir, base=base, say=lambda _: None)
+        domain = config.hub.domain
+        with connect(config.database, autocommit=True) as conn:
+            directory.add_party(conn, "bench-co", "company", ["127.0.0.1/32"],
+                                f"127.0.0.1:{co_sink}")
+            directory.add_address(conn, f"bench-co@{domain}", "bench-co",
+                                  "edi@bench-co.example", None, domain)
+            directory.add_party(conn, "bench-ag", "agency", [], f"127.0.0.1:{ag_sink}")
+            directory.add_address(conn, f"bench-ag@{domain}", "bench-ag",
+                                  "in@bench-ag.example", None, domain)
+        print(f"Single Window stack in {sw_dir}, MTA 127.0.0.1:{config.listeners.mta_port}"
+              f" -> agency smtp-sink {ag_sink}, DSNs -> company smtp-sink {co_sink}")
+        print(f"{args.messages} messages of {msgfile.stat().st_size} bytes per round,"
+              f" {args.sessions} parallel SMTP sessions, {os.cpu_count()} CPUs\n")
+
+        layout = stack.Layout(sw_dir)
+        bare_log = LogTail(bare.maillog)
+        sw_log = LogTail(layout.log_dir / "postfix.log")
+        sw_roots = {name: read_pid(layout.pid_file(name)) for name in stack.DAEMONS}
+        sw_roots["postgres"] = read_pid(layout.pg_data / "postmaster.pid")
+        sw_roots["postfix"] = read_pid(layout.postfix_queue / "pid" / "master.pid")
+
+        results: list[Result] = []
+        for n in range(1, args.rounds + 1):
+            r = run_round("bare", port=bare.port, msgfile=msgfile, sender="a@src.test",
+                          rcpt="x@bare.test", messages=args.messages, sessions=args.sessions,
+                          queue=bare.queue, log=bare_log, expect={bare_sink: args.messages},
+                          roots={"postfix": bare.master_pid(), **sinks_root})
+            r.extra = f"sent to sink {r.sent.get(bare_sink, 0)}"
+            report(n, r)
+            results.append(r)
+
+            with connect(config.database, autocommit=True) as conn:
+                rows0 = conn.execute("SELECT count(*) AS n FROM message").fetchone()
+            r = run_round("sw", port=config.listeners.mta_port, msgfile=msgfile,
+                          sender="edi@bench-co.example", rcpt=f"bench-ag@{domain}",
+                          messages=args.messages, sessions=args.sessions,
+                          queue=layout.postfix_queue, log=sw_log,
+                          expect={ag_sink: args.messages, co_sink: args.messages},
+                          roots={**sw_roots, **sinks_root})
+            with connect(config.database, autocommit=True) as conn:
+                rows1 = conn.execute("SELECT count(*) AS n FROM message").fetchone()
+                statuses = conn.execute(
+                    "SELECT r.status, count(*) AS n FROM message_recipient r"
+                    " JOIN message m ON m.id = r.message_id"
+                    " WHERE m.received_at > now() - interval '1 hour'"
+                    " GROUP BY r.status ORDER BY 2 DESC").fetchall()
+            assert rows0 is not None and rows1 is not None
+            r.extra = (f"copies to agency sink {r.sent.get(ag_sink, 0)}, DSNs to company sink"
+                       f" {r.sent.get(co_sink, 0)}, new message rows {rows1['n'] - rows0['n']},"
+                       f" recipient statuses so far "
+                       + ", ".join(f"{s['status']}: {s['n']}" for s in statuses))
+            report(n, r)
+            results.append(r)
+
+        summary(results)
+    finally:
+        for proc in sinks:
+            proc.terminate()
+            proc.wait(timeout=10)
+        if bare is not None:
+            bare.down()
+        if sw_started:
+            stack.down(sw_dir, say=lambda _: None)
+        shutil.rmtree(bare_dir, ignore_errors=True)
+        shutil.rmtree(sw_dir, ignore_errors=True)
+
+
+def report(n: int, r: Result) -> None:
+    state = "" if r.complete else "  INCOMPLETE (timed out)"
+    print(f"round {n} {r.kind:<4}: {r.elapsed:7.2f} s  {r.rate:7.1f} msgs/s{state}")
+    print(f"    {r.extra}; deferred {r.deferred}, bounced {r.bounced}")
+    print("    CPU seconds during the round:")
+    print_cpu(r)
+    print()
+
+
+def summary(results: list[Result]) -> None:
+    bare = [r.rate for r in results if r.kind == "bare"]
+    sw = [r.rate for r in results if r.kind == "sw"]
+    print(f"{'round':<8}{'bare msgs/s':>14}{'SW msgs/s':>12}{'SW/bare':>10}")
+    for i, (b, s) in enumerate(zip(bare, sw, strict=True), 1):
+        print(f"{i:<8}{b:>14.1f}{s:>12.1f}{s / b:>10.2f}")
+    mb, ms = statistics.median(bare), statistics.median(sw)
+    print(f"{'median':<8}{mb:>14.1f}{ms:>12.1f}{ms / mb:>10.2f}")
+    if not all(r.complete for r in results):
+        print("WARNING: some rounds did not complete; their rates are lower bounds")
+
+
+if __name__ == "__main__":
+    main()
