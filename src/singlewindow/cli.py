@@ -212,6 +212,19 @@ def _state_dir(args: argparse.Namespace) -> Path:
     return Path(chosen) if chosen else configmod.Paths().state_dir
 
 
+def demo_cmd(args: argparse.Namespace) -> int:
+    from singlewindow import demo
+    state = _state_dir(args)
+    config = configmod.for_state_dir(state.resolve())
+    credentials = config.paths.state_dir / "demo-credentials"
+    try:
+        fields = dict(line.split("=", 1) for line in credentials.read_text().split())
+    except OSError:
+        raise CommandError(f"no demo data in {state}: run 'swctl stack up --demo'") from None
+    demo.run(config, fields["password"])
+    return 0
+
+
 def stack_up(args: argparse.Namespace) -> int:
     stack.up(_state_dir(args), demo=args.demo)
     return 0
@@ -301,6 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p = command(mig_, "convert", mig_convert, "EDIFACT in, XML out")
     p.add_argument("file")
+
+    p = command(sub, "demo", demo_cmd, "drive demo messages through the demo stack")
+    p.add_argument("--state-dir", default=argparse.SUPPRESS)
 
     stack_ = sub.add_parser("stack", help="the local stack").add_subparsers(
         dest="cmd", required=True)
