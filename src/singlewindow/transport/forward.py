@@ -38,6 +38,9 @@ class Injector:
         try:
             with smtplib.SMTP(self.host, self.port, self.helo, timeout=self.timeout) as smtp:
                 smtp.ehlo(self.helo)
+                if not smtp.has_extn("dsn"):
+                    # RFC 3461 4: DSN parameters only to a server that offers DSN.
+                    mail_options, rcpt_options = [], []
                 code, text = smtp.mail(mail_from, mail_options)
                 if code != 250:
                     raise InjectError(f"MAIL FROM refused: {code} {text!r}")

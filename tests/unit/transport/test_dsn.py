@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from singlewindow.notices import agency
+from singlewindow.transport import dsn
+
+REPORT = (b"From: MAILER-DAEMON@mail.sw.test\r\n"
+          b"Content-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\r\n"
+          b"\r\n--b\r\nContent-Type: text/plain\r\n\r\nsorry\r\n"
+          b"--b\r\nContent-Type: message/delivery-status\r\n\r\n"
+          b"Reporting-MTA: dns; mail.sw.test\r\nOriginal-Envelope-Id: SW123\r\n\r\n"
+          b"Final-Recipient: rfc822; in@customs.example\r\n"
+          b"Original-Recipient: rfc822;customs@sw.test\r\n"
+          b"Action: failed\r\nStatus: 5.1.1\r\n"
+          b"Diagnostic-Code: smtp; 550 5.1.1 <in@customs.example>: no such user\r\n"
+          b"--b--\r\n")
+
+
+def test_parse_delivery_status() -> None:
+    report = dsn.parse(REPORT)
+    assert report is not None and report.envid == "SW123" and report.failed
+    [r] = report.recipients
+    assert (r.final_recipient, r.original_recipient) == ("in@customs.example",
+                                                         "customs@sw.test")
+    assert (r.action, r.status) == ("failed", "5.1.1")
+
+
+def test_not_a_report() -> None:
+    assert dsn.parse(b"Subject: x\r\n\r\nhello\r\n") is None
+
+
+def test_agency_failure_notice_hides_the_agency() -> None:
+    diag = agency.clean_diagnostic(
+        "host mx.customs.example[192.0.2.7] said: 550 5.1.1 <in@customs.example>: unknown")
+    assert "customs.example" not in diag and "192.0.2.7" not in diag
+    raw = agency.build(message_id="SW123", to="acme@sw.test", domain="sw.test",
+                       hostname="mail.sw.test",
+                       failed=[agency.Failed("customs@sw.test", "failed", "5.1.1", diag)])
+    parsed = dsn.parse(raw)
+    assert parsed is not None and parsed.envid == ""  # never matched as a report again
+    assert [r.final_recipient for r in parsed.recipients] == ["customs@sw.test"]
+    assert b"customs.example" not in raw
+    assert b"X-SingleWindow-Notice: agency-dsn SW123" in raw

@@ -1,0 +1,65 @@
+"""Address translation of outgoing copies, on raw bytes, without a daemon."""
+
+from __future__ import annotations
+
+import pytest
+
+from singlewindow.transport import translate
+
+KNOWN = {"edi@acme.example": "acme@sw.test", "acme@sw.test": "acme@sw.test",
+         "customs@sw.test": "customs@sw.test", "clerk@acme.example": "acme@sw.test"}
+
+RAW = (b"Received: from mta.acme.example (mta.acme.example [10.1.0.5])\r\n"
+       b"\tby mail.sw.test (Postfix) with ESMTP id ABC\r\n"
+       b"Return-Path: <edi@acme.example>\r\n"
+       b"X-SingleWindow-Origin: id=SW1; listener=mta; party=acme; peer=10.1.0.5;"
+       b" login=-; queue=ABC\r\n"
+       b"From: \"Acme EDI\" <edi@acme.example>\r\n"
+       b"Sender: clerk@acme.example\r\n"
+       b"Reply-To: <edi@acme.example>\r\n"
+       b"To: customs@sw.test\r\n"
+       b"Subject: PAXLST\r\n"
+       b"Message-ID: <orig@acme.example>\r\n"
+       b"X-Originating-IP: [10.1.0.5]\r\n"
+       b"In-Reply-To: <SW1.abc@sw.test>\r\n"
+       b"Content-Type: application/xml\r\n"
+       b"\r\n"
+       b"<a>edi@acme.example stays in the body</a>\r\n")
+
+
+def test_copy_names_only_logical_addresses() -> None:
+    copy = translate.translate(RAW, KNOWN.get, "<SW1.x@sw.test>")
+    head, body = copy.split(b"\r\n\r\n", 1)
+    assert b"edi@acme.example" not in head and b"clerk@acme.example" not in head
+    assert b"10.1.0.5" not in head and b"mta.acme.example" not in head
+    assert b'From: "Acme EDI" <acme@sw.test>' in head
+    assert b"Sender: <acme@sw.test>" in head
+    assert b"Message-ID: <SW1.x@sw.test>" in head and b"orig@acme.example" not in head
+    assert b"X-SingleWindow-Origin" not in head and b"Received:" not in head
+    assert body == b"<a>edi@acme.example stays in the body</a>\r\n"
+
+
+def test_threading_headers_are_mapped_back() -> None:
+    copy = translate.translate(RAW, KNOWN.get, "<n@sw.test>",
+                               message_ids={"<SW1.abc@sw.test>": "<orig@acme.example>"}.get)
+    assert b"In-Reply-To: <orig@acme.example>" in copy
+
+
+def test_unknown_address_is_refused() -> None:
+    with pytest.raises(KeyError):
+        translate.translate(RAW.replace(b"Reply-To: <edi@", b"Reply-To: <x@"), KNOWN.get,
+                            "<n@sw.test>")
+
+
+def test_header_addresses_lists_every_translated_header() -> None:
+    assert translate.header_addresses(RAW) == [
+        ("from", "edi@acme.example"), ("sender", "clerk@acme.example"),
+        ("reply-to", "edi@acme.example"), ("to", "customs@sw.test")]
+
+
+def test_with_body_replaces_the_one_part() -> None:
+    out = translate.with_body(RAW, "application/xml; charset=utf-8", b"<x/>")
+    head, body = out.split(b"\r\n\r\n", 1)
+    assert head.count(b"Content-Type:") == 1
+    assert b"Content-Transfer-Encoding: base64" in head
+    assert body == b"PHgvPg==\r\n"
