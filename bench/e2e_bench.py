@@ -42,6 +42,7 @@ from tests.unit.mig import factory  # noqa: E402
 from singlewindow import stack  # noqa: E402
 from singlewindow.config import Config, Listeners  # noqa: E402
 from singlewindow.store import connect, directory  # noqa: E402
+from singlewindow.transport.forward import find_in_maillog  # noqa: E402
 
 SMTP_SOURCE = "/usr/sbin/smtp-source"
 SMTP_SINK = "/usr/sbin/smtp-sink"
@@ -468,6 +469,12 @@ def main() -> None:
                        f" {r.sent.get(co_sink, 0)}, new message rows {rows1['n'] - rows0['n']},"
                        f" recipient statuses so far "
                        + ", ".join(f"{s['status']}: {s['n']}" for s in statuses))
+            maillog = layout.log_dir / "postfix.log"
+            t0 = time.perf_counter()
+            find_in_maillog(maillog, "<no-such-copy@bench>")
+            scan = time.perf_counter() - t0
+            r.extra += (f"; mail log now {maillog.stat().st_size / 1e6:.1f} MB, one"
+                        f" find_in_maillog scan of it {scan * 1e3:.0f} ms")
             report(n, r)
             results.append(r)
 
