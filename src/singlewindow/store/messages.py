@@ -78,19 +78,22 @@ class Forward:
     queue_id: str | None
 
 
-def claim_forward(conn: Conn, f: Forward) -> Forward:
-    """The copy's row: inserted as pending, or the one an earlier attempt left."""
-    conn.execute(
+def claim_forward(conn: Conn, f: Forward) -> tuple[Forward, bool]:
+    """The copy's row, and whether this call created it (False: an earlier attempt did,
+    so a ``pending`` state means that attempt may have crashed mid-way)."""
+    created = conn.execute(
         "INSERT INTO forward (message_id, recipient, destination, physical, copy_message_id,"
         " state) VALUES (%s, %s, %s, %s, %s, 'pending')"
-        " ON CONFLICT (message_id, recipient, destination) DO NOTHING",
-        (f.message_id, f.recipient, f.destination, f.physical, f.copy_message_id))
+        " ON CONFLICT (message_id, recipient, destination) DO NOTHING RETURNING id",
+        (f.message_id, f.recipient, f.destination, f.physical, f.copy_message_id)).fetchone()
+    if created is not None:
+        return f, True
     row = conn.execute(
         "SELECT * FROM forward WHERE message_id = %s AND recipient = %s AND destination = %s",
         (f.message_id, f.recipient, f.destination)).fetchone()
     assert row is not None
     return Forward(row["message_id"], row["recipient"], row["destination"], row["physical"],
-                   row["copy_message_id"], row["state"], row["queue_id"])
+                   row["copy_message_id"], row["state"], row["queue_id"]), False
 
 
 def mark_injected(conn: Conn, f: Forward, queue_id: str) -> None:

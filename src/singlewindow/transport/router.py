@@ -195,7 +195,7 @@ class Router:
     def control_message(self, conn: Conn, o: originmod.Origin, mail_from: str, p: Prepared,
                         result: mig.Result) -> None:
         """Once per message, however many recipients or retries (same bookkeeping as D4)."""
-        claimed = messages.claim_forward(conn, messages.Forward(
+        claimed, _ = messages.claim_forward(conn, messages.Forward(
             o.message_id, "*control*", mail_from.lower(), mail_from.lower(),
             f"<{o.message_id}.control@{self.config.hub.domain}>", "pending", None))
         if claimed.state == "injected":
@@ -219,13 +219,15 @@ class Router:
         routed = directory.routes_for(conn, rcpt, message_type) if message_type else []
         for dest in routed or [target]:
             tag = hashlib.sha256(f"{rcpt.lower()}>{dest.logical}".encode()).hexdigest()[:10]
-            claimed = messages.claim_forward(conn, messages.Forward(
+            claimed, fresh = messages.claim_forward(conn, messages.Forward(
                 o.message_id, rcpt.lower(), dest.logical, dest.physical,
                 f"<{o.message_id}.{tag}@{self.config.hub.domain}>", "pending", None))
             if claimed.state == "injected":
                 continue
-            queue_id = find_in_maillog(self.config.postfix_maillog,
-                                            claimed.copy_message_id)
+            # Only a copy an earlier attempt left pending may already be in Postfix's
+            # queue (crash between re-injection and bookkeeping): its log tells.
+            queue_id = None if fresh else find_in_maillog(self.config.postfix_maillog,
+                                                          claimed.copy_message_id)
             if queue_id is None:
                 # SPEC F6: agencies receive XML (converted from EDIFACT where needed).
                 body = translate.with_body(raw, "application/xml; charset=utf-8",
