@@ -27,7 +27,6 @@ from singlewindow.config import Config
 #: Dovecot's default base_dir on Debian; its auth socket for Postfix lives there.
 DOVECOT_BASE_DIR = Path("/run/dovecot")
 POSTFIX_DIR = Path("/etc/postfix")
-DOVECOT_DIR = Path("/etc/dovecot")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +73,8 @@ class NodeRole:
     pop3_proxy_networks: tuple[str, ...] = field(default_factory=tuple)
 
 
-def template_context(config: Config, node: NodeRole = NodeRole()) -> dict[str, Any]:
+def template_context(config: Config, node: NodeRole = NodeRole(), *,
+                     postfix_dir: Path = POSTFIX_DIR) -> dict[str, Any]:
     """The local stack's context, with the paths of a system-wide installation."""
     ctx = stack.template_context(config, stack.Layout(config.paths.state_dir))
     log_dir = config.paths.log_dir
@@ -82,7 +82,9 @@ def template_context(config: Config, node: NodeRole = NodeRole()) -> dict[str, A
     ctx["postfix"] = {
         **ctx["postfix"],
         "private_instance": False,
-        "config_directory": POSTFIX_DIR,
+        # master.cf binds each listener to listeners.bind (which may be 0.0.0.0).
+        "inet_interfaces": "all",
+        "config_directory": postfix_dir,
         # The transport reads this log after a crash (SPEC D4), so both take it from
         # the one config file.
         "maillog_file": config.postfix_maillog,
@@ -112,7 +114,7 @@ def _group_id(name: str) -> int:
 def render_target(config: Config, target: str, dest: Path, *, node: NodeRole = NodeRole(),
                   conf_dir: Path = render.CONF_DIR, check: bool = False) -> list[Path]:
     """Render ``target``'s files into ``dest``; return those that changed (or would)."""
-    ctx = template_context(config, node)
+    ctx = template_context(config, node, postfix_dir=dest)
     changed: list[Path] = []
     for out in TARGETS[target]:
         path = dest / out.name

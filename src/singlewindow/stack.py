@@ -244,6 +244,7 @@ def template_context(config: Config, layout: Layout) -> dict[str, Any]:
         "tls": {"cert_file": config.cert_file, "key_file": config.key_file},
         "postfix": {
             "private_instance": True,
+            "inet_interfaces": config.listeners.bind,
             "config_directory": layout.postfix_conf,
             "queue_directory": layout.postfix_queue,
             "data_directory": layout.postfix_data,
