@@ -242,6 +242,23 @@ def stack_status(args: argparse.Namespace) -> int:
     return 0 if all(pid for _, pid in states) else 3
 
 
+# --- render (deployment) ---------------------------------------------------------------
+
+def render_cmd(args: argparse.Namespace) -> int:
+    """Render conf/ for a deployed node; print each file that changed (Ansible reads it)."""
+    from singlewindow import deploy, render
+
+    config = configmod.load(Path(args.config)) if args.config else _config(args)
+    node = deploy.NodeRole(pop3_backend=args.pop3_backend,
+                           pop3_proxy_networks=tuple(args.pop3_proxy_network or ()))
+    conf_dir = Path(args.conf_dir) if args.conf_dir else render.CONF_DIR
+    changed = deploy.render_target(config, args.target, Path(args.dest), node=node,
+                                   conf_dir=conf_dir, check=args.check)
+    for path in changed:
+        print(f"changed: {path}")
+    return 0
+
+
 # --- parser ----------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -317,6 +334,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command(sub, "demo", demo_cmd, "drive demo messages through the demo stack")
     p.add_argument("--state-dir", default=argparse.SUPPRESS)
+
+    p = command(sub, "render", render_cmd,
+                "render conf/ templates for a deployed node (used by the Ansible roles)")
+    p.add_argument("--target", required=True, choices=("postfix", "dovecot"))
+    p.add_argument("--dest", required=True, metavar="DIR", help="e.g. /etc/postfix")
+    p.add_argument("--config", metavar="FILE",
+                   help="config file (default: as every swctl command finds it)")
+    p.add_argument("--conf-dir", metavar="DIR", help="the templates (default: conf/)")
+    p.add_argument("--pop3-backend", metavar="HOST",
+                   help="an edge: proxy POP3 logins to this Dovecot backend")
+    p.add_argument("--pop3-proxy-network", action="append", metavar="CIDR",
+                   help="the backend: trust logins proxied from this network")
+    p.add_argument("--check", action="store_true", help="report what would change, write nothing")
 
     stack_ = sub.add_parser("stack", help="the local stack").add_subparsers(
         dest="cmd", required=True)

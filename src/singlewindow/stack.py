@@ -220,6 +220,14 @@ def init_config(state_dir: Path, base: Config | None = None) -> Config:
     return config
 
 
+def postfix_pgsql_host(conninfo: dict[str, Any]) -> str:
+    """The ``hosts`` of a Postfix pgsql table (pgsql_table(5)) for a libpq conninfo."""
+    host = conninfo.get("host") or "/var/run/postgresql"
+    if host.startswith("/"):
+        return f"unix:{host}"
+    return f"inet:{host}:{conninfo.get('port') or 5432}"
+
+
 def template_context(config: Config, layout: Layout) -> dict[str, Any]:
     """Everything conf/ templates may name, for the local stack."""
     db = conninfo_to_dict(config.database.conninfo)
@@ -236,6 +244,7 @@ def template_context(config: Config, layout: Layout) -> dict[str, Any]:
         "tls": {"cert_file": config.cert_file, "key_file": config.key_file},
         "postfix": {
             "private_instance": True,
+            "inet_interfaces": config.listeners.bind,
             "config_directory": layout.postfix_conf,
             "queue_directory": layout.postfix_queue,
             "data_directory": layout.postfix_data,
@@ -255,12 +264,18 @@ def template_context(config: Config, layout: Layout) -> dict[str, Any]:
             # Relative to base_dir for Dovecot; Postfix gets the absolute path.
             "auth_socket_name": "auth-postfix",
             "auth_socket": layout.dovecot_base / "auth-postfix",
+            # A multi-node edge proxies POP3 to its maildrop backend (deploy.py).
+            "proxy_host": None,
+            "login_trusted_networks": [],
         },
         "database": {
             "host": db.get("host", "/var/run/postgresql"),
             "dbname": db.get("dbname", "singlewindow"),
             "user": db.get("user", "sw"),
             "password": db.get("password"),
+            "postfix_hosts": postfix_pgsql_host(db),
+            # Networks that reach the database over TCP (a multi-node deployment).
+            "client_networks": [],
             "dovecot_connect": config.database.conninfo,
             "os_users": ["root", "postfix", "dovecot", MAILDROP_USER],
         },

@@ -1,0 +1,135 @@
+"""Configuration files of a deployed node, rendered from the same ``conf/`` templates.
+
+The local stack (``stack.py``) renders ``conf/postfix`` and ``conf/dovecot`` into its
+state directory for private instances. A node deployed by Ansible (SPEC D8) renders the
+very same templates, with the same context builder, into the distribution's directories
+(``/etc/postfix``, ``/etc/dovecot``) for the system services: ``private_instance`` is off,
+so Postfix keeps its Debian queue and Dovecot its ``base_dir``. The Ansible roles call
+``swctl render``, which is :func:`render_target`; what differs per node in a multi-node
+hub (SPEC D9: the POP3 proxy's backend, the proxies' networks) comes in as
+:class:`NodeRole`.
+
+A file is written only when its text, mode or group differs, so a second run changes
+nothing and Ansible reports ``changed=0``.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from singlewindow import render, stack
+from singlewindow.config import Config
+
+#: Dovecot's default base_dir on Debian; its auth socket for Postfix lives there.
+DOVECOT_BASE_DIR = Path("/run/dovecot")
+POSTFIX_DIR = Path("/etc/postfix")
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """One rendered file: template, name in the target directory, mode, owning group.
+
+    Files that may carry the database password are not world-readable.
+    """
+
+    template: str
+    name: str
+    mode: int = 0o644
+    group: str = "root"
+
+
+#: What ``swctl render --target`` writes, per target.
+TARGETS: dict[str, tuple[Output, ...]] = {
+    "postfix": (
+        Output("postfix/main.cf.j2", "main.cf"),
+        Output("postfix/master.cf.j2", "master.cf"),
+        Output("postfix/bounce.cf.j2", "bounce.cf"),
+        Output("postfix/command-filter.j2", "command-filter"),
+        Output("postfix/pgsql-logical.cf.j2", "pgsql-logical.cf", 0o640, "postfix"),
+        Output("postfix/pgsql-relay.cf.j2", "pgsql-relay.cf", 0o640, "postfix"),
+    ),
+    "dovecot": (
+        # dovecot-lda runs as the maildrop user and reads dovecot.conf (no secrets in it).
+        Output("dovecot/dovecot.conf.j2", "dovecot.conf"),
+        Output("dovecot/sql-strong.conf.ext.j2", "sql-strong.conf.ext", 0o640, "dovecot"),
+        Output("dovecot/sql-digest-md5.conf.ext.j2", "sql-digest-md5.conf.ext", 0o640,
+               "dovecot"),
+        Output("dovecot/sql-userdb.conf.ext.j2", "sql-userdb.conf.ext", 0o640, "dovecot"),
+    ),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRole:
+    """What one node of a multi-node hub adds to the shared configuration (SPEC D9)."""
+
+    #: On an edge: the Dovecot backend that holds the POP3 maildrops (Dovecot proxying).
+    pop3_backend: str | None = None
+    #: On the backend: the edges' networks, whose proxied logins Dovecot trusts.
+    pop3_proxy_networks: tuple[str, ...] = field(default_factory=tuple)
+
+
+def template_context(config: Config, node: NodeRole = NodeRole(), *,
+                     postfix_dir: Path = POSTFIX_DIR) -> dict[str, Any]:
+    """The local stack's context, with the paths of a system-wide installation."""
+    ctx = stack.template_context(config, stack.Layout(config.paths.state_dir))
+    log_dir = config.paths.log_dir
+    dh = Path("/usr/share/dovecot/dh.pem")
+    ctx["postfix"] = {
+        **ctx["postfix"],
+        "private_instance": False,
+        # master.cf binds each listener to listeners.bind (which may be 0.0.0.0).
+        "inet_interfaces": "all",
+        "config_directory": postfix_dir,
+        # The transport reads this log after a crash (SPEC D4), so both take it from
+        # the one config file.
+        "maillog_file": config.postfix_maillog,
+        "maillog_prefix": config.postfix_maillog.parent,
+    }
+    ctx["dovecot"] = {
+        "private_instance": False,
+        "config_directory": config.dovecot_config.parent,
+        "log_path": log_dir / "dovecot.log",
+        "ssl_dh": dh if dh.exists() else None,
+        "auth_socket_name": "auth-postfix",
+        "auth_socket": DOVECOT_BASE_DIR / "auth-postfix",
+        "proxy_host": node.pop3_backend,
+        "login_trusted_networks": list(node.pop3_proxy_networks),
+    }
+    return ctx
+
+
+def _group_id(name: str) -> int:
+    try:
+        return grp.getgrnam(name).gr_gid
+    except KeyError:
+        raise stack.StackError(f"group {name!r} does not exist: install its package first") \
+            from None
+
+
+def render_target(config: Config, target: str, dest: Path, *, node: NodeRole = NodeRole(),
+                  conf_dir: Path = render.CONF_DIR, check: bool = False) -> list[Path]:
+    """Render ``target``'s files into ``dest``; return those that changed (or would)."""
+    ctx = template_context(config, node, postfix_dir=dest)
+    changed: list[Path] = []
+    for out in TARGETS[target]:
+        path = dest / out.name
+        text = render.render(out.template, ctx, conf_dir)
+        gid = _group_id(out.group)
+        try:
+            st = path.stat()
+            same = (path.read_text(encoding="utf-8") == text
+                    and (st.st_mode & 0o7777) == out.mode and st.st_gid == gid)
+        except (OSError, UnicodeDecodeError):
+            same = False
+        if same:
+            continue
+        changed.append(path)
+        if not check:
+            render.write_atomic(path, text, out.mode)
+            os.chown(path, 0, gid)
+    return changed
