@@ -8,13 +8,16 @@ process (running as ``postfix``) connects to, and each tells systemd when it is 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import grp
 import logging
 import os
 import socket
 import sys
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 from singlewindow import config as configmod
 
@@ -71,3 +74,12 @@ def load_config(args: argparse.Namespace) -> configmod.Config:
         return configmod.locate(args.state_dir)
     except configmod.ConfigError as exc:
         raise SystemExit(f"configuration: {exc}") from None
+
+
+def run_asyncio(name: str, description: str,
+                serve: Callable[[configmod.Config], Coroutine[Any, Any, None]],
+                argv: list[str] | None = None) -> None:
+    """The entry point of an asyncio daemon: arguments, logging, config, then ``serve``."""
+    args = argument_parser(description).parse_args(argv)
+    setup_logging(name, args.verbose)
+    asyncio.run(serve(load_config(args)))

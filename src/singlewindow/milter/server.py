@@ -16,14 +16,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import Milter
 import milter
-import psycopg
-from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
-from singlewindow import daemon
+from singlewindow import daemon, store
 from singlewindow.config import Config
 from singlewindow.milter import handler
 from singlewindow.milter.decide import Directory, StoreDirectory
@@ -43,18 +42,9 @@ class MilterService:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        db = config.database
-        self.pool: ConnectionPool[psycopg.Connection[dict[str, object]]] = ConnectionPool(
-            db.conninfo,
-            min_size=0,
-            max_size=config.milter.connections,
-            timeout=db.connect_timeout,
-            open=False,
-            # Read-only lookups: autocommit spares a BEGIN/COMMIT round trip per message.
-            kwargs={"row_factory": dict_row, "connect_timeout": db.connect_timeout,
-                    "autocommit": True},
-            check=ConnectionPool.check_connection,
-        )
+        # Read-only lookups: autocommit spares a BEGIN/COMMIT round trip per message.
+        self.pool: ConnectionPool[Any] = store.pool(config.database, config.milter.connections,
+                                                    autocommit=True)
 
     @contextmanager
     def directory(self) -> Iterator[Directory]:

@@ -12,12 +12,12 @@ import asyncio
 import logging
 import signal
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from singlewindow import daemon, replies
+from singlewindow import daemon, replies, store
 from singlewindow.config import Config
 from singlewindow.policy import codec
 from singlewindow.policy.decide import Request, decide
@@ -30,16 +30,7 @@ class PolicyService:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        db = config.database
-        self.pool: ConnectionPool[psycopg.Connection[dict[str, object]]] = ConnectionPool(
-            db.conninfo,
-            min_size=0,
-            max_size=config.policy.workers,
-            timeout=db.connect_timeout,
-            open=False,
-            kwargs={"row_factory": dict_row, "connect_timeout": db.connect_timeout},
-            check=ConnectionPool.check_connection,
-        )
+        self.pool: ConnectionPool[Any] = store.pool(config.database, config.policy.workers)
         self.executor = ThreadPoolExecutor(config.policy.workers, thread_name_prefix="policy")
 
     def answer(self, attrs: dict[str, str]) -> str:
@@ -102,11 +93,7 @@ async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = daemon.argument_parser("Single Window Postfix policy daemon")
-    args = parser.parse_args(argv)
-    daemon.setup_logging("sw-policyd", args.verbose)
-    config = daemon.load_config(args)
-    asyncio.run(serve(config))
+    daemon.run_asyncio("sw-policyd", "Single Window Postfix policy daemon", serve, argv)
 
 
 if __name__ == "__main__":

@@ -8,8 +8,11 @@ control to the caller unless they say otherwise.
 
 from __future__ import annotations
 
+from typing import Any
+
 import psycopg
 from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
 
 from singlewindow.config import Database
 
@@ -26,3 +29,14 @@ def connect(db: Database, *, autocommit: bool = False) -> psycopg.Connection[dic
         autocommit=autocommit,
         row_factory=dict_row,
     )
+
+
+def pool(db: Database, max_size: int, *, autocommit: bool = False) -> ConnectionPool[Any]:
+    """A connection pool for a daemon, not yet opened: start-up needs no database, and a
+    database that went away is noticed per connection (``check``), so the daemon defers
+    (4.x.x) while it is down and recovers by itself when it is back."""
+    return ConnectionPool(
+        db.conninfo, min_size=0, max_size=max_size, timeout=db.connect_timeout, open=False,
+        kwargs={"row_factory": dict_row, "connect_timeout": db.connect_timeout,
+                "autocommit": autocommit},
+        check=ConnectionPool.check_connection)

@@ -114,7 +114,7 @@ class Router:
                         return replies.POLICY_MISCONFIGURED
                     return self.internal(conn, mail_from, rcpt, transaction.raw)
                 return self.submission(conn, prepared, prepared.origin, mail_from, rcpt,
-                                       transaction.raw)
+                                       transaction.raw, transaction.state)
         except Deferred as deferred:
             log.info("deferring <%s>: %s", rcpt, deferred.reply.line())
             return deferred.reply
@@ -125,7 +125,7 @@ class Router:
     # --- submissions ------------------------------------------------------------------
 
     def submission(self, conn: Conn, p: Prepared, o: originmod.Origin, mail_from: str,
-                   rcpt: str, raw: bytes) -> Reply:
+                   rcpt: str, raw: bytes, state: dict[str, object] | None = None) -> Reply:
         if not mail_from:
             # A DSN from an agency's MTA about a copy we forwarded (SPEC §5).
             handled = self.agency_report(conn, raw)
@@ -138,7 +138,7 @@ class Router:
             payload_sha256=p.sha256))
         refused = self.check(conn, p, o, mail_from, rcpt)
         if refused is None:
-            result = self.validated(raw)
+            result = self.validated(raw, state if state is not None else {})
             if result.valid:
                 messages.set_message_type(conn, o.message_id, result.message_type)
                 self.forward(conn, o, mail_from, rcpt, raw, result)
@@ -187,10 +187,16 @@ class Router:
                 f"Your logical address <{own.logical}> is not yet activated")
         return None
 
-    def validated(self, raw: bytes) -> mig.Result:
-        """SPEC R6: the one body part against the MIG (EDIFACT is converted to XML)."""
+    def validated(self, raw: bytes, state: dict[str, object]) -> mig.Result:
+        """SPEC R6: the one body part against the MIG (EDIFACT is converted to XML), once
+        per transaction however many recipients pass the checks."""
+        cached = state.get("mig")
+        if isinstance(cached, mig.Result):
+            return cached
         part = checks.body_part(raw, self.config.transport.allowed_content_types)
-        return mig.validate(part.payload, part.content_type)
+        result = mig.validate(part.payload, part.content_type)
+        state["mig"] = result
+        return result
 
     def control_message(self, conn: Conn, o: originmod.Origin, mail_from: str, p: Prepared,
                         result: mig.Result) -> None:

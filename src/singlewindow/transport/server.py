@@ -12,10 +12,9 @@ import logging
 import signal
 from typing import Any
 
-from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
-from singlewindow import daemon
+from singlewindow import daemon, store
 from singlewindow.config import Config
 from singlewindow.transport.forward import Injector
 from singlewindow.transport.lmtp import LmtpServer
@@ -25,11 +24,7 @@ log = logging.getLogger("sw-transport")
 
 
 def make_router(config: Config) -> tuple[Router, ConnectionPool[Any]]:
-    db = config.database
-    pool: ConnectionPool[Any] = ConnectionPool(
-        db.conninfo, min_size=0, max_size=config.transport.workers, timeout=db.connect_timeout,
-        open=False, kwargs={"row_factory": dict_row, "connect_timeout": db.connect_timeout},
-        check=ConnectionPool.check_connection)
+    pool = store.pool(config.database, config.transport.workers)
     injector = Injector("127.0.0.1", config.listeners.reinject_port, config.hub.hostname)
     return Router(config, pool, injector), pool
 
@@ -55,11 +50,7 @@ async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = daemon.argument_parser("Single Window routing transport (LMTP)")
-    args = parser.parse_args(argv)
-    daemon.setup_logging("sw-transport", args.verbose)
-    config = daemon.load_config(args)
-    asyncio.run(serve(config))
+    daemon.run_asyncio("sw-transport", "Single Window routing transport (LMTP)", serve, argv)
 
 
 if __name__ == "__main__":
