@@ -14,7 +14,7 @@ from typing import Any
 
 from psycopg_pool import ConnectionPool
 
-from singlewindow import daemon, store
+from singlewindow import daemon, mig, store
 from singlewindow.config import Config
 from singlewindow.transport.forward import Injector
 from singlewindow.transport.lmtp import LmtpServer
@@ -39,6 +39,10 @@ async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    # The MIG is compiled once at start and again on SIGHUP (an operator added a message
+    # type); a MIG with errors leaves the previous one in force.
+    loop.add_signal_handler(signal.SIGHUP, reload_mig)
+    mig.registry()
     async with server:
         daemon.restrict_socket(path)
         daemon.notify("READY=1")
@@ -47,6 +51,15 @@ async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
         await stop.wait()
     daemon.notify("STOPPING=1")
     pool.close()
+
+
+def reload_mig() -> None:
+    try:
+        registry = mig.reload()
+    except Exception:
+        log.exception("MIG reload failed; the previous MIG stays in force")
+        return
+    log.info("MIG reloaded: %d message types", len(registry.types))
 
 
 def main(argv: list[str] | None = None) -> None:
