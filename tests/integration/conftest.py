@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import ssl
 import subprocess
@@ -47,7 +48,11 @@ def mail_client(sw_stack: Config) -> MailClient:
     return MailClient(name, password, f"clerk@{name}.example", f"{name}@{domain}")
 
 
-def swaks(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    """Run swaks (a real SMTP client with DIGEST-MD5, which smtplib lacks)."""
+def swaks(*args: str, password: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run swaks (a real SMTP client with DIGEST-MD5, which smtplib lacks). The password
+    goes through swaks' environment option, never the command line (ps shows argv)."""
+    env = dict(os.environ)
+    if password is not None:
+        env["SWAKS_OPT_auth_password"] = password
     return subprocess.run(["swaks", "--timeout", "20", *args], capture_output=True, text=True,
-                          input=stdin, timeout=60, check=False)
+                          env=env, timeout=60, check=False)

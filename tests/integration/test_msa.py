@@ -44,8 +44,8 @@ def test_auth_plain_and_login(sw_stack: Config, mail_client: MailClient, mechani
 def test_auth_digest_md5_with_swaks(sw_stack: Config, mail_client: MailClient) -> None:
     result = swaks("--server", f"{sw_stack.listeners.bind}:{sw_stack.listeners.msa_port}",
                    "--tlsc", "--auth", "DIGEST-MD5", "--auth-user", mail_client.login,
-                   "--auth-password", mail_client.password, "--from", mail_client.sender,
-                   "--to", CUSTOMS, "--quit-after", "RCPT")
+                   "--from", mail_client.sender, "--to", CUSTOMS, "--quit-after", "RCPT",
+                   password=mail_client.password)
     assert "235 2.7.0 Authentication successful" in result.stdout, result.stdout
     # The login reached the policy daemon as the bare login: its own sender is accepted.
     assert "250 2.1.5" in result.stdout, result.stdout
@@ -54,8 +54,8 @@ def test_auth_digest_md5_with_swaks(sw_stack: Config, mail_client: MailClient) -
 def test_auth_digest_md5_wrong_password(sw_stack: Config, mail_client: MailClient) -> None:
     result = swaks("--server", f"{sw_stack.listeners.bind}:{sw_stack.listeners.msa_port}",
                    "--tlsc", "--auth", "DIGEST-MD5", "--auth-user", mail_client.login,
-                   "--auth-password", "wrong-password", "--quit-after", "AUTH",
-                   "--local-interface", WRONG_SWAKS)
+                   "--quit-after", "AUTH", "--local-interface", WRONG_SWAKS,
+                   password="wrong-password")
     assert "535 5.7.8" in result.stdout, result.stdout
 
 
