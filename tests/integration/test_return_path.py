@@ -17,7 +17,7 @@ from singlewindow.config import Config
 from singlewindow.store import connect, messages
 from tests.conftest import free_port
 from tests.integration.conftest import tls_context
-from tests.integration.sinks import Received, delivery_status
+from tests.integration.sinks import Received, delivery_status, dsn_about
 from tests.integration.test_pop3 import POP3From
 from tests.integration.world import Party, World, message, wait_until, world_fixture
 from tests.unit.mig import factory
@@ -207,4 +207,8 @@ def test_response_threads_under_the_companys_own_message_id(world: World) -> Non
     [response] = co.sink.wait_for(lambda r: answer.encode() in r.data)
     assert response.message["In-Reply-To"] == original_id
     assert response.message["References"] == original_id
+    # The agency still gets its own "delivered" DSN: a response that names a copy in
+    # In-Reply-To is not mistaken for a report about that copy.
+    [dsn] = ag.sink.wait_for(lambda r: dsn_about(r, answer))
+    assert [s["action"] for s in delivery_status(dsn)] == ["delivered"]
 

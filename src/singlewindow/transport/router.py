@@ -283,9 +283,12 @@ class Router:
         """Which message a report is about: its ENVID, else a copy's Message-ID in it."""
         if messages.has_forwards(conn, report.envid):
             return report.envid
-        domain = re.escape(self.config.hub.domain)
-        for match in re.finditer(rb"<SW[0-9A-Z]+\.[0-9a-f]+@" + domain.encode() + rb">", raw):
-            found = messages.by_copy_message_id(conn, match[0].decode())
+        # Only the returned message's own Message-ID counts: a response that merely
+        # refers to a copy (In-Reply-To) is not a report about it.
+        domain = re.escape(self.config.hub.domain).encode()
+        pattern = rb"(?im)^Message-ID:[ \t]*(<SW[0-9A-Z]+\.[0-9a-f]+@" + domain + rb">)"
+        for match in re.finditer(pattern, raw):
+            found = messages.by_copy_message_id(conn, match[1].decode())
             if found is not None:
                 return found[0]
         return None
