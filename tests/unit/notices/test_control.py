@@ -1,0 +1,27 @@
+"""The control message as Single Window sends it: one body part, errors in three forms."""
+
+from __future__ import annotations
+
+import base64
+import email
+
+from singlewindow import mig
+from singlewindow.notices import control
+from tests.unit.mig import factory
+
+
+def test_one_body_part_with_text_xml_and_contrl() -> None:
+    broken = factory.paxlst().replace(b"UNT+", b"UNT+9")
+    result = mig.validate(broken, "application/EDIFACT")
+    assert not result.valid
+    raw = control.build(result, message_id="SW1", sender="single-window@sw.test",
+                        to="acme@sw.test", domain="sw.test", in_reply_to="<o@acme.example>")
+    message = email.message_from_bytes(raw)
+    assert not message.is_multipart()
+    assert message.get_content_type() == "text/plain"
+    assert message["In-Reply-To"] == "<o@acme.example>"
+    assert message["To"] == "<acme@sw.test>"
+    text = base64.b64decode(message.get_payload()).decode()
+    assert "(COUNT)" in text and "rule:  ISO9735-UNT-0074" in text
+    assert "<Status>Rejected</Status>" in text and "<Code>" in text
+    assert "UNH+1+CONTRL" in text
