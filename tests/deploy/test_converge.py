@@ -20,8 +20,13 @@ import contextlib
 import json
 import os
 import re
+import secrets
+import shlex
 import shutil
 import signal
+import smtplib
+import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -33,6 +38,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import free_port
+from tests.integration.sinks import Sink, delivery_status, dsn_about
+from tests.integration.test_pop3 import POP3From
+from tests.unit.mig import factory
 
 REPO = Path(__file__).resolve().parents[2]
 ANSIBLE = REPO / "ansible"
@@ -269,3 +277,172 @@ def test_second_run_changes_nothing(converged: Converge) -> None:
     assert second["failed"] == 0 and second["unreachable"] == 0
     assert second["changed"] == 0, changed_tasks(converged.runs[1])
 
+
+# --- The services, started the way their units would start, and the smoke test ---------
+
+DAEMONS = ("sw-policyd", "sw-milter", "sw-transport")
+CONFIG = "/etc/singlewindow/singlewindow.toml"
+CHROOT = shutil.which("chroot") or "/usr/sbin/chroot"
+DOMAIN = "sw.example.org"  # inventories/single-node/group_vars/all.yml
+
+
+def unit_fields(root: Root, name: str) -> dict[str, str]:
+    """The [Service] settings of an installed unit (the last one of each name wins)."""
+    fields: dict[str, str] = {}
+    for line in (root.path / f"etc/systemd/system/{name}.service").read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not line.startswith("#"):
+            fields[key.strip()] = value.strip()
+    return fields
+
+
+def start_notify_daemon(root: Root, name: str) -> subprocess.Popen[bytes]:
+    """Start a Type=notify unit's ExecStart as its User=/Group=/SupplementaryGroups= with
+    its Environment=, and wait for READY=1 on a NOTIFY_SOCKET, as systemd would."""
+    unit = unit_fields(root, name)
+    notify_path = root.path / f"run/swc-notify-{name}"
+    notify_path.unlink(missing_ok=True)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.bind(str(notify_path))
+        notify_path.chmod(0o777)
+        notify.settimeout(60)
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8",
+               "NOTIFY_SOCKET": f"/run/swc-notify-{name}"}
+        key, _, value = unit["Environment"].partition("=")
+        env[key] = value
+        proc = subprocess.Popen(
+            [CHROOT, f"--userspec={unit['User']}:{unit['Group']}",
+             f"--groups={unit['SupplementaryGroups']}", str(root.path),
+             *shlex.split(unit["ExecStart"])],
+            env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
+        try:
+            while b"READY=1" not in notify.recv(4096):
+                pass
+        except TimeoutError:
+            proc.kill()
+            raise AssertionError(f"{name} sent no READY=1 within 60 s") from None
+    return proc
+
+
+@dataclass
+class Hub:
+    root: Root
+    ports: Ports
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def swctl(self, *args: str, input_: str | None = None) -> str:
+        return self.root.run("env", f"SW_CONFIG={CONFIG}", "/usr/local/bin/swctl", *args,
+                             input_=input_).stdout
+
+
+@pytest.fixture(scope="module")
+def hub(converged: Converge) -> Iterator[Hub]:
+    """PostgreSQL (pg_ctlcluster, already started by the role), the three daemons as
+    their units run them, Postfix (`postfix start`) and Dovecot (`dovecot -F`, the
+    Debian unit's ExecStart), all inside the root."""
+    root = converged.root
+    hub = Hub(root, converged.ports)
+    try:
+        root.run("pg_ctlcluster", "15", "main", "status")
+        for name in DAEMONS:
+            hub.procs.append(start_notify_daemon(root, name))
+        root.run("postfix", "start")
+        hub.procs.append(subprocess.Popen(
+            [CHROOT, str(root.path), "/usr/sbin/dovecot", "-F"], start_new_session=True,
+            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}))
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", hub.ports.pop3), 1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "Dovecot does not listen"
+                time.sleep(0.2)
+        yield hub
+    finally:
+        root.run("postfix", "stop", check=False)
+        for proc in hub.procs:
+            proc.terminate()
+        for proc in hub.procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
+def test_smoke_submission_dsn_agency_xml_and_pop3_response(hub: Hub) -> None:
+    """An MTA submission from a registered peer reaches the agency sink as XML and gets
+    its DSN; the agency's response is fetched by POP3 from the mail client's maildrop."""
+    co_sink, ag_sink = Sink(free_port()).start(), Sink(free_port()).start()
+    try:
+        tag = secrets.token_hex(3)
+        co, ag, mc = f"co-{tag}", f"ag-{tag}", f"mc-{tag}"
+        co_peer, ag_peer = "127.0.4.10", "127.0.4.11"
+        hub.swctl("party", "add", co, "--kind", "company", "--peer", f"{co_peer}/32",
+                  "--relay", f"127.0.0.1:{co_sink.port}")
+        hub.swctl("address", "add", f"{co}@{DOMAIN}", "--party", co,
+                  "--physical", f"edi@{co}.example")
+        hub.swctl("party", "add", ag, "--kind", "agency", "--peer", f"{ag_peer}/32",
+                  "--relay", f"127.0.0.1:{ag_sink.port}")
+        hub.swctl("address", "add", f"{ag}@{DOMAIN}", "--party", ag,
+                  "--physical", f"edi@{ag}.example")
+        password = secrets.token_urlsafe(12)
+        hub.swctl("party", "add", mc, "--kind", "company")
+        hub.swctl("account", "add", mc, "--party", mc, "--password-stdin",
+                  input_=password + "\n")
+        hub.swctl("address", "add", f"{mc}@{DOMAIN}", "--party", mc,
+                  "--physical", f"clerk@{mc}.example", "--maildrop", mc)
+
+        subj = f"converge {tag}"
+        data = mail(f"edi@{co}.example", f"{ag}@{DOMAIN}", subj, factory.gendec(),
+                    "application/xml; charset=utf-8")
+        with smtplib.SMTP("127.0.0.1", hub.ports.mta, timeout=30,
+                          source_address=(co_peer, 0)) as smtp:
+            assert smtp.sendmail(f"edi@{co}.example", [f"{ag}@{DOMAIN}"], data) == {}
+
+        [copy] = ag_sink.wait_for(lambda r: f"Subject: {subj}".encode() in r.data, timeout=90)
+        assert copy.rcpt_tos == [f"edi@{ag}.example"]
+        assert copy.mail_from == f"{co}@{DOMAIN}"
+        assert copy.message.get_content_type() == "application/xml"
+        [dsn] = co_sink.wait_for(lambda r: dsn_about(r, subj), timeout=90)
+        [status] = delivery_status(dsn)
+        assert status["action"] == "delivered" and status["status"].startswith("2.")
+        assert dsn.rcpt_tos == [f"edi@{co}.example"]
+
+        reply = f"response {tag}"
+        data = mail(f"edi@{ag}.example", f"{mc}@{DOMAIN}", reply,
+                    factory.declaration_response(), "application/xml; charset=utf-8")
+        with smtplib.SMTP("127.0.0.1", hub.ports.mta, timeout=30,
+                          source_address=(ag_peer, 0)) as smtp:
+            assert smtp.sendmail(f"edi@{ag}.example", [f"{mc}@{DOMAIN}"], data) == {}
+        context = ssl.create_default_context(
+            cafile=str(hub.root.path / "etc/singlewindow/tls/cert.pem"))
+        context.check_hostname = False  # by IP; the chain is still verified
+        deadline = time.monotonic() + 90
+        while True:
+            session = POP3From("127.0.0.1", hub.ports.pop3, "127.0.0.2", timeout=30)
+            try:
+                session.stls(context)
+                session.user(mc)
+                session.pass_(password)
+                count, _ = session.stat()
+                fetched = [b"\r\n".join(session.retr(i + 1)[1]) for i in range(count)]
+            finally:
+                session.quit()
+            if any(f"Subject: {reply}".encode() in m for m in fetched):
+                break
+            assert time.monotonic() < deadline, "the response never reached the maildrop"
+            time.sleep(1)
+    finally:
+        co_sink.stop()
+        ag_sink.stop()
+
+
+def mail(sender: str, to: str, subject: str, body: bytes, content_type: str) -> bytes:
+    lines = [f"From: <{sender}>", f"To: <{to}>", f"Subject: {subject}",
+             f"Message-ID: <{secrets.token_hex(8)}@converge.example>",
+             "Date: Sat, 28 Nov 2026 12:00:00 +0000", "MIME-Version: 1.0",
+             f"Content-Type: {content_type}"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
