@@ -7,7 +7,9 @@ services. The playbook reaches it with the ``community.general.chroot`` connecti
 single-node inventory; the roles run with their no-systemd switches
 (``singlewindow_*__systemd: false``) and ``singlewindow_firewall__apply: false`` (a chroot
 shares the host's kernel and network namespace), and the listeners on 127.0.0.1 with free
-ports. A second run must report ``changed=0``.
+ports. A second run must report ``changed=0``. There is no systemd in the root, so the
+services are then started the way their units would start them (the ``hub`` fixture) and
+the smoke test runs against them from the host.
 
 Nothing here skips: debootstrap, chroot, mount or Ansible missing is a failure.
 /proc, /dev/pts and /dev/shm are mounted into the root for the run and always unmounted,
