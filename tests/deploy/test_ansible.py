@@ -3,8 +3,7 @@ roles' own tasks and checked by Postfix and Dovecot themselves.
 
 Nothing here skips: ansible-lint, ansible-playbook (from the project's test extra),
 postfix and doveconf (scripts/install) missing is a failure, so CI cannot go green
-without them. What is NOT here yet: a converge into a debootstrapped Debian root (see
-README, "Deploy with Ansible").
+without them. The converge into a debootstrapped Debian root is test_converge.py.
 """
 
 from __future__ import annotations

@@ -1,0 +1,450 @@
+"""A real converge: ``ansible/site.yml`` applied to a fresh Debian 12 root (issue 6).
+
+The root is made by ``debootstrap --variant=minbase bookworm`` (cached as a tarball in
+/var/cache/singlewindow, extracted per run into a short /tmp/swc-* folder because unix
+sockets live under it), with a ``policy-rc.d`` that keeps package scripts from starting
+services. The playbook reaches it with the ``community.general.chroot`` connection and the
+single-node inventory; the roles run with their no-systemd switches
+(``singlewindow_*__systemd: false``) and ``singlewindow_firewall__apply: false`` (a chroot
+shares the host's kernel and network namespace), and the listeners on 127.0.0.1 with free
+ports. A second run must report ``changed=0``. There is no systemd in the root, so the
+services are then started the way their units would start them (the ``hub`` fixture) and
+the smoke test runs against them from the host.
+
+Nothing here skips: debootstrap, chroot, mount or Ansible missing is a failure.
+/proc, /dev/pts and /dev/shm are mounted into the root for the run and always unmounted,
+and every process left inside the root is stopped by its pid, in teardown.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import secrets
+import shlex
+import shutil
+import signal
+import smtplib
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port
+from tests.integration.sinks import Sink, delivery_status, dsn_about
+from tests.integration.test_pop3 import POP3From
+from tests.unit.mig import factory
+
+REPO = Path(__file__).resolve().parents[2]
+ANSIBLE = REPO / "ansible"
+BIN = Path(sys.executable).parent
+CACHE_DIR = Path(os.environ.get("SW_CONVERGE_CACHE", "/var/cache/singlewindow"))
+BASE_TAR = CACHE_DIR / "bookworm-base.tar"
+MIRROR = os.environ.get("SW_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+#: What Ansible needs in the root: Python, python3-apt for the apt module, sudo for
+#: ``become_user: postgres``, CA certificates for pip's PyPI.
+INCLUDE = "python3,python3-apt,sudo,ca-certificates"
+#: Mounts the converge needs, in mount order.
+MOUNTS = (("proc", "proc", "proc", "nosuid,nodev,noexec"),
+          ("devpts", "dev/pts", "devpts", "newinstance,ptmxmode=0666,mode=0620"),
+          ("tmpfs", "dev/shm", "tmpfs", "mode=1777"))
+
+
+def build_base() -> None:
+    """debootstrap once into the cache (a tarball, so each run starts pristine)."""
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(dir="/tmp", prefix="swc-base-"))
+    try:
+        subprocess.run(["debootstrap", "--variant=minbase", f"--include={INCLUDE}",
+                        "bookworm", str(work), MIRROR], check=True, capture_output=True,
+                       timeout=1800)
+        policy = work / "usr/sbin/policy-rc.d"
+        policy.write_text("#!/bin/sh\n# Single Window converge test: never start services.\n"
+                          "exit 101\n")
+        policy.chmod(0o755)
+        shutil.rmtree(work / "var/cache/apt/archives", ignore_errors=True)
+        (work / "var/cache/apt/archives/partial").mkdir(parents=True)
+        partial = BASE_TAR.with_suffix(".tar.partial")
+        subprocess.run(["tar", "--numeric-owner", "-C", str(work), "-cf", str(partial), "."],
+                       check=True)
+        partial.rename(BASE_TAR)
+    finally:
+        assert not mounts_under(work), f"debootstrap left mounts under {work}"
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def mounts_under(root: Path) -> list[str]:
+    shown = subprocess.run(["findmnt", "-rn", "-o", "TARGET"], check=True,
+                           capture_output=True, text=True).stdout.split()
+    return [m for m in shown if m == str(root) or m.startswith(f"{root}/")]
+
+
+def pids_in(root: Path) -> list[int]:
+    """Processes whose root directory is ``root``: the ones this test started in it."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.readlink(entry / "root") == str(root):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def stop_pids(root: Path) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids_in(root):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + 10
+        while pids_in(root) and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+
+@dataclass
+class Root:
+    path: Path
+    mounted: list[Path] = field(default_factory=list)
+
+    def run(self, *argv: str, user: str | None = None, input_: str | None = None,
+            check: bool = True) -> subprocess.CompletedProcess[str]:
+        """A command inside the root (as ``user``: the unit's User=/Group=)."""
+        prefix = ["chroot"]
+        if user:
+            prefix.append(f"--userspec={user}:{user}")
+        cmd = [*prefix, str(self.path), *argv]
+        result = subprocess.run(cmd, input=input_, capture_output=True, text=True,
+                                check=False, timeout=300,
+                                env={"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:"
+                                             "/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"})
+        if check:
+            assert result.returncode == 0, f"{argv} failed:\n{result.stdout}\n{result.stderr}"
+        return result
+
+
+@pytest.fixture(scope="module")
+def root() -> Iterator[Root]:
+    """A fresh Debian 12 root from the cached debootstrap, with /proc and /dev/pts."""
+    for tool in ("debootstrap", "chroot", "tar", "mount", "umount", "findmnt"):
+        assert shutil.which(tool), f"{tool} is missing (scripts/install)"
+    if not BASE_TAR.exists():
+        build_base()
+    path = Path(tempfile.mkdtemp(dir="/tmp", prefix="swc-"))
+    path.chmod(0o755)
+    the_root = Root(path)
+    try:
+        subprocess.run(["tar", "--numeric-owner", "-C", str(path), "-xpf", str(BASE_TAR)],
+                       check=True)
+        shutil.copyfile("/etc/resolv.conf", path / "etc/resolv.conf")
+        # The site's own CAs (a TLS-inspecting egress proxy), as an operator adds them.
+        local_ca = Path("/usr/local/share/ca-certificates")
+        if any(local_ca.glob("*.crt")):
+            shutil.copytree(local_ca, path / "usr/local/share/ca-certificates",
+                            dirs_exist_ok=True)
+            the_root.run("update-ca-certificates")
+        for source, target, fstype, options in MOUNTS:
+            where = path / target
+            where.mkdir(parents=True, exist_ok=True)
+            subprocess.run(["mount", "-t", fstype, "-o", options, source, str(where)],
+                           check=True)
+            the_root.mounted.append(where)
+        yield the_root
+    finally:
+        try:
+            if (path / "usr/bin/pg_ctlcluster").exists():
+                the_root.run("pg_ctlcluster", "15", "main", "stop", "-m", "fast", check=False)
+        finally:
+            stop_pids(path)
+            for where in reversed(the_root.mounted):
+                subprocess.run(["umount", str(where)], check=False)
+            left = mounts_under(path)
+            if not left:
+                shutil.rmtree(path, ignore_errors=True)
+        assert not left, f"mounts left under {path}: {left}"
+
+
+@dataclass(frozen=True)
+class Ports:
+    mta: int = field(default_factory=free_port)
+    msa: int = field(default_factory=free_port)
+    pop3: int = field(default_factory=free_port)
+    pop3s: int = field(default_factory=free_port)
+    reinject: int = field(default_factory=free_port)
+
+
+@dataclass
+class Converge:
+    root: Root
+    ports: Ports
+    runs: list[str] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+
+
+def recap(output: str) -> dict[str, int]:
+    match = re.search(r"PLAY RECAP \*+\n\S+\s*:\s*(.*)", output)
+    assert match, f"no PLAY RECAP in:\n{output[-4000:]}"
+    return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", match.group(1))}
+
+
+def changed_tasks(output: str) -> list[str]:
+    """The tasks (and handlers) that reported ``changed`` in a run."""
+    found, task = [], ""
+    for line in output.splitlines():
+        if line.startswith(("TASK [", "RUNNING HANDLER [")):
+            task = line.rstrip(" *")
+        elif line.startswith("changed:"):
+            found.append(f"{task}: {line}")
+    return found
+
+
+def playbook(root: Root, extra_vars: Path) -> str:
+    # The chroot connection passes this environment into the root: no host paths for pip.
+    env = {k: v for k, v in os.environ.items() if k != "PIP_FIND_LINKS"}
+    env = {**env, "ANSIBLE_ROLES_PATH": str(ANSIBLE / "roles"), "ANSIBLE_NOCOLOR": "1",
+           "ANSIBLE_FORCE_COLOR": "0", "PATH": f"{BIN}:{os.environ.get('PATH', '')}"}
+    result = subprocess.run(
+        [str(BIN / "ansible-playbook"), "-i", "inventories/single-node", "site.yml",
+         "-e", f"@{extra_vars}"],
+        cwd=ANSIBLE, env=env, capture_output=True, text=True, check=False, timeout=2400)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"ansible-playbook failed:\n{output[-8000:]}"
+    return output
+
+
+@pytest.fixture(scope="module")
+def converged(root: Root, tmp_path_factory: pytest.TempPathFactory) -> Converge:
+    """site.yml applied twice to the root, with the single-node inventory."""
+    work = tmp_path_factory.mktemp("converge")
+    subprocess.run([str(BIN / "pip"), "wheel", "--no-deps", "-q",
+                    "-w", str(work / "dist"), str(REPO)], check=True, capture_output=True)
+    [wheel] = (work / "dist").glob("singlewindow-*.whl")
+    ports = Ports()
+    extra = {
+        # The one host of the single-node inventory is the root, through chroot.
+        "ansible_connection": "community.general.chroot",
+        "ansible_host": str(root.path),
+        "ansible_python_interpreter": "/usr/bin/python3",
+        "singlewindow_app__package": str(wheel),
+        "singlewindow_app__systemd": False,
+        "singlewindow_postgresql__systemd": False,
+        "singlewindow_postfix__systemd": False,
+        "singlewindow_dovecot__systemd": False,
+        "singlewindow_firewall__apply": False,
+        "singlewindow_app__bind": "127.0.0.1",
+        "singlewindow_app__mta_port": ports.mta,
+        "singlewindow_app__msa_port": ports.msa,
+        "singlewindow_app__pop3_port": ports.pop3,
+        "singlewindow_app__pop3s_port": ports.pop3s,
+        "singlewindow_app__reinject_port": ports.reinject,
+        "singlewindow_firewall__rules": [
+            {"name": "mta", "port": ports.mta, "networks": ["127.0.4.0/24"]}],
+    }
+    extra_vars = work / "extra-vars.json"
+    extra_vars.write_text(json.dumps(extra))
+    result = Converge(root, ports)
+    for _ in range(2):
+        started = time.monotonic()
+        result.runs.append(playbook(root, extra_vars))
+        (work / f"run{len(result.runs)}.log").write_text(result.runs[-1])
+        result.seconds.append(time.monotonic() - started)
+    print(f"converge {result.seconds[0]:.0f} s, second run {result.seconds[1]:.0f} s")
+    return result
+
+
+def test_first_run_changes_the_fresh_root(converged: Converge) -> None:
+    first = recap(converged.runs[0])
+    assert first["failed"] == 0 and first["unreachable"] == 0
+    assert first["changed"] > 0
+    root = converged.root
+    root.run("/usr/local/bin/swctl", "--help")
+    root.run("postfix", "check")
+    root.run("doveconf", "-n")
+    for unit in ("sw-policyd", "sw-milter", "sw-transport"):
+        assert (root.path / f"etc/systemd/system/{unit}.service").is_file()
+
+
+def test_second_run_changes_nothing(converged: Converge) -> None:
+    second = recap(converged.runs[1])
+    assert second["failed"] == 0 and second["unreachable"] == 0
+    assert second["changed"] == 0, changed_tasks(converged.runs[1])
+
+
+# --- The services, started the way their units would start, and the smoke test ---------
+
+DAEMONS = ("sw-policyd", "sw-milter", "sw-transport")
+CONFIG = "/etc/singlewindow/singlewindow.toml"
+CHROOT = shutil.which("chroot") or "/usr/sbin/chroot"
+DOMAIN = "sw.example.org"  # inventories/single-node/group_vars/all.yml
+
+
+def unit_fields(root: Root, name: str) -> dict[str, str]:
+    """The [Service] settings of an installed unit (the last one of each name wins)."""
+    fields: dict[str, str] = {}
+    for line in (root.path / f"etc/systemd/system/{name}.service").read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not line.startswith("#"):
+            fields[key.strip()] = value.strip()
+    return fields
+
+
+def start_notify_daemon(root: Root, name: str) -> subprocess.Popen[bytes]:
+    """Start a Type=notify unit's ExecStart as its User=/Group=/SupplementaryGroups= with
+    its Environment=, and wait for READY=1 on a NOTIFY_SOCKET, as systemd would."""
+    unit = unit_fields(root, name)
+    notify_path = root.path / f"run/swc-notify-{name}"
+    notify_path.unlink(missing_ok=True)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.bind(str(notify_path))
+        notify_path.chmod(0o777)
+        notify.settimeout(60)
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8",
+               "NOTIFY_SOCKET": f"/run/swc-notify-{name}"}
+        key, _, value = unit["Environment"].partition("=")
+        env[key] = value
+        proc = subprocess.Popen(
+            [CHROOT, f"--userspec={unit['User']}:{unit['Group']}",
+             f"--groups={unit['SupplementaryGroups']}", str(root.path),
+             *shlex.split(unit["ExecStart"])],
+            env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
+        try:
+            while b"READY=1" not in notify.recv(4096):
+                pass
+        except TimeoutError:
+            proc.kill()
+            raise AssertionError(f"{name} sent no READY=1 within 60 s") from None
+    return proc
+
+
+@dataclass
+class Hub:
+    root: Root
+    ports: Ports
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def swctl(self, *args: str, input_: str | None = None) -> str:
+        return self.root.run("env", f"SW_CONFIG={CONFIG}", "/usr/local/bin/swctl", *args,
+                             input_=input_).stdout
+
+
+@pytest.fixture(scope="module")
+def hub(converged: Converge) -> Iterator[Hub]:
+    """PostgreSQL (pg_ctlcluster, already started by the role), the three daemons as
+    their units run them, Postfix (`postfix start`) and Dovecot (`dovecot -F`, the
+    Debian unit's ExecStart), all inside the root."""
+    root = converged.root
+    hub = Hub(root, converged.ports)
+    try:
+        root.run("pg_ctlcluster", "15", "main", "status")
+        for name in DAEMONS:
+            hub.procs.append(start_notify_daemon(root, name))
+        root.run("postfix", "start")
+        hub.procs.append(subprocess.Popen(
+            [CHROOT, str(root.path), "/usr/sbin/dovecot", "-F"], start_new_session=True,
+            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}))
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", hub.ports.pop3), 1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "Dovecot does not listen"
+                time.sleep(0.2)
+        yield hub
+    finally:
+        root.run("postfix", "stop", check=False)
+        for proc in hub.procs:
+            proc.terminate()
+        for proc in hub.procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
+def test_smoke_submission_dsn_agency_xml_and_pop3_response(hub: Hub) -> None:
+    """An MTA submission from a registered peer reaches the agency sink as XML and gets
+    its DSN; the agency's response is fetched by POP3 from the mail client's maildrop."""
+    co_sink, ag_sink = Sink(free_port()).start(), Sink(free_port()).start()
+    try:
+        tag = secrets.token_hex(3)
+        co, ag, mc = f"co-{tag}", f"ag-{tag}", f"mc-{tag}"
+        co_peer, ag_peer = "127.0.4.10", "127.0.4.11"
+        hub.swctl("party", "add", co, "--kind", "company", "--peer", f"{co_peer}/32",
+                  "--relay", f"127.0.0.1:{co_sink.port}")
+        hub.swctl("address", "add", f"{co}@{DOMAIN}", "--party", co,
+                  "--physical", f"edi@{co}.example")
+        hub.swctl("party", "add", ag, "--kind", "agency", "--peer", f"{ag_peer}/32",
+                  "--relay", f"127.0.0.1:{ag_sink.port}")
+        hub.swctl("address", "add", f"{ag}@{DOMAIN}", "--party", ag,
+                  "--physical", f"edi@{ag}.example")
+        password = secrets.token_urlsafe(12)
+        hub.swctl("party", "add", mc, "--kind", "company")
+        hub.swctl("account", "add", mc, "--party", mc, "--password-stdin",
+                  input_=password + "\n")
+        hub.swctl("address", "add", f"{mc}@{DOMAIN}", "--party", mc,
+                  "--physical", f"clerk@{mc}.example", "--maildrop", mc)
+
+        subj = f"converge {tag}"
+        data = mail(f"edi@{co}.example", f"{ag}@{DOMAIN}", subj, factory.gendec(),
+                    "application/xml; charset=utf-8")
+        with smtplib.SMTP("127.0.0.1", hub.ports.mta, timeout=30,
+                          source_address=(co_peer, 0)) as smtp:
+            assert smtp.sendmail(f"edi@{co}.example", [f"{ag}@{DOMAIN}"], data) == {}
+
+        [copy] = ag_sink.wait_for(lambda r: f"Subject: {subj}".encode() in r.data, timeout=90)
+        assert copy.rcpt_tos == [f"edi@{ag}.example"]
+        assert copy.mail_from == f"{co}@{DOMAIN}"
+        assert copy.message.get_content_type() == "application/xml"
+        [dsn] = co_sink.wait_for(lambda r: dsn_about(r, subj), timeout=90)
+        [status] = delivery_status(dsn)
+        assert status["action"] == "delivered" and status["status"].startswith("2.")
+        assert dsn.rcpt_tos == [f"edi@{co}.example"]
+
+        reply = f"response {tag}"
+        data = mail(f"edi@{ag}.example", f"{mc}@{DOMAIN}", reply,
+                    factory.declaration_response(), "application/xml; charset=utf-8")
+        with smtplib.SMTP("127.0.0.1", hub.ports.mta, timeout=30,
+                          source_address=(ag_peer, 0)) as smtp:
+            assert smtp.sendmail(f"edi@{ag}.example", [f"{mc}@{DOMAIN}"], data) == {}
+        context = ssl.create_default_context(
+            cafile=str(hub.root.path / "etc/singlewindow/tls/cert.pem"))
+        context.check_hostname = False  # by IP; the chain is still verified
+        deadline = time.monotonic() + 90
+        while True:
+            session = POP3From("127.0.0.1", hub.ports.pop3, "127.0.0.2", timeout=30)
+            try:
+                session.stls(context)
+                session.user(mc)
+                session.pass_(password)
+                count, _ = session.stat()
+                fetched = [b"\r\n".join(session.retr(i + 1)[1]) for i in range(count)]
+            finally:
+                session.quit()
+            if any(f"Subject: {reply}".encode() in m for m in fetched):
+                break
+            assert time.monotonic() < deadline, "the response never reached the maildrop"
+            time.sleep(1)
+    finally:
+        co_sink.stop()
+        ag_sink.stop()
+
+
+def mail(sender: str, to: str, subject: str, body: bytes, content_type: str) -> bytes:
+    lines = [f"From: <{sender}>", f"To: <{to}>", f"Subject: {subject}",
+             f"Message-ID: <{secrets.token_hex(8)}@converge.example>",
+             "Date: Sat, 28 Nov 2026 12:00:00 +0000", "MIME-Version: 1.0",
+             f"Content-Type: {content_type}"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
