@@ -10,6 +10,7 @@ specifications and segment tables, so an operator can copy a row from the direct
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 _FMT = re.compile(r"^(an|a|n)(\.\.)?(\d+)$")
@@ -119,18 +120,21 @@ def _status(text: str, where: str) -> bool:
     return text == "M"
 
 
+def _data_lines(text: str, source: str) -> Iterator[tuple[str, int, list[str]]]:
+    """The lines of an indented data file that say something: (``file:line``, indent,
+    words), comments and blank lines skipped."""
+    for no, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].rstrip()
+        if line.strip():
+            yield f"{source}:{no}", len(line) - len(line.lstrip(" ")), line.split()
+
+
 def read_segments(text: str, source: str) -> dict[str, SegmentDef]:
     """Read a ``segments.txt``: segment lines, indented element and component lines."""
     segments: dict[str, SegmentDef] = {}
     current: tuple[str, str, list[ElementDef]] | None = None
     comps: list[ComponentDef] | None = None
-    for no, raw in enumerate(text.splitlines(), 1):
-        line = raw.split("#", 1)[0].rstrip()
-        if not line.strip():
-            continue
-        indent = len(line) - len(line.lstrip(" "))
-        words = line.split()
-        where = f"{source}:{no}"
+    for where, indent, words in _data_lines(text, source):
         if indent == 0:
             if current:
                 segments[current[0]] = _finish(current, comps)
@@ -191,13 +195,7 @@ def read_structure(text: str, source: str, name: str) -> GroupDef:
     stack: list[tuple[int, str, bool, int, list[SegmentRef | GroupDef]]] = [
         (-2, name, True, 1, [])
     ]
-    for no, raw in enumerate(text.splitlines(), 1):
-        line = raw.split("#", 1)[0].rstrip()
-        if not line.strip():
-            continue
-        indent = len(line) - len(line.lstrip(" "))
-        words = line.split()
-        where = f"{source}:{no}"
+    for where, indent, words in _data_lines(text, source):
         if len(words) < 3 or not words[2].isdigit():
             raise DataError(f"{where}: expected 'TAG|SGn M|C MAX'")
         while indent <= stack[-1][0]:

@@ -164,16 +164,8 @@ class Walk:
         if self.ung is None:
             self.outside(seg)
             return
-        count, ref = seg.value(1), self.ung.value(5)
-        if count.lstrip("0") != str(self.group_messages).lstrip("0"):
-            self.errors.append(_err(ErrorClass.COUNT, "ISO9735-UNE-0060",
-                                    f"UNE says {count or 'nothing'} "
-                                    f"messages but the group has {self.group_messages}", seg,
-                                    SE_COUNT_MISMATCH, element=1))
-        if seg.value(2) != ref:
-            self.errors.append(_err(ErrorClass.COUNT, "ISO9735-UNE-0048", f"UNE reference "
-                                    f"{seg.value(2)!r} differs from UNG reference {ref!r}", seg,
-                                    SE_REFERENCE_MISMATCH, element=2))
+        self.check_trailer(seg, "UNE-0060", "UNE-0048", self.group_messages,
+                           "messages but the group has", self.ung)
         self.ung = None
         yield Event(Kind.END_GROUP, seg)
 
@@ -194,17 +186,23 @@ class Walk:
         yield Event(Kind.END_INTERCHANGE, seg)
 
     def check_unz(self, seg: Segment, unb: Segment) -> None:
-        expected = self.groups or self.loose_messages
         what = "groups" if self.groups else "messages"
-        count, ref = seg.value(1), unb.value(5)
+        self.check_trailer(seg, "UNZ-0036", "UNZ-0020", self.groups or self.loose_messages,
+                           f"{what} but the interchange has", unb)
+
+    def check_trailer(self, seg: Segment, count_rule: str, ref_rule: str, expected: int,
+                      what: str, opener: Segment) -> None:
+        """A trailer (UNE, UNZ): its control count (element 1) and the reference it must
+        repeat from its opening segment's element 5 (ISO 9735 UNG 0048, UNB 0020)."""
+        count, ref = seg.value(1), opener.value(5)
         if count.lstrip("0") != str(expected).lstrip("0"):
-            self.errors.append(_err(ErrorClass.COUNT, "ISO9735-UNZ-0036",
-                                    f"UNZ says {count or 'nothing'} "
-                                    f"{what} but the interchange has {expected}", seg,
-                                    SE_COUNT_MISMATCH, element=1))
+            self.errors.append(_err(ErrorClass.COUNT, f"ISO9735-{count_rule}",
+                                    f"{seg.tag} says {count or 'nothing'} {what} {expected}",
+                                    seg, SE_COUNT_MISMATCH, element=1))
         if seg.value(2) != ref:
-            self.errors.append(_err(ErrorClass.COUNT, "ISO9735-UNZ-0020", f"UNZ reference "
-                                    f"{seg.value(2)!r} differs from UNB reference {ref!r}", seg,
+            self.errors.append(_err(ErrorClass.COUNT, f"ISO9735-{ref_rule}",
+                                    f"{seg.tag} reference {seg.value(2)!r} differs from "
+                                    f"{opener.tag} reference {ref!r}", seg,
                                     SE_REFERENCE_MISMATCH, element=2))
 
 
