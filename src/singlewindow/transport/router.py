@@ -125,23 +125,29 @@ class Router:
     # --- submissions ------------------------------------------------------------------
 
     def submission(self, conn: Conn, p: Prepared, o: originmod.Origin, mail_from: str,
-                   rcpt: str, raw: bytes, state: dict[str, object] | None = None) -> Reply:
+                   rcpt: str, raw: bytes, state: dict[str, object]) -> Reply:
+        """One recipient of a stamped submission; ``state`` carries what the transaction's
+        recipients share (the log entry, the header check, the MIG result)."""
         if not mail_from:
             # A DSN from an agency's MTA about a copy we forwarded (SPEC §5).
             handled = self.agency_report(conn, raw)
             if handled is not None:
                 return handled
-        messages.record_message(conn, messages.Received(
-            id=o.message_id, listener=o.listener, party=o.party, sasl_login=o.login or None,
-            peer_address=o.peer or None, envelope_from=mail_from,
-            header_message_id=p.header_message_id, queue_id=o.queue_id or None,
-            payload_sha256=p.sha256))
-        refused = self.check(conn, p, o, mail_from, rcpt)
+        if not state.get("recorded"):
+            messages.record_message(conn, messages.Received(
+                id=o.message_id, listener=o.listener, party=o.party,
+                sasl_login=o.login or None, peer_address=o.peer or None,
+                envelope_from=mail_from, header_message_id=p.header_message_id,
+                queue_id=o.queue_id or None, payload_sha256=p.sha256))
+            state["recorded"] = True
+        target = directory.find_logical(conn, rcpt)
+        refused = self.check(conn, p, o, mail_from, rcpt, target, state)
         if refused is None:
-            result = self.validated(raw, state if state is not None else {})
+            assert target is not None
+            result = self.validated(raw, state)
             if result.valid:
                 messages.set_message_type(conn, o.message_id, result.message_type)
-                self.forward(conn, o, mail_from, rcpt, raw, result)
+                self.forward(conn, o, mail_from, target, raw, result)
                 reply = replies.DELIVERED.with_text(
                     f"Delivered to Single Window as {o.message_id}")
             else:
@@ -159,20 +165,24 @@ class Router:
         return reply
 
     def check(self, conn: Conn, p: Prepared, o: originmod.Origin, mail_from: str,
-              rcpt: str) -> Reply | None:
+              rcpt: str, target: directory.Address | None,
+              state: dict[str, object]) -> Reply | None:
         """SPEC R5.3 in its order: content (#1-7), then addresses (#8), link (#9),
         activation (#10). None: the recipient passes."""
         if p.content is not None:
             return p.content
-        target = directory.find_logical(conn, rcpt)
         if target is None:
             return replies.UNKNOWN_ADDRESS.with_text(
                 f"The recipient <{rcpt}> is unknown to Single Window")
-        for name, address in p.addresses:
-            if _known(conn, address) is None:
-                return replies.UNKNOWN_ADDRESS.with_text(
+        if "headers" not in state:  # the same for every recipient: looked up once
+            state["headers"] = next(
+                (replies.UNKNOWN_ADDRESS.with_text(
                     f"The address <{address}> in header {name.title()} is unknown to "
                     "Single Window")
+                 for name, address in p.addresses if _known(conn, address) is None), None)
+        unknown = state["headers"]
+        if isinstance(unknown, Reply):
+            return unknown
         sender = directory.get_party(conn, o.party)
         if not directory.link_allowed(conn, sender, target.party):
             return replies.UNAUTHORISED_LINK.with_text(
@@ -216,11 +226,10 @@ class Router:
             "errors": [e.as_dict() for e in result.errors][:100],
             "message_type": result.message_type})
 
-    def forward(self, conn: Conn, o: originmod.Origin, mail_from: str, rcpt: str,
-                raw: bytes, result: mig.Result) -> None:
+    def forward(self, conn: Conn, o: originmod.Origin, mail_from: str,
+                target: directory.Address, raw: bytes, result: mig.Result) -> None:
         """One copy per destination, each recorded so that a retry sends none twice."""
-        target = directory.find_logical(conn, rcpt)
-        assert target is not None
+        rcpt = target.logical
         message_type = result.message_type
         routed = directory.routes_for(conn, rcpt, message_type) if message_type else []
         for dest in routed or [target]:
