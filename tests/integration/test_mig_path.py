@@ -15,17 +15,16 @@ from lxml import etree
 from singlewindow.config import Config
 from singlewindow.mig.loader import registry
 from tests.integration.sinks import Received, delivery_status, dsn_about
-from tests.integration.world import World, message, world_fixture
+from tests.integration.world import World, message
 from tests.unit.mig import factory
 
 
 @pytest.fixture(scope="module")
 def world(sw_stack: Config) -> Iterator[World]:
-    world = next(w for w in world_fixture(sw_stack))
-    world.add("co", "company")
-    world.add("ag", "agency")
-    yield world
-    world.stop()
+    with World(sw_stack) as world:
+        world.add("co", "company")
+        world.add("ag", "agency")
+        yield world
 
 
 def control_message(world: World, message_id: str) -> Received:

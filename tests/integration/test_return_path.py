@@ -19,7 +19,7 @@ from tests.conftest import free_port
 from tests.integration.conftest import tls_context
 from tests.integration.sinks import Received, delivery_status, dsn_about
 from tests.integration.test_pop3 import POP3From
-from tests.integration.world import Party, World, message, wait_until, world_fixture
+from tests.integration.world import Party, World, message, wait_until
 from tests.unit.mig import factory
 
 REMOTE = "127.0.0.2"  # a mail client is not on Dovecot's own address (no "secured")
@@ -27,15 +27,14 @@ REMOTE = "127.0.0.2"  # a mail client is not on Dovecot's own address (no "secur
 
 @pytest.fixture(scope="module")
 def world(sw_stack: Config) -> Iterator[World]:
-    world = next(w for w in world_fixture(sw_stack))
-    world.add("co", "company")
-    world.add_mail_client("mc")
-    world.add_mail_client("mc2")
-    world.add("ag", "agency")
-    world.add("agbad", "agency", refuse="550 5.1.1 No such mailbox here")
-    world.add("agdown", "agency", relay_port=free_port())
-    yield world
-    world.stop()
+    with World(sw_stack) as world:
+        world.add("co", "company")
+        world.add_mail_client("mc")
+        world.add_mail_client("mc2")
+        world.add("ag", "agency")
+        world.add("agbad", "agency", refuse="550 5.1.1 No such mailbox here")
+        world.add("agdown", "agency", relay_port=free_port())
+        yield world
 
 
 def subject() -> str:

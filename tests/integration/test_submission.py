@@ -19,13 +19,14 @@ from singlewindow import stack
 from singlewindow.config import Config
 from singlewindow.store import connect, directory, messages
 from tests.integration.sinks import Received, delivery_status, dsn_about
-from tests.integration.world import World, message, wait_until, world_fixture
+from tests.integration.world import World, message, wait_until
 from tests.unit.mig import factory
 
 
 @pytest.fixture(scope="module")
 def world(sw_stack: Config) -> Iterator[World]:
-    yield from world_fixture(sw_stack)
+    with World(sw_stack) as world:
+        yield world
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import secrets
 import smtplib
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from singlewindow import passwords
@@ -76,6 +76,12 @@ class World:
         for party in self.parties.values():
             party.sink.stop()
 
+    def __enter__(self) -> World:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
     def submit(self, sender: Party, rcpts: list[str], data: bytes,
                rcpt_options: list[str] | None = None) -> dict[str, tuple[int, bytes]]:
         """Send as ``sender``'s MTA from its peer address; returns refused recipients."""
@@ -106,16 +112,7 @@ def message(sender: Party, to: str, subject: str, body: bytes,
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
-def world_fixture(config: Config) -> Iterator[World]:
-    world = World(config)
-    try:
-        yield world
-    finally:
-        world.stop()
-
-
-def wait_until(predicate: object, timeout: float = 30.0) -> None:
-    assert callable(predicate)
+def wait_until(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:

@@ -20,6 +20,7 @@ from singlewindow.milter import handler
 from singlewindow.milter.server import MilterService
 from singlewindow.origin import HEADER, parse
 from singlewindow.store import directory
+from tests.unit import parties
 
 D = "sw.test"
 #: The protocol steps an MTA can skip or leave unanswered (SMFIP_NR_*): left out of what
@@ -80,13 +81,7 @@ class Ctx(testctx.TestCtx):  # type: ignore[misc]  # pymilter ships no types
 
 @pytest.fixture
 def store(conn: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
-    directory.add_party(conn, "acme", "company", ["10.1.0.0/24"], "127.0.0.1:2601")
-    directory.add_address(conn, f"acme@{D}", "acme", "edi@acme.example", None, D)
-    directory.add_party(conn, "bright", "company", [], None)
-    directory.add_account(conn, "bright", "bright", "{SHA512-CRYPT}$6$x", "{DIGEST-MD5}" + "0" * 32)
-    directory.add_address(conn, f"bright@{D}", "bright", "clerk@bright.example", "bright", D)
-    directory.add_party(conn, "customs", "agency", ["10.9.0.1/32"], "127.0.0.1:2602")
-    directory.add_address(conn, f"customs@{D}", "customs", "in@customs.example", None, D)
+    parties.seed(conn)
     directory.add_party(conn, "harbour", "agency", ["10.9.0.2/32"], "127.0.0.1:2603")
     directory.add_address(conn, f"harbour@{D}", "harbour", "in@harbour.example", None, D)
     return conn

@@ -6,11 +6,11 @@ from typing import Any
 
 import psycopg
 import pytest
+from tests.unit.parties import seed
 
 from singlewindow import replies
 from singlewindow.config import Policy
 from singlewindow.policy.decide import Request, decide, login_of
-from singlewindow.store import directory
 
 D = "sw.test"
 REALM = "sw.test"
@@ -18,14 +18,7 @@ REALM = "sw.test"
 
 @pytest.fixture
 def parties(conn: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
-    directory.add_party(conn, "acme", "company", ["10.1.0.0/24"], "127.0.0.1:2601")
-    directory.add_address(conn, f"acme@{D}", "acme", "edi@acme.example", None, D)
-    directory.add_party(conn, "bright", "company", [], None)
-    directory.add_account(conn, "bright", "bright", "{SHA512-CRYPT}$6$x", "{DIGEST-MD5}" + "0" * 32)
-    directory.add_address(conn, f"bright@{D}", "bright", "clerk@bright.example", "bright", D)
-    directory.add_party(conn, "customs", "agency", ["10.9.0.1/32"], "127.0.0.1:2602")
-    directory.add_address(conn, f"customs@{D}", "customs", "in@customs.example", None, D)
-    return conn
+    return seed(conn)
 
 
 def req(context: str, sender: str, client: str = "10.1.0.5", login: str = "",
