@@ -13,8 +13,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from singlewindow.mig.edifact.envelope import HANDLERS, Event, Kind, Walk
-from singlewindow.mig.edifact.message import EdifactProfile, MessageChecker, SegmentWriter
-from singlewindow.mig.edifact.syntax import Header, Segment, iter_segments
+from singlewindow.mig.edifact.message import (
+    EdifactProfile,
+    MessageChecker,
+    SegmentWriter,
+    compiled,
+)
+from singlewindow.mig.edifact.syntax import Header, Segment, iter_batches
 from singlewindow.mig.errors import SE_INVALID_VALUE, ErrorClass, MigError, Place
 from singlewindow.mig.model import SegmentDef
 
@@ -40,8 +45,10 @@ class Converter:
 
     def __init__(self, lookup: Callable[[MessageKey], tuple[EdifactProfile, str] | None],
                  service: Mapping[str, SegmentDef], errors: list[MigError],
-                 sink: Callable[[str], None]) -> None:
+                 sink: Callable[[str], None], accelerate: bool = True) -> None:
         self.lookup = lookup
+        #: use the C fast path where it is built (``False``: Python only, for comparisons)
+        self.accelerate = accelerate
         self.errors = errors
         self.sink = sink
         self.service = SegmentWriter(service, {}, "ISO9735", errors)
@@ -54,25 +61,59 @@ class Converter:
     def run(self, chunks: Iterable[bytes]) -> Summary:
         errors = self.errors
         state = Walk(errors)
-        for seg in iter_segments(chunks, errors):
-            checker = self.checker
-            if (checker is not None and state.unh is not None and not state.closed
-                    and seg.tag not in HANDLERS):
-                # The common case, a segment inside a message, straight to its checker.
-                state.position += 1
-                checker.segment(seg, state.position)
-                if len(errors) >= MAX_ERRORS:
-                    return self.summary
+        for d, batch in iter_batches(chunks, errors):
+            if isinstance(batch, list):  # the tokenizer's exact path: Segment objects
+                for seg in batch:
+                    if self.step(state, seg):
+                        return self.summary
                 continue
-            for event in state.feed(seg):
-                self.on_event(event)
-                if len(errors) >= MAX_ERRORS:
+            texts, start = batch
+            i, n = 0, len(texts)
+            while i < n:
+                checker = self.checker
+                if (checker is not None and checker.compiled is not None
+                        and state.unh is not None and not state.closed):
+                    # Runs of plain segments inside a message: the C fast path.
+                    j, stepped = checker.run(texts, i, d)
+                    if j > i:
+                        state.position += j - i
+                        checker.last_seg = Segment(texts[j - 1], d, start + j - 1)
+                        checker.last_pos = state.position
+                    i = j
+                    if stepped:  # structure step taken; the segment's checks are left
+                        state.position += 1
+                        seg = Segment(texts[i], d, start + i)
+                        checker.last_seg, checker.last_pos = seg, state.position
+                        checker.writer.write(seg, state.position, checker.out)
+                        if len(errors) >= MAX_ERRORS:
+                            return self.summary
+                        i += 1
+                        continue
+                    if i == n:
+                        break
+                if self.step(state, Segment(texts[i], d, start + i)):
                     return self.summary
+                i += 1
         for event in state.end():
             self.on_event(event)
             if len(errors) >= MAX_ERRORS:
                 break
         return self.summary
+
+    def step(self, state: Walk, seg: Segment) -> bool:
+        """One segment the Python way; ``True`` when there are too many errors to go on."""
+        checker = self.checker
+        if (checker is not None and state.unh is not None and not state.closed
+                and seg.tag not in HANDLERS):
+            # The common case, a segment inside a message, straight to its checker.
+            state.position += 1
+            checker.segment(seg, state.position)
+            return len(self.errors) >= MAX_ERRORS
+        for event in state.feed(seg):
+            self.on_event(event)
+            if len(self.errors) >= MAX_ERRORS:
+                return True
+        return False
 
     def on_event(self, ev: Event) -> None:
         seg = ev.segment
@@ -128,7 +169,8 @@ class Converter:
             return
         self.writer = SegmentWriter(profile.segments, profile.codes, profile.rule_prefix,
                                     self.errors, self.caches.setdefault(profile.name, {}))
-        self.checker = MessageChecker(profile, self.writer, ref)
+        self.checker = MessageChecker(profile, self.writer, ref,
+                                      compiled(profile) if self.accelerate else None)
         self.checker.segment(unh, 1)
 
     def unknown(self, unh: Segment, ref: str, key: MessageKey) -> None:

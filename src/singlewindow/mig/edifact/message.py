@@ -20,7 +20,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from singlewindow.mig.edifact.syntax import Segment
+from singlewindow.mig.edifact.syntax import Delimiters, Segment
 from singlewindow.mig.errors import (
     SE_INVALID_CHAR_TYPE,
     SE_INVALID_VALUE,
@@ -37,6 +37,13 @@ from singlewindow.mig.errors import (
 )
 from singlewindow.mig.model import ComponentDef, Fmt, GroupDef, SegmentDef, SegmentRef
 
+try:
+    from singlewindow.mig.edifact import _accel
+except ImportError:  # not built: the Python fast path serves (tests require the C one)
+    _accel = None  # type: ignore[assignment]
+
+#: The tags the envelope walk owns; the compiled fast path never takes them.
+SERVICE_TAGS = ("UNB", "UNG", "UNH", "UNT", "UNE", "UNZ")
 CACHE_SIZE = 20_000
 _NUMERIC = re.compile(r"-?\d*(?:[.,]\d*)?")
 _DIGIT = re.compile(r"\d")
@@ -364,10 +371,71 @@ class _Frame:
         self.count = 0
 
 
+class Compiled:
+    """A message type compiled for the C fast path (``_accel.Program``): its groups numbered
+    depth first (the message itself is 0), its segment plans, the envelope's tags."""
+
+    __slots__ = ("groups", "ids", "profile", "program")
+
+    def __init__(self, profile: EdifactProfile) -> None:
+        assert _accel is not None
+        self.profile = profile
+        self.groups: list[GroupDef] = []
+        self.ids: dict[int, int] = {}  # id(GroupDef) -> its number
+        self._number(profile.structure)
+        groups = []
+        for group in self.groups:
+            t = _table(group)
+            groups.append((f"<G_{group.name}>", f"</G_{group.name}>", group.triggers, t.max,
+                           tuple(-1 if g is None else self.ids[id(g)] for g in t.groups),
+                           t.mandatory_before))
+        plans = {tag: _c_plan(compile_plan(sdef, profile.codes))
+                 for tag, sdef in profile.segments.items()}
+        self.program = _accel.Program(groups, plans, SERVICE_TAGS)
+
+    def _number(self, group: GroupDef) -> None:
+        self.ids[id(group)] = len(self.groups)
+        self.groups.append(group)
+        for child in group.children:
+            if isinstance(child, GroupDef):
+                self._number(child)
+
+
+_KINDS = {"an": 0, "a": 1, "n": 2}
+
+
+def _c_plan(plan: tuple[_ElementPlan, ...]) -> tuple[object, ...]:
+    return tuple((mandatory, open_, close,
+                  tuple((cmand, vp[0], vp[1], _KINDS[vp[2]], vp[3], vp[4], vp[6])
+                        for cmand, vp in comps))
+                 for mandatory, open_, close, comps in plan)
+
+
+_COMPILED: dict[int, tuple[EdifactProfile, Compiled | None]] = {}
+
+
+def compiled(profile: EdifactProfile) -> Compiled | None:
+    """The profile's C program, made once; ``None`` without the extension, or for a MIG the
+    C tables cannot hold (tags outside A-Z/0-9): the Python path then does it all."""
+    if _accel is None:
+        return None
+    found = _COMPILED.get(id(profile))
+    if found is None or found[0] is not profile:
+        if len(_COMPILED) > 1000:  # MIG reloads leave old profiles behind
+            _COMPILED.clear()
+        try:
+            program: Compiled | None = Compiled(profile)
+        except ValueError:
+            program = None
+        found = _COMPILED[id(profile)] = (profile, program)
+    return found[1]
+
+
 class MessageChecker:
     """Walks one message's segments through the structure and collects its XML."""
 
-    def __init__(self, profile: EdifactProfile, writer: SegmentWriter, ref: str) -> None:
+    def __init__(self, profile: EdifactProfile, writer: SegmentWriter, ref: str,
+                 fast: Compiled | None = None) -> None:
         self.p = profile
         self.writer = writer
         writer.message = ref
@@ -376,11 +444,33 @@ class MessageChecker:
         self.stack = [_Frame(profile.structure)]
         self.last_seg: Segment | None = None
         self.last_pos = 0
+        #: the C fast path for runs of segments (see :meth:`run`), if built
+        self.compiled = fast
 
     def segment(self, seg: Segment, pos: int) -> None:
         self.last_seg, self.last_pos = seg, pos
         if not self._fast(seg, pos):
             self._segment(seg, pos)
+
+    def run(self, texts: list[str], i: int, d: Delimiters) -> tuple[int, bool]:
+        """Take ``texts[i:]`` through the C fast path, as :meth:`segment` would one by one,
+        until a segment needs the Python code (or an envelope segment comes): returns its
+        index ``j`` (``len(texts)`` if none) and whether its structure step is already taken
+        (then only its XML is left: ``writer.write``). Needs :attr:`compiled`."""
+        c = self.compiled
+        assert c is not None
+        ids = c.ids
+        frames = [(ids[id(f.group)], f.idx, f.count) for f in self.stack]
+        j, status, after = c.program.run(texts, i, frames, d.element, d.component,
+                                         (d.release or "") + (d.repetition or ""), self.out)
+        if after != tuple(frames):
+            stack = []
+            for gid, idx, count in after:
+                frame = _Frame(c.groups[gid])
+                frame.idx, frame.count = idx, count
+                stack.append(frame)
+            self.stack = stack
+        return j, status == 1
 
     def _fast(self, seg: Segment, pos: int) -> bool:
         """The step of :meth:`_segment` when it cannot raise an error, taken with table

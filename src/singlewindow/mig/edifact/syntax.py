@@ -272,6 +272,15 @@ class Tokenizer:
         self.count = 0
 
     def feed(self, text: str) -> list[Segment]:
+        batch = self.feed_batch(text)
+        if isinstance(batch, list):
+            return batch
+        texts, start = batch
+        return [Segment(t, self.d, i) for i, t in enumerate(texts, start)]
+
+    def feed_batch(self, text: str) -> tuple[list[str], int] | list[Segment]:
+        """Like :meth:`feed`; in the common case (nothing to report) the segment texts and
+        the interchange index of the first, so a caller may skip making Segment objects."""
         d = self.d
         buf = self.rest + text if self.rest else text
         parts = buf.split(d.terminator)
@@ -297,7 +306,7 @@ class Tokenizer:
         # Nothing outside the repertoire (the common case): the same segments, at once.
         start = self.count + 1
         self.count += len(texts)
-        return [Segment(t, d, i) for i, t in enumerate(texts, start)]
+        return texts, start
 
     def close(self) -> list[Segment]:
         """End of input: anything left is a segment without its terminator."""
@@ -348,6 +357,19 @@ def iter_segments(chunks: Iterable[bytes], errors: list[MigError]) -> Iterator[S
 
     The first segment yielded is UNB; UNA, if present, is consumed as the header.
     """
+    for d, batch in iter_batches(chunks, errors):
+        if isinstance(batch, list):
+            yield from batch
+        else:
+            texts, start = batch
+            yield from (Segment(t, d, i) for i, t in enumerate(texts, start))
+
+
+def iter_batches(chunks: Iterable[bytes], errors: list[MigError]
+                 ) -> Iterator[tuple[Delimiters, tuple[list[str], int] | list[Segment]]]:
+    """What :func:`iter_segments` yields, a chunk at a time and with the delimiters: either
+    the segment texts and the index of the first (nothing to report in them), or Segment
+    objects (the exact path, which has reported what it found)."""
     it = iter(chunks)
     head = b""
     for chunk in it:
@@ -357,17 +379,18 @@ def iter_segments(chunks: Iterable[bytes], errors: list[MigError]) -> Iterator[S
     header = read_header(head, errors)
     if header is None:
         return
-    yield from _segments(header, head[header.skip:], it, errors)
+    for batch in _batches(header, head[header.skip:], it, errors):
+        yield header.delimiters, batch
 
 
-def _segments(header: Header, first: bytes, rest: Iterator[bytes],
-              errors: list[MigError]) -> Iterator[Segment]:
+def _batches(header: Header, first: bytes, rest: Iterator[bytes], errors: list[MigError]
+             ) -> Iterator[tuple[list[str], int] | list[Segment]]:
     tok = Tokenizer(header, errors)
     decoder = codecs.getincrementaldecoder(CHARSETS[header.syntax_id])(errors="replace")
-    yield from tok.feed(decoder.decode(first))
+    yield tok.feed_batch(decoder.decode(first))
     for chunk in rest:
-        yield from tok.feed(decoder.decode(chunk))
-    yield from tok.feed(decoder.decode(b"", final=True))
+        yield tok.feed_batch(decoder.decode(chunk))
+    yield tok.feed_batch(decoder.decode(b"", final=True))
     tok.close()
 
 
