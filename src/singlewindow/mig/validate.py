@@ -2,9 +2,10 @@
 
 Where it sits in the mail flow: after the transport's technical and address checks pass.
 An EDIFACT interchange is checked and converted (syntax, envelope counts, structure,
-formats, code lists), its XML then checked like any XML submission (XSD, rules). The
-:class:`Result` carries the message type, the error list for the control message, and the
-XML to forward when there are no errors.
+formats, code lists), its XML then checked like any XML submission (XSD, rules); the XSD
+check runs message by message in worker threads while the conversion goes on
+(:func:`convert_checked`). The :class:`Result` carries the message type, the error list
+for the control message, and the XML to forward when there are no errors.
 """
 
 from __future__ import annotations
@@ -175,7 +176,7 @@ def convert_stream(src: BinaryIO, out: BinaryIO, reg: Registry | None = None
                    ) -> tuple[str | None, list[MigError]]:
     """Convert an EDIFACT interchange to XML, writing as it reads (bounded memory).
 
-    The XML is checked against the XSD as it is written, a message at a time in worker
+    The XML is checked against the XSD as it is written, message by message in worker
     threads (see :class:`_SchemaChecks`); on errors the output is incomplete or invalid and
     must not be used. Returns the MIG type name and the errors: the conversion's if it
     found any, else the XSD's, as :func:`convert_checked` reports them.
