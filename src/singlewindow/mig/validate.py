@@ -2,16 +2,18 @@
 
 Where it sits in the mail flow: after the transport's technical and address checks pass.
 An EDIFACT interchange is checked and converted (syntax, envelope counts, structure,
-formats, code lists), its XML then checked like any XML submission (XSD, rules). The
-:class:`Result` carries the message type, the error list for the control message, and the
-XML to forward when there are no errors.
+formats, code lists), its XML then checked like any XML submission (XSD, rules); the XSD
+check runs message by message in worker threads while the conversion goes on
+(:func:`convert_checked`). The :class:`Result` carries the message type, the error list
+for the control message, and the XML to forward when there are no errors.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field, replace
 from typing import BinaryIO
 
 from lxml import etree
@@ -95,22 +97,46 @@ def _lookup(reg: Registry) -> Callable[[MessageKey], tuple[EdifactProfile, str] 
 
 
 def validate_edifact(payload: bytes, reg: Registry) -> Result:
-    errors: list[MigError] = []
-    pieces: list[str] = []
-    summary = Converter(_lookup(reg), reg.service, errors, pieces.append).run(chunked(payload))
+    """Convert and check an interchange (:func:`convert_checked`), then the business rules."""
+    summary, errors, xml = convert_checked(payload, reg)
     info = _interchange(summary)
     mt = reg.types.get(summary.profile.name) if summary.profile else None
     name = mt.name if mt else None
-    if not summary.messages and not errors:
-        errors.append(MigError(ErrorClass.SYNTAX, "ISO9735-1-7", "the interchange holds no "
-                               "message", Place(tag="UNH"), 13))
-    if errors or mt is None:
-        return Result(name, "edifact", tuple(errors), None, info)
-    xml = "".join(pieces).encode("utf-8")
-    root = etree.fromstring(xml, etree.XMLParser(huge_tree=True, resolve_entities=False,
-                                                 no_network=True))
-    after = xmlcheck.check_schema(mt, root) or xmlcheck.check_rules(mt, root)
-    return Result(name, "edifact", tuple(after), None if after else xml, info, mt.namespace)
+    if mt is None or xml is None:
+        # An XSD failure names the namespace (the XML was built); a conversion error not.
+        schema_failed = bool(errors) and all(e.cls is ErrorClass.XSD for e in errors)
+        return Result(name, "edifact", tuple(errors), None, info,
+                      mt.namespace if mt and schema_failed else None)
+    if mt.rules is not None:
+        # Business rules may relate any parts of the document: they see all of it.
+        errors = xmlcheck.check_rules(mt, etree.fromstring(xml, _converted_parser()))
+    return Result(name, "edifact", tuple(errors), None if errors else xml, info, mt.namespace)
+
+
+def convert_checked(payload: bytes, reg: Registry
+                    ) -> tuple[Summary, list[MigError], bytes | None]:
+    """Convert an EDIFACT interchange to XML and check that against the type's XSD.
+
+    Returns the conversion's summary, the errors, and the UTF-8 XML of the whole
+    interchange when there are none. The errors are the conversion's when it found any
+    (the XSD's are then not reported, as before); otherwise those of the XSD, the same
+    list, in the same order and with the same xpaths and lines, that checking the whole
+    document at once gives. The XSD check runs message by message in worker threads
+    while the conversion goes on (see :class:`_SchemaChecks`).
+    """
+    errors: list[MigError] = []
+    with _SchemaChecks(reg, errors, keep=True) as checks:
+        summary = Converter(checks.lookup, reg.service, errors, checks.piece).run(
+            chunked(payload))
+        if not summary.messages and not errors:
+            errors.append(MigError(ErrorClass.SYNTAX, "ISO9735-1-7", "the interchange holds "
+                                   "no message", Place(tag="UNH"), 13))
+        found = checks.finish()
+    if errors or checks.mt is None:
+        return summary, errors, None
+    if found:
+        return summary, found, None
+    return summary, [], checks.xml()
 
 
 def _interchange(summary: Summary) -> Interchange | None:
@@ -150,48 +176,213 @@ def convert_stream(src: BinaryIO, out: BinaryIO, reg: Registry | None = None
                    ) -> tuple[str | None, list[MigError]]:
     """Convert an EDIFACT interchange to XML, writing as it reads (bounded memory).
 
-    Each message is checked against the XSD as it is written; on errors the output is
-    incomplete and must not be used. Returns the MIG type name and the errors.
-
-    The XSD check of message *n* runs in a worker thread while message *n + 1* is
-    converted (libxml2 parses and validates without the GIL); its errors are put where a
-    check in line would have put them, and message *n + 1* is checked only if nothing
-    before it failed, as in line. At most one message is in flight, so memory stays flat.
+    The XML is checked against the XSD as it is written, message by message in worker
+    threads (see :class:`_SchemaChecks`); on errors the output is incomplete or invalid and
+    must not be used. Returns the MIG type name and the errors: the conversion's if it
+    found any, else the XSD's, as :func:`convert_checked` reports them.
     """
     reg = reg or registry()
     errors: list[MigError] = []
-    state: dict[str, MessageType] = {}
-    inflight: list[tuple[int, Future[list[MigError]]]] = []
-
-    def settle() -> None:
-        for mark, future in inflight:
-            errors[mark:mark] = future.result()
-        inflight.clear()
-
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mig-xsd") as pool:
+    with _SchemaChecks(reg, errors, keep=False) as checks:
 
         def sink(text: str) -> None:
-            settle()
-            if text.startswith('<Interchange xmlns="'):
-                found = reg.by_xml.get((text.split('"')[1], "Interchange"))
-                if found is not None:
-                    state["type"] = found
-            elif text.startswith("<M_") and not errors and "type" in state:
-                inflight.append((len(errors), pool.submit(_check_message, text,
-                                                          state["type"])))
             out.write(text.encode("utf-8"))
+            checks.piece(text)
 
-        conv = Converter(_lookup(reg), reg.service, errors, sink)
-        try:
-            summary = conv.run(read_chunks(src))
-        finally:
-            settle()
-    return (summary.profile.name if summary.profile else None), errors
+        summary = Converter(checks.lookup, reg.service, errors, sink).run(read_chunks(src))
+        found = checks.finish()
+    return (summary.profile.name if summary.profile else None), errors or found
+
+
+#: Messages go to the XSD workers in batches of at least this many characters of XML.
+BATCH = 64 * 1024
+
+
+def _converted_parser() -> etree.XMLParser:
+    # A new parser per call and thread: lxml parsers must not be shared between threads.
+    # The XML is this module's own output; huge_tree lets large interchanges through.
+    return etree.XMLParser(huge_tree=True, resolve_entities=False, no_network=True)
+
+
+def _check_messages(batch: list[tuple[int, str]], mt: MessageType
+                    ) -> list[tuple[int, list[MigError]]]:
+    """:func:`_check_message` for each (index, message) of ``batch``: those with errors."""
+    return [(index, found) for index, text in batch if (found := _check_message(text, mt))]
 
 
 def _check_message(text: str, mt: MessageType) -> list[MigError]:
-    # A message alone validates against the type's global M_ element.
+    """The XSD errors of one converted message (``<M_...>...</M_...>``) alone, checked
+    against the type's global ``M_`` element; its xpaths start at the message (``/*``)."""
     tag_end = text.index(">")
     doc = f'{text[:tag_end]} xmlns="{mt.namespace}"{text[tag_end:]}'
-    root = etree.fromstring(doc.encode("utf-8"), etree.XMLParser(huge_tree=True))
-    return xmlcheck.check_schema(mt, root)
+    return xmlcheck.check_schema(mt, etree.fromstring(doc.encode("utf-8"),
+                                                      _converted_parser()))
+
+
+class _SchemaChecks:
+    """The XSD check of an interchange as it is converted: message by message, in threads.
+
+    The Converter's sink gets the XML in pieces: ``<Interchange xmlns="...">``, envelope
+    pieces (``<S_UNB>...</S_UNB>``, ``<G_UNG><S_UNG>...</S_UNG>``, ``<S_UNE>...</S_UNE>
+    </G_UNG>``, ``<S_UNZ>...</S_UNZ></Interchange>``) and one piece per message, starting
+    with ``<M_``. Each message is parsed as a document of its own and checked against the
+    type's global ``M_`` element in a worker thread; libxml2 parses and validates without
+    the GIL, so the conversion goes on in the calling thread. Messages go to the workers
+    in batches of at least :data:`BATCH` characters (one PAXLST message of 200 persons is
+    a batch), as handing a few kB to a thread costs more than checking them; a batch not
+    yet full at the end is checked in the calling thread, so a small interchange starts no
+    thread. At most ``workers + 1`` batches are in flight, which keeps memory flat for any
+    size of interchange.
+
+    The envelope is checked at the end, in an *envelope document*: the envelope pieces with
+    every message replaced by an empty element of its name (``<M_PAXLST/>``). It has the
+    whole document's structure above the messages, so the XSD judges the envelope and the
+    number and places of messages just as in the whole document, at the same xpaths. Its
+    errors are in the whole check's order; among them, at each placeholder that libxml2
+    went into, are the errors an empty message has (those of ``<M_PAXLST/>`` alone). There,
+    and only there, go that message's own errors, their xpaths moved under the message's
+    place: where the whole check would have reported them, and not for a message the
+    whole check skips (libxml2 checks neither an element that is not expected nor its
+    later siblings). Lines need no moving: converted XML is one line (the repertoires
+    exclude control characters; with ``keep``, a piece holding a line break makes the
+    check go whole-document).
+
+    With ``keep`` the pieces are kept (:meth:`xml`) and the check falls back to the whole
+    document when per-message checking could differ from it: the XSD has constraints
+    that span the document (:func:`xmlcheck.document_wide`), or an empty message is valid
+    (so the placeholders cannot show which messages libxml2 went into).
+    """
+
+    def __init__(self, reg: Registry, errors: list[MigError], keep: bool) -> None:
+        self.reg = reg
+        self.conversion = errors  # the Converter's list; once not empty the XSD is moot
+        self.keep = keep
+        self.pieces: list[str] = []
+        self.document: bytes | None = None
+        self.workers = min(2, os.cpu_count() or 1)
+        self.pool: ThreadPoolExecutor | None = None
+        self.mt: MessageType | None = None
+        self.whole = False  # check the whole document at the end instead
+        self.envelope: list[str] = []
+        self.empty: dict[str, set[str]] = {}  # message tag -> errors of it empty, alone
+        self.count = 0  # messages seen
+        self.batch: list[tuple[int, str]] = []  # (message index, its XML)
+        self.batched = 0  # characters in the batch
+        self.inflight: set[Future[list[tuple[int, list[MigError]]]]] = set()
+        self.found: dict[int, list[MigError]] = {}  # message index -> its own XSD errors
+
+    def __enter__(self) -> _SchemaChecks:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def piece(self, text: str) -> None:
+        if self.keep:
+            self.pieces.append(text)
+        if not text.startswith("<M_"):
+            self.envelope.append(text)
+            return
+        tag_end = text.index(">")
+        self.envelope.append(f"{text[:tag_end]}/>")
+        index, self.count = self.count, self.count + 1
+        if self.whole or self.conversion or self.mt is None:
+            return
+        tag = text[1:tag_end]
+        if tag not in self.empty:
+            self.empty[tag] = self.empty_errors(tag, self.mt)
+            if self.keep and (not self.empty[tag] or xmlcheck.document_wide(self.mt)):
+                self.whole = True
+                return
+        if self.keep and ("\n" in text or "\r" in text):
+            self.whole = True
+            return
+        self.batch.append((index, text))
+        self.batched += len(text)
+        if self.batched >= BATCH:
+            self.submit()
+
+    def lookup(self, key: MessageKey) -> tuple[EdifactProfile, str] | None:
+        """The Converter's message type lookup; the first type it finds is the document's."""
+        mt = self.reg.by_unh.get(key)
+        if mt is None or mt.edifact is None:
+            return None
+        if self.mt is None:
+            self.mt = mt
+        return mt.edifact, mt.namespace
+
+    @staticmethod
+    def empty_errors(tag: str, mt: MessageType) -> set[str]:
+        doc = etree.fromstring(f'<{tag} xmlns="{mt.namespace}"/>'.encode(), _converted_parser())
+        return {e.text for e in xmlcheck.check_schema(mt, doc)}
+
+    def submit(self) -> None:
+        """Hand the batch to a worker, once fewer than ``workers + 1`` are in flight."""
+        assert self.mt is not None
+        while len(self.inflight) > self.workers:
+            done, _ = wait(self.inflight, return_when=FIRST_COMPLETED)
+            for future in done:
+                self.collect(future)
+        if self.pool is None:
+            self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="mig-xsd")
+        self.inflight.add(self.pool.submit(_check_messages, self.batch, self.mt))
+        self.batch, self.batched = [], 0
+
+    def collect(self, future: Future[list[tuple[int, list[MigError]]]]) -> None:
+        self.inflight.discard(future)
+        self.found.update(future.result())
+
+    def finish(self) -> list[MigError]:
+        """The XSD errors of the whole interchange; none if the conversion found any."""
+        mt = self.mt
+        if self.conversion or mt is None:
+            for future in self.inflight:
+                future.cancel()
+            return []
+        if self.whole:
+            return xmlcheck.check_schema(mt, etree.fromstring(self.xml(), _converted_parser()))
+        if self.batch and self.pool is not None and len(self.inflight) <= self.workers:
+            self.submit()  # and while the workers finish, this thread does the rest
+        self.found.update(_check_messages(self.batch, mt))
+        envelope = etree.fromstring("".join(self.envelope).encode("utf-8"),
+                                    _converted_parser())
+        errors = xmlcheck.check_schema(mt, envelope)
+        if self.keep:
+            self.xml()
+        for future in list(self.inflight):
+            self.collect(future)
+        tags = [f"{{{mt.namespace}}}{tag}" for tag in self.empty]
+        tree = envelope.getroottree()
+        places = [tree.getpath(e) for e in envelope.iter(*tags)] if tags else []
+        if len(places) != self.count:
+            raise RuntimeError(f"{len(places)} message places for {self.count} messages")
+        where = {xpath: index for index, xpath in enumerate(places)}
+        own = set().union(*self.empty.values())
+        result: list[MigError] = []
+        entered: set[int] = set()
+        for error in errors:
+            index = where.get(error.place.xpath or "")
+            if index is None or error.text not in own:
+                result.append(error)
+            elif index not in entered:
+                entered.add(index)
+                result += [_moved(e, places[index]) for e in self.found.get(index, ())]
+        if not all(self.empty.values()):  # an empty message is valid: no sign of entering
+            for index in sorted(self.found.keys() - entered):
+                result += [_moved(e, places[index]) for e in self.found[index]]
+        return result
+
+    def xml(self) -> bytes:
+        """The whole document (with ``keep``)."""
+        if self.document is None:
+            self.document = "".join(self.pieces).encode("utf-8")
+        return self.document
+
+
+def _moved(error: MigError, place: str) -> MigError:
+    """An error of a message checked alone, at its xpath in the whole document."""
+    xpath = error.place.xpath
+    if xpath is None or not xpath.startswith("/*"):
+        return error
+    return replace(error, place=replace(error.place, xpath=place + xpath[2:]))

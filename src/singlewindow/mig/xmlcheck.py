@@ -11,15 +11,19 @@ root element and namespace.
 from __future__ import annotations
 
 import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from lxml import etree
 
 from singlewindow.mig.errors import ErrorClass, MigError, Place
-from singlewindow.mig.loader import MessageType
+from singlewindow.mig.loader import MessageType, _compile_schema
 
 MAX_XML_BYTES = 50 * 1024 * 1024  # larger submissions are refused unread
 _DTD = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.I)
 _SVRL = "{http://purl.oclc.org/dsdl/svrl}"
+_XS = "http://www.w3.org/2001/XMLSchema"
 
 
 def _parser() -> etree.XMLParser:
@@ -74,11 +78,93 @@ def root_key(root: etree._Element) -> tuple[str, str]:
 
 
 def check_schema(mt: MessageType, root: etree._Element) -> list[MigError]:
-    if mt.schema.validate(root):
-        return []
-    return [MigError(ErrorClass.XSD, f"{mt.name}:XSD", e.message,
-                     Place(xpath=e.path or None, line=e.line or None))
-            for e in mt.schema.error_log]
+    """The XSD errors of ``root``; safe to call from several threads at once."""
+    with _schema_copy(mt) as schema:
+        if schema.validate(root):
+            return []
+        return [MigError(ErrorClass.XSD, f"{mt.name}:XSD", e.message,
+                         Place(xpath=e.path or None, line=e.line or None))
+                for e in schema.error_log]
+
+
+class _Copies:
+    """Compiled copies of one type's XSD that no thread is using at the moment."""
+
+    def __init__(self, owner: etree.XMLSchema) -> None:
+        self.owner = owner  # the type's own schema: holding it keeps its id() unique
+        self.free: list[etree.XMLSchema] = []
+        self.document_wide: bool | None = None
+
+
+_copies_lock = threading.Lock()
+_copies: dict[int, _Copies] = {}
+_KEEP_TYPES = 64  # past this many types (reloads add new ones) the oldest copies are dropped
+
+
+def _entry(mt: MessageType) -> _Copies:
+    # Under _copies_lock.
+    entry = _copies.get(id(mt.schema))
+    if entry is None or entry.owner is not mt.schema:
+        entry = _copies[id(mt.schema)] = _Copies(mt.schema)
+        while len(_copies) > _KEEP_TYPES:
+            del _copies[next(iter(_copies))]
+    return entry
+
+
+@contextmanager
+def _schema_copy(mt: MessageType) -> Iterator[etree.XMLSchema]:
+    """A compiled copy of ``mt``'s XSD that this thread alone uses until it gives it back.
+
+    lxml's ``XMLSchema`` keeps the error log of its last validation on the object itself,
+    so two threads validating with one object read each other's errors (a valid document
+    shows the other thread's errors, an invalid one an empty log). libxml2 validates
+    without the GIL, which is what lets XSD checks run in parallel at all; each concurrent
+    check therefore gets its own copy, compiled once (a few ms) and then reused.
+    """
+    with _copies_lock:
+        entry = _entry(mt)
+        schema = entry.free.pop() if entry.free else None
+    if schema is None:
+        schema = _compile_schema(mt.schema_text, mt.folder / "schema.xsd")
+    try:
+        yield schema
+    finally:
+        with _copies_lock:
+            if _copies.get(id(mt.schema)) is entry:
+                entry.free.append(schema)
+
+
+def document_wide(mt: MessageType) -> bool:
+    """Whether ``mt``'s XSD can only be checked on a whole document, not piecewise.
+
+    True when it declares identity constraints (``xs:key``, ``xs:keyref``, ``xs:unique``)
+    or uses ``xs:ID``/``xs:IDREF(S)`` types, whose scope may reach across messages, or when
+    it includes or imports other schema documents, which this check does not read.
+    """
+    with _copies_lock:
+        entry = _entry(mt)
+        found = entry.document_wide
+    if found is None:
+        found = _spans_document(mt.schema_text)
+        with _copies_lock:
+            entry.document_wide = found
+    return found
+
+
+def _spans_document(schema_text: bytes) -> bool:
+    doc = etree.fromstring(schema_text, etree.XMLParser(
+        resolve_entities=False, no_network=True, load_dtd=False))
+    wide = {f"{{{_XS}}}{n}" for n in ("key", "keyref", "unique", "include", "import",
+                                      "redefine", "override")}
+    for el in doc.iter(etree.Element):
+        if el.tag in wide:
+            return True
+        for attr in ("type", "base", "itemType", "memberTypes"):
+            for qname in (el.get(attr) or "").split():
+                prefix, _, local = qname.rpartition(":")
+                if local in ("ID", "IDREF", "IDREFS") and el.nsmap.get(prefix or None) == _XS:
+                    return True
+    return False
 
 
 def check_rules(mt: MessageType, root: etree._Element) -> list[MigError]:

@@ -2,17 +2,44 @@
 
 from __future__ import annotations
 
+import importlib
+import io
+import shutil
 import subprocess
 import sys
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 from lxml import etree
 
-from singlewindow.mig.errors import ErrorClass
+from singlewindow.mig import loader, xmlcheck
+from singlewindow.mig.edifact.convert import Converter
+from singlewindow.mig.edifact.syntax import chunked
+from singlewindow.mig.errors import ErrorClass, MigError
 from singlewindow.mig.loader import Registry
-from singlewindow.mig.validate import kind_of, validate
-from tests.unit.mig.factory import gendec, iftdgn, interchange, paxlst, paxlst_message
+from singlewindow.mig.validate import (
+    _lookup,
+    convert_checked,
+    convert_stream,
+    kind_of,
+    validate,
+)
+from tests.unit.mig.factory import (
+    HEADER_V4,
+    gendec,
+    iftdgn,
+    interchange,
+    paxlst,
+    paxlst_message,
+    paxlst_of_size,
+)
+
+# The module, not the function that singlewindow.mig exports under the same name.
+validate_module = importlib.import_module("singlewindow.mig.validate")
 
 DECRES = """<DeclarationResponse xmlns="urn:singlewindow:mig:declaration-response:1">
 <ResponseId>R1</ResponseId><Issued>2024-01-01T10:00:00Z</Issued><Agency>CUSTOMS</Agency>
@@ -177,3 +204,276 @@ def test_cache_is_bounded(reg: Registry, monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setattr(message.SegmentWriter, "write", spy)
     assert validate(paxlst(100), None, reg).valid
     assert max(seen) <= 50
+
+
+# --- convert_checked: the XSD check message by message, in threads -------------------------
+
+
+def grouped(groups: list[list[list[str]]], ref: str = "REF1") -> bytes:
+    """An interchange whose messages are in UNG groups (UNZ then counts groups)."""
+    segs = [f"UNB+UNOA:4+SENDER:ZZZ+NLSW:ZZZ+240101:1200+{ref}'"]
+    for g, messages in enumerate(groups, 1):
+        segs.append(f"UNG+PAXLST+SENDER:ZZZ+NLSW:ZZZ+240101:1200+G{g}+UN+D:03B'")
+        for m in messages:
+            segs += m
+        segs.append(f"UNE+{len(messages)}+G{g}'")
+    segs.append(f"UNZ+{len(groups)}+{ref}'")
+    return (HEADER_V4 + "\n" + "\n".join(segs) + "\n").encode("latin-1")
+
+
+def messages(*refs: str, persons: int = 2) -> list[list[str]]:
+    return [paxlst_message(ref, persons, start=n * persons) for n, ref in enumerate(refs)]
+
+
+def whole_document(payload: bytes, reg: Registry) -> tuple[list[MigError], bytes, list[MigError]]:
+    """What validate_edifact did before convert_checked: all the XML text, then one XSD
+    check of the whole document. The conversion's errors, the XML, the XSD's errors."""
+    errors: list[MigError] = []
+    pieces: list[str] = []
+    summary = Converter(_lookup(reg), reg.service, errors, pieces.append).run(chunked(payload))
+    xml = "".join(pieces).encode("utf-8")
+    assert summary.profile is not None
+    root = etree.fromstring(xml, etree.XMLParser(huge_tree=True, resolve_entities=False,
+                                                 no_network=True))
+    return errors, xml, xmlcheck.check_schema(reg.types[summary.profile.name], root)
+
+
+def operator_schema(folder: Path, edit: Any) -> Registry:
+    """The shipped MIG with PAXLST D.03B checked by an operator's XSD: the generated one,
+    changed by ``edit``."""
+    target = folder / "types" / "paxlst-d03b"
+    shutil.copytree(loader.DATA / "types" / "paxlst-d03b", target)
+    text = loader.load().types["PAXLST-D03B"].schema_text.decode()
+    changed = edit(text)
+    assert changed != text
+    (target / "operator.xsd").write_text(changed)
+    toml = (target / "mig.toml").read_text()
+    root = 'root = "Interchange"\n'
+    (target / "mig.toml").write_text(toml.replace(root, root + 'schema = "operator.xsd"\n'))
+    reg = loader.load([loader.DATA, folder])
+    assert reg.types["PAXLST-D03B"].schema_text == changed.encode()
+    return reg
+
+
+def _stricter(text: str) -> str:
+    # Message references must end in an even digit (M0, M2, ... pass; M1, M3 ... fail);
+    # the interchange reference (UNB and UNZ) has at most 4 characters; an interchange
+    # without groups holds at most 5 messages.
+    return (text
+            .replace('<xs:simpleType name="T_0062_anv14"><xs:restriction base="xs:string">',
+                     '<xs:simpleType name="T_0062_anv14"><xs:restriction base="xs:string">'
+                     '<xs:pattern value=".*[02468]"/>')
+            .replace('<xs:simpleType name="T_0020_anv14"><xs:restriction base="xs:string">'
+                     '<xs:minLength value="1"/><xs:maxLength value="14"/>',
+                     '<xs:simpleType name="T_0020_anv14"><xs:restriction base="xs:string">'
+                     '<xs:minLength value="1"/><xs:maxLength value="4"/>')
+            .replace('<xs:element ref="M_PAXLST" maxOccurs="unbounded"/></xs:choice>',
+                     '<xs:element ref="M_PAXLST" maxOccurs="5"/></xs:choice>'))
+
+
+def _unique_refs(text: str) -> str:
+    # Message references unique in the interchange: an identity constraint across messages.
+    head = '<xs:element name="M_PAXLST">'
+    before, after = text.split(head, 1)
+    assert before.endswith("</xs:complexType></xs:element>")
+    unique = ('<xs:unique name="refs"><xs:selector xpath="p:M_PAXLST/p:S_UNH"/>'
+              '<xs:field xpath="p:D_0062"/></xs:unique>')
+    before = before[:-len("</xs:element>")] + unique + "</xs:element>"
+    return (before + head + after).replace(
+        'elementFormDefault="qualified"',
+        'elementFormDefault="qualified" xmlns:p="urn:singlewindow:mig:PAXLST:D03B"', 1)
+
+
+@pytest.fixture(scope="module")
+def strict(tmp_path_factory: pytest.TempPathFactory) -> Registry:
+    return operator_schema(tmp_path_factory.mktemp("strict"), _stricter)
+
+
+@pytest.fixture(scope="module")
+def unique(tmp_path_factory: pytest.TempPathFactory) -> Registry:
+    return operator_schema(tmp_path_factory.mktemp("unique"), _unique_refs)
+
+
+VALID = {
+    "one message": paxlst(2),
+    "five messages of 200 persons": paxlst(200, 5),
+    "forty small messages": paxlst(2, 40),
+    "three groups": grouped([messages("M0"), messages("M1", "M2"), messages("M3", "M4", "M5")]),
+    "groups of large messages": grouped([messages("M0", "M1", persons=200),
+                                         messages("M2", "M3", persons=200)]),
+    "IFTDGN": iftdgn(),
+    "one megabyte": paxlst_of_size(1),
+}
+
+
+@pytest.mark.parametrize("payload", list(VALID.values()), ids=list(VALID))
+def test_convert_checked_gives_the_xml_the_whole_conversion_gave(
+        reg: Registry, payload: bytes) -> None:
+    conversion, xml, xsd = whole_document(payload, reg)
+    assert conversion == [] and xsd == []
+    summary, errors, converted = convert_checked(payload, reg)
+    assert errors == [] and converted == xml
+    assert summary.profile is not None and summary.messages
+
+
+def test_convert_checked_on_the_public_paxlst_with_its_group(public: Path, reg: Registry) -> None:
+    payload = (public / "paxlst-d03b-smooks-message_01.edi").read_bytes()
+    _, xml, _ = whole_document(payload, reg)
+    assert b"<G_UNG>" in xml
+    assert convert_checked(payload, reg)[1:] == ([], xml)
+
+
+STRICT_CASES = {
+    # Message 2 of 3 fails (M1: its UNH and its UNT).
+    "message 2 of 3": (paxlst(2, 3), "/*/*[3]/"),
+    # Messages large enough to be checked in the worker threads.
+    "large messages 2 and 4 of 5": (paxlst(200, 5), "/*/*[3]/"),
+    # Small messages are checked together, in the calling thread.
+    "small messages 2 and 4 of 5": (interchange(messages("M0", "M1", "M2", "M3", "M4")),
+                                    "/*/*[3]/"),
+    "groups": (grouped([messages("M0"), messages("M2", "M1"), messages("M4", "M3")]),
+               "/*/*[3]/*[3]/"),
+    "groups of large messages": (grouped([messages("M0", "M2", persons=200),
+                                          messages("M4", "M1", persons=200)]), "/*/*[3]/*[3]/"),
+}
+
+
+@pytest.mark.parametrize(("payload", "first"), list(STRICT_CASES.values()), ids=list(STRICT_CASES))
+def test_xsd_errors_of_messages_are_those_of_the_whole_document(
+        strict: Registry, payload: bytes, first: str) -> None:
+    conversion, xml, xsd = whole_document(payload, strict)
+    assert conversion == [] and xsd
+    _, errors, converted = convert_checked(payload, strict)
+    assert converted is None
+    # The same errors, in the same order, at the same xpaths and lines.
+    assert errors == xsd
+    assert {e.cls for e in errors} == {ErrorClass.XSD}
+    assert {e.place.line for e in errors} == {1}
+    assert str(errors[0].place.xpath).startswith(first)
+    tree = etree.fromstring(xml).getroottree()
+    for e in errors:  # and each xpath names the element in the whole document
+        assert tree.xpath(e.place.xpath)
+    result = validate(payload, None, strict)
+    assert result.errors == tuple(xsd) and result.xml is None
+    assert result.namespace == "urn:singlewindow:mig:PAXLST:D03B"
+
+
+def test_forty_small_messages_in_batches(strict: Registry) -> None:
+    # Small messages go to the workers in batches; every other one fails.
+    payload = interchange(messages(*(f"M{n}" for n in range(40))))  # no more than 5 allowed
+    conversion, _, xsd = whole_document(payload, strict)
+    assert conversion == [] and convert_checked(payload, strict)[1] == xsd
+    grouped40 = grouped([messages(*(f"M{n}" for n in range(40)))])  # no limit in a group
+    conversion, _, xsd = whole_document(grouped40, strict)
+    assert conversion == [] and len(xsd) == 40  # M1, M3, ... M39: UNH and UNT each
+    assert convert_checked(grouped40, strict)[1] == xsd
+
+
+@pytest.mark.parametrize("payload", [
+    interchange(messages("M0", "M1"), ref="REF123"),
+    grouped([messages("M0"), messages("M1", "M2")], ref="REF123"),
+], ids=["messages", "groups"])
+def test_envelope_xsd_errors_are_reported_in_document_order(
+        strict: Registry, payload: bytes) -> None:
+    _, _, xsd = whole_document(payload, strict)
+    errors = convert_checked(payload, strict)[1]
+    assert errors == xsd
+    # UNB's reference, message M1's UNH and UNT, UNZ's reference.
+    assert len(errors) == 4 and all("D_00" in e.text for e in errors)
+    assert "D_0020" in errors[0].text and "D_0020" in errors[-1].text
+    assert str(errors[0].place.xpath).startswith("/*/*[1]/")  # S_UNB
+    assert str(errors[-1].place.xpath).startswith("/*/*[4]/")  # S_UNZ, after two places
+
+
+def test_messages_past_the_number_allowed_are_not_checked(strict: Registry) -> None:
+    # Six messages where five are allowed: the sixth is not expected, and libxml2 checks
+    # it no further (M5 would fail its pattern), nor anything after it.
+    payload = interchange(messages("M0", "M1", "M2", "M4", "M6", "M5", "M7"))
+    _, _, xsd = whole_document(payload, strict)
+    errors = convert_checked(payload, strict)[1]
+    assert errors == xsd
+    assert [e.place.xpath for e in errors][-1] == "/*/*[7]"
+    assert "not expected" in errors[-1].text
+    assert not any(str(e.place.xpath).startswith("/*/*[7]/") for e in errors)
+
+
+def test_conversion_errors_leave_out_the_xsd(strict: Registry,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    bad = messages("M0", "M1", "M2")
+    bad[2][-1] = "UNT+99+M2'"  # a wrong segment count in message 3
+    payload = interchange(bad)
+    conversion, _, xsd = whole_document(payload, strict)
+    assert conversion and xsd  # message M1 fails the XSD too
+    _, errors, xml = convert_checked(payload, strict)
+    assert errors == conversion and xml is None
+    assert ErrorClass.XSD not in {e.cls for e in errors}
+    assert validate(payload, None, strict).errors == tuple(conversion)
+    assert validate(payload, None, strict).namespace is None
+    # Once the conversion has found an error, no message is checked against the XSD.
+    checked: list[int] = []
+    real = validate_module._check_message
+    monkeypatch.setattr(validate_module, "_check_message",
+                        lambda text, mt: checked.append(1) or real(text, mt))
+    first_bad = messages(*(f"M{n}" for n in range(6)), persons=200)
+    first_bad[0][-1] = "UNT+99+M0'"
+    assert convert_checked(interchange(first_bad), strict)[1][0].rule == "ISO9735-UNT-0074"
+    assert checked == []
+
+
+def test_xsd_with_document_wide_constraints_checks_the_whole_document(unique: Registry) -> None:
+    assert xmlcheck.document_wide(unique.types["PAXLST-D03B"])
+    payload = interchange(messages("M0", "M1", "M0"))
+    conversion, _, xsd = whole_document(payload, unique)
+    assert conversion == [] and len(xsd) == 1 and "Duplicate" in xsd[0].text
+    assert convert_checked(payload, unique)[1] == xsd
+    ok = interchange(messages("M0", "M1", "M2"))
+    assert convert_checked(ok, unique)[1:] == ([], whole_document(ok, unique)[1])
+
+
+def test_convert_stream_reports_what_convert_checked_reports(strict: Registry) -> None:
+    for payload in (paxlst(200, 3), interchange(messages("M0", "M1"), ref="REF123"),
+                    grouped([messages("M0", "M1", persons=200), messages("M3")])):
+        _, xml, xsd = whole_document(payload, strict)
+        out = io.BytesIO()
+        name, errors = convert_stream(io.BytesIO(payload), out, strict)
+        assert name == "PAXLST-D03B" and errors == xsd == convert_checked(payload, strict)[1]
+        assert out.getvalue() == xml
+
+
+def test_xsd_checks_in_flight_are_bounded(monkeypatch: pytest.MonkeyPatch, reg: Registry) -> None:
+    """Never more than workers + 1 batches handed to the threads and not yet done, even when
+    the checks are slower than the conversion."""
+    outstanding = 0
+    most = 0
+    submitted = 0
+    lock = threading.Lock()
+
+    class Counting(ThreadPoolExecutor):
+        def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+            nonlocal outstanding, most, submitted
+            with lock:
+                outstanding += 1
+                submitted += 1
+                most = max(most, outstanding)
+            future = super().submit(fn, *args, **kwargs)
+            future.add_done_callback(lambda _: done())
+            return future
+
+    def done() -> None:
+        nonlocal outstanding
+        with lock:
+            outstanding -= 1
+
+    real = validate_module._check_messages
+
+    def slow(batch: list[tuple[int, str]], mt: Any) -> Any:
+        time.sleep(0.05)
+        return real(batch, mt)
+
+    monkeypatch.setattr(validate_module, "ThreadPoolExecutor", Counting)
+    monkeypatch.setattr(validate_module, "_check_messages", slow)
+    payload = paxlst(200, 12)
+    _, xml, _ = whole_document(payload, reg)
+    assert convert_checked(payload, reg)[1:] == ([], xml)
+    workers = min(2, validate_module.os.cpu_count() or 1)
+    assert submitted >= 8 and most == workers + 1, (submitted, most)

@@ -94,3 +94,45 @@ def test_size_limit() -> None:
 def test_not_well_formed_names_the_line(reg: Registry) -> None:
     result = validate(b"<a>\n<b>\n</a>", "application/xml", reg)
     assert result.errors[0].cls is ErrorClass.XML and result.errors[0].place.line == 3
+
+
+def test_check_schema_is_safe_from_several_threads(reg: Registry) -> None:
+    # lxml's XMLSchema keeps its last error log on itself: two threads validating with the
+    # type's own schema object read each other's errors. check_schema gives each its copy.
+    from tests.unit.mig.factory import gendec
+    mt = reg.types["GENDEC-1"]
+    good = xmlcheck.parse(gendec())[0]
+    bad = xmlcheck.parse(gendec().replace(b"<Flag>PA</Flag>", b"<Flag>Panama</Flag>"))[0]
+    expected = xmlcheck.check_schema(mt, bad)
+    assert len(expected) == 1 and xmlcheck.check_schema(mt, good) == []
+    wrong: list[object] = []
+    start = threading.Barrier(4)
+
+    def run(root: object, want: list[object]) -> None:
+        start.wait()
+        for _ in range(300):
+            if (got := xmlcheck.check_schema(mt, root)) != want:
+                wrong.append(got)
+
+    threads = [threading.Thread(target=run, args=(root, want))
+               for root, want in ((good, []), (bad, expected)) * 2]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert wrong == []
+
+
+def test_schemas_with_document_wide_constraints_are_recognised(reg: Registry) -> None:
+    assert not any(xmlcheck.document_wide(mt) for mt in reg.types.values())
+    xs = 'xmlns:xs="http://www.w3.org/2001/XMLSchema"'
+    for body, wide in (
+            ('<xs:element name="a"><xs:unique name="u"><xs:selector xpath="b"/>'
+             '<xs:field xpath="c"/></xs:unique></xs:element>', True),
+            ('<xs:element name="a" type="xs:ID"/>', True),
+            ('<xs:attribute name="a" type="q:IDREFS" xmlns:q="http://www.w3.org/2001/XMLSchema"'
+             '/>', True),
+            ('<xs:include schemaLocation="other.xsd"/>', True),
+            ('<xs:element name="a" type="ID"/>', False),  # a type of its own named ID
+            ('<xs:element name="a" type="xs:string"/>', False)):
+        assert xmlcheck._spans_document(f"<xs:schema {xs}>{body}</xs:schema>".encode()) is wide
