@@ -182,7 +182,8 @@ def _compile_rules(rules: Mapping[str, object], folder: Path, path: Path
     file = folder / _str(rules, "schematron", path)
     try:
         doc = etree.parse(str(file), _TRUSTED)
-        return isoschematron.Schematron(doc, store_report=True)
+        # store_xslt: xmlcheck makes one transform per concurrent check from it
+        return isoschematron.Schematron(doc, store_xslt=True)
     except (OSError, etree.XMLSyntaxError, etree.SchematronParseError) as exc:
         raise DataError(f"{file}: {exc}") from None
 

@@ -14,6 +14,7 @@ import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from lxml import etree
 
@@ -88,11 +89,12 @@ def check_schema(mt: MessageType, root: etree._Element) -> list[MigError]:
 
 
 class _Copies:
-    """Compiled copies of one type's XSD that no thread is using at the moment."""
+    """Compiled copies of one type's XSD and rules that no thread is using at the moment."""
 
     def __init__(self, owner: etree.XMLSchema) -> None:
         self.owner = owner  # the type's own schema: holding it keeps its id() unique
-        self.free: list[etree.XMLSchema] = []
+        self.schemas: list[etree.XMLSchema] = []
+        self.rules: list[etree.XSLT] = []
         self.document_wide: bool | None = None
 
 
@@ -121,17 +123,39 @@ def _schema_copy(mt: MessageType) -> Iterator[etree.XMLSchema]:
     without the GIL, which is what lets XSD checks run in parallel at all; each concurrent
     check therefore gets its own copy, compiled once (a few ms) and then reused.
     """
+    with _borrowed(mt, "schemas") as schema:
+        yield schema
+
+
+@contextmanager
+def _rules_copy(mt: MessageType) -> Iterator[etree.XSLT]:
+    """The compiled Schematron of ``mt`` (its validating XSLT) for this thread alone.
+
+    ``isoschematron.Schematron`` keeps its last report on the object, as ``XMLSchema``
+    keeps its error log, so concurrent checks (the transport validates in several
+    threads) each get their own transform, made once from the type's compiled rules."""
+    with _borrowed(mt, "rules") as transform:
+        yield transform
+
+
+@contextmanager
+def _borrowed(mt: MessageType, kind: str) -> Iterator[Any]:
     with _copies_lock:
         entry = _entry(mt)
-        schema = entry.free.pop() if entry.free else None
-    if schema is None:
-        schema = _compile_schema(mt.schema_text, mt.folder / "schema.xsd")
+        free = entry.schemas if kind == "schemas" else entry.rules
+        copy = free.pop() if free else None
+    if copy is None:
+        if kind == "schemas":
+            copy = _compile_schema(mt.schema_text, mt.folder / "schema.xsd")
+        else:
+            assert mt.rules is not None
+            copy = etree.XSLT(mt.rules.validator_xslt)
     try:
-        yield schema
+        yield copy
     finally:
         with _copies_lock:
             if _copies.get(id(mt.schema)) is entry:
-                entry.free.append(schema)
+                free.append(copy)
 
 
 def document_wide(mt: MessageType) -> bool:
@@ -168,11 +192,14 @@ def _spans_document(schema_text: bytes) -> bool:
 
 
 def check_rules(mt: MessageType, root: etree._Element) -> list[MigError]:
-    if mt.rules is None or mt.rules.validate(root):
+    """The business rules' findings (failed asserts, and reports, which lxml's Schematron
+    also counts as invalid); safe to call from several threads at once."""
+    if mt.rules is None:
         return []
-    report = mt.rules.validation_report
+    with _rules_copy(mt) as transform:
+        report = transform(root)
     errors = []
-    for failed in report.iter(f"{_SVRL}failed-assert"):
+    for failed in report.iter(f"{_SVRL}failed-assert", f"{_SVRL}successful-report"):
         location = failed.get("location", "/")
         text = " ".join("".join(failed.itertext()).split())
         rule = failed.get("id") or failed.get("test", "rule")

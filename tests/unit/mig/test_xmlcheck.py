@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import socket
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from lxml import etree
 
 from singlewindow.mig import xmlcheck
-from singlewindow.mig.errors import ErrorClass
-from singlewindow.mig.loader import Registry
+from singlewindow.mig.errors import ErrorClass, MigError
+from singlewindow.mig.loader import MessageType, Registry
 from singlewindow.mig.validate import validate
 
 BILLION_LAUGHS = b"""<?xml version="1.0"?>
@@ -96,22 +98,31 @@ def test_not_well_formed_names_the_line(reg: Registry) -> None:
     assert result.errors[0].cls is ErrorClass.XML and result.errors[0].place.line == 3
 
 
-def test_check_schema_is_safe_from_several_threads(reg: Registry) -> None:
-    # lxml's XMLSchema keeps its last error log on itself: two threads validating with the
-    # type's own schema object read each other's errors. check_schema gives each its copy.
+@pytest.mark.parametrize(("check", "broken"), [
+    (xmlcheck.check_schema, (b"<Flag>PA</Flag>", b"<Flag>Panama</Flag>")),
+    (xmlcheck.check_rules, (b"9074729", b"9074728")),  # the IMO number's check digit
+])
+def test_checks_are_safe_from_several_threads(
+        reg: Registry, check: Callable[[MessageType, etree._Element], list[MigError]],
+        broken: tuple[bytes, bytes]) -> None:
+    # lxml's XMLSchema and Schematron keep their last error log or report on themselves:
+    # two threads checking with the type's own object read each other's findings. The
+    # checks give each thread its own copy.
     from tests.unit.mig.factory import gendec
+    checker = check
     mt = reg.types["GENDEC-1"]
     good = xmlcheck.parse(gendec())[0]
-    bad = xmlcheck.parse(gendec().replace(b"<Flag>PA</Flag>", b"<Flag>Panama</Flag>"))[0]
-    expected = xmlcheck.check_schema(mt, bad)
-    assert len(expected) == 1 and xmlcheck.check_schema(mt, good) == []
+    bad = xmlcheck.parse(gendec().replace(*broken))[0]
+    assert good is not None and bad is not None
+    expected = checker(mt, bad)
+    assert len(expected) == 1 and checker(mt, good) == []
     wrong: list[object] = []
     start = threading.Barrier(4)
 
-    def run(root: object, want: list[object]) -> None:
+    def run(root: etree._Element, want: list[MigError]) -> None:
         start.wait()
         for _ in range(300):
-            if (got := xmlcheck.check_schema(mt, root)) != want:
+            if (got := checker(mt, root)) != want:
                 wrong.append(got)
 
     threads = [threading.Thread(target=run, args=(root, want))
