@@ -147,7 +147,7 @@ class Router:
             result = self.validated(raw, state)
             if result.valid:
                 messages.set_message_type(conn, o.message_id, result.message_type)
-                self.forward(conn, o, mail_from, target, raw, result)
+                self.forward(conn, o, mail_from, target, raw, result, p, state)
                 reply = replies.DELIVERED.with_text(
                     f"Delivered to Single Window as {o.message_id}")
             else:
@@ -175,11 +175,12 @@ class Router:
             return replies.UNKNOWN_ADDRESS.with_text(
                 f"The recipient <{rcpt}> is unknown to Single Window")
         if "headers" not in state:  # the same for every recipient: looked up once
+            known = _known_headers(conn, p, state)
             state["headers"] = next(
                 (replies.UNKNOWN_ADDRESS.with_text(
                     f"The address <{address}> in header {name.title()} is unknown to "
                     "Single Window")
-                 for name, address in p.addresses if _known(conn, address) is None), None)
+                 for name, address in p.addresses if address.lower() not in known), None)
         unknown = state["headers"]
         if isinstance(unknown, Reply):
             return unknown
@@ -227,11 +228,13 @@ class Router:
             "message_type": result.message_type})
 
     def forward(self, conn: Conn, o: originmod.Origin, mail_from: str,
-                target: directory.Address, raw: bytes, result: mig.Result) -> None:
+                target: directory.Address, raw: bytes, result: mig.Result, p: Prepared,
+                state: dict[str, object]) -> None:
         """One copy per destination, each recorded so that a retry sends none twice."""
         rcpt = target.logical
         message_type = result.message_type
         routed = directory.routes_for(conn, rcpt, message_type) if message_type else []
+        known = _known_headers(conn, p, state)
         for dest in routed or [target]:
             tag = hashlib.sha256(f"{rcpt.lower()}>{dest.logical}".encode()).hexdigest()[:10]
             claimed, fresh = messages.claim_forward(conn, messages.Forward(
@@ -247,7 +250,7 @@ class Router:
                 # SPEC F6: agencies receive XML (converted from EDIFACT where needed).
                 body = translate.with_body(raw, "application/xml; charset=utf-8",
                                            result.xml or b"")
-                data = translate.translate(body, lambda a: _known(conn, a),
+                data = translate.translate(body, lambda a: _logical(conn, known, a),
                                            claimed.copy_message_id,
                                            message_ids=lambda m: _original_id(conn, m))
                 queue_id = self.send(dest, mail_from, data, o.message_id)
@@ -352,9 +355,21 @@ def _original_id(conn: Conn, copy_message_id: str) -> str | None:
     return found[1] if found is not None else None
 
 
-def _known(conn: Conn, address: str) -> str | None:
+def _known_headers(conn: Conn, p: Prepared, state: dict[str, object]
+                   ) -> dict[str, directory.Address]:
+    """The header addresses of the message that Single Window knows, looked up in one query
+    once per transaction (every recipient's header check and copy use the same)."""
+    known = state.get("known")
+    if not isinstance(known, dict):
+        known = state["known"] = directory.known_addresses(conn, (a for _, a in p.addresses))
+    return known
+
+
+def _logical(conn: Conn, known: dict[str, directory.Address], address: str) -> str | None:
     """The logical address for any known physical or logical address."""
-    found = directory.find_physical(conn, address) or directory.find_logical(conn, address)
+    found = known.get(address.lower())
+    if found is None:  # not among the header addresses looked up before: ask
+        found = directory.known_addresses(conn, [address]).get(address.lower())
     return found.logical if found is not None else None
 
 
@@ -363,12 +378,15 @@ def scrub(conn: Conn, raw: bytes, reader: directory.Party) -> bytes:
 
     Postfix's own DSNs about a forwarded copy name the destination's physical address
     (Final-Recipient, the diagnostic text); the reader must only ever see logical ones.
+    Every address-like string is looked up, all of them in one query.
     """
+    words = {m[0].decode("ascii", "replace").lower() for m in _EMAIL.finditer(raw)}
+    physical = {a: found for a, found in directory.known_addresses(conn, words).items()
+                if found.physical == a and found.party.id != reader.id}
+
     def replace(match: re.Match[bytes]) -> bytes:
-        found = directory.find_physical(conn, match[0].decode("ascii", "replace"))
-        if found is None or found.party.id == reader.id:
-            return match[0]
-        return found.logical.encode()
+        found = physical.get(match[0].decode("ascii", "replace").lower())
+        return match[0] if found is None else found.logical.encode()
     return _EMAIL.sub(replace, raw)
 
 

@@ -124,3 +124,17 @@ def test_routes(conn: psycopg.Connection[Any]) -> None:
         directory.add_route(conn, f"customs@{D}", "PAXLST", [f"coast@{D}"])
     with pytest.raises(StoreError, match="unknown logical address"):
         directory.add_route(conn, f"customs@{D}", "PAXLST", [f"ghost@{D}"])
+
+
+def test_known_addresses_is_the_two_lookups_in_one_query(conn: psycopg.Connection[Any]) -> None:
+    company(conn)
+    company(conn, "beta", "10.2.0.0/24")
+    asked = ["EDI@acme.example", "beta@SW.test", "nobody@sw.test", "edi@beta.example",
+             "acme@sw.test", "edi@acme.example"]
+    found = directory.known_addresses(conn, asked)
+    for address in asked:
+        one = directory.find_physical(conn, address) or directory.find_logical(conn, address)
+        assert found.get(address.lower()) == one
+    assert set(found) == {"edi@acme.example", "beta@sw.test", "edi@beta.example",
+                          "acme@sw.test"}
+    assert directory.known_addresses(conn, []) == {}
