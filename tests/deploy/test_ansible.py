@@ -64,7 +64,7 @@ def test_edges_postfix_check_and_proxy(multi_node: Path, edge: str) -> None:
     postfix = multi_node / edge / "postfix"
     subprocess.run(["postfix", "-c", str(postfix), "check"], check=True)
     main_cf = (postfix / "main.cf").read_text()
-    assert f"relay_recipient_maps = pgsql:{postfix}/pgsql-logical.cf" in main_cf
+    assert f"relay_recipient_maps = proxy:pgsql:{postfix}/pgsql-logical.cf" in main_cf
     assert "hosts = inet:db1.example.internal:5432" in (postfix / "pgsql-logical.cf").read_text()
     dovecot = multi_node / edge / "dovecot" / "dovecot.conf"
     subprocess.run(["doveconf", "-c", str(dovecot), "-n"], check=True, capture_output=True)
