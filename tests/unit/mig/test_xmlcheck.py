@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 import threading
 from collections.abc import Callable
@@ -10,10 +11,11 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from singlewindow.mig import xmlcheck
+from singlewindow.mig import loader, xmlcheck
 from singlewindow.mig.errors import ErrorClass, MigError
 from singlewindow.mig.loader import MessageType, Registry
 from singlewindow.mig.validate import validate
+from tests.unit.mig.factory import gendec
 
 BILLION_LAUGHS = b"""<?xml version="1.0"?>
 <!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
@@ -108,7 +110,6 @@ def test_checks_are_safe_from_several_threads(
     # lxml's XMLSchema and Schematron keep their last error log or report on themselves:
     # two threads checking with the type's own object read each other's findings. The
     # checks give each thread its own copy.
-    from tests.unit.mig.factory import gendec
     checker = check
     mt = reg.types["GENDEC-1"]
     good = xmlcheck.parse(gendec())[0]
@@ -147,3 +148,25 @@ def test_schemas_with_document_wide_constraints_are_recognised(reg: Registry) ->
             ('<xs:element name="a" type="ID"/>', False),  # a type of its own named ID
             ('<xs:element name="a" type="xs:string"/>', False)):
         assert xmlcheck._spans_document(f"<xs:schema {xs}>{body}</xs:schema>".encode()) is wide
+
+
+def test_schematron_reports_are_findings_too(tmp_path: Path) -> None:
+    # lxml's Schematron counts a fired <report> as invalid; the control message must then
+    # name it (before, such a message had no error listed and went through).
+    folder = tmp_path / "types" / "general-declaration"
+    shutil.copytree(loader.DATA / "types" / "general-declaration", folder)
+    rules = (folder / "rules.sch").read_text()
+    rules = rules.replace('  <pattern id="ship">', '''  <pattern id="flag">
+    <rule context="g:Ship/g:Flag">
+      <report id="GENDEC-TEST" test=". = 'PA'">Flag PA is reported.</report>
+    </rule>
+  </pattern>
+  <pattern id="ship">''', 1)
+    (folder / "rules.sch").write_text(rules)
+    mt = loader.load([loader.DATA, tmp_path]).types["GENDEC-1"]
+    root = xmlcheck.parse(gendec())[0]
+    assert root is not None
+    found = xmlcheck.check_rules(mt, root)
+    assert [(e.cls, e.rule, e.text) for e in found] == [
+        (ErrorClass.RULE, "GENDEC-1:GENDEC-TEST", "Flag PA is reported.")]
+    assert found[0].place.xpath and "Flag" in found[0].place.xpath
