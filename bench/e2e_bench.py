@@ -392,6 +392,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--sessions", type=int, default=10)
+    parser.add_argument("--keep", action="store_true",
+                        help="keep both state directories (mail logs) for inspection")
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root (private Postfix instances)")
@@ -487,8 +489,11 @@ def main() -> None:
             bare.down()
         if sw_started:
             stack.down(sw_dir, say=lambda _: None)
-        shutil.rmtree(bare_dir, ignore_errors=True)
-        shutil.rmtree(sw_dir, ignore_errors=True)
+        if args.keep:
+            print(f"kept: {bare_dir} {sw_dir}")
+        else:
+            shutil.rmtree(bare_dir, ignore_errors=True)
+            shutil.rmtree(sw_dir, ignore_errors=True)
 
 
 def report(n: int, r: Result) -> None:
