@@ -195,6 +195,11 @@ class Config:
         return self.transport.postfix_maillog or self.paths.log_dir / "postfix.log"
 
     @property
+    def dovecot_log(self) -> Path:
+        """Where Dovecot (and dovecot-lda) log: the templates set log_path to this."""
+        return self.paths.log_dir / "dovecot.log"
+
+    @property
     def dovecot_config(self) -> Path:
         return self.transport.dovecot_config or self.paths.state_dir / "dovecot" / "dovecot.conf"
 

@@ -77,7 +77,6 @@ def template_context(config: Config, node: NodeRole = NodeRole(), *,
                      postfix_dir: Path = POSTFIX_DIR) -> dict[str, Any]:
     """The local stack's context, with the paths of a system-wide installation."""
     ctx = stack.template_context(config, stack.Layout(config.paths.state_dir))
-    log_dir = config.paths.log_dir
     dh = Path("/usr/share/dovecot/dh.pem")
     ctx["postfix"] = {
         **ctx["postfix"],
@@ -93,7 +92,7 @@ def template_context(config: Config, node: NodeRole = NodeRole(), *,
     ctx["dovecot"] = {
         "private_instance": False,
         "config_directory": config.dovecot_config.parent,
-        "log_path": log_dir / "dovecot.log",
+        "log_path": config.dovecot_log,
         "ssl_dh": dh if dh.exists() else None,
         "auth_socket_name": "auth-postfix",
         "auth_socket": DOVECOT_BASE_DIR / "auth-postfix",

@@ -259,7 +259,7 @@ def template_context(config: Config, layout: Layout) -> dict[str, Any]:
             "base_dir": layout.dovecot_base,
             "instance_name": "sw-" + layout.root.name,
             "state_dir": layout.dovecot_state,
-            "log_path": layout.log_dir / "dovecot.log",
+            "log_path": config.dovecot_log,
             "ssl_dh": dh if dh.exists() else None,
             # Relative to base_dir for Dovecot; Postfix gets the absolute path.
             "auth_socket_name": "auth-postfix",

@@ -4,8 +4,10 @@ agency-leg DSNs, on the real Postfix, Dovecot and PostgreSQL (issue 5)."""
 from __future__ import annotations
 
 import base64
+import email
 import poplib
 import secrets
+import signal
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -13,13 +15,14 @@ from pathlib import Path
 
 import pytest
 
+from singlewindow import stack
 from singlewindow.config import Config
 from singlewindow.store import connect, messages
 from tests.conftest import free_port
 from tests.integration.conftest import tls_context
 from tests.integration.sinks import Received, delivery_status, dsn_about
 from tests.integration.test_pop3 import POP3From
-from tests.integration.world import Party, World, message, wait_until
+from tests.integration.world import Party, World, faulty_transport, message, wait_until
 from tests.unit.mig import factory
 
 REMOTE = "127.0.0.2"  # a mail client is not on Dovecot's own address (no "secured")
@@ -31,6 +34,7 @@ def world(sw_stack: Config) -> Iterator[World]:
         world.add("co", "company")
         world.add_mail_client("mc")
         world.add_mail_client("mc2")
+        world.add_mail_client("mc3")
         world.add("ag", "agency")
         world.add("agbad", "agency", refuse="550 5.1.1 No such mailbox here")
         world.add("agdown", "agency", relay_port=free_port())
@@ -125,6 +129,43 @@ def test_maildrop_locked_while_pop3_session_is_open(world: World) -> None:
     wait_until(lambda: len(maildrop_files(config, mc2)) == 2, timeout=60)
     fetched = maildrop_messages(config, mc2)
     assert sum(subj.encode() in m for m in fetched) == 1
+
+
+@pytest.mark.parametrize(("fault", "fetched"), [
+    ("after-inject", False), ("after-inject", True), ("after-record", False)])
+def test_crash_after_maildrop_delivery_delivers_exactly_once(world: World, fault: str,
+                                                             fetched: bool) -> None:
+    """kill -9 of the transport between dovecot-lda and its bookkeeping or its reply to
+    Postfix (SPEC D4): Postfix retries, and the maildrop gets the copy once, also when
+    the company fetched and deleted it before the retry."""
+    config, mc3 = world.config, world["mc3"]
+    subj = subject()
+
+    def mine() -> list[Path]:
+        return [f for f in maildrop_files(config, mc3) if subj.encode() in f.read_bytes()]
+
+    with faulty_transport(config, fault) as faulty:
+        respond(world, mc3, subj)
+        assert faulty.wait(timeout=60) == -signal.SIGKILL
+    [copy] = mine()
+    copy_id = email.message_from_bytes(copy.read_bytes())["Message-ID"]
+    if fetched:  # what a POP3 DELE does
+        copy.unlink()
+    stack.up(config.paths.state_dir, say=lambda _: None)  # restarts the transport
+    world.flush()
+
+    def recorded() -> bool:
+        with connect(config.database) as conn:
+            rows = conn.execute("SELECT state FROM forward WHERE copy_message_id = %s",
+                                (copy_id,)).fetchall()
+        return [r["state"] for r in rows] == ["injected"]
+
+    # The retry is done when the agency has the "delivered" DSN of its response: the
+    # transport answers Postfix only after delivering and recording.
+    [report] = world["ag"].sink.wait_for(lambda r: dsn_about(r, subj))
+    assert [s["action"] for s in delivery_status(report)] == ["delivered"]
+    assert recorded()
+    assert len(mine()) == (0 if fetched else 1)
 
 
 def test_dele_then_quit_removes_and_dropped_connection_keeps(world: World) -> None:

@@ -4,13 +4,11 @@ routing and exactly-once forwarding (SPEC §5, issue 3)."""
 from __future__ import annotations
 
 import base64
-import os
 import secrets
 import signal
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from flufl.bounce import scan_message
@@ -19,7 +17,7 @@ from singlewindow import stack
 from singlewindow.config import Config
 from singlewindow.store import connect, directory, messages
 from tests.integration.sinks import Received, delivery_status, dsn_about
-from tests.integration.world import World, message, wait_until
+from tests.integration.world import World, faulty_transport, message
 from tests.unit.mig import factory
 
 
@@ -198,26 +196,12 @@ def test_crash_after_reinjection_forwards_exactly_once(parties: World, fault: st
     """kill -9 of the transport between re-injection and its reply to Postfix (SPEC D4)."""
     config = parties.config
     state = config.paths.state_dir
-    layout = stack.Layout(state)
-    running = stack.read_pid(layout.pid_file("transport"))
-    assert running is not None
-    os.kill(running, signal.SIGTERM)
-    wait_until(lambda: not Path(f"/proc/{running}").exists()
-               or Path(f"/proc/{running}/stat").read_text().split()[2] == "Z")
-    with (config.paths.log_dir / "transport-fault.log").open("ab") as log:
-        faulty = subprocess.Popen(
-            [sys.executable, "-m", "singlewindow.transport.server", "--state-dir", str(state)],
-            env={**os.environ, "SW_TRANSPORT_FAULT": fault}, stdout=log, stderr=log)
-    try:
-        wait_until(lambda: config.paths.lmtp_socket.exists())
+    with faulty_transport(config, fault) as faulty:
         co, ag1 = parties["co"], parties["ag1"]
         subj = subject()
         assert parties.submit(co, [ag1.logical], message(co, ag1.logical, subj,
                                                            factory.gendec())) == {}
         assert faulty.wait(timeout=60) == -signal.SIGKILL
-    finally:
-        if faulty.poll() is None:
-            faulty.kill()
     assert len(copies(parties, "ag1", subj)) == 1
     stack.up(state, say=lambda _: None)  # restarts the transport, nothing else
     parties.flush()

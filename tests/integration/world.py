@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import secrets
+import signal
 import smtplib
 import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from singlewindow import passwords
+from singlewindow import passwords, stack
 from singlewindow.config import Config
 from singlewindow.store import connect, directory
 from tests.conftest import free_port
@@ -118,3 +123,26 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def faulty_transport(config: Config, fault: str) -> Iterator[subprocess.Popen[bytes]]:
+    """The stack's transport replaced by one that kills itself at ``fault`` (SPEC D4 crash
+    tests, ``SW_TRANSPORT_FAULT``); afterwards ``stack.up`` starts the normal one again."""
+    state = config.paths.state_dir
+    running = stack.read_pid(stack.Layout(state).pid_file("transport"))
+    assert running is not None
+    os.kill(running, signal.SIGTERM)
+    wait_until(lambda: not Path(f"/proc/{running}").exists()
+               or Path(f"/proc/{running}/stat").read_text().split()[2] == "Z")
+    with (config.paths.log_dir / "transport-fault.log").open("ab") as log:
+        faulty = subprocess.Popen(
+            [sys.executable, "-m", "singlewindow.transport.server", "--state-dir", str(state)],
+            env={**os.environ, "SW_TRANSPORT_FAULT": fault}, stdout=log, stderr=log)
+    try:
+        wait_until(lambda: config.paths.lmtp_socket.exists())
+        yield faulty
+    finally:
+        if faulty.poll() is None:
+            faulty.kill()
+            faulty.wait()

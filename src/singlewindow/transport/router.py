@@ -243,9 +243,9 @@ class Router:
             if claimed.state == "injected":
                 continue
             # Only a copy an earlier attempt left pending may already be in Postfix's
-            # queue (crash between re-injection and bookkeeping): its log tells.
-            queue_id = None if fresh else find_in_maillog(self.config.postfix_maillog,
-                                                          claimed.copy_message_id)
+            # queue or the maildrop (crash between delivery and bookkeeping): the log of
+            # Postfix or of dovecot-lda tells.
+            queue_id = None if fresh else self.sent_before(dest, claimed.copy_message_id)
             if queue_id is None:
                 # SPEC F6: agencies receive XML (converted from EDIFACT where needed).
                 body = translate.with_body(raw, "application/xml; charset=utf-8",
@@ -257,6 +257,13 @@ class Router:
                 _fault("after-inject")
             messages.mark_injected(conn, claimed, queue_id)
             _fault("after-record")
+
+    def sent_before(self, dest: directory.Address, copy_message_id: str) -> str | None:
+        """The queue id (or "maildrop") of a copy an interrupted attempt already sent."""
+        if dest.maildrop_login:
+            found = maildrop.delivered(self.config.dovecot_log, copy_message_id)
+            return "maildrop" if found else None
+        return find_in_maillog(self.config.postfix_maillog, copy_message_id)
 
     def send(self, dest: directory.Address, mail_from: str, data: bytes,
              envid: str | None) -> str:
