@@ -387,6 +387,16 @@ def print_cpu(result: Result) -> None:
           f" available; machine busy {result.util:.2f} of {os.cpu_count()} CPUs")
 
 
+def _transactions(conn: object) -> int:
+    """Committed and rolled-back transactions of every database so far (an autocommit
+    statement is one); the statistics collector lags, so it is asked to flush first."""
+    execute = conn.execute  # type: ignore[attr-defined]
+    execute("SELECT pg_stat_clear_snapshot()")
+    row = execute("SELECT sum(xact_commit + xact_rollback) AS n FROM pg_stat_database"
+                  ).fetchone()
+    return int(row["n"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -453,6 +463,7 @@ def main() -> None:
 
             with connect(config.database, autocommit=True) as conn:
                 rows0 = conn.execute("SELECT count(*) AS n FROM message").fetchone()
+                xacts0 = _transactions(conn)
             r = run_round("sw", port=config.listeners.mta_port, msgfile=msgfile,
                           sender="edi@bench-co.example", rcpt=f"bench-ag@{domain}",
                           messages=args.messages, sessions=args.sessions,
@@ -461,6 +472,7 @@ def main() -> None:
                           roots={**sw_roots, **sinks_root})
             with connect(config.database, autocommit=True) as conn:
                 rows1 = conn.execute("SELECT count(*) AS n FROM message").fetchone()
+                xacts = _transactions(conn) - xacts0
                 statuses = conn.execute(
                     "SELECT r.status, count(*) AS n FROM message_recipient r"
                     " JOIN message m ON m.id = r.message_id"
@@ -476,7 +488,8 @@ def main() -> None:
             find_in_maillog(maillog, "<no-such-copy@bench>")
             scan = time.perf_counter() - t0
             r.extra += (f"; mail log now {maillog.stat().st_size / 1e6:.1f} MB, one"
-                        f" find_in_maillog scan of it {scan * 1e3:.0f} ms")
+                        f" find_in_maillog scan of it {scan * 1e3:.0f} ms; PostgreSQL"
+                        f" transactions per submission {xacts / args.messages:.1f}")
             report(n, r)
             results.append(r)
 
