@@ -271,16 +271,10 @@ class Tokenizer:
         self.rest = ""
         self.count = 0
 
-    def feed(self, text: str) -> list[Segment]:
-        batch = self.feed_batch(text)
-        if isinstance(batch, list):
-            return batch
-        texts, start = batch
-        return [Segment(t, self.d, i) for i, t in enumerate(texts, start)]
-
-    def feed_batch(self, text: str) -> tuple[list[str], int] | list[Segment]:
-        """Like :meth:`feed`; in the common case (nothing to report) the segment texts and
-        the interchange index of the first, so a caller may skip making Segment objects."""
+    def feed(self, text: str) -> tuple[list[str], int] | list[Segment]:
+        """The whole segments completed by ``text``: in the common case (nothing to report)
+        their texts and the interchange index of the first, so a caller may skip making
+        Segment objects; otherwise Segment objects, the problems reported."""
         d = self.d
         buf = self.rest + text if self.rest else text
         parts = buf.split(d.terminator)
@@ -387,10 +381,10 @@ def _batches(header: Header, first: bytes, rest: Iterator[bytes], errors: list[M
              ) -> Iterator[tuple[list[str], int] | list[Segment]]:
     tok = Tokenizer(header, errors)
     decoder = codecs.getincrementaldecoder(CHARSETS[header.syntax_id])(errors="replace")
-    yield tok.feed_batch(decoder.decode(first))
+    yield tok.feed(decoder.decode(first))
     for chunk in rest:
-        yield tok.feed_batch(decoder.decode(chunk))
-    yield tok.feed_batch(decoder.decode(b"", final=True))
+        yield tok.feed(decoder.decode(chunk))
+    yield tok.feed(decoder.decode(b"", final=True))
     tok.close()
 
 
