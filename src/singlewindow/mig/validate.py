@@ -349,7 +349,7 @@ class _SchemaChecks:
                                     _converted_parser())
         errors = xmlcheck.check_schema(mt, envelope)
         if self.keep:
-            self.xml()
+            self.xml()  # joined here, while the workers finish
         for future in list(self.inflight):
             self.collect(future)
         tags = [f"{{{mt.namespace}}}{tag}" for tag in self.empty]

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TypeVar
 
 from lxml import etree
 
@@ -123,7 +123,8 @@ def _schema_copy(mt: MessageType) -> Iterator[etree.XMLSchema]:
     without the GIL, which is what lets XSD checks run in parallel at all; each concurrent
     check therefore gets its own copy, compiled once (a few ms) and then reused.
     """
-    with _borrowed(mt, "schemas") as schema:
+    with _borrowed(mt, lambda e: e.schemas,
+                   lambda: _compile_schema(mt.schema_text, mt.folder / "schema.xsd")) as schema:
         yield schema
 
 
@@ -134,22 +135,26 @@ def _rules_copy(mt: MessageType) -> Iterator[etree.XSLT]:
     ``isoschematron.Schematron`` keeps its last report on the object, as ``XMLSchema``
     keeps its error log, so concurrent checks (the transport validates in several
     threads) each get their own transform, made once from the type's compiled rules."""
-    with _borrowed(mt, "rules") as transform:
+    rules = mt.rules
+    assert rules is not None
+    with _borrowed(mt, lambda e: e.rules,
+                   lambda: etree.XSLT(rules.validator_xslt)) as transform:
         yield transform
 
 
+_T = TypeVar("_T")
+
+
 @contextmanager
-def _borrowed(mt: MessageType, kind: str) -> Iterator[Any]:
+def _borrowed(mt: MessageType, pick: Callable[[_Copies], list[_T]],
+              make: Callable[[], _T]) -> Iterator[_T]:
+    """A free copy from ``pick(entry)`` (``make()`` one if none), given back afterwards."""
     with _copies_lock:
         entry = _entry(mt)
-        free = entry.schemas if kind == "schemas" else entry.rules
+        free = pick(entry)
         copy = free.pop() if free else None
     if copy is None:
-        if kind == "schemas":
-            copy = _compile_schema(mt.schema_text, mt.folder / "schema.xsd")
-        else:
-            assert mt.rules is not None
-            copy = etree.XSLT(mt.rules.validator_xslt)
+        copy = make()
     try:
         yield copy
     finally:
