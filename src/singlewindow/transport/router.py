@@ -147,7 +147,8 @@ class Router:
             result = self.validated(raw, state)
             if result.valid:
                 messages.set_message_type(conn, o.message_id, result.message_type)
-                self.forward(conn, o, mail_from, target, raw, result, p, state)
+                self.forward(conn, o, mail_from, target, raw, result,
+                             _known_headers(conn, p, state))
                 reply = replies.DELIVERED.with_text(
                     f"Delivered to Single Window as {o.message_id}")
             else:
@@ -228,13 +229,12 @@ class Router:
             "message_type": result.message_type})
 
     def forward(self, conn: Conn, o: originmod.Origin, mail_from: str,
-                target: directory.Address, raw: bytes, result: mig.Result, p: Prepared,
-                state: dict[str, object]) -> None:
+                target: directory.Address, raw: bytes, result: mig.Result,
+                known: dict[str, directory.Address]) -> None:
         """One copy per destination, each recorded so that a retry sends none twice."""
         rcpt = target.logical
         message_type = result.message_type
         routed = directory.routes_for(conn, rcpt, message_type) if message_type else []
-        known = _known_headers(conn, p, state)
         for dest in routed or [target]:
             tag = hashlib.sha256(f"{rcpt.lower()}>{dest.logical}".encode()).hexdigest()[:10]
             claimed, fresh = messages.claim_forward(conn, messages.Forward(
