@@ -32,6 +32,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
+
+import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -387,13 +390,13 @@ def print_cpu(result: Result) -> None:
           f" available; machine busy {result.util:.2f} of {os.cpu_count()} CPUs")
 
 
-def _transactions(conn: object) -> int:
+def _transactions(conn: psycopg.Connection[Any]) -> int:
     """Committed and rolled-back transactions of every database so far (an autocommit
-    statement is one); the statistics collector lags, so it is asked to flush first."""
-    execute = conn.execute  # type: ignore[attr-defined]
-    execute("SELECT pg_stat_clear_snapshot()")
-    row = execute("SELECT sum(xact_commit + xact_rollback) AS n FROM pg_stat_database"
-                  ).fetchone()
+    statement is one), read from a fresh statistics snapshot."""
+    conn.execute("SELECT pg_stat_clear_snapshot()")
+    row = conn.execute("SELECT sum(xact_commit + xact_rollback) AS n FROM pg_stat_database"
+                       ).fetchone()
+    assert row is not None
     return int(row["n"])
 
 
