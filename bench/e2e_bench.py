@@ -45,7 +45,7 @@ from tests.unit.mig import factory  # noqa: E402
 from singlewindow import stack  # noqa: E402
 from singlewindow.config import Config, Listeners  # noqa: E402
 from singlewindow.store import connect, directory  # noqa: E402
-from singlewindow.transport.forward import find_in_maillog  # noqa: E402
+from singlewindow.transport.evidence import postfix_committed  # noqa: E402
 
 SMTP_SOURCE = "/usr/sbin/smtp-source"
 SMTP_SINK = "/usr/sbin/smtp-sink"
@@ -488,10 +488,10 @@ def main() -> None:
                        + ", ".join(f"{s['status']}: {s['n']}" for s in statuses))
             maillog = layout.log_dir / "postfix.log"
             t0 = time.perf_counter()
-            find_in_maillog(maillog, "<no-such-copy@bench>")
+            postfix_committed(maillog, "<no-such-copy@bench>")
             scan = time.perf_counter() - t0
             r.extra += (f"; mail log now {maillog.stat().st_size / 1e6:.1f} MB, one"
-                        f" find_in_maillog scan of it {scan * 1e3:.0f} ms; PostgreSQL"
+                        f" postfix_committed scan of it {scan * 1e3:.0f} ms; PostgreSQL"
                         f" transactions per submission {xacts / args.messages:.1f}")
             report(n, r)
             results.append(r)

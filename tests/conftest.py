@@ -19,7 +19,7 @@ import psycopg
 import pytest
 
 from singlewindow import stack
-from singlewindow.config import Config, Listeners, Queue
+from singlewindow.config import Config, Listeners, Queue, Transport
 from singlewindow.store import connect
 
 
@@ -70,7 +70,9 @@ def sw_stack() -> Iterator[Config]:
         mta_port=free_port(), msa_port=free_port(), pop3_port=free_port(),
         pop3s_port=free_port(), reinject_port=free_port()),
         queue=Queue(lifetime="40s", minimal_backoff="5s", maximal_backoff="10s",
-                    run_delay="5s"))
+                    run_delay="5s"),
+        # A copy whose sender was killed is recovered once its claim's lease runs out.
+        transport=Transport(claim_lease=5.0))
     try:
         yield stack.up(state, demo=True, base=base, say=lambda _: None)
     finally:

@@ -101,6 +101,12 @@ class Transport:
     dovecot_config: Path | None = None
     #: Dovecot's local delivery agent.
     dovecot_lda: Path = Path("/usr/lib/dovecot/dovecot-lda")
+    #: Seconds an attempt holds its claim on a copy (SPEC D4): no other attempt sends that
+    #: copy meanwhile, and one that finds the claim taken defers. A copy whose sender died
+    #: is looked up in Postfix's or dovecot-lda's log once the lease has run out, so this is
+    #: also the longest a crash delays it. An attempt gives up before the end of DATA when
+    #: half of it has passed, so it never commits a copy after its lease.
+    claim_lease: float = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +226,8 @@ def _build(cls: type[Any], data: dict[str, Any], where: str) -> Any:
             kwargs[key] = Path(value)
         elif isinstance(default, tuple):
             kwargs[key] = tuple(value)
+        elif isinstance(default, float) and isinstance(value, int | float):
+            kwargs[key] = float(value)
         else:
             kwargs[key] = value
     return cls(**kwargs)
@@ -285,8 +293,8 @@ def to_toml(config: Config) -> str:
 def _toml_value(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
+    if isinstance(value, int | float):
+        return repr(value)
     if isinstance(value, tuple):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')

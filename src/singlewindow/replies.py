@@ -88,6 +88,17 @@ ADDRESS_NOT_ACTIVATED = Reply(554, "5.2.1", "The logical address is not yet acti
 
 # Any internal failure: Postfix keeps the message and retries. 4.3.0 (RFC 3463 3.5).
 INTERNAL_ERROR = Reply(451, "4.3.0", "Temporary failure in Single Window, will retry")
+# SPEC D4: another attempt (e.g. one Postfix gave up waiting for) holds the claim on a copy
+# of this message and may be sending it; this one must not. 4.3.0 (RFC 3463 3.5).
+COPY_IN_PROGRESS = Reply(451, "4.3.0", "A copy of this message is being sent by another "
+                         "attempt, will retry")
+# Issue 10: Postfix refused a copy for good. The message as converted for the agency is
+# larger than Single Window may forward: 5.3.4 = message too big for system (RFC 3463
+# 3.4); 554 = transaction failed (RFC 5321 4.2.3), as for the R5.3 reasons.
+COPY_TOO_LARGE = Reply(554, "5.3.4", "The converted message is too large to forward")
+# Any other permanent refusal of a copy; the text quotes Postfix. 5.3.0 = other mail
+# system status (RFC 3463 3.4).
+COPY_REFUSED = Reply(554, "5.3.0", "A copy of the message was refused")
 # SPEC R3.2/D6: a POP3 session holds the maildrop. 4.2.1 = mailbox disabled, transient
 # (RFC 3463 3.3): Postfix retries after the session ends.
 MAILDROP_LOCKED = Reply(450, "4.2.1", "Maildrop is in use by a POP3 session, will retry")

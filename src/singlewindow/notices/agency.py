@@ -41,7 +41,9 @@ def clean_diagnostic(text: str) -> str:
 
 
 def build(*, message_id: str, to: str, domain: str, hostname: str, failed: list[Failed],
-          hub_name: str = "Single Window", now: float | None = None) -> bytes:
+          hub_name: str = "Single Window", now: float | None = None,
+          notice_id: str | None = None) -> bytes:
+    """The notice; ``notice_id`` is its Message-ID (the transport's, to send it once)."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(files("singlewindow").joinpath("notices",
                                                                            "templates"))),
@@ -57,12 +59,13 @@ def build(*, message_id: str, to: str, domain: str, hostname: str, failed: list[
                       f"Original-Recipient: rfc822; {f.logical}\r\n"
                       f"Action: {f.action}\r\nStatus: {status}\r\n"
                       f"Diagnostic-Code: smtp; {f.diagnostic}\r\n")
+    default_id = f"<{message_id}.agency-dsn.{int(time.time() * 1000)}@{domain}>"
     headers = "\r\n".join([
         f"From: MAILER-DAEMON@{domain} (Mail Delivery System)",
         f"To: <{to}>",
         f"Subject: Niet afgeleverd / Undelivered: {message_id}",
         f"Date: {stamp}",
-        f"Message-ID: <{message_id}.agency-dsn.{int(time.time() * 1000)}@{domain}>",
+        f"Message-ID: {notice_id or default_id}",
         f"{NOTICE_HEADER}: agency-dsn {message_id}",
         f"X-SingleWindow-Message: {message_id}",
         "MIME-Version: 1.0",

@@ -6,7 +6,7 @@ Written by the transport after the queue, read by ``swctl log`` and ``swctl trac
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -65,54 +65,147 @@ def event(conn: Conn, message_id: str, kind: str, detail: dict[str, Any]) -> Non
                  (message_id, kind, Jsonb(detail)))
 
 
-# --- forwarded copies (exactly-once, SPEC D4) -------------------------------------------
+# --- copies sent exactly once (SPEC D4, issue 10) ---------------------------------------
 
 @dataclass(frozen=True, slots=True)
 class Forward:
+    """A copy of a submission for one destination (or its control message)."""
+
     message_id: str
     recipient: str
     destination: str
     physical: str
     copy_message_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """Mail Single Window generated, delivered to one party's physical address/maildrop."""
+
+    key: str
+    message_id: str | None
+    recipient: str
+    physical: str
+    kind: str
+    copy_message_id: str
+
+
+#: How a claim came out: ``fresh`` (this attempt created it and holds the lease),
+#: ``retry`` (an earlier attempt left it pending and its lease ran out; this attempt holds
+#: the lease now and must look for proof before it sends), ``busy`` (another attempt holds
+#: the lease), ``done`` (sent, or refused for good, already).
+Outcome = Literal["fresh", "retry", "busy", "done"]
+Table = Literal["forward", "notice_delivery"]
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    table: Table
+    row_id: int
+    copy_message_id: str
+    outcome: Outcome
     state: str
+    """``pending``, ``injected`` or ``refused``."""
     queue_id: str | None
+    refusal: str | None
+    since: float
+    """When the first attempt began (Unix time): older logs cannot hold its traces."""
+    attempt: int
+    """The number of the attempt holding the claim (a fencing token for :func:`renew`)."""
 
 
-def claim_forward(conn: Conn, f: Forward) -> tuple[Forward, bool]:
-    """The copy's row, and whether this call created it (False: an earlier attempt did,
-    so a ``pending`` state means that attempt may have crashed mid-way)."""
+def _claim(conn: Conn, table: Table, created: dict[str, Any] | None, where: str,
+           params: tuple[Any, ...], lease: float) -> Claim:
+    if created is not None:
+        return _as_claim(table, created, "fresh")
+    taken = conn.execute(
+        f"UPDATE {table} SET lease_until = clock_timestamp() + make_interval(secs => %s),"
+        f" attempts = attempts + 1 WHERE {where} AND state = 'pending'"
+        " AND (lease_until IS NULL OR lease_until < clock_timestamp()) RETURNING *",
+        (lease, *params)).fetchone()
+    if taken is not None:
+        return _as_claim(table, taken, "retry")
+    row = conn.execute(f"SELECT * FROM {table} WHERE {where}", params).fetchone()
+    assert row is not None
+    return _as_claim(table, row, "busy" if row["state"] == "pending" else "done")
+
+
+def _as_claim(table: Table, row: dict[str, Any], outcome: Outcome) -> Claim:
+    return Claim(table, row["id"], row["copy_message_id"], outcome, row["state"],
+                 row["queue_id"], row["refusal"], row["created_at"].timestamp(),
+                 row["attempts"])
+
+
+def claim_forward(conn: Conn, f: Forward, lease: float) -> Claim:
+    """Claim the copy for this attempt for ``lease`` seconds (see :data:`Outcome`)."""
     created = conn.execute(
         "INSERT INTO forward (message_id, recipient, destination, physical, copy_message_id,"
-        " state) VALUES (%s, %s, %s, %s, %s, 'pending')"
-        " ON CONFLICT (message_id, recipient, destination) DO NOTHING RETURNING id",
-        (f.message_id, f.recipient, f.destination, f.physical, f.copy_message_id)).fetchone()
-    if created is not None:
-        return f, True
+        " state, lease_until) VALUES (%s, %s, %s, %s, %s, 'pending',"
+        " clock_timestamp() + make_interval(secs => %s))"
+        " ON CONFLICT (message_id, recipient, destination) DO NOTHING RETURNING *",
+        (f.message_id, f.recipient, f.destination, f.physical, f.copy_message_id,
+         lease)).fetchone()
+    return _claim(conn, "forward", created,
+                  "message_id = %s AND recipient = %s AND destination = %s",
+                  (f.message_id, f.recipient, f.destination), lease)
+
+
+def claim_notice(conn: Conn, n: Notice, lease: float) -> Claim:
+    """Claim the delivery of generated mail for this attempt (see :data:`Outcome`)."""
+    created = conn.execute(
+        "INSERT INTO notice_delivery (key, message_id, recipient, physical, kind,"
+        " copy_message_id, state, lease_until) VALUES (%s,"
+        " (SELECT id FROM message WHERE id = %s), %s, %s, %s, %s, 'pending',"
+        " clock_timestamp() + make_interval(secs => %s))"
+        " ON CONFLICT (key) DO NOTHING RETURNING *",
+        (n.key, n.message_id, n.recipient, n.physical, n.kind, n.copy_message_id,
+         lease)).fetchone()
+    return _claim(conn, "notice_delivery", created, "key = %s", (n.key,), lease)
+
+
+def renew(conn: Conn, claim: Claim, lease: float) -> bool:
+    """Extend this attempt's lease from now; False if the claim is no longer this
+    attempt's (its lease ran out and another attempt took it)."""
     row = conn.execute(
-        "SELECT * FROM forward WHERE message_id = %s AND recipient = %s AND destination = %s",
-        (f.message_id, f.recipient, f.destination)).fetchone()
-    assert row is not None
-    return Forward(row["message_id"], row["recipient"], row["destination"], row["physical"],
-                   row["copy_message_id"], row["state"], row["queue_id"]), False
+        f"UPDATE {claim.table} SET lease_until = clock_timestamp() + make_interval(secs => %s)"
+        " WHERE id = %s AND attempts = %s AND state = 'pending' RETURNING id",
+        (lease, claim.row_id, claim.attempt)).fetchone()
+    return row is not None
 
 
-def mark_injected(conn: Conn, f: Forward, queue_id: str) -> None:
+def mark_injected(conn: Conn, claim: Claim, queue_id: str) -> None:
     conn.execute(
-        "UPDATE forward SET state = 'injected', queue_id = %s, injected_at = now()"
-        " WHERE message_id = %s AND recipient = %s AND destination = %s",
-        (queue_id, f.message_id, f.recipient, f.destination))
-    event(conn, f.message_id, "forwarded", {"recipient": f.recipient,
-                                            "destination": f.destination,
-                                            "queue_id": queue_id,
-                                            "copy_message_id": f.copy_message_id})
+        f"UPDATE {claim.table} SET state = 'injected', queue_id = %s, injected_at = now(),"
+        " lease_until = NULL WHERE id = %s", (queue_id, claim.row_id))
+
+
+def mark_refused(conn: Conn, claim: Claim, refusal: str) -> None:
+    conn.execute(
+        f"UPDATE {claim.table} SET state = 'refused', refusal = %s, lease_until = NULL"
+        " WHERE id = %s", (refusal, claim.row_id))
+
+
+def release(conn: Conn, claim: Claim) -> None:
+    """Give the lease back: this attempt failed before anything could be committed, so
+    the next one need not wait for the lease to run out."""
+    conn.execute(f"UPDATE {claim.table} SET lease_until = NULL WHERE id = %s"
+                 " AND state = 'pending'", (claim.row_id,))
+
+
+def first_event(conn: Conn, message_id: str, kind: str, digest: str) -> bool:
+    """No ``kind`` event with this digest is recorded yet (a retry does not repeat one)."""
+    row = conn.execute("SELECT 1 FROM event WHERE message_id = %s AND kind = %s"
+                       " AND detail->>'digest' = %s LIMIT 1",
+                       (message_id, kind, digest)).fetchone()
+    return row is None
 
 
 def has_forwards(conn: Conn, message_id: str) -> bool:
     """Is ``message_id`` a Single Window message with forwarded copies?"""
     if not message_id:
         return False
-    row = conn.execute("SELECT 1 FROM forward WHERE message_id = %s AND recipient <> "
-                       "'*control*' LIMIT 1", (message_id,)).fetchone()
+    row = conn.execute("SELECT 1 FROM forward WHERE message_id = %s AND recipient NOT LIKE "
+                       "'*%%' LIMIT 1", (message_id,)).fetchone()
     return row is not None
 
 
@@ -127,7 +220,7 @@ def by_copy_message_id(conn: Conn, copy_message_id: str) -> tuple[str, str | Non
 def forwards_of(conn: Conn, message_id: str) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = conn.execute(
         "SELECT recipient, destination, physical, copy_message_id, state, queue_id"
-        " FROM forward WHERE message_id = %s AND recipient <> '*control*'",
+         " FROM forward WHERE message_id = %s AND recipient NOT LIKE '*%%'",
         (message_id,)).fetchall()
     return rows
 

@@ -11,13 +11,52 @@ import contextlib
 import re
 import smtplib
 import threading
-from pathlib import Path
+import time
+from collections.abc import Callable
 
 _QUEUED = re.compile(rb"queued as ([0-9A-Za-z]+)")
+_LEADING_DOT = re.compile(rb"(?m)^\.")
 
 
 class InjectError(Exception):
-    """Postfix did not take the copy; the caller defers (4.x.x)."""
+    """Postfix did not take the copy, for a reason that may pass (its listener is down, a
+    4xx answer, a time-out); the caller defers (4.x.x).
+
+    ``uncertain``: the end of DATA had been sent when it went wrong, so Postfix may have
+    queued the copy after all; only its log can tell (:mod:`.evidence`).
+    """
+
+    def __init__(self, message: str, *, uncertain: bool = False) -> None:
+        super().__init__(message)
+        self.uncertain = uncertain
+
+
+class Refused(Exception):
+    """Postfix refused the copy for good (a 5xx reply, e.g. 552 5.3.4 for its size)."""
+
+    def __init__(self, stage: str, code: int, text: str) -> None:
+        super().__init__(f"{stage} refused: {code} {text}")
+        self.stage, self.code, self.text = stage, code, text
+
+    @property
+    def enhanced(self) -> str:
+        """The reply's enhanced status code (RFC 3463), or the class's generic one."""
+        match = _ENHANCED.match(self.text)
+        return match[0] if match else f"{self.code // 100}.0.0"
+
+    @property
+    def too_big(self) -> bool:
+        """Postfix's "message file too big" (RFC 3463 3.4: 5.3.4; RFC 1870: 552)."""
+        return self.code == 552 or self.enhanced == "5.3.4"
+
+
+_ENHANCED = re.compile(r"[245]\.\d{1,3}\.\d{1,3}")
+#: A hook called at named points of a send (crash tests: ``during-data``).
+Checkpoint = Callable[[str], None]
+
+
+def _ignore(_: str) -> None:
+    pass
 
 
 class Injector:
@@ -50,51 +89,65 @@ class Injector:
                 smtp.close()
 
     def send(self, mail_from: str, rcpt: str, data: bytes, *, envid: str | None,
-             notify: str, orcpt: str | None) -> str:
-        """Hand one copy to Postfix; return its queue id."""
+             notify: str, orcpt: str | None, deadline: float | None = None,
+             checkpoint: Checkpoint = _ignore) -> str:
+        """Hand one copy to Postfix; return its queue id.
+
+        ``deadline`` (``time.monotonic()``): the end of DATA is not sent after it, so an
+        attempt that ran out of its claim's lease never commits a copy that another
+        attempt may be sending (the transaction is dropped instead, and nothing is queued).
+        """
         mail_options = ["RET=HDRS"] if mail_from else []
         if envid:
             mail_options.append(f"ENVID={envid}")
         rcpt_options = [f"NOTIFY={notify}"]
         if orcpt:
             rcpt_options.append(f"ORCPT=rfc822;{orcpt}")
+        sent_end = False
         try:
             smtp = self._connection()
             if not smtp.has_extn("dsn"):
                 # RFC 3461 4: DSN parameters only to a server that offers DSN.
                 mail_options, rcpt_options = [], []
-            code, text = smtp.mail(mail_from, mail_options)
-            if code != 250:
-                raise InjectError(f"MAIL FROM refused: {code} {text!r}")
-            code, text = smtp.rcpt(rcpt, rcpt_options)
-            if code not in (250, 251):
-                raise InjectError(f"RCPT TO refused: {code} {text!r}")
-            code, text = smtp.data(data)
-            if code != 250:
-                raise InjectError(f"DATA refused: {code} {text!r}")
+            if smtp.has_extn("size"):
+                # RFC 1870: a copy over the listener's limit is refused at MAIL (552 5.3.4)
+                # before its bytes are sent.
+                mail_options.append(f"SIZE={len(data)}")
+            self._expect(smtp.mail(mail_from, mail_options), "MAIL FROM", (250,))
+            self._expect(smtp.rcpt(rcpt, rcpt_options), "RCPT TO", (250, 251))
+            self._expect(smtp.docmd("DATA"), "DATA", (354,))
+            # RFC 5321 4.5.2: dot-stuffing; the copy already has CRLF line ends.
+            body = _LEADING_DOT.sub(b"..", data)
+            if not body.endswith(b"\r\n"):
+                body += b"\r\n"
+            half = len(body) // 2
+            smtp.send(body[:half])
+            checkpoint("during-data")
+            smtp.send(body[half:])
+            if deadline is not None and time.monotonic() > deadline:
+                raise InjectError("the copy's claim ran out before the end of DATA; "
+                                  "transaction dropped, nothing queued")
+            sent_end = True
+            smtp.send(b".\r\n")
+            _, text = self._expect(smtp.getreply(), "end of DATA", (250,))
+        except Refused:
+            self._drop()
+            raise
         except (OSError, smtplib.SMTPException, InjectError) as exc:
             self._drop()  # a half-done transaction must not leak into the next copy
             if isinstance(exc, InjectError):
                 raise
-            raise InjectError(f"re-injection failed: {exc}") from exc
+            raise InjectError(f"re-injection failed: {exc}", uncertain=sent_end) from exc
         match = _QUEUED.search(text)
         return match[1].decode() if match else ""
 
-
-def find_in_maillog(maillog: Path | None, copy_message_id: str) -> str | None:
-    """The queue id under which Postfix logged ``message-id=<copy>``, if it did.
-
-    Recovery after a crash between re-injection and the bookkeeping that follows it:
-    Postfix's cleanup(8) logs every queued message's Message-ID, so the log tells whether
-    the copy already went in.
-    """
-    if maillog is None or not maillog.exists():
-        return None
-    needle = f"message-id={copy_message_id}".encode()
-    with maillog.open("rb") as handle:
-        for line in handle:
-            if needle in line:
-                match = re.search(rb"cleanup\[\d+\]: ([0-9A-Za-z]+): message-id=", line)
-                if match:
-                    return match[1].decode()
-    return None
+    @staticmethod
+    def _expect(reply: tuple[int, bytes], stage: str, ok: tuple[int, ...]
+                ) -> tuple[int, bytes]:
+        code, text = reply
+        if code in ok:
+            return code, text
+        shown = text.decode("utf-8", "replace")
+        if code >= 500:
+            raise Refused(stage, code, shown)
+        raise InjectError(f"{stage} refused: {code} {shown}")

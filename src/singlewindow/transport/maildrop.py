@@ -79,22 +79,6 @@ def session_lock(path: Path) -> Iterator[None]:
             path.unlink()
 
 
-def delivered(dovecot_log: Path, message_id: str) -> bool:
-    """Whether dovecot-lda logged saving a message with this Message-ID.
-
-    Recovery after a crash between a maildrop delivery and the bookkeeping that follows it
-    (SPEC D4), the counterpart of ``forward.find_in_maillog``: dovecot-lda logs every
-    delivery as ``msgid=<id>: saved mail to INBOX`` (Dovecot's default
-    ``deliver_log_format``). The log, not the Maildir, because the company may have
-    fetched and deleted the copy over POP3 before Postfix retried.
-    """
-    if not dovecot_log.exists():
-        return False
-    needle = f"msgid={message_id}: saved mail to ".encode()
-    with dovecot_log.open("rb") as handle:
-        return any(needle in line for line in handle)
-
-
 def deliver(lda: Path, dovecot_config: Path, maildrop_dir: Path, login: str, mail_from: str,
             data: bytes, timeout: float = 60.0) -> Reply:
     """Deliver ``data`` into ``login``'s maildrop; locked or failed deliveries defer."""

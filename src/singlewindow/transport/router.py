@@ -19,6 +19,8 @@ import logging
 import os
 import re
 import signal
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,8 +33,8 @@ from singlewindow.config import Config
 from singlewindow.notices import agency, control
 from singlewindow.replies import Reply
 from singlewindow.store import directory, messages
-from singlewindow.transport import checks, dsn, maildrop, translate
-from singlewindow.transport.forward import InjectError, Injector, find_in_maillog
+from singlewindow.transport import checks, dsn, evidence, maildrop, translate
+from singlewindow.transport.forward import InjectError, Injector, Refused
 from singlewindow.transport.lmtp import Transaction
 
 log = logging.getLogger("sw-transport")
@@ -40,9 +42,10 @@ log = logging.getLogger("sw-transport")
 Conn = psycopg.Connection[Any]
 _EMAIL = re.compile(rb"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+[A-Za-z0-9]")
 
-#: Test-only fault injection (SPEC D4 crash test): kill this process with SIGKILL right
-#: after a copy was re-injected, before (``after-inject``) or after (``after-record``)
-#: it was recorded. Never set in production.
+#: Test-only fault injection (SPEC D4 crash tests): kill this process with SIGKILL at one
+#: step of a copy's delivery: ``before-claim``, ``during-data`` (half the copy sent to
+#: Postfix), ``after-inject`` (Postfix answered 250, nothing recorded yet) or
+#: ``after-record``. Never set in production.
 FAULT = os.environ.get("SW_TRANSPORT_FAULT", "")
 
 
@@ -147,10 +150,8 @@ class Router:
             result = self.validated(raw, state)
             if result.valid:
                 messages.set_message_type(conn, o.message_id, result.message_type)
-                self.forward(conn, o, mail_from, target, raw, result,
-                             _known_headers(conn, p, state))
-                reply = replies.DELIVERED.with_text(
-                    f"Delivered to Single Window as {o.message_id}")
+                reply = self.forward(conn, o, mail_from, target, raw, result,
+                                     _known_headers(conn, p, state))
             else:
                 # SPEC R6.1: delivered to Single Window (the DSN says so), not forwarded;
                 # the submitter learns what is wrong from the control message.
@@ -213,70 +214,149 @@ class Router:
     def control_message(self, conn: Conn, o: originmod.Origin, mail_from: str, p: Prepared,
                         result: mig.Result) -> None:
         """Once per message, however many recipients or retries (same bookkeeping as D4)."""
-        claimed, _ = messages.claim_forward(conn, messages.Forward(
+        claim = messages.claim_forward(conn, messages.Forward(
             o.message_id, "*control*", mail_from.lower(), mail_from.lower(),
-            f"<{o.message_id}.control@{self.config.hub.domain}>", "pending", None))
-        if claimed.state == "injected":
-            return
-        data = control.build(result, message_id=o.message_id,
-                             sender=self.config.hub.system_sender, to=mail_from,
-                             domain=self.config.hub.domain, in_reply_to=p.header_message_id)
-        queue_id = self.injector.send(self.config.hub.system_sender, mail_from, data,
-                                      envid=None, notify="NEVER", orcpt=None)
-        messages.mark_injected(conn, claimed, queue_id)
-        messages.event(conn, o.message_id, "control-message", {
-            "errors": [e.as_dict() for e in result.errors][:100],
-            "message_type": result.message_type})
+            f"<{o.message_id}.control@{self.config.hub.domain}>"), self.lease)
+        sent = self.deliver_once(conn, claim, lambda: control.build(
+            result, message_id=o.message_id, sender=self.config.hub.system_sender,
+            to=mail_from, domain=self.config.hub.domain, in_reply_to=p.header_message_id),
+            sender=self.config.hub.system_sender, physical=mail_from, maildrop_login=None,
+            envid=None, notify="NEVER", orcpt=None)
+        if sent.fresh:
+            messages.event(conn, o.message_id, "control-message", {
+                "errors": [e.as_dict() for e in result.errors][:100],
+                "message_type": result.message_type, "queue_id": sent.queue_id})
 
     def forward(self, conn: Conn, o: originmod.Origin, mail_from: str,
                 target: directory.Address, raw: bytes, result: mig.Result,
-                known: dict[str, directory.Address]) -> None:
-        """One copy per destination, each recorded so that a retry sends none twice."""
+                known: dict[str, directory.Address]) -> Reply:
+        """One copy per destination, each sent exactly once (SPEC D4): the reply for the
+        recipient, 250 unless its copies were refused for good."""
         rcpt = target.logical
         message_type = result.message_type
         routed = directory.routes_for(conn, rcpt, message_type) if message_type else []
-        for dest in routed or [target]:
+
+        def build(copy_message_id: str) -> bytes:
+            # SPEC F6: agencies receive XML (converted from EDIFACT where needed).
+            body = translate.with_body(raw, "application/xml; charset=utf-8",
+                                       result.xml or b"")
+            return translate.translate(body, lambda a: _logical(conn, known, a),
+                                       copy_message_id,
+                                       message_ids=lambda m: _original_id(conn, m))
+
+        refused: list[tuple[directory.Address, Refused | str]] = []
+        destinations = routed or [target]
+        for dest in destinations:
+            _fault("before-claim")
             tag = hashlib.sha256(f"{rcpt.lower()}>{dest.logical}".encode()).hexdigest()[:10]
-            claimed, fresh = messages.claim_forward(conn, messages.Forward(
+            claim = messages.claim_forward(conn, messages.Forward(
                 o.message_id, rcpt.lower(), dest.logical, dest.physical,
-                f"<{o.message_id}.{tag}@{self.config.hub.domain}>", "pending", None))
-            if claimed.state == "injected":
-                continue
-            # Only a copy an earlier attempt left pending may already be in Postfix's
-            # queue or the maildrop (crash between delivery and bookkeeping): the log of
-            # Postfix or of dovecot-lda tells.
-            queue_id = None if fresh else self.sent_before(dest, claimed.copy_message_id)
-            if queue_id is None:
-                # SPEC F6: agencies receive XML (converted from EDIFACT where needed).
-                body = translate.with_body(raw, "application/xml; charset=utf-8",
-                                           result.xml or b"")
-                data = translate.translate(body, lambda a: _logical(conn, known, a),
-                                           claimed.copy_message_id,
-                                           message_ids=lambda m: _original_id(conn, m))
-                queue_id = self.send(dest, mail_from, data, o.message_id)
-                _fault("after-inject")
-            messages.mark_injected(conn, claimed, queue_id)
-            _fault("after-record")
+                f"<{o.message_id}.{tag}@{self.config.hub.domain}>"), self.lease)
+            sent = self.deliver_once(
+                conn, claim, lambda c=claim.copy_message_id: build(c),  # type: ignore[misc]
+                sender=mail_from, physical=dest.physical, maildrop_login=dest.maildrop_login,
+                envid=o.message_id, notify="SUCCESS,FAILURE" if mail_from else "NEVER",
+                orcpt=dest.logical)
+            if sent.refusal is not None:
+                refused.append((dest, sent.refusal))
+            elif sent.fresh:
+                messages.event(conn, o.message_id, "forwarded", {
+                    "recipient": rcpt.lower(), "destination": dest.logical,
+                    "queue_id": sent.queue_id, "copy_message_id": claim.copy_message_id,
+                    "recovered": sent.recovered})
+        delivered = replies.DELIVERED.with_text(f"Delivered to Single Window as {o.message_id}")
+        if not refused:
+            return delivered
+        reason = _refusal_text(refused[0][1])
+        if len(refused) == len(destinations):
+            messages.event(conn, o.message_id, "copy-refused", {
+                "recipient": rcpt.lower(), "destinations": [d.logical for d, _ in refused],
+                "reason": reason})
+            return _refusal_reply(refused[0][1]).with_text(
+                f"Not forwarded: {reason} (Single Window message {o.message_id})")
+        # Some destinations have their copy: the message was delivered to Single Window
+        # and the submitter hears separately which agency did not get it.
+        self.report_refusals(conn, o.message_id, mail_from, refused)
+        names = ", ".join(f"<{d.logical}>" for d, _ in refused)
+        return delivered.with_text(f"{delivered.text}; not forwarded to {names}: {reason}")
 
-    def sent_before(self, dest: directory.Address, copy_message_id: str) -> str | None:
-        """The queue id (or "maildrop") of a copy an interrupted attempt already sent."""
-        if dest.maildrop_login:
-            found = maildrop.delivered(self.config.dovecot_log, copy_message_id)
-            return "maildrop" if found else None
-        return find_in_maillog(self.config.postfix_maillog, copy_message_id)
+    @property
+    def lease(self) -> float:
+        return self.config.transport.claim_lease
 
-    def send(self, dest: directory.Address, mail_from: str, data: bytes,
-             envid: str | None) -> str:
-        if dest.maildrop_login:
+    def deliver_once(self, conn: Conn, claim: messages.Claim, build: Callable[[], bytes], *,
+                     sender: str, physical: str, maildrop_login: str | None,
+                     envid: str | None, notify: str, orcpt: str | None) -> Sent:
+        """Send the claimed copy unless it went out already (SPEC D4, issue 10).
+
+        A copy counts as sent on proof that its receiver committed it: the 250 Postfix
+        gave this attempt, dovecot-lda's success, or — for a copy an interrupted attempt
+        left pending — the receiver's log (:mod:`.evidence`). A claim another attempt
+        still holds defers; a permanent refusal is recorded and never retried.
+        """
+        if claim.outcome == "done":
+            return Sent(claim.queue_id, claim.refusal, fresh=False)
+        if claim.outcome == "busy":
+            raise Deferred(replies.COPY_IN_PROGRESS)
+        if claim.outcome == "retry":
+            found = self.sent_before(maildrop_login, claim)
+            if found is not None:
+                messages.mark_injected(conn, claim, found)
+                log.warning("copy %s was committed by an interrupted attempt (%s); "
+                            "not sent again", claim.copy_message_id, found)
+                return Sent(found, None, fresh=True, recovered=True)
+        data = build()
+        # Building a large copy takes a while: the lease counts from here, and the end of
+        # DATA is not sent after half of it, so it never commits outside the lease.
+        started = time.monotonic()
+        if not messages.renew(conn, claim, self.lease):
+            raise Deferred(replies.COPY_IN_PROGRESS)
+        if maildrop_login:
             reply = maildrop.deliver(self.config.transport.dovecot_lda,
-                                     self.config.dovecot_config, self.config.paths.maildrop_dir,
-                                     dest.maildrop_login, mail_from, data)
+                                     self.config.dovecot_config,
+                                     self.config.paths.maildrop_dir, maildrop_login, sender,
+                                     data)
             if reply.code != 250:
+                # dovecot-lda exits 0 only after the save; any other end may still have
+                # saved it, which the log tells the next attempt (a retry looks first).
+                messages.release(conn, claim)
                 raise Deferred(reply)
-            return "maildrop"
-        return self.injector.send(mail_from, dest.physical, data, envid=envid,
-                                  notify="SUCCESS,FAILURE" if mail_from else "NEVER",
-                                  orcpt=dest.logical)
+            queue_id = "maildrop"
+        else:
+            try:
+                queue_id = self.injector.send(
+                    sender, physical, data, envid=envid, notify=notify, orcpt=orcpt,
+                    deadline=started + self.lease / 2, checkpoint=_fault)
+            except Refused as refusal:
+                messages.mark_refused(conn, claim, f"{refusal.code} {refusal.text}")
+                log.error("copy %s refused by Postfix: %s", claim.copy_message_id, refusal)
+                return Sent(None, refusal, fresh=True, size=len(data))
+            except InjectError as exc:
+                if not exc.uncertain:
+                    messages.release(conn, claim)
+                raise
+        _fault("after-inject")
+        messages.mark_injected(conn, claim, queue_id)
+        _fault("after-record")
+        return Sent(queue_id, None, fresh=True)
+
+    def sent_before(self, maildrop_login: str | None, claim: messages.Claim) -> str | None:
+        """The queue id (or "maildrop") of a copy an interrupted attempt committed."""
+        if maildrop_login:
+            saved = evidence.maildrop_saved(self.config.dovecot_log, claim.copy_message_id,
+                                            claim.since)
+            return "maildrop" if saved else None
+        return evidence.postfix_committed(self.config.postfix_maillog, claim.copy_message_id,
+                                          claim.since)
+
+    def report_refusals(self, conn: Conn, swid: str, submitter: str,
+                        refused: list[tuple[directory.Address, Refused | str]]) -> None:
+        """Tell the submitter which destinations did not get their copy."""
+        failed = [agency.Failed(d.logical, "failed",
+                                _refusal_reply(r).enhanced, _refusal_text(r))
+                  for d, r in refused]
+        self.notify_submitter(conn, swid, submitter, failed, "refused:" + ",".join(
+            sorted(d.logical for d, _ in refused)))
 
     # --- agency-leg reports ------------------------------------------------------------
 
@@ -290,12 +370,15 @@ class Router:
         swid = self.report_subject(conn, report, raw)
         if swid is None:
             return None
-        messages.event(conn, swid, "agency-dsn", {
-            "recipients": [{"recipient": r.original_recipient or r.final_recipient,
-                            "action": r.action, "status": r.status,
-                            "diagnostic": r.diagnostic} for r in report.recipients]})
+        digest = hashlib.sha256(raw).hexdigest()
+        if messages.first_event(conn, swid, "agency-dsn", digest):
+            messages.event(conn, swid, "agency-dsn", {
+                "digest": digest,
+                "recipients": [{"recipient": r.original_recipient or r.final_recipient,
+                                "action": r.action, "status": r.status,
+                                "diagnostic": r.diagnostic} for r in report.recipients]})
         if report.failed:
-            self.report_failure(conn, swid, report)
+            self.report_failure(conn, swid, report, digest)
         return replies.DELIVERED.with_text(f"Agency-leg report recorded on {swid}")
 
     def report_subject(self, conn: Conn, report: dsn.Report, raw: bytes) -> str | None:
@@ -312,7 +395,7 @@ class Router:
                 return found[0]
         return None
 
-    def report_failure(self, conn: Conn, swid: str, report: dsn.Report) -> None:
+    def report_failure(self, conn: Conn, swid: str, report: dsn.Report, digest: str) -> None:
         forwards = messages.forwards_of(conn, swid)
         by_physical = {f["physical"]: f["destination"] for f in forwards}
         failed = []
@@ -324,15 +407,26 @@ class Router:
             failed.append(agency.Failed(logical, r.action, r.status,
                                         agency.clean_diagnostic(r.diagnostic)))
         submitter = messages.envelope_from(conn, swid)
-        if not failed or not submitter:
-            return
-        data = agency.build(message_id=swid, to=submitter, domain=self.config.hub.domain,
-                            hostname=self.config.hub.hostname, failed=failed)
-        queue_id = self.injector.send("", submitter, data, envid=None, notify="NEVER",
-                                      orcpt=None)
-        messages.event(conn, swid, "agency-failure-reported",
-                       {"to": submitter, "queue_id": queue_id,
-                        "recipients": [f.logical for f in failed]})
+        if failed and submitter:
+            self.notify_submitter(conn, swid, submitter, failed, "dsn:" + digest)
+
+    def notify_submitter(self, conn: Conn, swid: str, submitter: str,
+                         failed: list[agency.Failed], about: str) -> None:
+        """The agency-failure notice, once per ``about`` (a report, a set of refusals)."""
+        tag = hashlib.sha256(about.encode()).hexdigest()[:12]
+        claim = messages.claim_forward(conn, messages.Forward(
+            swid, "*agency-failure*", tag, submitter.lower(),
+            f"<{swid}.agency-dsn.{tag}@{self.config.hub.domain}>"), self.lease)
+        sent = self.deliver_once(conn, claim, lambda: agency.build(
+            message_id=swid, to=submitter, domain=self.config.hub.domain,
+            hostname=self.config.hub.hostname, failed=failed,
+            notice_id=claim.copy_message_id),
+            sender="", physical=submitter, maildrop_login=None, envid=None,
+            notify="NEVER", orcpt=None)
+        if sent.fresh:
+            messages.event(conn, swid, "agency-failure-reported",
+                           {"to": submitter, "queue_id": sent.queue_id,
+                            "recipients": [f.logical for f in failed]})
 
     # --- mail Single Window generated -------------------------------------------------
 
@@ -341,19 +435,91 @@ class Router:
         return not mail_from or mail_from.lower() == self.config.hub.system_sender
 
     def internal(self, conn: Conn, mail_from: str, rcpt: str, raw: bytes) -> Reply:
-        """A DSN or control message for a party: to its physical address or maildrop."""
+        """A DSN or control message for a party: to its physical address or maildrop,
+        exactly once (the same bookkeeping as the copies of submissions)."""
         target = directory.find_logical(conn, rcpt)
         if target is None:
             return replies.UNKNOWN_ADDRESS.with_text(
                 f"The recipient <{rcpt}> is unknown to Single Window")
-        if not mail_from and translate.header(raw, agency.NOTICE_HEADER) is None:
+        notice = translate.header(raw, agency.NOTICE_HEADER)
+        if not mail_from and notice is None:
             handled = self.agency_report(conn, raw)
             if handled is not None:
                 return handled
-        data = scrub(conn, raw, target.party)
-        self.send(target, mail_from, data, None)
-        log.info("internal mail from <%s> delivered to <%s>", mail_from, rcpt)
+        key = hashlib.sha256(raw + b"\0" + rcpt.lower().encode()).hexdigest()
+        kind = ("agency-failure" if notice is not None else "dsn" if not mail_from
+                else "control")
+        claim = messages.claim_notice(conn, messages.Notice(
+            key, _about(raw), target.logical, target.physical, kind,
+            f"<SWN{key[:24]}@{self.config.hub.domain}>"), self.lease)
+        sent = self.deliver_once(
+            conn, claim, lambda: translate.with_message_id(
+                scrub(conn, raw, target.party), claim.copy_message_id),
+            sender=mail_from, physical=target.physical, maildrop_login=target.maildrop_login,
+            envid=None, notify="NEVER", orcpt=None)
+        if sent.refusal is not None:
+            reply = _refusal_reply(sent.refusal)
+            return reply.with_text(f"Not delivered to {target.logical}: "
+                                   f"{_refusal_text(sent.refusal)}")
+        log.info("internal mail from <%s> delivered to <%s> as %s", mail_from, rcpt,
+                 claim.copy_message_id)
         return replies.DELIVERED.with_text(f"Delivered to {target.logical}")
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """How a claimed copy ended in this attempt."""
+
+    queue_id: str | None
+    refusal: Refused | str | None
+    fresh: bool
+    """This attempt sent it (or found the proof that an interrupted one did)."""
+    recovered: bool = False
+    size: int | None = None
+
+
+def _refusal_reply(refusal: Refused | str) -> Reply:
+    code, enhanced = (refusal.code, refusal.enhanced) if isinstance(refusal, Refused) \
+        else _code_of(refusal)
+    if code == 552 or enhanced == "5.3.4":
+        return replies.COPY_TOO_LARGE
+    if enhanced == "5.0.0":
+        return replies.COPY_REFUSED
+    return Reply(554, enhanced, replies.COPY_REFUSED.text)
+
+
+def _refusal_text(refusal: Refused | str) -> str:
+    shown = f"{refusal.code} {refusal.text}" if isinstance(refusal, Refused) else refusal
+    shown = " ".join(shown.split())[:200]
+    if _refusal_reply(refusal).enhanced == "5.3.4":
+        return (f"the message as converted for the agency is larger than Single Window "
+                f"may forward (Postfix: {shown})")
+    return f"the copy was refused (Postfix: {shown})"
+
+
+def _code_of(stored: str) -> tuple[int, str]:
+    """(code, enhanced code) of a refusal as stored: ``552 5.3.4 text``."""
+    parts = stored.split()
+    code = int(parts[0]) if parts and parts[0].isdigit() else 554
+    enhanced = parts[1] if len(parts) > 1 and re.fullmatch(r"5\.\d+\.\d+", parts[1]) \
+        else "5.0.0"
+    return code, enhanced
+
+
+def _about(raw: bytes) -> str | None:
+    """The Single Window message generated mail is about, when it says so: control
+    messages and agency-failure notices name it, a DSN returns the submission's headers
+    with the milter's origin stamp."""
+    named = translate.header(raw, "x-singlewindow-message")
+    if named:
+        return named
+    match = re.search(rb"(?im)^" + originmod.HEADER.encode() + rb":[ \t]*([^\r\n]*)", raw)
+    if match is None:
+        return None
+    try:
+        return originmod.parse(match[1].decode("ascii", "replace")).message_id
+    except originmod.OriginError:
+        return None
 
 
 def _original_id(conn: Conn, copy_message_id: str) -> str | None:

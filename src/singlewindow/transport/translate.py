@@ -134,3 +134,12 @@ def with_body(raw: bytes, content_type: str, payload: bytes) -> bytes:
     return (b"".join(kept) + b"MIME-Version: 1.0\r\n"
             + f"Content-Type: {content_type}\r\n".encode()
             + b"Content-Transfer-Encoding: base64\r\n\r\n" + encoded)
+
+
+def with_message_id(raw: bytes, message_id: str) -> bytes:
+    """``raw`` with its Message-ID replaced: every copy Single Window sends has its own,
+    which is what proves later that it was sent (:mod:`.evidence`)."""
+    fields, body = split(raw)
+    kept = [f if f.endswith(b"\n") else f + b"\r\n" for name, f in fields
+            if name != "message-id"]
+    return f"Message-ID: {message_id}\r\n".encode() + b"".join(kept) + b"\r\n" + body

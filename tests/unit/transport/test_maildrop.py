@@ -61,16 +61,3 @@ def test_failed_agent_defers_never_bounces(tmp_path: Path) -> None:
     reply = maildrop.deliver(Path("/bin/false"), tmp_path / "dovecot.conf", tmp_path, "clerk",
                              "a@sw.test", b"x")
     assert reply.transient
-
-
-def test_delivered_reads_dovecot_lda_log_lines(tmp_path: Path) -> None:
-    log = tmp_path / "dovecot.log"
-    assert not maildrop.delivered(log, "<a@sw.test>")  # no log yet
-    log.write_text(
-        "Nov 28 17:06:01 lda(mc@sw.test)<2895><Md>: Info: msgid=<a@sw.test>: saved mail to "
-        "INBOX\n"
-        "Nov 28 17:06:02 lda(mc@sw.test)<2896><Me>: Error: msgid=<b@sw.test>: save failed to "
-        "INBOX: Quota exceeded\n")
-    assert maildrop.delivered(log, "<a@sw.test>")
-    assert not maildrop.delivered(log, "<b@sw.test>")  # failed saves do not count
-    assert not maildrop.delivered(log, "<c@sw.test>")

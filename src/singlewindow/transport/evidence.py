@@ -1,0 +1,109 @@
+"""Proof that an earlier, interrupted attempt already handed a copy over (SPEC D4).
+
+After the queue, in the transport: a copy is recorded ``pending`` before it is sent and
+``injected`` after the receiver's answer. When the transport dies in between, the next
+attempt must learn whether the copy was *committed* — in Postfix's queue, or saved into a
+maildrop — before it sends it again. The receivers' own logs tell, and only lines written
+after the commit count:
+
+- **Postfix**: cleanup(8) logs ``QID: message-id=<copy>`` while it still reads the
+  headers, before the message is accepted, so that line alone proves nothing (a copy cut
+  off during DATA has it too). qmgr(8) logs ``QID: from=<...>`` when it first opens a queue
+  file, which it does only for a complete, committed file. A copy is committed iff a
+  cleanup line names its Message-ID and a qmgr ``from=`` line follows for the same queue
+  id. ``enable_long_queue_ids`` (main.cf) makes queue ids unique for the life of the
+  queue, so an id seen for an aborted attempt is never reused by another message.
+- **dovecot-lda** logs ``msgid=<copy>: saved mail to ...`` after the save completed.
+
+Logs rotate (``postfix logrotate`` renames ``maillog_file`` to ``NAME.<date>`` and
+gzips it; Debian's logrotate writes ``NAME.1``, ``NAME.2.gz``), so the rotated siblings
+of a log are read too, oldest first, skipping any whose last write came before the copy's
+first attempt.
+
+The Message-ID of every copy is unique to that copy (the transport makes it), which is
+what the lines are matched on. Reading is line by line: a log of any size costs no memory.
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+#: A rotated log written before the first attempt cannot hold its lines; allow this much
+#: clock and mtime slack (seconds).
+_SLACK = 120.0
+
+
+def log_files(log: Path, since: float | None = None) -> list[Path]:
+    """The log and its rotated siblings that may hold lines written after ``since``
+    (a Unix time), oldest first, the live file last."""
+    found: list[tuple[float, Path]] = []
+    if log.parent.is_dir():
+        for path in log.parent.glob(f"{glob_escape(log.name)}.*"):
+            try:
+                mtime = path.stat().st_mtime
+            except OSError:
+                continue
+            if path.is_file() and (since is None or mtime >= since - _SLACK):
+                found.append((mtime, path))
+    found.sort()
+    files = [path for _, path in found]
+    if log.is_file():
+        files.append(log)
+    return files
+
+
+def glob_escape(name: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", name)
+
+
+def _open(path: Path) -> BinaryIO:
+    if path.suffix == ".gz":
+        return gzip.GzipFile(path, "rb")  # type: ignore[return-value]  # a binary file
+    return path.open("rb")
+
+
+def lines(log: Path, since: float | None = None) -> Iterator[bytes]:
+    """Every line of the log and its rotated siblings, in the order they were written."""
+    for path in log_files(log, since):
+        try:
+            with _open(path) as handle:
+                yield from handle
+        except FileNotFoundError:  # rotated away while we looked: its successor is read
+            continue
+        except (OSError, EOFError):  # a gzip being written by the compressor: skip
+            continue
+
+
+_CLEANUP = re.compile(rb"/cleanup\[\d+\]: ([0-9A-Za-z]+): message-id=(<[^>\s]*>)")
+_QMGR_FROM = re.compile(rb"/qmgr\[\d+\]: ([0-9A-Za-z]+): from=<")
+
+
+def postfix_committed(maillog: Path, copy_message_id: str,
+                      since: float | None = None) -> str | None:
+    """The queue id under which Postfix committed the message with this Message-ID, or
+    None if no attempt got as far as the queue."""
+    needle = copy_message_id.encode()
+    candidates: set[bytes] = set()
+    for line in lines(maillog, since):
+        if candidates and b"/qmgr[" in line:
+            match = _QMGR_FROM.search(line)
+            if match and match[1] in candidates:
+                return match[1].decode()
+        elif needle in line:
+            match = _CLEANUP.search(line)
+            if match and match[2] == needle:
+                candidates.add(match[1])
+    return None
+
+
+def maildrop_saved(dovecot_log: Path, copy_message_id: str,
+                   since: float | None = None) -> bool:
+    """Whether dovecot-lda logged saving a message with this Message-ID (Dovecot's default
+    ``deliver_log_format``: ``msgid=%m: %$``). The log, not the Maildir, because the
+    company may have fetched and deleted the copy over POP3 before the retry."""
+    needle = f"msgid={copy_message_id}: saved mail to ".encode()
+    return any(needle in line for line in lines(dovecot_log, since))
