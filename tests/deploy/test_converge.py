@@ -29,6 +29,7 @@ import signal
 import smtplib
 import socket
 import ssl
+import stat
 import subprocess
 import sys
 import tempfile
@@ -64,6 +65,8 @@ def build_base() -> None:
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(dir="/tmp", prefix="swc-base-"))
     try:
+        # mkdtemp makes 0700; the tarball's "./" entry carries this mode to every root.
+        make_debian_root_dir(work)
         subprocess.run(["debootstrap", "--variant=minbase", f"--include={INCLUDE}",
                         "bookworm", str(work), MIRROR], check=True, capture_output=True,
                        timeout=1800)
@@ -80,6 +83,13 @@ def build_base() -> None:
     finally:
         assert not mounts_under(work), f"debootstrap left mounts under {work}"
         shutil.rmtree(work, ignore_errors=True)
+
+
+def make_debian_root_dir(path: Path) -> None:
+    """The root directory as debootstrap leaves ``/``: root's, mode 0755. Without it no
+    user but root can reach anything inside (``pg_createcluster`` as postgres fails)."""
+    os.chown(path, 0, 0)
+    path.chmod(0o755)
 
 
 def mounts_under(root: Path) -> list[str]:
@@ -117,12 +127,14 @@ class Root:
     path: Path
     mounted: list[Path] = field(default_factory=list)
 
-    def run(self, *argv: str, user: str | None = None, input_: str | None = None,
+    def run(self, *argv: str, user: str | None = None, group: str | None = None,
+            input_: str | None = None,
             check: bool = True) -> subprocess.CompletedProcess[str]:
-        """A command inside the root (as ``user``: the unit's User=/Group=)."""
+        """A command inside the root (as ``user`` and ``group``, by default the user's
+        name: the unit's User=/Group=)."""
         prefix = ["chroot"]
         if user:
-            prefix.append(f"--userspec={user}:{user}")
+            prefix.append(f"--userspec={user}:{group or user}")
         cmd = [*prefix, str(self.path), *argv]
         result = subprocess.run(cmd, input=input_, capture_output=True, text=True,
                                 check=False, timeout=300,
@@ -141,11 +153,13 @@ def root() -> Iterator[Root]:
     if not BASE_TAR.exists():
         build_base()
     path = Path(tempfile.mkdtemp(dir="/tmp", prefix="swc-"))
-    path.chmod(0o755)
     the_root = Root(path)
     try:
         subprocess.run(["tar", "--numeric-owner", "-C", str(path), "-xpf", str(BASE_TAR)],
                        check=True)
+        # After tar -p, which restores the "./" entry's mode onto the root: a cache made
+        # before build_base set it (0700 from mkdtemp) still gives a usable root.
+        make_debian_root_dir(path)
         shutil.copyfile("/etc/resolv.conf", path / "etc/resolv.conf")
         # The site's own CAs (a TLS-inspecting egress proxy), as an operator adds them.
         local_ca = Path("/usr/local/share/ca-certificates")
@@ -260,6 +274,16 @@ def converged(root: Root, tmp_path_factory: pytest.TempPathFactory) -> Converge:
         result.seconds.append(time.monotonic() - started)
     print(f"converge {result.seconds[0]:.0f} s, second run {result.seconds[1]:.0f} s")
     return result
+
+
+def test_fresh_root_is_usable_by_unprivileged_users(root: Root) -> None:
+    """The extracted root's ``/`` is as debootstrap makes it (root's, 0755), so package
+    scripts that drop privileges (``pg_createcluster`` as postgres) work in it."""
+    st = root.path.stat()
+    assert (oct(stat.S_IMODE(st.st_mode)), st.st_uid, st.st_gid) == (oct(0o755), 0, 0)
+    root.run("/bin/true", user="nobody", group="nogroup")
+    assert root.run("/bin/ls", "/etc/debian_version", user="nobody",
+                    group="nogroup").stdout.strip() == "/etc/debian_version"
 
 
 def test_first_run_changes_the_fresh_root(converged: Converge) -> None:
