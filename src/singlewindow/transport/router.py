@@ -22,6 +22,7 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -45,8 +46,11 @@ _EMAIL = re.compile(rb"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+[A-Za-z0-9
 #: Test-only fault injection (SPEC D4 crash tests): kill this process with SIGKILL at one
 #: step of a copy's delivery: ``before-claim``, ``during-data`` (half the copy sent to
 #: Postfix), ``after-inject`` (Postfix answered 250, nothing recorded yet) or
-#: ``after-record``. Never set in production.
+#: ``after-record``. ``POINT@TABLE`` fires only for copies of submissions (``forward``) or
+#: for generated mail (``notice_delivery``); ``POINT:pause=SECONDS`` pauses there instead,
+#: after creating the file named by ``SW_TRANSPORT_FAULT_FLAG``. Never set in production.
 FAULT = os.environ.get("SW_TRANSPORT_FAULT", "")
+FAULT_FLAG = os.environ.get("SW_TRANSPORT_FAULT_FLAG", "")
 
 
 class Deferred(Exception):
@@ -247,7 +251,7 @@ class Router:
         refused: list[tuple[directory.Address, Refused | str]] = []
         destinations = routed or [target]
         for dest in destinations:
-            _fault("before-claim")
+            _fault("before-claim", "forward")
             tag = hashlib.sha256(f"{rcpt.lower()}>{dest.logical}".encode()).hexdigest()[:10]
             claim = messages.claim_forward(conn, messages.Forward(
                 o.message_id, rcpt.lower(), dest.logical, dest.physical,
@@ -326,7 +330,8 @@ class Router:
             try:
                 queue_id = self.injector.send(
                     sender, physical, data, envid=envid, notify=notify, orcpt=orcpt,
-                    deadline=started + self.lease / 2, checkpoint=_fault)
+                    deadline=started + self.lease / 2,
+                    checkpoint=lambda point: _fault(point, claim.table))
             except Refused as refusal:
                 messages.mark_refused(conn, claim, f"{refusal.code} {refusal.text}")
                 log.error("copy %s refused by Postfix: %s", claim.copy_message_id, refusal)
@@ -335,9 +340,9 @@ class Router:
                 if not exc.uncertain:
                     messages.release(conn, claim)
                 raise
-        _fault("after-inject")
+        _fault("after-inject", claim.table)
         messages.mark_injected(conn, claim, queue_id)
-        _fault("after-record")
+        _fault("after-record", claim.table)
         return Sent(queue_id, None, fresh=True)
 
     def sent_before(self, maildrop_login: str | None, claim: messages.Claim) -> str | None:
@@ -563,7 +568,17 @@ def scrub(conn: Conn, raw: bytes, reader: directory.Party) -> bytes:
     return _EMAIL.sub(replace, raw)
 
 
-def _fault(point: str) -> None:
-    if point == FAULT:
-        log.warning("fault injection %s: killing myself", point)
-        os.kill(os.getpid(), signal.SIGKILL)
+def _fault(point: str, table: str) -> None:
+    if not FAULT:
+        return
+    where, _, action = FAULT.partition(":")
+    if where not in (point, f"{point}@{table}"):
+        return
+    if action.startswith("pause="):
+        log.warning("fault injection %s: pausing %s s", point, action[6:])
+        if FAULT_FLAG:
+            Path(FAULT_FLAG).touch()
+        time.sleep(float(action[6:]))
+        return
+    log.warning("fault injection %s: killing myself", point)
+    os.kill(os.getpid(), signal.SIGKILL)

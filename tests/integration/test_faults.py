@@ -1,0 +1,182 @@
+"""Delivered means delivered, once: the transport killed or cut off at every step of a
+delivery, on the real Postfix, Dovecot and PostgreSQL (SPEC D4, issue 10).
+
+Each submission goes to two agencies. After each fault every agency holds exactly one copy,
+the submitter exactly one DSN saying "delivered" for both, and the store one row per copy,
+``injected``. The test stack's claims have a 5 s lease (tests/conftest.py), so a copy
+whose sender died is recovered on the first retry after that.
+"""
+
+from __future__ import annotations
+
+import secrets
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from singlewindow import stack
+from singlewindow.config import Config
+from singlewindow.store import connect
+from tests.integration.sinks import Received, delivery_status, dsn_about
+from tests.integration.world import Party, World, faulty_transport, message, wait_until
+from tests.unit.mig import factory
+
+
+@pytest.fixture(scope="module")
+def world(sw_stack: Config) -> Iterator[World]:
+    with World(sw_stack) as world:
+        world.add("co", "company")
+        world.add("ag1", "agency")
+        world.add("ag2", "agency")
+        yield world
+
+
+def subject() -> str:
+    return "fault " + secrets.token_hex(6)
+
+
+def submit(world: World, subj: str, body: bytes | None = None) -> None:
+    co, ag1, ag2 = world["co"], world["ag1"], world["ag2"]
+    data = message(co, ag1.logical, subj, body if body is not None else factory.gendec(),
+                   headers=[f"Cc: <{ag2.logical}>"])
+    assert world.submit(co, [ag1.logical, ag2.logical], data) == {}
+
+
+def about(party: Party, subj: str, count: int = 1, timeout: float = 90.0,
+          dsn: bool = False) -> list[Received]:
+    def match(r: Received) -> bool:
+        if dsn:
+            return dsn_about(r, subj)
+        return r.mail_from not in ("", "<>") and f"Subject: {subj}".encode() in r.data
+    return party.sink.wait_for(match, timeout=timeout, count=count)
+
+
+def assert_exactly_once(world: World, subj: str) -> None:
+    """One copy at each agency, one "delivered" DSN for both, one injected row per copy;
+    and still so a while later (a duplicate would come with Postfix's next retry)."""
+    for role in ("ag1", "ag2"):
+        assert len(about(world[role], subj)) == 1, f"no copy at {role}"
+    # Postfix reports each recipient when it is done: one DSN for both, or one each when
+    # the retries delivered them apart.
+    wait_until(lambda: len(_statuses(world, subj)) >= 2, 90)
+    world.flush()
+    for role in ("ag1", "ag2"):
+        assert len(about(world[role], subj, count=2, timeout=6)) == 1, f"two copies at {role}"
+    statuses = _statuses(world, subj)
+    assert sorted(statuses) == sorted(
+        (world[r].logical, "delivered") for r in ("ag1", "ag2")), statuses
+    copy_ids = [about(world[r], subj)[0].message["Message-ID"] for r in ("ag1", "ag2")]
+    with connect(world.config.database) as conn:
+        rows = conn.execute("SELECT state FROM forward WHERE copy_message_id = ANY(%s)",
+                            (copy_ids,)).fetchall()
+    assert [r["state"] for r in rows] == ["injected", "injected"]
+
+
+def _statuses(world: World, subj: str) -> list[tuple[str, str]]:
+    """(recipient, action) of every DSN about the submission the company received."""
+    reports = about(world["co"], subj, dsn=True, timeout=0, count=0)
+    return [(s.get("original-recipient", s.get("final-recipient", "")).split(";")[-1]
+             .strip().lower(), s["action"]) for r in reports for s in delivery_status(r)]
+
+
+def restart_transport(world: World) -> None:
+    stack.up(world.config.paths.state_dir, say=lambda _: None)  # idempotent: only the dead
+    world.flush()
+
+
+@pytest.mark.parametrize("fault", ["before-claim", "during-data", "after-inject",
+                                   "after-record"])
+def test_kill_at_each_step_of_a_forward_delivers_each_copy_once(world: World,
+                                                                 fault: str) -> None:
+    subj = subject()
+    with faulty_transport(world.config, f"{fault}@forward") as faulty:
+        submit(world, subj)
+        assert faulty.wait(timeout=60) == -signal.SIGKILL
+    restart_transport(world)
+    assert_exactly_once(world, subj)
+
+
+@pytest.mark.parametrize("fault", ["during-data", "after-inject"])
+def test_kill_while_delivering_the_dsn_delivers_it_once(world: World, fault: str) -> None:
+    """The DSN Postfix writes reaches the company through the transport too."""
+    subj = subject()
+    with faulty_transport(world.config, f"{fault}@notice_delivery") as faulty:
+        submit(world, subj)
+        assert faulty.wait(timeout=60) == -signal.SIGKILL
+    restart_transport(world)
+    assert_exactly_once(world, subj)
+
+
+def test_kill_after_sending_the_control_message_sends_it_once(world: World) -> None:
+    """A MIG-invalid submission: its control message goes out once, nothing to agencies."""
+    co, ag1 = world["co"], world["ag1"]
+    subj = subject()
+    invalid = factory.gendec().replace(b"<Flag>PA</Flag>", b"<Flag>Panama</Flag>")
+    data = message(co, ag1.logical, subj, invalid)
+    message_id = data.split(b"Message-ID: ", 1)[1].split(b"\r\n", 1)[0]
+    with faulty_transport(world.config, "after-inject@forward") as faulty:
+        assert world.submit(co, [ag1.logical], data) == {}
+        assert faulty.wait(timeout=60) == -signal.SIGKILL
+    restart_transport(world)
+    [report] = about(co, subj, dsn=True)
+    assert [s["action"] for s in delivery_status(report)] == ["delivered"]
+
+    def control(r: Received) -> bool:
+        return b"X-SingleWindow-Message:" in r.data and b"In-Reply-To: " + message_id in r.data
+    assert len(co.sink.wait_for(control, timeout=60)) == 1
+    world.flush()
+    assert len(co.sink.wait_for(control, timeout=6, count=2)) == 1
+    assert not about(ag1, subj, timeout=1)
+
+
+def test_postgresql_restarted_mid_delivery_delivers_each_copy_once(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The copy is in Postfix's queue, then PostgreSQL goes away before it is recorded."""
+    config = world.config
+    layout = stack.Layout(config.paths.state_dir)
+    flag = config.paths.run_dir / f"fault-{secrets.token_hex(4)}"
+    monkeypatch.setenv("SW_TRANSPORT_FAULT_FLAG", str(flag))
+    subj = subject()
+    with faulty_transport(config, "after-inject@forward:pause=6") as faulty:
+        submit(world, subj)
+        wait_until(flag.exists, 60)
+        stack.run([stack.pg_bin("pg_ctl"), "-D", str(layout.pg_data), "-m", "fast", "-w",
+                   "-l", str(layout.log_dir / "postgresql.log"), "restart"],
+                  user="postgres", cwd=layout.root)
+        # The paused attempt wakes to a dead connection and defers; it must not have
+        # recorded anything, and its copy is in Postfix's queue.
+        wait_until(lambda: _transport_deferred(config, subj), 60)
+        assert faulty.poll() is None
+    flag.unlink(missing_ok=True)
+    restart_transport(world)
+    assert_exactly_once(world, subj)
+
+
+def _transport_deferred(config: Config, subj: str) -> bool:
+    log = config.paths.log_dir / "postfix.log"
+    return any(b"status=deferred" in line and b"lmtp" in line and b"4.3.0" in line
+               for line in log.read_bytes().splitlines()[-400:]) and subj != ""
+
+
+def test_log_rotated_between_attempt_and_recovery_delivers_each_copy_once(
+        world: World) -> None:
+    """``postfix logrotate`` moves the proof into a gzipped file before the retry."""
+    config = world.config
+    subj = subject()
+    with faulty_transport(config, "after-inject@forward") as faulty:
+        submit(world, subj)
+        assert faulty.wait(timeout=60) == -signal.SIGKILL
+        # Postfix's qmgr logs the copy's "from=" before we rotate.
+        wait_until(lambda: len(about(world["ag1"], subj, timeout=0)) == 1, 60)
+        subprocess.run(["postfix", "-c", str(stack.Layout(config.paths.state_dir).postfix_conf),
+                        "logrotate"], check=True, capture_output=True)
+        log = config.paths.log_dir / "postfix.log"
+        wait_until(lambda: any(p.name.endswith(".gz")
+                               for p in log.parent.glob("postfix.log.*")), 30)
+    restart_transport(world)
+    assert_exactly_once(world, subj)
+    rotated = sorted(Path(config.paths.log_dir).glob("postfix.log.*"))
+    assert rotated, "postfix logrotate left no rotated file"
