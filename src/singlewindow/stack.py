@@ -98,7 +98,12 @@ class Layout:
     def log_dir(self) -> Path:
         return self.root / "log"
 
+    @property
+    def supervisor_socket(self) -> Path:
+        return self.root / "run" / "supervisor.sock"
+
     def pid_file(self, name: str) -> Path:
+        """Where the pid of ``name`` (a DAEMONS key, or "supervisor") is kept."""
         return self.root / "run" / f"{name}.pid"
 
 
@@ -144,7 +149,7 @@ def _mkdir(path: Path, user: str = "root", mode: int = 0o755) -> None:
     _chown(path, user, mode)
 
 
-def _alive(pid: int, marker: str) -> bool:
+def alive(pid: int, marker: str) -> bool:
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
@@ -184,7 +189,7 @@ def _smtp_greets(host: str, port: int) -> bool:
     return False
 
 
-def _unix_open(path: Path) -> bool:
+def unix_open(path: Path) -> bool:
     with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as s:
         s.connect(str(path))
         return True
@@ -350,7 +355,7 @@ def _start_daemon(config: Config, layout: Layout, name: str, say: Say) -> None:
     module, socket_of = DAEMONS[name]
     pid_file = layout.pid_file(name)
     pid = read_pid(pid_file)
-    if pid is not None and _alive(pid, module):
+    if pid is not None and alive(pid, module):
         return
     say(f"{name}: starting")
     log = layout.log_dir / f"{name}.log"
@@ -361,7 +366,7 @@ def _start_daemon(config: Config, layout: Layout, name: str, say: Say) -> None:
             start_new_session=True, cwd=layout.root)
     pid_file.write_text(f"{proc.pid}\n")
     path = socket_of(config)
-    _wait(lambda: proc.poll() is None and _unix_open(path), name, log)
+    _wait(lambda: proc.poll() is None and unix_open(path), name, log)
 
 
 def _postfix(layout: Layout, ctx: dict[str, Any], say: Say) -> None:
@@ -395,7 +400,7 @@ def _dovecot(config: Config, layout: Layout, ctx: dict[str, Any], say: Say) -> N
     conf = str(layout.dovecot_conf / "dovecot.conf")
     run(["doveconf", "-c", conf, "-n"])
     pid = read_pid(layout.dovecot_base / "master.pid")
-    if pid is not None and _alive(pid, "dovecot"):
+    if pid is not None and alive(pid, "dovecot"):
         run(["dovecot", "-c", conf, "reload"])
     else:
         say("dovecot: starting")
@@ -437,13 +442,13 @@ def up(state_dir: Path, *, demo: bool = False, base: Config | None = None,
 
 
 def _stop_pid(pid: int, marker: str, timeout: float = 10.0) -> None:
-    if not _alive(pid, marker):
+    if not alive(pid, marker):
         return
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _alive(pid, marker):
+    while time.monotonic() < deadline and alive(pid, marker):
         time.sleep(0.05)
-    if _alive(pid, marker):
+    if alive(pid, marker):
         os.kill(pid, signal.SIGKILL)
 
 
@@ -457,14 +462,14 @@ def down(state_dir: Path, say: Say = print) -> None:
         master = read_pid(layout.postfix_queue / "pid" / "master.pid")
         run(["postfix", "-c", str(layout.postfix_conf), "stop"], check=False)
         if master is not None:
-            _wait(lambda: not _alive(master, "master"), "postfix stop")
+            _wait(lambda: not alive(master, "master"), "postfix stop")
     pid = read_pid(layout.dovecot_base / "master.pid")
-    if pid is not None and _alive(pid, "dovecot"):
+    if pid is not None and alive(pid, "dovecot"):
         say("dovecot: stopping")
         _stop_pid(pid, "dovecot")
     for name, (module, _) in DAEMONS.items():
         pid = read_pid(layout.pid_file(name))
-        if pid is not None and _alive(pid, module):
+        if pid is not None and alive(pid, module):
             say(f"{name}: stopping")
             _stop_pid(pid, module)
         layout.pid_file(name).unlink(missing_ok=True)
@@ -479,15 +484,15 @@ def status(state_dir: Path) -> list[tuple[str, int | None]]:
     layout = Layout(state_dir.resolve())
     found: list[tuple[str, int | None]] = []
     pg = read_pid(layout.pg_data / "postmaster.pid")
-    found.append(("postgresql", pg if pg is not None and _alive(pg, "postgres") else None))
+    found.append(("postgresql", pg if pg is not None and alive(pg, "postgres") else None))
     master = read_pid(layout.postfix_queue / "pid" / "master.pid")
-    found.append(("postfix", master if master is not None and _alive(master, "master")
+    found.append(("postfix", master if master is not None and alive(master, "master")
                   else None))
     dove = read_pid(layout.dovecot_base / "master.pid")
-    found.append(("dovecot", dove if dove is not None and _alive(dove, "dovecot") else None))
+    found.append(("dovecot", dove if dove is not None and alive(dove, "dovecot") else None))
     for name, (module, _) in DAEMONS.items():
         pid = read_pid(layout.pid_file(name))
-        found.append((name, pid if pid is not None and _alive(pid, module) else None))
+        found.append((name, pid if pid is not None and alive(pid, module) else None))
     return found
 
 
