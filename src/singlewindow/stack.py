@@ -2,9 +2,11 @@
 
 ``swctl stack up`` builds everything under one state directory and starts it on
 127.0.0.1 (SPEC §6); ``down`` stops exactly what ``up`` started, by pid; ``status`` tells
-what runs. The system's own Postfix, Dovecot and PostgreSQL configuration and services
-are not touched: each server runs as a private instance with its own configuration
-directory (``postfix -c``, ``dovecot -c``, ``pg_ctl -D``).
+what runs. The project's daemons run under :mod:`singlewindow.supervisor`, which starts
+one again when it dies, as systemd does on a deployed node. The system's own Postfix,
+Dovecot and PostgreSQL configuration and services are not touched: each server runs as a
+private instance with its own configuration directory (``postfix -c``, ``dovecot -c``,
+``pg_ctl -D``).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from singlewindow.config import Config
 from singlewindow.store import connect, directory, migrate
 
 #: The project's own daemons: name → module run with ``python -m``, and the socket that
-#: tells it is ready.
+#: tells it is ready. The supervisor starts them, and starts one again that dies.
 DAEMONS: dict[str, tuple[str, Callable[[Config], Path]]] = {
     "policyd": ("singlewindow.policy.server", lambda c: c.paths.policy_socket),
     "transport": ("singlewindow.transport.server", lambda c: c.paths.lmtp_socket),
@@ -43,6 +45,9 @@ DAEMONS: dict[str, tuple[str, Callable[[Config], Path]]] = {
 #: the last).
 REQUIRED_USERS = ("postgres", "postfix", "dovecot", "singlewindow")
 MAILDROP_USER = "singlewindow"
+#: The supervisor's module (singlewindow/supervisor.py; named here, not imported, since it
+#: builds on this module).
+SUPERVISOR = "singlewindow.supervisor"
 START_TIMEOUT = 30.0
 
 Say = Callable[[str], None]
@@ -351,22 +356,43 @@ def _postgres(config: Config, layout: Layout, ctx: dict[str, Any], say: Say) -> 
             say(f"postgresql: applied migration {migration.version:04d}_{migration.name}")
 
 
-def _start_daemon(config: Config, layout: Layout, name: str, say: Say) -> None:
-    module, socket_of = DAEMONS[name]
-    pid_file = layout.pid_file(name)
-    pid = read_pid(pid_file)
-    if pid is not None and alive(pid, module):
-        return
-    say(f"{name}: starting")
-    log = layout.log_dir / f"{name}.log"
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", module, "--state-dir", str(layout.root)],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True, cwd=layout.root)
-    pid_file.write_text(f"{proc.pid}\n")
-    path = socket_of(config)
-    _wait(lambda: proc.poll() is None and unix_open(path), name, log)
+def _daemon_pid(layout: Layout, name: str) -> int | None:
+    pid = read_pid(layout.pid_file(name))
+    module = SUPERVISOR if name == "supervisor" else DAEMONS[name][0]
+    return pid if pid is not None and alive(pid, module) else None
+
+
+def _supervise(config: Config, layout: Layout, say: Say) -> None:
+    """Start the supervisor unless it runs, then wait until each daemon answers."""
+    pid = _daemon_pid(layout, "supervisor")
+    if pid is None:
+        say("supervisor: starting")
+        with (layout.log_dir / "supervisor.log").open("ab") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", SUPERVISOR, "--state-dir", str(layout.root)],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True, cwd=layout.root)
+        render.write_atomic(layout.pid_file("supervisor"), f"{proc.pid}\n")
+
+        def supervising() -> bool:
+            # Just after exec its /proc cmdline can read empty for a moment: ask Popen.
+            return proc.poll() is None
+    else:
+        def supervising() -> bool:
+            return alive(pid, SUPERVISOR)
+
+        if any(_daemon_pid(layout, name) is None for name in DAEMONS):
+            os.kill(pid, signal.SIGHUP)  # start again what it gave up on
+    for name, (_, socket_of) in DAEMONS.items():
+        path = socket_of(config)
+
+        def ready(name: str = name, path: Path = path) -> bool:
+            if not supervising():
+                raise StackError("the supervisor exited: see "
+                                 f"{layout.log_dir / 'supervisor.log'}")
+            return _daemon_pid(layout, name) is not None and unix_open(path)
+
+        _wait(ready, name, layout.log_dir / f"{name}.log")
 
 
 def _postfix(layout: Layout, ctx: dict[str, Any], say: Say) -> None:
@@ -425,8 +451,7 @@ def up(state_dir: Path, *, demo: bool = False, base: Config | None = None,
     _postgres(config, layout, ctx, say)
     if database_only:
         return config
-    for name in DAEMONS:
-        _start_daemon(config, layout, name, say)
+    _supervise(config, layout, say)
     _postfix(layout, ctx, say)
     _dovecot(config, layout, ctx, say)
     listeners = config.listeners
@@ -467,9 +492,11 @@ def down(state_dir: Path, say: Say = print) -> None:
     if pid is not None and alive(pid, "dovecot"):
         say("dovecot: stopping")
         _stop_pid(pid, "dovecot")
-    for name, (module, _) in DAEMONS.items():
-        pid = read_pid(layout.pid_file(name))
-        if pid is not None and alive(pid, module):
+    # The supervisor first, so that it does not start again the daemons stopped next.
+    for name, module in (("supervisor", SUPERVISOR),
+                         *((name, module) for name, (module, _) in DAEMONS.items())):
+        pid = _daemon_pid(layout, name)
+        if pid is not None:
             say(f"{name}: stopping")
             _stop_pid(pid, module)
         layout.pid_file(name).unlink(missing_ok=True)
@@ -490,9 +517,8 @@ def status(state_dir: Path) -> list[tuple[str, int | None]]:
                   else None))
     dove = read_pid(layout.dovecot_base / "master.pid")
     found.append(("dovecot", dove if dove is not None and alive(dove, "dovecot") else None))
-    for name, (module, _) in DAEMONS.items():
-        pid = read_pid(layout.pid_file(name))
-        found.append((name, pid if pid is not None and alive(pid, module) else None))
+    for name in ("supervisor", *DAEMONS):
+        found.append((name, _daemon_pid(layout, name)))
     return found
 
 

@@ -23,7 +23,8 @@ def test_status_lists_every_component_running(sw_stack: Config) -> None:
     result = swctl(sw_stack, "stack", "status")
     assert result.returncode == 0, result.stdout + result.stderr
     names = [line.split("\t")[0] for line in result.stdout.splitlines()]
-    assert names == ["postgresql", "postfix", "dovecot", "policyd", "transport", "milter"]
+    assert names == ["postgresql", "postfix", "dovecot", "supervisor", "policyd", "transport",
+                     "milter"]
     assert all("running pid" in line for line in result.stdout.splitlines())
 
 
