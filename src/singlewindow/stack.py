@@ -18,6 +18,7 @@ import secrets
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -199,6 +200,17 @@ def unix_open(path: Path) -> bool:
         s.connect(str(path))
         return True
     return False
+
+
+def serving(path: Path) -> bool:
+    """A daemon's socket is ready for Postfix: the daemon has made it mode 0660 for the
+    postfix group (``daemon.restrict_socket``, once it listens) and it accepts a connection.
+    A connection alone tells too early: root may connect before Postfix's user can."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return stat.S_IMODE(mode) == 0o660 and unix_open(path)
 
 
 def preflight() -> None:
@@ -390,7 +402,7 @@ def _supervise(config: Config, layout: Layout, say: Say) -> None:
             if not supervising():
                 raise StackError("the supervisor exited: see "
                                  f"{layout.log_dir / 'supervisor.log'}")
-            return _daemon_pid(layout, name) is not None and unix_open(path)
+            return _daemon_pid(layout, name) is not None and serving(path)
 
         _wait(ready, name, layout.log_dir / f"{name}.log")
 

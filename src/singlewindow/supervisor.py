@@ -158,7 +158,7 @@ class Supervised:
         deadline = time.monotonic() + stack.START_TIMEOUT
         while time.monotonic() < deadline:
             run = self.run
-            if run is not None and not run.exited.done() and stack.unix_open(self.socket_path):
+            if run is not None and not run.exited.done() and stack.serving(self.socket_path):
                 return run.pid
             await asyncio.sleep(0.05)
         raise TimeoutError(f"{self.name} did not answer on {self.socket_path} within "

@@ -139,7 +139,7 @@ def faulty_transport(config: Config, fault: str) -> Iterator[subprocess.Popen[by
                 env={**os.environ, "SW_TRANSPORT_FAULT": fault}, stdout=log, stderr=log)
         try:
             # The stopped transport's socket file is still there: wait for an answer.
-            wait_until(lambda: faulty.poll() is not None or stack.unix_open(socket_path))
+            wait_until(lambda: faulty.poll() is not None or stack.serving(socket_path))
             assert faulty.poll() is None, f"faulty transport exited: see {log_path}"
             yield faulty
         finally:
