@@ -2,9 +2,11 @@
 
 ``swctl stack up`` builds everything under one state directory and starts it on
 127.0.0.1 (SPEC §6); ``down`` stops exactly what ``up`` started, by pid; ``status`` tells
-what runs. The system's own Postfix, Dovecot and PostgreSQL configuration and services
-are not touched: each server runs as a private instance with its own configuration
-directory (``postfix -c``, ``dovecot -c``, ``pg_ctl -D``).
+what runs. The project's daemons run under :mod:`singlewindow.supervisor`, which starts
+one again when it dies, as systemd does on a deployed node. The system's own Postfix,
+Dovecot and PostgreSQL configuration and services are not touched: each server runs as a
+private instance with its own configuration directory (``postfix -c``, ``dovecot -c``,
+``pg_ctl -D``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import secrets
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -33,7 +36,7 @@ from singlewindow.config import Config
 from singlewindow.store import connect, directory, migrate
 
 #: The project's own daemons: name → module run with ``python -m``, and the socket that
-#: tells it is ready.
+#: tells it is ready. The supervisor starts them, and starts one again that dies.
 DAEMONS: dict[str, tuple[str, Callable[[Config], Path]]] = {
     "policyd": ("singlewindow.policy.server", lambda c: c.paths.policy_socket),
     "transport": ("singlewindow.transport.server", lambda c: c.paths.lmtp_socket),
@@ -43,6 +46,9 @@ DAEMONS: dict[str, tuple[str, Callable[[Config], Path]]] = {
 #: the last).
 REQUIRED_USERS = ("postgres", "postfix", "dovecot", "singlewindow")
 MAILDROP_USER = "singlewindow"
+#: The supervisor's module (singlewindow/supervisor.py; named here, not imported, since it
+#: builds on this module).
+SUPERVISOR = "singlewindow.supervisor"
 START_TIMEOUT = 30.0
 
 Say = Callable[[str], None]
@@ -98,7 +104,12 @@ class Layout:
     def log_dir(self) -> Path:
         return self.root / "log"
 
+    @property
+    def supervisor_socket(self) -> Path:
+        return self.root / "run" / "supervisor.sock"
+
     def pid_file(self, name: str) -> Path:
+        """Where the pid of ``name`` (a DAEMONS key, or "supervisor") is kept."""
         return self.root / "run" / f"{name}.pid"
 
 
@@ -144,7 +155,7 @@ def _mkdir(path: Path, user: str = "root", mode: int = 0o755) -> None:
     _chown(path, user, mode)
 
 
-def _alive(pid: int, marker: str) -> bool:
+def alive(pid: int, marker: str) -> bool:
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
@@ -184,11 +195,22 @@ def _smtp_greets(host: str, port: int) -> bool:
     return False
 
 
-def _unix_open(path: Path) -> bool:
+def unix_open(path: Path) -> bool:
     with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as s:
         s.connect(str(path))
         return True
     return False
+
+
+def serving(path: Path) -> bool:
+    """A daemon's socket is ready for Postfix: the daemon has made it mode 0660 for the
+    postfix group (``daemon.restrict_socket``, once it listens) and it accepts a connection.
+    A connection alone tells too early: root may connect before Postfix's user can."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return stat.S_IMODE(mode) == 0o660 and unix_open(path)
 
 
 def preflight() -> None:
@@ -346,22 +368,43 @@ def _postgres(config: Config, layout: Layout, ctx: dict[str, Any], say: Say) -> 
             say(f"postgresql: applied migration {migration.version:04d}_{migration.name}")
 
 
-def _start_daemon(config: Config, layout: Layout, name: str, say: Say) -> None:
-    module, socket_of = DAEMONS[name]
-    pid_file = layout.pid_file(name)
-    pid = read_pid(pid_file)
-    if pid is not None and _alive(pid, module):
-        return
-    say(f"{name}: starting")
-    log = layout.log_dir / f"{name}.log"
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", module, "--state-dir", str(layout.root)],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True, cwd=layout.root)
-    pid_file.write_text(f"{proc.pid}\n")
-    path = socket_of(config)
-    _wait(lambda: proc.poll() is None and _unix_open(path), name, log)
+def _daemon_pid(layout: Layout, name: str) -> int | None:
+    pid = read_pid(layout.pid_file(name))
+    module = SUPERVISOR if name == "supervisor" else DAEMONS[name][0]
+    return pid if pid is not None and alive(pid, module) else None
+
+
+def _supervise(config: Config, layout: Layout, say: Say) -> None:
+    """Start the supervisor unless it runs, then wait until each daemon answers."""
+    pid = _daemon_pid(layout, "supervisor")
+    if pid is None:
+        say("supervisor: starting")
+        with (layout.log_dir / "supervisor.log").open("ab") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", SUPERVISOR, "--state-dir", str(layout.root)],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True, cwd=layout.root)
+        render.write_atomic(layout.pid_file("supervisor"), f"{proc.pid}\n")
+
+        def supervising() -> bool:
+            # Just after exec its /proc cmdline can read empty for a moment: ask Popen.
+            return proc.poll() is None
+    else:
+        def supervising() -> bool:
+            return alive(pid, SUPERVISOR)
+
+        if any(_daemon_pid(layout, name) is None for name in DAEMONS):
+            os.kill(pid, signal.SIGHUP)  # start again what it gave up on
+    for name, (_, socket_of) in DAEMONS.items():
+        path = socket_of(config)
+
+        def ready(name: str = name, path: Path = path) -> bool:
+            if not supervising():
+                raise StackError("the supervisor exited: see "
+                                 f"{layout.log_dir / 'supervisor.log'}")
+            return _daemon_pid(layout, name) is not None and serving(path)
+
+        _wait(ready, name, layout.log_dir / f"{name}.log")
 
 
 def _postfix(layout: Layout, ctx: dict[str, Any], say: Say) -> None:
@@ -395,7 +438,7 @@ def _dovecot(config: Config, layout: Layout, ctx: dict[str, Any], say: Say) -> N
     conf = str(layout.dovecot_conf / "dovecot.conf")
     run(["doveconf", "-c", conf, "-n"])
     pid = read_pid(layout.dovecot_base / "master.pid")
-    if pid is not None and _alive(pid, "dovecot"):
+    if pid is not None and alive(pid, "dovecot"):
         run(["dovecot", "-c", conf, "reload"])
     else:
         say("dovecot: starting")
@@ -420,8 +463,7 @@ def up(state_dir: Path, *, demo: bool = False, base: Config | None = None,
     _postgres(config, layout, ctx, say)
     if database_only:
         return config
-    for name in DAEMONS:
-        _start_daemon(config, layout, name, say)
+    _supervise(config, layout, say)
     _postfix(layout, ctx, say)
     _dovecot(config, layout, ctx, say)
     listeners = config.listeners
@@ -437,13 +479,13 @@ def up(state_dir: Path, *, demo: bool = False, base: Config | None = None,
 
 
 def _stop_pid(pid: int, marker: str, timeout: float = 10.0) -> None:
-    if not _alive(pid, marker):
+    if not alive(pid, marker):
         return
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _alive(pid, marker):
+    while time.monotonic() < deadline and alive(pid, marker):
         time.sleep(0.05)
-    if _alive(pid, marker):
+    if alive(pid, marker):
         os.kill(pid, signal.SIGKILL)
 
 
@@ -457,14 +499,16 @@ def down(state_dir: Path, say: Say = print) -> None:
         master = read_pid(layout.postfix_queue / "pid" / "master.pid")
         run(["postfix", "-c", str(layout.postfix_conf), "stop"], check=False)
         if master is not None:
-            _wait(lambda: not _alive(master, "master"), "postfix stop")
+            _wait(lambda: not alive(master, "master"), "postfix stop")
     pid = read_pid(layout.dovecot_base / "master.pid")
-    if pid is not None and _alive(pid, "dovecot"):
+    if pid is not None and alive(pid, "dovecot"):
         say("dovecot: stopping")
         _stop_pid(pid, "dovecot")
-    for name, (module, _) in DAEMONS.items():
-        pid = read_pid(layout.pid_file(name))
-        if pid is not None and _alive(pid, module):
+    # The supervisor first, so that it does not start again the daemons stopped next.
+    for name, module in (("supervisor", SUPERVISOR),
+                         *((name, module) for name, (module, _) in DAEMONS.items())):
+        pid = _daemon_pid(layout, name)
+        if pid is not None:
             say(f"{name}: stopping")
             _stop_pid(pid, module)
         layout.pid_file(name).unlink(missing_ok=True)
@@ -479,15 +523,14 @@ def status(state_dir: Path) -> list[tuple[str, int | None]]:
     layout = Layout(state_dir.resolve())
     found: list[tuple[str, int | None]] = []
     pg = read_pid(layout.pg_data / "postmaster.pid")
-    found.append(("postgresql", pg if pg is not None and _alive(pg, "postgres") else None))
+    found.append(("postgresql", pg if pg is not None and alive(pg, "postgres") else None))
     master = read_pid(layout.postfix_queue / "pid" / "master.pid")
-    found.append(("postfix", master if master is not None and _alive(master, "master")
+    found.append(("postfix", master if master is not None and alive(master, "master")
                   else None))
     dove = read_pid(layout.dovecot_base / "master.pid")
-    found.append(("dovecot", dove if dove is not None and _alive(dove, "dovecot") else None))
-    for name, (module, _) in DAEMONS.items():
-        pid = read_pid(layout.pid_file(name))
-        found.append((name, pid if pid is not None and _alive(pid, module) else None))
+    found.append(("dovecot", dove if dove is not None and alive(dove, "dovecot") else None))
+    for name in ("supervisor", *DAEMONS):
+        found.append((name, _daemon_pid(layout, name)))
     return found
 
 

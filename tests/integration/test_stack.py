@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
 import sys
 from dataclasses import replace
@@ -11,6 +13,7 @@ from pathlib import Path
 from singlewindow import stack
 from singlewindow.config import Config, Listeners
 from tests.conftest import free_port, short_state_dir
+from tests.integration.world import wait_until
 
 
 def swctl(config: Config, *argv: str) -> subprocess.CompletedProcess[str]:
@@ -23,7 +26,8 @@ def test_status_lists_every_component_running(sw_stack: Config) -> None:
     result = swctl(sw_stack, "stack", "status")
     assert result.returncode == 0, result.stdout + result.stderr
     names = [line.split("\t")[0] for line in result.stdout.splitlines()]
-    assert names == ["postgresql", "postfix", "dovecot", "policyd", "transport", "milter"]
+    assert names == ["postgresql", "postfix", "dovecot", "supervisor", "policyd", "transport",
+                     "milter"]
     assert all("running pid" in line for line in result.stdout.splitlines())
 
 
@@ -40,6 +44,33 @@ def test_system_configuration_untouched(sw_stack: Config) -> None:
     assert str(sw_stack.paths.state_dir) not in Path("/etc/dovecot/dovecot.conf").read_text()
 
 
+def _processes() -> dict[int, tuple[int, str]]:
+    """Every live process: pid → (parent pid, start time), zombies left out."""
+    found: dict[int, tuple[int, str]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z":
+            found[int(entry.name)] = (int(fields[1]), fields[19])
+    return found
+
+
+def _trees(roots: list[int]) -> set[tuple[int, str]]:
+    """The processes under ``roots``, roots included, each as (pid, start time)."""
+    processes = _processes()
+    found, todo = set(), list(roots)
+    while todo:
+        pid = todo.pop()
+        if pid in processes:
+            found.add((pid, processes[pid][1]))
+            todo += [child for child, (parent, _) in processes.items() if parent == pid]
+    return found
+
+
 def test_down_stops_exactly_what_up_started() -> None:
     state = short_state_dir()
     base = replace(Config(), listeners=Listeners(
@@ -47,14 +78,19 @@ def test_down_stops_exactly_what_up_started() -> None:
         pop3s_port=free_port(), reinject_port=free_port()))
     try:
         stack.up(state, base=base, say=lambda _: None)
+        # One daemon restarted by the supervisor, so down meets it as well.
+        killed = dict(stack.status(state))["transport"]
+        assert killed is not None
+        os.kill(killed, signal.SIGKILL)
+        wait_until(lambda: dict(stack.status(state))["transport"] not in (None, killed))
         pids = dict(stack.status(state))
         assert all(pids.values()), pids
+        started = _trees([pid for pid in pids.values() if pid is not None])
+        assert len(started) > len(pids)  # Postfix, Dovecot and PostgreSQL have children
         stack.down(state, say=lambda _: None)
         assert all(pid is None for pid in dict(stack.status(state)).values())
-        for pid in pids.values():
-            assert pid is not None
-            assert not Path(f"/proc/{pid}").exists() or \
-                Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+        left = {(pid, start) for pid, (_, start) in _processes().items()} & started
+        assert not left, f"still running after down: {sorted(left)}"
     finally:
         stack.down(state, say=lambda _: None)
         shutil.rmtree(state, ignore_errors=True)

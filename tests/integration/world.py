@@ -5,16 +5,14 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import signal
 import smtplib
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from singlewindow import passwords, stack
+from singlewindow import passwords, stack, supervisor
 from singlewindow.config import Config
 from singlewindow.store import connect, directory
 from tests.conftest import free_port
@@ -128,21 +126,23 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
 @contextlib.contextmanager
 def faulty_transport(config: Config, fault: str) -> Iterator[subprocess.Popen[bytes]]:
     """The stack's transport replaced by one that kills itself at ``fault`` (SPEC D4 crash
-    tests, ``SW_TRANSPORT_FAULT``); afterwards ``stack.up`` starts the normal one again."""
-    state = config.paths.state_dir
-    running = stack.read_pid(stack.Layout(state).pid_file("transport"))
-    assert running is not None
-    os.kill(running, signal.SIGTERM)
-    wait_until(lambda: not Path(f"/proc/{running}").exists()
-               or Path(f"/proc/{running}/stat").read_text().split()[2] == "Z")
-    with (config.paths.log_dir / "transport-fault.log").open("ab") as log:
-        faulty = subprocess.Popen(
-            [sys.executable, "-m", "singlewindow.transport.server", "--state-dir", str(state)],
-            env={**os.environ, "SW_TRANSPORT_FAULT": fault}, stdout=log, stderr=log)
-    try:
-        wait_until(lambda: config.paths.lmtp_socket.exists())
-        yield faulty
-    finally:
-        if faulty.poll() is None:
-            faulty.kill()
+    tests, ``SW_TRANSPORT_FAULT``). The supervisor holds the normal transport meanwhile, so
+    it does not start one beside the faulty one nor after its fault; on exit the faulty
+    one is gone and the normal one is running again, its LMTP socket answering."""
+    socket_path = config.paths.lmtp_socket
+    log_path = config.paths.log_dir / "transport-fault.log"
+    with supervisor.hold(config.paths.state_dir, "transport"):
+        with log_path.open("ab") as log:
+            faulty = subprocess.Popen(
+                [sys.executable, "-m", "singlewindow.transport.server", "--state-dir",
+                 str(config.paths.state_dir)],
+                env={**os.environ, "SW_TRANSPORT_FAULT": fault}, stdout=log, stderr=log)
+        try:
+            # The stopped transport's socket file is still there: wait for an answer.
+            wait_until(lambda: faulty.poll() is not None or stack.serving(socket_path))
+            assert faulty.poll() is None, f"faulty transport exited: see {log_path}"
+            yield faulty
+        finally:
+            if faulty.poll() is None:
+                faulty.kill()
             faulty.wait()

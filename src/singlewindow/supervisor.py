@@ -1,0 +1,321 @@
+"""The local stack's supervisor: a project daemon that dies is started again.
+
+On a deployed node systemd runs the policy daemon, the milter and the transport with
+``Restart=on-failure`` (``ansible/roles/singlewindow_app``, ``sw-daemon.service.j2``). The
+local stack has no systemd, so ``swctl stack up`` starts this process, detached, and it
+does the same for :data:`singlewindow.stack.DAEMONS`: it starts each one, keeps its pid
+file current, and starts it again :data:`RESTART_SEC` after it exits, until it has been
+started :data:`START_LIMIT_BURST` times within :data:`START_LIMIT_INTERVAL` seconds
+(systemd.unit(5) ``StartLimitBurst=``, ``StartLimitIntervalSec=``). Each exit is logged
+with its status in ``DIR/log/supervisor.log``.
+
+Stopping the supervisor (SIGTERM) leaves the daemons running: ``stack down`` stops it
+first, then each daemon by pid; a new supervisor adopts the daemons its pid files name.
+SIGHUP forgets the start limit and starts any daemon that was given up.
+
+A test takes one daemon out of supervision with :func:`hold`, a conversation over the
+control socket ``DIR/run/supervisor.sock``: ``hold NAME`` is answered ``held`` once the
+daemon is stopped; ``release`` (or the holder closing the connection) is answered
+``running PID`` once its successor's socket answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from singlewindow import daemon, render, stack
+from singlewindow.config import Config
+
+#: The module run with ``python -m``; also how its command line is recognised.
+MODULE = "singlewindow.supervisor"
+#: Seconds between a daemon's exit and its restart (systemd.service(5) ``RestartSec=``);
+#: the deployed units wait 2s, the local stack less, so crash tests finish sooner.
+RESTART_SEC = 0.5
+#: At most this many starts of one daemon within START_LIMIT_INTERVAL seconds; then it is
+#: given up (systemd's defaults for ``StartLimitBurst=`` and ``StartLimitIntervalSec=``).
+START_LIMIT_BURST = 5
+START_LIMIT_INTERVAL = 10.0
+#: Seconds a daemon gets between SIGTERM and SIGKILL when a hold stops it.
+STOP_TIMEOUT = 10.0
+
+# The control conversation, one line each way per step.
+HOLD = "hold"  # hold NAME: stop NAME and do not restart it until released
+HELD = "held"
+RELEASE = "release"  # start the held daemon again (so does end of connection)
+RUNNING = "running"  # running PID: the released daemon's socket answers
+ERROR = "error"  # error TEXT: the request was refused or failed
+
+log = logging.getLogger("sw-supervisor")
+
+
+def describe(status: int | None) -> str:
+    """An exit status as the log tells it (a Popen return code; None: not our child)."""
+    if status is None:
+        return "exited (status unknown: started by an earlier supervisor)"
+    if status < 0:
+        return f"was killed by {signal.Signals(-status).name}"
+    return f"exited with status {status}"
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One run of a daemon: its pid, and its exit status once it has exited."""
+
+    pid: int
+    exited: asyncio.Future[int | None]
+
+
+def watch(pid: int, child: subprocess.Popen[bytes] | None) -> Run:
+    """Watch ``pid`` until it exits: a pidfd (pidfd_open(2)) becomes readable then, for
+    our own child and for a daemon adopted from an earlier supervisor alike."""
+    loop = asyncio.get_running_loop()
+    exited: asyncio.Future[int | None] = loop.create_future()
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        exited.set_result(child.wait() if child is not None else None)
+        return Run(pid, exited)
+
+    def on_exit() -> None:
+        loop.remove_reader(fd)
+        os.close(fd)
+        exited.set_result(child.wait() if child is not None else None)
+
+    loop.add_reader(fd, on_exit)
+    return Run(pid, exited)
+
+
+class Supervised:
+    """One daemon of the stack, started again whenever it exits unasked."""
+
+    def __init__(self, name: str, module: str, socket_path: Path, layout: stack.Layout):
+        self.name = name
+        self.module = module
+        self.socket_path = socket_path
+        self.layout = layout
+        self.run: Run | None = None
+        self.held = False
+        self.given_up = False
+        self.starts: collections.deque[float] = collections.deque()
+        #: Set when ``held`` or ``given_up`` turns false.
+        self.wake = asyncio.Event()
+
+    @property
+    def pid_file(self) -> Path:
+        return self.layout.pid_file(self.name)
+
+    async def supervise(self) -> None:
+        self._adopt()
+        while True:
+            if self.run is None:
+                await self._startable()
+                self._start()
+            assert self.run is not None
+            run = self.run
+            status = await run.exited
+            self._forget(run)
+            if self.held:  # stopped for a hold, which logged it
+                continue
+            log.warning("%s (pid %d) %s; restarting in %.1fs", self.name, run.pid,
+                        describe(status), RESTART_SEC)
+            await asyncio.sleep(RESTART_SEC)
+
+    async def hold(self) -> None:
+        """Stop the daemon and keep it stopped until :meth:`release`."""
+        self.held = True
+        run = self.run
+        if run is None:
+            log.info("%s: held (not running)", self.name)
+            return
+        log.info("%s: held; stopping pid %d", self.name, run.pid)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(run.pid, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(asyncio.shield(run.exited), STOP_TIMEOUT)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(run.pid, signal.SIGKILL)
+            await run.exited
+        self._forget(run)
+
+    async def release(self) -> int:
+        """Start the daemon again; its pid once its socket answers."""
+        log.info("%s: released", self.name)
+        self.held = False
+        self.retry()
+        deadline = time.monotonic() + stack.START_TIMEOUT
+        while time.monotonic() < deadline:
+            run = self.run
+            if run is not None and not run.exited.done() and stack.serving(self.socket_path):
+                return run.pid
+            await asyncio.sleep(0.05)
+        raise TimeoutError(f"{self.name} did not answer on {self.socket_path} within "
+                           f"{stack.START_TIMEOUT:.0f}s (see {self.name}.log)")
+
+    def retry(self) -> None:
+        """Forget the start limit (an operator's or a test's explicit start)."""
+        self.starts.clear()
+        self.given_up = False
+        self.wake.set()
+
+    async def _startable(self) -> None:
+        while True:
+            while self.held or self.given_up:
+                self.wake.clear()
+                await self.wake.wait()
+            now = time.monotonic()
+            while self.starts and now - self.starts[0] > START_LIMIT_INTERVAL:
+                self.starts.popleft()
+            if len(self.starts) < START_LIMIT_BURST:
+                self.starts.append(now)
+                return
+            self.given_up = True
+            log.error("%s: started %d times within %.0fs; not starting it again "
+                      "(swctl stack up tries again)", self.name, START_LIMIT_BURST,
+                      START_LIMIT_INTERVAL)
+
+    def _start(self) -> None:
+        root = self.layout.root
+        with (self.layout.log_dir / f"{self.name}.log").open("ab") as out:
+            child = subprocess.Popen(
+                [sys.executable, "-m", self.module, "--state-dir", str(root)],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True, cwd=root)
+        self.run = watch(child.pid, child)
+        render.write_atomic(self.pid_file, f"{child.pid}\n")
+        log.info("%s: started, pid %d", self.name, child.pid)
+
+    def _adopt(self) -> None:
+        pid = stack.read_pid(self.pid_file)
+        if pid is not None and stack.alive(pid, self.module):
+            self.run = watch(pid, None)
+            log.info("%s: running, pid %d (adopted)", self.name, pid)
+
+    def _forget(self, run: Run) -> None:
+        if self.run is run:
+            self.run = None
+        if stack.read_pid(self.pid_file) == run.pid:
+            self.pid_file.unlink(missing_ok=True)
+
+
+class Supervisor:
+    def __init__(self, config: Config):
+        self.layout = stack.Layout(config.paths.state_dir)
+        self.daemons = {name: Supervised(name, module, socket_of(config), self.layout)
+                        for name, (module, socket_of) in stack.DAEMONS.items()}
+
+    async def serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self._retry_all)
+        own_pid = self.layout.pid_file("supervisor")
+        render.write_atomic(own_pid, f"{os.getpid()}\n")
+        path = self.layout.supervisor_socket
+        daemon.prepare_socket_path(path)
+        server = await asyncio.start_unix_server(self._control, str(path))
+        os.chmod(path, 0o600)
+        tasks = [asyncio.create_task(d.supervise(), name=d.name)
+                 for d in self.daemons.values()]
+        stopped = asyncio.create_task(stop.wait())
+        log.info("supervising %s", ", ".join(self.daemons))
+        done, _ = await asyncio.wait([stopped, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        server.close()
+        for task in tasks:
+            task.cancel()
+        path.unlink(missing_ok=True)
+        if stack.read_pid(own_pid) == os.getpid():
+            own_pid.unlink(missing_ok=True)
+        for task in tasks:
+            if task in done:
+                task.result()  # a supervising task ends only by a bug: let it show
+        log.info("stopped; the daemons keep running")
+
+    def _retry_all(self) -> None:
+        log.info("SIGHUP: starting any daemon that was given up")
+        for supervised in self.daemons.values():
+            supervised.retry()
+
+    async def _control(self, reader: asyncio.StreamReader,
+                       writer: asyncio.StreamWriter) -> None:
+        held: Supervised | None = None
+
+        async def reply(line: str) -> None:
+            writer.write(line.encode() + b"\n")
+            await writer.drain()
+
+        try:
+            request = (await reader.readline()).decode(errors="replace").split()
+            if len(request) != 2 or request[0] != HOLD or request[1] not in self.daemons:
+                await reply(f"{ERROR} expected: {HOLD} " + "|".join(self.daemons))
+                return
+            supervised = self.daemons[request[1]]
+            if supervised.held:
+                await reply(f"{ERROR} {supervised.name} is already held")
+                return
+            held = supervised
+            await supervised.hold()
+            await reply(HELD)
+            await reader.readline()  # RELEASE, or the holder has gone
+            held = None
+            try:
+                pid = await supervised.release()
+            except TimeoutError as exc:
+                await reply(f"{ERROR} {exc}")
+            else:
+                await reply(f"{RUNNING} {pid}")
+        except (OSError, asyncio.IncompleteReadError):
+            pass  # the holder went away; the finally releases
+        finally:
+            if held is not None:
+                held.held = False
+                held.retry()
+            writer.close()
+
+
+@contextlib.contextmanager
+def hold(state_dir: Path, name: str) -> Iterator[None]:
+    """Take daemon ``name`` of the stack in ``state_dir`` out of supervision: stopped on
+    entry, started again on exit, which returns once its socket answers. Should the
+    holder die in between, the supervisor starts the daemon again by itself."""
+    path = stack.Layout(state_dir).supervisor_socket
+    with socket.socket(socket.AF_UNIX) as conn:
+        conn.settimeout(STOP_TIMEOUT + stack.START_TIMEOUT + 10)
+        conn.connect(str(path))
+        lines = conn.makefile("rwb")
+        lines.write(f"{HOLD} {name}\n".encode())
+        lines.flush()
+        answer = lines.readline().decode().strip()
+        if answer != HELD:
+            raise stack.StackError(f"supervisor refused to hold {name}: {answer!r}")
+        try:
+            yield
+        finally:
+            lines.write(f"{RELEASE}\n".encode())
+            lines.flush()
+            answer = lines.readline().decode().strip()
+        if not answer.startswith(RUNNING + " "):
+            raise stack.StackError(f"{name} did not come back after a hold: {answer!r}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = daemon.argument_parser("Single Window local stack supervisor").parse_args(argv)
+    daemon.setup_logging("sw-supervisor", args.verbose)
+    asyncio.run(Supervisor(daemon.load_config(args)).serve())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""The local stack's supervisor: a daemon that dies comes back and mail flows again; a
+dead supervisor is started again by ``stack up``; a hold keeps a daemon out (issue 10)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from singlewindow import stack, supervisor
+from singlewindow.config import Config
+from tests.integration.world import World, message, wait_until
+from tests.unit.mig import factory
+
+
+@pytest.fixture(scope="module")
+def world(sw_stack: Config) -> Iterator[World]:
+    with World(sw_stack) as world:
+        world.add("co", "company")
+        world.add("ag", "agency")
+        yield world
+
+
+def serving_pid(config: Config, name: str) -> int | None:
+    """The pid of daemon ``name`` if its pid file names it and its socket is ready."""
+    pid = dict(stack.status(config.paths.state_dir))[name]
+    socket_of = stack.DAEMONS[name][1]
+    return pid if pid is not None and stack.serving(socket_of(config)) else None
+
+
+def replaced(config: Config, name: str, old: int) -> int:
+    """Wait until a new process of ``name`` serves; its pid."""
+    found: list[int] = []
+
+    def new_one() -> bool:
+        pid = serving_pid(config, name)
+        if pid is not None and pid != old:
+            found.append(pid)
+        return bool(found)
+
+    wait_until(new_one, timeout=30)
+    return found[0]
+
+
+def supervisor_log(config: Config) -> str:
+    return (config.paths.log_dir / "supervisor.log").read_text()
+
+
+def forwards(world: World) -> None:
+    co, ag = world["co"], world["ag"]
+    subj = "after restart " + secrets.token_hex(6)
+    assert world.submit(co, [ag.logical], message(co, ag.logical, subj,
+                                                  factory.gendec())) == {}
+    [copy] = ag.sink.wait_for(lambda r: f"Subject: {subj}".encode() in r.data)
+    assert copy.rcpt_tos == [ag.physical]
+
+
+@pytest.mark.parametrize("name", list(stack.DAEMONS))
+def test_killed_daemon_comes_back_and_mail_is_forwarded(world: World, name: str) -> None:
+    config = world.config
+    before = serving_pid(config, name)
+    assert before is not None
+    os.kill(before, signal.SIGKILL)
+    after = replaced(config, name, before)
+    assert f"{name} (pid {before}) was killed by SIGKILL; restarting" in supervisor_log(config)
+    assert f"{name}: started, pid {after}" in supervisor_log(config)
+    forwards(world)
+
+
+def test_dead_supervisor_is_started_again_and_adopts_the_daemons(world: World) -> None:
+    config = world.config
+    state = config.paths.state_dir
+    before = dict(stack.status(state))
+    old = before["supervisor"]
+    assert old is not None
+    os.kill(old, signal.SIGKILL)
+    wait_until(lambda: dict(stack.status(state))["supervisor"] is None)
+    assert all(before[name] is not None and serving_pid(config, name) == before[name]
+               for name in stack.DAEMONS), "daemons stop with their supervisor"
+
+    stack.up(state, say=lambda _: None)
+    after = dict(stack.status(state))
+    assert after["supervisor"] not in (None, old)
+    assert {n: after[n] for n in stack.DAEMONS} == {n: before[n] for n in stack.DAEMONS}
+    # The new supervisor watches the daemons it adopted.
+    milter = after["milter"]
+    assert milter is not None
+    os.kill(milter, signal.SIGKILL)
+    replaced(config, "milter", milter)
+    assert f"milter (pid {milter}) exited (status unknown" in supervisor_log(config)
+    forwards(world)
+
+
+def test_hold_keeps_a_daemon_stopped_until_released(world: World) -> None:
+    config = world.config
+    state = config.paths.state_dir
+    before = serving_pid(config, "policyd")
+    assert before is not None
+    with supervisor.hold(state, "policyd"):
+        assert dict(stack.status(state))["policyd"] is None
+        assert not stack.Layout(state).pid_file("policyd").exists()
+        with pytest.raises(stack.StackError, match="already held"), \
+                supervisor.hold(state, "policyd"):
+            pass
+        time.sleep(supervisor.RESTART_SEC * 4)
+        assert dict(stack.status(state))["policyd"] is None, "restarted while held"
+    # Released: the successor answers as soon as hold() returns.
+    after = serving_pid(config, "policyd")
+    assert after is not None and after != before
+    forwards(world)
+
+
+def test_a_holder_that_goes_away_releases(world: World) -> None:
+    config = world.config
+    before = serving_pid(config, "policyd")
+    assert before is not None
+    with socket.socket(socket.AF_UNIX) as conn:
+        conn.connect(str(stack.Layout(config.paths.state_dir).supervisor_socket))
+        conn.sendall(b"hold policyd\n")
+        assert conn.makefile("rb").readline() == b"held\n"
+    replaced(config, "policyd", before)
