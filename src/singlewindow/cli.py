@@ -170,6 +170,15 @@ def log_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sent(copy: dict[str, Any]) -> str:
+    """How a copy ended: its state, queue id or refusal, and attempts beyond the first."""
+    if copy["state"] == "refused":
+        text = f"refused: {copy['refusal']}"
+    else:
+        text = f"{copy['state']}, queue id {copy['queue_id'] or '-'}"
+    return text + (f", {copy['attempts']} attempts" if copy["attempts"] > 1 else "")
+
+
 def trace_cmd(args: argparse.Namespace) -> int:
     with _db(args) as conn:
         found = messages.trace(conn, args.id)
@@ -186,8 +195,10 @@ def trace_cmd(args: argparse.Namespace) -> int:
     for r in found["recipients"]:
         print(f"  recipient {r['recipient']}: {r['reason']}")
     for f in found["forwards"]:
-        print(f"  copy to {f['destination']} ({f['state']}, queue id {f['queue_id'] or '-'},"
-              f" Message-ID {f['copy_message_id']})")
+        print(f"  copy to {f['destination']} ({_sent(f)}, Message-ID {f['copy_message_id']})")
+    for n in found["notices"]:
+        print(f"  {n['kind']} to {n['recipient']} ({_sent(n)}, Message-ID "
+              f"{n['copy_message_id']})")
     for e in found["events"]:
         print(f"  {e['at']:%H:%M:%S.%f} {e['kind']} {json.dumps(e['detail'], sort_keys=True)}")
     return 0

@@ -252,6 +252,8 @@ def trace(conn: Conn, ident: str) -> dict[str, Any] | None:
         " WHERE m.id = %(i)s OR m.queue_id = %(i)s OR m.header_message_id = %(i)s"
         "  OR m.id IN (SELECT message_id FROM forward WHERE queue_id = %(i)s"
         "              OR copy_message_id = %(i)s)"
+        "  OR m.id IN (SELECT message_id FROM notice_delivery WHERE queue_id = %(i)s"
+        "              OR copy_message_id = %(i)s)"
         " ORDER BY m.received_at DESC LIMIT 1", {"i": ident}).fetchone()
     if row is None:
         return None
@@ -261,7 +263,12 @@ def trace(conn: Conn, ident: str) -> dict[str, Any] | None:
         " WHERE message_id = %s ORDER BY logical", (mid,)).fetchall()
     row["forwards"] = conn.execute(
         "SELECT recipient, destination, physical, copy_message_id, state, queue_id,"
-        " injected_at FROM forward WHERE message_id = %s ORDER BY destination", (mid,)).fetchall()
+        " refusal, attempts, injected_at FROM forward WHERE message_id = %s"
+        " ORDER BY destination", (mid,)).fetchall()
+    row["notices"] = conn.execute(
+        "SELECT kind, recipient, copy_message_id, state, queue_id, refusal, attempts,"
+        " injected_at FROM notice_delivery WHERE message_id = %s ORDER BY created_at, id",
+        (mid,)).fetchall()
     row["events"] = conn.execute(
         "SELECT at, kind, detail FROM event WHERE message_id = %s ORDER BY at, id",
         (mid,)).fetchall()

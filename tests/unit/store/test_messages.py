@@ -1,0 +1,84 @@
+"""Claims on copies: a lease keeps two attempts from sending one copy (SPEC D4, issue 10)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import psycopg
+
+from singlewindow.store import messages
+
+SWID = "SW20261129190000000deadbeef"
+
+
+def received(conn: psycopg.Connection[Any]) -> None:
+    messages.record_message(conn, messages.Received(
+        id=SWID, listener="mta", party=None, sasl_login=None, peer_address="10.1.0.1",
+        envelope_from="acme@sw.test", header_message_id="<m@acme>", queue_id="Q1",
+        payload_sha256="0" * 64))
+
+
+def copy(destination: str = "customs@sw.test") -> messages.Forward:
+    return messages.Forward(SWID, "customs@sw.test", destination, "in@customs.example",
+                            f"<{SWID}.{destination[:4]}@sw.test>")
+
+
+def test_first_claim_is_fresh_a_second_is_busy_while_the_lease_runs(
+        conn: psycopg.Connection[Any]) -> None:
+    received(conn)
+    first = messages.claim_forward(conn, copy(), lease=60)
+    assert (first.outcome, first.state, first.attempt) == ("fresh", "pending", 1)
+    second = messages.claim_forward(conn, copy(), lease=60)
+    assert second.outcome == "busy"
+    other = messages.claim_forward(conn, copy("coastguard@sw.test"), lease=60)
+    assert other.outcome == "fresh"  # claims are per copy
+
+
+def test_an_expired_lease_is_taken_over_and_fences_the_old_attempt(
+        conn: psycopg.Connection[Any]) -> None:
+    received(conn)
+    first = messages.claim_forward(conn, copy(), lease=0.2)
+    time.sleep(0.3)
+    second = messages.claim_forward(conn, copy(), lease=60)
+    assert (second.outcome, second.attempt) == ("retry", 2)
+    assert second.since == first.since  # logs are searched from the first attempt on
+    assert not messages.renew(conn, first, 60)  # the old attempt may not send any more
+    assert messages.renew(conn, second, 60)
+
+
+def test_released_claim_is_retried_at_once(conn: psycopg.Connection[Any]) -> None:
+    received(conn)
+    first = messages.claim_forward(conn, copy(), lease=60)
+    messages.release(conn, first)
+    assert messages.claim_forward(conn, copy(), lease=60).outcome == "retry"
+
+
+def test_sent_and_refused_copies_are_done(conn: psycopg.Connection[Any]) -> None:
+    received(conn)
+    sent = messages.claim_forward(conn, copy(), lease=60)
+    messages.mark_injected(conn, sent, "4fLqV20Kd0z1xZ")
+    again = messages.claim_forward(conn, copy(), lease=0)
+    assert (again.outcome, again.state, again.queue_id) == ("done", "injected", "4fLqV20Kd0z1xZ")
+    refused = messages.claim_forward(conn, copy("coastguard@sw.test"), lease=60)
+    messages.mark_refused(conn, refused, "552 5.3.4 Message size exceeds fixed limit")
+    again = messages.claim_forward(conn, copy("coastguard@sw.test"), lease=0)
+    assert (again.outcome, again.state) == ("done", "refused")
+    assert again.refusal == "552 5.3.4 Message size exceeds fixed limit"
+    assert not messages.renew(conn, refused, 60)
+
+
+def test_notice_claims_are_keyed_by_message_and_recipient(
+        conn: psycopg.Connection[Any]) -> None:
+    received(conn)
+    notice = messages.Notice("k" * 64, SWID, "acme@sw.test", "edi@acme.example", "dsn",
+                             "<SWNkkkk@sw.test>")
+    assert messages.claim_notice(conn, notice, lease=60).outcome == "fresh"
+    assert messages.claim_notice(conn, notice, lease=60).outcome == "busy"
+    # A notice about a message the store does not know is still claimed (no reference).
+    unknown = messages.Notice("u" * 64, "SWunknown", "acme@sw.test", "edi@acme.example",
+                              "dsn", "<SWNuuuu@sw.test>")
+    claim = messages.claim_notice(conn, unknown, lease=60)
+    assert claim.outcome == "fresh"
+    found = messages.trace(conn, SWID)
+    assert found is not None and [n["kind"] for n in found["notices"]] == ["dsn"]
