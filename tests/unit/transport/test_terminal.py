@@ -1,0 +1,80 @@
+"""Issue 10: a terminal answer for every input. Through the real LMTP server and store
+(the ``transport`` fixture of test_router): inputs that once deferred forever (4.3.0 until
+the queue lifetime) now get a precise 2xx or 5xx per recipient."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from tests.integration.sinks import Sink
+from tests.unit.mig import factory
+from tests.unit.transport.test_router import D, lmtp
+from tests.unit.transport.test_router import transport as transport  # the fixture
+
+from singlewindow import origin
+from singlewindow.config import Config
+from singlewindow.transport import translate
+
+HEADERS = "From: <edi@acme.example>\r\nTo: <customs@sw.test>\r\nContent-Type: application/xml"
+
+
+def submission(headers: str, body: bytes, swid: str | None = None, party: str = "acme",
+               peer: str = "10.1.0.5") -> bytes:
+    """A stamped submission with exactly the given headers (CRLF-separated lines)."""
+    stamp = origin.Origin(swid or origin.new_message_id(), "mta", party, peer, "", "Q1")
+    return (f"{origin.HEADER}: {stamp.header_value()}\r\n{headers}\r\n\r\n").encode() + body
+
+
+def no_tracebacks(caplog: pytest.LogCaptureFixture) -> None:
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert errors == [], [r.getMessage() for r in errors]
+
+
+# --- a. RFC 5322 groups -------------------------------------------------------------------
+
+def test_empty_group_is_forwarded(transport: tuple[Config, Sink],
+                                  caplog: pytest.LogCaptureFixture) -> None:
+    config, sink = transport
+    data = submission("From: <edi@acme.example>\r\nTo: undisclosed-recipients:;\r\n"
+                      "Subject: bcc only\r\nContent-Type: application/xml", factory.gendec())
+    [(code, text)] = lmtp(config, f"acme@{D}", [f"customs@{D}"], data)
+    assert (code, text[:15]) == (250, b"2.0.0 Delivered")
+    [copy] = sink.wait_for(lambda r: True, timeout=10)
+    assert copy.message["To"] == "undisclosed-recipients:;"
+    no_tracebacks(caplog)
+
+
+def test_group_members_are_translated(transport: tuple[Config, Sink]) -> None:
+    config, sink = transport
+    data = submission("From: Acme EDI <edi@acme.example>\r\n"
+                      f"To: Authorities: in@customs.example, \"C\" <customs@{D}>;, "
+                      "edi@acme.example\r\nCc: (a comment) Empty:;\r\n"
+                      "Content-Type: application/xml", factory.gendec())
+    [(code, _)] = lmtp(config, f"acme@{D}", [f"customs@{D}"], data)
+    assert code == 250
+    [copy] = sink.wait_for(lambda r: True, timeout=10)
+    raw_to = translate.header(copy.data, "to")
+    assert raw_to == f'Authorities: <customs@{D}>, "C" <customs@{D}>;, <acme@{D}>'
+    assert translate.header(copy.data, "cc") == "Empty:;"
+    [group, single] = copy.message["To"].groups
+    assert group.display_name == "Authorities"
+    assert [a.addr_spec for a in group.addresses] == [f"customs@{D}"] * 2
+    assert single.addresses[0].addr_spec == f"acme@{D}"
+    assert b"physical" not in copy.data and b"in@customs.example" not in copy.data
+
+
+@pytest.mark.parametrize(("to", "shown"), [
+    ("Group: stranger@elsewhere.example;", "<stranger@elsewhere.example> in header To"),
+    ("Group: in@customs.example, <>;", "<<>> in header To"),
+    ("in@customs.example, not an address", "<not an address> in header To"),
+])
+def test_unknown_or_unreadable_group_member_is_refused(
+        transport: tuple[Config, Sink], to: str, shown: str) -> None:
+    config, sink = transport
+    data = submission(f"From: <edi@acme.example>\r\nTo: {to}\r\n"
+                      "Content-Type: application/xml", factory.gendec())
+    [(code, text)] = lmtp(config, f"acme@{D}", [f"customs@{D}"], data)
+    assert (code, text[:6]) == (554, b"5.1.0 ")
+    assert shown.encode() in text and b"unknown to Single Window" in text
+    assert sink.received == []
