@@ -78,3 +78,35 @@ def test_unknown_or_unreadable_group_member_is_refused(
     assert (code, text[:6]) == (554, b"5.1.0 ")
     assert shown.encode() in text and b"unknown to Single Window" in text
     assert sink.received == []
+
+
+# --- b. an 8-bit Message-ID in a MIG-invalid message ---------------------------------------
+
+def test_control_message_for_8bit_message_id(transport: tuple[Config, Sink],
+                                             caplog: pytest.LogCaptureFixture) -> None:
+    config, sink = transport
+    data = submission("From: <edi@acme.example>\r\nTo: <customs@sw.test>\r\n"
+                      "Message-ID: <caf\xe9-1@acme.example>\r\nContent-Type: application/xml",
+                      factory.gendec(imo="x"))
+    [(code, text)] = lmtp(config, f"acme@{D}", [f"customs@{D}"], data)
+    assert (code, text[:6]) == (250, b"2.0.0 ")
+    assert b"not forwarded: 1 MIG error(s)" in text
+    [control] = sink.wait_for(lambda r: True, timeout=10)
+    assert control.rcpt_tos == [f"acme@{D}"]
+    message = control.message
+    # Not a valid ASCII msg-id: no threading header rather than an 8-bit one.
+    assert message["In-Reply-To"] is None and message["References"] is None
+    assert control.data.isascii()
+    no_tracebacks(caplog)
+
+
+def test_control_message_threads_under_an_ascii_message_id(
+        transport: tuple[Config, Sink]) -> None:
+    config, sink = transport
+    data = submission("From: <edi@acme.example>\r\nTo: <customs@sw.test>\r\n"
+                      "Message-ID:\r\n <ok-1@acme.example>\r\nContent-Type: application/xml",
+                      factory.gendec(imo="x"))
+    [(code, _)] = lmtp(config, f"acme@{D}", [f"customs@{D}"], data)
+    assert code == 250
+    [control] = sink.wait_for(lambda r: True, timeout=10)
+    assert control.message["In-Reply-To"] == "<ok-1@acme.example>"
