@@ -86,6 +86,12 @@ UNAUTHORISED_LINK = Reply(554, "5.7.1", "This link is not authorised")
 # 10. 5.2.1 = mailbox disabled, not accepting messages (RFC 3463 3.3)
 ADDRESS_NOT_ACTIVATED = Reply(554, "5.2.1", "The logical address is not yet activated")
 
+# SPEC R6.1 when the envelope sender is null (RFC 5321 4.5.5): a control message cannot be
+# sent, so the recipient fails and the reply names the MIG errors. 554 = transaction
+# failed (RFC 5321 4.2.3); 5.6.0 = other or undefined media error (RFC 3463 3.7): the
+# content breaks the message rules.
+MIG_ERRORS_NULL_SENDER = Reply(554, "5.6.0", "Not forwarded: the message breaks the MIG")
+
 # Any internal failure: Postfix keeps the message and retries. 4.3.0 (RFC 3463 3.5).
 INTERNAL_ERROR = Reply(451, "4.3.0", "Temporary failure in Single Window, will retry")
 # SPEC R3.2/D6: a POP3 session holds the maildrop. 4.2.1 = mailbox disabled, transient

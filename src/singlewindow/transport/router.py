@@ -31,7 +31,7 @@ from singlewindow.config import Config
 from singlewindow.notices import agency, control
 from singlewindow.replies import Reply
 from singlewindow.store import directory, messages
-from singlewindow.transport import checks, dsn, maildrop, translate
+from singlewindow.transport import checks, dsn, maildrop, terminal, translate
 from singlewindow.transport.forward import InjectError, Injector, find_in_maillog
 from singlewindow.transport.lmtp import Transaction
 
@@ -151,6 +151,9 @@ class Router:
                              _known_headers(conn, p, state))
                 reply = replies.DELIVERED.with_text(
                     f"Delivered to Single Window as {o.message_id}")
+            elif not mail_from:
+                # Nothing goes to the null sender: the refusal names the errors instead.
+                reply = terminal.mig_refusal(result, o.message_id)
             else:
                 # SPEC R6.1: delivered to Single Window (the DSN says so), not forwarded;
                 # the submitter learns what is wrong from the control message.

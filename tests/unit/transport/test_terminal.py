@@ -5,11 +5,14 @@ the queue lifetime) now get a precise 2xx or 5xx per recipient."""
 from __future__ import annotations
 
 import logging
+from typing import Any
 
+import psycopg
+import psycopg.errors
 import pytest
 from tests.integration.sinks import Sink
 from tests.unit.mig import factory
-from tests.unit.transport.test_router import D, lmtp
+from tests.unit.transport.test_router import D, lmtp, stamped
 from tests.unit.transport.test_router import transport as transport  # the fixture
 
 from singlewindow import origin
@@ -110,3 +113,33 @@ def test_control_message_threads_under_an_ascii_message_id(
     assert code == 250
     [control] = sink.wait_for(lambda r: True, timeout=10)
     assert control.message["In-Reply-To"] == "<ok-1@acme.example>"
+
+
+# --- c. the null sender -------------------------------------------------------------------
+
+def test_null_sender_with_mig_errors_gets_a_failure_and_no_mail(
+        transport: tuple[Config, Sink], conn: psycopg.Connection[Any],
+        caplog: pytest.LogCaptureFixture) -> None:
+    config, sink = transport
+    swid = origin.new_message_id()
+    data = submission("From: <edi@acme.example>\r\nTo: <customs@sw.test>\r\n"
+                      "Content-Type: application/xml", factory.gendec(imo="x"), swid)
+    [(code, text)] = lmtp(config, "", [f"customs@{D}"], data)
+    assert (code, text[:6]) == (554, b"5.6.0 ")
+    assert b"Not forwarded: 1 MIG error," in text
+    assert b"ImoNumber" in text  # the first error, named
+    assert swid.encode() in text
+    assert sink.wait_for(lambda r: True, timeout=1) == []
+    [row] = conn.execute("SELECT status, reason FROM message_recipient WHERE message_id = %s",
+                         (swid,)).fetchall()
+    assert row["status"] == "554 5.6.0" and "MIG error" in row["reason"]
+    no_tracebacks(caplog)
+
+
+def test_null_sender_valid_message_is_forwarded(transport: tuple[Config, Sink]) -> None:
+    config, sink = transport
+    [(code, _)] = lmtp(config, "", [f"customs@{D}"], stamped(factory.gendec()))
+    assert code == 250
+    [copy] = sink.wait_for(lambda r: True, timeout=10)
+    assert copy.mail_from in ("", "<>") and copy.rcpt_tos == ["in@customs.example"]
+    assert translate.header(copy.data, "to") == f"<customs@{D}>"
