@@ -32,7 +32,7 @@ from singlewindow.notices import agency, control
 from singlewindow.replies import Reply
 from singlewindow.store import directory, messages
 from singlewindow.transport import checks, dsn, maildrop, terminal, translate
-from singlewindow.transport.forward import InjectError, Injector, find_in_maillog
+from singlewindow.transport.forward import Injector, find_in_maillog
 from singlewindow.transport.lmtp import Transaction
 
 log = logging.getLogger("sw-transport")
@@ -99,10 +99,10 @@ class Router:
 
     def decide(self, mail_from: str, rcpt: str, transaction: Transaction) -> Reply:
         prepared = transaction.state.get("prepared")
-        if not isinstance(prepared, Prepared):
-            prepared = prepare(transaction.raw, self.config.transport.allowed_content_types)
-            transaction.state["prepared"] = prepared
         try:
+            if not isinstance(prepared, Prepared):
+                prepared = prepare(transaction.raw, self.config.transport.allowed_content_types)
+                transaction.state["prepared"] = prepared
             with self.pool.connection() as conn:
                 conn.autocommit = True
                 if prepared.origin is None:
@@ -118,9 +118,18 @@ class Router:
         except Deferred as deferred:
             log.info("deferring <%s>: %s", rcpt, deferred.reply.line())
             return deferred.reply
-        except (psycopg.Error, InjectError) as exc:
-            log.error("deferring <%s>: %s", rcpt, exc)
-            return replies.INTERNAL_ERROR
+        except Exception as exc:
+            if terminal.transient(exc):
+                log.error("deferring <%s>: %s: %s", rcpt, type(exc).__name__, exc)
+                return replies.INTERNAL_ERROR
+            # Issue 10: a retry cannot cure this; answer now, and show the operator why.
+            stamp = prepared.origin if isinstance(prepared, Prepared) else None
+            swid = stamp.message_id if stamp is not None else None
+            reply = terminal.cannot_process(exc, swid)
+            log.error("cannot process %s for <%s>: %s", swid or "unstamped mail", rcpt,
+                      reply.line(), exc_info=exc)
+            terminal.record(self.pool, swid, rcpt, reply)
+            return reply
 
     # --- submissions ------------------------------------------------------------------
 

@@ -10,14 +10,17 @@ from typing import Any
 import psycopg
 import psycopg.errors
 import pytest
+from psycopg_pool import ConnectionPool, PoolTimeout
+from tests.conftest import free_port
 from tests.integration.sinks import Sink
 from tests.unit.mig import factory
 from tests.unit.transport.test_router import D, lmtp, stamped
 from tests.unit.transport.test_router import transport as transport  # the fixture
 
-from singlewindow import origin
+from singlewindow import origin, store
 from singlewindow.config import Config
-from singlewindow.transport import translate
+from singlewindow.transport import terminal, translate
+from singlewindow.transport.forward import InjectError, Injector
 
 HEADERS = "From: <edi@acme.example>\r\nTo: <customs@sw.test>\r\nContent-Type: application/xml"
 
@@ -143,3 +146,92 @@ def test_null_sender_valid_message_is_forwarded(transport: tuple[Config, Sink]) 
     [copy] = sink.wait_for(lambda r: True, timeout=10)
     assert copy.mail_from in ("", "<>") and copy.rcpt_tos == ["in@customs.example"]
     assert translate.header(copy.data, "to") == f"<customs@{D}>"
+
+
+# --- what may defer, what may not ---------------------------------------------------------
+
+def test_unforeseen_failure_is_permanent_and_recorded(
+        transport: tuple[Config, Sink], conn: psycopg.Connection[Any],
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A party deleted while its message waited in the queue: the store has no such party
+    any more, which no retry changes."""
+    config, sink = transport
+    swid = origin.new_message_id()
+    data = submission(HEADERS, factory.gendec(), swid, party="gone")
+    [(code, text)] = lmtp(config, f"acme@{D}", [f"customs@{D}"], data)
+    assert (code, text[:6]) == (554, b"5.3.0 ")
+    assert text.startswith(b"5.3.0 Single Window cannot process this message: StoreError")
+    assert swid.encode() in text
+    assert sink.received == []
+    [row] = conn.execute("SELECT status FROM message_recipient WHERE message_id = %s",
+                         (swid,)).fetchall()
+    assert row["status"] == "554 5.3.0"
+    [logged] = [r for r in caplog.records if r.getMessage().startswith("cannot process")]
+    assert logged.exc_info is not None  # the operator gets the traceback
+
+
+def test_a_value_the_store_refuses_is_permanent(transport: tuple[Config, Sink],
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    """psycopg.DataError (here an address column refusing the stamp's peer): permanent;
+    the outcome cannot be recorded (the message row itself was refused), the answer stands."""
+    config, _ = transport
+    data = submission(HEADERS, factory.gendec(), peer="999.1.1.1")
+    [(code, text)] = lmtp(config, f"acme@{D}", [f"customs@{D}"], data)
+    assert (code, text[:6]) == (554, b"5.3.0 ")
+    assert b"InvalidTextRepresentation" in text
+
+
+def test_reinjection_listener_unreachable_defers(transport: tuple[Config, Sink]) -> None:
+    config, sink = transport
+    sink.stop()
+    try:
+        replies = lmtp(config, f"acme@{D}", [f"customs@{D}"], stamped(factory.gendec()))
+    finally:
+        sink.start()
+    assert [(code, text[:6]) for code, text in replies] == [(451, b"4.3.0 ")]
+
+
+def _error(conn: psycopg.Connection[Any], sql: str) -> psycopg.Error:
+    with pytest.raises(psycopg.Error) as info:
+        conn.execute(sql)  # type: ignore[arg-type]
+    return info.value
+
+
+def test_transient_classification(database_config: Config,
+                                  conn: psycopg.Connection[Any]) -> None:
+    """Real exceptions from the real components, each classified."""
+    with pytest.raises(psycopg.OperationalError) as refused:
+        psycopg.connect(host="127.0.0.1", port=free_port(), connect_timeout=2)
+    pool: ConnectionPool[Any] = store.pool(database_config.database, 1)
+    pool.open()
+    try:
+        with pool.connection(), pytest.raises(PoolTimeout) as timeout:
+            pool.getconn(timeout=0.1)
+    finally:
+        pool.close()
+    victim = store.connect(database_config.database, autocommit=True)
+    conn.execute("SELECT pg_terminate_backend(%s)", (victim.info.backend_pid,))
+    shutdown = _error(victim, "SELECT 1")
+    victim.close()
+    injector = Injector("127.0.0.1", free_port(), "test")
+    with pytest.raises(InjectError) as unreachable:
+        injector.send("a@b.c", "d@e.f", b"x", envid=None, notify="NEVER", orcpt=None)
+    with pytest.raises(OSError) as disk:
+        open("/tmp/sw-no/such/file", "rb")  # noqa: SIM115
+    conn.execute("CREATE TEMP TABLE t (x text)")
+    conn.execute("CREATE INDEX ON t (x)")
+    too_big = _error(conn, "INSERT INTO t SELECT string_agg(md5(i::text), '')"
+                           " FROM generate_series(1, 400) i")
+    with pytest.raises(psycopg.DataError) as nul:
+        conn.execute("SELECT %s::text", ("a\x00b",))
+    with pytest.raises(UnicodeEncodeError) as unicode:
+        "caf\xe9".encode("ascii")
+
+    for exc in (refused.value, timeout.value, shutdown, unreachable.value, disk.value,
+                _error(conn, "SELECT * FROM no_such_table"), MemoryError()):
+        assert terminal.transient(exc), repr(exc)
+    for exc in (too_big, nul.value, _error(conn, "SELECT 1/0"), unicode.value,
+                KeyError("x"), ValueError("x"), RecursionError(), AssertionError()):
+        assert not terminal.transient(exc), repr(exc)
+    assert isinstance(shutdown, psycopg.OperationalError)
+    assert isinstance(too_big, psycopg.errors.ProgramLimitExceeded)
