@@ -91,6 +91,7 @@ _ADDR_SPEC = re.compile(rf'(?:{_ATOM_CHARS}|"(?:[^"\\]|\\.)*")'
                         rf'@(?:{_ATOM_CHARS}|\[[^\[\]\\\s]*\])')
 _MAX_ADDRESS = 254
 _SHOWN = 120  # how much of an unreadable entry a reply quotes
+_FOLD_AT = 78  # RFC 5322 2.1.1: lines SHOULD be at most 78 characters
 
 
 def _tokens(value: str) -> list[_Token]:
@@ -249,22 +250,41 @@ def _translated_mailbox(box: Mailbox, lookup: Lookup) -> str:
 
 
 def _translated_field(name: str, field: bytes, lookup: Lookup) -> bytes:
-    parts = []
-    for entry in parse_addresses(field_value(field)):
+    # Pieces that are never split, with their punctuation; folded between them.
+    pieces: list[str] = []
+    entries = parse_addresses(field_value(field))
+    for n, entry in enumerate(entries):
+        more = "," if n < len(entries) - 1 else ""
         if isinstance(entry, Group):
-            members = ", ".join(_translated_mailbox(m, lookup) for m in entry.members)
+            members = [_translated_mailbox(m, lookup) for m in entry.members]
             # A group's name is a phrase like a display name: kept only when plain.
             label = _shown(entry.display) or ("Recipients" if members
                                               else "undisclosed-recipients")
-            parts.append(f"{label}: {members};" if members else f"{label}:;")
+            if not members:
+                pieces.append(f"{label}:;{more}")
+                continue
+            pieces.append(f"{label}:")
+            pieces += [f"{m}," for m in members[:-1]] + [f"{members[-1]};{more}"]
         else:
-            parts.append(_translated_mailbox(entry, lookup))
-    canonical = name.title() if name != "cc" else "Cc"
-    if not parts:
+            pieces.append(_translated_mailbox(entry, lookup) + more)
+    if not pieces:
         if name not in ("to", "cc"):
             return b""  # no address to name: the field goes (its comments could leak)
-        parts.append("undisclosed-recipients:;")
-    return f"{canonical}: {', '.join(parts)}\r\n".encode()
+        pieces.append("undisclosed-recipients:;")
+    canonical = name.title() if name != "cc" else "Cc"
+    return (_folded(f"{canonical}:", pieces) + "\r\n").encode()
+
+
+def _folded(start: str, pieces: list[str]) -> str:
+    """``start`` and the pieces, separated by a space or, where a line would pass 78
+    characters, by a fold (RFC 5322 2.1.1, 2.2.3): no line of a copy passes 998."""
+    lines, line = [], start
+    for piece in pieces:
+        if len(line) + 1 + len(piece) > _FOLD_AT and line.strip():
+            lines.append(line)
+            line = ""
+        line += " " + piece
+    return "\r\n".join([*lines, line])
 
 
 _MSG_ID = re.compile(r"<[^<>\s]+>")

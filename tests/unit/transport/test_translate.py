@@ -110,3 +110,13 @@ def test_unreadable_entries_are_listed_as_written() -> None:
 def test_nul_in_a_header_never_reaches_the_store() -> None:
     raw = RAW.replace(b"Message-ID: <orig@", b"Message-ID: <o\x00rig@")
     assert translate.header(raw, "message-id") == "<o\ufffdrig@acme.example>"
+
+
+def test_long_address_headers_are_folded() -> None:
+    raw = RAW.replace(b"To: customs@sw.test", b"To: " + b", ".join([b"customs@sw.test"] * 300)
+                      + b", G: edi@acme.example, customs@sw.test;")
+    head = translate.translate(raw, KNOWN.get, "<n@sw.test>").split(b"\r\n\r\n")[0]
+    assert max(len(line) for line in head.split(b"\r\n")) <= 78
+    to = translate.header(translate.translate(raw, KNOWN.get, "<n@sw.test>"), "to")
+    assert to == ", ".join(["<customs@sw.test>"] * 300) + ", G: <acme@sw.test>, " \
+        "<customs@sw.test>;"
