@@ -119,12 +119,13 @@ class Router:
             log.info("deferring <%s>: %s", rcpt, deferred.reply.line())
             return deferred.reply
         except Exception as exc:
-            if terminal.transient(exc):
+            deferral = terminal.deferral(exc)
+            if deferral is not None:
                 log.error("deferring <%s>: %s: %s", rcpt, type(exc).__name__, exc)
-                return replies.INTERNAL_ERROR
+                return deferral
             # Issue 10: a retry cannot cure this; answer now, and show the operator why.
-            stamp = prepared.origin if isinstance(prepared, Prepared) else None
-            swid = stamp.message_id if stamp is not None else None
+            swid = (prepared.origin.message_id if prepared.origin else None) \
+                if isinstance(prepared, Prepared) else terminal.stamp_id(transaction.raw)
             reply = terminal.cannot_process(exc, swid)
             log.error("cannot process %s for <%s>: %s", swid or "unstamped mail", rcpt,
                       reply.line(), exc_info=exc)

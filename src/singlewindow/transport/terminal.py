@@ -21,8 +21,11 @@ from psycopg_pool import ConnectionPool
 
 from singlewindow import replies
 from singlewindow.mig.validate import Result
+from singlewindow.origin import HEADER, OriginError
+from singlewindow.origin import parse as origin_parse
 from singlewindow.replies import Reply
 from singlewindow.store import messages
+from singlewindow.transport import translate
 from singlewindow.transport.forward import InjectError
 
 log = logging.getLogger("sw-transport")
@@ -35,6 +38,19 @@ _DEPLOYMENT = (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn,
 # Room for the constant's own words and the Single Window id in one reply line
 # (RFC 5321 4.5.3.1.5: 512 octets with the code).
 _MAX_DETAIL = 250
+
+
+def deferral(exc: BaseException) -> Reply | None:
+    """The transient answer for ``exc``, or None when a retry cannot cure it.
+
+    An origin stamp that is malformed or doubled is deferred like a missing one (the
+    router's "unstamped" case): the milter removes every client copy and writes exactly
+    one, so this means the milter and the transport disagree, a fault of this side that
+    the operator can fix (4.3.5).
+    """
+    if isinstance(exc, OriginError):
+        return replies.POLICY_MISCONFIGURED
+    return replies.INTERNAL_ERROR if transient(exc) else None
 
 
 def transient(exc: BaseException) -> bool:
@@ -59,6 +75,15 @@ def transient(exc: BaseException) -> bool:
 def _clip(text: str, limit: int = _MAX_DETAIL) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def stamp_id(raw: bytes) -> str | None:
+    """The Single Window id in the origin stamp, for a failure before the router read it."""
+    fields, _ = translate.split(raw)
+    stamps = [translate.field_value(f) for name, f in fields if name == HEADER.lower()]
+    with contextlib.suppress(OriginError):
+        return origin_parse(stamps[0]).message_id if len(stamps) == 1 else None
+    return None
 
 
 def cannot_process(exc: BaseException, message_id: str | None) -> Reply:

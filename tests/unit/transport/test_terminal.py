@@ -181,6 +181,17 @@ def test_a_value_the_store_refuses_is_permanent(transport: tuple[Config, Sink],
     assert b"InvalidTextRepresentation" in text
 
 
+def test_a_doubled_origin_stamp_defers_as_misconfigured(
+        transport: tuple[Config, Sink]) -> None:
+    """The milter writes exactly one stamp: two mean this side is misconfigured, like none."""
+    config, sink = transport
+    data = submission(HEADERS, factory.gendec())
+    data = data.split(b"\r\n", 1)[0] + b"\r\n" + data
+    [(code, text)] = lmtp(config, f"acme@{D}", [f"customs@{D}"], data)
+    assert (code, text[:6]) == (451, b"4.3.5 ")
+    assert sink.received == []
+
+
 def test_reinjection_listener_unreachable_defers(transport: tuple[Config, Sink]) -> None:
     config, sink = transport
     sink.stop()
@@ -235,3 +246,24 @@ def test_transient_classification(database_config: Config,
         assert not terminal.transient(exc), repr(exc)
     assert isinstance(shutdown, psycopg.OperationalError)
     assert isinstance(too_big, psycopg.errors.ProgramLimitExceeded)
+
+
+def test_multiparts_nested_past_the_recursion_limit_get_an_answer(
+        transport: tuple[Config, Sink]) -> None:
+    """Postfix refuses MIME nested deeper than mime_nesting_limit (100); the transport
+    must still answer for itself. Today the technical checks hit Python's recursion
+    limit: a permanent answer, not a retry (which of 5.3.0 or a checks reason is up to
+    the checks)."""
+    config, sink = transport
+    inner = b"Content-Type: application/xml\r\n\r\n" + factory.gendec()
+    for level in range(1200):
+        b = f"l{level}".encode()
+        inner = (b'Content-Type: multipart/mixed; boundary="' + b + b'"\r\n\r\n--' + b
+                 + b"\r\n" + inner + b"\r\n--" + b + b"--\r\n")
+    swid = origin.new_message_id()
+    data = submission("From: <edi@acme.example>\r\nTo: <customs@sw.test>", b"", swid)
+    data = data[:-2] + inner  # the last header line ends the block: the multipart's own
+    [(code, text)] = lmtp(config, f"acme@{D}", [f"customs@{D}"], data)
+    assert code == 554 and text[:2] == b"5.", text
+    assert swid.encode() in text
+    assert sink.received == []
