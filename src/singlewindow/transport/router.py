@@ -124,8 +124,8 @@ class Router:
                 log.error("deferring <%s>: %s: %s", rcpt, type(exc).__name__, exc)
                 return deferral
             # Issue 10: a retry cannot cure this; answer now, and show the operator why.
-            swid = (prepared.origin.message_id if prepared.origin else None) \
-                if isinstance(prepared, Prepared) else terminal.stamp_id(transaction.raw)
+            stamp = prepared.origin if isinstance(prepared, Prepared) else None
+            swid = stamp.message_id if stamp else terminal.stamp_id(transaction.raw)
             reply = terminal.cannot_process(exc, swid)
             log.error("cannot process %s for <%s>: %s", swid or "unstamped mail", rcpt,
                       reply.line(), exc_info=exc)

@@ -12,7 +12,6 @@ and the operator the traceback. No I/O here except :func:`record`.
 from __future__ import annotations
 
 import contextlib
-import logging
 from typing import Any
 
 import psycopg
@@ -27,8 +26,6 @@ from singlewindow.replies import Reply
 from singlewindow.store import messages
 from singlewindow.transport import translate
 from singlewindow.transport.forward import InjectError
-
-log = logging.getLogger("sw-transport")
 
 # SQLSTATE class 42 errors that mean the schema or the grants are not what this code
 # expects (a deployment half done: `swctl db migrate` not yet run, a role without its
@@ -101,7 +98,8 @@ def mig_refusal(result: Result, message_id: str) -> Reply:
     (RFC 5321 4.5.5, RFC 3461 6.2: nothing is sent to <>, so that no loop can start).
     Without a control message the 250 "delivered, not forwarded" would leave the
     submitter no way to learn why nothing arrived: the recipient fails instead, and the
-    reply (which Postfix logs, and quotes in the DSN it would write) names the errors.
+    reply names the errors where the submitter's operator can ask for them (Postfix logs
+    it; no DSN goes to <> either, RFC 3461 6.2).
     """
     count = len(result.errors)
     first = _clip(str(result.errors[0])) if result.errors else "none named"
