@@ -86,7 +86,15 @@ UNAUTHORISED_LINK = Reply(554, "5.7.1", "This link is not authorised")
 # 10. 5.2.1 = mailbox disabled, not accepting messages (RFC 3463 3.3)
 ADDRESS_NOT_ACTIVATED = Reply(554, "5.2.1", "The logical address is not yet activated")
 
-# Any internal failure: Postfix keeps the message and retries. 4.3.0 (RFC 3463 3.5).
+# SPEC R6.1 when the envelope sender is null (RFC 5321 4.5.5): a control message cannot be
+# sent, so the recipient fails and the reply names the MIG errors. 554 = transaction
+# failed (RFC 5321 4.2.3); 5.6.0 = other or undefined media error (RFC 3463 3.7): the
+# content breaks the message rules.
+MIG_ERRORS_NULL_SENDER = Reply(554, "5.6.0", "Not forwarded: the message breaks the MIG")
+
+# A transient failure (store, re-injection listener, disk): Postfix keeps the message and
+# retries. 451 = local error in processing (RFC 5321 4.2.3); 4.3.0 = other or undefined
+# mail system status (RFC 3463 3.5).
 INTERNAL_ERROR = Reply(451, "4.3.0", "Temporary failure in Single Window, will retry")
 # SPEC D4: another attempt (e.g. one Postfix gave up waiting for) holds the claim on a copy
 # of this message and may be sending it; this one must not. 4.3.0 (RFC 3463 3.5).
@@ -99,6 +107,11 @@ COPY_TOO_LARGE = Reply(554, "5.3.4", "The converted message is too large to forw
 # Any other permanent refusal of a copy; the text quotes Postfix. 5.3.0 = other mail
 # system status (RFC 3463 3.4).
 COPY_REFUSED = Reply(554, "5.3.0", "A copy of the message was refused")
+# Any other failure (issue 10): an input or a bug that a retry cannot cure, so the
+# recipient fails at once instead of waiting in the queue for its lifetime; the operator
+# has the traceback. 554 = transaction failed (RFC 5321 4.2.3); 5.3.0 = other or undefined
+# mail system status, permanent (RFC 3463 3.5).
+CANNOT_PROCESS = Reply(554, "5.3.0", "Single Window cannot process this message")
 # SPEC R3.2/D6: a POP3 session holds the maildrop. 4.2.1 = mailbox disabled, transient
 # (RFC 3463 3.3): Postfix retries after the session ends.
 MAILDROP_LOCKED = Reply(450, "4.2.1", "Maildrop is in use by a POP3 session, will retry")

@@ -10,12 +10,31 @@ from __future__ import annotations
 
 import base64
 import email.utils
+import re
 import time
 
 from singlewindow.mig import report
 from singlewindow.mig.validate import Result
 
 SUBJECT = "Controlebericht / Control message"
+# RFC 5322 3.6.4 msg-id, in printable ASCII: "<" id-left "@" id-right ">", and short
+# enough for one header line (RFC 5322 2.1.1: 998 octets).
+_MSG_ID = re.compile(r"<[\x21-\x3b\x3d\x3f-\x7e]+@[\x21-\x3b\x3d\x3f-\x7e]+>")
+_MAX_MSG_ID = 900
+
+
+def thread_id(header_value: str | None) -> str | None:
+    """The submitter's Message-ID as In-Reply-To/References may carry it, or None.
+
+    The control message is 7-bit (RFC 5322 headers are ASCII; Single Window does not
+    rely on SMTPUTF8), so an 8-bit, malformed or huge Message-ID is left out: the
+    control message then does not thread, and names the submission by its Single Window
+    id anyway.
+    """
+    value = (header_value or "").strip()
+    if len(value) > _MAX_MSG_ID or not _MSG_ID.fullmatch(value):
+        return None
+    return value
 
 
 def build(result: Result, *, message_id: str, sender: str, to: str, domain: str,
@@ -35,7 +54,8 @@ def build(result: Result, *, message_id: str, sender: str, to: str, domain: str,
         "Content-Type: text/plain; charset=utf-8",
         "Content-Transfer-Encoding: base64",
     ]
-    if in_reply_to:
-        headers.append(f"In-Reply-To: {in_reply_to}")
-        headers.append(f"References: {in_reply_to}")
+    thread = thread_id(in_reply_to)
+    if thread:
+        headers.append(f"In-Reply-To: {thread}")
+        headers.append(f"References: {thread}")
     return ("\r\n".join(headers) + "\r\n\r\n").encode("ascii") + encoded

@@ -38,6 +38,14 @@ def _address(value: str) -> str:
     return value.split(";", 1)[-1].strip()
 
 
+def _field(block: email.message.Message, name: str) -> str:
+    """One field's value as text the store can hold: the fields are the reporting MTA's
+    words, any bytes; NUL (which no text or jsonb value holds) and what is not UTF-8
+    become U+FFFD."""
+    value = str(block.get(name, "")).encode("utf-8", "surrogateescape")
+    return value.decode("utf-8", "replace").replace("\0", "\ufffd")
+
+
 def parse(raw: bytes) -> Report | None:
     """The report in ``raw``, or None if it is no delivery-status report."""
     message = email.message_from_bytes(raw, policy=email.policy.compat32)
@@ -56,12 +64,12 @@ def parse(raw: bytes) -> Report | None:
             return None
         recipients = tuple(
             RecipientStatus(
-                final_recipient=_address(str(b.get("Final-Recipient", ""))),
-                original_recipient=_address(str(b.get("Original-Recipient", ""))),
-                action=str(b.get("Action", "")).strip().lower(),
-                status=str(b.get("Status", "")).strip(),
-                diagnostic=" ".join(str(b.get("Diagnostic-Code", "")).split()))
+                final_recipient=_address(_field(b, "Final-Recipient")),
+                original_recipient=_address(_field(b, "Original-Recipient")),
+                action=_field(b, "Action").strip().lower(),
+                status=_field(b, "Status").strip(),
+                diagnostic=" ".join(_field(b, "Diagnostic-Code").split()))
             for b in blocks[1:] if isinstance(b, email.message.Message))
-        envid = str(per_message.get("Original-Envelope-Id", "")).strip()
+        envid = _field(per_message, "Original-Envelope-Id").strip()
         return Report(envid, recipients)
     return None

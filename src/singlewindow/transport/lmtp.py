@@ -42,6 +42,8 @@ DEFAULT_IDLE_TIMEOUT = 300.0
 #: Mode of the socket file: Postfix's delivery agents run as the ``postfix`` user, which
 #: reaches the socket through its group.
 DEFAULT_SOCKET_MODE = 0o660
+#: Longest reply line without its CRLF (RFC 5321 4.5.3.1.5).
+MAX_REPLY_LINE = 510
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,10 +75,13 @@ def reply_line(reply: Reply) -> str:
     """One reply as a single wire line, whatever its text contains.
 
     The text is untrusted here (it may quote message content): CR or LF in it would split
-    the reply and desynchronise Postfix, so every non-printable character becomes a space.
+    the reply and desynchronise Postfix, so every non-printable character becomes a space;
+    and a reply line is at most 512 octets with its CRLF (RFC 5321 4.5.3.1.5; Postfix
+    reads a longer one in pieces), so a longer text is cut, ending in "...".
     """
     text = "".join(c if " " <= c <= "~" else " " for c in reply.text)
-    return f"{reply.code} {reply.enhanced} {text}".rstrip()
+    line = f"{reply.code} {reply.enhanced} {text}".rstrip()
+    return line if len(line) <= MAX_REPLY_LINE else line[:MAX_REPLY_LINE - 3] + "..."
 
 
 class LmtpHandler:

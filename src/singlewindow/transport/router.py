@@ -34,7 +34,7 @@ from singlewindow.config import Config
 from singlewindow.notices import agency, control
 from singlewindow.replies import Reply
 from singlewindow.store import directory, messages
-from singlewindow.transport import checks, dsn, evidence, maildrop, translate
+from singlewindow.transport import checks, dsn, evidence, maildrop, terminal, translate
 from singlewindow.transport.forward import InjectError, Injector, Refused
 from singlewindow.transport.lmtp import Transaction
 
@@ -106,10 +106,10 @@ class Router:
 
     def decide(self, mail_from: str, rcpt: str, transaction: Transaction) -> Reply:
         prepared = transaction.state.get("prepared")
-        if not isinstance(prepared, Prepared):
-            prepared = prepare(transaction.raw, self.config.transport.allowed_content_types)
-            transaction.state["prepared"] = prepared
         try:
+            if not isinstance(prepared, Prepared):
+                prepared = prepare(transaction.raw, self.config.transport.allowed_content_types)
+                transaction.state["prepared"] = prepared
             with self.pool.connection() as conn:
                 conn.autocommit = True
                 if prepared.origin is None:
@@ -125,9 +125,19 @@ class Router:
         except Deferred as deferred:
             log.info("deferring <%s>: %s", rcpt, deferred.reply.line())
             return deferred.reply
-        except (psycopg.Error, InjectError) as exc:
-            log.error("deferring <%s>: %s", rcpt, exc)
-            return replies.INTERNAL_ERROR
+        except Exception as exc:
+            deferral = terminal.deferral(exc)
+            if deferral is not None:
+                log.error("deferring <%s>: %s: %s", rcpt, type(exc).__name__, exc)
+                return deferral
+            # Issue 10: a retry cannot cure this; answer now, and show the operator why.
+            stamp = prepared.origin if isinstance(prepared, Prepared) else None
+            swid = stamp.message_id if stamp else terminal.stamp_id(transaction.raw)
+            reply = terminal.cannot_process(exc, swid)
+            log.error("cannot process %s for <%s>: %s", swid or "unstamped mail", rcpt,
+                      reply.line(), exc_info=exc)
+            terminal.record(self.pool, swid, rcpt, reply)
+            return reply
 
     # --- submissions ------------------------------------------------------------------
 
@@ -156,6 +166,9 @@ class Router:
                 messages.set_message_type(conn, o.message_id, result.message_type)
                 reply = self.forward(conn, o, mail_from, target, raw, result,
                                      _known_headers(conn, p, state))
+            elif not mail_from:
+                # Nothing goes to the null sender: the refusal names the errors instead.
+                reply = terminal.mig_refusal(result, o.message_id)
             else:
                 # SPEC R6.1: delivered to Single Window (the DSN says so), not forwarded;
                 # the submitter learns what is wrong from the control message.

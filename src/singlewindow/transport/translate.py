@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Callable, Iterable
-from email.utils import getaddresses
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 
 #: Headers whose addresses Single Window translates (and checks, SPEC R5.3 #8).
 TRANSLATED = ("from", "sender", "reply-to", "to", "cc")
@@ -51,20 +51,182 @@ def split(raw: bytes) -> tuple[list[tuple[str, bytes]], bytes]:
 
 
 def field_value(field: bytes) -> str:
+    """The field's value, unfolded; bytes that are not UTF-8 become U+FFFD, and so does
+    NUL, which no text column of the store can hold."""
     value = field.split(b":", 1)[1] if b":" in field else b""
-    return " ".join(value.decode("utf-8", "replace").split())
+    return " ".join(value.decode("utf-8", "replace").replace("\0", "\ufffd").split())
+
+
+@dataclass(frozen=True, slots=True)
+class Mailbox:
+    """One mailbox of an address header. ``readable`` False: the entry is no mailbox
+    (RFC 5322 3.4) Single Window can read; ``address`` then holds what was written."""
+
+    display: str
+    address: str
+    readable: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """An RFC 5322 3.4 group: ``display: member, member;``, possibly with no member at all
+    (``undisclosed-recipients:;``)."""
+
+    display: str
+    members: tuple[Mailbox, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Token:
+    kind: str  # atom, quoted, angle, special, bad
+    text: str  # the value: unquoted for ``quoted``, the inside for ``angle``
+    raw: str  # as written
+    spaced: bool  # white space or a comment before it
+
+
+# RFC 5322 3.4.1 addr-spec, loosely: a dot-atom or quoted local part (any non-ASCII allowed,
+# RFC 6532), "@", a domain or a domain literal; at most 254 octets (RFC 5321 4.5.3.1.3).
+_ATOM_CHARS = r'[^\s"()<>\[\]:;@\\,]+'
+_ADDR_SPEC = re.compile(rf'(?:{_ATOM_CHARS}|"(?:[^"\\]|\\.)*")'
+                        rf'@(?:{_ATOM_CHARS}|\[[^\[\]\\\s]*\])')
+_MAX_ADDRESS = 254
+_SHOWN = 120  # how much of an unreadable entry a reply quotes
+_FOLD_AT = 78  # RFC 5322 2.1.1: lines SHOULD be at most 78 characters
+
+
+def _tokens(value: str) -> list[_Token]:
+    """RFC 5322 3.2 lexical tokens of an address list; comments are dropped (they can name
+    hosts and people, and carry no address)."""
+    out: list[_Token] = []
+    i, n, spaced = 0, len(value), False
+    while i < n:
+        c = value[i]
+        if c in " \t":
+            i, spaced = i + 1, True
+            continue
+        if c == "(":
+            depth, j = 0, i
+            while j < n:
+                if value[j] == "\\":
+                    j += 2
+                    continue
+                depth += {"(": 1, ")": -1}.get(value[j], 0)
+                if depth == 0:
+                    break
+                j += 1
+            if j >= n:
+                out.append(_Token("bad", value[i:], value[i:], spaced))
+                break
+            i, spaced = j + 1, True
+            continue
+        if c == '"' or c == "<":
+            close = '"' if c == '"' else ">"
+            j, inner, quoted = i + 1, [], False
+            while j < n and (value[j] != close or quoted):
+                if value[j] == "\\" and j + 1 < n and (c == '"' or quoted):
+                    inner.append(value[j:j + 2] if c == "<" else value[j + 1])
+                    j += 2
+                    continue
+                if c == "<" and value[j] == '"':
+                    quoted = not quoted
+                inner.append(value[j])
+                j += 1
+            if j >= n:
+                out.append(_Token("bad", value[i:], value[i:], spaced))
+                break
+            kind = "quoted" if c == '"' else "angle"
+            text = "".join(inner) if kind == "quoted" else "".join(inner).strip()
+            out.append(_Token(kind, text, value[i:j + 1], spaced))
+            i = j + 1
+        elif c in ",:;":
+            out.append(_Token("special", c, c, spaced))
+            i += 1
+        elif c in ">)\\":
+            out.append(_Token("bad", c, c, spaced))
+            i += 1
+        else:
+            j = i
+            while j < n and value[j] not in ' \t()<>",:;\\':
+                if value[j] == "[":
+                    end = value.find("]", j)
+                    j = n if end < 0 else end
+                j += 1
+            out.append(_Token("atom", value[i:j], value[i:j], spaced))
+            i = j
+        spaced = False
+    return out
+
+
+def _mailbox(tokens: list[_Token]) -> Mailbox:
+    """A mailbox (RFC 5322 3.4): ``[phrase] <addr-spec>`` or a bare addr-spec."""
+    written = " ".join(t.raw for t in tokens)
+    unreadable = Mailbox("", written if len(written) <= _SHOWN
+                         else written[:_SHOWN - 3] + "...", readable=False)
+    if tokens[-1].kind == "angle":
+        phrase, address = tokens[:-1], tokens[-1].text
+        if any(t.kind not in ("atom", "quoted") or (t.kind == "atom" and "@" in t.text)
+               for t in phrase):
+            return unreadable
+        display = " ".join(t.text for t in phrase)
+    elif all(t.kind in ("atom", "quoted") for t in tokens) and not any(
+            t.spaced for t in tokens[1:]):
+        display, address = "", "".join(t.raw for t in tokens)
+    else:
+        return unreadable
+    if len(address) > _MAX_ADDRESS or not _ADDR_SPEC.fullmatch(address):
+        return unreadable
+    return Mailbox(display, address)
+
+
+def parse_addresses(value: str) -> list[Mailbox | Group]:
+    """An address header's value (RFC 5322 3.4 address-list, with the obsolete empty list
+    elements of 4.4) as mailboxes and groups; what cannot be read is an unreadable
+    Mailbox, never silently dropped (SPEC R5.3 #8 refuses it)."""
+    entries: list[Mailbox | Group] = []
+    current: list[_Token] = []
+    group: tuple[str, list[Mailbox]] | None = None
+
+    def flush() -> None:
+        if current:
+            (group[1] if group is not None else entries).append(_mailbox(current))
+            current.clear()
+
+    for token in _tokens(value):
+        if token.kind != "special":
+            current.append(token)
+        elif token.text == ":" and group is None and all(
+                t.kind in ("atom", "quoted") and "@" not in t.text for t in current):
+            group = (" ".join(t.text for t in current), [])
+            current.clear()
+        elif token.text == ",":
+            flush()
+        elif token.text == ";" and group is not None:
+            flush()
+            entries.append(Group(group[0], tuple(group[1])))
+            group = None
+        else:  # a stray ":" or ";"
+            current.append(_Token("bad", token.text, token.raw, token.spaced))
+    flush()
+    if group is not None:  # a group without its ";": read it as if it were there
+        entries.append(Group(group[0], tuple(group[1])))
+    return entries
+
+
+def mailboxes(entries: Iterable[Mailbox | Group]) -> Iterator[Mailbox]:
+    for entry in entries:
+        if isinstance(entry, Group):
+            yield from entry.members
+        else:
+            yield entry
 
 
 def header_addresses(raw: bytes) -> list[tuple[str, str]]:
-    """Every (header name, address) in the headers Single Window translates."""
+    """Every (header name, address) in the headers Single Window translates, group members
+    included; an entry that is no readable mailbox is listed as written (no address Single
+    Window knows looks like it), so the address check refuses it."""
     fields, _ = split(raw)
-    found = []
-    for name, field in fields:
-        if name in TRANSLATED:
-            for _, address in getaddresses([field_value(field)]):
-                if address:
-                    found.append((name, address))
-    return found
+    return [(name, box.address) for name, field in fields if name in TRANSLATED
+            for box in mailboxes(parse_addresses(field_value(field)))]
 
 
 def header(raw: bytes, name: str) -> str | None:
@@ -75,16 +237,54 @@ def header(raw: bytes, name: str) -> str | None:
     return None
 
 
+def _shown(display: str) -> str:
+    return display if display and _PLAIN_NAME.match(display) else ""
+
+
+def _translated_mailbox(box: Mailbox, lookup: Lookup) -> str:
+    logical = lookup(box.address) if box.readable else None
+    if logical is None:
+        raise KeyError(box.address)
+    shown = _shown(box.display)
+    return f'"{shown}" <{logical}>' if shown else f"<{logical}>"
+
+
 def _translated_field(name: str, field: bytes, lookup: Lookup) -> bytes:
-    parts = []
-    for display, address in getaddresses([field_value(field)]):
-        logical = lookup(address)
-        if logical is None:
-            raise KeyError(address)
-        shown = display if display and _PLAIN_NAME.match(display) else ""
-        parts.append(f'"{shown}" <{logical}>' if shown else f"<{logical}>")
+    # Pieces that are never split, with their punctuation; folded between them.
+    pieces: list[str] = []
+    entries = parse_addresses(field_value(field))
+    for n, entry in enumerate(entries):
+        more = "," if n < len(entries) - 1 else ""
+        if isinstance(entry, Group):
+            members = [_translated_mailbox(m, lookup) for m in entry.members]
+            # A group's name is a phrase like a display name: kept only when plain.
+            label = _shown(entry.display) or ("Recipients" if members
+                                              else "undisclosed-recipients")
+            if not members:
+                pieces.append(f"{label}:;{more}")
+                continue
+            pieces.append(f"{label}:")
+            pieces += [f"{m}," for m in members[:-1]] + [f"{members[-1]};{more}"]
+        else:
+            pieces.append(_translated_mailbox(entry, lookup) + more)
+    if not pieces:
+        if name not in ("to", "cc"):
+            return b""  # no address to name: the field goes (its comments could leak)
+        pieces.append("undisclosed-recipients:;")
     canonical = name.title() if name != "cc" else "Cc"
-    return f"{canonical}: {', '.join(parts)}\r\n".encode()
+    return (_folded(f"{canonical}:", pieces) + "\r\n").encode()
+
+
+def _folded(start: str, pieces: list[str]) -> str:
+    """``start`` and the pieces, separated by a space or, where a line would pass 78
+    characters, by a fold (RFC 5322 2.1.1, 2.2.3): no line of a copy passes 998."""
+    lines, line = [], start
+    for piece in pieces:
+        if len(line) + 1 + len(piece) > _FOLD_AT and line.strip():
+            lines.append(line)
+            line = ""
+        line += " " + piece
+    return "\r\n".join([*lines, line])
 
 
 _MSG_ID = re.compile(r"<[^<>\s]+>")

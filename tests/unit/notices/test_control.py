@@ -25,3 +25,14 @@ def test_one_body_part_with_text_xml_and_contrl() -> None:
     assert "(COUNT)" in text and "rule:  ISO9735-UNT-0074" in text
     assert "<Status>Rejected</Status>" in text and "<Code>" in text
     assert "UNH+1+CONTRL" in text
+
+
+def test_only_an_ascii_msg_id_threads() -> None:
+    assert control.thread_id(" <o.1@acme.example> ") == "<o.1@acme.example>"
+    for bad in (None, "", "<caf\xe9@acme.example>", "<no-at-sign>", "<a@b> <c@d>",
+                "<a@b\x00>", "<" + "x" * 1000 + "@b>", "o@acme.example"):
+        assert control.thread_id(bad) is None, bad
+    result = mig.validate(b"<a/>", "application/xml")
+    raw = control.build(result, message_id="SW1", sender="single-window@sw.test",
+                        to="acme@sw.test", domain="sw.test", in_reply_to="<\xe9@a.example>")
+    assert raw.isascii() and b"In-Reply-To" not in raw and b"References" not in raw

@@ -24,6 +24,16 @@ def test_parse_delivery_status() -> None:
     assert (r.action, r.status) == ("failed", "5.1.1")
 
 
+def test_nul_and_8bit_fields_are_text_the_store_holds() -> None:
+    raw = REPORT.replace(b"Id: SW123", b"Id: \xe9\x00SW123").replace(
+        b"no such user", b"no \x00such \xff\xfeuser")
+    report = dsn.parse(raw)
+    assert report is not None and report.envid == "\ufffd\ufffdSW123"
+    [r] = report.recipients
+    assert r.diagnostic.endswith("no \ufffdsuch \ufffd\ufffduser")
+    assert "\x00" not in repr(report) and report.failed
+
+
 def test_not_a_report() -> None:
     assert dsn.parse(b"Subject: x\r\n\r\nhello\r\n") is None
 

@@ -183,6 +183,9 @@ def test_refuses_to_replace_a_file_that_is_not_a_socket(socket_path: Path) -> No
 def test_reply_line() -> None:
     assert reply_line(replies.DELIVERED) == "250 2.0.0 Delivered to Single Window"
     assert reply_line(Reply(554, "5.6.0", "bad\tline\n")) == "554 5.6.0 bad line"
+    long = reply_line(Reply(554, "5.1.0", "The address <" + "x" * 2000 + "> is unknown"))
+    assert len(long) == 510 and long.startswith("554 5.1.0 The address <xx")
+    assert long.endswith("x...")
 
 
 def test_a_failure_outside_deliver_defers_every_recipient(

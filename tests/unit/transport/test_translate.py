@@ -63,3 +63,60 @@ def test_with_body_replaces_the_one_part() -> None:
     assert head.count(b"Content-Type:") == 1
     assert b"Content-Transfer-Encoding: base64" in head
     assert body == b"PHgvPg==\r\n"
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("undisclosed-recipients:;", [translate.Group("undisclosed-recipients", ())]),
+    ("G: a@b.c, \"X Y\" <d@e.f>;, g@h.i", [
+        translate.Group("G", (translate.Mailbox("", "a@b.c"),
+                              translate.Mailbox("X Y", "d@e.f"))),
+        translate.Mailbox("", "g@h.i")]),
+    ("a@b.c (a comment), , <d@e.f>", [translate.Mailbox("", "a@b.c"),
+                                       translate.Mailbox("", "d@e.f")]),
+    ("\"a b\"@c.d", [translate.Mailbox("", "\"a b\"@c.d")]),
+    ("", []),
+    ("a b c", [translate.Mailbox("", "a b c", readable=False)]),
+    ("<>", [translate.Mailbox("", "<>", readable=False)]),
+    ("Foo <a@b", [translate.Mailbox("", "Foo <a@b", readable=False)]),
+    ("a@b@c", [translate.Mailbox("", "a@b@c", readable=False)]),
+    # CVE-2023-27043's confusion: not read as either address.
+    ("alice@example.org)<bob@example.org>",
+     [translate.Mailbox("", "alice@example.org ) <bob@example.org>", readable=False)]),
+    ("edi@acme.example <x@y.z>", [translate.Mailbox("", "edi@acme.example <x@y.z>",
+                                                    readable=False)]),
+])
+def test_parse_addresses(value: str, expected: list[object]) -> None:
+    assert translate.parse_addresses(value) == expected
+
+
+def test_groups_are_translated_and_checked() -> None:
+    raw = RAW.replace(b"To: customs@sw.test\r\n",
+                      b"To: undisclosed-recipients:;\r\n"
+                      b"Cc: Desk (secret): edi@acme.example, \"Acme\" <clerk@acme.example>;\r\n")
+    assert translate.header_addresses(raw)[-2:] == [("cc", "edi@acme.example"),
+                                                    ("cc", "clerk@acme.example")]
+    head = translate.translate(raw, KNOWN.get, "<n@sw.test>").split(b"\r\n\r\n")[0]
+    assert b"\r\nTo: undisclosed-recipients:;\r\n" in head
+    assert b'\r\nCc: Desk: <acme@sw.test>, "Acme" <acme@sw.test>;\r\n' in head
+
+
+def test_unreadable_entries_are_listed_as_written() -> None:
+    raw = RAW.replace(b"To: customs@sw.test", b"To: customs@sw.test, not an address")
+    assert ("to", "not an address") in translate.header_addresses(raw)
+    with pytest.raises(KeyError):
+        translate.translate(raw, KNOWN.get, "<n@sw.test>")
+
+
+def test_nul_in_a_header_never_reaches_the_store() -> None:
+    raw = RAW.replace(b"Message-ID: <orig@", b"Message-ID: <o\x00rig@")
+    assert translate.header(raw, "message-id") == "<o\ufffdrig@acme.example>"
+
+
+def test_long_address_headers_are_folded() -> None:
+    raw = RAW.replace(b"To: customs@sw.test", b"To: " + b", ".join([b"customs@sw.test"] * 300)
+                      + b", G: edi@acme.example, customs@sw.test;")
+    head = translate.translate(raw, KNOWN.get, "<n@sw.test>").split(b"\r\n\r\n")[0]
+    assert max(len(line) for line in head.split(b"\r\n")) <= 78
+    to = translate.header(translate.translate(raw, KNOWN.get, "<n@sw.test>"), "to")
+    assert to == ", ".join(["<customs@sw.test>"] * 300) + ", G: <acme@sw.test>, " \
+        "<customs@sw.test>;"
