@@ -29,6 +29,10 @@ DEFAULT_CONFIG_FILE = Path("/etc/singlewindow/singlewindow.toml")
 STATE_CONFIG_NAME = "singlewindow.toml"
 
 
+#: Bytes kept for a copy's header block within ``transport.copy_size_limit``.
+COPY_HEADER_ROOM = 64 * 1024
+
+
 class ConfigError(Exception):
     """The configuration file is missing, unreadable or names an unknown option."""
 
@@ -101,6 +105,38 @@ class Transport:
     dovecot_config: Path | None = None
     #: Dovecot's local delivery agent.
     dovecot_lda: Path = Path("/usr/lib/dovecot/dovecot-lda")
+    #: The largest submission in bytes: Postfix's message_size_limit (main.cf, for the
+    #: local stack and a deployed node alike), so a larger one is refused at the SMTP
+    #: listener (552 5.3.4). The routing transport's LMTP server accepts a little more
+    #: (:attr:`lmtp_size_limit`), so it never refuses what Postfix took.
+    message_size_limit: int = 50 * 1024 * 1024
+    #: The largest copy in bytes Single Window sends to a party after conversion (what the
+    #: agencies' side accepts): the re-injection listener's message_size_limit
+    #: (master.cf). The MIG stops converting once the XML could not fit in such a copy
+    #: (:attr:`xml_size_limit`).
+    copy_size_limit: int = 50 * 1024 * 1024
+
+    @property
+    def lmtp_size_limit(self) -> int:
+        """What the LMTP server advertises (SIZE) and accepts in DATA.
+
+        Postfix counts a message as its lines plus two bytes each (the CRLF), without the
+        dot-stuffing, and compares the queue file's content size (one or two bytes more
+        for each line of 128 bytes or more) with the SIZE the LMTP server advertised. The
+        LMTP server counts the wire: CRLF, one more byte for each line starting with '.',
+        and the Received and X-SingleWindow-Origin headers Postfix and the milter add.
+        One eighth more plus 1 MiB covers all of that unless most lines start with a dot.
+        """
+        return self.message_size_limit + self.message_size_limit // 8 + (1 << 20)
+
+    @property
+    def xml_size_limit(self) -> int:
+        """The largest XML a copy can carry within :attr:`copy_size_limit`.
+
+        A copy carries its XML base64-encoded (57 bytes to a 78-byte line with CRLF,
+        RFC 2045 6.8) after its header block, for which 64 KiB are kept.
+        """
+        return max(0, (self.copy_size_limit - COPY_HEADER_ROOM) // 78 * 57)
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,7 +35,8 @@ from singlewindow.replies import Reply
 log = logging.getLogger(__name__)
 
 #: Largest message accepted, advertised as SIZE (RFC 1870) so Postfix refuses bigger ones
-#: at MAIL FROM instead of sending them.
+#: at MAIL FROM instead of sending them. The transport's service passes
+#: ``transport.lmtp_size_limit`` (config.py), which is above Postfix's message_size_limit.
 DEFAULT_DATA_SIZE_LIMIT = 32 * 1024 * 1024
 #: Seconds an idle connection is kept; Postfix's lmtp(8) reuses connections in between.
 DEFAULT_IDLE_TIMEOUT = 300.0
