@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from singlewindow.transport import translate
@@ -28,7 +30,7 @@ RAW = (b"Received: from mta.acme.example (mta.acme.example [10.1.0.5])\r\n"
 
 
 def test_copy_names_only_logical_addresses() -> None:
-    copy = translate.translate(RAW, KNOWN.get, "<SW1.x@sw.test>")
+    copy = translate.translate(*translate.split(RAW), KNOWN.get, "<SW1.x@sw.test>")
     head, body = copy.split(b"\r\n\r\n", 1)
     assert b"edi@acme.example" not in head and b"clerk@acme.example" not in head
     assert b"10.1.0.5" not in head and b"mta.acme.example" not in head
@@ -40,14 +42,15 @@ def test_copy_names_only_logical_addresses() -> None:
 
 
 def test_threading_headers_are_mapped_back() -> None:
-    copy = translate.translate(RAW, KNOWN.get, "<n@sw.test>",
+    copy = translate.translate(*translate.split(RAW), KNOWN.get, "<n@sw.test>",
                                message_ids={"<SW1.abc@sw.test>": "<orig@acme.example>"}.get)
     assert b"In-Reply-To: <orig@acme.example>" in copy
 
 
 def test_unknown_address_is_refused() -> None:
     with pytest.raises(KeyError):
-        translate.translate(RAW.replace(b"Reply-To: <edi@", b"Reply-To: <x@"), KNOWN.get,
+        translate.translate(*translate.split(RAW.replace(b"Reply-To: <edi@", b"Reply-To: <x@")),
+                            KNOWN.get,
                             "<n@sw.test>")
 
 
@@ -58,8 +61,24 @@ def test_header_addresses_lists_every_translated_header() -> None:
 
 
 def test_with_body_replaces_the_one_part() -> None:
-    out = translate.with_body(RAW, "application/xml; charset=utf-8", b"<x/>")
-    head, body = out.split(b"\r\n\r\n", 1)
+    fields, body = translate.with_body(translate.head(RAW)[0], "application/xml; charset=utf-8",
+                                       b"<x/>")
+    head = b"".join(f for _, f in fields)
     assert head.count(b"Content-Type:") == 1
     assert b"Content-Transfer-Encoding: base64" in head
     assert body == b"PHgvPg==\r\n"
+
+
+def test_with_body_encodes_a_large_payload_in_whole_lines() -> None:
+    payload = bytes(range(256)) * 12_000  # more than one encoding chunk
+    _, body = translate.with_body([], "application/xml", payload)
+    lines = body.split(b"\r\n")
+    assert lines[-1] == b"" and {len(line) for line in lines[:-2]} == {76}
+    assert base64.b64decode(body) == payload
+
+
+def test_head_gives_the_body_offset_without_copying_the_body() -> None:
+    fields, offset = translate.head(RAW)
+    assert [name for name, _ in fields][:2] == ["received", "return-path"]
+    assert RAW[offset:] == b"<a>edi@acme.example stays in the body</a>\r\n"
+    assert translate.head(b"Subject: x\r\n") == ([("subject", b"Subject: x\r\n")], 12)
