@@ -121,13 +121,12 @@ class Transport:
         """What the LMTP server advertises (SIZE) and accepts in DATA.
 
         Postfix counts a message as its lines plus two bytes each (the CRLF), without the
-        dot-stuffing, and compares the queue file's content size (one or two bytes more
-        for each line of 128 bytes or more) with the SIZE the LMTP server advertised. The
-        LMTP server counts the wire: CRLF, one more byte for each line starting with '.',
-        and the Received and X-SingleWindow-Origin headers Postfix and the milter add.
-        One eighth more plus 1 MiB covers all of that unless most lines start with a dot.
+        dot-stuffing, as the LMTP server does; but it compares with the advertised SIZE
+        its queue file's content size, which has a byte more for each line of 128 bytes
+        or more (under 1/64 more), and the LMTP server also counts the Received and
+        X-SingleWindow-Origin headers Postfix and the milter add (1 MiB is room enough).
         """
-        return self.message_size_limit + self.message_size_limit // 8 + (1 << 20)
+        return self.message_size_limit + self.message_size_limit // 64 + (1 << 20)
 
     @property
     def xml_size_limit(self) -> int:

@@ -80,6 +80,6 @@ def test_size_limits_come_from_the_one_config(tmp_path: Path) -> None:
     assert "-o message_size_limit=40000000" in reinject
     # The transport's LMTP server takes everything Postfix took; copies leave room for
     # their headers around the base64-encoded XML.
-    assert config.transport.lmtp_size_limit > 30_000_000 * 9 // 8
+    assert config.transport.lmtp_size_limit > 30_000_000 * 65 // 64
     xml = config.transport.xml_size_limit
     assert xml > 0.72 * 40_000_000 and (xml + 56) // 57 * 78 < 40_000_000 - 64 * 1024
