@@ -48,6 +48,8 @@ class Case:
     name: str
     content_type: str
     build: Callable[[], bytes]
+    goal: bool = True
+    """Whether the goal applies: a 30 MB submission keeps the transport under GOAL_MIB."""
 
 
 def short_lines_xml(size: int) -> bytes:
@@ -63,7 +65,11 @@ CASES = (
     Case("paxlst-30MB", "application/edifact",
          lambda: factory.paxlst_of_size(30 * MB / 1024 / 1024)),
     Case("paxlst-5MB", "application/edifact",
-         lambda: factory.paxlst_of_size(5 * MB / 1024 / 1024)),
+         lambda: factory.paxlst_of_size(5 * MB / 1024 / 1024), goal=False),
+    # About the largest interchange whose XML still fits a copy under the default
+    # copy_size_limit (50 MiB: ~38 MB of XML).
+    Case("paxlst-7.5MB", "application/edifact",
+         lambda: factory.paxlst_of_size(7.5 * MB / 1024 / 1024), goal=False),
 )
 
 
@@ -122,6 +128,14 @@ def lmtp_status(maillog: Path, queue_id: str, rcpt: str) -> str | None:
     return None
 
 
+def transport_error(state: Path) -> str:
+    """The last exception the transport logged (why it deferred), if any."""
+    log = stack.Layout(state).log_dir / "transport.log"
+    lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+    found = [line for line in lines if re.match(r"^[\w.]+(Error|Exception|TooLarge)\b", line)]
+    return found[-1] if found else ""
+
+
 def run_case(case: Case, state: Path, base: Config, config: Config, world: World) -> float:
     co, ag = world["co"], world["ag"]
     payload = case.build()
@@ -138,7 +152,9 @@ def run_case(case: Case, state: Path, base: Config, config: Config, world: World
     while outcome is None:
         status = lmtp_status(config.postfix_maillog, queue_id, ag.logical)
         if status is not None:
-            if status.startswith("sent") and "not forwarded" not in status:
+            if status.startswith("deferred"):
+                status += f"; transport: {transport_error(state)}"
+            elif status.startswith("sent") and "not forwarded" not in status:
                 copies = ag.sink.wait_for(lambda _r: True, timeout=60, count=before + 1)
                 got = len(copies[before].data) / MB if len(copies) > before else 0.0
                 status += f"; copy at the agency: {got:.1f} MB"
@@ -150,7 +166,7 @@ def run_case(case: Case, state: Path, base: Config, config: Config, world: World
     peak = peak_rss_mib(pid)
     elapsed = time.monotonic() - started
     print(f"memory: {case.name} {size:.1f} MB -> peak RSS {peak:.0f} MiB "
-          f"({outcome[:300]}) [{elapsed:.1f} s]", flush=True)
+          f"({outcome[:400]}) [{elapsed:.1f} s]", flush=True)
     return peak
 
 
@@ -167,7 +183,7 @@ def main() -> None:
     import singlewindow
     print(f"memory: code under test {Path(singlewindow.__file__).parent}, state {state}",
           flush=True)
-    peaks = []
+    peaks: list[tuple[Case, float]] = []
     try:
         config = stack.up(state, demo=True, base=base, say=lambda _: None)
         with World(config) as world:
@@ -175,13 +191,14 @@ def main() -> None:
             world.add("ag", "agency")
             for case in CASES:
                 if case.name in args.only:
-                    peaks.append(run_case(case, state, base, config, world))
+                    peaks.append((case, run_case(case, state, base, config, world)))
     finally:
         if not args.keep:
             stack.down(state, say=lambda _: None)
             shutil.rmtree(state, ignore_errors=True)
-    met = "met" if peaks and max(peaks) < GOAL_MIB else "MISSED"
-    print(f"memory: goal {GOAL_MIB} MiB: {met}")
+    judged = [peak for case, peak in peaks if case.goal]
+    met = "met" if judged and max(judged) < GOAL_MIB else "MISSED"
+    print(f"memory: goal {GOAL_MIB} MiB for the 30 MB submissions: {met}")
 
 
 if __name__ == "__main__":
