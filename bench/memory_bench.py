@@ -28,6 +28,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from aiosmtpd.controller import Controller
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -188,7 +190,12 @@ def main() -> None:
         config = stack.up(state, demo=True, base=base, say=lambda _: None)
         with World(config) as world:
             world.add("co", "company")
-            world.add("ag", "agency")
+            sink = world.add("ag", "agency").sink
+            # A copy may be up to copy_size_limit; aiosmtpd's default takes 32 MiB only.
+            sink.stop()
+            sink.controller = Controller(sink, hostname="127.0.0.1", port=sink.port,
+                                         server_kwargs={"data_size_limit": 128 << 20})
+            sink.controller.start()
             for case in CASES:
                 if case.name in args.only:
                     peaks.append((case, run_case(case, state, base, config, world)))
