@@ -72,7 +72,8 @@ def sw_stack() -> Iterator[Config]:
         queue=Queue(lifetime="40s", minimal_backoff="5s", maximal_backoff="10s",
                     run_delay="5s"),
         # A copy whose sender was killed is recovered once its claim's lease runs out.
-        transport=Transport(claim_lease=5.0))
+        # A small copy limit: the size tests need no 50 MB messages.
+        transport=Transport(claim_lease=5.0, copy_size_limit=2 * 1024 * 1024))
     try:
         yield stack.up(state, demo=True, base=base, say=lambda _: None)
     finally:

@@ -29,6 +29,10 @@ DEFAULT_CONFIG_FILE = Path("/etc/singlewindow/singlewindow.toml")
 STATE_CONFIG_NAME = "singlewindow.toml"
 
 
+#: Bytes kept for a copy's header block within ``transport.copy_size_limit``.
+COPY_HEADER_ROOM = 64 * 1024
+
+
 class ConfigError(Exception):
     """The configuration file is missing, unreadable or names an unknown option."""
 
@@ -107,6 +111,37 @@ class Transport:
     #: also the longest a crash delays it. An attempt gives up before the end of DATA when
     #: half of it has passed, so it never commits a copy after its lease.
     claim_lease: float = 300.0
+    #: The largest submission in bytes: Postfix's message_size_limit (main.cf, for the
+    #: local stack and a deployed node alike), so a larger one is refused at the SMTP
+    #: listener (552 5.3.4). The routing transport's LMTP server accepts a little more
+    #: (:attr:`lmtp_size_limit`), so it never refuses what Postfix took.
+    message_size_limit: int = 50 * 1024 * 1024
+    #: The largest copy in bytes Single Window sends to a party after conversion (what the
+    #: agencies' side accepts): the re-injection listener's message_size_limit
+    #: (master.cf). The MIG stops converting once the XML could not fit in such a copy
+    #: (:attr:`xml_size_limit`).
+    copy_size_limit: int = 50 * 1024 * 1024
+
+    @property
+    def lmtp_size_limit(self) -> int:
+        """What the LMTP server advertises (SIZE) and accepts in DATA.
+
+        Postfix counts a message as its lines plus two bytes each (the CRLF), without the
+        dot-stuffing, as the LMTP server does; but it compares with the advertised SIZE
+        its queue file's content size, which has a byte more for each line of 128 bytes
+        or more (under 1/64 more), and the LMTP server also counts the Received and
+        X-SingleWindow-Origin headers Postfix and the milter add (1 MiB is room enough).
+        """
+        return self.message_size_limit + self.message_size_limit // 64 + (1 << 20)
+
+    @property
+    def xml_size_limit(self) -> int:
+        """The largest XML a copy can carry within :attr:`copy_size_limit`.
+
+        A copy carries its XML base64-encoded (57 bytes to a 78-byte line with CRLF,
+        RFC 2045 6.8) after its header block, for which 64 KiB are kept.
+        """
+        return max(0, (self.copy_size_limit - COPY_HEADER_ROOM) // 78 * 57)
 
 
 @dataclass(frozen=True, slots=True)

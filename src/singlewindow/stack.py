@@ -262,6 +262,7 @@ def template_context(config: Config, layout: Layout) -> dict[str, Any]:
         "message_id_header": "X-SingleWindow-Origin",
         "listeners": config.listeners,
         "queue": config.queue,
+        "transport": config.transport,
         "paths": config.paths,
         "tls": {"cert_file": config.cert_file, "key_file": config.key_file},
         "postfix": {
@@ -272,7 +273,7 @@ def template_context(config: Config, layout: Layout) -> dict[str, Any]:
             "data_directory": layout.postfix_data,
             "maillog_file": layout.log_dir / "postfix.log",
             "maillog_prefix": layout.log_dir,
-            "message_size_limit": 50 * 1024 * 1024,
+            "message_size_limit": config.transport.message_size_limit,
             "milter": config.paths.milter_socket if "milter" in DAEMONS else None,
         },
         "dovecot": {

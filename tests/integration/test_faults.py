@@ -180,3 +180,59 @@ def test_log_rotated_between_attempt_and_recovery_delivers_each_copy_once(
     assert_exactly_once(world, subj)
     rotated = sorted(Path(config.paths.log_dir).glob("postfix.log.*"))
     assert rotated, "postfix logrotate left no rotated file"
+
+
+def padded_gendec(xml_size: int) -> bytes:
+    """A valid GENDEC of exactly ``xml_size`` bytes as it arrives (CRLF line ends, lines
+    short enough that no MTA breaks them); an XML comment makes up the size."""
+    xml = factory.gendec().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    at = xml.index(b"?>") + 2 if xml.startswith(b"<?xml") else 0
+    pad = xml_size - len(xml) - len(b"<!---->")
+    line = b"p" * 98 + b"\r\n"
+    padding = line * (pad // len(line)) + b"p" * (pad % len(line))
+    assert pad > 0 and len(padding) == pad
+    return xml[:at] + b"<!--" + padding + b"-->" + xml[at:]
+
+
+def refused_for_size(world: World, subj: str) -> None:
+    """One DSN, each recipient failed with 5.3.4 naming the size; no copy anywhere."""
+    [report] = about(world["co"], subj, dsn=True)
+    statuses = delivery_status(report)
+    assert [s["action"] for s in statuses] == ["failed", "failed"]
+    assert {s["status"] for s in statuses} == {"5.3.4"}
+    for s in statuses:
+        text = " ".join(s["diagnostic-code"].split())
+        assert "larger than" in text and "Single Window may" in text, text
+    world.flush()
+    assert len(about(world["co"], subj, dsn=True, count=2, timeout=6)) == 1
+    for role in ("ag1", "ag2"):
+        assert not about(world[role], subj, timeout=0)
+
+
+def test_a_message_too_large_once_converted_is_refused_not_deferred(world: World) -> None:
+    """The MIG stops converting at the copy limit: 554 5.3.4 at once, never 4.3.0."""
+    subj = subject()
+    submit(world, subj, padded_gendec(world.config.transport.xml_size_limit + 1000))
+    refused_for_size(world, subj)
+
+
+def test_a_copy_postfix_refuses_for_size_is_refused_not_deferred(world: World) -> None:
+    """The XML fits but the copy does not (80 KB of headers travel with it): Postfix's
+    re-injection listener refuses it at MAIL FROM (SIZE, 552 5.3.4), which is final."""
+    co, ag1, ag2 = world["co"], world["ag1"], world["ag2"]
+    subj = subject()
+    body = padded_gendec(world.config.transport.xml_size_limit - 1000)
+    notes = [f"X-Note-{i}: {'n' * 990}" for i in range(80)]
+    data = message(co, ag1.logical, subj, body, headers=[f"Cc: <{ag2.logical}>", *notes])
+    assert world.submit(co, [ag1.logical, ag2.logical], data) == {}
+    refused_for_size(world, subj)
+    with connect(world.config.database) as conn:
+        rows = conn.execute(
+            "SELECT f.state, f.refusal FROM forward f JOIN message m ON m.id = f.message_id"
+            " WHERE m.header_message_id = %s", (_message_id(data),)).fetchall()
+    assert [r["state"] for r in rows] == ["refused", "refused"]
+    assert all(r["refusal"].startswith("552 5.3.4") for r in rows)
+
+
+def _message_id(data: bytes) -> str:
+    return data.split(b"Message-ID: ", 1)[1].split(b"\r\n", 1)[0].decode()

@@ -66,3 +66,20 @@ def test_swctl_render_prints_changed_files(tmp_path: Path, capsys: object) -> No
     assert out.count("changed: ") == len(deploy.TARGETS["dovecot"])
     assert cli.main(argv) == 0
     assert capsys.readouterr().out == ""  # type: ignore[attr-defined]
+
+
+def test_size_limits_come_from_the_one_config(tmp_path: Path) -> None:
+    config = node_config(tmp_path)
+    config = replace(config, transport=replace(config.transport, message_size_limit=30_000_000,
+                                               copy_size_limit=40_000_000))
+    dest = tmp_path / "postfix"
+    deploy.render_target(config, "postfix", dest)
+    assert "\nmessage_size_limit = 30000000\n" in (dest / "main.cf").read_text()
+    master = (dest / "master.cf").read_text()
+    reinject = master.split(f":{config.listeners.reinject_port} inet", 1)[1].split("\n\n")[0]
+    assert "-o message_size_limit=40000000" in reinject
+    # The transport's LMTP server takes everything Postfix took; copies leave room for
+    # their headers around the base64-encoded XML.
+    assert config.transport.lmtp_size_limit > 30_000_000 * 65 // 64
+    xml = config.transport.xml_size_limit
+    assert xml > 0.72 * 40_000_000 and (xml + 56) // 57 * 78 < 40_000_000 - 64 * 1024

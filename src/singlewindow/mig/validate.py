@@ -30,6 +30,18 @@ XML_TYPES = frozenset({"application/xml", "text/xml"})
 SNIFF_TYPES = frozenset({"text/plain", "application/octet-stream"})
 
 
+class TooLarge(Exception):
+    """The XML to forward would be larger than a copy may carry (``transport.copy_size_limit``
+    in config.py); the conversion stopped as soon as it got there."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"the XML reached {size} bytes, more than the {limit} a copy "
+                         "may carry")
+        self.size = size
+        """Bytes (at least) of XML when it stopped."""
+        self.limit = limit
+
+
 @dataclass(frozen=True, slots=True)
 class Interchange:
     """What an EDIFACT submission said about itself; the CONTRL message answers it."""
@@ -74,14 +86,20 @@ def kind_of(payload: bytes, content_type: str | None) -> str:
 
 
 def validate(payload: bytes, content_type: str | None = None,
-             reg: Registry | None = None) -> Result:
-    """Validate one submitted body part against the MIG."""
+             reg: Registry | None = None, *, limit: int | None = None) -> Result:
+    """Validate one submitted body part against the MIG.
+
+    ``limit``: the largest XML that may be forwarded, in bytes. An XML submission larger
+    than that, or an interchange whose conversion gets there without an error, raises
+    :class:`TooLarge` (the conversion stops there); an interchange with conversion errors
+    is converted to the end for its error list, keeping none of the XML.
+    """
     reg = reg or registry()
     kind = kind_of(payload, content_type)
     if kind == "edifact":
-        return validate_edifact(payload, reg)
+        return validate_edifact(payload, reg, limit=limit)
     if kind == "xml":
-        return validate_xml(payload, reg)
+        return validate_xml(payload, reg, limit=limit)
     return Result(None, "unknown", (MigError(
         ErrorClass.TYPE, "SW-CONTENT-TYPE", f"content type {content_type or 'unknown'} is "
         "neither UN/EDIFACT nor XML"),))
@@ -96,9 +114,9 @@ def _lookup(reg: Registry) -> Callable[[MessageKey], tuple[EdifactProfile, str] 
     return lookup
 
 
-def validate_edifact(payload: bytes, reg: Registry) -> Result:
+def validate_edifact(payload: bytes, reg: Registry, *, limit: int | None = None) -> Result:
     """Convert and check an interchange (:func:`convert_checked`), then the business rules."""
-    summary, errors, xml = convert_checked(payload, reg)
+    summary, errors, xml = convert_checked(payload, reg, limit=limit)
     info = _interchange(summary)
     mt = reg.types.get(summary.profile.name) if summary.profile else None
     name = mt.name if mt else None
@@ -113,7 +131,7 @@ def validate_edifact(payload: bytes, reg: Registry) -> Result:
     return Result(name, "edifact", tuple(errors), None if errors else xml, info, mt.namespace)
 
 
-def convert_checked(payload: bytes, reg: Registry
+def convert_checked(payload: bytes, reg: Registry, *, limit: int | None = None
                     ) -> tuple[Summary, list[MigError], bytes | None]:
     """Convert an EDIFACT interchange to XML and check that against the type's XSD.
 
@@ -123,9 +141,12 @@ def convert_checked(payload: bytes, reg: Registry
     list, in the same order and with the same xpaths and lines, that checking the whole
     document at once gives. The XSD check runs message by message in worker threads
     while the conversion goes on (see :class:`_SchemaChecks`).
+
+    Raises :class:`TooLarge` once the XML exceeds ``limit`` bytes while the conversion
+    has found no error (then none of the XML is kept, and it goes on for the errors).
     """
     errors: list[MigError] = []
-    with _SchemaChecks(reg, errors, keep=True) as checks:
+    with _SchemaChecks(reg, errors, keep=True, limit=limit) as checks:
         summary = Converter(checks.lookup, reg.service, errors, checks.piece).run(
             chunked(payload))
         if not summary.messages and not errors:
@@ -136,7 +157,10 @@ def convert_checked(payload: bytes, reg: Registry
         return summary, errors, None
     if found:
         return summary, found, None
-    return summary, [], checks.xml()
+    xml = checks.xml()
+    if limit is not None and len(xml) > limit:  # characters counted so far, bytes now
+        raise TooLarge(len(xml), limit)
+    return summary, [], xml
 
 
 def _interchange(summary: Summary) -> Interchange | None:
@@ -152,7 +176,9 @@ def _interchange(summary: Summary) -> Interchange | None:
         tuple(summary.messages))
 
 
-def validate_xml(payload: bytes, reg: Registry) -> Result:
+def validate_xml(payload: bytes, reg: Registry, *, limit: int | None = None) -> Result:
+    if limit is not None and len(payload) > limit:
+        raise TooLarge(len(payload), limit)
     root, errors = xmlcheck.parse(payload)
     if root is None:
         return Result(None, "xml", tuple(errors))
@@ -247,16 +273,21 @@ class _SchemaChecks:
     exclude control characters; with ``keep``, a piece holding a line break makes the
     check go whole-document).
 
-    With ``keep`` the pieces are kept (:meth:`xml`) and the check falls back to the whole
+    With ``keep`` the pieces are kept (:meth:`xml`), at most ``limit`` characters of them
+    (:class:`TooLarge` beyond) and none once the conversion found an error (no XML will be
+    forwarded then); and the check falls back to the whole
     document when per-message checking could differ from it: the XSD has constraints
     that span the document (:func:`xmlcheck.document_wide`), or an empty message is valid
     (so the placeholders cannot show which messages libxml2 went into).
     """
 
-    def __init__(self, reg: Registry, errors: list[MigError], keep: bool) -> None:
+    def __init__(self, reg: Registry, errors: list[MigError], keep: bool,
+                 limit: int | None = None) -> None:
         self.reg = reg
         self.conversion = errors  # the Converter's list; once not empty the XSD is moot
         self.keep = keep
+        self.limit = limit
+        self.kept = 0  # characters in pieces
         self.pieces: list[str] = []
         self.document: bytes | None = None
         self.workers = min(2, os.cpu_count() or 1)
@@ -279,7 +310,12 @@ class _SchemaChecks:
             self.pool.shutdown(wait=True, cancel_futures=True)
 
     def piece(self, text: str) -> None:
-        if self.keep:
+        if self.keep and self.conversion:
+            self.pieces.clear()  # no XML is forwarded now; only the errors count
+        elif self.keep:
+            self.kept += len(text)
+            if self.limit is not None and self.kept > self.limit:
+                raise TooLarge(self.kept, self.limit)
             self.pieces.append(text)
         if not text.startswith("<M_"):
             self.envelope.append(text)

@@ -8,7 +8,9 @@ Postfix turns each reply into that recipient's delivery status and DSN.
 
 aiosmtpd's ``LMTP`` class is the protocol engine. It sends whatever ``handle_DATA``
 returns as the reply to DATA, so the handler joins one complete reply line per recipient
-with CRLF: RFC 2033 4.2 wants exactly that many replies, in RCPT order.
+with CRLF: RFC 2033 4.2 wants exactly that many replies, in RCPT order. The message data
+itself is read here, into one buffer (aiosmtpd keeps an object per line, which costs
+more than the message for one of short lines).
 
 A failure inside this service must never bounce mail: any exception, or anything that is not
 a proper reply, becomes ``replies.INTERNAL_ERROR`` (4.3.0) and Postfix retries.
@@ -35,7 +37,8 @@ from singlewindow.replies import Reply
 log = logging.getLogger(__name__)
 
 #: Largest message accepted, advertised as SIZE (RFC 1870) so Postfix refuses bigger ones
-#: at MAIL FROM instead of sending them.
+#: at MAIL FROM instead of sending them. The transport's service passes
+#: ``transport.lmtp_size_limit`` (config.py), which is above Postfix's message_size_limit.
 DEFAULT_DATA_SIZE_LIMIT = 32 * 1024 * 1024
 #: Seconds an idle connection is kept; Postfix's lmtp(8) reuses connections in between.
 DEFAULT_IDLE_TIMEOUT = 300.0
@@ -132,6 +135,60 @@ class _PerRecipientLMTP(LMTP):
     """
 
     _pending_replies = 0
+
+    async def smtp_DATA(self, arg: str) -> None:
+        """DATA (RFC 5321 4.1.1.4) read into one buffer, dot-stuffing undone as it arrives
+        (4.5.2); the size counted is the message's, as Postfix counts it, not the wire's.
+
+        What aiosmtpd's own DATA does around the data is kept: the state checks and
+        replies before the 354, the 552 for too much data and the 500 for a line over the
+        stream's limit (each after draining the data), the handler's ``handle_DATA``, and
+        a fresh envelope afterwards.
+        """
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        content = bytearray()
+        limit = self.data_size_limit
+        fault: str | None = None
+        line_start = True
+        while self.transport is not None:
+            try:
+                piece = await self._reader.readuntil(b"\r\n")
+            except asyncio.LimitOverrunError as overrun:
+                piece = await self._reader.read(overrun.consumed)
+                fault = fault or "500 Line too long (see RFC5321 4.5.3.1.6)"
+            if line_start and piece == b".\r\n":
+                break
+            if fault is None:
+                skip = 1 if line_start and piece[:1] == b"." else 0
+                if limit and len(content) + len(piece) - skip > limit:
+                    fault = "552 Error: Too much mail data"
+                else:
+                    content += memoryview(piece)[skip:]
+            if fault is not None:
+                content = bytearray()  # nothing of it is used: free it now
+            line_start = piece.endswith(b"\r\n")
+        else:
+            return  # the connection is gone
+        if fault is not None:
+            self.envelope = self._create_envelope()
+            await self.push(fault)
+            return
+        raw = bytes(content)
+        del content
+        self.envelope.original_content = raw
+        self.envelope.content = raw
+        status = await self._call_handler_hook("DATA")
+        self.envelope = self._create_envelope()
+        await self.push(status if isinstance(status, str) else "250 OK")
 
     async def push(self, status: AnyStr) -> None:
         if isinstance(status, bytes):  # aiosmtpd pushes bytes only for AUTH, never here

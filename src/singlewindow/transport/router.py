@@ -63,31 +63,50 @@ class Deferred(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Prepared:
-    """What is the same for every recipient of one transaction, computed once."""
+    """The message parsed once per transaction (STYLE 9): every recipient and every step
+    (checks, MIG, copies) asks this, never the raw bytes again."""
 
     origin: originmod.Origin | None
+    """The milter's stamp; None for mail Single Window generated itself."""
+    fields: list[translate.Field]
+    """The header fields, in order (the copies are built from them)."""
+    body_offset: int
+    """Where the body starts in the raw message."""
+    part: checks.BodyPart | None
+    """A submission's one body part, decoded, when it passed the technical checks."""
     content: Reply | None
+    """A submission's technical-check failure (SPEC R5.3 #1-7), else None."""
     addresses: list[tuple[str, str]]
     header_message_id: str | None
     sha256: str
 
 
 def prepare(raw: bytes, allowed: tuple[str, ...]) -> Prepared:
-    stamps = [value for name, value in _origin_fields(raw)]
+    fields, body_offset = translate.head(raw)
+    stamps = [value for name, value in _origin_fields(fields)]
     origin = originmod.parse(stamps[0]) if len(stamps) == 1 else None
     if len(stamps) > 1:
         raise originmod.OriginError(f"{len(stamps)} {originmod.HEADER} headers")
+    part: checks.BodyPart | None = None
+    content: Reply | None = None
+    if origin:
+        try:
+            part = checks.body_part(raw, allowed)
+        except checks.ContentError as error:
+            content = error.reply
     return Prepared(
         origin=origin,
-        content=checks.check_content(raw, allowed) if origin else None,
-        addresses=translate.header_addresses(raw) if origin else [],
-        header_message_id=translate.header(raw, "message-id"),
+        fields=fields,
+        body_offset=body_offset,
+        part=part,
+        content=content,
+        addresses=translate.addresses_in(fields) if origin else [],
+        header_message_id=translate.field_named(fields, "message-id"),
         sha256=hashlib.sha256(raw).hexdigest(),
     )
 
 
-def _origin_fields(raw: bytes) -> list[tuple[str, str]]:
-    fields, _ = translate.split(raw)
+def _origin_fields(fields: list[translate.Field]) -> list[tuple[str, str]]:
     return [(name, translate.field_value(f)) for name, f in fields
             if name == originmod.HEADER.lower()]
 
@@ -161,10 +180,13 @@ class Router:
         refused = self.check(conn, p, o, mail_from, rcpt, target, state)
         if refused is None:
             assert target is not None
-            result = self.validated(raw, state)
-            if result.valid:
+            result = self.validated(p, state)
+            if isinstance(result, Reply):
+                reply = result.with_text(f"{result.text} (Single Window message "
+                                         f"{o.message_id})")
+            elif result.valid:
                 messages.set_message_type(conn, o.message_id, result.message_type)
-                reply = self.forward(conn, o, mail_from, target, raw, result,
+                reply = self.forward(conn, o, mail_from, target, p, result,
                                      _known_headers(conn, p, state))
             elif not mail_from:
                 # Nothing goes to the null sender: the refusal names the errors instead.
@@ -217,14 +239,27 @@ class Router:
                 f"Your logical address <{own.logical}> is not yet activated")
         return None
 
-    def validated(self, raw: bytes, state: dict[str, object]) -> mig.Result:
+    def validated(self, p: Prepared, state: dict[str, object]) -> mig.Result | Reply:
         """SPEC R6: the one body part against the MIG (EDIFACT is converted to XML), once
-        per transaction however many recipients pass the checks."""
+        per transaction however many recipients pass the checks.
+
+        A message whose XML would make a copy larger than ``copy_size_limit`` is refused
+        (issue 10): the conversion stops there, and the answer says why.
+        """
         cached = state.get("mig")
-        if isinstance(cached, mig.Result):
+        if isinstance(cached, mig.Result | Reply):
             return cached
-        part = checks.body_part(raw, self.config.transport.allowed_content_types)
-        result = mig.validate(part.payload, part.content_type)
+        assert p.part is not None  # only called once the checks passed
+        result: mig.Result | Reply
+        try:
+            result = mig.validate(p.part.payload, p.part.content_type,
+                                  limit=self.config.transport.xml_size_limit)
+        except mig.TooLarge as exc:
+            result = replies.COPY_TOO_LARGE.with_text(
+                f"Not forwarded: as XML the message is larger than {exc.limit:,} bytes, "
+                f"which makes a copy larger than the "
+                f"{self.config.transport.copy_size_limit:,} bytes Single Window may send "
+                "to an agency")
         state["mig"] = result
         return result
 
@@ -245,7 +280,7 @@ class Router:
                 "message_type": result.message_type, "queue_id": sent.queue_id})
 
     def forward(self, conn: Conn, o: originmod.Origin, mail_from: str,
-                target: directory.Address, raw: bytes, result: mig.Result,
+                target: directory.Address, p: Prepared, result: mig.Result,
                 known: dict[str, directory.Address]) -> Reply:
         """One copy per destination, each sent exactly once (SPEC D4): the reply for the
         recipient, 250 unless its copies were refused for good."""
@@ -255,9 +290,9 @@ class Router:
 
         def build(copy_message_id: str) -> bytes:
             # SPEC F6: agencies receive XML (converted from EDIFACT where needed).
-            body = translate.with_body(raw, "application/xml; charset=utf-8",
-                                       result.xml or b"")
-            return translate.translate(body, lambda a: _logical(conn, known, a),
+            fields, body = translate.with_body(p.fields, "application/xml; charset=utf-8",
+                                               result.xml or b"")
+            return translate.translate(fields, body, lambda a: _logical(conn, known, a),
                                        copy_message_id,
                                        message_ids=lambda m: _original_id(conn, m))
 
@@ -510,8 +545,8 @@ def _refusal_text(refusal: Refused | str) -> str:
     shown = f"{refusal.code} {refusal.text}" if isinstance(refusal, Refused) else refusal
     shown = " ".join(shown.split())[:200]
     if _refusal_reply(refusal).enhanced == "5.3.4":
-        return (f"the message as converted for the agency is larger than Single Window "
-                f"may forward (Postfix: {shown})")
+        return (f"the message as converted for the agency is larger than the copy size "
+                f"Single Window may forward (Postfix: {shown})")
     return f"the copy was refused (Postfix: {shown})"
 
 

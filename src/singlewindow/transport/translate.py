@@ -4,6 +4,8 @@ After the queue, in the transport: a copy must name its sender only by logical a
 and must not carry anything that reveals the submitter's host, IP or physical address.
 Headers are rewritten on the raw bytes; the body is passed through untouched (it was
 checked already, and re-encoding would change what the submitter signed or counted).
+The transport splits the header block once per message (:func:`head`) and hands the
+fields to the functions here, so the body is never copied to be looked at again.
 No I/O: the caller supplies the address lookup.
 """
 
@@ -30,24 +32,38 @@ REMOVED = frozenset({
 _PLAIN_NAME = re.compile(r"^[A-Za-z0-9 .,'()-]*$")
 
 Lookup = Callable[[str], str | None]
+#: One header field: its lower-case name and its raw bytes, folding included.
+Field = tuple[str, bytes]
+#: Base64 input per encoded chunk: whole 57-byte groups, so each chunk is whole 76-character
+#: lines (RFC 2045 6.8), and chunks join without a seam.
+_ENCODE_CHUNK = 57 * 16384
 
 
-def split(raw: bytes) -> tuple[list[tuple[str, bytes]], bytes]:
-    """The header fields as (lower-case name, raw field bytes incl. folding) and the body."""
+def head(raw: bytes) -> tuple[list[Field], int]:
+    """The header fields and the offset at which the body starts (``len(raw)``: none)."""
     end = raw.find(b"\r\n\r\n")
     sep = 4
     if end < 0:
         end, sep = raw.find(b"\n\n"), 2
-    head, body = (raw, b"") if end < 0 else (raw[:end + sep // 2], raw[end + sep:])
-    fields: list[tuple[str, bytes]] = []
-    for line in head.splitlines(keepends=True):
+    if end < 0:
+        block, body_offset = raw, len(raw)
+    else:
+        block, body_offset = raw[:end + sep // 2], end + sep
+    fields: list[Field] = []
+    for line in block.splitlines(keepends=True):
         if line[:1] in (b" ", b"\t") and fields:
             name, value = fields[-1]
             fields[-1] = (name, value + line)
         elif line.strip():
             name = line.split(b":", 1)[0].strip().decode("ascii", "replace").lower()
             fields.append((name, line))
-    return fields, body
+    return fields, body_offset
+
+
+def split(raw: bytes) -> tuple[list[Field], bytes]:
+    """The header fields as (lower-case name, raw field bytes incl. folding) and the body."""
+    fields, body_offset = head(raw)
+    return fields, raw[body_offset:]
 
 
 def field_value(field: bytes) -> str:
@@ -224,13 +240,21 @@ def header_addresses(raw: bytes) -> list[tuple[str, str]]:
     """Every (header name, address) in the headers Single Window translates, group members
     included; an entry that is no readable mailbox is listed as written (no address Single
     Window knows looks like it), so the address check refuses it."""
-    fields, _ = split(raw)
+    return addresses_in(head(raw)[0])
+
+
+def addresses_in(fields: Iterable[Field]) -> list[tuple[str, str]]:
+    """:func:`header_addresses` of header fields split already."""
     return [(name, box.address) for name, field in fields if name in TRANSLATED
             for box in mailboxes(parse_addresses(field_value(field)))]
 
 
 def header(raw: bytes, name: str) -> str | None:
-    fields, _ = split(raw)
+    return field_named(head(raw)[0], name)
+
+
+def field_named(fields: Iterable[Field], name: str) -> str | None:
+    """The (unfolded) value of the first field called ``name``, or None."""
     for field_name, field in fields:
         if field_name == name.lower():
             return field_value(field)
@@ -299,10 +323,11 @@ def _threading_field(name: str, field: bytes, message_ids: Lookup) -> bytes:
     return f"{canonical}: {mapped}\r\n".encode()
 
 
-def translate(raw: bytes, lookup: Lookup, message_id: str,
+def translate(fields: Iterable[Field], body: bytes, lookup: Lookup, message_id: str,
               extra: Iterable[tuple[str, str]] = (),
               message_ids: Lookup | None = None) -> bytes:
-    """The copy: translated address headers, trace headers removed, a new Message-ID.
+    """The copy of a message with header ``fields`` and ``body``: translated address
+    headers, trace headers removed, a new Message-ID.
 
     ``lookup`` maps any known address (physical or logical) to its logical address and
     returns None for an unknown one; an unknown address raises KeyError (the caller has
@@ -310,7 +335,6 @@ def translate(raw: bytes, lookup: Lookup, message_id: str,
     in In-Reply-To/References to the one the reader knows (a response names the copy the
     agency received; the company knows its own original), or None to leave it.
     """
-    fields, body = split(raw)
     out = [f"Message-ID: {message_id}\r\n".encode()]
     out += [f"{name}: {value}\r\n".encode() for name, value in extra]
     for name, field in fields:
@@ -322,18 +346,23 @@ def translate(raw: bytes, lookup: Lookup, message_id: str,
             out.append(_threading_field(name, field, message_ids))
         else:
             out.append(field if field.endswith(b"\n") else field + b"\r\n")
-    return b"".join(out) + b"\r\n" + body
+    out += [b"\r\n", body]
+    return b"".join(out)
 
 
-def with_body(raw: bytes, content_type: str, payload: bytes) -> bytes:
-    """``raw``'s headers with a new single body part (base64, so any bytes travel 7-bit)."""
-    fields, _ = split(raw)
-    kept = [f if f.endswith(b"\n") else f + b"\r\n" for name, f in fields
+def with_body(fields: Iterable[Field], content_type: str, payload: bytes
+              ) -> tuple[list[Field], bytes]:
+    """The header fields and body of a message with ``fields``' headers and a new single
+    body part (base64, so any bytes travel 7-bit)."""
+    kept = [(name, f) for name, f in fields
             if not name.startswith("content-") and name != "mime-version"]
-    encoded = base64.encodebytes(payload).replace(b"\n", b"\r\n")
-    return (b"".join(kept) + b"MIME-Version: 1.0\r\n"
-            + f"Content-Type: {content_type}\r\n".encode()
-            + b"Content-Transfer-Encoding: base64\r\n\r\n" + encoded)
+    kept += [("mime-version", b"MIME-Version: 1.0\r\n"),
+             ("content-type", f"Content-Type: {content_type}\r\n".encode()),
+             ("content-transfer-encoding", b"Content-Transfer-Encoding: base64\r\n")]
+    view = memoryview(payload)
+    encoded = b"".join(base64.encodebytes(view[at:at + _ENCODE_CHUNK]).replace(b"\n", b"\r\n")
+                       for at in range(0, len(view), _ENCODE_CHUNK))
+    return kept, encoded
 
 
 def with_message_id(raw: bytes, message_id: str) -> bytes:

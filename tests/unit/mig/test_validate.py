@@ -22,6 +22,7 @@ from singlewindow.mig.edifact.syntax import chunked
 from singlewindow.mig.errors import ErrorClass, MigError
 from singlewindow.mig.loader import Registry
 from singlewindow.mig.validate import (
+    TooLarge,
     _lookup,
     convert_checked,
     convert_stream,
@@ -477,3 +478,52 @@ def test_xsd_checks_in_flight_are_bounded(monkeypatch: pytest.MonkeyPatch, reg: 
     assert convert_checked(payload, reg)[1:] == ([], xml)
     workers = min(2, validate_module.os.cpu_count() or 1)
     assert submitted >= 8 and most == workers + 1, (submitted, most)
+
+
+# --- the size limit of a copy (issue 10) ---------------------------------------------------
+
+
+def test_limit_stops_the_conversion_soon_after_it_is_reached() -> None:
+    payload = paxlst_of_size(4)  # ~20 MB of XML
+    limit = 1_000_000
+    started = time.perf_counter()
+    with pytest.raises(TooLarge) as caught:
+        validate(payload, "application/EDIFACT", limit=limit)
+    assert caught.value.limit == limit
+    # It stopped at the first piece beyond the limit (a message of 200 persons is
+    # ~350 kB of XML), long before converting the rest.
+    assert limit < caught.value.size < limit + 500_000
+    assert str(limit) in str(caught.value) and str(caught.value.size) in str(caught.value)
+    whole = time.perf_counter()
+    assert validate(payload, "application/EDIFACT").valid
+    assert time.perf_counter() - whole > 2 * (whole - started)
+
+
+def test_interchange_within_the_limit_is_forwarded_whole() -> None:
+    payload = paxlst(persons=20)
+    xml = validate(payload, "application/EDIFACT").xml
+    assert xml is not None
+    result = validate(payload, "application/EDIFACT", limit=len(xml))
+    assert result.valid and result.xml == xml
+    with pytest.raises(TooLarge) as caught:
+        validate(payload, "application/EDIFACT", limit=len(xml) - 1)
+    assert caught.value.size == len(xml)
+
+
+def test_xml_submission_over_the_limit_is_refused_unparsed() -> None:
+    payload = gendec()
+    assert validate(payload, "application/xml", limit=len(payload)).valid
+    with pytest.raises(TooLarge) as caught:
+        validate(payload + b" " * 10, "application/xml", limit=len(payload))
+    assert (caught.value.size, caught.value.limit) == (len(payload) + 10, len(payload))
+
+
+def test_interchange_with_errors_reports_them_whatever_the_limit() -> None:
+    # A conversion error (wrong UNT count) means nothing is forwarded: the control
+    # message needs the errors, and no XML is kept, so the limit does not apply.
+    first = paxlst_message("M0", 200)
+    first[-1] = "UNT+3+M0'"
+    payload = interchange([first] + [paxlst_message(f"M{n}", 200) for n in range(1, 10)])
+    result = validate(payload, "application/EDIFACT", limit=1000)
+    assert not result.valid and result.xml is None
+    assert any("UNT" in e.text or "0074" in e.text for e in result.errors)

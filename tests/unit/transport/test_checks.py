@@ -454,3 +454,41 @@ def test_mangled_messages_only_ever_give_replies() -> None:
         if reply is not None:
             assert len(reply.line()) <= 512
             assert all(" " <= c <= "~" for c in reply.text)
+
+
+# --- long bodies: line numbers are counted, not stored ------------------------------------
+
+
+def test_line_numbers_deep_in_a_long_body() -> None:
+    lines = 200_000
+    body = b"<n>ok</n>\n" * lines + "<n>caf\xe9</n>\n".encode("latin-1")
+    reply = failure(message("Content-Type: text/xml\n", body))
+    assert f"byte 0xE9 at line {lines + 1}, column 7, in the message body" in reply.text
+
+
+def test_base64_fault_deep_in_a_long_body_is_located() -> None:
+    good = b64(bytes(range(255)) * 2000)  # ~680 kB, 76-character lines
+    count = good.count("\n")
+    reply = failure(message(BASE64, good + "PG*+\n"))
+    assert f"character '*' at line {count + 1}, column 3, in the message body" in reply.text
+    assert body_part(message(BASE64, good)).payload == bytes(range(255)) * 2000
+
+
+def test_quoted_printable_fault_deep_in_a_long_body_is_located() -> None:
+    good = "<a>caf=C3=A9 =\nsoft</a>\n" * 50_000
+    reply = failure(message(QP, good + "<a>=ZZ</a>\n"))
+    assert f"'=' at line {100_001}, column 4, in the message body" in reply.text
+    assert body_part(message(QP, good)).payload == "<a>café soft</a>\r\n".encode() * 50_000
+
+
+def test_long_line_of_transport_padding_is_quoted_printable() -> None:
+    # Rule (5) counts the line without its transport padding.
+    raw = message(QP, "<a>" + "x" * 60 + "</a>" + " " * 20 + "\n")
+    assert body_part(raw).payload == ("<a>" + "x" * 60 + "</a>\r\n").encode()
+
+
+def test_long_body_in_a_part_keeps_its_offsets() -> None:
+    payload = "<n>ok</n>\n" * 100_000
+    headers, body = multipart("b", "Content-Type: text/xml\n\n" + payload + "<n>\x01=</n>")
+    part = body_part(message(headers, body))
+    assert part.payload == (payload + "<n>\x01=</n>").replace("\n", "\r\n").encode()

@@ -199,3 +199,38 @@ def test_a_failure_outside_deliver_defers_every_recipient(
     answers = serve(socket_path, deliver, lambda p: transact(p, ["a@sw.test", "b@sw.test"]))
     assert [(code, text[:5]) for code, text in answers] == [(451, b"4.3.0"), (451, b"4.3.0")]
     assert deliver.calls == []
+
+
+def test_message_of_many_short_and_dotted_lines_arrives_byte_for_byte(
+    socket_path: Path,
+) -> None:
+    body = b"".join(b".%d\r\n" % n if n % 3 == 0 else b"x%d\r\n" % n for n in range(50_000))
+    message = b"Subject: many lines\r\n\r\n" + body + b"..\r\n"
+    deliver = Recorder({"a@sw.test": replies.DELIVERED})
+    answers = serve(socket_path, deliver, lambda p: transact(p, ["a@sw.test"], message))
+    assert answers[0][0] == 250
+    assert deliver.calls[0][2] == message
+
+
+def test_size_limit_counts_the_message_not_the_dot_stuffing(socket_path: Path) -> None:
+    message = b"Subject: dots\r\n\r\n" + b".\r\n" * 60  # 197 bytes, 257 on the wire
+    deliver = Recorder({"a@sw.test": replies.DELIVERED})
+    answers = serve(socket_path, deliver, lambda p: transact(p, ["a@sw.test"], message),
+                    data_size_limit=len(message))
+    assert answers[0][0] == 250 and deliver.calls[0][2] == message
+
+
+def test_line_too_long_gets_one_reply_per_recipient_and_the_session_goes_on(
+    socket_path: Path,
+) -> None:
+    deliver = Recorder({"a@sw.test": replies.DELIVERED, "b@sw.test": replies.DELIVERED})
+
+    def client(path: str) -> tuple[list[tuple[int, bytes]], list[tuple[int, bytes]]]:
+        long_line = transact(path, ["a@sw.test", "b@sw.test"], MESSAGE + b"y" * 5000 + b"\r\n")
+        after = transact(path, ["a@sw.test", "b@sw.test"])
+        return long_line, after
+
+    long_line, after = serve(socket_path, deliver, client)
+    assert [code for code, _ in long_line] == [500, 500]
+    assert [code for code, _ in after] == [250, 250]
+    assert len(deliver.calls) == 2

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from singlewindow.transport import translate
@@ -28,7 +30,7 @@ RAW = (b"Received: from mta.acme.example (mta.acme.example [10.1.0.5])\r\n"
 
 
 def test_copy_names_only_logical_addresses() -> None:
-    copy = translate.translate(RAW, KNOWN.get, "<SW1.x@sw.test>")
+    copy = translate.translate(*translate.split(RAW), KNOWN.get, "<SW1.x@sw.test>")
     head, body = copy.split(b"\r\n\r\n", 1)
     assert b"edi@acme.example" not in head and b"clerk@acme.example" not in head
     assert b"10.1.0.5" not in head and b"mta.acme.example" not in head
@@ -40,14 +42,15 @@ def test_copy_names_only_logical_addresses() -> None:
 
 
 def test_threading_headers_are_mapped_back() -> None:
-    copy = translate.translate(RAW, KNOWN.get, "<n@sw.test>",
+    copy = translate.translate(*translate.split(RAW), KNOWN.get, "<n@sw.test>",
                                message_ids={"<SW1.abc@sw.test>": "<orig@acme.example>"}.get)
     assert b"In-Reply-To: <orig@acme.example>" in copy
 
 
 def test_unknown_address_is_refused() -> None:
     with pytest.raises(KeyError):
-        translate.translate(RAW.replace(b"Reply-To: <edi@", b"Reply-To: <x@"), KNOWN.get,
+        translate.translate(*translate.split(RAW.replace(b"Reply-To: <edi@", b"Reply-To: <x@")),
+                            KNOWN.get,
                             "<n@sw.test>")
 
 
@@ -58,8 +61,9 @@ def test_header_addresses_lists_every_translated_header() -> None:
 
 
 def test_with_body_replaces_the_one_part() -> None:
-    out = translate.with_body(RAW, "application/xml; charset=utf-8", b"<x/>")
-    head, body = out.split(b"\r\n\r\n", 1)
+    fields, body = translate.with_body(translate.head(RAW)[0], "application/xml; charset=utf-8",
+                                       b"<x/>")
+    head = b"".join(f for _, f in fields)
     assert head.count(b"Content-Type:") == 1
     assert b"Content-Transfer-Encoding: base64" in head
     assert body == b"PHgvPg==\r\n"
@@ -95,7 +99,8 @@ def test_groups_are_translated_and_checked() -> None:
                       b"Cc: Desk (secret): edi@acme.example, \"Acme\" <clerk@acme.example>;\r\n")
     assert translate.header_addresses(raw)[-2:] == [("cc", "edi@acme.example"),
                                                     ("cc", "clerk@acme.example")]
-    head = translate.translate(raw, KNOWN.get, "<n@sw.test>").split(b"\r\n\r\n")[0]
+    copy = translate.translate(*translate.split(raw), KNOWN.get, "<n@sw.test>")
+    head = copy.split(b"\r\n\r\n")[0]
     assert b"\r\nTo: undisclosed-recipients:;\r\n" in head
     assert b'\r\nCc: Desk: <acme@sw.test>, "Acme" <acme@sw.test>;\r\n' in head
 
@@ -104,7 +109,7 @@ def test_unreadable_entries_are_listed_as_written() -> None:
     raw = RAW.replace(b"To: customs@sw.test", b"To: customs@sw.test, not an address")
     assert ("to", "not an address") in translate.header_addresses(raw)
     with pytest.raises(KeyError):
-        translate.translate(raw, KNOWN.get, "<n@sw.test>")
+        translate.translate(*translate.split(raw), KNOWN.get, "<n@sw.test>")
 
 
 def test_nul_in_a_header_never_reaches_the_store() -> None:
@@ -115,8 +120,24 @@ def test_nul_in_a_header_never_reaches_the_store() -> None:
 def test_long_address_headers_are_folded() -> None:
     raw = RAW.replace(b"To: customs@sw.test", b"To: " + b", ".join([b"customs@sw.test"] * 300)
                       + b", G: edi@acme.example, customs@sw.test;")
-    head = translate.translate(raw, KNOWN.get, "<n@sw.test>").split(b"\r\n\r\n")[0]
+    copy = translate.translate(*translate.split(raw), KNOWN.get, "<n@sw.test>")
+    head = copy.split(b"\r\n\r\n")[0]
     assert max(len(line) for line in head.split(b"\r\n")) <= 78
-    to = translate.header(translate.translate(raw, KNOWN.get, "<n@sw.test>"), "to")
+    to = translate.header(copy, "to")
     assert to == ", ".join(["<customs@sw.test>"] * 300) + ", G: <acme@sw.test>, " \
         "<customs@sw.test>;"
+
+
+def test_with_body_encodes_a_large_payload_in_whole_lines() -> None:
+    payload = bytes(range(256)) * 12_000  # more than one encoding chunk
+    _, body = translate.with_body([], "application/xml", payload)
+    lines = body.split(b"\r\n")
+    assert lines[-1] == b"" and {len(line) for line in lines[:-2]} == {76}
+    assert base64.b64decode(body) == payload
+
+
+def test_head_gives_the_body_offset_without_copying_the_body() -> None:
+    fields, offset = translate.head(RAW)
+    assert [name for name, _ in fields][:2] == ["received", "return-path"]
+    assert RAW[offset:] == b"<a>edi@acme.example stays in the body</a>\r\n"
+    assert translate.head(b"Subject: x\r\n") == ([("subject", b"Subject: x\r\n")], 12)
