@@ -48,6 +48,9 @@ class MessageType:
     edifact: EdifactProfile | None = None
     unh: tuple[str, str, str, str] | None = None
     folder: Path = DATA
+    #: ``[rules] message_local``: each rule looks only inside one message (or only at the
+    #: envelope), so the rules may run message by message (``data/README.md``)
+    rules_message_local: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,9 +129,15 @@ class _Loader:
             profile, unh = self.edifact(doc, folder, path)
         schema_text = self.schema_text(xml, folder, path, profile, namespace)
         schema = _compile_schema(schema_text, folder / "schema.xsd")
-        rules = _compile_rules(_table(doc, "rules", path), folder, path)
+        rules_table = _table(doc, "rules", path)
+        rules = _compile_rules(rules_table, folder, path)
+        local = rules_table.get("message_local", False)
+        if not isinstance(local, bool):
+            raise DataError(f"{path}: [rules] message_local must be true or false")
+        if local and profile is None:
+            raise DataError(f"{path}: [rules] message_local is for EDIFACT types")
         return MessageType(_str(doc, "name", path), str(doc.get("title", "")), namespace, root,
-                           schema, schema_text, rules, profile, unh, folder)
+                           schema, schema_text, rules, profile, unh, folder, local)
 
     def edifact(self, doc: Mapping[str, object], folder: Path, path: Path
                 ) -> tuple[EdifactProfile, tuple[str, str, str, str]]:
