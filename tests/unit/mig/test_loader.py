@@ -82,3 +82,30 @@ def test_segment_reader_errors() -> None:
     from singlewindow.mig.model import read_segments
     with pytest.raises(DataError, match="not a data element format"):
         read_segments("ABC Name\n  C001 M 1 Comp\n    1234 M xx..3 Bad\n", "x")
+
+
+def test_rules_message_local_is_read_from_mig_toml(tmp_path: Path) -> None:
+    shipped = loader.load()
+    # The shipped EDIFACT types' rules look inside one message each; XML types have none.
+    assert shipped.types["PAXLST-D03B"].rules_message_local
+    assert shipped.types["IFTDGN-D03A"].rules_message_local
+    assert not shipped.types["GENDEC-1"].rules_message_local
+    folder = operator_copy(tmp_path)
+    toml = (folder / "mig.toml").read_text()
+    (folder / "mig.toml").write_text(toml.replace("message_local = true", ""))
+    assert not loader.load([loader.DATA, tmp_path]).types["PAXLST-D03B"].rules_message_local
+
+
+@pytest.mark.parametrize(("folder", "value", "complaint"), [
+    ("paxlst-d03b", '"yes"', "must be true or false"),
+    ("general-declaration", "true", "is for EDIFACT types"),
+])
+def test_rules_message_local_refused_where_it_cannot_hold(tmp_path: Path, folder: str,
+                                                          value: str, complaint: str) -> None:
+    target = tmp_path / "types" / folder
+    shutil.copytree(loader.DATA / "types" / folder, target)
+    toml = (target / "mig.toml").read_text().replace("message_local = true\n", "")
+    rules = 'schematron = "rules.sch"\n'
+    (target / "mig.toml").write_text(toml.replace(rules, f"{rules}message_local = {value}\n"))
+    with pytest.raises(DataError, match=complaint):
+        loader.load([loader.DATA, tmp_path])
