@@ -44,7 +44,10 @@ SYNTAX_CLASSES = frozenset(
 
 @dataclass(frozen=True, slots=True)
 class Place:
-    """Where an error is: a segment (EDIFACT) or an XPath and line (XML)."""
+    """Where an error is: a segment (EDIFACT) or an XPath and line (XML).
+
+    A business rule failing on converted EDIFACT has both: the EDIFACT position, which
+    is what its text names, and the XPath into the XML form."""
 
     segment: int | None = None  # position in the message, UNH = 1 (CONTRL 0096)
     tag: str | None = None
@@ -56,7 +59,8 @@ class Place:
     line: int | None = None
 
     def __str__(self) -> str:
-        if self.xpath is not None or (self.line is not None and self.tag is None):
+        edifact = (self.tag, self.segment, self.message) != (None, None, None)
+        if (self.xpath is not None or self.line is not None) and not edifact:
             where = self.xpath or "/"
             return f"{where} (line {self.line})" if self.line is not None else where
         parts: list[str] = []

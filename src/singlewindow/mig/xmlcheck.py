@@ -199,26 +199,57 @@ def _spans_document(schema_text: bytes) -> bool:
 def check_rules(mt: MessageType, root: etree._Element) -> list[MigError]:
     """The business rules' findings (failed asserts, and reports, which lxml's Schematron
     also counts as invalid); safe to call from several threads at once."""
+    return [error for _, error in rule_findings(mt, root)]
+
+
+#: Where a rule finding is: the element its location names (``None`` if it names none)
+#: and that location, to the :class:`Place` the finding carries.
+Locate = Callable[[etree._Element | None, str], Place]
+
+
+def rule_findings(mt: MessageType, root: etree._Element, locate: Locate | None = None,
+                  limit: int | None = None) -> list[tuple[int, MigError]]:
+    """:func:`check_rules`' findings, each with the number of its pattern (0, 1, ...).
+
+    The Schematron report lists findings pattern by pattern, each pattern's in document
+    order; the pattern numbers let findings of parts of a document checked apart be put
+    back in that order. ``locate`` makes each finding's place (default: the location as
+    XPath and the element's line); ``limit`` stops after that many findings.
+    """
     if mt.rules is None:
         return []
     with _rules_copy(mt) as transform:
         report = transform(root)
-    errors = []
-    for failed in report.iter(f"{_SVRL}failed-assert", f"{_SVRL}successful-report"):
-        location = failed.get("location", "/")
-        text = " ".join("".join(failed.itertext()).split())
-        rule = failed.get("id") or failed.get("test", "rule")
-        errors.append(MigError(ErrorClass.RULE, f"{mt.name}:{rule}", text,
-                               Place(xpath=location, line=_line(root, location))))
-    return errors
+    tree = root.getroottree()
+    found: list[tuple[int, MigError]] = []
+    pattern = -1
+    for node in report.getroot().iterchildren(f"{_SVRL}active-pattern",
+                                              f"{_SVRL}failed-assert",
+                                              f"{_SVRL}successful-report"):
+        if node.tag == f"{_SVRL}active-pattern":
+            pattern += 1
+            continue
+        if limit is not None and len(found) >= limit:
+            break
+        location = node.get("location", "/")
+        text = " ".join("".join(node.itertext()).split())
+        rule = node.get("id") or node.get("test", "rule")
+        element = _element_at(tree, location)
+        if locate is not None:
+            place = locate(element, location)
+        else:
+            line = element.sourceline if element is not None else None
+            place = Place(xpath=location, line=int(line) if line is not None else None)
+        found.append((max(pattern, 0), MigError(ErrorClass.RULE, f"{mt.name}:{rule}", text,
+                                                place)))
+    return found
 
 
-def _line(root: etree._Element, location: str) -> int | None:
+def _element_at(tree: etree._ElementTree, location: str) -> etree._Element | None:
     try:
-        found = root.getroottree().xpath(location)
+        found = tree.xpath(location)
     except etree.XPathError:
         return None
     if isinstance(found, list) and found and isinstance(found[0], etree._Element):
-        line = found[0].sourceline
-        return int(line) if line is not None else None
+        return found[0]
     return None
