@@ -10,6 +10,7 @@ for the control message, and the XML to forward when there are no errors.
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -21,6 +22,7 @@ from lxml import etree
 from singlewindow.mig import xmlcheck
 from singlewindow.mig.edifact.convert import Converter, MessageKey, Summary
 from singlewindow.mig.edifact.message import EdifactProfile
+from singlewindow.mig.edifact.places import edifact_place
 from singlewindow.mig.edifact.syntax import CHUNK, chunked
 from singlewindow.mig.errors import ErrorClass, MigError, Place
 from singlewindow.mig.loader import MessageType, Registry, registry
@@ -43,6 +45,17 @@ class TooLarge(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class FunctionalGroup:
+    """A functional group of an interchange (UNG ... UNE), as CONTRL's UCF answers it."""
+
+    reference: str  # UNG 0048
+    sender: tuple[str, ...]  # UNG S006 application sender
+    recipient: tuple[str, ...]  # UNG S007 application recipient
+    first: int  # UNG's position in the interchange
+    last: int | None  # UNE's, None when the group has none
+
+
+@dataclass(frozen=True, slots=True)
 class Interchange:
     """What an EDIFACT submission said about itself; the CONTRL message answers it."""
 
@@ -52,6 +65,8 @@ class Interchange:
     recipient: tuple[str, ...]
     reference: str
     messages: tuple[tuple[str, str], ...]  # (UNH 0062, "TYPE:D:03B:UN")
+    groups: tuple[FunctionalGroup, ...] = ()
+    message_groups: tuple[int | None, ...] = ()  # per message: its group's index in groups
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,8 +130,10 @@ def _lookup(reg: Registry) -> Callable[[MessageKey], tuple[EdifactProfile, str] 
 
 
 def validate_edifact(payload: bytes, reg: Registry, *, limit: int | None = None) -> Result:
-    """Convert and check an interchange (:func:`convert_checked`), then the business rules."""
-    summary, errors, xml = convert_checked(payload, reg, limit=limit)
+    """Convert and check an interchange (:func:`convert_checked`), then the business rules:
+    message by message during the conversion when the type declares its rules
+    message-local (``[rules] message_local``), else on the whole document at the end."""
+    summary, errors, xml, ruled = _convert(payload, reg, limit, rules=True)
     info = _interchange(summary)
     mt = reg.types.get(summary.profile.name) if summary.profile else None
     name = mt.name if mt else None
@@ -125,10 +142,41 @@ def validate_edifact(payload: bytes, reg: Registry, *, limit: int | None = None)
         schema_failed = bool(errors) and all(e.cls is ErrorClass.XSD for e in errors)
         return Result(name, "edifact", tuple(errors), None, info,
                       mt.namespace if mt and schema_failed else None)
-    if mt.rules is not None:
-        # Business rules may relate any parts of the document: they see all of it.
-        errors = xmlcheck.check_rules(mt, etree.fromstring(xml, _converted_parser()))
+    if ruled is not None:
+        errors = ruled
+    elif mt.rules is not None:
+        # Rules that may relate any parts of the document see all of it.
+        root = etree.fromstring(xml, _converted_parser())
+        found = xmlcheck.rule_findings(mt, root, _locator(mt), MAX_RULE_FINDINGS + 1)
+        del root
+        errors = _cut([e for _, e in found], len(found) > MAX_RULE_FINDINGS, mt)
     return Result(name, "edifact", tuple(errors), None if errors else xml, info, mt.namespace)
+
+
+#: Business-rule findings kept per interchange; past this the list is cut (and says so).
+MAX_RULE_FINDINGS = 200
+
+
+def _locator(mt: MessageType) -> xmlcheck.Locate:
+    """Places of rule findings on converted EDIFACT: the EDIFACT position (message,
+    segment number and tag, element and component) and the XPath into the XML form, in
+    the short form XSD errors have (``/*/*[3]/*[12]``, lxml's ``getpath``)."""
+    assert mt.edifact is not None
+    segments = mt.edifact.segments
+
+    def locate(element: etree._Element | None, location: str) -> Place:
+        xpath = element.getroottree().getpath(element) if element is not None else location
+        return edifact_place(element, segments, xpath)
+    return locate
+
+
+def _cut(errors: list[MigError], cut: bool, mt: MessageType) -> list[MigError]:
+    """The first :data:`MAX_RULE_FINDINGS` findings, and a note when there were more."""
+    if not cut:
+        return errors
+    return [*errors[:MAX_RULE_FINDINGS], MigError(
+        ErrorClass.RULE, f"{mt.name}:SW-RULES-CUT", f"more business rules failed; only the "
+        f"first {MAX_RULE_FINDINGS} findings are listed")]
 
 
 def convert_checked(payload: bytes, reg: Registry, *, limit: int | None = None
@@ -145,8 +193,17 @@ def convert_checked(payload: bytes, reg: Registry, *, limit: int | None = None
     Raises :class:`TooLarge` once the XML exceeds ``limit`` bytes while the conversion
     has found no error (then none of the XML is kept, and it goes on for the errors).
     """
+    summary, errors, xml, _ = _convert(payload, reg, limit, rules=False)
+    return summary, errors, xml
+
+
+def _convert(payload: bytes, reg: Registry, limit: int | None, rules: bool
+             ) -> tuple[Summary, list[MigError], bytes | None, list[MigError] | None]:
+    """:func:`convert_checked`, and with ``rules`` the business-rule findings when they
+    ran message by message (``None`` when they did not: they are then left to the
+    caller, on the whole document)."""
     errors: list[MigError] = []
-    with _SchemaChecks(reg, errors, keep=True, limit=limit) as checks:
+    with _SchemaChecks(reg, errors, keep=True, limit=limit, rules=rules) as checks:
         summary = Converter(checks.lookup, reg.service, errors, checks.piece).run(
             chunked(payload))
         if not summary.messages and not errors:
@@ -154,13 +211,13 @@ def convert_checked(payload: bytes, reg: Registry, *, limit: int | None = None
                                    "no message", Place(tag="UNH"), 13))
         found = checks.finish()
     if errors or checks.mt is None:
-        return summary, errors, None
+        return summary, errors, None, None
     if found:
-        return summary, found, None
+        return summary, found, None, None
     xml = checks.xml()
-    if limit is not None and len(xml) > limit:  # characters counted so far, bytes now
+    if limit is not None and len(xml) > limit:
         raise TooLarge(len(xml), limit)
-    return summary, [], xml
+    return summary, [], xml, checks.rule_errors
 
 
 def _interchange(summary: Summary) -> Interchange | None:
@@ -173,7 +230,12 @@ def _interchange(summary: Summary) -> Interchange | None:
         tuple(unb.elements[1][0]) if unb and len(unb.elements) > 1 else (),
         tuple(unb.elements[2][0]) if unb and len(unb.elements) > 2 else (),
         unb.value(5) if unb else "",
-        tuple(summary.messages))
+        tuple(summary.messages),
+        tuple(FunctionalGroup(ung.value(5), tuple(ung.elements[1][0]) if len(ung.elements) > 1
+                              else (), tuple(ung.elements[2][0]) if len(ung.elements) > 2
+                              else (), ung.index, end)
+              for ung, end in zip(summary.group_headers, summary.group_ends, strict=True)),
+        tuple(summary.message_groups))
 
 
 def validate_xml(payload: bytes, reg: Registry, *, limit: int | None = None) -> Result:
@@ -230,19 +292,36 @@ def _converted_parser() -> etree.XMLParser:
     return etree.XMLParser(huge_tree=True, resolve_entities=False, no_network=True)
 
 
-def _check_messages(batch: list[tuple[int, str]], mt: MessageType
-                    ) -> list[tuple[int, list[MigError]]]:
-    """:func:`_check_message` for each (index, message) of ``batch``: those with errors."""
-    return [(index, found) for index, text in batch if (found := _check_message(text, mt))]
+#: One message's rule findings: (pattern number, finding), in the order of its report.
+RuleHits = list[tuple[int, MigError]]
 
 
-def _check_message(text: str, mt: MessageType) -> list[MigError]:
+def _check_messages(batch: list[tuple[int, str]], mt: MessageType, rules: bool = False
+                    ) -> list[tuple[int, list[MigError], RuleHits]]:
+    """:func:`_check_message` for each (index, message) of ``batch``: those with XSD
+    errors or (with ``rules``) rule findings."""
+    found = []
+    for index, text in batch:
+        xsd, hits = _check_message(text, mt, rules)
+        if xsd or hits:
+            found.append((index, xsd, hits))
+    return found
+
+
+def _check_message(text: str, mt: MessageType, rules: bool = False
+                   ) -> tuple[list[MigError], RuleHits]:
     """The XSD errors of one converted message (``<M_...>...</M_...>``) alone, checked
-    against the type's global ``M_`` element; its xpaths start at the message (``/*``)."""
+    against the type's global ``M_`` element; its xpaths start at the message (``/*``).
+    With ``rules`` and no XSD error, also the business rules' findings on the message
+    alone (at most :data:`MAX_RULE_FINDINGS` + 1), their places EDIFACT positions and
+    their locations starting at the message."""
     tag_end = text.index(">")
     doc = f'{text[:tag_end]} xmlns="{mt.namespace}"{text[tag_end:]}'
-    return xmlcheck.check_schema(mt, etree.fromstring(doc.encode("utf-8"),
-                                                      _converted_parser()))
+    root = etree.fromstring(doc.encode("utf-8"), _converted_parser())
+    xsd = xmlcheck.check_schema(mt, root)
+    if xsd or not rules:
+        return xsd, []
+    return [], xmlcheck.rule_findings(mt, root, _locator(mt), MAX_RULE_FINDINGS + 1)
 
 
 class _SchemaChecks:
@@ -273,23 +352,35 @@ class _SchemaChecks:
     exclude control characters; with ``keep``, a piece holding a line break makes the
     check go whole-document).
 
-    With ``keep`` the pieces are kept (:meth:`xml`), at most ``limit`` characters of them
-    (:class:`TooLarge` beyond) and none once the conversion found an error (no XML will be
-    forwarded then); and the check falls back to the whole
+    With ``rules`` (and ``keep``), a type whose rules are message-local has them run on each
+    message in the same worker, on the tree its XSD check parsed (see :meth:`rules_found`);
+    so no step ever holds more than a batch of messages as trees.
+
+    With ``keep`` the XML is kept (:meth:`xml`) as UTF-8 in one growing buffer, at most
+    ``limit`` bytes of it (:class:`TooLarge` beyond) and none once the conversion found an
+    error (no XML will be forwarded then); and the check falls back to the whole
     document when per-message checking could differ from it: the XSD has constraints
     that span the document (:func:`xmlcheck.document_wide`), or an empty message is valid
     (so the placeholders cannot show which messages libxml2 went into).
     """
 
     def __init__(self, reg: Registry, errors: list[MigError], keep: bool,
-                 limit: int | None = None) -> None:
+                 limit: int | None = None, rules: bool = False) -> None:
         self.reg = reg
         self.conversion = errors  # the Converter's list; once not empty the XSD is moot
         self.keep = keep
         self.limit = limit
-        self.kept = 0  # characters in pieces
-        self.pieces: list[str] = []
+        self.kept = 0  # bytes in buffer
+        # One buffer, not a list of pieces joined at the end: the XML is held once.
+        self.buffer = io.BytesIO()
         self.document: bytes | None = None
+        self.rules = rules  # run message-local rules per message
+        self.rules_local = False  # ... and the type has such rules
+        self.rules_skipped = False  # a message went unchecked by them (an XSD error came)
+        #: (pattern, message index, order in its report, finding): the first ones only
+        self.hits: list[tuple[int, int, int, MigError]] = []
+        #: the rule findings of the whole interchange, when they ran message by message
+        self.rule_errors: list[MigError] | None = None
         self.workers = min(2, os.cpu_count() or 1)
         self.pool: ThreadPoolExecutor | None = None
         self.mt: MessageType | None = None
@@ -299,7 +390,7 @@ class _SchemaChecks:
         self.count = 0  # messages seen
         self.batch: list[tuple[int, str]] = []  # (message index, its XML)
         self.batched = 0  # characters in the batch
-        self.inflight: set[Future[list[tuple[int, list[MigError]]]]] = set()
+        self.inflight: set[Future[list[tuple[int, list[MigError], RuleHits]]]] = set()
         self.found: dict[int, list[MigError]] = {}  # message index -> its own XSD errors
 
     def __enter__(self) -> _SchemaChecks:
@@ -311,12 +402,14 @@ class _SchemaChecks:
 
     def piece(self, text: str) -> None:
         if self.keep and self.conversion:
-            self.pieces.clear()  # no XML is forwarded now; only the errors count
+            if self.kept:  # no XML is forwarded now; only the errors count
+                self.buffer, self.kept = io.BytesIO(), 0
         elif self.keep:
-            self.kept += len(text)
+            data = text.encode("utf-8")
+            self.kept += len(data)
             if self.limit is not None and self.kept > self.limit:
                 raise TooLarge(self.kept, self.limit)
-            self.pieces.append(text)
+            self.buffer.write(data)
         if not text.startswith("<M_"):
             self.envelope.append(text)
             return
@@ -346,6 +439,8 @@ class _SchemaChecks:
             return None
         if self.mt is None:
             self.mt = mt
+            self.rules_local = (self.rules and self.keep and mt.rules is not None
+                                and mt.rules_message_local)
         return mt.edifact, mt.namespace
 
     @staticmethod
@@ -362,12 +457,34 @@ class _SchemaChecks:
                 self.collect(future)
         if self.pool is None:
             self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="mig-xsd")
-        self.inflight.add(self.pool.submit(_check_messages, self.batch, self.mt))
+        rules = self.with_rules()
+        future = (self.pool.submit(_check_messages, self.batch, self.mt, rules=True) if rules
+                  else self.pool.submit(_check_messages, self.batch, self.mt))
+        self.inflight.add(future)
         self.batch, self.batched = [], 0
 
-    def collect(self, future: Future[list[tuple[int, list[MigError]]]]) -> None:
+    def with_rules(self) -> bool:
+        """Whether the next batch has the rules run, too: not once an error is known."""
+        if not self.rules_local:
+            return False
+        if self.found or self.conversion:
+            self.rules_skipped = True
+            return False
+        return True
+
+    def collect(self, future: Future[list[tuple[int, list[MigError], RuleHits]]]) -> None:
         self.inflight.discard(future)
-        self.found.update(future.result())
+        self.record(future.result())
+
+    def record(self, results: list[tuple[int, list[MigError], RuleHits]]) -> None:
+        for index, xsd, hits in results:
+            if xsd:
+                self.found[index] = xsd
+            self.hits += [(pattern, index, seq, e) for seq, (pattern, e) in enumerate(hits)]
+        if len(self.hits) > 2 * MAX_RULE_FINDINGS:
+            # Only the first findings are reported: keep those, in the order of the report.
+            self.hits.sort(key=lambda hit: hit[:3])
+            del self.hits[MAX_RULE_FINDINGS + 1:]
 
     def finish(self) -> list[MigError]:
         """The XSD errors of the whole interchange; none if the conversion found any."""
@@ -380,17 +497,18 @@ class _SchemaChecks:
             return xmlcheck.check_schema(mt, etree.fromstring(self.xml(), _converted_parser()))
         if self.batch and self.pool is not None and len(self.inflight) <= self.workers:
             self.submit()  # and while the workers finish, this thread does the rest
-        self.found.update(_check_messages(self.batch, mt))
+        rules = self.with_rules()
+        self.record(_check_messages(self.batch, mt, rules=True) if rules
+                    else _check_messages(self.batch, mt))
         envelope = etree.fromstring("".join(self.envelope).encode("utf-8"),
                                     _converted_parser())
         errors = xmlcheck.check_schema(mt, envelope)
-        if self.keep:
-            self.xml()  # joined here, while the workers finish
         for future in list(self.inflight):
             self.collect(future)
         tags = [f"{{{mt.namespace}}}{tag}" for tag in self.empty]
         tree = envelope.getroottree()
-        places = [tree.getpath(e) for e in envelope.iter(*tags)] if tags else []
+        spots = list(envelope.iter(*tags)) if tags else []
+        places = [tree.getpath(e) for e in spots]
         if len(places) != self.count:
             raise RuntimeError(f"{len(places)} message places for {self.count} messages")
         where = {xpath: index for index, xpath in enumerate(places)}
@@ -407,12 +525,51 @@ class _SchemaChecks:
         if not all(self.empty.values()):  # an empty message is valid: no sign of entering
             for index in sorted(self.found.keys() - entered):
                 result += [_moved(e, places[index]) for e in self.found[index]]
+        if not result and self.rules_local and not self.rules_skipped:
+            self.rule_errors = self.rules_found(mt, envelope, spots, places)
         return result
+
+    def rules_found(self, mt: MessageType, envelope: etree._Element,
+                    spots: list[etree._Element], places: list[str]) -> list[MigError]:
+        """The rule findings of the whole interchange, as one run on the whole document
+        gives them, from the runs on each message and one on the envelope document.
+
+        A Schematron report lists pattern after pattern, each in document order. Message-
+        local rules (``[rules] message_local``) look only inside one message, or only at
+        the envelope; so the findings of a message's run are the whole run's findings in
+        that message, and those of the envelope document (the placeholders stand where the
+        messages are) outside of any, once its findings at the placeholders, which stand
+        for messages it cannot see, are dropped. Sorting by pattern, then by the place in
+        the envelope document of the message or envelope element, gives the whole run's
+        order; a message's xpaths are moved under the message's place (``places``).
+        """
+        located: list[etree._Element | None] = []
+        place = _locator(mt)
+
+        def locate(element: etree._Element | None, xpath: str) -> Place:
+            located.append(element)
+            return place(element, xpath)
+
+        order = {el: n for n, el in enumerate(envelope.iter())}
+        at_spot = set(spots)
+        keyed: list[tuple[tuple[int, int, int, int], MigError]] = []
+        outside = xmlcheck.rule_findings(mt, envelope, locate)
+        for seq, ((pattern, error), element) in enumerate(zip(outside, located, strict=True)):
+            if element is None or element not in at_spot:
+                where = order.get(element, 0) if element is not None else 0
+                keyed.append(((pattern, where, 0, seq), error))
+        for pattern, index, seq, error in self.hits:
+            spot = spots[index]
+            keyed.append(((pattern, order[spot], 1, seq), _moved(error, places[index])))
+        keyed.sort(key=lambda item: item[0])
+        return _cut([e for _, e in keyed], len(keyed) > MAX_RULE_FINDINGS, mt)
 
     def xml(self) -> bytes:
         """The whole document (with ``keep``)."""
         if self.document is None:
-            self.document = "".join(self.pieces).encode("utf-8")
+            # BytesIO hands over its buffer without a copy when nothing else holds it.
+            self.document = self.buffer.getvalue()
+            self.buffer = io.BytesIO()
         return self.document
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import io
+import random
 import shutil
 import subprocess
 import sys
@@ -125,7 +126,13 @@ def test_rules_apply_to_converted_edifact(reg: Registry) -> None:
     msg[-2] = "CNT+42:3'"  # says three persons, has two
     result = validate(interchange([msg]), None, reg)
     assert [e.rule for e in result.errors] == ["PAXLST-D03B:PAX-R4"]
-    assert "M_PAXLST" in str(result.errors[0].place.xpath)
+    place = result.errors[0].place
+    assert (place.message, place.segment, place.tag) == ("M0", 30, "CNT")
+    # and where it is in the XML form, as XSD errors say it
+    _, _, xml = convert_checked(interchange([msg]), reg)
+    assert xml is not None
+    found = etree.fromstring(xml).getroottree().xpath(str(place.xpath))
+    assert isinstance(found, list) and etree.QName(found[0]).localname == "S_CNT"
 
 
 def test_iftdgn_rule(reg: Registry) -> None:
@@ -527,3 +534,98 @@ def test_interchange_with_errors_reports_them_whatever_the_limit() -> None:
     result = validate(payload, "application/EDIFACT", limit=1000)
     assert not result.valid and result.xml is None
     assert any("UNT" in e.text or "0074" in e.text for e in result.errors)
+
+
+# --- business rules message by message (issue 11) -----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def whole_rules(tmp_path_factory: pytest.TempPathFactory) -> Registry:
+    """The shipped MIG with the EDIFACT types' rules run on the whole document at once."""
+    folder = tmp_path_factory.mktemp("whole-rules")
+    for name in ("paxlst-d03b", "paxlst-d05b", "iftdgn-d03a"):
+        target = folder / "types" / name
+        shutil.copytree(loader.DATA / "types" / name, target)
+        toml = (target / "mig.toml").read_text()
+        changed = toml.replace("message_local = true", "message_local = false")
+        assert changed != toml
+        (target / "mig.toml").write_text(changed)
+    reg = loader.load([loader.DATA, folder])
+    assert not reg.types["PAXLST-D03B"].rules_message_local
+    return reg
+
+
+def mutated(seed: int) -> bytes:
+    """An interchange of a few messages (in functional groups or not), with dates of birth
+    in the wrong format and wrong control totals seeded at random places."""
+    rng = random.Random(seed)
+    msgs = [paxlst_message(f"M{n}", rng.randint(1, 30), start=100 * n)
+            for n in range(rng.randint(1, 6))]
+    for msg in msgs:
+        for _ in range(rng.randint(0, 3)):
+            births = [n for n, s in enumerate(msg) if s.startswith("DTM+329:")]
+            n = rng.choice(births)
+            msg[n] = rng.choice(["DTM+329:640215:101'", "DTM+329:640215:102'",
+                                 "DTM+329:19640215:101'"])
+        if rng.random() < 0.3:
+            msg[-2] = f"CNT+42:{rng.randint(31, 40)}'"
+    if rng.random() < 0.5:
+        split = rng.randint(1, len(msgs))
+        return grouped([g for g in (msgs[:split], msgs[split:]) if g])
+    return interchange(msgs)
+
+
+RULE_SAMPLES = {
+    **VALID,
+    "IFTDGN without UN number": iftdgn().replace(b"DGS+IMD+3+1090+", b"DGS+IMD+3++"),
+    "IFTDGN without means of transport": iftdgn().replace(b"+++9074729:146:11:MSC ANNA:PA",
+                                                          b""),
+    **{f"mutated {seed}": mutated(seed) for seed in range(12)},
+    "a thousand findings": interchange([
+        [s.replace(":102'", ":101'") if s.startswith("DTM+329:") else s
+         for s in paxlst_message(f"M{n}", 200, start=200 * n)] for n in range(3)]),
+}
+
+
+@pytest.mark.parametrize("payload", list(RULE_SAMPLES.values()), ids=list(RULE_SAMPLES))
+def test_rules_message_by_message_find_what_the_whole_document_finds(
+        reg: Registry, whole_rules: Registry, payload: bytes) -> None:
+    local = validate(payload, "application/edifact", reg)
+    whole = validate(payload, "application/edifact", whole_rules)
+    # The same findings, in the same order, at the same places (EDIFACT and XPath).
+    assert local.errors == whole.errors
+    assert local.xml == whole.xml
+
+
+def test_seeded_mutations_do_find_rule_errors(reg: Registry) -> None:
+    found = [validate(mutated(seed), None, reg).errors for seed in range(12)]
+    assert sum(1 for errors in found if errors) >= 6
+    assert {e.cls for errors in found for e in errors} == {ErrorClass.RULE}
+    assert any(e.place.message not in (None, "M0") for errors in found for e in errors)
+
+
+def test_many_rule_findings_are_cut_and_say_so(reg: Registry) -> None:
+    errors = validate(RULE_SAMPLES["a thousand findings"], None, reg).errors
+    assert len(errors) == validate_module.MAX_RULE_FINDINGS + 1
+    assert errors[-1].rule == "PAXLST-D03B:SW-RULES-CUT" and "only the first" in errors[-1].text
+    # The first ones in the report's order: pattern by pattern, the messages in order.
+    assert [e.place.message for e in errors[:3]] == ["M0"] * 3
+
+
+def test_rules_run_on_each_message_alone(reg: Registry,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    roots: list[tuple[str, int]] = []
+    real = xmlcheck.rule_findings
+
+    def spy(mt: Any, root: etree._Element, *args: Any) -> Any:
+        roots.append((etree.QName(root).localname, sum(1 for _ in root.iter())))
+        return real(mt, root, *args)
+
+    monkeypatch.setattr(xmlcheck, "rule_findings", spy)
+    payload = grouped([messages("M0", "M1", persons=200), messages("M2", persons=200)])
+    assert validate(payload, None, reg).valid
+    # One run per message, and one on the envelope, whose messages are empty elements.
+    assert sorted(name for name, _ in roots) == ["Interchange", "M_PAXLST", "M_PAXLST",
+                                                 "M_PAXLST"]
+    envelope = next(size for name, size in roots if name == "Interchange")
+    assert envelope < 100 < 1000 < min(size for name, size in roots if name == "M_PAXLST")

@@ -38,6 +38,11 @@ class Summary:
     namespace: str | None = None
     messages: list[tuple[str, str]] = field(default_factory=list)  # (0062 ref, "TYPE:D:03B:UN")
     groups: list[str] = field(default_factory=list)
+    #: per functional group: its UNG, and the interchange position of its UNE (if any)
+    group_headers: list[Segment] = field(default_factory=list)
+    group_ends: list[int | None] = field(default_factory=list)
+    #: per message: the index in ``groups`` of its functional group (None: outside any)
+    message_groups: list[int | None] = field(default_factory=list)
 
 
 class Converter:
@@ -57,6 +62,7 @@ class Converter:
         self.checker: MessageChecker | None = None
         self.writer: SegmentWriter | None = None
         self.caches: dict[str, dict[str, str]] = {}
+        self.group: int | None = None  # the functional group open now, by index
 
     def run(self, chunks: Iterable[bytes]) -> Summary:
         errors = self.errors
@@ -132,8 +138,15 @@ class Converter:
         if kind is Kind.INTERCHANGE and seg is not None:
             self.summary.unb = seg
         if kind is Kind.GROUP and seg is not None:
+            self.group = len(self.summary.groups)
             self.summary.groups.append(seg.value(5))
+            self.summary.group_headers.append(seg)
+            self.summary.group_ends.append(None)
             out.append("<G_UNG>")
+        if kind is Kind.END_GROUP:
+            if seg is not None and self.group is not None:
+                self.summary.group_ends[self.group] = seg.index
+            self.group = None
         if seg is not None:
             self.service.message = None
             self.service.write(seg, None, out)
@@ -153,6 +166,7 @@ class Converter:
         ref = unh.value(1)
         key = (unh.value(2, 1), unh.value(2, 2), unh.value(2, 3), unh.value(2, 4))
         self.summary.messages.append((ref, ":".join(key)))
+        self.summary.message_groups.append(self.group)
         found = self.lookup(key)
         if found is None:
             self.unknown(unh, ref, key)
