@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import base64
+import email
+import re
+
 import pytest
 from lxml import etree
 
-from singlewindow.mig.edifact.syntax import chunked, iter_segments
-from singlewindow.mig.errors import ErrorClass
+from singlewindow.mig.edifact.syntax import Segment, chunked, iter_segments
+from singlewindow.mig.errors import ErrorClass, MigError, Place
 from singlewindow.mig.loader import Registry
 from singlewindow.mig.report import contrl, control_text, frm_xml
-from singlewindow.mig.validate import Result, validate
-from tests.unit.mig.factory import gendec, interchange, paxlst, paxlst_message
+from singlewindow.mig.validate import Interchange, Result, validate
+from singlewindow.notices import control
+from tests.unit.mig.factory import HEADER_V4, gendec, interchange, paxlst, paxlst_message
 
 FRM = {"f": "urn:singlewindow:mig:frm:1"}
 
@@ -94,7 +99,9 @@ def test_contrl_for_syntax_errors(reg: Registry) -> None:
 
 def test_contrl_also_for_count_errors_and_not_for_rules(reg: Registry) -> None:
     count = contrl(validate(broken("count"), None, reg))
-    assert count is not None and b"UCI+REF1+SENDER:ZZZ+NLSW:ZZZ+4+29+UNZ'" in count
+    # UNZ's message count (its element 1) is wrong: an interchange-level error, in UCI.
+    assert count is not None and b"UCI+REF1+SENDER:ZZZ+NLSW:ZZZ+4+29+UNZ+1'" in count
+    assert b"UCM" not in count  # its one message has no error of its own
     assert contrl(validate(broken("rule"), None, reg)) is None
 
 
@@ -113,3 +120,137 @@ def test_valid_result_frm_is_accepted() -> None:
 
 def test_valid_paxlst_has_no_contrl(reg: Registry) -> None:
     assert contrl(validate(paxlst(1), None, reg)) is None
+
+
+# --- CONTRL per ISO 9735-4 (syntax and service report message) --------------------------
+
+# The segment table of CONTRL (ISO 9735-4): UNH, UCI, then segment group 1 (UCM, and per
+# segment in error segment group 2: UCS, UCD 0-99) or segment group 3 (UCF, and below it
+# segment group 4: UCM with segment group 5 as group 2), UNT; inside UNB ... UNZ.
+CONTRL_TABLE = re.compile(r"UNB UNH UCI( UCM( UCS( UCD)*)*)*( UCF( UCM( UCS( UCD)*)*)*)* UNT UNZ")
+
+
+def contrl_segments(payload: bytes, reg: Registry) -> list[Segment]:
+    text = contrl(validate(payload, None, reg), now=0)
+    assert text is not None
+    segs = list(iter_segments(chunked(text), []))
+    assert CONTRL_TABLE.fullmatch(" ".join(s.tag for s in segs)), [s.tag for s in segs]
+    unt = segs[-2]
+    assert unt.value(1) == str(len(segs) - 2)  # UNT counts UNH ... UNT
+    return segs
+
+
+def short(segs: list[Segment]) -> list[str]:
+    """Each segment between UNH and UNT as text, separators as sent."""
+    return [s.text for s in segs[2:-2]]
+
+
+def three_messages() -> bytes:
+    msgs = [paxlst_message(f"M{n}", 2, start=2 * n) for n in range(3)]
+    # M0: two elements of BGM wrong (one UCS, two UCDs), and a segment out of place.
+    msgs[0][1] = "BGM+745+" + "X" * 40 + "+99'"
+    msgs[0].insert(9, "QTY+1:1'")
+    msgs[0][-1] = f"UNT+{len(msgs[0])}+M0'"
+    # M1 is fine; M2's trailer miscounts (its own service segment: UCM, not UCS).
+    msgs[2][-1] = "UNT+99+M2'"
+    return interchange(msgs)
+
+
+def test_contrl_reports_each_error_at_its_level(reg: Registry) -> None:
+    segs = contrl_segments(three_messages(), reg)
+    assert short(segs) == [
+        "UCI+REF1+SENDER:ZZZ+NLSW:ZZZ+4",  # rejected, for errors below it
+        "UCM+M0+PAXLST:D:03B:UN+4",
+        "UCS+2",  # BGM: one UCS for its two data elements in error
+        "UCD+39+2:1",  # too long: element 2, component 1 (C106 1004)
+        "UCD+12+3",  # invalid value: element 3 (1225)
+        "UCS+10+15",  # QTY: the segment itself is not supported in this position
+        "UCM+M2+PAXLST:D:03B:UN+4+29+UNT+1",  # control count of UNT, element 1
+    ]
+    assert "M1" not in " ".join(short(segs))  # no error: rejected with the interchange
+
+
+def test_contrl_with_functional_groups_answers_each_group(reg: Registry) -> None:
+    groups = [[paxlst_message(f"M{n}", 1, start=n) for n in range(2)],
+              [paxlst_message("M2", 1, start=5)]]
+    groups[1][0][1] = "BGM+745++99'"
+    segs = ["UNB+UNOA:4+SENDER:ZZZ+NLSW:ZZZ+240101:1200+REF1'"]
+    for g, messages in enumerate(groups, 1):
+        segs.append(f"UNG+PAXLST+APP{g}:ZZZ+AGENCY:ZZZ+240101:1200+G{g}+UN+D:03B'")
+        for m in messages:
+            segs += m
+        segs.append(f"UNE+{len(messages) if g == 1 else 3}+G{g}'")
+    segs.append("UNZ+2+REF1'")
+    payload = (HEADER_V4 + "\n" + "\n".join(segs) + "\n").encode("latin-1")
+    assert short(contrl_segments(payload, reg)) == [
+        "UCI+REF1+SENDER:ZZZ+NLSW:ZZZ+4",
+        "UCF+G2+APP2:ZZZ+AGENCY:ZZZ+4+29+UNE+1",  # the group's own trailer miscounts
+        "UCM+M2+PAXLST:D:03B:UN+4",  # its message, inside the group's response
+        "UCS+2",
+        "UCD+12+3",
+    ]
+
+
+def test_contrl_in_syntax_3_for_a_syntax_3_interchange(reg: Registry) -> None:
+    payload = interchange([paxlst_message("M0", 1)], syntax="UNOA:3", una="UNA:+.? '")
+    segs = contrl_segments(payload.replace(b"UNZ+1+", b"UNZ+2+"), reg)
+    assert segs[0].value(1, 2) == "3" and segs[0].value(4, 1) == "700101"  # YYMMDD
+    assert segs[1].value(2) == "CONTRL" and segs[1].value(2, 2) == "D"
+    assert short(segs) == ["UCI+REF1+SENDER:ZZZ+NLSW:ZZZ+4+29+UNZ+1"]
+    four = contrl_segments(broken("count"), reg)
+    assert four[0].value(4, 1) == "19700101"  # syntax 4: CCYYMMDD (ISO 9735-2 S004)
+    assert four[0].value(2) == "NLSW" and four[0].value(3) == "SENDER"  # back to the sender
+
+
+def test_contrl_names_an_unknown_message_type_in_its_ucm(reg: Registry) -> None:
+    msg = paxlst_message("M0", 1)
+    msg[0] = "UNH+M0+PAXLST:D:99Z:UN'"
+    assert short(contrl_segments(interchange([msg]), reg)) == [
+        "UCI+REF1+SENDER:ZZZ+NLSW:ZZZ+4", "UCM+M0+PAXLST:D:99Z:UN+4+12+UNH+2"]
+
+
+def test_contrl_echoes_identifiers_cut_to_their_lengths(reg: Registry) -> None:
+    long = "S" * 5000
+    info = Interchange("UNOA", 4, (long, "Z" * 50), ("NLSW", "ZZZ"), "R" * 200,
+                       (("M" * 300, "PAXLST:D:03B:UN"),))
+    errors = (MigError(ErrorClass.FORMAT, "x", "y" * 10_000, Place(segment=2, tag="BGM",
+                                                                   element=1, message="M" * 300),
+                       39),)
+    text = contrl(Result("PAXLST-D03B", "edifact", errors, None, info), now=0)
+    assert text is not None and len(text) < 400
+    segs = list(iter_segments(chunked(text), []))
+    uci = next(s for s in segs if s.tag == "UCI")
+    assert uci.value(1) == "R" * 14 and uci.value(2, 1) == "S" * 35 and uci.value(2, 2) == "ZZZZ"
+    assert next(s for s in segs if s.tag == "UCM").value(1) == "M" * 14
+
+
+def huge_result(count: int, syntax: str) -> Result:
+    """A result with ``count`` errors, each with a 20 kB text, rule and XPath."""
+    big = "x" * 20_000
+    if syntax == "xml":
+        place = Place(xpath="/" + "*[local-name()='A' and namespace-uri()='urn:x']/" * 400,
+                      line=1)
+        errors = tuple(MigError(ErrorClass.XSD, big, big, place) for _ in range(count))
+        return Result("GENDEC-1", "xml", errors)
+    # Long message references: the first few hundred each their own, the rest one.
+    refs = [f"M{n}" + big if n < 300 else big for n in range(count)]
+    kind = "PAXLST:D:03B:UN:" + big
+    info = Interchange("UNOA", 4, (big,), (big,), big, tuple((ref, kind) for ref in refs))
+    places = [Place(segment=n, tag="NAD", element=n % 9 + 1, component=1, message=refs[n],
+                    interchange_segment=n) for n in range(300)]
+    errors = tuple(MigError(ErrorClass.FORMAT, big, big, places[min(n, 299)], 39)
+                   for n in range(count))
+    return Result("PAXLST-D03B", "edifact", errors, None, info)
+
+
+@pytest.mark.parametrize("syntax", ["xml", "edifact"])
+def test_a_control_message_stays_under_a_megabyte(syntax: str) -> None:
+    result = huge_result(100_000, syntax)
+    raw = control.build(result, message_id="SW1", sender="single-window@sw.test",
+                        to="acme@sw.test", domain="sw.test", in_reply_to=None)
+    assert len(raw) <= 1024 * 1024, len(raw)
+    text = base64.b64decode(email.message_from_bytes(raw).get_payload()).decode()
+    assert re.search(r"has\s+100000 errors", text)
+    assert "99800 more errors, not listed here" in text
+    assert "<ErrorsNotListed>99800</ErrorsNotListed>" in text
+    assert text.count("\n1. ") == 1 and "\n200. " in text and "\n201. " not in text
