@@ -28,7 +28,7 @@ class ErrorClass(StrEnum):
     TYPE = "TYPE"  # content type or message type unknown to the MIG
 
 
-#: Error classes that a UN/EDIFACT CONTRL message reports (ISO 9735-5 syntax errors);
+#: Error classes that a UN/EDIFACT CONTRL message reports (ISO 9735-4 syntax errors);
 #: the others are application errors, reported only in the control message and FRM report.
 SYNTAX_CLASSES = frozenset(
     {

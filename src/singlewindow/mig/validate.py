@@ -4,8 +4,11 @@ Where it sits in the mail flow: after the transport's technical and address chec
 An EDIFACT interchange is checked and converted (syntax, envelope counts, structure,
 formats, code lists), its XML then checked like any XML submission (XSD, rules); the XSD
 check runs message by message in worker threads while the conversion goes on
-(:func:`convert_checked`). The :class:`Result` carries the message type, the error list
-for the control message, and the XML to forward when there are no errors.
+(:func:`convert_checked`), and so do the business rules of a type that declares them
+message-local (``[rules] message_local``), so memory follows the largest message, not
+the interchange. A rule that fails on EDIFACT names the EDIFACT position (message,
+segment, element). The :class:`Result` carries the message type, the error list for the
+control message, and the XML to forward when there are no errors.
 """
 
 from __future__ import annotations
