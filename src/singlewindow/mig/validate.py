@@ -563,7 +563,10 @@ class _SchemaChecks:
                 keyed.append(((pattern, where, 0, seq), error))
         for pattern, index, seq, error in self.hits:
             spot = spots[index]
-            keyed.append(((pattern, order[spot], 1, seq), _moved(error, places[index])))
+            xpath = error.place.xpath or ""
+            if xpath == "/*" or xpath.startswith("/*/"):  # lxml's path in the message
+                error = _moved(error, places[index])
+            keyed.append(((pattern, order[spot], 1, seq), error))
         keyed.sort(key=lambda item: item[0])
         return _cut([e for _, e in keyed], len(keyed) > MAX_RULE_FINDINGS, mt)
 

@@ -246,10 +246,16 @@ def rule_findings(mt: MessageType, root: etree._Element, locate: Locate | None =
 
 
 def _element_at(tree: etree._ElementTree, location: str) -> etree._Element | None:
+    """The element a finding's location names; for an attribute or text, its element."""
     try:
         found = tree.xpath(location)
     except etree.XPathError:
         return None
-    if isinstance(found, list) and found and isinstance(found[0], etree._Element):
-        return found[0]
-    return None
+    if not isinstance(found, list) or not found:
+        return None
+    first = found[0]
+    if isinstance(first, etree._Element):
+        return first
+    parent = getattr(first, "getparent", None)  # lxml's "smart" string results
+    owner = parent() if parent is not None else None
+    return owner if isinstance(owner, etree._Element) else None
