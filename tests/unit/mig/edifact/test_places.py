@@ -111,16 +111,3 @@ def test_the_text_names_the_edifact_position(tmp_path: Path) -> None:
     assert "at message M1 segment 30 CNT:" in texts["T-SEGMENT"]
     assert "at message M1:" in texts["T-MESSAGE"]
     assert "at UNB element 2.1:" in texts["T-UNB"]
-
-
-def test_shipped_rule_on_the_second_of_three_messages(reg: Registry) -> None:
-    messages = [paxlst_message(f"M{n}", 2, start=2 * n) for n in range(3)]
-    messages[1][11] = "DTM+329:640215:101'"  # person 2's date of birth as YYMMDD
-    messages[1][-2] = "CNT+42:3'"
-    result = validate(interchange(messages), "application/edifact", reg)
-    places = [(e.rule, e.place.message, e.place.segment, e.place.tag, e.place.element)
-              for e in result.errors]
-    assert ("PAXLST-D03B:PAX-R4", "M1", 30, "CNT", None) in places
-    assert all(p[1] == "M1" for p in places)
-    dob = [p for p in places if p[3] == "DTM"]
-    assert dob and all(p[2] == 12 and p[4] == 1 for p in dob)
