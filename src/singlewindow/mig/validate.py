@@ -147,8 +147,8 @@ def convert_checked(payload: bytes, reg: Registry, *, limit: int | None = None
     """
     errors: list[MigError] = []
     with _SchemaChecks(reg, errors, keep=True, limit=limit) as checks:
-        summary = Converter(checks.lookup, reg.service, errors, checks.piece).run(
-            chunked(payload))
+        summary = Converter(checks.lookup, reg.service, errors, checks.piece,
+                            supported=reg.supported).run(chunked(payload))
         if not summary.messages and not errors:
             errors.append(MigError(ErrorClass.SYNTAX, "ISO9735-1-7", "the interchange holds "
                                    "no message", Place(tag="UNH"), 13))
@@ -215,7 +215,8 @@ def convert_stream(src: BinaryIO, out: BinaryIO, reg: Registry | None = None
             out.write(text.encode("utf-8"))
             checks.piece(text)
 
-        summary = Converter(checks.lookup, reg.service, errors, sink).run(read_chunks(src))
+        summary = Converter(checks.lookup, reg.service, errors, sink,
+                            supported=reg.supported).run(read_chunks(src))
         found = checks.finish()
     return (summary.profile.name if summary.profile else None), errors or found
 

@@ -45,8 +45,12 @@ class Converter:
 
     def __init__(self, lookup: Callable[[MessageKey], tuple[EdifactProfile, str] | None],
                  service: Mapping[str, SegmentDef], errors: list[MigError],
-                 sink: Callable[[str], None], accelerate: bool = True) -> None:
+                 sink: Callable[[str], None], accelerate: bool = True, *,
+                 supported: str = "") -> None:
         self.lookup = lookup
+        #: the message types and releases the MIG has, named when one is refused
+        #: (:attr:`singlewindow.mig.loader.Registry.supported`)
+        self.supported = supported
         #: use the C fast path where it is built (``False``: Python only, for comparisons)
         self.accelerate = accelerate
         self.errors = errors
@@ -174,10 +178,13 @@ class Converter:
         self.checker.segment(unh, 1)
 
     def unknown(self, unh: Segment, ref: str, key: MessageKey) -> None:
+        # 0057 (association assigned code) is not part of the key: a type accepts the
+        # codes its MIG lists there (the UNH check names any other).
+        also = f"; supported: {self.supported}" if self.supported else ""
         self.errors.append(MigError(
-            ErrorClass.TYPE, "SW-MIG-TYPE", f"message type {':'.join(key)} is not in the "
-            "Single Window MIG", Place(segment=1, tag="UNH", element=2, message=ref,
-                                       interchange_segment=unh.index), SE_INVALID_VALUE))
+            ErrorClass.TYPE, "SW-MIG-TYPE", f"{':'.join(key)} is not in the Single Window "
+            f"MIG{also}", Place(segment=1, tag="UNH", element=2, message=ref,
+                               interchange_segment=unh.index), SE_INVALID_VALUE))
         self.checker = None
 
     def start_document(self, profile: EdifactProfile, namespace: str) -> None:

@@ -200,7 +200,7 @@ class SegmentWriter:
             text, code = problem
             self.error(ErrorClass.FORMAT, seg, pos, el, comp, f"{seg.tag}/{did}",
                        f"{did} value {value!r} {text} (format {fmt})", code)
-        allowed = self.codes.get(did)
+        allowed = _codes_of(self.codes, seg.tag, did)
         if allowed is not None and value not in allowed:
             self.error(ErrorClass.CODELIST, seg, pos, el, comp, f"{seg.tag}/{did}/codes",
                        f"{did} value {value!r} is not in the MIG's code list", SE_INVALID_VALUE)
@@ -232,8 +232,17 @@ _ValuePlan = tuple[str, str, str, int, int, Fmt, frozenset[str] | None]
 _ElementPlan = tuple[bool, str, str, tuple[tuple[bool, _ValuePlan], ...]]
 
 
-def _value_plan(did: str, fmt: Fmt, codes: Mapping[str, frozenset[str]]) -> _ValuePlan:
-    return (f"<D_{did}>", f"</D_{did}>", fmt.kind, fmt.min, fmt.max, fmt, codes.get(did))
+def _codes_of(codes: Mapping[str, frozenset[str]], tag: str, did: str
+              ) -> frozenset[str] | None:
+    """The MIG's code list of ``did`` in segment ``tag``: its own (``"BGM/1001"``), else the
+    data element's (``"1001"``), else none."""
+    return codes.get(f"{tag}/{did}", codes.get(did))
+
+
+def _value_plan(did: str, fmt: Fmt, codes: Mapping[str, frozenset[str]], tag: str
+                ) -> _ValuePlan:
+    return (f"<D_{did}>", f"</D_{did}>", fmt.kind, fmt.min, fmt.max, fmt,
+            _codes_of(codes, tag, did))
 
 
 def compile_plan(sdef: SegmentDef, codes: Mapping[str, frozenset[str]]
@@ -242,13 +251,13 @@ def compile_plan(sdef: SegmentDef, codes: Mapping[str, frozenset[str]]
     plan: list[_ElementPlan] = []
     for edef in sdef.elements:
         if edef.components:
-            comps = tuple((c.mandatory, _value_plan(c.id, c.fmt, codes))
+            comps = tuple((c.mandatory, _value_plan(c.id, c.fmt, codes, sdef.tag))
                           for c in edef.components)
             plan.append((edef.mandatory, f"<C_{edef.id}>", f"</C_{edef.id}>", comps))
         else:
             assert edef.fmt is not None  # the reader gives every simple element a format
             plan.append((edef.mandatory, "", "", ((True, _value_plan(edef.id, edef.fmt,
-                                                                       codes)),)))
+                                                                       codes, sdef.tag)),)))
     return tuple(plan)
 
 
