@@ -122,10 +122,18 @@ def test_rule_errors(reg: Registry, payload: bytes, rule: str) -> None:
 
 def test_rules_apply_to_converted_edifact(reg: Registry) -> None:
     msg = paxlst_message("M0", 2)
-    msg[-2] = "CNT+42:3'"  # says three persons, has two
+    msg[msg.index("DTM+36:20300101:102'")] = "DTM+36:20300231:102'"  # 31 February
     result = validate(interchange([msg]), None, reg)
-    assert [e.rule for e in result.errors] == ["PAXLST-D03B:PAX-R4"]
+    assert [e.rule for e in result.errors] == ["PAXLST-D03B:PAX-R5"]
     assert "M_PAXLST" in str(result.errors[0].place.xpath)
+
+
+def test_cnt_is_the_flights_total_not_the_messages_count(reg: Registry) -> None:
+    """CNT+42 gives the passengers of the whole flight (WCO/IATA/ICAO guideline), which
+    a flight split over several messages does not repeat per message."""
+    msg = paxlst_message("M0", 2)
+    msg[-2] = "CNT+42:187'"
+    assert validate(interchange([msg]), None, reg).valid
 
 
 def test_iftdgn_rule(reg: Registry) -> None:
