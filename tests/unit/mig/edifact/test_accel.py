@@ -18,7 +18,7 @@ import pytest
 from singlewindow.mig.edifact import message
 from singlewindow.mig.edifact.convert import Converter
 from singlewindow.mig.edifact.syntax import chunked
-from singlewindow.mig.errors import MigError
+from singlewindow.mig.errors import Findings, MigError
 from singlewindow.mig.loader import Registry
 from singlewindow.mig.validate import _lookup
 from tests.unit.mig.factory import iftdgn, interchange, paxlst, paxlst_message
@@ -26,7 +26,7 @@ from tests.unit.mig.factory import iftdgn, interchange, paxlst, paxlst_message
 
 def convert(reg: Registry, data: bytes, accelerate: bool, chunk: int = 1 << 16
             ) -> tuple[str, list[MigError]]:
-    errors: list[MigError] = []
+    errors = Findings()
     pieces: list[str] = []
     conv = Converter(_lookup(reg), reg.service, errors, pieces.append, accelerate)
     conv.run(chunked(data, chunk))
