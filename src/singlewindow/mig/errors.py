@@ -205,6 +205,7 @@ class Findings(list[MigError]):
         self.stopped: str | None = None  # where the checks stopped reading, if they did
         self._index: dict[_Key, int] = {}
         self._note: int | None = None  # index of the LIMIT finding
+        self._cut: set[int] = set()  # hashes of the findings not listed
         self._texts: dict[int, str] = {}  # index -> text of a repeated finding, as first seen
         for error in found:
             self.append(error)
@@ -217,8 +218,11 @@ class Findings(list[MigError]):
             self._repeat(at, error.place)
             return
         if len(self._index) >= self.cap - 1:
-            self.cut += 1
-            self._limit()
+            cut = hash(key)  # a repeat of a finding not listed is not counted again
+            if cut not in self._cut:
+                self._cut.add(cut)
+                self.cut += 1
+                self._limit()
             return
         self._index[key] = len(self)
         super().append(bounded(error))

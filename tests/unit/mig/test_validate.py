@@ -19,7 +19,7 @@ from lxml import etree
 from singlewindow.mig import loader, xmlcheck
 from singlewindow.mig.edifact.convert import Converter
 from singlewindow.mig.edifact.syntax import chunked
-from singlewindow.mig.errors import ErrorClass, Findings, MigError
+from singlewindow.mig.errors import MAX_FINDINGS, ErrorClass, Findings, MigError
 from singlewindow.mig.loader import Registry
 from singlewindow.mig.validate import (
     TooLarge,
@@ -529,3 +529,17 @@ def test_interchange_with_errors_reports_them_whatever_the_limit() -> None:
     result = validate(payload, "application/EDIFACT", limit=1000)
     assert not result.valid and result.xml is None
     assert any("UNT" in e.text or "0074" in e.text for e in result.errors)
+
+
+def test_xsd_errors_are_capped_for_edifact_and_xml_alike(strict: Registry) -> None:
+    # 500 messages in a group, every other one failing the strict pattern with its own
+    # value: 250 distinct XSD findings (UNH and UNT of a message say the same: one each).
+    payload = grouped([messages(*(f"M{n}" for n in range(500)), persons=1)])
+    conversion, xml, _ = whole_document(payload, strict)
+    assert conversion == []
+    for errors in (convert_checked(payload, strict)[1],
+                   list(validate(xml, "application/xml", strict).errors)):
+        assert len(errors) == MAX_FINDINGS
+        assert all(e.cls is ErrorClass.XSD for e in errors[:-1])
+        assert errors[-1].cls is ErrorClass.LIMIT
+        assert errors[-1].text.startswith("51 more findings not listed")

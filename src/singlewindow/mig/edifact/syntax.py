@@ -381,7 +381,7 @@ class Tokenizer:
         if not text:
             self.errors.append(_syntax_error(
                 f"an empty segment (a terminator {term!r} with nothing before it){after}",
-                SE_UNSPECIFIED, self.count + 1 if self.count else None, rule="ISO9735-1-9"))
+                SE_UNSPECIFIED, self.count or None, self.previous or None, "ISO9735-1-9"))
             return None
         self.count += 1
         self.errors.append(_syntax_error(
