@@ -22,7 +22,7 @@ from singlewindow.mig import xmlcheck
 from singlewindow.mig.edifact.convert import Converter, MessageKey, Summary
 from singlewindow.mig.edifact.message import EdifactProfile
 from singlewindow.mig.edifact.syntax import CHUNK, chunked
-from singlewindow.mig.errors import ErrorClass, MigError, Place
+from singlewindow.mig.errors import ErrorClass, Findings, MigError, Place
 from singlewindow.mig.loader import MessageType, Registry, registry
 
 EDIFACT_TYPES = frozenset({"application/edifact", "application/edi-consent", "application/edi"})
@@ -122,7 +122,8 @@ def validate_edifact(payload: bytes, reg: Registry, *, limit: int | None = None)
     name = mt.name if mt else None
     if mt is None or xml is None:
         # An XSD failure names the namespace (the XML was built); a conversion error not.
-        schema_failed = bool(errors) and all(e.cls is ErrorClass.XSD for e in errors)
+        schema_failed = bool(errors) and all(e.cls in (ErrorClass.XSD, ErrorClass.LIMIT)
+                                             for e in errors)
         return Result(name, "edifact", tuple(errors), None, info,
                       mt.namespace if mt and schema_failed else None)
     if mt.rules is not None:
@@ -145,7 +146,7 @@ def convert_checked(payload: bytes, reg: Registry, *, limit: int | None = None
     Raises :class:`TooLarge` once the XML exceeds ``limit`` bytes while the conversion
     has found no error (then none of the XML is kept, and it goes on for the errors).
     """
-    errors: list[MigError] = []
+    errors = Findings()
     with _SchemaChecks(reg, errors, keep=True, limit=limit) as checks:
         summary = Converter(checks.lookup, reg.service, errors, checks.piece,
                             supported=reg.supported).run(chunked(payload))
@@ -156,7 +157,7 @@ def convert_checked(payload: bytes, reg: Registry, *, limit: int | None = None
     if errors or checks.mt is None:
         return summary, errors, None
     if found:
-        return summary, found, None
+        return summary, Findings(found), None  # XSD errors: each once, at most MAX_FINDINGS
     xml = checks.xml()
     if limit is not None and len(xml) > limit:  # characters counted so far, bytes now
         raise TooLarge(len(xml), limit)
@@ -188,7 +189,8 @@ def validate_xml(payload: bytes, reg: Registry, *, limit: int | None = None) -> 
         return Result(None, "xml", (MigError(
             ErrorClass.TYPE, "SW-MIG-TYPE", f"root element {{{ns}}}{local} is not a message "
             "type of the Single Window MIG", Place(xpath=f"/{local}", line=root.sourceline)),))
-    errors = xmlcheck.check_schema(mt, root) or xmlcheck.check_rules(mt, root)
+    # XSD errors each once, at most MAX_FINDINGS of them (issue 11), as for EDIFACT.
+    errors = Findings(xmlcheck.check_schema(mt, root)) or xmlcheck.check_rules(mt, root)
     return Result(mt.name, "xml", tuple(errors), None if errors else payload, None,
                   mt.namespace)
 
@@ -208,7 +210,7 @@ def convert_stream(src: BinaryIO, out: BinaryIO, reg: Registry | None = None
     found any, else the XSD's, as :func:`convert_checked` reports them.
     """
     reg = reg or registry()
-    errors: list[MigError] = []
+    errors = Findings()
     with _SchemaChecks(reg, errors, keep=False) as checks:
 
         def sink(text: str) -> None:
@@ -218,7 +220,7 @@ def convert_stream(src: BinaryIO, out: BinaryIO, reg: Registry | None = None
         summary = Converter(checks.lookup, reg.service, errors, sink,
                             supported=reg.supported).run(read_chunks(src))
         found = checks.finish()
-    return (summary.profile.name if summary.profile else None), errors or found
+    return (summary.profile.name if summary.profile else None), errors or Findings(found)
 
 
 #: Messages go to the XSD workers in batches of at least this many characters of XML.

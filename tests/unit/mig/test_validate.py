@@ -19,7 +19,7 @@ from lxml import etree
 from singlewindow.mig import loader, xmlcheck
 from singlewindow.mig.edifact.convert import Converter
 from singlewindow.mig.edifact.syntax import chunked
-from singlewindow.mig.errors import ErrorClass, MigError
+from singlewindow.mig.errors import MAX_FINDINGS, ErrorClass, Findings, MigError
 from singlewindow.mig.loader import Registry
 from singlewindow.mig.validate import (
     TooLarge,
@@ -236,15 +236,16 @@ def messages(*refs: str, persons: int = 2) -> list[list[str]]:
 
 def whole_document(payload: bytes, reg: Registry) -> tuple[list[MigError], bytes, list[MigError]]:
     """What validate_edifact did before convert_checked: all the XML text, then one XSD
-    check of the whole document. The conversion's errors, the XML, the XSD's errors."""
-    errors: list[MigError] = []
+    check of the whole document. The conversion's errors, the XML, the XSD's errors as
+    validate reports them (each once: :class:`Findings`)."""
+    errors = Findings()
     pieces: list[str] = []
     summary = Converter(_lookup(reg), reg.service, errors, pieces.append).run(chunked(payload))
     xml = "".join(pieces).encode("utf-8")
     assert summary.profile is not None
     root = etree.fromstring(xml, etree.XMLParser(huge_tree=True, resolve_entities=False,
                                                  no_network=True))
-    return errors, xml, xmlcheck.check_schema(reg.types[summary.profile.name], root)
+    return errors, xml, Findings(xmlcheck.check_schema(reg.types[summary.profile.name], root))
 
 
 def operator_schema(folder: Path, edit: Any) -> Registry:
@@ -374,7 +375,8 @@ def test_forty_small_messages_in_batches(strict: Registry) -> None:
     assert conversion == [] and convert_checked(payload, strict)[1] == xsd
     grouped40 = grouped([messages(*(f"M{n}" for n in range(40)))])  # no limit in a group
     conversion, _, xsd = whole_document(grouped40, strict)
-    assert conversion == [] and len(xsd) == 40  # M1, M3, ... M39: UNH and UNT each
+    # M1, M3, ... M39: UNH and UNT each, the same text twice: one finding per message
+    assert conversion == [] and len(xsd) == 20 and all(e.repeats == 1 for e in xsd)
     assert convert_checked(grouped40, strict)[1] == xsd
 
 
@@ -387,11 +389,11 @@ def test_envelope_xsd_errors_are_reported_in_document_order(
     _, _, xsd = whole_document(payload, strict)
     errors = convert_checked(payload, strict)[1]
     assert errors == xsd
-    # UNB's reference, message M1's UNH and UNT, UNZ's reference.
-    assert len(errors) == 4 and all("D_00" in e.text for e in errors)
-    assert "D_0020" in errors[0].text and "D_0020" in errors[-1].text
+    # UNB's reference (and UNZ's, the same text: one finding), message M1's UNH (and UNT).
+    assert len(errors) == 2 and all("D_00" in e.text and e.repeats == 1 for e in errors)
+    assert "D_0020" in errors[0].text and "D_0062" in errors[1].text
     assert str(errors[0].place.xpath).startswith("/*/*[1]/")  # S_UNB
-    assert str(errors[-1].place.xpath).startswith("/*/*[4]/")  # S_UNZ, after two places
+    assert str(errors[0].also[0].xpath).startswith("/*/*[4]/")  # S_UNZ, after two places
 
 
 def test_messages_past_the_number_allowed_are_not_checked(strict: Registry) -> None:
@@ -535,3 +537,17 @@ def test_interchange_with_errors_reports_them_whatever_the_limit() -> None:
     result = validate(payload, "application/EDIFACT", limit=1000)
     assert not result.valid and result.xml is None
     assert any("UNT" in e.text or "0074" in e.text for e in result.errors)
+
+
+def test_xsd_errors_are_capped_for_edifact_and_xml_alike(strict: Registry) -> None:
+    # 500 messages in a group, every other one failing the strict pattern with its own
+    # value: 250 distinct XSD findings (UNH and UNT of a message say the same: one each).
+    payload = grouped([messages(*(f"M{n}" for n in range(500)), persons=1)])
+    conversion, xml, _ = whole_document(payload, strict)
+    assert conversion == []
+    for errors in (convert_checked(payload, strict)[1],
+                   list(validate(xml, "application/xml", strict).errors)):
+        assert len(errors) == MAX_FINDINGS
+        assert all(e.cls is ErrorClass.XSD for e in errors[:-1])
+        assert errors[-1].cls is ErrorClass.LIMIT
+        assert errors[-1].text.startswith("51 more findings not listed")
