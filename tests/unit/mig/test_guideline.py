@@ -4,7 +4,8 @@ other separators, and each way real passenger lists differ from the strict UN di
 with the outcome the MIG gives it.
 
 The samples are written here from the guideline's segment layouts (invented flights and
-people); they are one line each, as the tokenizer reads segments back to back.
+people), back to back and also laid out as real files are (a line per segment, CRLF or
+LF or CR, groups indented).
 """
 
 from __future__ import annotations
@@ -124,6 +125,41 @@ def test_d02b_passenger_list_as_the_guideline_writes_it(reg: Registry) -> None:
     assert persons[0].xpath("p:S_DTM/p:C_C507[p:D_2005='329']/p:D_2380/text()",
                             namespaces=p) == ["670603"]
     assert msg.xpath("p:S_CNT/p:C_C270/p:D_6066/text()", namespaces=p) == ["187"]
+
+
+def laid_out(sample: str, terminator: str, newline: str) -> str:
+    """``sample`` with a line break after every segment and the segments inside segment
+    groups indented, as carriers' systems and people editing by hand write them."""
+    # A released terminator (?' in the sample's names) ends no segment.
+    segments = [s + terminator for s in re.split(rf"(?<!\?){re.escape(terminator)}", sample)
+                if s]
+    out = []
+    for segment in segments:
+        tag = segment[:3]
+        indent = "" if tag in ("UNA", "UNB", "UNG", "UNH", "UNT", "UNE", "UNZ", "BGM") \
+            else "    " if tag in ("ATT", "DTM", "LOC", "NAT", "RFF", "DOC", "COM") else "  "
+        if tag == "UNA":  # UNA is 9 characters with its own terminator position
+            out.append(sample[:9] + newline)
+            rest = segment[9:]
+            if rest:
+                out.append(rest + newline)
+            continue
+        out.append(indent + segment + " \t" * (tag == "BGM") + newline)
+    return "".join(out)
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
+@pytest.mark.parametrize(("sample", "terminator", "ctype"), [
+    (D02B_PASSENGERS, "'", "application/EDIFACT"), (D05B_CREW, "~", None)])
+def test_line_breaks_and_indentation_are_not_data(reg: Registry, sample: str,
+                                                   terminator: str, ctype: str | None,
+                                                   newline: str) -> None:
+    one_line = validate(sample.encode("latin-1"), ctype, reg)
+    text = laid_out(sample, terminator, newline)
+    assert text.count(newline) >= 20 and "\n    " in text.replace("\r", "\n")
+    result = validate(text.encode("latin-1"), ctype, reg)
+    assert result.valid, result.errors
+    assert result.xml == one_line.xml
 
 
 def test_d05b_crew_list_with_other_separators_and_repetition(reg: Registry) -> None:
