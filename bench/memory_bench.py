@@ -83,12 +83,16 @@ def transport_pid(state: Path) -> int:
 
 
 def restart_transport(state: Path, base: Config) -> int:
-    """Stop the stack's transport by its pid and let ``stack.up`` start a fresh one."""
+    """Stop the stack's transport by its pid; the stack's supervisor starts a fresh one
+    (``stack.up`` waits until it serves)."""
     pid = transport_pid(state)
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 30
-    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-        if Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
+    while stack.alive(pid, "singlewindow.transport") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    while time.monotonic() < deadline:
+        now = stack.read_pid(stack.Layout(state).pid_file("transport"))
+        if now is not None and now != pid:
             break
         time.sleep(0.1)
     stack.up(state, base=base, say=lambda _: None)

@@ -32,7 +32,7 @@ from tests.unit.mig.factory import paxlst_of_size  # noqa: E402
 
 from singlewindow.mig.edifact.convert import Converter  # noqa: E402
 from singlewindow.mig.edifact.syntax import chunked  # noqa: E402
-from singlewindow.mig.errors import MigError  # noqa: E402
+from singlewindow.mig.errors import Findings  # noqa: E402
 from singlewindow.mig.loader import Registry, registry  # noqa: E402
 from singlewindow.mig.validate import _lookup, convert_checked, validate  # noqa: E402
 
@@ -55,7 +55,7 @@ def pipeline(data: bytes, reg: Registry) -> bytes:
 
 def one_thread(data: bytes, reg: Registry, accelerate: bool = True) -> bytes:
     """The same checks in one thread: convert, then parse and validate the whole XML."""
-    errors: list[MigError] = []
+    errors = Findings()
     pieces: list[str] = []
     summary = Converter(_lookup(reg), reg.service, errors, pieces.append, accelerate).run(
         chunked(data))
@@ -128,7 +128,7 @@ def main() -> None:
 
     def convert(accelerate: bool = True) -> None:
         pieces.clear()
-        errors: list[MigError] = []
+        errors = Findings()
         Converter(_lookup(reg), reg.service, errors, pieces.append, accelerate).run(
             chunked(one))
 

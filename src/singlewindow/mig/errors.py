@@ -4,12 +4,35 @@ Where it sits in the mail flow: after the transport's technical and address chec
 :func:`singlewindow.mig.validate` runs; every problem it finds is one :class:`MigError`. The
 same list feeds the control message text, the FRM-style XML report, the UN/EDIFACT CONTRL
 message and ``swctl mig validate``, so all four say the same thing.
+
+The checks append to a :class:`Findings` list, which keeps each defect once: a finding
+repeated word for word (the same bad character in 500 names) becomes one finding with a
+count and its first places, and past :data:`MAX_FINDINGS` the list stops with a last
+finding that says how many more were not listed (issue 11). Texts and places are cut to
+bounded lengths, so the control message stays small whatever the input.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from enum import StrEnum
+from typing import SupportsIndex
+
+#: At most this many findings per interchange or XML document, the last of them saying how
+#: many more were cut: past it the sender learns more from a corrected resubmission than
+#: from a longer list. With :data:`MAX_TEXT` and :data:`MAX_PLACE` it bounds the control
+#: message (text, FRM XML and CONTRL together stay well under 1 MB).
+MAX_FINDINGS = 200
+#: A finding's text is cut to this many characters (it may quote a submitted value).
+MAX_TEXT = 400
+#: Each string of a place (message reference, tag, XPath) is cut to this many characters.
+MAX_PLACE = 200
+#: A repeated finding names this many of its further places.
+SHOWN_PLACES = 5
+#: The checks stop reading once this many findings were appended, repeats included:
+#: the list is as full as it gets, and reading on costs time for nothing shown.
+MAX_APPENDS = 10_000
 
 
 class ErrorClass(StrEnum):
@@ -26,6 +49,7 @@ class ErrorClass(StrEnum):
     XSD = "XSD"  # schema validation of the XML form
     RULE = "RULE"  # business rule (Schematron)
     TYPE = "TYPE"  # content type or message type unknown to the MIG
+    LIMIT = "LIMIT"  # not a defect: the list stops here (MAX_FINDINGS, MAX_APPENDS)
 
 
 #: Error classes that a UN/EDIFACT CONTRL message reports (ISO 9735-4 syntax errors);
@@ -88,7 +112,9 @@ class MigError:
     """One finding: its class, where, which rule, a readable text.
 
     ``syntax_code`` is the ISO 9735 syntax error code (data element 0085) the CONTRL
-    message carries; it is ``None`` for application errors.
+    message carries; it is ``None`` for application errors. A finding that :class:`Findings`
+    saw again word for word has ``repeats`` (how many more times) and ``also`` (the places of
+    the first :data:`SHOWN_PLACES` of them); its text then ends with both.
     """
 
     cls: ErrorClass
@@ -96,6 +122,8 @@ class MigError:
     text: str
     place: Place = Place()
     syntax_code: int | None = None
+    repeats: int = 0
+    also: tuple[Place, ...] = ()
 
     @property
     def code(self) -> str:
@@ -110,10 +138,152 @@ class MigError:
             "place": str(self.place),
             "location": self.place.as_dict(),
             "syntax_code": self.syntax_code,
+            "repeats": self.repeats,
         }
 
     def __str__(self) -> str:
         return f"{self.code} at {self.place}: {self.text} [{self.rule}]"
+
+
+_Key = tuple[ErrorClass, str, int | None, str, str | None]
+
+
+def _clip(text: str | None, size: int) -> str | None:
+    if text is None or len(text) <= size:
+        return text
+    keep = size - 3
+    return text[:keep - keep // 3] + "..." + text[len(text) - keep // 3:]
+
+
+def bounded(error: MigError) -> MigError:
+    """``error`` with its text and place strings cut to :data:`MAX_TEXT`/:data:`MAX_PLACE`."""
+    p = error.place
+    if (len(error.text) <= MAX_TEXT and all(v is None or len(v) <= MAX_PLACE
+                                            for v in (p.message, p.tag, p.xpath))):
+        return error
+    place = replace(p, message=_clip(p.message, MAX_PLACE), tag=_clip(p.tag, MAX_PLACE),
+                    xpath=_clip(p.xpath, MAX_PLACE))
+    text = _clip(error.text, MAX_TEXT)
+    assert text is not None
+    return replace(error, text=text, place=place)
+
+
+def _short(place: Place) -> str:
+    """A place in a list of places: the segment (in its message, else in the interchange),
+    or the XPath, or the line."""
+    if place.segment is not None:
+        return str(place.segment)
+    if place.interchange_segment is not None:
+        return str(place.interchange_segment)
+    if place.xpath is not None:
+        return _clip(place.xpath, 80) or ""
+    return f"line {place.line}" if place.line is not None else "?"
+
+
+def _places_noun(place: Place) -> str:
+    if place.segment is not None:
+        return "in segments"
+    if place.interchange_segment is not None:
+        return "in interchange segments"
+    return "at"
+
+
+class Findings(list[MigError]):
+    """The findings of one interchange or XML document, each defect once.
+
+    :meth:`append` keeps a finding unless one with the same class, rule, syntax code and
+    text, in the same message, is already listed: that one then counts a repeat (the same
+    wrong character in every segment is one defect of the sender's software, reported once
+    with its count and first places). Distinct findings past :data:`MAX_FINDINGS` are
+    counted, not kept; the list then ends with a :attr:`ErrorClass.LIMIT` finding that says
+    how many were cut, so it never holds more than :data:`MAX_FINDINGS`. :attr:`appended`
+    counts every append, repeats included: a check that wants to know whether it found
+    anything compares it before and after (the length does not grow for a repeat).
+    """
+
+    def __init__(self, found: Iterable[MigError] = (), cap: int = MAX_FINDINGS) -> None:
+        super().__init__()
+        self.cap = cap
+        self.appended = 0
+        self.cut = 0
+        self.stopped: str | None = None  # where the checks stopped reading, if they did
+        self._index: dict[_Key, int] = {}
+        self._note: int | None = None  # index of the LIMIT finding
+        self._cut: set[int] = set()  # hashes of the findings not listed
+        self._texts: dict[int, str] = {}  # index -> text of a repeated finding, as first seen
+        for error in found:
+            self.append(error)
+
+    def append(self, error: MigError) -> None:
+        self.appended += 1
+        key = (error.cls, error.rule, error.syntax_code, error.text, error.place.message)
+        at = self._index.get(key)
+        if at is not None:
+            self._repeat(at, error.place)
+            return
+        if len(self._index) >= self.cap - 1:
+            cut = hash(key)  # a repeat of a finding not listed is not counted again
+            if cut not in self._cut:
+                self._cut.add(cut)
+                self.cut += 1
+                self._limit()
+            return
+        self._index[key] = len(self)
+        super().append(bounded(error))
+
+    def extend(self, errors: Iterable[MigError]) -> None:
+        for error in errors:
+            self.append(error)
+
+    def __iadd__(self, errors: Iterable[MigError]) -> Findings:  # type: ignore[override,misc]
+        self.extend(errors)
+        return self
+
+    def insert(self, index: SupportsIndex, error: MigError) -> None:
+        raise TypeError("findings are appended in the order they are found")
+
+    @property
+    def full(self) -> bool:
+        """Whether reading on can no longer change what the list shows usefully."""
+        return self.appended >= MAX_APPENDS
+
+    def stop(self, where: str) -> None:
+        """The checks stop reading at ``where`` (their text); the list says so."""
+        self.stopped = where
+        self._limit()
+
+    def _repeat(self, at: int, place: Place) -> None:
+        first = self[at]
+        also = first.also
+        if len(also) < SHOWN_PLACES and place != first.place:
+            also = (*also, place)
+        repeats = first.repeats + 1
+        base = self._texts.setdefault(at, first.text)
+        shown = ", ".join(_short(p) for p in also)
+        more = ", ..." if repeats > len(also) else ""
+        where = f" {_places_noun(first.place)} {shown}{more}" if also else ""
+        text = f"{base} (and {repeats} more{where})"
+        self[at] = replace(first, text=text, repeats=repeats, also=also)
+
+    def _limit(self) -> None:
+        parts = []
+        if self.cut:
+            parts.append(f"{self.cut} more finding{'s' if self.cut != 1 else ''} not listed "
+                         f"(the list stops at {self.cap})")
+        if self.stopped:
+            parts.append(f"the check stopped {self.stopped}, after {self.appended} findings")
+        note = MigError(ErrorClass.LIMIT, "SW-FINDINGS-LIMIT", "; ".join(parts)
+                        + ": correct the findings listed and submit again to see the rest")
+        if self._note is None:
+            self._note = len(self)
+            super().append(note)
+        else:
+            self[self._note] = note
+
+
+def count(errors: list[MigError]) -> int:
+    """Findings appended to ``errors`` so far, repeats included (see :class:`Findings`)."""
+    return errors.appended if isinstance(errors, Findings) else len(errors)
 
 
 # ISO 9735 syntax error codes (data element 0085, ISO 9735-1 Annex D / CONTRL). Named here

@@ -48,6 +48,8 @@ class MessageType:
     edifact: EdifactProfile | None = None
     unh: tuple[str, str, str, str] | None = None
     folder: Path = DATA
+    #: UNH S009 0057 association assigned codes accepted besides none (e.g. ``IATA``)
+    associations: tuple[str, ...] = ()
     #: ``[rules] message_local``: each rule looks only inside one message (or only at the
     #: envelope), so the rules may run message by message (``data/README.md``)
     rules_message_local: bool = False
@@ -59,6 +61,20 @@ class Registry:
     by_unh: Mapping[tuple[str, str, str, str], MessageType]
     by_xml: Mapping[tuple[str, str], MessageType]
     service: Mapping[str, SegmentDef] = field(default_factory=dict)
+
+    @property
+    def supported(self) -> str:
+        """The EDIFACT message types and releases this MIG accepts, for a refusal's text:
+        ``PAXLST D:02B, D:03B, D:05B (UN, association IATA); IFTDGN D:03A (UN)``."""
+        by_message: dict[tuple[str, str, tuple[str, ...]], list[str]] = {}
+        for (message, version, release, agency), mt in sorted(self.by_unh.items()):
+            key = (message, agency, mt.associations)
+            by_message.setdefault(key, []).append(f"{version}:{release}")
+        parts = []
+        for (message, agency, assoc), releases in by_message.items():
+            also = f", association {' or '.join(assoc)}" if assoc else ""
+            parts.append(f"{message} {', '.join(releases)} ({agency}{also})")
+        return "; ".join(parts)
 
 
 def _read_toml(path: Path) -> dict[str, object]:
@@ -125,8 +141,9 @@ class _Loader:
         xml = _table(doc, "xml", path)
         namespace, root = _str(xml, "namespace", path), _str(xml, "root", path)
         profile, unh = None, None
+        associations: tuple[str, ...] = ()
         if "edifact" in doc:
-            profile, unh = self.edifact(doc, folder, path)
+            profile, unh, associations = self.edifact(doc, folder, path)
         schema_text = self.schema_text(xml, folder, path, profile, namespace)
         schema = _compile_schema(schema_text, folder / "schema.xsd")
         rules_table = _table(doc, "rules", path)
@@ -137,23 +154,33 @@ class _Loader:
         if local and profile is None:
             raise DataError(f"{path}: [rules] message_local is for EDIFACT types")
         return MessageType(_str(doc, "name", path), str(doc.get("title", "")), namespace, root,
-                           schema, schema_text, rules, profile, unh, folder, local)
+                           schema, schema_text, rules, profile, unh, folder, associations,
+                           local)
 
     def edifact(self, doc: Mapping[str, object], folder: Path, path: Path
-                ) -> tuple[EdifactProfile, tuple[str, str, str, str]]:
+                ) -> tuple[EdifactProfile, tuple[str, str, str, str], tuple[str, ...]]:
         ed = _table(doc, "edifact", path)
         unh = (_str(ed, "message", path), _str(ed, "version", path), _str(ed, "release", path),
                _str(ed, "agency", path))
         segs = {**self.service, **self.directory(_str(ed, "directory", path))}
+        if "segments" in ed:
+            # The type's own specification of a segment, where its guideline departs from
+            # the directory (the file says why, segment by segment).
+            own = folder / _str(ed, "segments", path)
+            segs.update(read_segments(own.read_text(), str(own)))
         structure_file = folder / _str(ed, "structure", path)
         structure = read_structure(structure_file.read_text(), str(structure_file),
                                    f"M_{unh[0]}")
         _check_defined(structure, segs, structure_file)
-        codes = {k: frozenset(map(str, v)) for k, v in _table(doc, "codes", path).items()
-                 if isinstance(v, list)}
+        codes = _codes(_table(doc, "codes", path), segs, path)
+        associations = _strings(ed, "association", path)
+        if associations:
+            # 0057 may be absent, or one of these (ISO 9735 UNH S009: "association assigned
+            # code", e.g. IATA for the WCO/IATA/ICAO PAXLST); checked like any code list.
+            codes["UNH/0057"] = frozenset(associations)
         profile = EdifactProfile(_str(doc, "name", path), unh[0], structure, segs, codes,
                                  _str(doc, "name", path))
-        return profile, unh
+        return profile, unh, associations
 
     def schema_text(self, xml: Mapping[str, object], folder: Path, path: Path,
                     profile: EdifactProfile | None, namespace: str) -> bytes:
@@ -162,6 +189,33 @@ class _Loader:
         if profile is None:
             raise DataError(f"{path}: an XML type needs [xml] schema")
         return schema_for(profile, self.service, namespace).encode()
+
+
+def _strings(doc: Mapping[str, object], key: str, where: Path) -> tuple[str, ...]:
+    value = doc.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise DataError(f"{where}: {key} must be a list of non-empty strings")
+    return tuple(value)
+
+
+def _codes(table: Mapping[str, object], segs: Mapping[str, SegmentDef], where: Path
+           ) -> dict[str, frozenset[str]]:
+    """``[codes]``: by data element id (``"1225"``), or by segment tag and data element id
+    (``"BGM/1001"``) where one data element has different code lists in different segments;
+    the segment's list then replaces the element's there."""
+    codes: dict[str, frozenset[str]] = {}
+    for key, values in table.items():
+        if not isinstance(values, list):
+            raise DataError(f"{where}: [codes] {key} must be a list")
+        tag, _, did = key.rpartition("/")
+        if tag and (tag not in segs or not _uses(segs[tag], did)):
+            raise DataError(f"{where}: [codes] {key}: segment {tag} has no data element {did}")
+        codes[key] = frozenset(map(str, values))
+    return codes
+
+
+def _uses(sdef: SegmentDef, did: str) -> bool:
+    return any(e.id == did or any(c.id == did for c in e.components) for e in sdef.elements)
 
 
 def _check_defined(group: GroupDef, segs: Mapping[str, SegmentDef], where: Path) -> None:

@@ -27,7 +27,7 @@ from singlewindow.mig.edifact.convert import Converter, MessageKey, Summary
 from singlewindow.mig.edifact.message import EdifactProfile
 from singlewindow.mig.edifact.places import edifact_place
 from singlewindow.mig.edifact.syntax import CHUNK, chunked
-from singlewindow.mig.errors import ErrorClass, MigError, Place
+from singlewindow.mig.errors import MAX_APPENDS, ErrorClass, Findings, MigError, Place
 from singlewindow.mig.loader import MessageType, Registry, registry
 
 EDIFACT_TYPES = frozenset({"application/edifact", "application/edi-consent", "application/edi"})
@@ -142,7 +142,8 @@ def validate_edifact(payload: bytes, reg: Registry, *, limit: int | None = None)
     name = mt.name if mt else None
     if mt is None or xml is None:
         # An XSD failure names the namespace (the XML was built); a conversion error not.
-        schema_failed = bool(errors) and all(e.cls is ErrorClass.XSD for e in errors)
+        schema_failed = bool(errors) and all(e.cls in (ErrorClass.XSD, ErrorClass.LIMIT)
+                                             for e in errors)
         return Result(name, "edifact", tuple(errors), None, info,
                       mt.namespace if mt and schema_failed else None)
     if ruled is not None:
@@ -150,14 +151,17 @@ def validate_edifact(payload: bytes, reg: Registry, *, limit: int | None = None)
     elif mt.rules is not None:
         # Rules that may relate any parts of the document see all of it.
         root = etree.fromstring(xml, _converted_parser())
-        found = xmlcheck.rule_findings(mt, root, _locator(mt), MAX_RULE_FINDINGS + 1)
+        found = xmlcheck.rule_findings(mt, root, _locator(mt), RULE_HITS + 1)
         del root
-        errors = _cut([e for _, e in found], len(found) > MAX_RULE_FINDINGS, mt)
+        errors = _rule_list([e for _, e in found])
     return Result(name, "edifact", tuple(errors), None if errors else xml, info, mt.namespace)
 
 
-#: Business-rule findings kept per interchange; past this the list is cut (and says so).
-MAX_RULE_FINDINGS = 200
+#: Business-rule findings read per interchange, repeats included; past this the list says
+#: the check stopped. The list itself is a :class:`Findings`: each finding once (the same
+#: rule failing with the same text in one message is one finding with its count and first
+#: places), at most ``MAX_FINDINGS`` of them, as the other checks' findings.
+RULE_HITS = MAX_APPENDS
 
 
 def _locator(mt: MessageType) -> xmlcheck.Locate:
@@ -173,13 +177,13 @@ def _locator(mt: MessageType) -> xmlcheck.Locate:
     return locate
 
 
-def _cut(errors: list[MigError], cut: bool, mt: MessageType) -> list[MigError]:
-    """The first :data:`MAX_RULE_FINDINGS` findings, and a note when there were more."""
-    if not cut:
-        return errors
-    return [*errors[:MAX_RULE_FINDINGS], MigError(
-        ErrorClass.RULE, f"{mt.name}:SW-RULES-CUT", f"more business rules failed; only the "
-        f"first {MAX_RULE_FINDINGS} findings are listed")]
+def _rule_list(found: list[MigError]) -> Findings:
+    """The business rules' findings in the report's order, as the list a control message
+    shows (of the first :data:`RULE_HITS`, and saying so when there were more)."""
+    listed = Findings(found[:RULE_HITS])
+    if len(found) > RULE_HITS:
+        listed.stop("reading the business rules' findings")
+    return listed
 
 
 def convert_checked(payload: bytes, reg: Registry, *, limit: int | None = None
@@ -205,10 +209,10 @@ def _convert(payload: bytes, reg: Registry, limit: int | None, rules: bool
     """:func:`convert_checked`, and with ``rules`` the business-rule findings when they
     ran message by message (``None`` when they did not: they are then left to the
     caller, on the whole document)."""
-    errors: list[MigError] = []
+    errors = Findings()
     with _SchemaChecks(reg, errors, keep=True, limit=limit, rules=rules) as checks:
-        summary = Converter(checks.lookup, reg.service, errors, checks.piece).run(
-            chunked(payload))
+        summary = Converter(checks.lookup, reg.service, errors, checks.piece,
+                            supported=reg.supported).run(chunked(payload))
         if not summary.messages and not errors:
             errors.append(MigError(ErrorClass.SYNTAX, "ISO9735-1-7", "the interchange holds "
                                    "no message", Place(tag="UNH"), 13))
@@ -216,7 +220,8 @@ def _convert(payload: bytes, reg: Registry, limit: int | None, rules: bool
     if errors or checks.mt is None:
         return summary, errors, None, None
     if found:
-        return summary, found, None, None
+        # XSD errors: each once, at most MAX_FINDINGS
+        return summary, Findings(found), None, None
     xml = checks.xml()
     if limit is not None and len(xml) > limit:
         raise TooLarge(len(xml), limit)
@@ -253,7 +258,8 @@ def validate_xml(payload: bytes, reg: Registry, *, limit: int | None = None) -> 
         return Result(None, "xml", (MigError(
             ErrorClass.TYPE, "SW-MIG-TYPE", f"root element {{{ns}}}{local} is not a message "
             "type of the Single Window MIG", Place(xpath=f"/{local}", line=root.sourceline)),))
-    errors = xmlcheck.check_schema(mt, root) or xmlcheck.check_rules(mt, root)
+    # XSD errors each once, at most MAX_FINDINGS of them (issue 11), as for EDIFACT.
+    errors = Findings(xmlcheck.check_schema(mt, root)) or xmlcheck.check_rules(mt, root)
     return Result(mt.name, "xml", tuple(errors), None if errors else payload, None,
                   mt.namespace)
 
@@ -273,16 +279,17 @@ def convert_stream(src: BinaryIO, out: BinaryIO, reg: Registry | None = None
     found any, else the XSD's, as :func:`convert_checked` reports them.
     """
     reg = reg or registry()
-    errors: list[MigError] = []
+    errors = Findings()
     with _SchemaChecks(reg, errors, keep=False) as checks:
 
         def sink(text: str) -> None:
             out.write(text.encode("utf-8"))
             checks.piece(text)
 
-        summary = Converter(checks.lookup, reg.service, errors, sink).run(read_chunks(src))
+        summary = Converter(checks.lookup, reg.service, errors, sink,
+                            supported=reg.supported).run(read_chunks(src))
         found = checks.finish()
-    return (summary.profile.name if summary.profile else None), errors or found
+    return (summary.profile.name if summary.profile else None), errors or Findings(found)
 
 
 #: Messages go to the XSD workers in batches of at least this many characters of XML.
@@ -316,7 +323,7 @@ def _check_message(text: str, mt: MessageType, rules: bool = False
     """The XSD errors of one converted message (``<M_...>...</M_...>``) alone, checked
     against the type's global ``M_`` element; its xpaths start at the message (``/*``).
     With ``rules`` and no XSD error, also the business rules' findings on the message
-    alone (at most :data:`MAX_RULE_FINDINGS` + 1), their places EDIFACT positions and
+    alone (at most :data:`RULE_HITS` + 1), their places EDIFACT positions and
     their locations starting at the message."""
     tag_end = text.index(">")
     doc = f'{text[:tag_end]} xmlns="{mt.namespace}"{text[tag_end:]}'
@@ -324,7 +331,7 @@ def _check_message(text: str, mt: MessageType, rules: bool = False
     xsd = xmlcheck.check_schema(mt, root)
     if xsd or not rules:
         return xsd, []
-    return [], xmlcheck.rule_findings(mt, root, _locator(mt), MAX_RULE_FINDINGS + 1)
+    return [], xmlcheck.rule_findings(mt, root, _locator(mt), RULE_HITS + 1)
 
 
 class _SchemaChecks:
@@ -484,10 +491,10 @@ class _SchemaChecks:
             if xsd:
                 self.found[index] = xsd
             self.hits += [(pattern, index, seq, e) for seq, (pattern, e) in enumerate(hits)]
-        if len(self.hits) > 2 * MAX_RULE_FINDINGS:
+        if len(self.hits) > 2 * RULE_HITS:
             # Only the first findings are reported: keep those, in the order of the report.
             self.hits.sort(key=lambda hit: hit[:3])
-            del self.hits[MAX_RULE_FINDINGS + 1:]
+            del self.hits[RULE_HITS + 1:]
 
     def finish(self) -> list[MigError]:
         """The XSD errors of the whole interchange; none if the conversion found any."""
@@ -568,7 +575,7 @@ class _SchemaChecks:
                 error = _moved(error, places[index])
             keyed.append(((pattern, order[spot], 1, seq), error))
         keyed.sort(key=lambda item: item[0])
-        return _cut([e for _, e in keyed], len(keyed) > MAX_RULE_FINDINGS, mt)
+        return _rule_list([e for _, e in keyed])
 
     def xml(self) -> bytes:
         """The whole document (with ``keep``)."""

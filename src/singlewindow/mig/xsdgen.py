@@ -24,11 +24,11 @@ def _occurs(minimum: int, maximum: int) -> str:
     return f' minOccurs="{minimum}" maxOccurs="{maximum}"'
 
 
-def _type_name(did: str, fmt: Fmt) -> str:
-    return f"T_{did}_{fmt.kind}{'' if fmt.fixed else 'v'}{fmt.max}"
+def _type_name(did: str, fmt: Fmt, tag: str = "") -> str:
+    return f"T_{tag}{'_' if tag else ''}{did}_{fmt.kind}{'' if fmt.fixed else 'v'}{fmt.max}"
 
 
-def _simple_type(did: str, fmt: Fmt, codes: frozenset[str] | None) -> str:
+def _simple_type(name: str, fmt: Fmt, codes: frozenset[str] | None) -> str:
     facets: list[str] = []
     if codes is not None:
         facets += [f"<xs:enumeration value={quoteattr(c)}/>" for c in sorted(codes)]
@@ -40,7 +40,7 @@ def _simple_type(did: str, fmt: Fmt, codes: frozenset[str] | None) -> str:
         facets.append(f'<xs:minLength value="{fmt.min}"/><xs:maxLength value="{fmt.max}"/>')
         if fmt.kind == "a":
             facets.append('<xs:pattern value="[^0-9]*"/>')
-    return (f'<xs:simpleType name="{_type_name(did, fmt)}"><xs:restriction base="xs:string">'
+    return (f'<xs:simpleType name="{name}"><xs:restriction base="xs:string">'
             + "".join(facets) + "</xs:restriction></xs:simpleType>")
 
 
@@ -69,10 +69,14 @@ class _Gen:
         self.service = service
         self.types: dict[str, str] = {}
 
-    def simple(self, did: str, fmt: Fmt) -> str:
-        name = _type_name(did, fmt)
+    def simple(self, did: str, fmt: Fmt, tag: str) -> str:
+        """The simple type of ``did`` in segment ``tag``: shared by every segment unless the
+        MIG gives the segment its own code list for it (``[codes] "BGM/1001"``)."""
+        own = self.p.codes.get(f"{tag}/{did}")
+        name = _type_name(did, fmt, tag if own is not None else "")
         if name not in self.types:
-            self.types[name] = _simple_type(did, fmt, self.p.codes.get(did))
+            self.types[name] = _simple_type(name, fmt, own if own is not None
+                                            else self.p.codes.get(did))
         return name
 
     def segment_type(self, sdef: SegmentDef) -> str:
@@ -84,7 +88,7 @@ class _Gen:
             occurs = _occurs(mandatory, repeat)
             if first.fmt is not None:
                 parts.append(f'<xs:element name="D_{first.id}" '
-                             f'type="{self.simple(first.id, first.fmt)}"{occurs}/>')
+                             f'type="{self.simple(first.id, first.fmt, sdef.tag)}"{occurs}/>')
             else:
                 parts.append(f'<xs:element name="C_{first.id}"{occurs}><xs:complexType>'
                              f"<xs:sequence>{self.components(first, sdef.tag)}</xs:sequence>"
@@ -97,7 +101,7 @@ class _Gen:
         for run in _runs(el.components, f"{tag}/{el.id}"):
             first = run[0]
             mandatory = sum(1 for c in run if c.mandatory)
-            type_name = self.simple(first.id, first.fmt)
+            type_name = self.simple(first.id, first.fmt, tag)
             parts.append(f'<xs:element name="D_{first.id}" type="{type_name}"'
                          f"{_occurs(mandatory, len(run))}/>")
         return "".join(parts)

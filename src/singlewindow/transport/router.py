@@ -14,6 +14,7 @@ Everything here is blocking (psycopg, smtplib, dovecot-lda) and runs in worker t
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import os
@@ -305,7 +306,7 @@ class Router:
                 o.message_id, rcpt.lower(), dest.logical, dest.physical,
                 f"<{o.message_id}.{tag}@{self.config.hub.domain}>"), self.lease)
             sent = self.deliver_once(
-                conn, claim, lambda c=claim.copy_message_id: build(c),  # type: ignore[misc]
+                conn, claim, functools.partial(build, claim.copy_message_id),
                 sender=mail_from, physical=dest.physical, maildrop_login=dest.maildrop_login,
                 envid=o.message_id, notify="SUCCESS,FAILURE" if mail_from else "NEVER",
                 orcpt=dest.logical)
@@ -383,7 +384,7 @@ class Router:
             except Refused as refusal:
                 messages.mark_refused(conn, claim, f"{refusal.code} {refusal.text}")
                 log.error("copy %s refused by Postfix: %s", claim.copy_message_id, refusal)
-                return Sent(None, refusal, fresh=True, size=len(data))
+                return Sent(None, refusal, fresh=True)
             except InjectError as exc:
                 if not exc.uncertain:
                     messages.release(conn, claim)
@@ -528,7 +529,6 @@ class Sent:
     fresh: bool
     """This attempt sent it (or found the proof that an interrupted one did)."""
     recovered: bool = False
-    size: int | None = None
 
 
 def _refusal_reply(refusal: Refused | str) -> Reply:

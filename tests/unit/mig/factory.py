@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import random
 from collections.abc import Iterator
 
 HEADER_V4 = "UNA:+.?*'"
@@ -68,6 +69,43 @@ def paxlst_of_size(megabytes: float, release: str = "03B", unique: bool = True) 
     one = len(paxlst(200, 1, release))
     count = max(1, round(megabytes * 1024 * 1024 / one))
     return paxlst(200, count, release, unique)
+
+
+VALUES = ["", "X", "9", "12.5", "-3", "1,", ",", "ABC123", "A" * 40, "A" * 400, "?+", "?'",
+           "a&b<c>", "É", "~W~", "*", "AB*CD", "::", "++", "\n", "  ", "0" * 20, "ZZZ", "FL",
+           "P", "329", "102", "NLD", "NL"]
+
+
+def mutate(rnd: random.Random, segs: list[str]) -> list[str]:
+    """``segs`` broken in 1-3 places, the ways real submissions break: values too long,
+    digits in alphabetic data, unknown codes, missing, repeated, moved or foreign segments,
+    release and repetition characters, foreign characters, cut segments."""
+    segs = list(segs)
+    for _ in range(rnd.randint(1, 3)):
+        i = rnd.randrange(len(segs))
+        op = rnd.randrange(9)
+        if op == 0:  # drop a segment
+            del segs[i]
+        elif op == 1:  # repeat a segment
+            segs.insert(i, segs[i])
+        elif op == 2:  # move a segment
+            segs.insert(rnd.randrange(len(segs)), segs.pop(i))
+        elif op in (3, 4, 5):  # replace one value (element or component)
+            body = segs[i].rstrip("'")
+            elements = body.split("+")
+            e = rnd.randrange(len(elements))
+            comps = elements[e].split(":")
+            comps[rnd.randrange(len(comps))] = rnd.choice(VALUES)
+            elements[e] = ":".join(comps)
+            segs[i] = "+".join(elements) + "'"
+        elif op == 6:  # add elements or components at the end
+            segs[i] = segs[i].rstrip("'") + rnd.choice(["+X", ":Y", "+", "++Z", ":"]) + "'"
+        elif op == 7:  # a segment from elsewhere in the directory, or a made-up one
+            segs.insert(i, rnd.choice(["FTX+AAA+++TEXT'", "QTY+1:1'", "nad+FL'", "ZZZ+1'",
+                                       "UNS+D'", "CNT+42:1'", "GEI+4'", "NA'", "DOC+P'"]))
+        else:  # cut the segment short
+            segs[i] = segs[i][:rnd.randrange(1, max(2, len(segs[i])))].rstrip("'") + "'"
+    return segs
 
 
 class _GeneratedReader(io.RawIOBase):

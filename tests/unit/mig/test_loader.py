@@ -15,9 +15,10 @@ from tests.unit.mig.factory import paxlst
 
 def test_shipped_types() -> None:
     reg = loader.load()
-    assert set(reg.types) == {"PAXLST-D03B", "PAXLST-D05B", "IFTDGN-D03A", "GENDEC-1",
-                              "DECLARATION-RESPONSE-1", "PROCESS-RESPONSE-1"}
-    assert ("PAXLST", "D", "03B", "UN") in reg.by_unh
+    assert set(reg.types) == {"PAXLST-D02B", "PAXLST-D03B", "PAXLST-D05B", "IFTDGN-D03A",
+                              "GENDEC-1", "DECLARATION-RESPONSE-1", "PROCESS-RESPONSE-1"}
+    for release in ("02B", "03B", "05B"):
+        assert reg.by_unh["PAXLST", "D", release, "UN"].associations == ("IATA",)
     assert ("urn:singlewindow:mig:gendec:1", "GeneralDeclaration") in reg.by_xml
 
 

@@ -32,8 +32,9 @@ def broken(kind: str) -> bytes:
         msg[1] = "BGM+745+" + "X" * 40 + "'"
     elif kind == "codelist":
         msg[1] = "BGM+745++99'"
-    elif kind == "rule":
-        msg[-2] = "CNT+42:5'"
+    elif kind == "rule":  # a date of birth in month 99
+        at = next(i for i, s in enumerate(msg) if s.startswith("DTM+329"))
+        msg[at] = "DTM+329:19609915:102'"
     body = [s for s in msg if not s.startswith("UNT")]
     body.append(f"UNT+{len(body) + 1}+M0'")
     return interchange([body])
@@ -45,7 +46,7 @@ CASES = [
     ("structure", ErrorClass.STRUCTURE, "PAXLST-D03B:QTY", "QTY is not allowed here"),
     ("format", ErrorClass.FORMAT, "PAXLST-D03B:BGM/1004", "at most 35"),
     ("codelist", ErrorClass.CODELIST, "PAXLST-D03B:BGM/1225/codes", "not in the MIG's code list"),
-    ("rule", ErrorClass.RULE, "PAXLST-D03B:PAX-R4", "control total"),
+    ("rule", ErrorClass.RULE, "PAXLST-D03B:PAX-R5", "not a date of the calendar"),
 ]
 
 

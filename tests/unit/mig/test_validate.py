@@ -20,7 +20,7 @@ from lxml import etree
 from singlewindow.mig import loader, xmlcheck
 from singlewindow.mig.edifact.convert import Converter
 from singlewindow.mig.edifact.syntax import chunked
-from singlewindow.mig.errors import ErrorClass, MigError
+from singlewindow.mig.errors import MAX_FINDINGS, ErrorClass, Findings, MigError
 from singlewindow.mig.loader import Registry
 from singlewindow.mig.validate import (
     TooLarge,
@@ -123,16 +123,25 @@ def test_rule_errors(reg: Registry, payload: bytes, rule: str) -> None:
 
 def test_rules_apply_to_converted_edifact(reg: Registry) -> None:
     msg = paxlst_message("M0", 2)
-    msg[-2] = "CNT+42:3'"  # says three persons, has two
+    msg[msg.index("DTM+36:20300101:102'")] = "DTM+36:20300231:102'"  # 31 February
     result = validate(interchange([msg]), None, reg)
-    assert [e.rule for e in result.errors] == ["PAXLST-D03B:PAX-R4"]
+    assert [e.rule for e in result.errors] == ["PAXLST-D03B:PAX-R5"]
     place = result.errors[0].place
-    assert (place.message, place.segment, place.tag) == ("M0", 30, "CNT")
+    # The expiry date: DTM of the document (segment group 5) of the first person.
+    assert (place.message, place.segment, place.tag, place.element) == ("M0", 18, "DTM", 1)
     # and where it is in the XML form, as XSD errors say it
     _, _, xml = convert_checked(interchange([msg]), reg)
     assert xml is not None
     found = etree.fromstring(xml).getroottree().xpath(str(place.xpath))
-    assert isinstance(found, list) and etree.QName(found[0]).localname == "S_CNT"
+    assert isinstance(found, list) and etree.QName(found[0]).localname == "C_C507"
+
+
+def test_cnt_is_the_flights_total_not_the_messages_count(reg: Registry) -> None:
+    """CNT+42 gives the passengers of the whole flight (WCO/IATA/ICAO guideline), which
+    a flight split over several messages does not repeat per message."""
+    msg = paxlst_message("M0", 2)
+    msg[-2] = "CNT+42:187'"
+    assert validate(interchange([msg]), None, reg).valid
 
 
 def test_iftdgn_rule(reg: Registry) -> None:
@@ -235,15 +244,16 @@ def messages(*refs: str, persons: int = 2) -> list[list[str]]:
 
 def whole_document(payload: bytes, reg: Registry) -> tuple[list[MigError], bytes, list[MigError]]:
     """What validate_edifact did before convert_checked: all the XML text, then one XSD
-    check of the whole document. The conversion's errors, the XML, the XSD's errors."""
-    errors: list[MigError] = []
+    check of the whole document. The conversion's errors, the XML, the XSD's errors as
+    validate reports them (each once: :class:`Findings`)."""
+    errors = Findings()
     pieces: list[str] = []
     summary = Converter(_lookup(reg), reg.service, errors, pieces.append).run(chunked(payload))
     xml = "".join(pieces).encode("utf-8")
     assert summary.profile is not None
     root = etree.fromstring(xml, etree.XMLParser(huge_tree=True, resolve_entities=False,
                                                  no_network=True))
-    return errors, xml, xmlcheck.check_schema(reg.types[summary.profile.name], root)
+    return errors, xml, Findings(xmlcheck.check_schema(reg.types[summary.profile.name], root))
 
 
 def operator_schema(folder: Path, edit: Any) -> Registry:
@@ -373,7 +383,8 @@ def test_forty_small_messages_in_batches(strict: Registry) -> None:
     assert conversion == [] and convert_checked(payload, strict)[1] == xsd
     grouped40 = grouped([messages(*(f"M{n}" for n in range(40)))])  # no limit in a group
     conversion, _, xsd = whole_document(grouped40, strict)
-    assert conversion == [] and len(xsd) == 40  # M1, M3, ... M39: UNH and UNT each
+    # M1, M3, ... M39: UNH and UNT each, the same text twice: one finding per message
+    assert conversion == [] and len(xsd) == 20 and all(e.repeats == 1 for e in xsd)
     assert convert_checked(grouped40, strict)[1] == xsd
 
 
@@ -386,11 +397,11 @@ def test_envelope_xsd_errors_are_reported_in_document_order(
     _, _, xsd = whole_document(payload, strict)
     errors = convert_checked(payload, strict)[1]
     assert errors == xsd
-    # UNB's reference, message M1's UNH and UNT, UNZ's reference.
-    assert len(errors) == 4 and all("D_00" in e.text for e in errors)
-    assert "D_0020" in errors[0].text and "D_0020" in errors[-1].text
+    # UNB's reference (and UNZ's, the same text: one finding), message M1's UNH (and UNT).
+    assert len(errors) == 2 and all("D_00" in e.text and e.repeats == 1 for e in errors)
+    assert "D_0020" in errors[0].text and "D_0062" in errors[1].text
     assert str(errors[0].place.xpath).startswith("/*/*[1]/")  # S_UNB
-    assert str(errors[-1].place.xpath).startswith("/*/*[4]/")  # S_UNZ, after two places
+    assert str(errors[0].also[0].xpath).startswith("/*/*[4]/")  # S_UNZ, after two places
 
 
 def test_messages_past_the_number_allowed_are_not_checked(strict: Registry) -> None:
@@ -536,6 +547,20 @@ def test_interchange_with_errors_reports_them_whatever_the_limit() -> None:
     assert any("UNT" in e.text or "0074" in e.text for e in result.errors)
 
 
+def test_xsd_errors_are_capped_for_edifact_and_xml_alike(strict: Registry) -> None:
+    # 500 messages in a group, every other one failing the strict pattern with its own
+    # value: 250 distinct XSD findings (UNH and UNT of a message say the same: one each).
+    payload = grouped([messages(*(f"M{n}" for n in range(500)), persons=1)])
+    conversion, xml, _ = whole_document(payload, strict)
+    assert conversion == []
+    for errors in (convert_checked(payload, strict)[1],
+                   list(validate(xml, "application/xml", strict).errors)):
+        assert len(errors) == MAX_FINDINGS
+        assert all(e.cls is ErrorClass.XSD for e in errors[:-1])
+        assert errors[-1].cls is ErrorClass.LIMIT
+        assert errors[-1].text.startswith("51 more findings not listed")
+
+
 # --- business rules message by message (issue 11) -----------------------------------------
 
 # Message-local rules of the tests' own, so that what is compared does not hang on the
@@ -558,7 +583,8 @@ TEST_RULES = """<?xml version="1.0" encoding="UTF-8"?>
   </pattern>
   <pattern id="persons">
     <rule context="p:G_SG4/p:S_DTM/p:C_C507[p:D_2005 = '329']">
-      <assert id="T-DOB-FORMAT" test="p:D_2379 = '102'">CCYYMMDD</assert>
+      <assert id="T-DOB-FORMAT" test="p:D_2379 = '102'">CCYYMMDD: <value-of
+        select="p:D_2380"/></assert>
       <assert id="T-DOB-DIGITS" test="string-length(p:D_2380) = 8">eight digits</assert>
     </rule>
     <rule context="p:G_SG4">
@@ -688,15 +714,38 @@ def test_seeded_mutations_do_find_rule_errors(test_rules: tuple[Registry, Regist
 
 
 def test_many_rule_findings_are_cut_and_say_so(test_rules: tuple[Registry, Registry]) -> None:
+    # 600 dates of birth in the wrong format, each its own value: 600 distinct findings.
     errors = validate(RULE_SAMPLES["a thousand findings"], None, test_rules[0]).errors
-    assert len(errors) == validate_module.MAX_RULE_FINDINGS + 1
-    assert errors[-1].rule == "PAXLST-D03B:SW-RULES-CUT" and "only the first" in errors[-1].text
-    # The first ones in the report's order: pattern by pattern, the messages in order.
+    assert len(errors) == MAX_FINDINGS
+    assert errors[-1].cls is ErrorClass.LIMIT
+    assert errors[-1].text.startswith("402 more findings not listed (the list stops at 200)")
+    # The first ones in the report's order: pattern by pattern, the messages in order;
+    # persons 0-6: the date of birth; person 7: the group first, then its date of birth.
     assert [e.place.message for e in errors[:3]] == ["M0"] * 3
-    # persons 0-6: the date of birth; person 7: the group first, then its date of birth
     assert [e.rule.split(":")[1] for e in errors[:9]] == ["T-DOB-FORMAT"] * 7 + [
         "T-PERSON", "T-DOB-FORMAT"]
     assert (errors[7].place.segment, errors[7].place.tag) == (80, "NAD")
+
+
+def test_the_rules_stop_after_so_many_findings_alike(
+        test_rules: tuple[Registry, Registry], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(validate_module, "RULE_HITS", 50)
+    payload = RULE_SAMPLES["a thousand findings"]
+    local, whole = (validate(payload, None, reg).errors for reg in test_rules)
+    assert local == whole and len(local) == 51
+    assert "the check stopped reading the business rules' findings, after 50" in local[-1].text
+
+
+def test_a_rule_failing_alike_in_one_message_is_one_finding(
+        test_rules: tuple[Registry, Registry]) -> None:
+    msgs = [[("DTM+329:640215:102'" if s.startswith("DTM+329:") else s)
+             for s in paxlst_message(f"M{n}", 4)] for n in range(2)]
+    for reg in test_rules:  # per message and whole document alike
+        errors = validate(interchange(msgs), None, reg).errors
+        assert [(e.rule.split(":")[1], e.place.message, e.place.segment, e.repeats)
+                for e in errors] == [("T-DOB-DIGITS", "M0", 12, 3),
+                                     ("T-DOB-DIGITS", "M1", 12, 3)]
+        assert "(and 3 more in segments 22, 32, 42)" in errors[0].text
 
 
 def test_rules_run_on_each_message_alone(test_rules: tuple[Registry, Registry],

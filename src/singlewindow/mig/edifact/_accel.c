@@ -5,18 +5,22 @@
  * Where it sits in the mail flow: inside MIG validation of an EDIFACT submission, called by
  * singlewindow.mig.edifact.message.MessageChecker for the segments between UNH and UNT. It
  * is the compiled twin of MessageChecker._fast + message.fast_xml and follows them step for
- * step. It never reports an error: at the first doubt (a release or repetition character,
- * a value that might fail, a structure step that might be an error, a string that is not
- * one byte per character) it stops and says where, and the Python code takes that segment
- * through the exact checks, so every error still comes from one code path and valid input
- * gives byte-identical XML either way. tests/unit/mig/edifact/test_accel.py holds it to that.
+ * step; it also takes segments with release characters and repetition separators (which
+ * the Python fast path leaves to SegmentWriter._write), splitting and unescaping them as
+ * syntax._split does, so released terminators cost no more than plain text (issue 11). It
+ * never reports an error: at the first doubt (a value that might fail, a structure step
+ * that might be an error, a string that is not one byte per character) it stops and says
+ * where, and the Python code takes that segment through the exact checks, so every error
+ * still comes from one code path and valid input gives byte-identical XML either way.
+ * tests/unit/mig/edifact/test_accel.py holds it to that.
  *
  * A Program is compiled once per MIG message type from plain tuples (see
  * message._program for their shape):
  *   groups:  per group id: (open tag, close tag, triggers, max, child group id or -1,
  *            mandatory_before)
  *   plans:   {segment tag: ((mandatory, open, close,
- *                             ((cmand, open, close, kind, min, max, codes|None), ...)), ...)}
+ *                             ((cmand, open, close, kind, min, max, codes|None), ...),
+ *                             repeat), ...)}
  *   service: tags the envelope walk owns (UNB, UNG, UNH, UNT, UNE, UNZ): never consumed.
  */
 #define PY_SSIZE_T_CLEAN
@@ -43,6 +47,7 @@ typedef struct {
 typedef struct {
     int mandatory;
     int composite;
+    long repeat; /* syntax-4 repetitions allowed */
     Tags tags; /* composite wrapper; empty for a simple element */
     Py_ssize_t ncomps;
     Value *comps;
@@ -239,8 +244,8 @@ static int build_plan(Program *self, PyObject *tag, PyObject *spec) {
     for (Py_ssize_t i = 0; rc == 0 && i < n; i++) {
         Elem *e = &plan->elems[i];
         PyObject *mand, *eopen, *eclose, *comps;
-        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "OOOO", &mand, &eopen,
-                              &eclose, &comps)) {
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "OOOOl", &mand, &eopen,
+                              &eclose, &comps, &e->repeat)) {
             rc = -1;
             break;
         }
@@ -578,6 +583,152 @@ doubt:
     return 0;
 }
 
+/* ---- segments with release characters or repetition separators -------------------- */
+
+/* One value of a segment after splitting and unescaping: its bytes in Toks.chars and what
+ * ended it (END_COMPONENT, END_REPETITION or END_ELEMENT; the segment's end ends an element). */
+enum { END_COMPONENT = 0, END_REPETITION = 1, END_ELEMENT = 2 };
+
+typedef struct {
+    Py_ssize_t off, len;
+    int end;
+} Tok;
+
+typedef struct {
+    unsigned char *chars;
+    Tok *tok;
+    Py_ssize_t ntok, cap;
+} Toks;
+
+/* syntax._split for the elements of p[0:n] (p[3] is the element separator): a release
+ * character makes the next character data, whatever it is; one at the very end stays. */
+static int split_values(const unsigned char *p, Py_ssize_t n, int elem, int comp, int rel,
+                        int rep, Toks *t) {
+    if (n + 1 > t->cap) {
+        unsigned char *chars = PyMem_Realloc(t->chars, (size_t)n + 1);
+        if (chars == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        t->chars = chars;
+        Tok *tok = PyMem_Realloc(t->tok, sizeof(Tok) * ((size_t)n + 1));
+        if (tok == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        t->tok = tok;
+        t->cap = n + 1;
+    }
+    Py_ssize_t nchars = 0, start = 0, ntok = 0;
+    for (Py_ssize_t k = 4; k < n; k++) {
+        int c = p[k];
+        if (c == rel && k + 1 < n) {
+            t->chars[nchars++] = p[++k];
+            continue;
+        }
+        int end = c == comp ? END_COMPONENT : c == rep ? END_REPETITION
+                  : c == elem ? END_ELEMENT : -1;
+        if (end < 0) {
+            t->chars[nchars++] = (unsigned char)c;
+            continue;
+        }
+        t->tok[ntok].off = start;
+        t->tok[ntok].len = nchars - start;
+        t->tok[ntok++].end = end;
+        start = nchars;
+    }
+    t->tok[ntok].off = start;
+    t->tok[ntok].len = nchars - start;
+    t->tok[ntok++].end = END_ELEMENT;
+    t->ntok = ntok;
+    return 0;
+}
+
+/* segment_xml for a split segment, with repetitions: what SegmentWriter._write writes when
+ * it finds nothing wrong; 1 written, 0 doubt (nothing written), -1 error. */
+static int split_xml(const Plan *plan, const Toks *t, Buf *b) {
+    Py_ssize_t mark = b->len;
+    if (!plan->defined)
+        return 0;
+    if (buf_put(b, plan->tags.open, plan->tags.open_len) < 0)
+        return -1;
+    Py_ssize_t k = 0, index = 0;
+    while (k < t->ntok) {
+        if (index >= plan->nelems)
+            goto doubt;
+        const Elem *e = &plan->elems[index++];
+        long reps = 0;
+        int present = 0, end;
+        do {
+            Py_ssize_t r = k; /* tokens k..r are one repetition's components */
+            while (t->tok[r].end == END_COMPONENT)
+                r++;
+            Py_ssize_t parts = r - k + 1;
+            if (++reps > e->repeat)
+                goto doubt;
+            if (e->composite) {
+                int any = 0;
+                for (Py_ssize_t q = k; q <= r; q++)
+                    if (t->tok[q].len > 0)
+                        any = 1;
+                if (any) {
+                    if (parts > e->ncomps)
+                        goto doubt;
+                    if (buf_put(b, e->tags.open, e->tags.open_len) < 0)
+                        return -1;
+                    for (Py_ssize_t j = 0; j < e->ncomps; j++) {
+                        const Value *v = &e->comps[j];
+                        Py_ssize_t len = j < parts ? t->tok[k + j].len : 0;
+                        if (len > 0) {
+                            const unsigned char *c = t->chars + t->tok[k + j].off;
+                            int ok = value_ok(v, c, len);
+                            if (ok <= 0) {
+                                b->len = mark;
+                                return ok;
+                            }
+                            if (put_value(b, v, c, len) < 0)
+                                return -1;
+                        } else if (v->mandatory) {
+                            goto doubt;
+                        }
+                    }
+                    if (buf_put(b, e->tags.close, e->tags.close_len) < 0)
+                        return -1;
+                    present = 1;
+                }
+            } else {
+                if (parts > 1)
+                    goto doubt;
+                Py_ssize_t len = t->tok[k].len;
+                if (len > 0) {
+                    const unsigned char *c = t->chars + t->tok[k].off;
+                    int ok = value_ok(&e->comps[0], c, len);
+                    if (ok <= 0) {
+                        b->len = mark;
+                        return ok;
+                    }
+                    if (put_value(b, &e->comps[0], c, len) < 0)
+                        return -1;
+                    present = 1;
+                }
+            }
+            end = t->tok[r].end;
+            k = r + 1;
+        } while (end != END_ELEMENT);
+        if (e->mandatory && !present)
+            goto doubt;
+    }
+    for (Py_ssize_t q = index; q < plan->nelems; q++)
+        if (plan->elems[q].mandatory)
+            goto doubt;
+    if (buf_put(b, plan->tags.close, plan->tags.close_len) < 0)
+        return -1;
+    return 1;
+doubt:
+    b->len = mark;
+    return 0;
+}
+
 typedef struct {
     int gid;
     Py_ssize_t idx;
@@ -619,25 +770,36 @@ static int read_frames(Program *self, PyObject *frames, Frame *stack, int *depth
 /* MessageChecker._fast for one segment: 1 the step is taken, 0 doubt (the exact walk goes
  * on from the state as it is: closing groups is a step it would have taken too). */
 static int structure_step(Program *self, Frame *stack, int *depth, int tag, Buf *b) {
+    /* The innermost group the tag continues; the groups inside it close, if nothing
+     * mandatory is left in them. A tag no open group continues closes nothing. */
+    int level = *depth - 1;
+    Py_ssize_t j;
     for (;;) {
-        Frame *f = &stack[*depth - 1];
+        Frame *f = &stack[level];
         const Group *g = &self->groups[f->gid];
-        Py_ssize_t j = -1;
+        j = -1;
         for (Py_ssize_t k = f->idx; k < g->n; k++) {
             if (g->triggers[k] == tag) {
                 j = k;
                 break;
             }
         }
+        if (j >= 0)
+            break;
         Py_ssize_t start = f->count == 0 ? f->idx : f->idx + 1;
-        if (j < 0) {
-            if (*depth == 1 || g->mandatory_before[g->n] != g->mandatory_before[start])
-                return 0;
-            if (buf_put(b, g->tags.close, g->tags.close_len) < 0)
-                return -1;
-            (*depth)--;
-            continue;
-        }
+        if (level == 0 || g->mandatory_before[g->n] != g->mandatory_before[start])
+            return 0;
+        level--;
+    }
+    for (; *depth - 1 > level; (*depth)--) {
+        const Group *g = &self->groups[stack[*depth - 1].gid];
+        if (buf_put(b, g->tags.close, g->tags.close_len) < 0)
+            return -1;
+    }
+    {
+        Frame *f = &stack[level];
+        const Group *g = &self->groups[f->gid];
+        Py_ssize_t start = f->count == 0 ? f->idx : f->idx + 1;
         int child = g->child[j];
         if (child >= 0 && *depth >= MAX_DEPTH)
             return 0;
@@ -668,11 +830,12 @@ static PyObject *Program_run(Program *self, PyObject *args) {
     PyObject *texts, *frames, *out;
     Py_ssize_t i;
     int elem, comp;
-    PyObject *special;
-    if (!PyArg_ParseTuple(args, "O!nOCCUO!", &PyList_Type, &texts, &i, &frames, &elem, &comp,
-                          &special, &PyList_Type, &out))
+    PyObject *release, *repetition;
+    if (!PyArg_ParseTuple(args, "O!nOCCUUO!", &PyList_Type, &texts, &i, &frames, &elem, &comp,
+                          &release, &repetition, &PyList_Type, &out))
         return NULL;
-    if (elem > 255 || comp > 255 || i < 0) {
+    if (elem > 255 || comp > 255 || i < 0 || PyUnicode_GET_LENGTH(release) > 1
+        || PyUnicode_GET_LENGTH(repetition) > 1) {
         PyErr_SetString(PyExc_ValueError, "separators must be single-byte characters");
         return NULL;
     }
@@ -680,21 +843,15 @@ static PyObject *Program_run(Program *self, PyObject *args) {
     int depth = 0;
     if (read_frames(self, frames, stack, &depth) < 0)
         return NULL;
-    Py_ssize_t nspecial = PyUnicode_GET_LENGTH(special);
-    int specials[8];
-    if (nspecial > 8) {
-        PyErr_SetString(PyExc_ValueError, "at most 8 special characters");
-        return NULL;
-    }
-    for (Py_ssize_t k = 0; k < nspecial; k++) {
-        specials[k] = (int)PyUnicode_READ_CHAR(special, k);
-        if (specials[k] > 255)
-            specials[k] = -1; /* a character no one-byte string can hold */
-    }
+    /* -1: none; a character no one-byte string can hold sends every segment to Python */
+    int rel = PyUnicode_GET_LENGTH(release) ? (int)PyUnicode_READ_CHAR(release, 0) : -1;
+    int rep = PyUnicode_GET_LENGTH(repetition) ? (int)PyUnicode_READ_CHAR(repetition, 0) : -1;
+    int usable = rel <= 255 && rep <= 255;
+    Toks toks = {NULL, NULL, 0, 0};
     Buf b = {NULL, 0, 0};
     Py_ssize_t n = PyList_GET_SIZE(texts);
     int status = 0;
-    for (; i < n; i++) {
+    for (; usable && i < n; i++) {
         PyObject *s = PyList_GET_ITEM(texts, i);
         if (!PyUnicode_Check(s) || PyUnicode_KIND(s) != PyUnicode_1BYTE_KIND)
             break;
@@ -705,12 +862,8 @@ static PyObject *Program_run(Program *self, PyObject *args) {
         int index = tag_index(p);
         if (index >= 0 && self->service[index])
             break;
-        int plain = 1;
-        for (Py_ssize_t k = 0; k < nspecial && plain; k++)
-            if (specials[k] >= 0 && memchr(p, specials[k], (size_t)len) != NULL)
-                plain = 0;
-        if (!plain)
-            break;
+        int plain = (rel < 0 || memchr(p, rel, (size_t)len) == NULL)
+                    && (rep < 0 || memchr(p, rep, (size_t)len) == NULL);
         int tag = index >= 0 ? self->tag_ids[index] : -1;
         int step = structure_step(self, stack, &depth, tag, &b);
         if (step <= 0) {
@@ -718,7 +871,14 @@ static PyObject *Program_run(Program *self, PyObject *args) {
                 goto fail;
             break;
         }
-        int written = tag >= 0 ? segment_xml(&self->plans[tag], p, len, elem, comp, &b) : 0;
+        int written = 0;
+        if (tag >= 0 && plain) {
+            written = segment_xml(&self->plans[tag], p, len, elem, comp, &b);
+        } else if (tag >= 0) {
+            if (split_values(p, len, elem, comp, rel, rep, &toks) < 0)
+                goto fail;
+            written = split_xml(&self->plans[tag], &toks, &b);
+        }
         if (written < 0)
             goto fail;
         if (written == 0) {
@@ -735,6 +895,8 @@ static PyObject *Program_run(Program *self, PyObject *args) {
         Py_DECREF(xml);
     }
     PyMem_Free(b.data);
+    PyMem_Free(toks.chars);
+    PyMem_Free(toks.tok);
     PyObject *state = PyTuple_New(depth);
     if (state == NULL)
         return NULL;
@@ -749,12 +911,15 @@ static PyObject *Program_run(Program *self, PyObject *args) {
     return Py_BuildValue("(niN)", i, status, state);
 fail:
     PyMem_Free(b.data);
+    PyMem_Free(toks.chars);
+    PyMem_Free(toks.tok);
     return NULL;
 }
 
 static PyMethodDef Program_methods[] = {
     {"run", (PyCFunction)Program_run, METH_VARARGS,
-     "run(texts, i, frames, element, component, special, out) -> (j, status, frames)\n\n"
+     "run(texts, i, frames, element, component, release, repetition, out)\n"
+     "    -> (j, status, frames)\n\n"
      "Take texts[i:] through the fast path until a segment needs the exact one: j is that\n"
      "segment's index (or len(texts)); status 1 means its structure step is already taken\n"
      "and only its XML is left to write. XML of the segments taken goes to out as one str."},

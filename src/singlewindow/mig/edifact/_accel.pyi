@@ -8,5 +8,5 @@ class Program:
     def __init__(self, groups: Sequence[tuple[object, ...]],
                  plans: Mapping[str, tuple[object, ...]], service: Sequence[str]) -> None: ...
     def run(self, texts: list[str], i: int, frames: Sequence[Frame], element: str,
-            component: str, special: str, out: list[str]
+            component: str, release: str, repetition: str, out: list[str]
             ) -> tuple[int, int, tuple[Frame, ...]]: ...

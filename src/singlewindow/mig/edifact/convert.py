@@ -5,6 +5,10 @@ the envelope walk, looks up each message's MIG type from UNH (S009), hands the m
 its :class:`~singlewindow.mig.edifact.message.MessageChecker`, and passes the XML on to a
 sink one message at a time. The transport's ``validate`` collects the pieces; the streaming
 converter writes them out, which is what keeps a 20 MB interchange at flat memory.
+
+After an error it reads on, so one result names every independent defect: the findings
+go to a :class:`~singlewindow.mig.errors.Findings` list, which keeps each once, and the
+reading stops only when that list is full (:data:`~singlewindow.mig.errors.MAX_APPENDS`).
 """
 
 from __future__ import annotations
@@ -20,10 +24,8 @@ from singlewindow.mig.edifact.message import (
     compiled,
 )
 from singlewindow.mig.edifact.syntax import Header, Segment, iter_batches
-from singlewindow.mig.errors import SE_INVALID_VALUE, ErrorClass, MigError, Place
+from singlewindow.mig.errors import SE_INVALID_VALUE, ErrorClass, Findings, MigError, Place
 from singlewindow.mig.model import SegmentDef
-
-MAX_ERRORS = 500  # past this the submitter learns nothing more; stop reading
 
 MessageKey = tuple[str, str, str, str]  # UNH S009: 0065 type, 0052 version, 0054 release, 0051
 
@@ -49,9 +51,13 @@ class Converter:
     """Drives one interchange; XML text goes to ``sink`` (envelope pieces and messages)."""
 
     def __init__(self, lookup: Callable[[MessageKey], tuple[EdifactProfile, str] | None],
-                 service: Mapping[str, SegmentDef], errors: list[MigError],
-                 sink: Callable[[str], None], accelerate: bool = True) -> None:
+                 service: Mapping[str, SegmentDef], errors: Findings,
+                 sink: Callable[[str], None], accelerate: bool = True, *,
+                 supported: str = "") -> None:
         self.lookup = lookup
+        #: the message types and releases the MIG has, named when one is refused
+        #: (:attr:`singlewindow.mig.loader.Registry.supported`)
+        self.supported = supported
         #: use the C fast path where it is built (``False``: Python only, for comparisons)
         self.accelerate = accelerate
         self.errors = errors
@@ -78,7 +84,8 @@ class Converter:
             while i < n:
                 checker = self.checker
                 if (checker is not None and checker.compiled is not None
-                        and state.unh is not None and not state.closed):
+                        and checker.lost is None and state.unh is not None
+                        and not state.closed):
                     # Runs of plain segments inside a message: the C fast path.
                     j, stepped = checker.run(texts, i, d)
                     if j > i:
@@ -91,8 +98,8 @@ class Converter:
                         seg = Segment(texts[i], d, start + i)
                         checker.last_seg, checker.last_pos = seg, state.position
                         checker.writer.write(seg, state.position, checker.out)
-                        if len(errors) >= MAX_ERRORS:
-                            return self.summary
+                        if errors.full:
+                            return self.stop(seg)
                         i += 1
                         continue
                     if i == n:
@@ -102,23 +109,37 @@ class Converter:
                 i += 1
         for event in state.end():
             self.on_event(event)
-            if len(errors) >= MAX_ERRORS:
+            if errors.full:
                 break
+        return self.summary
+
+    def stop(self, seg: Segment) -> Summary:
+        """Too many findings to read on: the list says where the check stopped."""
+        self.errors.stop(f"at interchange segment {seg.index} ({seg.tag})")
         return self.summary
 
     def step(self, state: Walk, seg: Segment) -> bool:
         """One segment the Python way; ``True`` when there are too many errors to go on."""
         checker = self.checker
+        if seg.junk:
+            # Not a segment (the tokenizer said so): inside a message it keeps its place
+            # in the count UNT checks, and nothing else looks at it.
+            if state.unh is not None and not state.closed:
+                state.position += 1
+            return False
         if (checker is not None and state.unh is not None and not state.closed
                 and seg.tag not in HANDLERS):
             # The common case, a segment inside a message, straight to its checker.
             state.position += 1
             checker.segment(seg, state.position)
-            return len(self.errors) >= MAX_ERRORS
-        for event in state.feed(seg):
-            self.on_event(event)
-            if len(self.errors) >= MAX_ERRORS:
-                return True
+        else:
+            for event in state.feed(seg):
+                self.on_event(event)
+                if self.errors.full:
+                    break
+        if self.errors.full:
+            self.stop(seg)
+            return True
         return False
 
     def on_event(self, ev: Event) -> None:
@@ -188,10 +209,13 @@ class Converter:
         self.checker.segment(unh, 1)
 
     def unknown(self, unh: Segment, ref: str, key: MessageKey) -> None:
+        # 0057 (association assigned code) is not part of the key: a type accepts the
+        # codes its MIG lists there (the UNH check names any other).
+        also = f"; supported: {self.supported}" if self.supported else ""
         self.errors.append(MigError(
-            ErrorClass.TYPE, "SW-MIG-TYPE", f"message type {':'.join(key)} is not in the "
-            "Single Window MIG", Place(segment=1, tag="UNH", element=2, message=ref,
-                                       interchange_segment=unh.index), SE_INVALID_VALUE))
+            ErrorClass.TYPE, "SW-MIG-TYPE", f"{':'.join(key)} is not in the Single Window "
+            f"MIG{also}", Place(segment=1, tag="UNH", element=2, message=ref,
+                               interchange_segment=unh.index), SE_INVALID_VALUE))
         self.checker = None
 
     def start_document(self, profile: EdifactProfile, namespace: str) -> None:

@@ -11,8 +11,10 @@ so every error comes from one place and valid input gives the same XML either wa
 fast path exists twice: in Python (:meth:`MessageChecker._fast`, :func:`fast_xml`), one
 segment at a time, and in C (``_accel.c``, compiled by :class:`Compiled`), which the
 converter hands whole runs of segment texts without making a Segment object for each;
-it is the same algorithm step for step, and ``tests/unit/mig/edifact/test_accel.py``
-holds the two to identical XML and errors.
+it is the same algorithm step for step, except that the C path also takes segments with
+release characters and repetition separators (the Python fast path leaves those to
+:meth:`SegmentWriter._write`), and ``tests/unit/mig/edifact/test_accel.py`` holds the two
+to identical XML and errors.
 
 XML names follow the UN directory (the convention of ISO/TS 20625): ``M_PAXLST`` message,
 ``G_SG4`` segment group, ``S_NAD`` segment, ``C_C082`` composite, ``D_3035`` data element.
@@ -39,6 +41,7 @@ from singlewindow.mig.errors import (
     ErrorClass,
     MigError,
     Place,
+    count,
 )
 from singlewindow.mig.model import ComponentDef, Fmt, GroupDef, SegmentDef, SegmentRef
 
@@ -114,12 +117,12 @@ class SegmentWriter:
                 out.append(fast)
                 self._remember(seg.text, fast)
                 return
-        mark = len(self.errors)
+        mark = count(self.errors)
         piece: list[str] = []
         self._write(seg, pos, piece)
         xml = "".join(piece)
         out.append(xml)
-        if len(self.errors) == mark:
+        if count(self.errors) == mark:
             self._remember(seg.text, xml)
 
     def _remember(self, text: str, xml: str) -> None:
@@ -200,7 +203,7 @@ class SegmentWriter:
             text, code = problem
             self.error(ErrorClass.FORMAT, seg, pos, el, comp, f"{seg.tag}/{did}",
                        f"{did} value {value!r} {text} (format {fmt})", code)
-        allowed = self.codes.get(did)
+        allowed = _codes_of(self.codes, seg.tag, did)
         if allowed is not None and value not in allowed:
             self.error(ErrorClass.CODELIST, seg, pos, el, comp, f"{seg.tag}/{did}/codes",
                        f"{did} value {value!r} is not in the MIG's code list", SE_INVALID_VALUE)
@@ -232,8 +235,17 @@ _ValuePlan = tuple[str, str, str, int, int, Fmt, frozenset[str] | None]
 _ElementPlan = tuple[bool, str, str, tuple[tuple[bool, _ValuePlan], ...]]
 
 
-def _value_plan(did: str, fmt: Fmt, codes: Mapping[str, frozenset[str]]) -> _ValuePlan:
-    return (f"<D_{did}>", f"</D_{did}>", fmt.kind, fmt.min, fmt.max, fmt, codes.get(did))
+def _codes_of(codes: Mapping[str, frozenset[str]], tag: str, did: str
+              ) -> frozenset[str] | None:
+    """The MIG's code list of ``did`` in segment ``tag``: its own (``"BGM/1001"``), else the
+    data element's (``"1001"``), else none."""
+    return codes.get(f"{tag}/{did}", codes.get(did))
+
+
+def _value_plan(did: str, fmt: Fmt, codes: Mapping[str, frozenset[str]], tag: str
+                ) -> _ValuePlan:
+    return (f"<D_{did}>", f"</D_{did}>", fmt.kind, fmt.min, fmt.max, fmt,
+            _codes_of(codes, tag, did))
 
 
 def compile_plan(sdef: SegmentDef, codes: Mapping[str, frozenset[str]]
@@ -242,13 +254,13 @@ def compile_plan(sdef: SegmentDef, codes: Mapping[str, frozenset[str]]
     plan: list[_ElementPlan] = []
     for edef in sdef.elements:
         if edef.components:
-            comps = tuple((c.mandatory, _value_plan(c.id, c.fmt, codes))
+            comps = tuple((c.mandatory, _value_plan(c.id, c.fmt, codes, sdef.tag))
                           for c in edef.components)
             plan.append((edef.mandatory, f"<C_{edef.id}>", f"</C_{edef.id}>", comps))
         else:
             assert edef.fmt is not None  # the reader gives every simple element a format
             plan.append((edef.mandatory, "", "", ((True, _value_plan(edef.id, edef.fmt,
-                                                                       codes)),)))
+                                                                       codes, sdef.tag)),)))
     return tuple(plan)
 
 
@@ -394,7 +406,7 @@ class Compiled:
             groups.append((f"<G_{group.name}>", f"</G_{group.name}>", group.triggers, t.max,
                            tuple(-1 if g is None else self.ids[id(g)] for g in t.groups),
                            t.mandatory_before))
-        plans = {tag: _c_plan(compile_plan(sdef, profile.codes))
+        plans = {tag: _c_plan(compile_plan(sdef, profile.codes), sdef)
                  for tag, sdef in profile.segments.items()}
         self.program = _accel.Program(groups, plans, SERVICE_TAGS)
 
@@ -409,11 +421,12 @@ class Compiled:
 _KINDS = {"an": 0, "a": 1, "n": 2}
 
 
-def _c_plan(plan: tuple[_ElementPlan, ...]) -> tuple[object, ...]:
+def _c_plan(plan: tuple[_ElementPlan, ...], sdef: SegmentDef) -> tuple[object, ...]:
     return tuple((mandatory, open_, close,
                   tuple((cmand, vp[0], vp[1], _KINDS[vp[2]], vp[3], vp[4], vp[6])
-                        for cmand, vp in comps))
-                 for mandatory, open_, close, comps in plan)
+                        for cmand, vp in comps), edef.repeat)
+                 for (mandatory, open_, close, comps), edef in zip(plan, sdef.elements,
+                                                                   strict=True))
 
 
 _COMPILED: dict[int, tuple[EdifactProfile, Compiled | None]] = {}
@@ -451,10 +464,15 @@ class MessageChecker:
         self.last_pos = 0
         #: the C fast path for runs of segments (see :meth:`run`), if built
         self.compiled = fast
+        #: segments that fit nowhere since the last one the walk took: the first, its
+        #: position and context, how many followed it and the position of the last
+        self.lost: tuple[Segment, int, str, int, int] | None = None
 
     def segment(self, seg: Segment, pos: int) -> None:
+        if seg.junk:  # not a segment: the tokenizer reported it; it keeps its position
+            return
         self.last_seg, self.last_pos = seg, pos
-        if not self._fast(seg, pos):
+        if self.lost is not None or not self._fast(seg, pos):
             self._segment(seg, pos)
 
     def run(self, texts: list[str], i: int, d: Delimiters) -> tuple[int, bool]:
@@ -464,10 +482,12 @@ class MessageChecker:
         (then only its XML is left: ``writer.write``). Needs :attr:`compiled`."""
         c = self.compiled
         assert c is not None
+        if self.lost is not None:  # the exact walk ends the run of lost segments first
+            return i, False
         ids = c.ids
         frames = [(ids[id(f.group)], f.idx, f.count) for f in self.stack]
         j, status, after = c.program.run(texts, i, frames, d.element, d.component,
-                                         (d.release or "") + (d.repetition or ""), self.out)
+                                         d.release or "", d.repetition or "", self.out)
         if after != tuple(frames):
             stack = []
             for gid, idx, count in after:
@@ -483,21 +503,26 @@ class MessageChecker:
         there (each change made here is one it would have made the same way)."""
         tag = seg.tag
         stack = self.stack
+        level = len(stack) - 1
         while True:
-            frame = stack[-1]
+            frame = stack[level]
             t = frame.table
             idx = frame.idx
             j = t.find(idx, tag)
-            if j < 0:
-                # Not in this group from here on: it closes, if nothing mandatory is left.
-                if len(stack) == 1:
-                    return False
-                start = idx if frame.count == 0 else idx + 1
-                if t.mandatory_before[-1] != t.mandatory_before[start]:
-                    return False
-                stack.pop()
-                self.out.append(f"</G_{frame.group.name}>")
-                continue
+            if j >= 0:
+                break
+            # Not in this group from here on: it closes, if nothing mandatory is left and
+            # the tag is found further out (a segment that fits nowhere closes nothing).
+            if level == 0:
+                return False
+            start = idx if frame.count == 0 else idx + 1
+            if t.mandatory_before[-1] != t.mandatory_before[start]:
+                return False
+            level -= 1
+        while len(stack) - 1 > level:
+            closed = stack.pop()
+            self.out.append(f"</G_{closed.group.name}>")
+        while True:
             if j == idx:
                 if frame.count >= t.max[j]:
                     return False  # pass-over, new repetition or too many: the exact walk
@@ -521,20 +546,44 @@ class MessageChecker:
             return True
 
     def _segment(self, seg: Segment, pos: int) -> None:
-        while True:
-            frame = self.stack[-1]
-            j = _find(frame, seg.tag)
-            if j is not None:
-                self._advance(frame, j, seg, pos)
-                return
-            if len(self.stack) == 1:
-                self._error(seg, pos, seg.tag, f"segment {seg.tag} is not allowed here "
-                            f"(after {self._context()})", SE_NOT_SUPPORTED_HERE)
-                return
+        """The exact structure step. A segment that fits no open group from its position on
+        is reported and passed over, the walk staying where it was, so the segments after
+        it are judged as if it were not there (an unknown or stray segment is one finding,
+        not one for each segment after it). A run of such segments, one after the other,
+        is one finding: after the first, the walk has lost its place, and where the
+        others belong says nothing new."""
+        stack = self.stack
+        for level in range(len(stack) - 1, -1, -1):
+            if _find(stack[level], seg.tag) is not None:
+                break
+        else:
+            if self.lost is None:
+                self.lost = (seg, pos, self._context(), 0, pos)
+            else:
+                first, at, context, more, _ = self.lost
+                self.lost = (first, at, context, more + 1, pos)
+            return
+        self._report_lost()
+        while len(stack) - 1 > level:
             self._close()
+        frame = stack[-1]
+        j = _find(frame, seg.tag)
+        assert j is not None
+        self._advance(frame, j, seg, pos)
+
+    def _report_lost(self) -> None:
+        if self.lost is None:
+            return
+        seg, pos, context, more, last = self.lost
+        self.lost = None
+        also = (f"; nor do the {more} segment{'s' if more > 1 else ''} after it, up to "
+                f"segment {last}") if more else ""
+        self._error(seg, pos, seg.tag, f"segment {seg.tag} is not allowed here (after "
+                    f"{context}){also}", SE_NOT_SUPPORTED_HERE)
 
     def finish(self) -> str:
         """Close every open group (checking what they still lack) and return the XML."""
+        self._report_lost()
         while len(self.stack) > 1:
             self._close()
         self._check_missing(self.stack[0], len(self.stack[0].group.children))

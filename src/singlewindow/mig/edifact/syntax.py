@@ -84,7 +84,14 @@ _REPERTOIRE_ALLOWED = {
     "UNOY": "\\x20-\\x7e\\xa0-\\ufffc\\ufffe-\\U0010ffff",
 }
 
-MAX_SEGMENT_CHARS = 100_000  # a longer "segment" is a missing terminator, not data
+MAX_SEGMENT_CHARS = 100_000  # a longer "segment" is not read (bounded memory)
+#: What may stand between a segment terminator and the next tag, and before UNA/UNB: line
+#: breaks and indentation are layout, not data (ISO 9735 readers in the field skip them).
+LAYOUT = " \t\r\n"
+_LAYOUT_BYTES = b" \t\r\n"
+#: A segment starts with its tag, three capital letters or digits (ISO 9735-1 section 9,
+#: the tags of the UN directories), then a separator or its terminator.
+_TAG = "[A-Z0-9]{3}"
 
 
 def repertoire_pattern(syntax_id: str, delims: Delimiters) -> re.Pattern[str]:
@@ -97,18 +104,23 @@ class Segment:
     """One segment: tag and data elements, values with release characters removed.
 
     The elements are split on first use: a segment whose XML is already known (the same
-    text seen before in this interchange) is never split at all.
+    text seen before in this interchange) is never split at all. A ``junk`` segment is text
+    between terminators that is not a segment (or one too long to read): the tokenizer has
+    reported it, it keeps its place in the count of segments, and no check looks into it.
     """
 
-    __slots__ = ("_elements", "d", "index", "tag", "text")
+    __slots__ = ("_elements", "d", "index", "junk", "tag", "text")
 
-    def __init__(self, text: str, d: Delimiters, index: int) -> None:
+    def __init__(self, text: str, d: Delimiters, index: int, junk: bool = False) -> None:
         self.text = text
         self.d = d
         self.index = index  # 1-based position in the interchange (UNA not counted)
+        self.junk = junk
         self._elements: list[Element] | None = None
         head = text[:4]
-        if len(head) == 3 or (len(head) == 4 and head[3] == d.element):
+        if junk:
+            self.tag, self._elements = head[:3], []
+        elif len(head) == 3 or (len(head) == 4 and head[3] == d.element):
             self.tag = head[:3]
         else:
             self.tag, self._elements = _split(text, d)
@@ -147,8 +159,7 @@ def _syntax_error(text: str, code: int, index: int | None = None, tag: str | Non
 def read_header(head: bytes, errors: list[MigError]) -> Header | None:
     """Parse UNA (if any) and UNB's syntax identifier from the first bytes."""
     skip = 3 if head.startswith(codecs.BOM_UTF8) else 0
-    while head[skip:skip + 1] in (b"\r", b"\n", b" ", b"\t"):
-        skip += 1
+    skip = _past_layout(head, skip)
     una: Delimiters | None = None
     if head[skip:skip + 3] == b"UNA":
         raw = head[skip + 3:skip + 9].decode("latin-1")
@@ -159,13 +170,14 @@ def read_header(head: bytes, errors: list[MigError]) -> Header | None:
         una = _una_delimiters(raw, errors)
         if una is None:
             return None
-        skip += 9
-        while head[skip:skip + 1] in (b"\r", b"\n"):
-            skip += 1
+        skip = _past_layout(head, skip + 9)
     if head[skip:skip + 3] != b"UNB":
-        errors.append(_syntax_error("the interchange does not start with UNA or UNB",
-                                    SE_OUTSIDE, tag=head[skip:skip + 3].decode("latin-1"),
-                                    rule="ISO9735-UNB"))
+        found = head[skip:skip + 12].decode("latin-1")
+        what = f"is {found!r}" if found else "is missing"
+        errors.append(_syntax_error(
+            f"the interchange must begin with UNB{'' if una else ' (or UNA)'}; what stands "
+            f"{'after UNA' if una else 'first'} {what}", SE_OUTSIDE,
+            tag=head[skip:skip + 3].decode("latin-1") or None, rule="ISO9735-UNB"))
         return None
     sep = head[skip + 3:skip + 4].decode("latin-1")
     level_b = una is None and sep == DEFAULT_UNOB.element
@@ -181,6 +193,12 @@ def read_header(head: bytes, errors: list[MigError]) -> Header | None:
             SE_SYNTAX_NOT_SUPPORTED, 1, "UNB", "ISO9735-UNB-S001"))
         return None
     return Header(_for_version(base, version, una is not None), syntax_id, version, skip)
+
+
+def _past_layout(head: bytes, skip: int) -> int:
+    while head[skip:skip + 1] and head[skip] in _LAYOUT_BYTES:
+        skip += 1
+    return skip
 
 
 def _for_version(d: Delimiters, version: int, explicit: bool) -> Delimiters:
@@ -207,17 +225,7 @@ def split_escaped(text: str, sep: str, rel: str | None) -> list[str]:
     parts = text.split(sep)
     if rel is None or rel not in text:
         return parts
-    out: list[str] = []
-    pending: str | None = None
-    for part in parts:
-        if pending is not None:
-            part = pending + sep + part
-            pending = None
-        # An odd run of release characters before the separator means it was released.
-        if (len(part) - len(part.rstrip(rel))) % 2:
-            pending = part
-        else:
-            out.append(part)
+    out, pending = _rejoin_released(parts, sep, rel)
     if pending is not None:
         out.append(pending)
     return out
@@ -261,15 +269,25 @@ def parse_segment(text: str, d: Delimiters, index: int) -> Segment:
 
 
 class Tokenizer:
-    """Incremental segment splitter: feed decoded text, get whole segments back."""
+    """Incremental segment splitter: feed decoded text, get whole segments back.
+
+    Layout between segments (:data:`LAYOUT` after a terminator) is dropped without a word.
+    Text between terminators that does not start with a tag is one finding and a ``junk``
+    segment; so is a segment longer than :data:`MAX_SEGMENT_CHARS`, which is skipped up to
+    its terminator without being held in memory.
+    """
 
     def __init__(self, header: Header, errors: list[MigError]) -> None:
-        self.d = header.delimiters
+        self.d = d = header.delimiters
         self.errors = errors
-        self.bad = repertoire_pattern(header.syntax_id, self.d)
+        self.bad = repertoire_pattern(header.syntax_id, d)
+        self.tag = re.compile(f"{_TAG}(?:[{re.escape(d.element + d.component)}]|\\Z)")
+        self.layout_after = tuple(d.terminator + c for c in LAYOUT)
         self.syntax_id = header.syntax_id
         self.rest = ""
         self.count = 0
+        self.skipping: str | None = None  # the start of a segment too long to read
+        self.previous = ""  # the tag of the last segment, for the place of junk
 
     def feed(self, text: str) -> tuple[list[str], int] | list[Segment]:
         """The whole segments completed by ``text``: in the common case (nothing to report)
@@ -283,42 +301,69 @@ class Tokenizer:
             parts, carried = _rejoin_released(parts, d.terminator, d.release)
             if carried is not None:
                 rest = carried + d.terminator + rest
+        exact = False
+        if self.skipping is not None and parts:
+            # The end of a segment too long to read: it stands as one junk segment.
+            exact, parts[0] = True, ""
         if len(rest) > MAX_SEGMENT_CHARS:
-            self.errors.append(_syntax_error(
-                f"no segment terminator {d.terminator!r} within {MAX_SEGMENT_CHARS} characters",
-                SE_UNSPECIFIED, self.count + 1))
-            rest = ""
+            rest = self._too_long(rest, not parts)
         self.rest = rest
-        if "" in parts:  # an empty segment: the exact path reports it
+        if exact or "" in parts:  # the exact path reports what is not a segment
             return [s for p in parts if (s := self._segment(p)) is not None]
-        # Line breaks after a terminator are common practice, not data.
-        texts = [p.lstrip("\r\n") for p in parts] if "\n" in buf or "\r" in buf else parts
-        if "" in texts:
-            texts = [t for t in texts if t]
-        if self.bad.search(d.terminator.join(texts)) is not None:
+        if buf[:1] in LAYOUT or any(t in buf for t in self.layout_after):
+            texts = [p.lstrip(LAYOUT) for p in parts]
+            if "" in texts:
+                texts = [t for t in texts if t]
+        else:
+            texts = parts
+        match = self.tag.match
+        if (self.bad.search(d.terminator.join(texts)) is not None
+                or not all(match(t) for t in texts)):
             return [s for p in parts if (s := self._segment(p)) is not None]
-        # Nothing outside the repertoire (the common case): the same segments, at once.
+        # Nothing to report (the common case): the same segments, at once.
+        if texts:
+            self.previous = texts[-1][:3]
         start = self.count + 1
         self.count += len(texts)
         return texts, start
 
+    def _too_long(self, rest: str, continued: bool) -> str:
+        """Report a segment longer than the limit (once) and drop what was read of it,
+        keeping only whether its last character escapes the next one."""
+        d = self.d
+        if self.skipping is None or not continued:
+            start = rest.lstrip(LAYOUT)
+            self.skipping = start[:3]
+            self.errors.append(_syntax_error(
+                f"segment {start[:3]!r} has no unreleased terminator {d.terminator!r} within "
+                f"{MAX_SEGMENT_CHARS} characters: a segment that long is not read",
+                SE_UNSPECIFIED, self.count + 1, start[:3]))
+        rel = d.release
+        if rel is not None and (len(rest) - len(rest.rstrip(rel))) % 2:
+            return rel
+        return ""
+
     def close(self) -> list[Segment]:
         """End of input: anything left is a segment without its terminator."""
-        tail = self.rest.strip("\r\n\t ")
+        tail = self.rest.strip(LAYOUT)
         self.rest = ""
-        if tail:
+        if tail and self.skipping is None:
             self.errors.append(_syntax_error(
-                f"the last segment is not terminated by {self.d.terminator!r}",
-                SE_UNSPECIFIED, self.count + 1, tail[:3]))
+                f"the last segment ({tail[:20]!r}) is not terminated by "
+                f"{self.d.terminator!r}", SE_UNSPECIFIED, self.count + 1, tail[:3]))
         return []
 
     def _segment(self, text: str) -> Segment | None:
-        if text[:1] in ("\r", "\n"):
-            # Line breaks after a terminator are common practice, not data.
-            text = text.lstrip("\r\n")
-            if not text:
-                return None
+        if self.skipping is not None and text == "":
+            # The end of the segment _too_long reported: it keeps its place, unread.
+            self.count += 1
+            tag, self.skipping = self.skipping, None
+            return Segment(tag, self.d, self.count, junk=True)
+        text = text.lstrip(LAYOUT)
+        if not text or not self.tag.match(text):
+            return self._junk(text)
         self.count += 1
+        self.previous = text[:3]
         bad = self.bad.search(text)
         if bad is not None:
             self.errors.append(MigError(
@@ -327,20 +372,43 @@ class Tokenizer:
                 Place(interchange_segment=self.count, tag=text[:3]), SE_INVALID_CHARACTER))
         return Segment(text, self.d, self.count)
 
+    def _junk(self, text: str) -> Segment | None:
+        """Text between terminators that is not a segment: one finding. Empty text (two
+        terminators in a row) is no segment at all; other text keeps a segment's place in
+        the count (it may be a segment whose tag was garbled)."""
+        term = self.d.terminator
+        after = f" after segment {self.previous}" if self.previous else ""
+        if not text:
+            self.errors.append(_syntax_error(
+                f"an empty segment (a terminator {term!r} with nothing before it){after}",
+                SE_UNSPECIFIED, self.count or None, self.previous or None, "ISO9735-1-9"))
+            return None
+        self.count += 1
+        self.errors.append(_syntax_error(
+            f"{text[:20]!r}{after} is not a segment: a segment begins with a tag of three "
+            "capital letters or digits, then a separator", SE_UNSPECIFIED, self.count,
+            rule="ISO9735-1-9"))
+        return Segment(text, self.d, self.count, junk=True)
+
 
 def _rejoin_released(parts: list[str], term: str, rel: str) -> tuple[list[str], str | None]:
-    """Undo splits at released terminators; return the whole parts and an unfinished tail."""
+    """Undo splits at released terminators; return the whole parts and an unfinished tail.
+
+    Linear in the text: the pieces of a part that released terminators split are joined
+    once, however many there are (``?'?'?'...`` in a value)."""
     out: list[str] = []
-    pending: str | None = None
+    pending: list[str] = []
     for part in parts:
-        if pending is not None:
-            part = pending + term + part
-            pending = None
+        # An odd run of release characters before the separator means it was released.
         if (len(part) - len(part.rstrip(rel))) % 2:
-            pending = part
+            pending.append(part)
+        elif pending:
+            pending.append(part)
+            out.append(term.join(pending))
+            pending = []
         else:
             out.append(part)
-    return out, pending
+    return out, term.join(pending) if pending else None
 
 
 CHUNK = 1 << 16
@@ -368,7 +436,7 @@ def iter_batches(chunks: Iterable[bytes], errors: list[MigError]
     head = b""
     for chunk in it:
         head += chunk
-        if len(head) >= 128:
+        if len(head.lstrip(codecs.BOM_UTF8 + _LAYOUT_BYTES)) >= 128:
             break
     header = read_header(head, errors)
     if header is None:

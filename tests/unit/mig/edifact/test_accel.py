@@ -18,15 +18,15 @@ import pytest
 from singlewindow.mig.edifact import message
 from singlewindow.mig.edifact.convert import Converter
 from singlewindow.mig.edifact.syntax import chunked
-from singlewindow.mig.errors import MigError
+from singlewindow.mig.errors import Findings, MigError
 from singlewindow.mig.loader import Registry
 from singlewindow.mig.validate import _lookup
-from tests.unit.mig.factory import iftdgn, interchange, paxlst, paxlst_message
+from tests.unit.mig.factory import iftdgn, interchange, mutate, paxlst, paxlst_message
 
 
 def convert(reg: Registry, data: bytes, accelerate: bool, chunk: int = 1 << 16
             ) -> tuple[str, list[MigError]]:
-    errors: list[MigError] = []
+    errors = Findings()
     pieces: list[str] = []
     conv = Converter(_lookup(reg), reg.service, errors, pieces.append, accelerate)
     conv.run(chunked(data, chunk))
@@ -87,40 +87,6 @@ def test_syntax_three_and_other_separators(reg: Registry) -> None:
     assert not errors, errors
 
 
-_VALUES = ["", "X", "9", "12.5", "-3", "1,", ",", "ABC123", "A" * 40, "A" * 400, "?+", "?'",
-           "a&b<c>", "É", "~W~", "*", "AB*CD", "::", "++", "\n", "  ", "0" * 20, "ZZZ", "FL",
-           "P", "329", "102", "NLD", "NL"]
-
-
-def _mutate(rnd: random.Random, segs: list[str]) -> list[str]:
-    segs = list(segs)
-    for _ in range(rnd.randint(1, 3)):
-        i = rnd.randrange(len(segs))
-        op = rnd.randrange(9)
-        if op == 0:  # drop a segment
-            del segs[i]
-        elif op == 1:  # repeat a segment
-            segs.insert(i, segs[i])
-        elif op == 2:  # move a segment
-            segs.insert(rnd.randrange(len(segs)), segs.pop(i))
-        elif op in (3, 4, 5):  # replace one value (element or component)
-            body = segs[i].rstrip("'")
-            elements = body.split("+")
-            e = rnd.randrange(len(elements))
-            comps = elements[e].split(":")
-            comps[rnd.randrange(len(comps))] = rnd.choice(_VALUES)
-            elements[e] = ":".join(comps)
-            segs[i] = "+".join(elements) + "'"
-        elif op == 6:  # add elements or components at the end
-            segs[i] = segs[i].rstrip("'") + rnd.choice(["+X", ":Y", "+", "++Z", ":"]) + "'"
-        elif op == 7:  # a segment from elsewhere in the directory, or a made-up one
-            segs.insert(i, rnd.choice(["FTX+AAA+++TEXT'", "QTY+1:1'", "nad+FL'", "ZZZ+1'",
-                                       "UNS+D'", "CNT+42:1'", "GEI+4'", "NA'", "DOC+P'"]))
-        else:  # cut the segment short
-            segs[i] = segs[i][:rnd.randrange(1, max(2, len(segs[i])))].rstrip("'") + "'"
-    return segs
-
-
 @pytest.mark.parametrize("seed", range(4))
 def test_mutated_interchanges_give_identical_results(reg: Registry, seed: int) -> None:
     rnd = random.Random(seed)
@@ -132,7 +98,7 @@ def test_mutated_interchanges_give_identical_results(reg: Registry, seed: int) -
     for _ in range(150):
         base = rnd.choice(bases)
         head, tail = base[:1], base[-1:]  # keep UNH and UNT: the envelope is not the point
-        segs = head + _mutate(rnd, base[1:-1]) + tail
+        segs = head + mutate(rnd, base[1:-1]) + tail
         syntax = rnd.choice(["UNOA:4", "UNOC:4", "UNOA:3", "UNOY:4"])
         una = "UNA:+.? '" if syntax.endswith(":3") else "UNA:+.?*'"
         data = interchange([segs], syntax=syntax, una=una, sep=rnd.choice(["\n", "", "\r\n"]))
@@ -168,3 +134,42 @@ def test_numeric_and_fixed_length_formats(reg: Registry, flashpoint: str, un_num
     _, errors = same(reg, data)
     ok_flash = flashpoint in ("-020", "020", "-02.5", "")
     assert (not errors) == (ok_flash and un_number in ("1090", "")), errors  # both conditional
+
+
+_RELEASED = ["O?'BRIEN", "A?+B", "A?:B", "A??B", "??", "?*", "A?*B*C", "?'?'?'?'", "?A", "X?",
+             "A?''", "A*B", "*", "**", "A:B*C:D", "?:?:?:"]
+
+
+@pytest.mark.parametrize("value", _RELEASED)
+def test_release_and_repetition_characters_give_identical_results(reg: Registry,
+                                                                  value: str) -> None:
+    msg = paxlst_message("M0", 2)
+    msg[9] = msg[9].replace("DOE0", value)  # a family name (C080 3036)
+    msg[10] = f"ATT+2++{value}'"  # C956 repeats up to 5 times
+    msg[14] = f"RFF+AVF:{value}'"  # a simple value in a composite
+    same(reg, interchange([msg]))
+    same(reg, interchange([msg], sep="\r\n"), 7)
+
+
+def test_valid_released_and_repeated_values_stay_on_the_c_path(reg: Registry) -> None:
+    msg = paxlst_message("M0", 50)
+    msg = [s.replace("DOE", "O?'D?+O?:E??") for s in msg]
+    msg = [s.replace("ATT+2++M'", "ATT+2++M*F*M") + ("'" if s.startswith("ATT") else "")
+           for s in msg]
+    calls = 0
+    real = message.SegmentWriter._write
+
+    def spy(self: message.SegmentWriter, *args: object) -> None:
+        nonlocal calls
+        calls += 1
+        real(self, *args)  # type: ignore[arg-type]
+
+    data = interchange([msg])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(message.SegmentWriter, "_write", spy)
+        xml, errors = convert(reg, data, True)
+        assert calls == 0  # the C path wrote them all
+        assert (xml, errors) == convert(reg, data, False)
+        assert calls > 50  # where the Python path writes each NAD (and one ATT) exactly
+    assert not errors and "<D_3036>O'D+O:E?0</D_3036>" in xml
+    assert xml.count("<C_C956>") == 150

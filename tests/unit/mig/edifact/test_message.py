@@ -46,7 +46,7 @@ def test_structure_errors(reg: Registry, mutate: object, rule: str, code: int, t
     ("DTM+:20240101:102'", "PAXLST-D03B:DTM/2005", 13),     # mandatory component missing
     ("NAT'", "PAXLST-D03B:NAT/3493", 13),                   # mandatory element missing
     ("NAT+2+NLD+X'", "PAXLST-D03B:NAT", 16),                # more elements than defined
-    ("NAT+2+NLD:1:2:3'", "PAXLST-D03B:NAT/C042", 16),       # more components than defined
+    ("NAT+2+NLD:1:2:DUTCH:3'", "PAXLST-D03B:NAT/C042", 16),  # more components than defined
     ("ATT+2++M*M*M*M*M*M'", "PAXLST-D03B:ATT/C956", 35),    # repetitions over 5
     ("NAT+2*3+NLD'", "PAXLST-D03B:NAT/3493", 35),           # repetition of a non-repeating one
 ])
