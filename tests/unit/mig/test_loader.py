@@ -88,7 +88,7 @@ def test_segment_reader_errors() -> None:
 def test_rules_message_local_is_read_from_mig_toml(tmp_path: Path) -> None:
     shipped = loader.load()
     # The shipped EDIFACT types' rules look inside one message each; XML types have none.
-    assert shipped.types["PAXLST-D03B"].rules_message_local
+    assert all(shipped.types[f"PAXLST-{r}"].rules_message_local for r in ("D02B", "D03B", "D05B"))
     assert shipped.types["IFTDGN-D03A"].rules_message_local
     assert not shipped.types["GENDEC-1"].rules_message_local
     folder = operator_copy(tmp_path)

@@ -621,7 +621,7 @@ def overlay(folder: Path, names: tuple[str, ...], local: bool,
     return reg
 
 
-EDIFACT_TYPES = ("paxlst-d03b", "paxlst-d05b", "iftdgn-d03a")
+EDIFACT_TYPES = ("paxlst-d02b", "paxlst-d03b", "paxlst-d05b", "iftdgn-d03a")
 
 
 @pytest.fixture(scope="module")
@@ -665,6 +665,9 @@ RULE_SAMPLES = {
     "IFTDGN without means of transport": iftdgn().replace(b"+++9074729:146:11:MSC ANNA:PA",
                                                           b""),
     **{f"mutated {seed}": mutated(seed) for seed in range(16)},
+    "D.02B with impossible dates": interchange([paxlst_message("M0", 3, "02B"), [
+        {11: "DTM+329:649915'", 21: "DTM+329:1964021'"}.get(n, s)
+        for n, s in enumerate(paxlst_message("M1", 3, "02B", start=3))]]),
     "D.05B with a wrong total": interchange([paxlst_message("M0", 3, "05B"), [
         "CNT+42:9'" if s.startswith("CNT") else s for s in paxlst_message("M1", 2, "05B")]]),
     "a thousand findings": interchange([
