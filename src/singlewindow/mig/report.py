@@ -15,6 +15,7 @@ the lengths their data elements allow; so a control message stays well under 1 M
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from importlib.resources import files
 from typing import Any
 
@@ -121,7 +122,11 @@ def contrl(result: Result, now: float | None = None) -> bytes | None:
     any message) is UCI's 0085, with 0013 and S011 when it is in a service segment.
     """
     info = result.interchange
-    errors = [e for e in result.errors[:MAX_LISTED] if in_contrl(e)]
+    # A finding repeated word for word (see errors.Findings) is reported at each of the
+    # places it lists: every segment it names is a segment in error.
+    errors = [e if place is e.place else replace(e, place=place)
+              for e in result.errors[:MAX_LISTED] if in_contrl(e)
+              for place in (e.place, *e.also)]
     if result.syntax != "edifact" or info is None or not errors:
         return None
     v4 = info.version >= 4

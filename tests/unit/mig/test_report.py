@@ -255,3 +255,14 @@ def test_a_control_message_stays_under_a_megabyte(syntax: str) -> None:
     assert "99800 more errors, not listed here" in text
     assert "<ErrorsNotListed>99800</ErrorsNotListed>" in text
     assert text.count("\n1. ") == 1 and "\n200. " in text and "\n201. " not in text
+
+
+def test_contrl_reports_a_repeated_finding_at_each_segment_it_names(reg: Registry) -> None:
+    # The same too-long nationality for three persons: one finding with its repeats, and
+    # in the CONTRL one UCS for each of the three segments in error.
+    msg = [s.replace("NAT+2+NLD'", "NAT+2+NLDX'") for s in paxlst_message("M0", 3)]
+    result = validate(interchange([msg]), None, reg)
+    assert len(result.errors) == 1 and result.errors[0].repeats == 2
+    assert short(contrl_segments(interchange([msg]), reg)) == [
+        "UCI+REF1+SENDER:ZZZ+NLSW:ZZZ+4", "UCM+M0+PAXLST:D:03B:UN+4",
+        "UCS+15", "UCD+39+2:1", "UCS+25", "UCD+39+2:1", "UCS+35", "UCD+39+2:1"]
