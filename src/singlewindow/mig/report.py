@@ -25,11 +25,11 @@ from singlewindow.mig.edifact.syntax import Delimiters, format_segment
 from singlewindow.mig.errors import SE_UNSPECIFIED, SYNTAX_CLASSES, ErrorClass, MigError
 from singlewindow.mig.validate import Interchange, Result
 
-# Data element 0083 (action, coded), ISO 9735-4 / UN service code list:
-# 4 = this level and all lower levels rejected (one or more errors reported at this or a
-# lower level); 7 = this level acknowledged, lower levels acknowledged if not reported.
+# Data element 0083 (action, coded), ISO 9735-4 / UN service code list: 4 = this level
+# and all lower levels rejected (one or more errors reported at this or a lower level).
+# Single Window forwards nothing of an interchange in error, so it never acknowledges a
+# level (7) in a CONTRL.
 ACTION_REJECTED = "4"
-ACTION_ACCEPTED = "7"
 SW_EDI_ID = "SINGLEWINDOW"  # UNB sender of CONTRL messages when the submitter named none
 
 #: Errors listed in one control message; past these it says how many more there are.
@@ -56,7 +56,7 @@ def _environment(autoescape: bool) -> jinja2.Environment:
 
 
 def _cut(text: str, size: int) -> str:
-    return text if len(text) <= size else text[:size - 1] + "\u2026"
+    return text if len(text) <= size else text[:size - 3] + "..."
 
 
 def _listed(error: MigError) -> dict[str, object]:
@@ -229,10 +229,13 @@ def _message_responses(messages: list[tuple[str, list[MigError]]], info: Interch
     ids = dict(info.messages)
     for ref, errs in messages:
         own = [e for e in errs if e.place.tag in _UCM_TAGS or e.place.segment is None]
-        body = [e for e in errs if e not in own]
+        mine = {id(e) for e in own}
+        # 0013 names UNH or UNT when the error is in it; a missing UNT is noticed at the
+        # next segment (its tag is that one's), so it has the code alone.
+        tags = _UCM_TAGS if own and own[0].place.segment is not None else frozenset()
         out.append(["UCM", [[ref[:14]]], [_message_id(ids.get(ref, ""))], [[ACTION_REJECTED]],
-                    *_own_code(own, _UCM_TAGS)])
-        out += _segment_errors(body)
+                    *_own_code(own, tags)])
+        out += _segment_errors([e for e in errs if id(e) not in mine])
     return out
 
 

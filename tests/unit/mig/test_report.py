@@ -266,3 +266,11 @@ def test_contrl_reports_a_repeated_finding_at_each_segment_it_names(reg: Registr
     assert short(contrl_segments(interchange([msg]), reg)) == [
         "UCI+REF1+SENDER:ZZZ+NLSW:ZZZ+4", "UCM+M0+PAXLST:D:03B:UN+4",
         "UCS+15", "UCD+39+2:1", "UCS+25", "UCD+39+2:1", "UCS+35", "UCD+39+2:1"]
+
+
+def test_contrl_for_a_message_without_unt(reg: Registry) -> None:
+    first, second = paxlst_message("M0", 1), paxlst_message("M1", 1, start=1)
+    segs = contrl_segments(interchange([first[:-1], second]), reg)
+    # Missing (13) at the message's level; it was noticed at M1's UNH, which is not in error.
+    assert "UCM+M0+PAXLST:D:03B:UN+4+13" in short(segs)
+    assert not any(s.startswith("UCM+M1") for s in short(segs))
