@@ -25,7 +25,7 @@ from lxml import etree
 from singlewindow.mig import xmlcheck
 from singlewindow.mig.edifact.convert import Converter, MessageKey, Summary
 from singlewindow.mig.edifact.message import EdifactProfile
-from singlewindow.mig.edifact.places import edifact_place
+from singlewindow.mig.edifact.places import SegmentNumbers, edifact_place
 from singlewindow.mig.edifact.syntax import CHUNK, chunked
 from singlewindow.mig.errors import MAX_APPENDS, ErrorClass, Findings, MigError, Place
 from singlewindow.mig.loader import MessageType, Registry, registry
@@ -170,10 +170,11 @@ def _locator(mt: MessageType) -> xmlcheck.Locate:
     the short form XSD errors have (``/*/*[3]/*[12]``, lxml's ``getpath``)."""
     assert mt.edifact is not None
     segments = mt.edifact.segments
+    numbers = SegmentNumbers()  # one locator places the findings of one document
 
     def locate(element: etree._Element | None, location: str) -> Place:
         xpath = element.getroottree().getpath(element) if element is not None else location
-        return edifact_place(element, segments, xpath)
+        return edifact_place(element, segments, xpath, numbers)
     return locate
 
 

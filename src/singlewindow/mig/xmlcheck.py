@@ -10,6 +10,7 @@ root element and namespace.
 
 from __future__ import annotations
 
+import itertools
 import re
 import threading
 from collections.abc import Callable, Iterator
@@ -245,8 +246,20 @@ def rule_findings(mt: MessageType, root: etree._Element, locate: Locate | None =
     return found
 
 
+#: One step of a location as the ISO Schematron skeleton writes it (full-path notation 1).
+_STEP = re.compile(r"/\*\[local-name\(\)='([^']+)' and namespace-uri\(\)='([^']*)'\]"
+                   r"(?:\[(\d+)\])?")
+
+
 def _element_at(tree: etree._ElementTree, location: str) -> etree._Element | None:
-    """The element a finding's location names; for an attribute or text, its element."""
+    """The element a finding's location names; for an attribute or text, its element.
+
+    A location of elements only, in the skeleton's notation, is walked step by step (the
+    n-th child of that name: a loop in C), as XPath would take each step's predicates
+    over all the siblings, once per finding: quadratic in a message of many persons."""
+    walked = _walk(tree, location)
+    if walked is not None:
+        return walked
     try:
         found = tree.xpath(location)
     except etree.XPathError:
@@ -259,3 +272,24 @@ def _element_at(tree: etree._ElementTree, location: str) -> etree._Element | Non
     parent = getattr(first, "getparent", None)  # lxml's "smart" string results
     owner = parent() if parent is not None else None
     return owner if isinstance(owner, etree._Element) else None
+
+
+def _walk(tree: etree._ElementTree, location: str) -> etree._Element | None:
+    node: etree._Element | None = None
+    at = 0
+    for m in _STEP.finditer(location):
+        if m.start() != at:
+            return None
+        at = m.end()
+        # [n] counts the siblings of that local name, whatever their namespace
+        tag = f"{{{m.group(2)}}}{m.group(1)}"
+        index = int(m.group(3) or 1) - 1
+        if node is None:
+            root = tree.getroot()
+            node = root if index == 0 else None
+        else:
+            node = next(itertools.islice(node.iterchildren(f"{{*}}{m.group(1)}"), index, None),
+                        None)
+        if node is None or node.tag != tag:
+            return None
+    return node if at == len(location) and at else None

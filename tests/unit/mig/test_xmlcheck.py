@@ -170,3 +170,25 @@ def test_schematron_reports_are_findings_too(tmp_path: Path) -> None:
     assert [(e.cls, e.rule, e.text) for e in found] == [
         (ErrorClass.RULE, "GENDEC-1:GENDEC-TEST", "Flag PA is reported.")]
     assert found[0].place.xpath and "Flag" in found[0].place.xpath
+
+
+def test_locations_are_walked_to_the_element_xpath_names(reg: Registry) -> None:
+    # Findings in several messages and groups of persons: the step-by-step walk of each
+    # SVRL location reaches the element that evaluating it as XPath gives.
+    from singlewindow.mig.validate import convert_checked
+    from tests.unit.mig.factory import interchange, paxlst_message
+    msgs = [[("DTM+329:649915'" if s.startswith("DTM+329:") else s)
+             for s in paxlst_message(f"M{n}", 3)] for n in range(3)]
+    _, _, xml = convert_checked(interchange(msgs), reg)
+    assert xml is not None
+    tree = etree.fromstring(xml).getroottree()
+    mt = reg.types["PAXLST-D03B"]
+    with xmlcheck._rules_copy(mt) as transform:
+        report = transform(tree.getroot())
+    locations = [n.get("location") for n in report.getroot()
+                 if n.tag == "{http://purl.oclc.org/dsdl/svrl}failed-assert"]
+    assert len(locations) == 9
+    for location in locations:
+        walked = xmlcheck._walk(tree, location)
+        assert walked is not None and walked is tree.xpath(location)[0]
+    assert xmlcheck._walk(tree, "/*/*[2]") is None  # not the skeleton's notation: XPath

@@ -41,14 +41,30 @@ def _segments(node: etree._Element) -> Iterator[etree._Element]:
             yield from _segments(child)
 
 
+class SegmentNumbers:
+    """Segment numbers of the messages of one document, each message numbered once (the
+    first time one of its segments is asked for), so that placing many findings in a
+    large message costs one walk of it, not one per finding."""
+
+    def __init__(self) -> None:
+        self.numbers: dict[etree._Element, dict[etree._Element, int]] = {}
+
+    def __call__(self, message: etree._Element, segment: etree._Element) -> int:
+        numbers = self.numbers.get(message)
+        if numbers is None:
+            numbers = self.numbers[message] = {s: n for n, s in enumerate(_segments(message), 1)}
+        return numbers.get(segment, len(numbers) + 1)
+
+
 def edifact_place(el: etree._Element | None, segments: Mapping[str, SegmentDef],
-                  xpath: str | None = None) -> Place:
+                  xpath: str | None = None, numbers: SegmentNumbers | None = None) -> Place:
     """The EDIFACT position of ``el`` in converted XML; ``xpath`` is kept as given.
 
     A message (``M_``) is named by its reference alone; a segment group (``G_``) by its
     first segment, which opened it; an element inside a segment by its segment and the
     data element (and component) position. Outside any message (``S_UNB``, ``S_UNZ``,
-    ``G_UNG``...) the service segment is named by its tag.
+    ``G_UNG``...) the service segment is named by its tag. ``numbers`` numbers the
+    segments (pass one for all the places of a document).
     """
     if el is None:
         return Place(xpath=xpath)
@@ -83,11 +99,7 @@ def edifact_place(el: etree._Element | None, segments: Mapping[str, SegmentDef],
             component = _position(top, inner[-2], comps)
     if message is None:  # a service segment of the envelope
         return Place(tag=tag, element=element, component=component, xpath=xpath)
-    number = 1
-    for seg in _segments(message):
-        if seg is segment:
-            break
-        number += 1
+    number = (numbers or SegmentNumbers())(message, segment)
     return Place(segment=number, tag=tag, element=element, component=component,
                  message=ref, xpath=xpath)
 
