@@ -373,3 +373,33 @@ def test_segment_codes_must_name_a_segment_that_has_the_element(tmp_path: Path) 
     (target / "mig.toml").write_text(toml.replace('"BGM/1001"', '"BGM/3035"'))
     with pytest.raises(DataError, match="segment BGM has no data element 3035"):
         loader.load([loader.DATA, root])
+
+
+def with_segments(release: str, after: str, segments: list[str]) -> bytes:
+    """A one-person PAXLST of ``release`` with ``segments`` inserted after the first segment
+    starting with ``after`` (UNT recounted)."""
+    msg = paxlst_message("M0", 1, release)
+    at = next(i for i, s in enumerate(msg) if s.startswith(after)) + 1
+    msg[at:at] = segments
+    msg[-1] = f"UNT+{len(msg)}+M0'"
+    return interchange([msg])
+
+
+@pytest.mark.parametrize("release", ["02B", "03B", "05B"])
+def test_mea_bag_count_without_a_unit_as_the_guideline_writes_it(reg: Registry, release: str
+                                                                 ) -> None:
+    """Guide 4.14 (MEA - GR. 4), example 5.1: checked bags counted with purpose CT and no
+    measurement unit; the directory's C174 makes 6411 mandatory, the MIG does not."""
+    data = with_segments(release, "DTM+329:", ["MEA+CT++:2'", "MEA+WT++KGM:31'"])
+    result = validate(data, None, reg)
+    assert result.valid, result.errors
+    root, p = xml_of(result), ns(result)
+    assert root.xpath("//p:S_MEA/p:C_C174/p:D_6314/text()", namespaces=p) == ["2", "31"]
+    assert root.xpath("//p:S_MEA/p:C_C174/p:D_6411/text()", namespaces=p) == ["KGM"]
+
+
+def test_mea_unit_keeps_the_directorys_format(reg: Registry) -> None:
+    """Only 6411's status changed: D.02B's an..3 still holds when a unit is given."""
+    data = with_segments("02B", "DTM+329:", ["MEA+WT++KGMS:31'"])
+    assert errors_of(validate(data, None, reg)) == [("FORMAT", "PAXLST-D02B:MEA/6411")]
+
