@@ -403,3 +403,15 @@ def test_mea_unit_keeps_the_directorys_format(reg: Registry) -> None:
     data = with_segments("02B", "DTM+329:", ["MEA+WT++KGMS:31'"])
     assert errors_of(validate(data, None, reg)) == [("FORMAT", "PAXLST-D02B:MEA/6411")]
 
+
+@pytest.mark.parametrize("release", ["02B", "05B"])
+@pytest.mark.parametrize(("code", "valid"), [("IP", True), ("P", True), ("PP", False)])
+def test_doc_passport_card_ip(reg: Registry, release: str, code: str, valid: bool) -> None:
+    """Guide DOC - GR. 5 (4.21), 1001: IP passport card, next to P, V, I, A, C, AC, F."""
+    msg = paxlst_message("M0", 1, release)
+    at = next(i for i, s in enumerate(msg) if s.startswith("DOC+"))
+    msg[at] = f"DOC+{code}+PC1234567'"
+    result = validate(interchange([msg]), None, reg)
+    assert result.valid is valid, result.errors
+    if not valid:
+        assert errors_of(result) == [("CODELIST", f"PAXLST-D{release}:DOC/1001/codes")]
