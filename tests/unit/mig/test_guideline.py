@@ -415,3 +415,66 @@ def test_doc_passport_card_ip(reg: Registry, release: str, code: str, valid: boo
     assert result.valid is valid, result.errors
     if not valid:
         assert errors_of(result) == [("CODELIST", f"PAXLST-D{release}:DOC/1001/codes")]
+
+
+# A progressive flight written from the guide's segment layouts and worked examples 5.1-5.3
+# (invented carrier, people and numbers): header RFF+TN with a revision number (4.5), three
+# contact numbers as separate COM data elements (4.7), two legs with LOC+92 (4.9), bags
+# (MEA 4.14, GEI 4.15, FTX+BAG 4.16), several references per person (RFF 4.20), a crew
+# member's function (EMP), CNT+42 with the flight's total (4.24).
+GUIDE_PROGRESSIVE = [
+    "UNH+M0+PAXLST:D:{r}:UN:IATA'",
+    "BGM+745'",
+    "RFF+TN:ZZ0000042:::1'",
+    "NAD+MS+++ZZ PAX SYSTEMS'",
+    "COM+555 0100:TE+555 0101:FX+APIDESK.AT.ZZAIR.EXAMPLE:EM'",
+    "TDT+20+ZZ877+++ZZ'",
+    "LOC+92+BCN'", "DTM+189:2407081100:201'", "LOC+92+IAD'", "DTM+232:2407081700:201'",
+    "TDT+20+ZZ877+++ZZ'",
+    "LOC+92+IAD'", "DTM+189:2407081930:201'", "LOC+92+SFO'", "DTM+232:2407082330:201'",
+    "NAD+FL+++GARCIA:LUCIA'", "ATT+2++F'", "DTM+329:880412'",
+    "MEA+CT++:1'", "MEA+WT++KGM:18'", "GEI+4+173'", "FTX+BAG+++ZZ123456'",
+    "LOC+22+IAD'", "LOC+178+BCN'", "LOC+179+SFO'", "LOC+174+ESP'", "NAT+2+ESP'",
+    "RFF+AVF:QW12ER'", "RFF+ABO:ZZ877001'", "RFF+SEA:14C'",
+    "DOC+P+XD1234567'", "DTM+36:300412'", "LOC+91+ESP'",
+    "NAD+FM+++SMIT:JAN'", "ATT+2++M'", "DTM+329:750101'", "LOC+174+NLD'",
+    "EMP+1+CR1:110:111'", "NAT+2+NLD'",
+    "DOC+P+NW7654321'", "DTM+36:290101'", "LOC+91+NLD'",
+    "CNT+42:212'",
+]
+
+
+@pytest.mark.parametrize("release", ["02B", "05B"])
+def test_progressive_flight_from_the_guides_layouts(reg: Registry, release: str) -> None:
+    msg = [s.format(r=release) for s in GUIDE_PROGRESSIVE]
+    msg.append(f"UNT+{len(msg) + 1}+M0'")
+    result = validate(interchange([msg]), None, reg)
+    assert result.valid, result.errors
+    root, p = xml_of(result), ns(result)
+    person = root.xpath("//p:G_SG4", namespaces=p)[0]
+    assert person.xpath("p:S_RFF/p:C_C506/p:D_1153/text()", namespaces=p) == [
+        "AVF", "ABO", "SEA"]
+    assert root.xpath("//p:G_SG1/p:S_COM/p:C_C076/p:D_3155/text()", namespaces=p) == [
+        "TE", "FX", "EM"]
+
+
+@pytest.mark.parametrize(("old", "new", "rule"), [
+    ("RFF+SEA:14C'", "RFF+SEA:14C'RFF+AEA:X1'RFF+CR:X2'RFF+CR:X3'RFF+CR:X4'RFF+CR:X5'"
+     "RFF+CR:X6'RFF+CR:X7'", "STRUCTURE"),      # ten references: over the MIG's 9
+    ("LOC+92+BCN'", "LOC+93+BCN'", "CODELIST"),  # not a place qualifier of the guide
+])
+def test_progressive_flight_refused_where_it_leaves_the_guide(reg: Registry, old: str,
+                                                              new: str, rule: str) -> None:
+    text = "".join(s.format(r="05B") for s in GUIDE_PROGRESSIVE).replace(old, new, 1)
+    msg = [s + "'" for s in text.split("'") if s]
+    msg.append(f"UNT+{len(msg) + 1}+M0'")
+    assert [c for c, _ in errors_of(validate(interchange([msg]), None, reg))][:1] == [rule]
+
+
+def test_the_guides_crew_example_order_nat_before_loc_is_refused(reg: Registry) -> None:
+    """A known slip in the guide's crew example (5.2): NAT before the person's LOCs, against
+    the segment table (LOC, COM, EMP, NAT, RFF). The MIG keeps the segment table's order."""
+    msg = paxlst_message("M0", 1, "05B")
+    at = msg.index("NAT+2+NLD'")
+    msg.insert(msg.index("LOC+178+NLAMS'"), msg.pop(at))
+    assert [c for c, _ in errors_of(validate(interchange([msg]), None, reg))] == ["STRUCTURE"]
