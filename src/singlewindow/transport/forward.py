@@ -36,21 +36,10 @@ class Refused(Exception):
 
     def __init__(self, stage: str, code: int, text: str) -> None:
         super().__init__(f"{stage} refused: {code} {text}")
-        self.stage, self.code, self.text = stage, code, text
-
-    @property
-    def enhanced(self) -> str:
-        """The reply's enhanced status code (RFC 3463), or the class's generic one."""
-        match = _ENHANCED.match(self.text)
-        return match[0] if match else f"{self.code // 100}.0.0"
-
-    @property
-    def too_big(self) -> bool:
-        """Postfix's "message file too big" (RFC 3463 3.4: 5.3.4; RFC 1870: 552)."""
-        return self.code == 552 or self.enhanced == "5.3.4"
+        self.reply = f"{code} {text}"
+        """The reply as Postfix gave it, e.g. ``552 5.3.4 Message size exceeds ...``."""
 
 
-_ENHANCED = re.compile(r"[245]\.\d{1,3}\.\d{1,3}")
 #: A hook called at named points of a send (crash tests: ``during-data``).
 Checkpoint = Callable[[str], None]
 

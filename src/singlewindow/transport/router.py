@@ -297,7 +297,7 @@ class Router:
                                        copy_message_id,
                                        message_ids=lambda m: _original_id(conn, m))
 
-        refused: list[tuple[directory.Address, Refused | str]] = []
+        refused: list[tuple[directory.Address, str]] = []
         destinations = routed or [target]
         for dest in destinations:
             _fault("before-claim", "forward")
@@ -382,9 +382,9 @@ class Router:
                     deadline=started + self.lease / 2,
                     checkpoint=lambda point: _fault(point, claim.table))
             except Refused as refusal:
-                messages.mark_refused(conn, claim, f"{refusal.code} {refusal.text}")
+                messages.mark_refused(conn, claim, refusal.reply)
                 log.error("copy %s refused by Postfix: %s", claim.copy_message_id, refusal)
-                return Sent(None, refusal, fresh=True)
+                return Sent(None, refusal.reply, fresh=True)
             except InjectError as exc:
                 if not exc.uncertain:
                     messages.release(conn, claim)
@@ -404,7 +404,7 @@ class Router:
                                           claim.since)
 
     def report_refusals(self, conn: Conn, swid: str, submitter: str,
-                        refused: list[tuple[directory.Address, Refused | str]]) -> None:
+                        refused: list[tuple[directory.Address, str]]) -> None:
         """Tell the submitter which destinations did not get their copy."""
         failed = [agency.Failed(d.logical, "failed",
                                 _refusal_reply(r).enhanced, _refusal_text(r))
@@ -525,15 +525,15 @@ class Sent:
     """How a claimed copy ended in this attempt."""
 
     queue_id: str | None
-    refusal: Refused | str | None
+    refusal: str | None
+    """Postfix's permanent refusal as recorded, e.g. ``552 5.3.4 ...``."""
     fresh: bool
     """This attempt sent it (or found the proof that an interrupted one did)."""
     recovered: bool = False
 
 
-def _refusal_reply(refusal: Refused | str) -> Reply:
-    code, enhanced = (refusal.code, refusal.enhanced) if isinstance(refusal, Refused) \
-        else _code_of(refusal)
+def _refusal_reply(refusal: str) -> Reply:
+    code, enhanced = _code_of(refusal)
     if code == 552 or enhanced == "5.3.4":
         return replies.COPY_TOO_LARGE
     if enhanced == "5.0.0":
@@ -541,18 +541,17 @@ def _refusal_reply(refusal: Refused | str) -> Reply:
     return Reply(554, enhanced, replies.COPY_REFUSED.text)
 
 
-def _refusal_text(refusal: Refused | str) -> str:
-    shown = f"{refusal.code} {refusal.text}" if isinstance(refusal, Refused) else refusal
-    shown = " ".join(shown.split())[:200]
+def _refusal_text(refusal: str) -> str:
+    shown = " ".join(refusal.split())[:200]
     if _refusal_reply(refusal).enhanced == "5.3.4":
         return (f"the message as converted for the agency is larger than the copy size "
                 f"Single Window may forward (Postfix: {shown})")
     return f"the copy was refused (Postfix: {shown})"
 
 
-def _code_of(stored: str) -> tuple[int, str]:
-    """(code, enhanced code) of a refusal as stored: ``552 5.3.4 text``."""
-    parts = stored.split()
+def _code_of(refusal: str) -> tuple[int, str]:
+    """(code, enhanced code) of a refusal as recorded: ``552 5.3.4 text``."""
+    parts = refusal.split()
     code = int(parts[0]) if parts and parts[0].isdigit() else 554
     enhanced = parts[1] if len(parts) > 1 and re.fullmatch(r"5\.\d+\.\d+", parts[1]) \
         else "5.0.0"
