@@ -26,6 +26,7 @@ what the lines are matched on. Reading is line by line: a log of any size costs 
 
 from __future__ import annotations
 
+import glob
 import gzip
 import re
 from collections.abc import Iterator
@@ -42,7 +43,7 @@ def log_files(log: Path, since: float | None = None) -> list[Path]:
     (a Unix time), oldest first, the live file last."""
     found: list[tuple[float, Path]] = []
     if log.parent.is_dir():
-        for path in log.parent.glob(f"{glob_escape(log.name)}.*"):
+        for path in log.parent.glob(f"{glob.escape(log.name)}.*"):
             try:
                 mtime = path.stat().st_mtime
             except OSError:
@@ -54,10 +55,6 @@ def log_files(log: Path, since: float | None = None) -> list[Path]:
     if log.is_file():
         files.append(log)
     return files
-
-
-def glob_escape(name: str) -> str:
-    return re.sub(r"([*?\[])", r"[\1]", name)
 
 
 def _open(path: Path) -> BinaryIO:
@@ -72,9 +69,9 @@ def lines(log: Path, since: float | None = None) -> Iterator[bytes]:
         try:
             with _open(path) as handle:
                 yield from handle
-        except FileNotFoundError:  # rotated away while we looked: its successor is read
-            continue
-        except (OSError, EOFError):  # a gzip being written by the compressor: skip
+        # Rotated away while we looked (its successor is read), or a gzip the compressor
+        # is still writing.
+        except (OSError, EOFError):
             continue
 
 
