@@ -14,6 +14,7 @@ Everything here is blocking (psycopg, smtplib, dovecot-lda) and runs in worker t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import logging
@@ -84,10 +85,7 @@ class Prepared:
 
 def prepare(raw: bytes, allowed: tuple[str, ...]) -> Prepared:
     fields, body_offset = translate.head(raw)
-    stamps = [value for name, value in _origin_fields(fields)]
-    origin = originmod.parse(stamps[0]) if len(stamps) == 1 else None
-    if len(stamps) > 1:
-        raise originmod.OriginError(f"{len(stamps)} {originmod.HEADER} headers")
+    origin = _origin(fields)
     part: checks.BodyPart | None = None
     content: Reply | None = None
     if origin:
@@ -107,9 +105,22 @@ def prepare(raw: bytes, allowed: tuple[str, ...]) -> Prepared:
     )
 
 
-def _origin_fields(fields: list[translate.Field]) -> list[tuple[str, str]]:
-    return [(name, translate.field_value(f)) for name, f in fields
-            if name == originmod.HEADER.lower()]
+def _origin(fields: list[translate.Field]) -> originmod.Origin | None:
+    """The milter's stamp; None if there is none. The milter writes exactly one, so a
+    doubled or malformed stamp raises :class:`originmod.OriginError`."""
+    stamps = [translate.field_value(f) for name, f in fields
+              if name == originmod.HEADER.lower()]
+    if len(stamps) > 1:
+        raise originmod.OriginError(f"{len(stamps)} {originmod.HEADER} headers")
+    return originmod.parse(stamps[0]) if stamps else None
+
+
+def _stamp_id(raw: bytes) -> str | None:
+    """The Single Window id in the stamp, for a failure before the router had read it."""
+    with contextlib.suppress(originmod.OriginError):
+        origin = _origin(translate.head(raw)[0])
+        return origin.message_id if origin else None
+    return None
 
 
 class Router:
@@ -152,7 +163,7 @@ class Router:
                 return deferral
             # Issue 10: a retry cannot cure this; answer now, and show the operator why.
             stamp = prepared.origin if isinstance(prepared, Prepared) else None
-            swid = stamp.message_id if stamp else terminal.stamp_id(transaction.raw)
+            swid = stamp.message_id if stamp else _stamp_id(transaction.raw)
             reply = terminal.cannot_process(exc, swid)
             log.error("cannot process %s for <%s>: %s", swid or "unstamped mail", rcpt,
                       reply.line(), exc_info=exc)

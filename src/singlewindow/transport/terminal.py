@@ -20,11 +20,9 @@ from psycopg_pool import ConnectionPool
 
 from singlewindow import replies
 from singlewindow.mig.validate import Result
-from singlewindow.origin import HEADER, OriginError
-from singlewindow.origin import parse as origin_parse
+from singlewindow.origin import OriginError
 from singlewindow.replies import Reply
 from singlewindow.store import messages
-from singlewindow.transport import translate
 from singlewindow.transport.forward import InjectError
 
 # SQLSTATE class 42 errors that mean the schema or the grants are not what this code
@@ -72,15 +70,6 @@ def transient(exc: BaseException) -> bool:
 def _clip(text: str, limit: int = _MAX_DETAIL) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
-def stamp_id(raw: bytes) -> str | None:
-    """The Single Window id in the origin stamp, for a failure before the router read it."""
-    fields, _ = translate.split(raw)
-    stamps = [translate.field_value(f) for name, f in fields if name == HEADER.lower()]
-    with contextlib.suppress(OriginError):
-        return origin_parse(stamps[0]).message_id if len(stamps) == 1 else None
-    return None
 
 
 def cannot_process(exc: BaseException, message_id: str | None) -> Reply:
