@@ -46,24 +46,18 @@ from tests.unit.mig import factory  # noqa: E402
 from singlewindow import stack  # noqa: E402
 from singlewindow.config import Config, Listeners, Queue, Transport  # noqa: E402
 
+TRANSPORT = "singlewindow.transport"
+
 
 def transport_pid(state: Path) -> int | None:
     return stack.read_pid(stack.Layout(state).pid_file("transport"))
-
-
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text().split()
-    except OSError:
-        return False
-    return stat[2] != "Z"
 
 
 def killer(state: Path, stop: threading.Event, low: float, high: float,
            kills: list[float]) -> None:
     while not stop.wait(random.uniform(low, high)):
         pid = transport_pid(state)
-        if pid is None or not alive(pid):
+        if pid is None or not stack.alive(pid, TRANSPORT):
             continue
         os.kill(pid, signal.SIGKILL)
         kills.append(time.monotonic())
@@ -71,7 +65,7 @@ def killer(state: Path, stop: threading.Event, low: float, high: float,
         while time.monotonic() < deadline and not stop.is_set():
             time.sleep(0.5)
             now = transport_pid(state)
-            if now is not None and now != pid and alive(now):
+            if now is not None and now != pid and stack.alive(now, TRANSPORT):
                 break
         else:
             if not stop.is_set():
