@@ -35,6 +35,7 @@ from tests.unit.mig.factory import (
     gendec,
     iftdgn,
     interchange,
+    overlay,
     paxlst,
     paxlst_message,
     paxlst_of_size,
@@ -601,24 +602,6 @@ TEST_RULES = """<?xml version="1.0" encoding="UTF-8"?>
   </pattern>
 </schema>
 """
-
-
-def overlay(folder: Path, names: tuple[str, ...], local: bool,
-            rules: str | None = None) -> Registry:
-    """The shipped MIG with these EDIFACT types' rules message-local or not (and
-    PAXLST D.03B's rules replaced by ``rules``)."""
-    for name in names:
-        target = folder / "types" / name
-        shutil.copytree(loader.DATA / "types" / name, target)
-        toml = (target / "mig.toml").read_text()
-        changed = toml.replace("message_local = true", f"message_local = {str(local).lower()}")
-        assert changed == toml or not local
-        (target / "mig.toml").write_text(changed)
-        if rules is not None and name == "paxlst-d03b":
-            (target / "rules.sch").write_text(rules)
-    reg = loader.load([loader.DATA, folder])
-    assert reg.types["PAXLST-D03B"].rules_message_local is local
-    return reg
 
 
 EDIFACT_TYPES = ("paxlst-d02b", "paxlst-d03b", "paxlst-d05b", "iftdgn-d03a")
