@@ -468,10 +468,8 @@ class _SchemaChecks:
                 self.collect(future)
         if self.pool is None:
             self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="mig-xsd")
-        rules = self.with_rules()
-        future = (self.pool.submit(_check_messages, self.batch, self.mt, rules=True) if rules
-                  else self.pool.submit(_check_messages, self.batch, self.mt))
-        self.inflight.add(future)
+        self.inflight.add(self.pool.submit(_check_messages, self.batch, self.mt,
+                                           rules=self.with_rules()))
         self.batch, self.batched = [], 0
 
     def with_rules(self) -> bool:
@@ -508,9 +506,7 @@ class _SchemaChecks:
             return xmlcheck.check_schema(mt, etree.fromstring(self.xml(), _converted_parser()))
         if self.batch and self.pool is not None and len(self.inflight) <= self.workers:
             self.submit()  # and while the workers finish, this thread does the rest
-        rules = self.with_rules()
-        self.record(_check_messages(self.batch, mt, rules=True) if rules
-                    else _check_messages(self.batch, mt))
+        self.record(_check_messages(self.batch, mt, rules=self.with_rules()))
         envelope = etree.fromstring("".join(self.envelope).encode("utf-8"),
                                     _converted_parser())
         errors = xmlcheck.check_schema(mt, envelope)

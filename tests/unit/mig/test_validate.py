@@ -433,7 +433,7 @@ def test_conversion_errors_leave_out_the_xsd(strict: Registry,
     checked: list[int] = []
     real = validate_module._check_message
     monkeypatch.setattr(validate_module, "_check_message",
-                        lambda text, mt: checked.append(1) or real(text, mt))
+                        lambda text, mt, rules=False: checked.append(1) or real(text, mt, rules))
     first_bad = messages(*(f"M{n}" for n in range(6)), persons=200)
     first_bad[0][-1] = "UNT+99+M0'"
     assert convert_checked(interchange(first_bad), strict)[1][0].rule == "ISO9735-UNT-0074"
@@ -486,9 +486,9 @@ def test_xsd_checks_in_flight_are_bounded(monkeypatch: pytest.MonkeyPatch, reg: 
 
     real = validate_module._check_messages
 
-    def slow(batch: list[tuple[int, str]], mt: Any) -> Any:
+    def slow(batch: list[tuple[int, str]], mt: Any, rules: bool = False) -> Any:
         time.sleep(0.05)
-        return real(batch, mt)
+        return real(batch, mt, rules)
 
     monkeypatch.setattr(validate_module, "ThreadPoolExecutor", Counting)
     monkeypatch.setattr(validate_module, "_check_messages", slow)
