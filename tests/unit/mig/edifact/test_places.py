@@ -91,8 +91,8 @@ def test_rule_findings_name_the_edifact_position(tmp_path: Path, local: bool) ->
     found = [(e.rule.split(":")[1], e.place) for e in result.errors]
     # Pattern by pattern, each in document order, as one Schematron run reports them; the
     # XPath into the XML form is kept beside the EDIFACT position.
-    assert [(rule, Place(**{**place.as_dict(), "xpath": None})) for rule, place in found] == [
-        (rule, place) for rule, place in EXPECTED]
+    assert [(rule, Place(**{**place.as_dict(), "xpath": None}))
+            for rule, place in found] == EXPECTED
     assert all(place.xpath for _, place in found)
 
 
