@@ -50,6 +50,12 @@ def paxlst_message(ref: str, persons: int, release: str = "03B", start: int = 0)
     return body
 
 
+def with_unt(segs: list[str], ref: str = "M0") -> list[str]:
+    """``segs`` with its UNT (if any) replaced by one that counts the segments (0074)."""
+    body = [s for s in segs if not s.startswith("UNT")]
+    return [*body, f"UNT+{len(body) + 1}+{ref}'"]
+
+
 def interchange(messages: list[list[str]], ref: str = "REF1", syntax: str = "UNOA:4",
                 una: str = HEADER_V4, sep: str = "\n") -> bytes:
     segs = [f"UNB+{syntax}+SENDER:ZZZ+NLSW:ZZZ+240101:1200+{ref}'"]
