@@ -26,7 +26,7 @@ from singlewindow.mig import xmlcheck
 from singlewindow.mig.edifact.convert import Converter, MessageKey, Summary
 from singlewindow.mig.edifact.message import EdifactProfile
 from singlewindow.mig.edifact.places import SegmentNumbers, edifact_place
-from singlewindow.mig.edifact.syntax import CHUNK, chunked
+from singlewindow.mig.edifact.syntax import CHUNK, Segment, chunked
 from singlewindow.mig.errors import MAX_APPENDS, ErrorClass, Findings, MigError, Place
 from singlewindow.mig.loader import MessageType, Registry, registry
 
@@ -236,15 +236,19 @@ def _interchange(summary: Summary) -> Interchange | None:
     return Interchange(
         unb.value(1, 1) if unb else "UNOA",
         int(unb.value(1, 2)) if unb and unb.value(1, 2).isdigit() else 4,
-        tuple(unb.elements[1][0]) if unb and len(unb.elements) > 1 else (),
-        tuple(unb.elements[2][0]) if unb and len(unb.elements) > 2 else (),
+        _party(unb, 1) if unb else (),
+        _party(unb, 2) if unb else (),
         unb.value(5) if unb else "",
         tuple(summary.messages),
-        tuple(FunctionalGroup(ung.value(5), tuple(ung.elements[1][0]) if len(ung.elements) > 1
-                              else (), tuple(ung.elements[2][0]) if len(ung.elements) > 2
-                              else (), ung.index, end)
+        tuple(FunctionalGroup(ung.value(5), _party(ung, 1), _party(ung, 2), ung.index, end)
               for ung, end in zip(summary.group_headers, summary.group_ends, strict=True)),
         tuple(summary.message_groups))
+
+
+def _party(seg: Segment, n: int) -> tuple[str, ...]:
+    """The components of the party composite at element ``n`` (UNB S002/S003, UNG
+    S006/S007), or none."""
+    return tuple(seg.elements[n][0]) if len(seg.elements) > n else ()
 
 
 def validate_xml(payload: bytes, reg: Registry, *, limit: int | None = None) -> Result:
@@ -468,10 +472,8 @@ class _SchemaChecks:
                 self.collect(future)
         if self.pool is None:
             self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="mig-xsd")
-        rules = self.with_rules()
-        future = (self.pool.submit(_check_messages, self.batch, self.mt, rules=True) if rules
-                  else self.pool.submit(_check_messages, self.batch, self.mt))
-        self.inflight.add(future)
+        self.inflight.add(self.pool.submit(_check_messages, self.batch, self.mt,
+                                           rules=self.with_rules()))
         self.batch, self.batched = [], 0
 
     def with_rules(self) -> bool:
@@ -508,9 +510,7 @@ class _SchemaChecks:
             return xmlcheck.check_schema(mt, etree.fromstring(self.xml(), _converted_parser()))
         if self.batch and self.pool is not None and len(self.inflight) <= self.workers:
             self.submit()  # and while the workers finish, this thread does the rest
-        rules = self.with_rules()
-        self.record(_check_messages(self.batch, mt, rules=True) if rules
-                    else _check_messages(self.batch, mt))
+        self.record(_check_messages(self.batch, mt, rules=self.with_rules()))
         envelope = etree.fromstring("".join(self.envelope).encode("utf-8"),
                                     _converted_parser())
         errors = xmlcheck.check_schema(mt, envelope)

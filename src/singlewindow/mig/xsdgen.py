@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping
 from typing import TypeVar
 from xml.sax.saxutils import quoteattr
 
-from singlewindow.mig.edifact.message import EdifactProfile
+from singlewindow.mig.edifact.message import EdifactProfile, codes_of
 from singlewindow.mig.model import ComponentDef, DataError, ElementDef, Fmt, GroupDef, SegmentDef
 
 XS = "http://www.w3.org/2001/XMLSchema"
@@ -72,11 +72,10 @@ class _Gen:
     def simple(self, did: str, fmt: Fmt, tag: str) -> str:
         """The simple type of ``did`` in segment ``tag``: shared by every segment unless the
         MIG gives the segment its own code list for it (``[codes] "BGM/1001"``)."""
-        own = self.p.codes.get(f"{tag}/{did}")
-        name = _type_name(did, fmt, tag if own is not None else "")
+        own = f"{tag}/{did}" in self.p.codes
+        name = _type_name(did, fmt, tag if own else "")
         if name not in self.types:
-            self.types[name] = _simple_type(name, fmt, own if own is not None
-                                            else self.p.codes.get(did))
+            self.types[name] = _simple_type(name, fmt, codes_of(self.p.codes, tag, did))
         return name
 
     def segment_type(self, sdef: SegmentDef) -> str:

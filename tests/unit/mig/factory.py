@@ -6,7 +6,12 @@ from __future__ import annotations
 import io
 import itertools
 import random
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
+
+from singlewindow.mig import loader
+from singlewindow.mig.loader import Registry
 
 HEADER_V4 = "UNA:+.?*'"
 
@@ -43,6 +48,12 @@ def paxlst_message(ref: str, persons: int, release: str = "03B", start: int = 0)
     body.append(f"CNT+42:{persons}'")
     body.append(f"UNT+{len(body) + 1}+{ref}'")
     return body
+
+
+def with_unt(segs: list[str], ref: str = "M0") -> list[str]:
+    """``segs`` with its UNT (if any) replaced by one that counts the segments (0074)."""
+    body = [s for s in segs if not s.startswith("UNT")]
+    return [*body, f"UNT+{len(body) + 1}+{ref}'"]
 
 
 def interchange(messages: list[list[str]], ref: str = "REF1", syntax: str = "UNOA:4",
@@ -216,3 +227,21 @@ def declaration_response(status: str = "Accepted", reference: str = "GD-2024-000
         f"<Agency>CUSTOMS</Agency><DeclarationReference>{reference}</DeclarationReference>"
         f"<DeclarationType>GENDEC-1</DeclarationType><Status>{status}</Status>"
         "</DeclarationResponse>\n").encode()
+
+
+def overlay(folder: Path, names: tuple[str, ...], local: bool,
+            rules: str | None = None) -> Registry:
+    """The shipped MIG with these EDIFACT types' rules message-local or not (and
+    PAXLST D.03B's rules replaced by ``rules``)."""
+    for name in names:
+        target = folder / "types" / name
+        shutil.copytree(loader.DATA / "types" / name, target)
+        toml = (target / "mig.toml").read_text()
+        changed = toml.replace("message_local = true", f"message_local = {str(local).lower()}")
+        assert changed == toml or not local
+        (target / "mig.toml").write_text(changed)
+        if rules is not None and name == "paxlst-d03b":
+            (target / "rules.sch").write_text(rules)
+    reg = loader.load([loader.DATA, folder])
+    assert reg.types["PAXLST-D03B"].rules_message_local is local
+    return reg

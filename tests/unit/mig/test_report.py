@@ -15,7 +15,14 @@ from singlewindow.mig.loader import Registry
 from singlewindow.mig.report import contrl, control_text, frm_xml
 from singlewindow.mig.validate import Interchange, Result, validate
 from singlewindow.notices import control
-from tests.unit.mig.factory import HEADER_V4, gendec, interchange, paxlst, paxlst_message
+from tests.unit.mig.factory import (
+    HEADER_V4,
+    gendec,
+    interchange,
+    paxlst,
+    paxlst_message,
+    with_unt,
+)
 
 FRM = {"f": "urn:singlewindow:mig:frm:1"}
 
@@ -35,9 +42,7 @@ def broken(kind: str) -> bytes:
     elif kind == "rule":  # a date of birth in month 99
         at = next(i for i, s in enumerate(msg) if s.startswith("DTM+329"))
         msg[at] = "DTM+329:19609915:102'"
-    body = [s for s in msg if not s.startswith("UNT")]
-    body.append(f"UNT+{len(body) + 1}+M0'")
-    return interchange([body])
+    return interchange([with_unt(msg)])
 
 
 CASES = [

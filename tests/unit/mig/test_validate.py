@@ -35,6 +35,7 @@ from tests.unit.mig.factory import (
     gendec,
     iftdgn,
     interchange,
+    overlay,
     paxlst,
     paxlst_message,
     paxlst_of_size,
@@ -432,7 +433,7 @@ def test_conversion_errors_leave_out_the_xsd(strict: Registry,
     checked: list[int] = []
     real = validate_module._check_message
     monkeypatch.setattr(validate_module, "_check_message",
-                        lambda text, mt: checked.append(1) or real(text, mt))
+                        lambda text, mt, rules=False: checked.append(1) or real(text, mt, rules))
     first_bad = messages(*(f"M{n}" for n in range(6)), persons=200)
     first_bad[0][-1] = "UNT+99+M0'"
     assert convert_checked(interchange(first_bad), strict)[1][0].rule == "ISO9735-UNT-0074"
@@ -485,9 +486,9 @@ def test_xsd_checks_in_flight_are_bounded(monkeypatch: pytest.MonkeyPatch, reg: 
 
     real = validate_module._check_messages
 
-    def slow(batch: list[tuple[int, str]], mt: Any) -> Any:
+    def slow(batch: list[tuple[int, str]], mt: Any, rules: bool = False) -> Any:
         time.sleep(0.05)
-        return real(batch, mt)
+        return real(batch, mt, rules)
 
     monkeypatch.setattr(validate_module, "ThreadPoolExecutor", Counting)
     monkeypatch.setattr(validate_module, "_check_messages", slow)
@@ -601,24 +602,6 @@ TEST_RULES = """<?xml version="1.0" encoding="UTF-8"?>
   </pattern>
 </schema>
 """
-
-
-def overlay(folder: Path, names: tuple[str, ...], local: bool,
-            rules: str | None = None) -> Registry:
-    """The shipped MIG with these EDIFACT types' rules message-local or not (and
-    PAXLST D.03B's rules replaced by ``rules``)."""
-    for name in names:
-        target = folder / "types" / name
-        shutil.copytree(loader.DATA / "types" / name, target)
-        toml = (target / "mig.toml").read_text()
-        changed = toml.replace("message_local = true", f"message_local = {str(local).lower()}")
-        assert changed == toml or not local
-        (target / "mig.toml").write_text(changed)
-        if rules is not None and name == "paxlst-d03b":
-            (target / "rules.sch").write_text(rules)
-    reg = loader.load([loader.DATA, folder])
-    assert reg.types["PAXLST-D03B"].rules_message_local is local
-    return reg
 
 
 EDIFACT_TYPES = ("paxlst-d02b", "paxlst-d03b", "paxlst-d05b", "iftdgn-d03a")

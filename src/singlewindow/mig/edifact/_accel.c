@@ -495,6 +495,14 @@ static int put_value(Buf *b, const Value *v, const unsigned char *p, Py_ssize_t 
     return buf_put(b, v->tags.close, v->tags.close_len);
 }
 
+/* value_ok, then put_value: 1 written, 0 doubt (nothing written), -1 error. */
+static int put_checked(Buf *b, const Value *v, const unsigned char *p, Py_ssize_t n) {
+    int ok = value_ok(v, p, n);
+    if (ok <= 0)
+        return ok;
+    return put_value(b, v, p, n) < 0 ? -1 : 1;
+}
+
 /* message.fast_xml for one segment: 1 written, 0 doubt (nothing written), -1 error. */
 static int segment_xml(const Plan *plan, const unsigned char *p, Py_ssize_t n, int elem,
                        int comp, Buf *b) {
@@ -522,13 +530,11 @@ static int segment_xml(const Plan *plan, const unsigned char *p, Py_ssize_t n, i
             }
             if (memchr(start, comp, (size_t)len) != NULL)
                 goto doubt;
-            int ok = value_ok(&e->comps[0], start, len);
+            int ok = put_checked(b, &e->comps[0], start, len);
             if (ok <= 0) {
                 b->len = mark;
                 return ok;
             }
-            if (put_value(b, &e->comps[0], start, len) < 0)
-                return -1;
             continue;
         }
         /* composite: count its parts and whether any is non-empty */
@@ -556,13 +562,11 @@ static int segment_xml(const Plan *plan, const unsigned char *p, Py_ssize_t n, i
                 vlen = next ? next - c : stop - c;
             }
             if (vlen > 0) {
-                int ok = value_ok(v, c, vlen);
+                int ok = put_checked(b, v, c, vlen);
                 if (ok <= 0) {
                     b->len = mark;
                     return ok;
                 }
-                if (put_value(b, v, c, vlen) < 0)
-                    return -1;
             } else if (v->mandatory) {
                 goto doubt;
             }
@@ -681,13 +685,11 @@ static int split_xml(const Plan *plan, const Toks *t, Buf *b) {
                         Py_ssize_t len = j < parts ? t->tok[k + j].len : 0;
                         if (len > 0) {
                             const unsigned char *c = t->chars + t->tok[k + j].off;
-                            int ok = value_ok(v, c, len);
+                            int ok = put_checked(b, v, c, len);
                             if (ok <= 0) {
                                 b->len = mark;
                                 return ok;
                             }
-                            if (put_value(b, v, c, len) < 0)
-                                return -1;
                         } else if (v->mandatory) {
                             goto doubt;
                         }
@@ -702,13 +704,11 @@ static int split_xml(const Plan *plan, const Toks *t, Buf *b) {
                 Py_ssize_t len = t->tok[k].len;
                 if (len > 0) {
                     const unsigned char *c = t->chars + t->tok[k].off;
-                    int ok = value_ok(&e->comps[0], c, len);
+                    int ok = put_checked(b, &e->comps[0], c, len);
                     if (ok <= 0) {
                         b->len = mark;
                         return ok;
                     }
-                    if (put_value(b, &e->comps[0], c, len) < 0)
-                        return -1;
                     present = 1;
                 }
             }

@@ -203,7 +203,7 @@ class SegmentWriter:
             text, code = problem
             self.error(ErrorClass.FORMAT, seg, pos, el, comp, f"{seg.tag}/{did}",
                        f"{did} value {value!r} {text} (format {fmt})", code)
-        allowed = _codes_of(self.codes, seg.tag, did)
+        allowed = codes_of(self.codes, seg.tag, did)
         if allowed is not None and value not in allowed:
             self.error(ErrorClass.CODELIST, seg, pos, el, comp, f"{seg.tag}/{did}/codes",
                        f"{did} value {value!r} is not in the MIG's code list", SE_INVALID_VALUE)
@@ -235,7 +235,7 @@ _ValuePlan = tuple[str, str, str, int, int, Fmt, frozenset[str] | None]
 _ElementPlan = tuple[bool, str, str, tuple[tuple[bool, _ValuePlan], ...]]
 
 
-def _codes_of(codes: Mapping[str, frozenset[str]], tag: str, did: str
+def codes_of(codes: Mapping[str, frozenset[str]], tag: str, did: str
               ) -> frozenset[str] | None:
     """The MIG's code list of ``did`` in segment ``tag``: its own (``"BGM/1001"``), else the
     data element's (``"1001"``), else none."""
@@ -245,7 +245,7 @@ def _codes_of(codes: Mapping[str, frozenset[str]], tag: str, did: str
 def _value_plan(did: str, fmt: Fmt, codes: Mapping[str, frozenset[str]], tag: str
                 ) -> _ValuePlan:
     return (f"<D_{did}>", f"</D_{did}>", fmt.kind, fmt.min, fmt.max, fmt,
-            _codes_of(codes, tag, did))
+            codes_of(codes, tag, did))
 
 
 def compile_plan(sdef: SegmentDef, codes: Mapping[str, frozenset[str]]

@@ -29,7 +29,7 @@ from singlewindow.mig.errors import (
 )
 from singlewindow.mig.loader import Registry
 from singlewindow.mig.validate import Result, validate
-from tests.unit.mig.factory import interchange, mutate, paxlst_message
+from tests.unit.mig.factory import interchange, mutate, paxlst_message, with_unt
 
 MB = 1024 * 1024
 
@@ -40,11 +40,6 @@ def errors_of(reg: Registry, segs: list[str], **kw: str) -> list[MigError]:
 
 def message(persons: int = 3) -> list[str]:
     return paxlst_message("M0", persons)
-
-
-def with_unt(segs: list[str]) -> list[str]:
-    body = [s for s in segs if not s.startswith("UNT")]
-    return [*body, f"UNT+{len(body) + 1}+M0'"]
 
 
 def test_an_unknown_segment_is_one_finding(reg: Registry) -> None:

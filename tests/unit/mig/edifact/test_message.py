@@ -7,13 +7,11 @@ import pytest
 from singlewindow.mig.errors import ErrorClass, MigError
 from singlewindow.mig.loader import Registry
 from singlewindow.mig.validate import validate
-from tests.unit.mig.factory import iftdgn, interchange, paxlst, paxlst_message
+from tests.unit.mig.factory import iftdgn, interchange, paxlst, paxlst_message, with_unt
 
 
 def check(reg: Registry, segments: list[str]) -> list[MigError]:
-    body = [s for s in segments if not s.startswith("UNT")]
-    body.append(f"UNT+{len(body) + 1}+M0'")
-    return list(validate(interchange([body]), None, reg).errors)
+    return list(validate(interchange([with_unt(segments)]), None, reg).errors)
 
 
 def base() -> list[str]:

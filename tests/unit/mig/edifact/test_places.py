@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
-from singlewindow.mig import loader
 from singlewindow.mig.errors import ErrorClass, Place
 from singlewindow.mig.loader import Registry
 from singlewindow.mig.validate import validate
-from tests.unit.mig.factory import interchange, paxlst_message
+from tests.unit.mig.factory import interchange, overlay, paxlst_message
 
 # Rules that each fire once at a chosen node of a known interchange (successful-report),
 # one kind of node per rule: a component, a simple element, a composite, a repeated
@@ -57,13 +55,7 @@ PROBES = """<?xml version="1.0" encoding="UTF-8"?>
 
 
 def probing(folder: Path, local: bool) -> Registry:
-    target = folder / "types" / "paxlst-d03b"
-    shutil.copytree(loader.DATA / "types" / "paxlst-d03b", target, dirs_exist_ok=True)
-    (target / "rules.sch").write_text(PROBES)
-    toml = (target / "mig.toml").read_text()
-    toml = toml.replace("message_local = true", f"message_local = {str(local).lower()}")
-    (target / "mig.toml").write_text(toml)
-    return loader.load([loader.DATA, folder])
+    return overlay(folder, ("paxlst-d03b",), local, PROBES)
 
 
 def sample() -> bytes:
@@ -99,8 +91,8 @@ def test_rule_findings_name_the_edifact_position(tmp_path: Path, local: bool) ->
     found = [(e.rule.split(":")[1], e.place) for e in result.errors]
     # Pattern by pattern, each in document order, as one Schematron run reports them; the
     # XPath into the XML form is kept beside the EDIFACT position.
-    assert [(rule, Place(**{**place.as_dict(), "xpath": None})) for rule, place in found] == [
-        (rule, place) for rule, place in EXPECTED]
+    assert [(rule, Place(**{**place.as_dict(), "xpath": None}))
+            for rule, place in found] == EXPECTED
     assert all(place.xpath for _, place in found)
 
 
