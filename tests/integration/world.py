@@ -115,6 +115,11 @@ def message(sender: Party, to: str, subject: str, body: bytes,
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
+def message_id(data: bytes) -> str:
+    """The Message-ID :func:`message` gave ``data``."""
+    return data.split(b"Message-ID: ", 1)[1].split(b"\r\n", 1)[0].decode()
+
+
 def wait_until(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
