@@ -12,7 +12,6 @@ from __future__ import annotations
 import secrets
 import signal
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,17 +27,11 @@ from tests.integration.world import (
     message,
     message_id,
     wait_until,
+    world_fixture,
 )
 from tests.unit.mig import factory
 
-
-@pytest.fixture(scope="module")
-def world(sw_stack: Config) -> Iterator[World]:
-    with World(sw_stack) as world:
-        world.add("co", "company")
-        world.add("ag1", "agency")
-        world.add("ag2", "agency")
-        yield world
+world = world_fixture(("co", "company"), ("ag1", "agency"), ("ag2", "agency"))
 
 
 def subject() -> str:

@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+import pytest
+
 from singlewindow import passwords, stack, supervisor
 from singlewindow.config import Config
 from singlewindow.store import connect, directory
@@ -98,6 +100,20 @@ class World:
         """Ask Postfix to retry deferred mail now (postqueue -f)."""
         subprocess.run(["postqueue", "-c", str(self.config.paths.state_dir / "postfix"), "-f"],
                        check=True, capture_output=True)
+
+
+def world_fixture(*parties: tuple[str, str]) -> object:
+    """A module-scoped ``world`` fixture holding ``parties``, each a (role, kind) given to
+    :meth:`World.add`: ``world = world_fixture(("co", "company"), ("ag", "agency"))``."""
+
+    @pytest.fixture(scope="module")
+    def world(sw_stack: Config) -> Iterator[World]:
+        with World(sw_stack) as world:
+            for role, kind in parties:
+                world.add(role, kind)
+            yield world
+
+    return world
 
 
 def message(sender: Party, to: str, subject: str, body: bytes,
