@@ -38,8 +38,6 @@ from pathlib import Path
 from singlewindow import daemon, render, stack
 from singlewindow.config import Config
 
-#: The module run with ``python -m``; also how its command line is recognised.
-MODULE = "singlewindow.supervisor"
 #: Seconds between a daemon's exit and its restart (systemd.service(5) ``RestartSec=``);
 #: the deployed units wait 2s, the local stack less, so crash tests finish sooner.
 RESTART_SEC = 0.5
