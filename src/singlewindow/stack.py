@@ -369,10 +369,14 @@ def _postgres(config: Config, layout: Layout, ctx: dict[str, Any], say: Say) -> 
             say(f"postgresql: applied migration {migration.version:04d}_{migration.name}")
 
 
+def _module(name: str) -> str:
+    """The module run by ``name`` (a DAEMONS key, or "supervisor")."""
+    return SUPERVISOR if name == "supervisor" else DAEMONS[name][0]
+
+
 def _daemon_pid(layout: Layout, name: str) -> int | None:
     pid = read_pid(layout.pid_file(name))
-    module = SUPERVISOR if name == "supervisor" else DAEMONS[name][0]
-    return pid if pid is not None and alive(pid, module) else None
+    return pid if pid is not None and alive(pid, _module(name)) else None
 
 
 def _supervise(config: Config, layout: Layout, say: Say) -> None:
@@ -506,12 +510,11 @@ def down(state_dir: Path, say: Say = print) -> None:
         say("dovecot: stopping")
         _stop_pid(pid, "dovecot")
     # The supervisor first, so that it does not start again the daemons stopped next.
-    for name, module in (("supervisor", SUPERVISOR),
-                         *((name, module) for name, (module, _) in DAEMONS.items())):
+    for name in ("supervisor", *DAEMONS):
         pid = _daemon_pid(layout, name)
         if pid is not None:
             say(f"{name}: stopping")
-            _stop_pid(pid, module)
+            _stop_pid(pid, _module(name))
         layout.pid_file(name).unlink(missing_ok=True)
     if (layout.pg_data / "postmaster.pid").exists():
         say("postgresql: stopping")
