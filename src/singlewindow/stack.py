@@ -379,16 +379,22 @@ def _daemon_pid(layout: Layout, name: str) -> int | None:
     return pid if pid is not None and alive(pid, _module(name)) else None
 
 
+def spawn(layout: Layout, module: str, name: str) -> subprocess.Popen[bytes]:
+    """Start ``python -m module`` for the stack in ``layout`` in its own session, its
+    output appended to ``DIR/log/NAME.log``."""
+    with (layout.log_dir / f"{name}.log").open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", module, "--state-dir", str(layout.root)],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True, cwd=layout.root)
+
+
 def _supervise(config: Config, layout: Layout, say: Say) -> None:
     """Start the supervisor unless it runs, then wait until each daemon answers."""
     pid = _daemon_pid(layout, "supervisor")
     if pid is None:
         say("supervisor: starting")
-        with (layout.log_dir / "supervisor.log").open("ab") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", SUPERVISOR, "--state-dir", str(layout.root)],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True, cwd=layout.root)
+        proc = spawn(layout, SUPERVISOR, "supervisor")
         render.write_atomic(layout.pid_file("supervisor"), f"{proc.pid}\n")
 
         def supervising() -> bool:

@@ -29,7 +29,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -185,12 +184,7 @@ class Supervised:
                       START_LIMIT_INTERVAL)
 
     def _start(self) -> None:
-        root = self.layout.root
-        with (self.layout.log_dir / f"{self.name}.log").open("ab") as out:
-            child = subprocess.Popen(
-                [sys.executable, "-m", self.module, "--state-dir", str(root)],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True, cwd=root)
+        child = stack.spawn(self.layout, self.module, self.name)
         self.run = watch(child.pid, child)
         render.write_atomic(self.pid_file, f"{child.pid}\n")
         log.info("%s: started, pid %d", self.name, child.pid)
