@@ -214,8 +214,7 @@ class Supervisor:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._retry_all)
-        own_pid = self.layout.pid_file("supervisor")
-        render.write_atomic(own_pid, f"{os.getpid()}\n")
+        own_pid = self.layout.pid_file("supervisor")  # written by stack.up, as it spawned us
         path = self.layout.supervisor_socket
         daemon.prepare_socket_path(path)
         server = await asyncio.start_unix_server(self._control, str(path))
