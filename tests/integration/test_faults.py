@@ -12,7 +12,6 @@ from __future__ import annotations
 import secrets
 import signal
 import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -178,8 +177,6 @@ def test_log_rotated_between_attempt_and_recovery_delivers_each_copy_once(
                                for p in log.parent.glob("postfix.log.*")), 30)
     restart_transport(world)
     assert_exactly_once(world, subj)
-    rotated = sorted(Path(config.paths.log_dir).glob("postfix.log.*"))
-    assert rotated, "postfix logrotate left no rotated file"
 
 
 def padded_gendec(xml_size: int) -> bytes:
