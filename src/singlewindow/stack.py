@@ -195,7 +195,7 @@ def _smtp_greets(host: str, port: int) -> bool:
     return False
 
 
-def unix_open(path: Path) -> bool:
+def _unix_open(path: Path) -> bool:
     with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as s:
         s.connect(str(path))
         return True
@@ -210,7 +210,7 @@ def serving(path: Path) -> bool:
         mode = path.stat().st_mode
     except OSError:
         return False
-    return stat.S_IMODE(mode) == 0o660 and unix_open(path)
+    return stat.S_IMODE(mode) == 0o660 and _unix_open(path)
 
 
 def preflight() -> None:
