@@ -195,7 +195,7 @@ def _smtp_greets(host: str, port: int) -> bool:
     return False
 
 
-def unix_open(path: Path) -> bool:
+def _unix_open(path: Path) -> bool:
     with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as s:
         s.connect(str(path))
         return True
@@ -210,7 +210,7 @@ def serving(path: Path) -> bool:
         mode = path.stat().st_mode
     except OSError:
         return False
-    return stat.S_IMODE(mode) == 0o660 and unix_open(path)
+    return stat.S_IMODE(mode) == 0o660 and _unix_open(path)
 
 
 def preflight() -> None:
@@ -369,10 +369,24 @@ def _postgres(config: Config, layout: Layout, ctx: dict[str, Any], say: Say) -> 
             say(f"postgresql: applied migration {migration.version:04d}_{migration.name}")
 
 
+def _module(name: str) -> str:
+    """The module run by ``name`` (a DAEMONS key, or "supervisor")."""
+    return SUPERVISOR if name == "supervisor" else DAEMONS[name][0]
+
+
 def _daemon_pid(layout: Layout, name: str) -> int | None:
     pid = read_pid(layout.pid_file(name))
-    module = SUPERVISOR if name == "supervisor" else DAEMONS[name][0]
-    return pid if pid is not None and alive(pid, module) else None
+    return pid if pid is not None and alive(pid, _module(name)) else None
+
+
+def spawn(layout: Layout, module: str, name: str) -> subprocess.Popen[bytes]:
+    """Start ``python -m module`` for the stack in ``layout`` in its own session, its
+    output appended to ``DIR/log/NAME.log``."""
+    with (layout.log_dir / f"{name}.log").open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", module, "--state-dir", str(layout.root)],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True, cwd=layout.root)
 
 
 def _supervise(config: Config, layout: Layout, say: Say) -> None:
@@ -380,11 +394,7 @@ def _supervise(config: Config, layout: Layout, say: Say) -> None:
     pid = _daemon_pid(layout, "supervisor")
     if pid is None:
         say("supervisor: starting")
-        with (layout.log_dir / "supervisor.log").open("ab") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", SUPERVISOR, "--state-dir", str(layout.root)],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True, cwd=layout.root)
+        proc = spawn(layout, SUPERVISOR, "supervisor")
         render.write_atomic(layout.pid_file("supervisor"), f"{proc.pid}\n")
 
         def supervising() -> bool:
@@ -506,12 +516,11 @@ def down(state_dir: Path, say: Say = print) -> None:
         say("dovecot: stopping")
         _stop_pid(pid, "dovecot")
     # The supervisor first, so that it does not start again the daemons stopped next.
-    for name, module in (("supervisor", SUPERVISOR),
-                         *((name, module) for name, (module, _) in DAEMONS.items())):
+    for name in ("supervisor", *DAEMONS):
         pid = _daemon_pid(layout, name)
         if pid is not None:
             say(f"{name}: stopping")
-            _stop_pid(pid, module)
+            _stop_pid(pid, _module(name))
         layout.pid_file(name).unlink(missing_ok=True)
     if (layout.pg_data / "postmaster.pid").exists():
         say("postgresql: stopping")

@@ -29,7 +29,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,8 +37,6 @@ from pathlib import Path
 from singlewindow import daemon, render, stack
 from singlewindow.config import Config
 
-#: The module run with ``python -m``; also how its command line is recognised.
-MODULE = "singlewindow.supervisor"
 #: Seconds between a daemon's exit and its restart (systemd.service(5) ``RestartSec=``);
 #: the deployed units wait 2s, the local stack less, so crash tests finish sooner.
 RESTART_SEC = 0.5
@@ -187,12 +184,7 @@ class Supervised:
                       START_LIMIT_INTERVAL)
 
     def _start(self) -> None:
-        root = self.layout.root
-        with (self.layout.log_dir / f"{self.name}.log").open("ab") as out:
-            child = subprocess.Popen(
-                [sys.executable, "-m", self.module, "--state-dir", str(root)],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True, cwd=root)
+        child = stack.spawn(self.layout, self.module, self.name)
         self.run = watch(child.pid, child)
         render.write_atomic(self.pid_file, f"{child.pid}\n")
         log.info("%s: started, pid %d", self.name, child.pid)
@@ -222,8 +214,7 @@ class Supervisor:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._retry_all)
-        own_pid = self.layout.pid_file("supervisor")
-        render.write_atomic(own_pid, f"{os.getpid()}\n")
+        own_pid = self.layout.pid_file("supervisor")  # written by stack.up, as it spawned us
         path = self.layout.supervisor_socket
         daemon.prepare_socket_path(path)
         server = await asyncio.start_unix_server(self._control, str(path))

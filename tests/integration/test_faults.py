@@ -12,8 +12,6 @@ from __future__ import annotations
 import secrets
 import signal
 import subprocess
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -21,28 +19,31 @@ from singlewindow import stack
 from singlewindow.config import Config
 from singlewindow.store import connect
 from tests.integration.sinks import Received, delivery_status, dsn_about
-from tests.integration.world import Party, World, faulty_transport, message, wait_until
+from tests.integration.world import (
+    Party,
+    World,
+    faulty_transport,
+    message,
+    message_id,
+    wait_until,
+    world_fixture,
+)
 from tests.unit.mig import factory
 
-
-@pytest.fixture(scope="module")
-def world(sw_stack: Config) -> Iterator[World]:
-    with World(sw_stack) as world:
-        world.add("co", "company")
-        world.add("ag1", "agency")
-        world.add("ag2", "agency")
-        yield world
+world = world_fixture(("co", "company"), ("ag1", "agency"), ("ag2", "agency"))
 
 
 def subject() -> str:
     return "fault " + secrets.token_hex(6)
 
 
-def submit(world: World, subj: str, body: bytes | None = None) -> None:
+def submit(world: World, subj: str, body: bytes | None = None) -> str:
+    """Send to both agencies as the company; return the submission's Message-ID."""
     co, ag1, ag2 = world["co"], world["ag1"], world["ag2"]
     data = message(co, ag1.logical, subj, body if body is not None else factory.gendec(),
                    headers=[f"Cc: <{ag2.logical}>"])
     assert world.submit(co, [ag1.logical, ag2.logical], data) == {}
+    return message_id(data)
 
 
 def about(party: Party, subj: str, count: int = 1, timeout: float = 90.0,
@@ -109,7 +110,7 @@ def test_kill_after_sending_the_control_message_sends_it_once(world: World) -> N
     subj = subject()
     invalid = factory.gendec().replace(b"<Flag>PA</Flag>", b"<Flag>Panama</Flag>")
     data = message(co, ag1.logical, subj, invalid)
-    message_id = data.split(b"Message-ID: ", 1)[1].split(b"\r\n", 1)[0]
+    submission_id = message_id(data).encode()
     with faulty_transport(world.config, "after-inject@forward") as faulty:
         assert world.submit(co, [ag1.logical], data) == {}
         assert faulty.wait(timeout=60) == -signal.SIGKILL
@@ -118,7 +119,7 @@ def test_kill_after_sending_the_control_message_sends_it_once(world: World) -> N
     assert [s["action"] for s in delivery_status(report)] == ["delivered"]
 
     def control(r: Received) -> bool:
-        return b"X-SingleWindow-Message:" in r.data and b"In-Reply-To: " + message_id in r.data
+        return b"X-SingleWindow-Message:" in r.data and b"In-Reply-To: " + submission_id in r.data
     assert len(co.sink.wait_for(control, timeout=60)) == 1
     world.flush()
     assert len(co.sink.wait_for(control, timeout=6, count=2)) == 1
@@ -134,24 +135,29 @@ def test_postgresql_restarted_mid_delivery_delivers_each_copy_once(
     monkeypatch.setenv("SW_TRANSPORT_FAULT_FLAG", str(flag))
     subj = subject()
     with faulty_transport(config, "after-inject@forward:pause=6") as faulty:
-        submit(world, subj)
+        submission_id = submit(world, subj)
         wait_until(flag.exists, 60)
         stack.run([stack.pg_bin("pg_ctl"), "-D", str(layout.pg_data), "-m", "fast", "-w",
                    "-l", str(layout.log_dir / "postgresql.log"), "restart"],
                   user="postgres", cwd=layout.root)
         # The paused attempt wakes to a dead connection and defers; it must not have
         # recorded anything, and its copy is in Postfix's queue.
-        wait_until(lambda: _transport_deferred(config, subj), 60)
+        wait_until(lambda: _transport_deferred(config, submission_id), 60)
         assert faulty.poll() is None
     flag.unlink(missing_ok=True)
     restart_transport(world)
     assert_exactly_once(world, subj)
 
 
-def _transport_deferred(config: Config, subj: str) -> bool:
-    log = config.paths.log_dir / "postfix.log"
+def _transport_deferred(config: Config, submission_id: str) -> bool:
+    """Postfix's LMTP client deferred the submission ``submission_id`` with 4.3.0: found
+    by the queue id cleanup logged with its message-id (long queue ids are never reused)."""
+    lines = (config.paths.log_dir / "postfix.log").read_bytes().splitlines()
+    logged = f": message-id={submission_id}".encode()
+    queue_ids = {line.split(logged, 1)[0].rsplit(b" ", 1)[-1] + b":"
+                 for line in lines if logged in line}
     return any(b"status=deferred" in line and b"lmtp" in line and b"4.3.0" in line
-               for line in log.read_bytes().splitlines()[-400:]) and subj != ""
+               and any(queue_id in line for queue_id in queue_ids) for line in lines)
 
 
 def test_log_rotated_between_attempt_and_recovery_delivers_each_copy_once(
@@ -171,8 +177,6 @@ def test_log_rotated_between_attempt_and_recovery_delivers_each_copy_once(
                                for p in log.parent.glob("postfix.log.*")), 30)
     restart_transport(world)
     assert_exactly_once(world, subj)
-    rotated = sorted(Path(config.paths.log_dir).glob("postfix.log.*"))
-    assert rotated, "postfix logrotate left no rotated file"
 
 
 def padded_gendec(xml_size: int) -> bytes:
@@ -222,10 +226,6 @@ def test_a_copy_postfix_refuses_for_size_is_refused_not_deferred(world: World) -
     with connect(world.config.database) as conn:
         rows = conn.execute(
             "SELECT f.state, f.refusal FROM forward f JOIN message m ON m.id = f.message_id"
-            " WHERE m.header_message_id = %s", (_message_id(data),)).fetchall()
+            " WHERE m.header_message_id = %s", (message_id(data),)).fetchall()
     assert [r["state"] for r in rows] == ["refused", "refused"]
     assert all(r["refusal"].startswith("552 5.3.4") for r in rows)
-
-
-def _message_id(data: bytes) -> str:
-    return data.split(b"Message-ID: ", 1)[1].split(b"\r\n", 1)[0].decode()

@@ -7,24 +7,16 @@ import base64
 import secrets
 import socket
 import threading
-from collections.abc import Iterator
 
 import pytest
 from lxml import etree
 
-from singlewindow.config import Config
 from singlewindow.mig.loader import registry
 from tests.integration.sinks import Received, delivery_status, dsn_about
-from tests.integration.world import World, message
+from tests.integration.world import World, message, message_id, world_fixture
 from tests.unit.mig import factory
 
-
-@pytest.fixture(scope="module")
-def world(sw_stack: Config) -> Iterator[World]:
-    with World(sw_stack) as world:
-        world.add("co", "company")
-        world.add("ag", "agency")
-        yield world
+world = world_fixture(("co", "company"), ("ag", "agency"))
 
 
 def control_message(world: World, message_id: str) -> Received:
@@ -46,7 +38,7 @@ def submit(world: World, subj: str, payload: bytes, ctype: str) -> str:
     co, ag = world["co"], world["ag"]
     data = message(co, ag.logical, subj, payload, content_type=ctype)
     assert world.submit(co, [ag.logical], data) == {}
-    return data.split(b"Message-ID: ", 1)[1].split(b"\r\n", 1)[0].decode()
+    return message_id(data)
 
 
 @pytest.mark.parametrize("payload,ctype,name", [

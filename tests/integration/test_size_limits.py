@@ -5,21 +5,11 @@ from __future__ import annotations
 
 import secrets
 import smtplib
-from collections.abc import Iterator
 
-import pytest
-
-from singlewindow.config import Config
 from tests.integration.sinks import delivery_status, dsn_about
-from tests.integration.world import World, message
+from tests.integration.world import World, message, world_fixture
 
-
-@pytest.fixture(scope="module")
-def world(sw_stack: Config) -> Iterator[World]:
-    with World(sw_stack) as world:
-        world.add("co", "company")
-        world.add("ag", "agency")
-        yield world
+world = world_fixture(("co", "company"), ("ag", "agency"))
 
 
 def test_submission_just_under_the_limit_reaches_the_transport(world: World) -> None:

@@ -8,22 +8,15 @@ import secrets
 import signal
 import socket
 import time
-from collections.abc import Iterator
 
 import pytest
 
 from singlewindow import stack, supervisor
 from singlewindow.config import Config
-from tests.integration.world import World, message, wait_until
+from tests.integration.world import World, message, wait_until, world_fixture
 from tests.unit.mig import factory
 
-
-@pytest.fixture(scope="module")
-def world(sw_stack: Config) -> Iterator[World]:
-    with World(sw_stack) as world:
-        world.add("co", "company")
-        world.add("ag", "agency")
-        yield world
+world = world_fixture(("co", "company"), ("ag", "agency"))
 
 
 def serving_pid(config: Config, name: str) -> int | None:

@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+import pytest
+
 from singlewindow import passwords, stack, supervisor
 from singlewindow.config import Config
 from singlewindow.store import connect, directory
@@ -100,6 +102,20 @@ class World:
                        check=True, capture_output=True)
 
 
+def world_fixture(*parties: tuple[str, str]) -> object:
+    """A module-scoped ``world`` fixture holding ``parties``, each a (role, kind) given to
+    :meth:`World.add`: ``world = world_fixture(("co", "company"), ("ag", "agency"))``."""
+
+    @pytest.fixture(scope="module")
+    def world(sw_stack: Config) -> Iterator[World]:
+        with World(sw_stack) as world:
+            for role, kind in parties:
+                world.add(role, kind)
+            yield world
+
+    return world
+
+
 def message(sender: Party, to: str, subject: str, body: bytes,
             headers: list[str] | None = None,
             content_type: str = "application/xml; charset=utf-8",
@@ -113,6 +129,11 @@ def message(sender: Party, to: str, subject: str, body: bytes,
         lines.append(f"Content-Transfer-Encoding: {cte}")
     lines += headers or []
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def message_id(data: bytes) -> str:
+    """The Message-ID :func:`message` gave ``data``."""
+    return data.split(b"Message-ID: ", 1)[1].split(b"\r\n", 1)[0].decode()
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
