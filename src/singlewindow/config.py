@@ -105,6 +105,12 @@ class Transport:
     dovecot_config: Path | None = None
     #: Dovecot's local delivery agent.
     dovecot_lda: Path = Path("/usr/lib/dovecot/dovecot-lda")
+    #: Postfix's queue control command: once a POP3 session that held a maildrop ends,
+    #: ``postqueue -i`` asks Postfix to retry the deliveries it deferred (SPEC D6).
+    postqueue: Path = Path("/usr/sbin/postqueue")
+    #: Postfix's configuration directory, for ``postqueue -c``; empty: the stack's own
+    #: under state_dir (a deployed node sets Postfix's default, /etc/postfix).
+    postfix_config: Path | None = None
     #: Seconds an attempt holds its claim on a copy (SPEC D4): no other attempt sends that
     #: copy meanwhile, and one that finds the claim taken defers. A copy whose sender died
     #: is looked up in Postfix's or dovecot-lda's log once the lease has run out, so this is
@@ -239,6 +245,10 @@ class Config:
     def dovecot_log(self) -> Path:
         """Where Dovecot (and dovecot-lda) log: the templates set log_path to this."""
         return self.paths.log_dir / "dovecot.log"
+
+    @property
+    def postfix_config(self) -> Path:
+        return self.transport.postfix_config or self.paths.state_dir / "postfix"
 
     @property
     def dovecot_config(self) -> Path:

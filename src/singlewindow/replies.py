@@ -115,6 +115,10 @@ CANNOT_PROCESS = Reply(554, "5.3.0", "Single Window cannot process this message"
 # SPEC R3.2/D6: a POP3 session holds the maildrop. 4.2.1 = mailbox disabled, transient
 # (RFC 3463 3.3): Postfix retries after the session ends.
 MAILDROP_LOCKED = Reply(450, "4.2.1", "Maildrop is in use by a POP3 session, will retry")
+# Delivery into a POP3 maildrop failed (dovecot-lda, the disk): Postfix retries. The text
+# may reach a DSN, so it names no path, login or dovecot-lda output (issue 12; the log
+# has them). 451 / 4.3.0 as INTERNAL_ERROR (RFC 5321 4.2.3, RFC 3463 3.5).
+MAILDROP_FAILED = Reply(451, "4.3.0", "Delivery into the POP3 maildrop failed, will retry")
 
 # I2: the SASL login has no account (deleted while the session was open).
 LOGIN_UNKNOWN = Reply(554, "5.7.1", "Your login is not registered with Single Window")

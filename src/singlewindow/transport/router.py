@@ -36,7 +36,7 @@ from singlewindow.config import Config
 from singlewindow.notices import agency, control
 from singlewindow.replies import Reply
 from singlewindow.store import directory, messages
-from singlewindow.transport import checks, dsn, evidence, maildrop, terminal, translate
+from singlewindow.transport import checks, dsn, evidence, maildrop, retry, terminal, translate
 from singlewindow.transport.forward import InjectError, Injector, Refused
 from singlewindow.transport.lmtp import Transaction
 
@@ -58,9 +58,11 @@ FAULT_FLAG = os.environ.get("SW_TRANSPORT_FAULT_FLAG", "")
 class Deferred(Exception):
     """This recipient must wait (e.g. its maildrop is locked); Postfix retries."""
 
-    def __init__(self, reply: Reply) -> None:
+    def __init__(self, reply: Reply, lock: Path | None = None) -> None:
         super().__init__(reply.line())
         self.reply = reply
+        self.lock = lock
+        """The maildrop lock that held it: retried as soon as that is gone (D6)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +83,8 @@ class Prepared:
     addresses: list[tuple[str, str]]
     header_message_id: str | None
     sha256: str
+    queue_id: str | None = None
+    """Postfix's queue id for this message, from its own (first) Received header."""
 
 
 def prepare(raw: bytes, allowed: tuple[str, ...]) -> Prepared:
@@ -102,6 +106,7 @@ def prepare(raw: bytes, allowed: tuple[str, ...]) -> Prepared:
         addresses=translate.addresses_in(fields) if origin else [],
         header_message_id=translate.field_named(fields, "message-id"),
         sha256=hashlib.sha256(raw).hexdigest(),
+        queue_id=retry.queue_id(translate.field_named(fields, "received")),
     )
 
 
@@ -126,10 +131,12 @@ def _stamp_id(raw: bytes) -> str | None:
 class Router:
     """The ``deliver`` callable of :class:`singlewindow.transport.lmtp.LmtpServer`."""
 
-    def __init__(self, config: Config, pool: ConnectionPool[Any], injector: Injector) -> None:
+    def __init__(self, config: Config, pool: ConnectionPool[Any], injector: Injector,
+                 retrier: retry.Retrier | None = None) -> None:
         self.config = config
         self.pool = pool
         self.injector = injector
+        self.retrier = retrier
 
     async def __call__(self, mail_from: str, rcpt: str, raw: bytes,
                        transaction: Transaction) -> Reply:
@@ -155,6 +162,13 @@ class Router:
                                        transaction.raw, transaction.state)
         except Deferred as deferred:
             log.info("deferring <%s>: %s", rcpt, deferred.reply.line())
+            if deferred.lock is not None and self.retrier is not None:
+                queue_id = prepared.queue_id if isinstance(prepared, Prepared) else None
+                if queue_id:
+                    self.retrier.wait_for(deferred.lock, queue_id)
+                else:
+                    log.warning("no Postfix queue id in the message for <%s>: it waits "
+                                "for Postfix's next try", rcpt)
             return deferred.reply
         except Exception as exc:
             deferral = terminal.deferral(exc)
@@ -384,7 +398,9 @@ class Router:
                 # dovecot-lda exits 0 only after the save; any other end may still have
                 # saved it, which the log tells the next attempt (a retry looks first).
                 messages.release(conn, claim)
-                raise Deferred(reply)
+                locked = reply == replies.MAILDROP_LOCKED
+                raise Deferred(reply, maildrop.lock_path(self.config.paths.maildrop_dir,
+                                                         maildrop_login) if locked else None)
             queue_id = "maildrop"
         else:
             try:

@@ -18,6 +18,7 @@ from singlewindow import daemon, mig, store
 from singlewindow.config import Config
 from singlewindow.transport.forward import Injector
 from singlewindow.transport.lmtp import LmtpServer
+from singlewindow.transport.retry import Retrier
 from singlewindow.transport.router import Router
 
 log = logging.getLogger("sw-transport")
@@ -26,12 +27,16 @@ log = logging.getLogger("sw-transport")
 def make_router(config: Config) -> tuple[Router, ConnectionPool[Any]]:
     pool = store.pool(config.database, config.transport.workers)
     injector = Injector("127.0.0.1", config.listeners.reinject_port, config.hub.hostname)
-    return Router(config, pool, injector), pool
+    retrier = Retrier(config.transport.postqueue, config.postfix_config)
+    return Router(config, pool, injector, retrier), pool
 
 
 async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
     router, pool = make_router(config)
     pool.open(wait=False)
+    # Deliveries a POP3 session's lock deferred are retried once it is gone (D6).
+    if router.retrier is not None:
+        router.retrier.start()
     path = config.paths.lmtp_socket
     daemon.prepare_socket_path(path)
     server = LmtpServer(path, router, hostname=config.hub.hostname,
@@ -51,6 +56,8 @@ async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
             ready.set()
         await stop.wait()
     daemon.notify("STOPPING=1")
+    if router.retrier is not None:
+        router.retrier.stop()
     pool.close()
 
 
