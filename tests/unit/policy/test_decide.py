@@ -102,12 +102,18 @@ def test_msa_second_message_refused_at_end_of_data(parties: psycopg.Connection[A
     assert claims(parties) == 1
 
 
-def test_msa_end_of_data_checks_the_sender_again(parties: psycopg.Connection[Any]) -> None:
+def test_msa_only_the_end_of_data_charges_and_checks_the_sender_again(
+        parties: psycopg.Connection[Any]) -> None:
+    rcpt = req("msa", "clerk@bright.example", login="bright", instance="x")
+    assert decide(parties, rcpt, Policy(), REALM) == "DUNNO"
+    assert claims(parties) == 0
     got = decide(parties, eod("x", sender="edi@acme.example"), Policy(), REALM)
     assert got == replies.SENDER_NOT_YOURS.line()
-    assert decide(parties, eod("y", login=""), Policy(), REALM) == \
+    assert decide(parties, eod("x", login=""), Policy(), REALM) == \
         replies.AUTH_REQUIRED.line()
     assert claims(parties) == 0
+    assert decide(parties, eod("x"), Policy(), REALM) == "DUNNO"
+    assert claims(parties) == 1
 
 
 def test_msa_window_expires(parties: psycopg.Connection[Any]) -> None:
