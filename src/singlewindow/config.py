@@ -82,6 +82,7 @@ class Listeners:
 @dataclass(frozen=True, slots=True)
 class Policy:
     #: SPEC R2.4: submissions per company allowed on the MSA within ``msa_window_seconds``.
+    #: A message counts when it is accepted (the end-of-DATA policy request), not per RCPT.
     msa_rate_limit: int = 1
     #: Length of the MSA rate-limit window in seconds.
     msa_window_seconds: int = 60

@@ -81,8 +81,20 @@ UNKNOWN_TRANSFER_ENCODING = Reply(554, "5.6.1", "Unknown Content-Transfer-Encodi
 UNPARSABLE_MULTIPART = Reply(554, "5.6.0", "A multipart MIME part cannot be parsed")
 # 8. 5.1.0 = other address status (RFC 3463 3.2)
 UNKNOWN_ADDRESS = Reply(554, "5.1.0", "An address in the message is unknown to Single Window")
+# 8, refined (issue 12): an address in From, Sender or Reply-To is known to Single Window
+# but belongs to another party than the submitter. Reason #8 names the header; the code is
+# #9's 5.7.1 (delivery not authorized, RFC 3463 3.8), as for an envelope sender that is
+# not the party's own (SENDER_NOT_YOURS): the address exists, the submitter may not use it.
+HEADER_SENDER_NOT_YOURS = Reply(554, "5.7.1", "An address in From, Sender or Reply-To is "
+                                "not one of your addresses")
 # 9. 5.7.1 = delivery not authorized, message refused (RFC 3463 3.8)
 UNAUTHORISED_LINK = Reply(554, "5.7.1", "This link is not authorised")
+# Issue 12: a delivery report (RFC 3464) from a party's MTA that is about no copy Single
+# Window sent to that party (its ENVID and returned Message-ID name none, or one sent to
+# another party): refused, never forwarded nor recorded on any message but the reporter's
+# own. Closest to #9: 5.7.1 = delivery not authorized, message refused (RFC 3463 3.8).
+REPORT_UNMATCHED = Reply(554, "5.7.1", "This delivery report is about no message Single "
+                         "Window sent to your party; not forwarded")
 # 10. 5.2.1 = mailbox disabled, not accepting messages (RFC 3463 3.3)
 ADDRESS_NOT_ACTIVATED = Reply(554, "5.2.1", "The logical address is not yet activated")
 

@@ -1,10 +1,13 @@
-"""RCPT-time decisions: may this client send this message? Plain functions over the store.
+"""RCPT-time and end-of-DATA decisions: may this client send this message? Plain
+functions over the store.
 
 SPEC F1 and R1.3/R2.3/R2.4. Each function returns a policy action: ``DUNNO`` (no
 objection; the rest of Postfix's restrictions, e.g. the recipient table, still apply) or a
 reply from :mod:`singlewindow.replies`. The listener is named by ``policy_context`` in
 master.cf (``check_policy_service { ..., policy_context=mta }``), so a request cannot
-claim to come from another listener.
+claim to come from another listener; the stage by Postfix's own ``protocol_state``.
+The MSA asks twice: at RCPT (who, which sender, is the party over its allowance) and at
+the end of DATA, where an accepted message is charged (issue 12).
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ Conn = psycopg.Connection[Any]
 #: ``policy_context`` values set in master.cf.
 MTA = "mta"
 MSA = "msa"
+#: ``protocol_state`` of a request from ``smtpd_end_of_data_restrictions``
+#: (SMTPD_POLICY_README): the whole message is in, ``recipient`` is empty.
+END_OF_MESSAGE = "END-OF-MESSAGE"
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +41,7 @@ class Request:
     recipient: str
     sasl_username: str
     instance: str
+    protocol_state: str = "RCPT"
 
     @classmethod
     def from_attrs(cls, attrs: dict[str, str]) -> Request:
@@ -45,6 +52,7 @@ class Request:
             recipient=attrs.get("recipient", ""),
             sasl_username=attrs.get("sasl_username", ""),
             instance=attrs.get("instance", ""),
+            protocol_state=attrs.get("protocol_state", ""),
         )
 
 
@@ -79,7 +87,12 @@ def login_of(sasl_username: str, realm: str) -> str:
 
 
 def decide_msa(conn: Conn, request: Request, policy: Policy, realm: str) -> str:
-    """I2: the login names the party; its own sender only; at most N messages a window."""
+    """I2: the login names the party; its own sender only; at most N messages a window.
+
+    The allowance is charged for an accepted message only, at the end of DATA: a clerk's
+    mistyped recipient (550) or an abandoned transaction costs nothing (issue 12). At RCPT
+    a party already at its limit is refused before it sends the message.
+    """
     if not request.sasl_username:
         return action(replies.AUTH_REQUIRED)
     party = directory.party_by_login(conn, login_of(request.sasl_username, realm))
@@ -87,17 +100,30 @@ def decide_msa(conn: Conn, request: Request, policy: Policy, realm: str) -> str:
         return action(replies.LOGIN_UNKNOWN)
     if not request.sender or not directory.owns_physical(conn, party, request.sender):
         return action(replies.SENDER_NOT_YOURS)
-    if not claim_submission(conn, party.id, request.instance, policy):
-        return action(replies.RATE_LIMITED)
-    return replies.POLICY_DUNNO
+    if request.protocol_state == END_OF_MESSAGE:
+        allowed = claim_submission(conn, party.id, request.instance, policy)
+    else:
+        allowed = not over_limit(conn, party.id, request.instance, policy)
+    return replies.POLICY_DUNNO if allowed else action(replies.RATE_LIMITED)
+
+
+def over_limit(conn: Conn, party_id: int, instance: str, policy: Policy) -> bool:
+    """Has the party used its allowance for the window already? Charges nothing: a
+    message claimed already (``instance``) does not count against itself."""
+    row = conn.execute(
+        "SELECT count(*) AS n FROM msa_claim WHERE party_id = %s AND instance <> %s"
+        " AND claimed_at >= now() - %s::interval",
+        (party_id, instance, f"{policy.msa_window_seconds} seconds")).fetchone()
+    return row is not None and row["n"] >= policy.msa_rate_limit
 
 
 def claim_submission(conn: Conn, party_id: int, instance: str, policy: Policy) -> bool:
     """Count this message against the party's MSA window, once; False when over the limit.
 
-    Postfix asks once per recipient and may repeat a query, all with the same ``instance``
-    (one per mail transaction), so a message is claimed once. The party row lock
-    serialises concurrent claims of one party across smtpd processes and nodes.
+    Called at the end of DATA, once per message; should Postfix repeat the query, it has
+    the same ``instance`` (one per mail transaction), so a message is claimed once. The
+    party row lock serialises concurrent claims of one party across smtpd processes and
+    nodes: of two messages ending at once, the second sees the first's claim.
     """
     window = f"{policy.msa_window_seconds} seconds"
     with conn.transaction():

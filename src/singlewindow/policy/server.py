@@ -42,8 +42,9 @@ class PolicyService:
         except (psycopg.Error, PoolTimeout) as exc:
             log.error("store unavailable, deferring: %s", exc.__class__.__name__)
             result = replies.STORE_UNAVAILABLE.line()
-        log.info("policy context=%s client=%s sender=<%s> recipient=<%s> login=%s action=%s",
-                 request.context, request.client_address, request.sender, request.recipient,
+        log.info("policy context=%s state=%s client=%s sender=<%s> recipient=<%s> login=%s "
+                 "action=%s", request.context, request.protocol_state or "-",
+                 request.client_address, request.sender, request.recipient,
                  request.sasl_username or "-", result)
         return result
 

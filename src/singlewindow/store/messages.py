@@ -112,6 +112,9 @@ class Claim:
     """When the first attempt began (Unix time): older logs cannot hold its traces."""
     attempt: int
     """The number of the attempt holding the claim (a fencing token for :func:`renew`)."""
+    envid: str | None = None
+    """A copy's own ENVID (RFC 3461 4.4), a random token (issue 12); None for generated
+    mail."""
 
 
 def _claim(conn: Conn, table: Table, created: dict[str, Any] | None, where: str,
@@ -133,7 +136,7 @@ def _claim(conn: Conn, table: Table, created: dict[str, Any] | None, where: str,
 def _as_claim(table: Table, row: dict[str, Any], outcome: Outcome) -> Claim:
     return Claim(table, row["id"], row["copy_message_id"], outcome, row["state"],
                  row["queue_id"], row["refusal"], row["created_at"].timestamp(),
-                 row["attempts"])
+                 row["attempts"], row.get("envid"))
 
 
 def claim_forward(conn: Conn, f: Forward, lease: float) -> Claim:
@@ -200,13 +203,44 @@ def first_event(conn: Conn, message_id: str, kind: str, digest: str) -> bool:
     return row is None
 
 
-def has_forwards(conn: Conn, message_id: str) -> bool:
-    """Is ``message_id`` a Single Window message with forwarded copies?"""
-    if not message_id:
-        return False
-    row = conn.execute("SELECT 1 FROM forward WHERE message_id = %s AND recipient NOT LIKE "
-                       "'*%%' LIMIT 1", (message_id,)).fetchone()
-    return row is not None
+@dataclass(frozen=True, slots=True)
+class Copy:
+    """A forwarded copy, as a delivery report about it is checked against (issue 12)."""
+
+    message_id: str
+    """The Single Window id of the message it is a copy of."""
+    destination_party: str | None
+    """The party the copy went to (None if its address is gone)."""
+    envelope_from: str
+    """The copy's envelope sender: where every genuine report about it is sent."""
+
+
+_COPY_SELECT = (
+    "SELECT f.message_id, p.name AS party, m.envelope_from FROM forward f"
+    " JOIN message m ON m.id = f.message_id"
+    " LEFT JOIN address a ON a.logical = f.destination"
+    " LEFT JOIN party p ON p.id = a.party_id"
+    " WHERE f.recipient NOT LIKE '*%%' AND ")
+
+
+def _copy(row: dict[str, Any] | None) -> Copy | None:
+    return None if row is None else Copy(row["message_id"], row["party"],
+                                         str(row["envelope_from"]))
+
+
+def copy_by_envid(conn: Conn, envid: str) -> Copy | None:
+    """The copy that carried this ENVID (a token only its receiver saw)."""
+    if not envid:
+        return None
+    return _copy(conn.execute(_COPY_SELECT + "f.envid = %s", (envid,)).fetchone())
+
+
+def copy_by_message_id(conn: Conn, copy_message_id: str) -> Copy | None:
+    """The copy whose own Message-ID header this is."""
+    if not copy_message_id:
+        return None
+    return _copy(conn.execute(_COPY_SELECT + "f.copy_message_id = %s",
+                              (copy_message_id,)).fetchone())
 
 
 def by_copy_message_id(conn: Conn, copy_message_id: str) -> tuple[str, str | None] | None:

@@ -1,8 +1,10 @@
 """Reading delivery status notifications (RFC 3464) about copies Single Window forwarded.
 
 After the queue: a DSN about the agency leg (from Postfix's own bounce service, or from an
-agency's MTA) carries the Single Window message id as its ENVID (Original-Envelope-Id,
-RFC 3464 2.2.1), which is how it is matched to the submission. No I/O.
+agency's MTA) carries the copy's own ENVID (Original-Envelope-Id, RFC 3464 2.2.1), a token
+only the copy's receiver saw, and usually returns the copy's headers with its Message-ID
+(RFC 3462 text/rfc822-headers, or the whole message/rfc822); the router matches the
+report to the copy by these (issue 12). No I/O.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ class RecipientStatus:
 class Report:
     envid: str
     recipients: tuple[RecipientStatus, ...]
+    returned_message_id: str = ""
+    """The Message-ID of the returned message (the report's third part), if any."""
 
     @property
     def failed(self) -> bool:
@@ -44,6 +48,26 @@ def _field(block: email.message.Message, name: str) -> str:
     become U+FFFD."""
     value = str(block.get(name, "")).encode("utf-8", "surrogateescape")
     return value.decode("utf-8", "replace").replace("\0", "\ufffd")
+
+
+def _returned_message_id(message: email.message.Message) -> str:
+    """The Message-ID in the returned message or headers (RFC 3464 2, RFC 3462 3): only
+    that part counts, not the report's own headers nor anything its text mentions."""
+    for part in message.walk():
+        kind = part.get_content_type()
+        returned: email.message.Message | None = None
+        if kind == "message/rfc822":
+            payload = part.get_payload()
+            if isinstance(payload, list) and payload and \
+                    isinstance(payload[0], email.message.Message):
+                returned = payload[0]
+        elif kind == "text/rfc822-headers":
+            text = part.get_payload(decode=True)
+            if isinstance(text, bytes):
+                returned = email.message_from_bytes(text, policy=email.policy.compat32)
+        if returned is not None:
+            return _field(returned, "Message-ID").strip()
+    return ""
 
 
 def parse(raw: bytes) -> Report | None:
@@ -71,5 +95,5 @@ def parse(raw: bytes) -> Report | None:
                 diagnostic=" ".join(_field(b, "Diagnostic-Code").split()))
             for b in blocks[1:] if isinstance(b, email.message.Message))
         envid = _field(per_message, "Original-Envelope-Id").strip()
-        return Report(envid, recipients)
+        return Report(envid, recipients, _returned_message_id(message))
     return None

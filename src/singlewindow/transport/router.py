@@ -190,11 +190,16 @@ class Router:
                    rcpt: str, raw: bytes, state: dict[str, object]) -> Reply:
         """One recipient of a stamped submission; ``state`` carries what the transaction's
         recipients share (the log entry, the header check, the MIG result)."""
+        unmatched: Reply | None = None
         if not mail_from:
-            # A DSN from an agency's MTA about a copy we forwarded (SPEC §5).
-            handled = self.agency_report(conn, raw)
-            if handled is not None:
-                return handled
+            # A DSN from a party's MTA (an agency's, usually) about a copy we forwarded
+            # (SPEC §5); only the party the copy went to can report on it (issue 12).
+            report = dsn.parse(raw)
+            if report is not None:
+                handled = self.agency_report(conn, report, raw, party=o.party, rcpt=rcpt)
+                if handled is not None:
+                    return handled
+                unmatched = self.unmatched_report(o, report, rcpt)
         if not state.get("recorded"):
             messages.record_message(conn, messages.Received(
                 id=o.message_id, listener=o.listener, party=o.party,
@@ -203,7 +208,7 @@ class Router:
                 queue_id=o.queue_id or None, payload_sha256=p.sha256))
             state["recorded"] = True
         target = directory.find_logical(conn, rcpt)
-        refused = self.check(conn, p, o, mail_from, rcpt, target, state)
+        refused = unmatched or self.check(conn, p, o, mail_from, rcpt, target, state)
         if refused is None:
             assert target is not None
             result = self.validated(p, state)
@@ -252,6 +257,9 @@ class Router:
         if isinstance(unknown, Reply):
             return unknown
         sender = directory.get_party(conn, o.party)
+        not_yours = _header_sender_refusal(sender, p.addresses, _known_headers(conn, p, state))
+        if not_yours is not None:
+            return not_yours
         if not directory.link_allowed(conn, sender, target.party):
             return replies.UNAUTHORISED_LINK.with_text(
                 f"This link is not authorised: {sender.kind} {sender.name} may not send "
@@ -333,7 +341,7 @@ class Router:
             sent = self.deliver_once(
                 conn, claim, functools.partial(build, claim.copy_message_id),
                 sender=mail_from, physical=dest.physical, maildrop_login=dest.maildrop_login,
-                envid=o.message_id, notify="SUCCESS,FAILURE" if mail_from else "NEVER",
+                envid=claim.envid, notify="SUCCESS,FAILURE" if mail_from else "NEVER",
                 orcpt=dest.logical)
             if sent.refusal is not None:
                 refused.append((dest, sent.refusal))
@@ -441,14 +449,12 @@ class Router:
 
     # --- agency-leg reports ------------------------------------------------------------
 
-    def agency_report(self, conn: Conn, raw: bytes) -> Reply | None:
+    def agency_report(self, conn: Conn, report: dsn.Report, raw: bytes, *,
+                      party: str | None, rcpt: str) -> Reply | None:
         """A DSN about a forwarded copy: recorded on the original message; a failure or
         delay is reported to the submitter naming logical addresses only. None: not a
-        report about any copy of ours."""
-        report = dsn.parse(raw)
-        if report is None:
-            return None
-        swid = self.report_subject(conn, report, raw)
+        report about any copy of ours that this reporter may report on."""
+        swid = self.report_subject(conn, report, party=party, rcpt=rcpt)
         if swid is None:
             return None
         digest = hashlib.sha256(raw).hexdigest()
@@ -462,19 +468,39 @@ class Router:
             self.report_failure(conn, swid, report, digest)
         return replies.DELIVERED.with_text(f"Agency-leg report recorded on {swid}")
 
-    def report_subject(self, conn: Conn, report: dsn.Report, raw: bytes) -> str | None:
-        """Which message a report is about: its ENVID, else a copy's Message-ID in it."""
-        if messages.has_forwards(conn, report.envid):
-            return report.envid
-        # Only the returned message's own Message-ID counts: a response that merely
-        # refers to a copy (In-Reply-To) is not a report about it.
-        domain = re.escape(self.config.hub.domain).encode()
-        pattern = rb"(?im)^Message-ID:[ \t]*(<SW[0-9A-Z]+\.[0-9a-f]+@" + domain + rb">)"
-        for match in re.finditer(pattern, raw):
-            found = messages.by_copy_message_id(conn, match[1].decode())
-            if found is not None:
-                return found[0]
+    @staticmethod
+    def report_subject(conn: Conn, report: dsn.Report, *, party: str | None,
+                       rcpt: str) -> str | None:
+        """Which message a report is about (issue 12), or None.
+
+        Only by what Single Window put on the copy: its ENVID, a random token only the
+        copy's receiver saw, else the copy's own Message-ID in the returned headers (for
+        an MTA that does not keep the ENVID). And only a report that comes the way a
+        genuine one does: sent to the copy's envelope sender (RFC 3461 6.2) and, from a
+        party's MTA (``party``, the origin stamp's), by the party the copy went to.
+        ``party`` is None for Postfix's own DSNs about the outbound leg, which this hub
+        wrote; the recipient check keeps a party from having its own submission's DSN,
+        with a copy's identifiers in it, taken for a report about another's message.
+        """
+        found = (messages.copy_by_envid(conn, report.envid),
+                 messages.copy_by_message_id(conn, report.returned_message_id))
+        for copy in found:
+            if copy is None or copy.envelope_from.lower() != rcpt.lower():
+                continue
+            if party is not None and copy.destination_party != party:
+                continue
+            return copy.message_id
         return None
+
+    @staticmethod
+    def unmatched_report(o: originmod.Origin, report: dsn.Report, rcpt: str) -> Reply:
+        """A party's MTA sent a DSN that is about no copy sent to that party: forged, or
+        about something that never left here. Refused, never forwarded (issue 12)."""
+        log.warning("%s: delivery report from %s to <%s> (ENVID %.100r, returned "
+                    "Message-ID %.200r) matches no copy sent to %s: refused",
+                    o.message_id, o.party, rcpt, report.envid,
+                    report.returned_message_id, o.party)
+        return replies.REPORT_UNMATCHED
 
     def report_failure(self, conn: Conn, swid: str, report: dsn.Report, digest: str) -> None:
         forwards = messages.forwards_of(conn, swid)
@@ -523,8 +549,11 @@ class Router:
             return replies.UNKNOWN_ADDRESS.with_text(
                 f"The recipient <{rcpt}> is unknown to Single Window")
         notice = translate.header(raw, agency.NOTICE_HEADER)
-        if not mail_from and notice is None:
-            handled = self.agency_report(conn, raw)
+        report = dsn.parse(raw) if not mail_from and notice is None else None
+        if report is not None:
+            # Postfix's own DSN: about a copy's outbound leg, or about the submission
+            # leg of the recipient's own message (delivered like any other DSN).
+            handled = self.agency_report(conn, report, raw, party=None, rcpt=rcpt)
             if handled is not None:
                 return handled
         key = hashlib.sha256(raw + b"\0" + rcpt.lower().encode()).hexdigest()
@@ -615,6 +644,20 @@ def _known_headers(conn: Conn, p: Prepared, state: dict[str, object]
     if not isinstance(known, dict):
         known = state["known"] = directory.known_addresses(conn, (a for _, a in p.addresses))
     return known
+
+
+def _header_sender_refusal(sender: directory.Party, addresses: list[tuple[str, str]],
+                           known: dict[str, directory.Address]) -> Reply | None:
+    """Issue 12: every address in From, Sender and Reply-To must be the submitting
+    party's own, physical or logical, whether the party is a company or an agency; an
+    address Single Window knows (R5.3 #8 passed) but of another party is refused."""
+    for name, address in addresses:
+        if name in translate.SENDERS and known[address.lower()].party.id != sender.id:
+            return replies.HEADER_SENDER_NOT_YOURS.with_text(
+                f"The address <{address}> in header {name.title()} is not one of your "
+                "addresses: the From, Sender and Reply-To of a message must be the "
+                "submitting party's own")
+    return None
 
 
 def _logical(conn: Conn, known: dict[str, directory.Address], address: str) -> str | None:

@@ -18,6 +18,9 @@ from dataclasses import dataclass
 
 #: Headers whose addresses Single Window translates (and checks, SPEC R5.3 #8).
 TRANSLATED = ("from", "sender", "reply-to", "to", "cc")
+#: The headers that name who sent the message (RFC 5322 3.6.2): each address in them must
+#: be one of the submitting party's own (issue 12), not merely one Single Window knows.
+SENDERS = ("from", "sender", "reply-to")
 #: Headers removed from every copy: trace fields and anything that can name the client's
 #: host or address, the origin stamp, and signatures the rewrite would break anyway.
 REMOVED = frozenset({

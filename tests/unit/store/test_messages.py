@@ -82,3 +82,20 @@ def test_notice_claims_are_keyed_by_message_and_recipient(
     assert claim.outcome == "fresh"
     found = messages.trace(conn, SWID)
     assert found is not None and [n["kind"] for n in found["notices"]] == ["dsn"]
+
+
+def test_a_copy_keeps_its_own_random_envid_across_attempts(
+        conn: psycopg.Connection[Any]) -> None:
+    """Issue 12: a report about a copy is matched by a token only its receiver saw; every
+    retry of the copy sends the same one, and no two copies share one."""
+    received(conn)
+    first = messages.claim_forward(conn, copy(), lease=0.2)
+    time.sleep(0.3)
+    retry = messages.claim_forward(conn, copy(), lease=60)
+    other = messages.claim_forward(conn, copy("coastguard@sw.test"), lease=60)
+    assert first.envid and retry.envid == first.envid and other.envid != first.envid
+    assert SWID not in first.envid
+    found = messages.copy_by_envid(conn, first.envid)
+    assert found is not None and found.message_id == SWID
+    assert found.envelope_from == "acme@sw.test"
+    assert messages.copy_by_envid(conn, SWID) is None

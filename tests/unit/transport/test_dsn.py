@@ -50,3 +50,20 @@ def test_agency_failure_notice_hides_the_agency() -> None:
     assert [r.final_recipient for r in parsed.recipients] == ["customs@sw.test"]
     assert b"customs.example" not in raw
     assert b"X-SingleWindow-Notice: agency-dsn SW123" in raw
+
+
+def test_returned_message_id_only_from_the_returned_part() -> None:
+    """The copy's Message-ID counts only in the returned headers (RFC 3462), not in the
+    report's own headers nor in its human-readable text (issue 12)."""
+    headers = REPORT.replace(b"From: MAILER-DAEMON", b"Message-ID: <own@mx>\r\nFrom: M").replace(
+        b"sorry\r\n", b"sorry about Message-ID: <SW1.ab@sw.test>\r\n").replace(
+        b"--b--\r\n", b"--b\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+                      b"Subject: x\r\nMessage-ID: <SW1.cd@sw.test>\r\n\r\n--b--\r\n")
+    parsed = dsn.parse(headers)
+    assert parsed is not None and parsed.returned_message_id == "<SW1.cd@sw.test>"
+    whole = REPORT.replace(b"--b--\r\n", b"--b\r\nContent-Type: message/rfc822\r\n\r\n"
+                           b"Message-ID: <SW2.ef@sw.test>\r\nSubject: y\r\n\r\nbody\r\n--b--\r\n")
+    parsed = dsn.parse(whole)
+    assert parsed is not None and parsed.returned_message_id == "<SW2.ef@sw.test>"
+    parsed = dsn.parse(REPORT)
+    assert parsed is not None and parsed.returned_message_id == ""
