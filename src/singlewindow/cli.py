@@ -36,10 +36,14 @@ def _config(args: argparse.Namespace) -> configmod.Config:
 
 
 @contextmanager
-def _db(args: argparse.Namespace) -> Iterator[psycopg.Connection[Any]]:
+def _db(args: argparse.Namespace,
+        role: str = configmod.ADMIN_ROLE) -> Iterator[psycopg.Connection[Any]]:
+    """A connection for an operator's command. swctl is the operator's tool, but not the
+    schema's owner: its commands write the directory and read the log as the admin role
+    (no DDL, no rewriting of the log); only ``db migrate`` logs in as the owner."""
     config = _config(args)
     try:
-        conn = connect(config.database, autocommit=True)
+        conn = connect(config.database, autocommit=True, role=role)
     except psycopg.OperationalError as exc:
         # The message names host and reason; never the connection string (passwords).
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unreachable"
@@ -51,7 +55,7 @@ def _db(args: argparse.Namespace) -> Iterator[psycopg.Connection[Any]]:
 # --- db --------------------------------------------------------------------------------
 
 def db_migrate(args: argparse.Namespace) -> int:
-    with _db(args) as conn:
+    with _db(args, configmod.OWNER_ROLE) as conn:
         applied = migrate.migrate(conn)
     for m in applied:
         print(f"applied {m.version:04d}_{m.name}")
