@@ -265,7 +265,8 @@ def render_cmd(args: argparse.Namespace) -> int:
 
     config = configmod.load(Path(args.config)) if args.config else _config(args)
     node = deploy.NodeRole(pop3_backend=args.pop3_backend,
-                           pop3_proxy_networks=tuple(args.pop3_proxy_network or ()))
+                           pop3_backend_address=args.pop3_backend_address,
+                           pop3_proxies=tuple(args.pop3_proxy or ()))
     conf_dir = Path(args.conf_dir) if args.conf_dir else render.CONF_DIR
     changed = deploy.render_target(config, args.target, Path(args.dest), node=node,
                                    conf_dir=conf_dir, check=args.check)
@@ -357,10 +358,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", metavar="FILE",
                    help="config file (default: as every swctl command finds it)")
     p.add_argument("--conf-dir", metavar="DIR", help="the templates (default: conf/)")
-    p.add_argument("--pop3-backend", metavar="HOST",
-                   help="an edge: proxy POP3 logins to this Dovecot backend")
-    p.add_argument("--pop3-proxy-network", action="append", metavar="CIDR",
-                   help="the backend: trust logins proxied from this network")
+    p.add_argument("--pop3-backend", metavar="NAME",
+                   help="an edge: proxy POP3 logins over TLS to this Dovecot backend (the "
+                        "name its certificate carries)")
+    p.add_argument("--pop3-backend-address", metavar="IP",
+                   help="an edge: the backend's address, if its name does not resolve")
+    p.add_argument("--pop3-proxy", action="append", metavar="IP",
+                   help="the backend: trust logins proxied from this edge (once per edge)")
     p.add_argument("--check", action="store_true", help="report what would change, write nothing")
 
     stack_ = sub.add_parser("stack", help="the local stack").add_subparsers(

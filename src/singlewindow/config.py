@@ -253,6 +253,10 @@ class Tls:
     cert_file: Path | None = None
     #: PEM private key matching ``cert_file``.
     key_file: Path | None = None
+    #: The deployment's CA (multi-node): an edge's POP3 proxy verifies the backend's
+    #: certificate and name against it. PostgreSQL's clients name it in
+    #: ``database.conninfo`` (``sslrootcert``). Empty on a single node.
+    ca_file: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)

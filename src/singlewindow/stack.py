@@ -295,7 +295,8 @@ def template_context(config: Config, layout: Layout) -> dict[str, Any]:
         "queue": config.queue,
         "transport": config.transport,
         "paths": config.paths,
-        "tls": {"cert_file": config.cert_file, "key_file": config.key_file},
+        "tls": {"cert_file": config.cert_file, "key_file": config.key_file,
+                "ca_file": config.tls.ca_file},
         "postfix": {
             "private_instance": True,
             "inet_interfaces": config.listeners.bind,
