@@ -253,16 +253,18 @@ def postfix_pgsql_host(dsn: str) -> str:
     """
     params = {k: str(v) for k, v in conninfo_to_dict(dsn).items()}
     host = params.pop("host", "") or "/var/run/postgresql"
-    params.pop("user", None)
+    # With a URI Postfix ignores its "user" and "dbname" settings: the URI names both.
+    user = params.pop("user", "")
     params.pop("dbname", None)
     port = params.pop("port", "")
     if host.startswith("/") and not params:
         return f"unix:{host}"
+    userinfo = f"{urllib.parse.quote(user, safe='')}@" if user else ""
     if host.startswith("/"):
-        netloc = ""
+        netloc = userinfo
         params["host"] = host
     else:
-        netloc = (f"[{host}]" if ":" in host else host) + f":{port or 5432}"
+        netloc = userinfo + (f"[{host}]" if ":" in host else host) + f":{port or 5432}"
     dbname = str(conninfo_to_dict(dsn).get("dbname") or "singlewindow")
     query = urllib.parse.urlencode(sorted(params.items()), quote_via=urllib.parse.quote)
     return f"postgresql://{netloc}/{urllib.parse.quote(dbname)}" + (f"?{query}" if query else "")

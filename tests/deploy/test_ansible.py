@@ -85,7 +85,7 @@ def test_edges_postfix_check_and_proxy(multi_node: Path, edge: str) -> None:
     subprocess.run(["postfix", "-c", str(postfix), "check"], check=True)
     main_cf = (postfix / "main.cf").read_text()
     assert f"relay_recipient_maps = proxy:pgsql:{postfix}/pgsql-logical.cf" in main_cf
-    assert "hosts = postgresql://db1.example.internal:5432/singlewindow?" in \
+    assert "hosts = postgresql://sw_postfix@db1.example.internal:5432/singlewindow?" in \
         (postfix / "pgsql-logical.cf").read_text()
     dovecot = multi_node / edge / "dovecot" / "dovecot.conf"
     shown = subprocess.run(["doveconf", "-c", str(dovecot), "-n"], check=True,
@@ -125,7 +125,7 @@ def _conninfos(multi_node: Path, node: str) -> dict[str, dict[str, str]]:
                          if " = " in line and not line.startswith("#"))
             uri = urlsplit(lines["hosts"])
             assert uri.scheme == "postgresql"
-            found[f"postfix {name}"] = {"host": str(uri.hostname), "user": lines["user"],
+            found[f"postfix {name}"] = {"host": str(uri.hostname), "user": str(uri.username),
                                         **dict(parse_qsl(uri.query))}
     for name in ("sql-strong.conf.ext", "sql-digest-md5.conf.ext", "sql-userdb.conf.ext"):
         text = (multi_node / node / "dovecot" / name).read_text()

@@ -29,7 +29,7 @@ def test_system_paths_not_a_private_instance(tmp_path: Path) -> None:
     assert ctx["postfix"]["config_directory"] == Path("/etc/postfix")
     assert ctx["dovecot"]["auth_socket"] == Path("/run/dovecot/auth-postfix")
     assert ctx["database"]["postfix_hosts"] == (
-        "postgresql://db.sw.internal:5433/singlewindow?passfile=%2Fetc%2Fsinglewindow%2Fpgpass"
+        "postgresql://sw_postfix@db.sw.internal:5433/singlewindow?passfile=%2Fetc%2Fsinglewindow%2Fpgpass"
         "%2Fsw_postfix&sslmode=verify-full&sslrootcert=%2Fetc%2Fsinglewindow%2Ftls%2Fca.pem")
 
 
@@ -41,7 +41,8 @@ def test_render_writes_once_then_nothing(tmp_path: Path) -> None:
     main_cf = (dest / "main.cf").read_text()
     assert "queue_directory" not in main_cf
     assert "maillog_file = /var/lib/singlewindow/log/postfix.log" in main_cf
-    assert "hosts = postgresql://db.sw.internal:5433/" in (dest / "pgsql-logical.cf").read_text()
+    assert "hosts = postgresql://sw_postfix@db.sw.internal:5433/" in \
+        (dest / "pgsql-logical.cf").read_text()
     assert (dest / "pgsql-logical.cf").stat().st_mode & 0o777 == 0o640
     assert deploy.render_target(config, "postfix", dest) == []
     (dest / "main.cf").write_text("edited by hand\n")
