@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from tests.unit.mig import factory  # noqa: E402
 
 from singlewindow import stack  # noqa: E402
-from singlewindow.config import Config, Listeners  # noqa: E402
+from singlewindow.config import ADMIN_ROLE, Config, Listeners  # noqa: E402
 from singlewindow.store import connect, directory  # noqa: E402
 from singlewindow.transport.evidence import postfix_committed  # noqa: E402
 
@@ -434,7 +434,7 @@ def main() -> None:
         sw_started = True
         config = stack.up(sw_dir, base=base, say=lambda _: None)
         domain = config.hub.domain
-        with connect(config.database, autocommit=True) as conn:
+        with connect(config.database, autocommit=True, role=ADMIN_ROLE) as conn:
             directory.add_party(conn, "bench-co", "company", ["127.0.0.1/32"],
                                 f"127.0.0.1:{co_sink}")
             directory.add_address(conn, f"bench-co@{domain}", "bench-co",

@@ -36,10 +36,14 @@ def _config(args: argparse.Namespace) -> configmod.Config:
 
 
 @contextmanager
-def _db(args: argparse.Namespace) -> Iterator[psycopg.Connection[Any]]:
+def _db(args: argparse.Namespace,
+        role: str = configmod.ADMIN_ROLE) -> Iterator[psycopg.Connection[Any]]:
+    """A connection for an operator's command. swctl is the operator's tool, but not the
+    schema's owner: its commands write the directory and read the log as the admin role
+    (no DDL, no rewriting of the log); only ``db migrate`` logs in as the owner."""
     config = _config(args)
     try:
-        conn = connect(config.database, autocommit=True)
+        conn = connect(config.database, autocommit=True, role=role)
     except psycopg.OperationalError as exc:
         # The message names host and reason; never the connection string (passwords).
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unreachable"
@@ -51,7 +55,7 @@ def _db(args: argparse.Namespace) -> Iterator[psycopg.Connection[Any]]:
 # --- db --------------------------------------------------------------------------------
 
 def db_migrate(args: argparse.Namespace) -> int:
-    with _db(args) as conn:
+    with _db(args, configmod.OWNER_ROLE) as conn:
         applied = migrate.migrate(conn)
     for m in applied:
         print(f"applied {m.version:04d}_{m.name}")
@@ -261,7 +265,8 @@ def render_cmd(args: argparse.Namespace) -> int:
 
     config = configmod.load(Path(args.config)) if args.config else _config(args)
     node = deploy.NodeRole(pop3_backend=args.pop3_backend,
-                           pop3_proxy_networks=tuple(args.pop3_proxy_network or ()))
+                           pop3_backend_address=args.pop3_backend_address,
+                           pop3_proxies=tuple(args.pop3_proxy or ()))
     conf_dir = Path(args.conf_dir) if args.conf_dir else render.CONF_DIR
     changed = deploy.render_target(config, args.target, Path(args.dest), node=node,
                                    conf_dir=conf_dir, check=args.check)
@@ -353,10 +358,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", metavar="FILE",
                    help="config file (default: as every swctl command finds it)")
     p.add_argument("--conf-dir", metavar="DIR", help="the templates (default: conf/)")
-    p.add_argument("--pop3-backend", metavar="HOST",
-                   help="an edge: proxy POP3 logins to this Dovecot backend")
-    p.add_argument("--pop3-proxy-network", action="append", metavar="CIDR",
-                   help="the backend: trust logins proxied from this network")
+    p.add_argument("--pop3-backend", metavar="NAME",
+                   help="an edge: proxy POP3 logins over TLS to this Dovecot backend (the "
+                        "name its certificate carries)")
+    p.add_argument("--pop3-backend-address", metavar="IP",
+                   help="an edge: the backend's address, if its name does not resolve")
+    p.add_argument("--pop3-proxy", action="append", metavar="IP",
+                   help="the backend: trust logins proxied from this edge (once per edge)")
     p.add_argument("--check", action="store_true", help="report what would change, write nothing")
 
     stack_ = sub.add_parser("stack", help="the local stack").add_subparsers(

@@ -23,11 +23,30 @@ from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
 #: Where ``swctl`` looks for the config file of a deployed system.
 DEFAULT_CONFIG_FILE = Path("/etc/singlewindow/singlewindow.toml")
 #: Name of the config file inside a local stack's state directory.
 STATE_CONFIG_NAME = "singlewindow.toml"
 
+
+#: The database roles (issue 12). Each part of the hub logs in as its own, with only the
+#: rights migration 0008 grants it; ``swctl stack`` and the singlewindow_postgresql role
+#: create them. Fixed names: the migrations name them.
+#: Owns the database and the schema; only ``swctl db migrate`` logs in as it.
+OWNER_ROLE = "sw"
+#: ``swctl``'s other commands: write the directory (parties, addresses, accounts, links,
+#: routes), read the message log (trace); no DDL, no rewriting of the log.
+ADMIN_ROLE = "sw_admin"
+#: The daemons (policy, milter, transport): read the directory (no password hashes),
+#: write the message log; no DDL.
+DAEMON_ROLE = "sw_daemon"
+#: Postfix's pgsql lookup tables: SELECT on the columns they look up.
+POSTFIX_ROLE = "sw_postfix"
+#: Dovecot's passdb and userdb: SELECT on the accounts' login and hashes.
+DOVECOT_ROLE = "sw_dovecot"
+ROLES = (OWNER_ROLE, ADMIN_ROLE, DAEMON_ROLE, POSTFIX_ROLE, DOVECOT_ROLE)
 
 #: Bytes kept for a copy's header block within ``transport.copy_size_limit``.
 COPY_HEADER_ROOM = 64 * 1024
@@ -56,11 +75,36 @@ class Hub:
 
 @dataclass(frozen=True, slots=True)
 class Database:
-    #: libpq connection string. The local stack points it at its private cluster's socket
-    #: directory; a deployment at its PostgreSQL node.
-    conninfo: str = "dbname=singlewindow user=sw"
+    """Where PostgreSQL is, and which role each part of the hub logs in as (issue 12).
+
+    Every part logs in as its own role (the ``*_ROLE`` names above). ``dsn`` adds the
+    role, and its password file, to ``conninfo``.
+    """
+
+    #: libpq connection string naming the server and database, without a role (a ``user``
+    #: in it is replaced by the role of whoever connects). The local stack points it at
+    #: its private cluster's socket directory (peer authentication); a deployment at its
+    #: PostgreSQL node, over TLS: a TCP ``host`` without ``sslmode`` gets
+    #: ``sslmode=verify-full`` (give ``sslrootcert``, the deployment's CA).
+    conninfo: str = "dbname=singlewindow"
+    #: A directory with one libpq password file per role, named after the role, each
+    #: readable only by the system user that logs in as it (a database on another node:
+    #: SCRAM over TLS). Empty: no password (peer authentication over the unix socket).
+    passfile_dir: Path | None = None
     #: Seconds a daemon waits for a connection before it defers (4.3.0) instead.
     connect_timeout: int = 5
+
+    def dsn(self, role: str | None = None) -> str:
+        """The libpq connection string for ``role`` (the daemons' role if None)."""
+        role = role or DAEMON_ROLE
+        params: dict[str, Any] = {"user": role}
+        if self.passfile_dir is not None:
+            params["passfile"] = str(self.passfile_dir / role)
+        given = conninfo_to_dict(self.conninfo)
+        host = str(given.get("host") or "")
+        if host and not host.startswith("/") and "sslmode" not in given:
+            params["sslmode"] = "verify-full"
+        return make_conninfo(self.conninfo, **params)
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +260,10 @@ class Tls:
     cert_file: Path | None = None
     #: PEM private key matching ``cert_file``.
     key_file: Path | None = None
+    #: The deployment's CA (multi-node): an edge's POP3 proxy verifies the backend's
+    #: certificate and name against it. PostgreSQL's clients name it in
+    #: ``database.conninfo`` (``sslrootcert``). Empty on a single node.
+    ca_file: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)

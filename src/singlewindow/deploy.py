@@ -16,6 +16,7 @@ nothing and Ansible reports ``changed=0``.
 from __future__ import annotations
 
 import grp
+import ipaddress
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,10 +68,24 @@ TARGETS: dict[str, tuple[Output, ...]] = {
 class NodeRole:
     """What one node of a multi-node hub adds to the shared configuration (SPEC D9)."""
 
-    #: On an edge: the Dovecot backend that holds the POP3 maildrops (Dovecot proxying).
+    #: On an edge: the name of the Dovecot backend that holds the POP3 maildrops (Dovecot
+    #: proxying). The proxy speaks TLS to it and checks that its certificate, signed by
+    #: ``tls.ca_file``, carries this name: the clients' USER/PASS never cross in clear.
     pop3_backend: str | None = None
-    #: On the backend: the edges' networks, whose proxied logins Dovecot trusts.
-    pop3_proxy_networks: tuple[str, ...] = field(default_factory=tuple)
+    #: On an edge: the backend's address, when its name does not resolve to it.
+    pop3_backend_address: str | None = None
+    #: On the backend: the edges' addresses, each one host, whose proxied logins Dovecot
+    #: trusts (login_trusted_networks); nobody else is trusted.
+    pop3_proxies: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        for text in (*self.pop3_proxies, *filter(None, [self.pop3_backend_address])):
+            try:
+                ipaddress.ip_address(text)
+            except ValueError:
+                raise stack.StackError(
+                    f"{text!r} is not one address: the POP3 backend trusts its edges one "
+                    "by one, never a network") from None
 
 
 def template_context(config: Config, node: NodeRole = NodeRole(), *,
@@ -97,8 +112,12 @@ def template_context(config: Config, node: NodeRole = NodeRole(), *,
         "auth_socket_name": "auth-postfix",
         "auth_socket": DOVECOT_BASE_DIR / "auth-postfix",
         "proxy_host": node.pop3_backend,
-        "login_trusted_networks": list(node.pop3_proxy_networks),
+        "proxy_hostip": node.pop3_backend_address,
+        "login_trusted_networks": list(node.pop3_proxies),
     }
+    if node.pop3_backend and config.tls.ca_file is None:
+        raise stack.StackError("an edge verifies the POP3 backend's certificate: set "
+                               "[tls] ca_file to the deployment's CA")
     return ctx
 
 

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -234,7 +235,8 @@ def init_config(state_dir: Path, base: Config | None = None) -> Config:
     if layout.config_file.exists():
         return configmod.for_state_dir(state_dir)
     config = base or Config()
-    conninfo = f"host={layout.pg_socket_dir} dbname=singlewindow user=sw"
+    # No role here: each part adds its own (Database.dsn).
+    conninfo = f"host={layout.pg_socket_dir} dbname=singlewindow"
     config = replace(config, paths=replace(config.paths, state_dir=state_dir),
                      database=replace(config.database, conninfo=conninfo))
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -242,12 +244,43 @@ def init_config(state_dir: Path, base: Config | None = None) -> Config:
     return config
 
 
-def postfix_pgsql_host(conninfo: dict[str, Any]) -> str:
-    """The ``hosts`` of a Postfix pgsql table (pgsql_table(5)) for a libpq conninfo."""
-    host = conninfo.get("host") or "/var/run/postgresql"
-    if host.startswith("/"):
+def postfix_pgsql_host(dsn: str) -> str:
+    """The ``hosts`` of a Postfix pgsql table (pgsql_table(5)) for a libpq conninfo.
+
+    A unix socket keeps the historical ``unix:`` form; a server on another node gets a
+    ``postgresql://`` URI so that libpq's TLS and password-file parameters
+    (``sslmode=verify-full``, ``sslrootcert``, ``passfile``) reach it too.
+    """
+    params = {k: str(v) for k, v in conninfo_to_dict(dsn).items()}
+    host = params.pop("host", "") or "/var/run/postgresql"
+    # With a URI Postfix ignores its "user" and "dbname" settings: the URI names both.
+    user = params.pop("user", "")
+    params.pop("dbname", None)
+    port = params.pop("port", "")
+    if host.startswith("/") and not params:
         return f"unix:{host}"
-    return f"inet:{host}:{conninfo.get('port') or 5432}"
+    userinfo = f"{urllib.parse.quote(user, safe='')}@" if user else ""
+    if host.startswith("/"):
+        netloc = userinfo
+        params["host"] = host
+    else:
+        netloc = userinfo + (f"[{host}]" if ":" in host else host) + f":{port or 5432}"
+    dbname = str(conninfo_to_dict(dsn).get("dbname") or "singlewindow")
+    query = urllib.parse.urlencode(sorted(params.items()), quote_via=urllib.parse.quote)
+    return f"postgresql://{netloc}/{urllib.parse.quote(dbname)}" + (f"?{query}" if query else "")
+
+
+#: Local stack: which system user may log in as which role over the unix socket (peer
+#: authentication, pg_ident.conf). The daemons run as root here, as the maildrop user on a
+#: deployed node; root is also the operator (swctl).
+PEER_MAP: tuple[tuple[str, str], ...] = (
+    ("root", configmod.OWNER_ROLE),
+    ("root", configmod.ADMIN_ROLE),
+    ("root", configmod.DAEMON_ROLE),
+    (MAILDROP_USER, configmod.DAEMON_ROLE),
+    ("postfix", configmod.POSTFIX_ROLE),
+    ("dovecot", configmod.DOVECOT_ROLE),
+)
 
 
 def template_context(config: Config, layout: Layout) -> dict[str, Any]:
@@ -264,7 +297,8 @@ def template_context(config: Config, layout: Layout) -> dict[str, Any]:
         "queue": config.queue,
         "transport": config.transport,
         "paths": config.paths,
-        "tls": {"cert_file": config.cert_file, "key_file": config.key_file},
+        "tls": {"cert_file": config.cert_file, "key_file": config.key_file,
+                "ca_file": config.tls.ca_file},
         "postfix": {
             "private_instance": True,
             "inet_interfaces": config.listeners.bind,
@@ -292,15 +326,16 @@ def template_context(config: Config, layout: Layout) -> dict[str, Any]:
             "login_trusted_networks": [],
         },
         "database": {
-            "host": db.get("host", "/var/run/postgresql"),
             "dbname": db.get("dbname", "singlewindow"),
-            "user": db.get("user", "sw"),
-            "password": db.get("password"),
-            "postfix_hosts": postfix_pgsql_host(db),
-            # Networks that reach the database over TCP (a multi-node deployment).
-            "client_networks": [],
-            "dovecot_connect": config.database.conninfo,
-            "os_users": ["root", "postfix", "dovecot", MAILDROP_USER],
+            "roles": list(configmod.ROLES),
+            # Postfix and Dovecot each log in as their own role (migration 0008), with
+            # the password from their own password file when the database is remote.
+            "postfix_hosts": postfix_pgsql_host(config.database.dsn(configmod.POSTFIX_ROLE)),
+            "postfix_user": configmod.POSTFIX_ROLE,
+            "dovecot_connect": config.database.dsn(configmod.DOVECOT_ROLE),
+            # Who reaches the database over TCP (a multi-node deployment): role, address.
+            "tcp_clients": [],
+            "peer_map": [list(pair) for pair in PEER_MAP],
         },
         "maildrop": {"uid": maildrop.pw_uid, "gid": maildrop.pw_gid},
     }
@@ -354,17 +389,19 @@ def _postgres(config: Config, layout: Layout, ctx: dict[str, Any], say: Say) -> 
     else:
         say("postgresql: starting")
         run([*ctl, "-l", str(log), "-w", "-t", "60", "start"], user="postgres", cwd=layout.root)
-    db, role = ctx["database"]["dbname"], ctx["database"]["user"]
-    bootstrap = (
+    db, owner = ctx["database"]["dbname"], configmod.OWNER_ROLE
+    # One login role per part of the hub (config.py); migration 0008 grants their rights.
+    bootstrap = "".join(
         f"SELECT 'CREATE ROLE {role} LOGIN' WHERE NOT EXISTS "
         f"(SELECT FROM pg_roles WHERE rolname = '{role}') \\gexec\n"
-        f"SELECT 'CREATE DATABASE {db} OWNER {role}' WHERE NOT EXISTS "
+        for role in configmod.ROLES) + (
+        f"SELECT 'CREATE DATABASE {db} OWNER {owner}' WHERE NOT EXISTS "
         f"(SELECT FROM pg_database WHERE datname = '{db}') \\gexec\n"
     )
     run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", str(layout.pg_socket_dir),
          "-U", "postgres", "-d", "postgres", "-f", "-"], user="postgres",
         input_=bootstrap, cwd=layout.root)
-    with connect(config.database, autocommit=True) as conn:
+    with connect(config.database, autocommit=True, role=configmod.OWNER_ROLE) as conn:
         for migration in migrate.migrate(conn):
             say(f"postgresql: applied migration {migration.version:04d}_{migration.name}")
 
@@ -563,7 +600,7 @@ def seed_demo(config: Config, say: Say = print) -> None:
     """Add the demo parties once; the mail client's password goes to a 0600 file."""
     domain = config.hub.domain
     credentials = config.paths.state_dir / "demo-credentials"
-    with connect(config.database, autocommit=True) as conn:
+    with connect(config.database, autocommit=True, role=configmod.ADMIN_ROLE) as conn:
         if directory.find_logical(conn, f"acme@{domain}") is not None:
             return
         password = secrets.token_urlsafe(12)

@@ -9,16 +9,35 @@ without them. The converge into a debootstrapped Debian root is test_converge.py
 from __future__ import annotations
 
 import os
+import pwd
+import stat
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
+from psycopg.conninfo import conninfo_to_dict
+
+from singlewindow.config import (
+    ADMIN_ROLE,
+    DAEMON_ROLE,
+    DOVECOT_ROLE,
+    OWNER_ROLE,
+    POSTFIX_ROLE,
+    Database,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 ANSIBLE = REPO / "ansible"
 BIN = Path(sys.executable).parent
 INVENTORIES = ("single-node", "multi-node")
+#: The multi-node inventory's Vault variables, vault_singlewindow_db_ROLE_password.
+VAULT_ROLES = ("owner", "admin", "daemon", "postfix", "dovecot")
+PASSWORD = "render-test-only-"
+EDGES = {"edge1.example.internal": "10.0.2.11", "edge2.example.internal": "10.0.2.12"}
+HUB_NODES = (*EDGES, "pop1.example.internal")
 
 
 def run(cmd: list[str]) -> subprocess.CompletedProcess[str]:
@@ -54,34 +73,130 @@ def multi_node(tmp_path_factory: pytest.TempPathFactory) -> Path:
          str(REPO / "tests/deploy/render-multi-node.yml"),
          "-e", f"render_root={root}", "-e", f"swctl={BIN / 'swctl'}",
          "-e", f"conf_dir={REPO / 'conf'}", "-e", f"ansible_python_interpreter={sys.executable}",
-         # A throwaway for the test; operators give theirs from Ansible Vault.
-         "-e", "vault_singlewindow_database_password=render-test-only"])
+         # Throwaways for the test; operators give theirs from Ansible Vault.
+         *[arg for role in VAULT_ROLES
+           for arg in ("-e", f"vault_singlewindow_db_{role}_password={PASSWORD}{role}")]])
     return root
 
 
-@pytest.mark.parametrize("edge", ["edge1.example.internal", "edge2.example.internal"])
+@pytest.mark.parametrize("edge", list(EDGES))
 def test_edges_postfix_check_and_proxy(multi_node: Path, edge: str) -> None:
     postfix = multi_node / edge / "postfix"
     subprocess.run(["postfix", "-c", str(postfix), "check"], check=True)
     main_cf = (postfix / "main.cf").read_text()
     assert f"relay_recipient_maps = proxy:pgsql:{postfix}/pgsql-logical.cf" in main_cf
-    assert "hosts = inet:db1.example.internal:5432" in (postfix / "pgsql-logical.cf").read_text()
+    assert "hosts = postgresql://sw_postfix@db1.example.internal:5432/singlewindow?" in \
+        (postfix / "pgsql-logical.cf").read_text()
     dovecot = multi_node / edge / "dovecot" / "dovecot.conf"
-    subprocess.run(["doveconf", "-c", str(dovecot), "-n"], check=True, capture_output=True)
+    shown = subprocess.run(["doveconf", "-c", str(dovecot), "-n"], check=True,
+                           capture_output=True, text=True).stdout
+    # The proxy speaks TLS to the backend's POP3S port and verifies its certificate and
+    # name against the deployment's CA: USER/PASS never cross in clear.
+    assert f"ssl_client_ca_file = {multi_node}/cert.pem" in shown
     strong = (multi_node / edge / "dovecot" / "sql-strong.conf.ext").read_text()
-    assert "'Y' AS proxy, '10.0.3.10' AS host" in strong
+    assert "'Y' AS proxy, 'pop1.example.internal' AS host, \\\n  '10.0.3.10' AS hostip, " \
+           "\\\n  '995' AS port, 'yes' AS ssl FROM account" in strong
 
 
 def test_pop3_backend_trusts_edges_only(multi_node: Path) -> None:
     dovecot = multi_node / "pop1.example.internal" / "dovecot" / "dovecot.conf"
     shown = subprocess.run(["doveconf", "-c", str(dovecot), "-n"], check=True,
                            capture_output=True, text=True).stdout
-    assert "login_trusted_networks = 10.0.2.0/24" in shown
+    # Exactly the edges' addresses, not their network.
+    assert "login_trusted_networks = 10.0.2.11 10.0.2.12\n" in shown
+    # Only POP3S: the plain listener the proxies used to reach in clear is off.
+    pop3 = shown.split("inet_listener pop3 {", 1)[1].split("}", 1)[0]
+    assert "port = 0" in pop3
     assert not (multi_node / "pop1.example.internal" / "postfix").exists()
 
 
-def test_database_node_allows_hub_networks_by_password(multi_node: Path) -> None:
-    hba = (multi_node / "db1.example.internal" / "postgresql" / "pg_hba.conf").read_text()
-    assert "hostssl singlewindow  sw  10.0.2.0/24  scram-sha-256" in hba
-    assert "hostssl singlewindow  sw  10.0.3.0/24  scram-sha-256" in hba
-    assert "render-test-only" not in hba
+def _conninfos(multi_node: Path, node: str) -> dict[str, dict[str, str]]:
+    """Every libpq connection a hub node makes, by who makes it, as rendered."""
+    found: dict[str, dict[str, str]] = {}
+    toml = tomllib.loads((multi_node / node / "singlewindow.toml").read_text())
+    database = Database(conninfo=toml["database"]["conninfo"],
+                        passfile_dir=Path(toml["database"]["passfile_dir"]))
+    for role in (DAEMON_ROLE, ADMIN_ROLE, OWNER_ROLE):  # the daemons; swctl
+        found[role] = {k: str(v) for k, v in conninfo_to_dict(database.dsn(role)).items()}
+    for name in ("pgsql-logical.cf", "pgsql-relay.cf"):
+        path = multi_node / node / "postfix" / name
+        if path.exists():
+            lines = dict(line.split(" = ", 1) for line in path.read_text().splitlines()
+                         if " = " in line and not line.startswith("#"))
+            uri = urlsplit(lines["hosts"])
+            assert uri.scheme == "postgresql"
+            found[f"postfix {name}"] = {"host": str(uri.hostname), "user": str(uri.username),
+                                        **dict(parse_qsl(uri.query))}
+    for name in ("sql-strong.conf.ext", "sql-digest-md5.conf.ext", "sql-userdb.conf.ext"):
+        text = (multi_node / node / "dovecot" / name).read_text()
+        [connect] = [line for line in text.splitlines() if line.startswith("connect = ")]
+        found[f"dovecot {name}"] = {
+            k: str(v) for k, v in conninfo_to_dict(connect.split(" = ", 1)[1]).items()}
+    return found
+
+
+@pytest.mark.parametrize("node", HUB_NODES)
+def test_every_database_client_verifies_the_server(multi_node: Path, node: str) -> None:
+    """Daemons, swctl, Postfix's maps and Dovecot's SQL: TLS, the server's certificate and
+    name checked against the deployment's CA, each as its own role, its password from its
+    own file (never in the config file)."""
+    found = _conninfos(multi_node, node)
+    assert any(k.startswith("dovecot") for k in found)
+    assert any(k.startswith("postfix") for k in found) == (node in EDGES)
+    for who, params in found.items():
+        assert params["host"] == "db1.example.internal", who
+        assert params["sslmode"] == "verify-full", who
+        assert params["sslrootcert"] == f"{multi_node}/cert.pem", who
+        assert params["passfile"] == f"{multi_node}/{node}/pgpass/{params['user']}", who
+        assert "password" not in params, who
+    assert {p["user"] for w, p in found.items() if w.startswith("postfix")} <= {POSTFIX_ROLE}
+    assert {p["user"] for w, p in found.items() if w.startswith("dovecot")} == {DOVECOT_ROLE}
+    assert PASSWORD not in (multi_node / node / "singlewindow.toml").read_text()
+
+
+@pytest.mark.parametrize("node", HUB_NODES)
+def test_each_node_holds_only_its_roles_passwords(multi_node: Path, node: str) -> None:
+    owners = {"sw": "root", "sw_admin": "root", "sw_daemon": "singlewindow",
+              "sw_postfix": "postfix", "sw_dovecot": "dovecot"}
+    expected = {"sw_dovecot"}
+    if node in EDGES:
+        expected |= {"sw_admin", "sw_daemon", "sw_postfix"}
+    if node == "edge1.example.internal":  # where migrations run
+        expected.add("sw")
+    pgpass = multi_node / node / "pgpass"
+    assert {p.name for p in pgpass.iterdir()} == expected
+    vault = dict(zip(("sw", "sw_admin", "sw_daemon", "sw_postfix", "sw_dovecot"),
+                     VAULT_ROLES, strict=True))
+    for role in expected:
+        path = pgpass / role
+        assert path.read_text() == f"*:*:*:{role}:{PASSWORD}{vault[role]}\n"
+        st = path.stat()
+        # libpq ignores a password file that anyone but its owner may read.
+        assert stat.S_IMODE(st.st_mode) == 0o600
+        assert pwd.getpwuid(st.st_uid).pw_name == owners[role]
+
+
+def test_database_node_lets_each_role_in_from_its_nodes_over_tls_only(
+        multi_node: Path) -> None:
+    db = multi_node / "db1.example.internal" / "postgresql"
+    hba = [line.split() for line in (db / "pg_hba.conf").read_text().splitlines()
+           if line.strip() and not line.startswith("#")]
+    assert {line[0] for line in hba} == {"local", "hostssl"}
+    remote = {(line[2], line[3]) for line in hba if line[0] == "hostssl"}
+    assert all(line[1] == "singlewindow" and line[4:] == ["scram-sha-256"]
+               for line in hba if line[0] == "hostssl")
+    expected = {(role, f"{address}/32") for address in EDGES.values()
+                for role in ("sw_admin", "sw_daemon", "sw_postfix", "sw_dovecot")}
+    expected |= {("sw", "10.0.2.11/32"), ("sw_dovecot", "10.0.3.10/32")}
+    assert remote == expected
+    assert PASSWORD not in (db / "pg_hba.conf").read_text()
+    # Over the socket only the operator (root: swctl and its migrations).
+    ident = [line.split() for line in (db / "pg_ident.conf").read_text().splitlines()
+             if line.strip() and not line.startswith("#")]
+    assert ident == [["sw", "root", "sw"], ["sw", "root", "sw_admin"]]
+    conf = (db / "conf.d" / "singlewindow.conf").read_text()
+    assert "\nssl = on\n" in conf and "ssl_min_protocol_version = 'TLSv1.2'" in conf
+    key = db / "singlewindow-server.key"
+    assert f"ssl_key_file = '{key}'" in conf
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert pwd.getpwuid(key.stat().st_uid).pw_name == "postgres"

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import pytest
 
 from singlewindow import passwords
-from singlewindow.config import Config
+from singlewindow.config import ADMIN_ROLE, Config
 from singlewindow.store import connect, directory
 
 pytestmark = pytest.mark.integration
@@ -39,7 +39,7 @@ def mail_client(sw_stack: Config) -> MailClient:
     name = "mc" + secrets.token_hex(4)
     password = secrets.token_urlsafe(12)
     domain = sw_stack.hub.domain
-    with connect(sw_stack.database, autocommit=True) as conn:
+    with connect(sw_stack.database, autocommit=True, role=ADMIN_ROLE) as conn:
         directory.add_party(conn, name, "company", [], None)
         directory.add_account(conn, name, name, passwords.strong_hash(password),
                               passwords.digest_md5_hash(name, sw_stack.hub.sasl_realm, password))

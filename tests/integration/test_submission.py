@@ -14,7 +14,7 @@ import pytest
 from flufl.bounce import scan_message
 
 from singlewindow import stack
-from singlewindow.config import Config
+from singlewindow.config import ADMIN_ROLE, Config
 from singlewindow.store import connect, directory, messages
 from tests.integration.sinks import Received, delivery_status, dsn_about
 from tests.integration.world import World, faulty_transport, message
@@ -156,7 +156,7 @@ def test_each_failure_reason_gets_its_dsn(parties: World, reason: int) -> None:
 
 def test_fan_out_reaches_both_agencies_once(parties: World) -> None:
     co, ag1, ag2 = parties["co"], parties["ag1"], parties["ag2"]
-    with connect(parties.config.database, autocommit=True) as conn:
+    with connect(parties.config.database, autocommit=True, role=ADMIN_ROLE) as conn:
         directory.add_route(conn, ag1.logical, "PAXLST-D03B", [ag1.logical, ag2.logical])
     subj = subject()
     data = message(co, ag1.logical, subj, factory.paxlst(), content_type="application/EDIFACT")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from singlewindow import passwords, stack, supervisor
-from singlewindow.config import Config
+from singlewindow.config import ADMIN_ROLE, Config
 from singlewindow.store import connect, directory
 from tests.conftest import free_port
 from tests.integration.sinks import Sink
@@ -51,7 +51,7 @@ class World:
             sink.start()
         domain = self.config.hub.domain
         party = Party(name, f"{name}@{domain}", f"edi@{name}.example", peer, sink)
-        with connect(self.config.database, autocommit=True) as conn:
+        with connect(self.config.database, autocommit=True, role=ADMIN_ROLE) as conn:
             directory.add_party(conn, name, kind, [f"{peer}/32"], f"127.0.0.1:{sink.port}")
             directory.add_address(conn, party.logical, name, party.physical, None, domain,
                                   active=active)
@@ -65,7 +65,7 @@ class World:
         domain = self.config.hub.domain
         party = Party(name, f"{name}@{domain}", f"clerk@{name}.example", "", Sink(0),
                       login=name, password=password)
-        with connect(self.config.database, autocommit=True) as conn:
+        with connect(self.config.database, autocommit=True, role=ADMIN_ROLE) as conn:
             directory.add_party(conn, name, "company", [], None)
             directory.add_account(conn, name, name, passwords.strong_hash(password),
                                   passwords.digest_md5_hash(name, self.config.hub.sasl_realm,

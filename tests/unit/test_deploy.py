@@ -4,16 +4,22 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
 
-from singlewindow import cli, deploy
-from singlewindow.config import Config, Database, Paths, Transport
+import pytest
+from psycopg.conninfo import conninfo_to_dict
+
+from singlewindow import cli, deploy, stack
+from singlewindow.config import Config, Database, Paths, Tls, Transport
 
 
 def node_config(tmp_path: Path) -> Config:
     return replace(
         Config(), paths=Paths(state_dir=Path("/var/lib/singlewindow")),
         database=Database(conninfo="host=db.sw.internal port=5433 dbname=singlewindow "
-                                   "user=sw password=s3cret"),
+                                   "sslrootcert=/etc/singlewindow/tls/ca.pem",
+                          passfile_dir=Path("/etc/singlewindow/pgpass")),
+        tls=Tls(ca_file=Path("/etc/singlewindow/tls/ca.pem")),
         transport=Transport(dovecot_config=tmp_path / "dovecot" / "dovecot.conf"))
 
 
@@ -22,7 +28,9 @@ def test_system_paths_not_a_private_instance(tmp_path: Path) -> None:
     assert ctx["postfix"]["private_instance"] is False
     assert ctx["postfix"]["config_directory"] == Path("/etc/postfix")
     assert ctx["dovecot"]["auth_socket"] == Path("/run/dovecot/auth-postfix")
-    assert ctx["database"]["postfix_hosts"] == "inet:db.sw.internal:5433"
+    assert ctx["database"]["postfix_hosts"] == (
+        "postgresql://sw_postfix@db.sw.internal:5433/singlewindow?passfile=%2Fetc%2Fsinglewindow%2Fpgpass"
+        "%2Fsw_postfix&sslmode=verify-full&sslrootcert=%2Fetc%2Fsinglewindow%2Ftls%2Fca.pem")
 
 
 def test_render_writes_once_then_nothing(tmp_path: Path) -> None:
@@ -33,8 +41,8 @@ def test_render_writes_once_then_nothing(tmp_path: Path) -> None:
     main_cf = (dest / "main.cf").read_text()
     assert "queue_directory" not in main_cf
     assert "maillog_file = /var/lib/singlewindow/log/postfix.log" in main_cf
-    assert "hosts = inet:db.sw.internal:5433" in (dest / "pgsql-logical.cf").read_text()
-    # The database password is readable by root and Postfix only.
+    assert "hosts = postgresql://sw_postfix@db.sw.internal:5433/" in \
+        (dest / "pgsql-logical.cf").read_text()
     assert (dest / "pgsql-logical.cf").stat().st_mode & 0o777 == 0o640
     assert deploy.render_target(config, "postfix", dest) == []
     (dest / "main.cf").write_text("edited by hand\n")
@@ -46,14 +54,70 @@ def test_edge_proxies_pop3_backend_trusts_edges(tmp_path: Path) -> None:
     config = node_config(tmp_path)
     edge, backend = tmp_path / "edge", tmp_path / "backend"
     deploy.render_target(config, "dovecot", edge,
-                         node=deploy.NodeRole(pop3_backend="10.0.3.10"))
+                         node=deploy.NodeRole(pop3_backend="pop1.sw.internal",
+                                              pop3_backend_address="10.0.3.10"))
     deploy.render_target(config, "dovecot", backend,
-                         node=deploy.NodeRole(pop3_proxy_networks=("10.0.2.0/24",)))
-    assert "'Y' AS proxy, '10.0.3.10' AS host" in (edge / "sql-strong.conf.ext").read_text()
+                         node=deploy.NodeRole(pop3_proxies=("10.0.2.11", "10.0.2.12")))
+    strong = (edge / "sql-strong.conf.ext").read_text()
+    assert "'Y' AS proxy, 'pop1.sw.internal' AS host," in strong
+    assert "'10.0.3.10' AS hostip," in strong
+    assert f"'{config.listeners.pop3s_port}' AS port, 'yes' AS ssl FROM account" in strong
+    edge_conf, backend_conf = (edge / "dovecot.conf").read_text(), \
+        (backend / "dovecot.conf").read_text()
+    assert "ssl_client_ca_file = /etc/singlewindow/tls/ca.pem" in edge_conf
     assert "proxy" not in (backend / "sql-strong.conf.ext").read_text().split("driver")[1]
-    assert "login_trusted_networks = 10.0.2.0/24" in (backend / "dovecot.conf").read_text()
+    assert "login_trusted_networks = 10.0.2.11 10.0.2.12\n" in backend_conf
+    # The backend serves the proxies on POP3S only: its plain POP3 listener is off.
+    assert "inet_listener pop3 {\n    # The backend: only the edges' proxies connect, and " \
+           "only to POP3S.\n    port = 0\n" in backend_conf
     assert "login_trusted_networks" not in (edge / "dovecot.conf").read_text()
     assert "base_dir" not in (edge / "dovecot.conf").read_text()
+
+
+def test_backend_trusts_edges_one_by_one_never_a_network(tmp_path: Path) -> None:
+    for given in ("10.0.2.0/24", "edge1.sw.internal"):
+        with pytest.raises(stack.StackError, match="not one address"):
+            deploy.NodeRole(pop3_proxies=("10.0.2.11", given))
+
+
+def test_edge_without_a_ca_does_not_proxy(tmp_path: Path) -> None:
+    config = replace(node_config(tmp_path), tls=Tls())
+    with pytest.raises(stack.StackError, match="ca_file"):
+        deploy.render_target(config, "dovecot", tmp_path / "edge",
+                             node=deploy.NodeRole(pop3_backend="pop1.sw.internal"))
+
+
+def test_every_database_client_verifies_the_server_between_nodes(tmp_path: Path) -> None:
+    """Postfix, Dovecot and the daemons: TLS with the server's certificate and name checked
+    against the deployment's CA, each as its own role with its own password file."""
+    config = node_config(tmp_path)
+    deploy.render_target(config, "postfix", tmp_path / "postfix")
+    deploy.render_target(config, "dovecot", tmp_path / "dovecot")
+    for name in ("pgsql-logical.cf", "pgsql-relay.cf"):
+        text = (tmp_path / "postfix" / name).read_text()
+        [hosts] = [line for line in text.splitlines() if line.startswith("hosts = ")]
+        query = dict(parse_qsl(urlsplit(hosts.split(" = ", 1)[1]).query))
+        assert query == {"sslmode": "verify-full",
+                         "sslrootcert": "/etc/singlewindow/tls/ca.pem",
+                         "passfile": "/etc/singlewindow/pgpass/sw_postfix"}
+        assert "\nuser = sw_postfix\n" in text
+        assert not [line for line in text.splitlines() if line.startswith("password")]
+    for name in ("sql-strong.conf.ext", "sql-digest-md5.conf.ext", "sql-userdb.conf.ext"):
+        text = (tmp_path / "dovecot" / name).read_text()
+        [connect] = [line for line in text.splitlines() if line.startswith("connect = ")]
+        params = conninfo_to_dict(connect.split(" = ", 1)[1])
+        assert params["sslmode"] == "verify-full" and params["user"] == "sw_dovecot"
+        assert params["sslrootcert"] == "/etc/singlewindow/tls/ca.pem"
+        assert params["passfile"] == "/etc/singlewindow/pgpass/sw_dovecot"
+        assert "password" not in params
+    daemons = conninfo_to_dict(config.database.dsn())
+    assert daemons["sslmode"] == "verify-full" and daemons["user"] == "sw_daemon"
+    assert daemons["passfile"] == "/etc/singlewindow/pgpass/sw_daemon"
+    # A conninfo that weakens TLS keeps what the operator wrote; without one, verify-full.
+    assert conninfo_to_dict(Database(conninfo="host=db port=5432").dsn())["sslmode"] == \
+        "verify-full"
+    local = conninfo_to_dict(Database(conninfo="host=/run/postgresql").dsn("sw_admin"))
+    assert "sslmode" not in local and "passfile" not in local and local["user"] == "sw_admin"
 
 
 def test_swctl_render_prints_changed_files(tmp_path: Path, capsys: object) -> None:

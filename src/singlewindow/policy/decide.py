@@ -117,17 +117,25 @@ def over_limit(conn: Conn, party_id: int, instance: str, policy: Policy) -> bool
     return row is not None and row["n"] >= policy.msa_rate_limit
 
 
+#: First key of the advisory lock of MSA claims (any constant unused elsewhere; the
+#: second key is the party's id).
+_MSA_CLAIM_LOCK = 0x5357_4D43  # "SWMC"
+
+
 def claim_submission(conn: Conn, party_id: int, instance: str, policy: Policy) -> bool:
     """Count this message against the party's MSA window, once; False when over the limit.
 
     Called at the end of DATA, once per message; should Postfix repeat the query, it has
-    the same ``instance`` (one per mail transaction), so a message is claimed once. The
-    party row lock serialises concurrent claims of one party across smtpd processes and
-    nodes: of two messages ending at once, the second sees the first's claim.
+    the same ``instance`` (one per mail transaction), so a message is claimed once. A
+    transaction-scoped advisory lock per party serialises concurrent claims of one party
+    across smtpd processes and nodes: of two messages ending at once, the second sees the
+    first's claim (a row lock on party would need UPDATE on the directory, which the
+    daemons' role does not have).
     """
     window = f"{policy.msa_window_seconds} seconds"
     with conn.transaction():
-        conn.execute("SELECT 1 FROM party WHERE id = %s FOR UPDATE", (party_id,))
+        conn.execute("SELECT pg_advisory_xact_lock(%s::integer, %s::integer)",
+                     (_MSA_CLAIM_LOCK, party_id))
         if conn.execute("SELECT 1 FROM msa_claim WHERE instance = %s AND party_id = %s",
                         (instance, party_id)).fetchone():
             return True

@@ -21,10 +21,12 @@ class StoreError(Exception):
     """A request the store refuses, phrased for the operator (one line)."""
 
 
-def connect(db: Database, *, autocommit: bool = False) -> psycopg.Connection[dict[str, object]]:
-    """Open a connection with dictionary rows."""
+def connect(db: Database, *, autocommit: bool = False,
+            role: str | None = None) -> psycopg.Connection[dict[str, object]]:
+    """Open a connection with dictionary rows, as ``role`` (default: the daemons' role;
+    ``swctl`` passes ``db.admin_role``, migrations ``db.owner_role``)."""
     return psycopg.connect(
-        db.conninfo,
+        db.dsn(role),
         connect_timeout=db.connect_timeout,
         autocommit=autocommit,
         row_factory=dict_row,
@@ -36,7 +38,7 @@ def pool(db: Database, max_size: int, *, autocommit: bool = False) -> Connection
     database that went away is noticed per connection (``check``), so the daemon defers
     (4.x.x) while it is down and recovers by itself when it is back."""
     return ConnectionPool(
-        db.conninfo, min_size=0, max_size=max_size, timeout=db.connect_timeout, open=False,
+        db.dsn(), min_size=0, max_size=max_size, timeout=db.connect_timeout, open=False,
         kwargs={"row_factory": dict_row, "connect_timeout": db.connect_timeout,
                 "autocommit": autocommit},
         check=ConnectionPool.check_connection)

@@ -18,7 +18,7 @@ from tests.unit.transport.test_router import D, lmtp, stamped
 from tests.unit.transport.test_router import transport as transport  # the fixture
 
 from singlewindow import origin, store
-from singlewindow.config import Config
+from singlewindow.config import OWNER_ROLE, Config
 from singlewindow.transport import terminal, translate
 from singlewindow.transport.forward import InjectError, Injector
 
@@ -220,7 +220,8 @@ def test_transient_classification(database_config: Config,
             pool.getconn(timeout=0.1)
     finally:
         pool.close()
-    victim = store.connect(database_config.database, autocommit=True)
+    # As the fixture's role: only a member of a backend's role may terminate it.
+    victim = store.connect(database_config.database, autocommit=True, role=OWNER_ROLE)
     conn.execute("SELECT pg_terminate_backend(%s)", (victim.info.backend_pid,))
     shutdown = _error(victim, "SELECT 1")
     victim.close()
