@@ -67,6 +67,12 @@ class Hub:
     sasl_realm: str = "sw.test"
     #: Envelope sender and From of control messages Single Window writes itself.
     system_local_part: str = "single-window"
+    #: The key of the origin stamp's MAC (issue 12): the milter signs the stamp with it,
+    #: the transport refuses a stamp that does not verify. Only the daemons may read it
+    #: (0600 for the local stack's root daemons, 0640 root:daemons' group when deployed);
+    #: ``swctl stack up`` and the Ansible role create it once (state_dir/keys/ if empty).
+    #: Never in the repository, never logged.
+    stamp_key_file: Path | None = None
 
     @property
     def system_sender(self) -> str:
@@ -119,7 +125,9 @@ class Listeners:
     pop3_port: int = 1110
     #: I3, POP3 with implicit TLS.
     pop3s_port: int = 1995
-    #: Loopback-only listener for copies the transport re-injects (no policy, no milter).
+    #: Loopback-only listener for copies the transport re-injects (no policy, no milter):
+    #: TLS with the transport's client certificate (``transport.reinject_cert_file``)
+    #: is required before MAIL, so no other local process gets anything through it.
     reinject_port: int = 10025
 
 
@@ -172,6 +180,14 @@ class Transport:
     #: (master.cf). The MIG stops converting once the XML could not fit in such a copy
     #: (:attr:`xml_size_limit`).
     copy_size_limit: int = 50 * 1024 * 1024
+    #: The client certificate the transport presents to the re-injection listener
+    #: (issue 12, "one way in"): that listener takes mail only over TLS from a client
+    #: whose certificate is this one (Postfix's smtpd_tls_CAfile holds nothing else).
+    #: Empty: state_dir/keys/reinject-cert.pem, created by ``swctl stack up``.
+    reinject_cert_file: Path | None = None
+    #: Its private key: readable only by the transport (the Ansible role: 0640, group of
+    #: the daemons' user). Empty: state_dir/keys/reinject-key.pem.
+    reinject_key_file: Path | None = None
 
     @property
     def lmtp_size_limit(self) -> int:
@@ -285,6 +301,20 @@ class Config:
     @property
     def key_file(self) -> Path:
         return self.tls.key_file or self.paths.state_dir / "tls" / "key.pem"
+
+    @property
+    def stamp_key_file(self) -> Path:
+        return self.hub.stamp_key_file or self.paths.state_dir / "keys" / "stamp.key"
+
+    @property
+    def reinject_cert_file(self) -> Path:
+        return (self.transport.reinject_cert_file
+                or self.paths.state_dir / "keys" / "reinject-cert.pem")
+
+    @property
+    def reinject_key_file(self) -> Path:
+        return (self.transport.reinject_key_file
+                or self.paths.state_dir / "keys" / "reinject-key.pem")
 
     @property
     def postfix_maillog(self) -> Path:

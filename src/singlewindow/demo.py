@@ -95,8 +95,8 @@ def run(config: Config, password: str, say: Say = print) -> None:
         stamp = time.strftime("%H%M%S")
         # 1. acme's MTA submits a PAXLST (EDIFACT) to customs' logical address.
         subject = f"PAXLST KL0641 {stamp}"
-        say(f"acme (MTA, from 127.0.0.1) -> customs@{domain}: {subject}")
-        with smtplib.SMTP(bind, mta, source_address=("127.0.0.1", 0)) as smtp:
+        say(f"acme (MTA, from 127.0.2.1) -> customs@{domain}: {subject}")
+        with smtplib.SMTP(bind, mta, source_address=("127.0.2.1", 0)) as smtp:
             smtp.sendmail("edi@acme.example", [f"customs@{domain}"], _message(
                 "edi@acme.example", f"customs@{domain}", subject, _data("paxlst.edi"),
                 "application/EDIFACT"))

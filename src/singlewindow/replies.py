@@ -124,6 +124,11 @@ COPY_REFUSED = Reply(554, "5.3.0", "A copy of the message was refused")
 # has the traceback. 554 = transaction failed (RFC 5321 4.2.3); 5.3.0 = other or undefined
 # mail system status, permanent (RFC 3463 3.5).
 CANNOT_PROCESS = Reply(554, "5.3.0", "Single Window cannot process this message")
+# Issue 12: the origin stamp did not verify (no MAC, a wrong one, two stamps, malformed):
+# the message did not come through the milter, so nobody vouches for its sender. 5.7.1 =
+# delivery not authorized, message refused (RFC 3463 3.8). Nothing is forwarded.
+STAMP_REFUSED = Reply(554, "5.7.1",
+                      "Refused: the message's origin stamp is not Single Window's")
 # SPEC R3.2/D6: a POP3 session holds the maildrop. 4.2.1 = mailbox disabled, transient
 # (RFC 3463 3.3): Postfix retries after the session ends.
 MAILDROP_LOCKED = Reply(450, "4.2.1", "Maildrop is in use by a POP3 session, will retry")

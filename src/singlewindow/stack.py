@@ -32,7 +32,7 @@ from typing import Any
 from psycopg.conninfo import conninfo_to_dict
 
 from singlewindow import config as configmod
-from singlewindow import passwords, render
+from singlewindow import origin, passwords, render
 from singlewindow.config import Config
 from singlewindow.store import connect, directory, migrate
 
@@ -299,6 +299,8 @@ def template_context(config: Config, layout: Layout) -> dict[str, Any]:
         "paths": config.paths,
         "tls": {"cert_file": config.cert_file, "key_file": config.key_file,
                 "ca_file": config.tls.ca_file},
+        # Issue 12: the re-injection listener trusts this one certificate, nothing else.
+        "reinject": {"cert_file": config.reinject_cert_file},
         "postfix": {
             "private_instance": True,
             "inet_interfaces": config.listeners.bind,
@@ -354,6 +356,32 @@ def _tls(config: Config, say: Say) -> None:
                     "IP:127.0.0.1",
          "-keyout", str(config.key_file), "-out", str(config.cert_file)])
     os.chmod(config.key_file, 0o600)
+
+
+def _keys(config: Config, say: Say) -> None:
+    """The daemons' secrets (issue 12, "one way in"): the origin stamp's MAC key and the
+    transport's client certificate for the re-injection listener. Made once and kept:
+    stamps of mail still in the queue must verify after a restart. The daemons run as
+    root here, so 0600; Postfix reads the certificate (public) before it drops
+    privileges."""
+    if origin.create_key(config.stamp_key_file, 0o600):
+        say(f"keys: generated the origin stamp key {config.stamp_key_file}")
+    cert, key = config.reinject_cert_file, config.reinject_key_file
+    if cert.exists() and key.exists():
+        return
+    say("keys: generating the transport's re-injection client certificate")
+    cert.parent.mkdir(parents=True, exist_ok=True)
+    old = os.umask(0o077)  # the key is never readable by others, not even for a moment
+    try:
+        run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+             "ec_paramgen_curve:prime256v1", "-nodes", "-days", "3650",
+             "-subj", f"/CN=sw-transport {config.hub.hostname}",
+             "-addext", "extendedKeyUsage=clientAuth",
+             "-keyout", str(key), "-out", str(cert)])
+    finally:
+        os.umask(old)
+    os.chmod(key, 0o600)
+    os.chmod(cert, 0o644)
 
 
 def _postgres(config: Config, layout: Layout, ctx: dict[str, Any], say: Say) -> None:
@@ -508,6 +536,7 @@ def up(state_dir: Path, *, demo: bool = False, base: Config | None = None,
     _mkdir(layout.log_dir)
     ctx = template_context(config, layout)
     _tls(config, say)
+    _keys(config, say)
     _postgres(config, layout, ctx, say)
     if database_only:
         return config
@@ -586,7 +615,7 @@ def status(state_dir: Path) -> list[tuple[str, int | None]]:
 #: SPEC §6 --demo: one MTA company, one mail-client company with an account, two agencies.
 #: Each MTA party has its own loopback peer address; relays are the sinks' ports.
 DEMO_PARTIES: tuple[tuple[str, str, list[str], str | None, str, str], ...] = (
-    ("acme", "company", ["127.0.0.1/32"], "127.0.0.1:2601", "acme", "edi@acme.example"),
+    ("acme", "company", ["127.0.2.1/32"], "127.0.0.1:2601", "acme", "edi@acme.example"),
     ("brightline", "company", [], None, "brightline", "clerk@brightline.example"),
     ("customs", "agency", ["127.0.1.1/32"], "127.0.0.1:2602", "customs",
      "declarations@customs.example"),

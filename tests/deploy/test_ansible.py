@@ -8,6 +8,7 @@ without them. The converge into a debootstrapped Debian root is test_converge.py
 
 from __future__ import annotations
 
+import grp
 import os
 import pwd
 import stat
@@ -200,3 +201,37 @@ def test_database_node_lets_each_role_in_from_its_nodes_over_tls_only(
     assert f"ssl_key_file = '{key}'" in conf
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     assert pwd.getpwuid(key.stat().st_uid).pw_name == "postgres"
+
+
+@pytest.mark.parametrize("edge", ["edge1.example.internal", "edge2.example.internal"])
+def test_edges_one_way_in(multi_node: Path, edge: str) -> None:
+    """Issue 12: the re-injection listener trusts only the certificate the app role made
+    for the transport, whose key (like the stamp key) only the daemons' group reads; the
+    config file names the key files, never a key; sendmail/postdrop refuse everyone."""
+    node = multi_node / edge
+    keys = node / "keys"
+    master = subprocess.run(["postconf", "-c", str(node / "postfix"), "-P"], check=True,
+                            capture_output=True, text=True).stdout
+    [service] = [line.split("/syslog_name", 1)[0] for line in master.splitlines()
+                 if line.endswith("/syslog_name = postfix/reinject")]
+    reinject = {name.strip(): value.strip() for name, _, value in (
+        line[len(service) + 1:].partition("=") for line in master.splitlines()
+        if line.startswith(service + "/"))}
+    assert reinject["smtpd_tls_req_ccert"] == "yes"
+    assert reinject["smtpd_tls_security_level"] == "encrypt"
+    assert reinject["smtpd_tls_CAfile"] == f"{keys}/reinject-cert.pem"
+    assert "mynetworks" not in " ".join(reinject.values())
+    main = subprocess.run(["postconf", "-c", str(node / "postfix"), "-h",
+                           "authorized_submit_users"], check=True, capture_output=True,
+                          text=True).stdout
+    assert main.strip() == ""
+    group = grp.getgrnam("singlewindow").gr_gid
+    for name, mode in (("stamp.key", 0o640), ("reinject-key.pem", 0o640),
+                       ("reinject-cert.pem", 0o644)):
+        st = (keys / name).stat()
+        assert (stat.S_IMODE(st.st_mode), st.st_gid) == (mode, group), name
+    assert stat.S_IMODE(keys.stat().st_mode) == 0o750
+    key = (keys / "stamp.key").read_text().strip()
+    assert len(key) == 64
+    toml = (node / "singlewindow.toml").read_text()
+    assert f'stamp_key_file = "{keys}/stamp.key"' in toml and key not in toml

@@ -9,7 +9,11 @@ from singlewindow.config import Config
 CUSTOMS = "customs@sw.test"
 
 
-def mta(config: Config, source: str = "127.0.0.1") -> smtplib.SMTP:
+#: The demo company acme's MTA (stack.DEMO_PARTIES): not the hub's own 127.0.0.1 (issue 12).
+ACME_PEER = "127.0.2.1"
+
+
+def mta(config: Config, source: str = ACME_PEER) -> smtplib.SMTP:
     client = smtplib.SMTP(config.listeners.bind, config.listeners.mta_port, timeout=20,
                           source_address=(source, 0))
     client.ehlo("mta.acme.example")
@@ -63,10 +67,13 @@ def test_no_auth_and_no_tls_offered(sw_stack: Config) -> None:
     assert code in (502, 503)
 
 
-def test_reinjection_listener_refuses_other_sources(sw_stack: Config) -> None:
-    with smtplib.SMTP("127.0.0.1", sw_stack.listeners.reinject_port, timeout=20,
-                      source_address=("127.0.0.2", 0)) as client:
-        client.ehlo("x.example")
-        client.mail("edi@acme.example")
-        code, _ = client.rcpt("someone@example.org")
-    assert code == 554
+def test_reinjection_listener_refuses_clients_without_the_transports_certificate(
+        sw_stack: Config) -> None:
+    """From any source, the hub's own 127.0.0.1 included (issue 12)."""
+    for source in ("127.0.0.2", "127.0.0.1"):
+        with smtplib.SMTP("127.0.0.1", sw_stack.listeners.reinject_port, timeout=20,
+                          source_address=(source, 0)) as client:
+            client.ehlo("x.example")
+            assert client.mail("edi@acme.example")[0] == 530
+            code, _ = client.rcpt("someone@example.org")
+        assert code >= 500

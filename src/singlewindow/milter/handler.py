@@ -51,9 +51,11 @@ def _peer_ip(hostaddr: object) -> str:
 class SubmissionMilter(Milter.Base):  # type: ignore[misc]  # pymilter ships no types
     """Collects one transaction at a time and applies :func:`decide` at eom."""
 
-    def __init__(self, source: DirectorySource, realm: str) -> None:
+    def __init__(self, source: DirectorySource, realm: str, key: bytes) -> None:
         self.source = source
         self.realm = realm
+        #: The origin stamp's MAC key (issue 12): the transport trusts only stamps it signs.
+        self.key = key
         self.peer = ""
         self.listener = ""
         self._reset()
@@ -149,7 +151,7 @@ class SubmissionMilter(Milter.Base):  # type: ignore[misc]  # pymilter ships no 
         """Make the edits through libmilter (only valid inside eom)."""
         for index in edits.header_deletions():
             self.chgheader(HEADER, index, None)
-        self.addheader(HEADER, edits.origin.header_value())
+        self.addheader(HEADER, edits.origin.signed(self.key))
         if edits.sender is not None:
             self.chgfrom(edits.sender)
         for rcpt in edits.recipients:
@@ -161,8 +163,9 @@ class SubmissionMilter(Milter.Base):  # type: ignore[misc]  # pymilter ships no 
         return cast(int, Milter.TEMPFAIL if reply.transient else Milter.REJECT)
 
 
-def factory(source: DirectorySource, realm: str) -> Callable[[], SubmissionMilter]:
+def factory(source: DirectorySource, realm: str, key: bytes
+            ) -> Callable[[], SubmissionMilter]:
     """What ``Milter.factory`` calls once per SMTP connection."""
     def make() -> SubmissionMilter:
-        return SubmissionMilter(source, realm)
+        return SubmissionMilter(source, realm, key)
     return make

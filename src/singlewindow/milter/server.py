@@ -26,6 +26,7 @@ from singlewindow import daemon, store
 from singlewindow.config import Config
 from singlewindow.milter import handler
 from singlewindow.milter.decide import Directory, StoreDirectory
+from singlewindow.origin import StampKeyError, load_key
 
 log = logging.getLogger("sw-milter")
 
@@ -78,11 +79,15 @@ def run(config: Config, ready: threading.Event | None = None) -> None:
     # Threads started below (the pool's workers, the socket watcher) inherit this mask, so
     # a stop signal always reaches libmilter's sigwait thread and stops smfi_main cleanly.
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        key = load_key(config.stamp_key_file)  # before anything starts: no key, no milter
+    except StampKeyError as exc:
+        raise SystemExit(f"configuration: {exc}") from None
     service = MilterService(config)
     path = config.paths.milter_socket
     daemon.prepare_socket_path(path)
     service.pool.open(wait=False)
-    Milter.factory = handler.factory(service.directory, config.hub.sasl_realm)
+    Milter.factory = handler.factory(service.directory, config.hub.sasl_realm, key)
     Milter.set_flags(handler.ACTIONS)
     # An exception escaping a callback defers the message rather than accepting it.
     milter.set_exception_policy(milter.TEMPFAIL)

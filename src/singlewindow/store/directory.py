@@ -63,6 +63,24 @@ def parse_network(text: str) -> str:
         raise StoreError(f"invalid network {text!r}: {exc}") from None
 
 
+def refuse_hub_addresses(peers: Iterable[str], own: Iterable[str]) -> None:
+    """Issue 12: no party's peer network may hold an address of the hub itself.
+
+    A party is identified by its peer address (SPEC R1.3); if that could be the hub's
+    own (loopback, Postfix's mynetworks, an address it listens on), every process on the
+    hub would speak as that party. ``own``: those addresses or networks.
+    """
+    hub = [ipaddress.ip_network(o, strict=False) for o in own]
+    for peer in peers:
+        network = ipaddress.ip_network(parse_network(peer))
+        clash = next((h for h in hub if h.version == network.version
+                      and network.overlaps(h)), None)
+        if clash is not None:
+            raise StoreError(
+                f"peer network {network} holds the hub's own address {clash}: any process "
+                "on the hub could submit as that party; give the party's own address")
+
+
 def parse_relay(text: str) -> tuple[str, int]:
     """``HOST:PORT`` (``[v6]:PORT`` for IPv6) into its parts."""
     host, sep, port = text.rpartition(":")

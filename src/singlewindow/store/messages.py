@@ -280,7 +280,13 @@ def recent(conn: Conn, limit: int = 50) -> list[dict[str, Any]]:
 
 
 def trace(conn: Conn, ident: str) -> dict[str, Any] | None:
-    """One message by Single Window id, either leg's queue id, or either Message-ID."""
+    """One message by Single Window id, either leg's queue id, or either Message-ID; a
+    refused forgery also by the id or queue id its stamp claimed. A message's own id wins
+    over a forgery that claimed it (which is listed with the message instead).
+
+    Mail Single Window generated about no known message (``notice_delivery`` without a
+    message) is found by its queue id or Message-ID too: ``{"id": None, "notice": ...}``.
+    """
     row = conn.execute(
         "SELECT m.*, p.name AS party FROM message m LEFT JOIN party p ON p.id = m.party_id"
         " WHERE m.id = %(i)s OR m.queue_id = %(i)s OR m.header_message_id = %(i)s"
@@ -288,10 +294,21 @@ def trace(conn: Conn, ident: str) -> dict[str, Any] | None:
         "              OR copy_message_id = %(i)s)"
         "  OR m.id IN (SELECT message_id FROM notice_delivery WHERE queue_id = %(i)s"
         "              OR copy_message_id = %(i)s)"
-        " ORDER BY m.received_at DESC LIMIT 1", {"i": ident}).fetchone()
+        "  OR m.id IN (SELECT message_id FROM event WHERE kind = 'stamp-refused'"
+        "              AND (detail->>'claimed_id' = %(i)s OR detail->>'claimed_queue' = %(i)s))"
+        " ORDER BY m.id = %(i)s DESC, m.received_at DESC LIMIT 1", {"i": ident}).fetchone()
     if row is None:
-        return None
+        notice = conn.execute(
+            "SELECT kind, recipient, copy_message_id, state, queue_id, refusal, attempts,"
+            " injected_at, created_at FROM notice_delivery WHERE message_id IS NULL"
+            " AND (queue_id = %(i)s OR copy_message_id = %(i)s) LIMIT 1",
+            {"i": ident}).fetchone()
+        return None if notice is None else {"id": None, "notice": notice}
     mid = row["id"]
+    row["stamp_refusals"] = conn.execute(
+        "SELECT message_id, at, detail FROM event WHERE kind = 'stamp-refused'"
+        " AND detail->>'claimed_id' = %s AND message_id <> %s ORDER BY at, id",
+        (mid, mid)).fetchall()
     row["recipients"] = conn.execute(
         "SELECT logical AS recipient, status, reason, decided_at FROM message_recipient"
         " WHERE message_id = %s ORDER BY logical", (mid,)).fetchall()

@@ -1,8 +1,10 @@
 """Re-injection: copies go back into Postfix through its loopback listener (SPEC §5).
 
 That listener runs neither the policy daemon nor the milter; Postfix then relays each copy
-to the destination party's next hop with the DSN parameters set here. Sending is plain
-smtplib; the exactly-once bookkeeping is the router's (SPEC D4).
+to the destination party's next hop with the DSN parameters set here. It is the way in
+for the transport alone (issue 12): it takes mail only over TLS from a client that shows
+the transport's certificate (conf/postfix/master.cf.j2), which :func:`client_context`
+presents. Sending is smtplib; the exactly-once bookkeeping is the router's (SPEC D4).
 """
 
 from __future__ import annotations
@@ -10,9 +12,11 @@ from __future__ import annotations
 import contextlib
 import re
 import smtplib
+import ssl
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 _QUEUED = re.compile(rb"queued as ([0-9A-Za-z]+)")
 _LEADING_DOT = re.compile(rb"(?m)^\.")
@@ -48,12 +52,32 @@ def _ignore(_: str) -> None:
     pass
 
 
+def client_context(cert_file: Path, key_file: Path, server_cert: Path) -> ssl.SSLContext:
+    """TLS towards the re-injection listener: present the transport's certificate, and
+    accept only Postfix's own server certificate (``server_cert``, trusted as it is: the
+    same file Postfix serves), so a process that took the port while Postfix was down
+    gets no copy either. Made afresh for each new connection, so a renewed certificate
+    is used without a restart."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(server_cert))
+    context.check_hostname = False  # 127.0.0.1: pinned by the certificate itself
+    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(str(cert_file), str(key_file))
+    return context
+
+
 class Injector:
     """Sends copies to Postfix's re-injection listener, one kept-open connection per worker
-    thread (a connection per copy cost more than the copy itself)."""
+    thread (a connection per copy cost more than the copy itself).
 
-    def __init__(self, host: str, port: int, helo: str, timeout: float = 60.0) -> None:
+    ``tls``: makes the TLS context of a new connection (:func:`client_context`); None
+    only for a test's plain SMTP sink standing in for Postfix.
+    """
+
+    def __init__(self, host: str, port: int, helo: str, timeout: float = 60.0,
+                 tls: Callable[[], ssl.SSLContext] | None = None) -> None:
         self.host, self.port, self.helo, self.timeout = host, port, helo, timeout
+        self.tls = tls
         self._local = threading.local()
 
     def _connection(self) -> smtplib.SMTP:
@@ -66,7 +90,17 @@ class Injector:
                 pass
             self._drop()
         smtp = smtplib.SMTP(self.host, self.port, self.helo, timeout=self.timeout)
-        smtp.ehlo(self.helo)
+        try:
+            smtp.ehlo(self.helo)
+            if self.tls is not None:
+                if not smtp.has_extn("starttls"):
+                    raise InjectError("the re-injection listener offers no STARTTLS")
+                smtp.starttls(context=self.tls())
+                smtp.ehlo(self.helo)
+        except BaseException:
+            with contextlib.suppress(OSError, smtplib.SMTPException):
+                smtp.close()
+            raise
         self._local.smtp = smtp
         return smtp
 

@@ -87,9 +87,10 @@ class Prepared:
     """Postfix's queue id for this message, from its own (first) Received header."""
 
 
-def prepare(raw: bytes, allowed: tuple[str, ...]) -> Prepared:
+def prepare(raw: bytes, allowed: tuple[str, ...], key: bytes) -> Prepared:
+    """Raises :class:`originmod.OriginError` for a stamp that does not verify."""
     fields, body_offset = translate.head(raw)
-    origin = _origin(fields)
+    origin = _origin(fields, key)
     part: checks.BodyPart | None = None
     content: Reply | None = None
     if origin:
@@ -110,22 +111,46 @@ def prepare(raw: bytes, allowed: tuple[str, ...]) -> Prepared:
     )
 
 
-def _origin(fields: list[translate.Field]) -> originmod.Origin | None:
-    """The milter's stamp; None if there is none. The milter writes exactly one, so a
-    doubled or malformed stamp raises :class:`originmod.OriginError`."""
-    stamps = [translate.field_value(f) for name, f in fields
-              if name == originmod.HEADER.lower()]
+def _stamps(fields: list[translate.Field]) -> list[str]:
+    return [translate.field_value(f) for name, f in fields
+            if name == originmod.HEADER.lower()]
+
+
+def _origin(fields: list[translate.Field], key: bytes) -> originmod.Origin | None:
+    """The milter's stamp, its MAC verified; None if there is none. The milter writes
+    exactly one, so a doubled, malformed or unsigned stamp, or one whose MAC is wrong,
+    raises :class:`originmod.OriginError` (issue 12)."""
+    stamps = _stamps(fields)
     if len(stamps) > 1:
         raise originmod.OriginError(f"{len(stamps)} {originmod.HEADER} headers")
-    return originmod.parse(stamps[0]) if stamps else None
+    return originmod.verify(stamps[0], key) if stamps else None
 
 
-def _stamp_id(raw: bytes) -> str | None:
+def _stamp_id(raw: bytes, key: bytes) -> str | None:
     """The Single Window id in the stamp, for a failure before the router had read it."""
     with contextlib.suppress(originmod.OriginError):
-        origin = _origin(translate.head(raw)[0])
+        origin = _origin(translate.head(raw)[0], key)
         return origin.message_id if origin else None
     return None
+
+
+_CLAIM = re.compile(r"(?:^|;)\s*(id|party|queue)=([^;\s]{1,64})")
+_RECEIVED_ID = re.compile(r"\bid\s+([0-9A-Za-z]{6,40})\b")
+
+
+def _claimed(fields: list[translate.Field]) -> dict[str, str]:
+    """What a refused stamp claimed (id, party, queue of the first stamp), for the log."""
+    stamps = _stamps(fields)
+    found = {m[1]: m[2] for m in _CLAIM.finditer(stamps[0])} if stamps else {}
+    return {f"claimed_{k}": v for k, v in found.items()}
+
+
+def _inbound_queue_id(fields: list[translate.Field]) -> str | None:
+    """Postfix's queue id of the message as it reached the transport: the ``id`` in
+    the Received header its cleanup prepended (the first one)."""
+    received = next((f for name, f in fields if name == "received"), None)
+    match = _RECEIVED_ID.search(translate.field_value(received)) if received else None
+    return match[1] if match else None
 
 
 class Router:
@@ -137,6 +162,8 @@ class Router:
         self.pool = pool
         self.injector = injector
         self.retrier = retrier
+        #: The origin stamp's MAC key (issue 12); never logged.
+        self.stamp_key = originmod.load_key(config.stamp_key_file)
 
     async def __call__(self, mail_from: str, rcpt: str, raw: bytes,
                        transaction: Transaction) -> Reply:
@@ -146,7 +173,12 @@ class Router:
         prepared = transaction.state.get("prepared")
         try:
             if not isinstance(prepared, Prepared):
-                prepared = prepare(transaction.raw, self.config.transport.allowed_content_types)
+                try:
+                    prepared = prepare(transaction.raw,
+                                       self.config.transport.allowed_content_types,
+                                       self.stamp_key)
+                except originmod.OriginError as forged:
+                    return self.refuse_stamp(mail_from, rcpt, transaction, str(forged))
                 transaction.state["prepared"] = prepared
             with self.pool.connection() as conn:
                 conn.autocommit = True
@@ -177,12 +209,45 @@ class Router:
                 return deferral
             # Issue 10: a retry cannot cure this; answer now, and show the operator why.
             stamp = prepared.origin if isinstance(prepared, Prepared) else None
-            swid = stamp.message_id if stamp else _stamp_id(transaction.raw)
+            swid = stamp.message_id if stamp else _stamp_id(transaction.raw, self.stamp_key)
             reply = terminal.cannot_process(exc, swid)
             log.error("cannot process %s for <%s>: %s", swid or "unstamped mail", rcpt,
                       reply.line(), exc_info=exc)
             terminal.record(self.pool, swid, rcpt, reply)
             return reply
+
+    def refuse_stamp(self, mail_from: str, rcpt: str, transaction: Transaction,
+                     why: str) -> Reply:
+        """A stamp that does not verify (issue 12): the message did not come through the
+        milter, so nothing vouches for its sender. Refused, not forwarded; logged, and
+        recorded as a message of its own (a new id: the one the stamp claims may be a
+        real message's) that ``swctl trace`` finds by its queue id, its Message-ID, or
+        the id and queue id the stamp claimed."""
+        fields = translate.head(transaction.raw)[0]
+        claimed = _claimed(fields)
+        queue_id = _inbound_queue_id(fields)
+        swid = transaction.state.get("refused")
+        with self.pool.connection() as conn:
+            conn.autocommit = True
+            if not isinstance(swid, str):
+                swid = originmod.new_message_id()
+                messages.record_message(conn, messages.Received(
+                    id=swid, listener="refused", party=None, sasl_login=None,
+                    peer_address=None, envelope_from=mail_from,
+                    header_message_id=translate.field_named(fields, "message-id"),
+                    queue_id=queue_id,
+                    payload_sha256=hashlib.sha256(transaction.raw).hexdigest()))
+                messages.event(conn, swid, "stamp-refused", {"reason": why, **claimed})
+                transaction.state["refused"] = swid
+            reply = replies.STAMP_REFUSED.with_text(
+                f"{replies.STAMP_REFUSED.text} ({why}; Single Window message {swid})")
+            messages.record_outcome(conn, swid, rcpt.lower(),
+                                    f"{reply.code} {reply.enhanced}", reply.text)
+        log.error("refused %s queue=%s from <%s> to <%s>: %s; the stamp claimed id=%s "
+                  "party=%s queue=%s", swid, queue_id or "-", mail_from, rcpt, why,
+                  claimed.get("claimed_id", "-"), claimed.get("claimed_party", "-"),
+                  claimed.get("claimed_queue", "-"))
+        return reply
 
     # --- submissions ------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ interpreter start-up, and a crash means Postfix retries (defer), never a bounce.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 from typing import Any
@@ -16,7 +17,8 @@ from psycopg_pool import ConnectionPool
 
 from singlewindow import daemon, mig, store
 from singlewindow.config import Config
-from singlewindow.transport.forward import Injector
+from singlewindow.origin import StampKeyError
+from singlewindow.transport.forward import Injector, client_context
 from singlewindow.transport.lmtp import LmtpServer
 from singlewindow.transport.retry import Retrier
 from singlewindow.transport.router import Router
@@ -26,13 +28,18 @@ log = logging.getLogger("sw-transport")
 
 def make_router(config: Config) -> tuple[Router, ConnectionPool[Any]]:
     pool = store.pool(config.database, config.transport.workers)
-    injector = Injector("127.0.0.1", config.listeners.reinject_port, config.hub.hostname)
+    injector = Injector("127.0.0.1", config.listeners.reinject_port, config.hub.hostname,
+                        tls=functools.partial(client_context, config.reinject_cert_file,
+                                              config.reinject_key_file, config.cert_file))
     retrier = Retrier(config.transport.postqueue, config.postfix_config)
     return Router(config, pool, injector, retrier), pool
 
 
 async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
-    router, pool = make_router(config)
+    try:
+        router, pool = make_router(config)
+    except StampKeyError as exc:
+        raise SystemExit(f"configuration: {exc}") from None
     pool.open(wait=False)
     # Deliveries a POP3 session's lock deferred are retried once it is gone (D6).
     if router.retrier is not None:

@@ -20,7 +20,6 @@ from psycopg_pool import ConnectionPool
 
 from singlewindow import replies
 from singlewindow.mig.validate import Result
-from singlewindow.origin import OriginError
 from singlewindow.replies import Reply
 from singlewindow.store import messages
 from singlewindow.transport.forward import InjectError
@@ -38,13 +37,9 @@ _MAX_DETAIL = 250
 def deferral(exc: BaseException) -> Reply | None:
     """The transient answer for ``exc``, or None when a retry cannot cure it.
 
-    An origin stamp that is malformed or doubled is deferred like a missing one (the
-    router's "unstamped" case): the milter removes every client copy and writes exactly
-    one, so this means the milter and the transport disagree, a fault of this side that
-    the operator can fix (4.3.5).
+    (An origin stamp that does not verify never gets here: the router refuses it,
+    issue 12.)
     """
-    if isinstance(exc, OriginError):
-        return replies.POLICY_MISCONFIGURED
     return replies.INTERNAL_ERROR if transient(exc) else None
 
 

@@ -18,7 +18,7 @@ from Milter import testctx
 from singlewindow.config import Config, Database
 from singlewindow.milter import handler
 from singlewindow.milter.server import MilterService
-from singlewindow.origin import HEADER, parse
+from singlewindow.origin import HEADER, verify
 from singlewindow.store import directory
 from tests.unit import parties
 
@@ -87,12 +87,16 @@ def store(conn: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
     return conn
 
 
+#: The origin stamp's MAC key in these tests (the daemons read it from its file).
+KEY = b"k" * 32
+
+
 def _serve(monkeypatch: pytest.MonkeyPatch, config: Config) -> Iterator[Ctx]:
     offered = [Milter.CURR_ACTS, 0x1FFFFF & ~NO_REPLY_BITS, 0, 0]
     monkeypatch.setattr(testctx.TestCtx, "default_opts", offered)
     service = MilterService(config)
     service.pool.open()
-    monkeypatch.setattr(Milter, "factory", handler.factory(service.directory, D))
+    monkeypatch.setattr(Milter, "factory", handler.factory(service.directory, D, KEY))
     try:
         yield Ctx()
     finally:
@@ -136,7 +140,7 @@ def test_mta_submission(ctx: Ctx) -> None:
     ]
     # Both forged copies removed, last first; ours added once.
     assert ctx.changed == [(HEADER, 2, None), (HEADER, 1, None)]
-    origin = parse(our_header(ctx))
+    origin = verify(our_header(ctx), KEY)
     assert (origin.listener, origin.party, origin.peer, origin.login, origin.queue_id) == \
         ("mta", "acme", "10.1.0.5", "", "4XyZ1")
     assert origin.message_id.startswith("SW")
@@ -154,7 +158,7 @@ def test_msa_submission_with_login(ctx: Ctx) -> None:
     assert ctx._addrcpt == [
         ("<customs@sw.test>", "NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;customs@sw.test")]
     assert ctx.changed == []
-    origin = parse(our_header(ctx))
+    origin = verify(our_header(ctx), KEY)
     assert (origin.listener, origin.party, origin.peer, origin.login) == \
         ("msa", "bright", "192.0.2.7", "bright")
 
@@ -163,7 +167,7 @@ def test_null_sender_stays_null(ctx: Ctx) -> None:
     rc = ctx.message(listener="mta", ip="10.9.0.1", sender="<>", rcpts=[("<acme@sw.test>",)])
     assert rc == Milter.ACCEPT
     assert not ctx._envfromchanged
-    assert parse(our_header(ctx)).party == "customs"
+    assert verify(our_header(ctx), KEY).party == "customs"
     assert ctx._delrcpt == ["<acme@sw.test>"]
 
 
@@ -197,12 +201,12 @@ def test_second_transaction_starts_clean(ctx: Ctx) -> None:
     ctx.message(listener="mta", ip="10.1.0.5", sender="<edi@acme.example>",
                 rcpts=[("<customs@sw.test>",)], headers=[(HEADER, "forged")])
     assert ctx.changed == [(HEADER, 1, None)]
-    first = parse(our_header(ctx))
+    first = verify(our_header(ctx), KEY)
     ctx.message(listener="mta", ip="10.1.0.5", sender="<edi@acme.example>",
                 rcpts=[("<harbour@sw.test>",)], connect=False)
     assert ctx.changed == []
     assert ctx._delrcpt == ["<harbour@sw.test>"]
-    second = parse(our_header(ctx))
+    second = verify(our_header(ctx), KEY)
     assert second.message_id != first.message_id
 
 
@@ -211,7 +215,7 @@ def no_lookup() -> Any:
 
 
 def test_negotiation_asks_for_our_actions_and_skips_replies() -> None:
-    milter = handler.SubmissionMilter(no_lookup, D)
+    milter = handler.SubmissionMilter(no_lookup, D, KEY)
     milter._setctx(None)
     opts = [Milter.CURR_ACTS, 0x1FFFFF, 0, 0]
     assert milter.negotiate(opts) == Milter.CONTINUE
@@ -224,7 +228,7 @@ def test_negotiation_asks_for_our_actions_and_skips_replies() -> None:
 
 
 def test_negotiation_refuses_an_mta_without_addrcpt_par() -> None:
-    milter = handler.SubmissionMilter(no_lookup, D)
+    milter = handler.SubmissionMilter(no_lookup, D, KEY)
     milter._setctx(None)
     opts = [Milter.CURR_ACTS & ~Milter.ADDRCPT_PAR, 0x1FFFFF, 0, 0]
     assert milter.negotiate(opts) == Milter.REJECT

@@ -17,6 +17,7 @@ from pathlib import Path
 import Milter
 import pytest
 
+from singlewindow import origin
 from singlewindow.config import for_state_dir
 from singlewindow.milter import handler
 from tests.conftest import short_state_dir
@@ -51,6 +52,7 @@ def milter_process() -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
     socket_path = for_state_dir(state).paths.milter_socket
     socket_path.parent.mkdir(parents=True)
     socket_path.write_text("stale")  # a left-over file must not stop the start
+    origin.create_key(for_state_dir(state).stamp_key_file)
     proc = subprocess.Popen(
         [sys.executable, "-m", "singlewindow.milter.server", "--state-dir", str(state)],
         stderr=subprocess.PIPE)

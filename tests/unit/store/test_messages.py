@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 from typing import Any
 
@@ -99,3 +100,37 @@ def test_a_copy_keeps_its_own_random_envid_across_attempts(
     assert found is not None and found.message_id == SWID
     assert found.envelope_from == "acme@sw.test"
     assert messages.copy_by_envid(conn, SWID) is None
+
+
+def test_generated_mail_about_no_known_message_is_still_traced(
+        conn: psycopg.Connection[Any]) -> None:
+    """Issue 12: every message that reaches a party is in `swctl trace`, also a DSN
+    Single Window could not tie to a message it knows."""
+    key = secrets.token_hex(32)
+    notice = messages.Notice(key, None, "acme@sw.test", "edi@acme.example", "dsn",
+                             f"<SWN{key[:24]}@sw.test>")
+    claim = messages.claim_notice(conn, notice, lease=60)
+    messages.mark_injected(conn, claim, "4Q" + key[:12])
+    for ident in (f"<SWN{key[:24]}@sw.test>", "4Q" + key[:12]):
+        found = messages.trace(conn, ident)
+        assert found is not None and found["id"] is None
+        assert (found["notice"]["kind"], found["notice"]["recipient"]) == ("dsn", "acme@sw.test")
+    assert messages.trace(conn, "<nothing@sw.test>") is None
+
+
+def test_a_forgery_claiming_an_id_does_not_shadow_the_message(
+        conn: psycopg.Connection[Any]) -> None:
+    received(conn)
+    forgery = "SW20261129190000001FEEDFACE"
+    messages.record_message(conn, messages.Received(
+        id=forgery, listener="refused", party=None, sasl_login=None, peer_address=None,
+        envelope_from="acme@sw.test", header_message_id="<f@x>", queue_id="QF",
+        payload_sha256="1" * 64))
+    messages.event(conn, forgery, "stamp-refused", {"reason": "wrong MAC",
+                                                    "claimed_id": SWID, "claimed_queue": "QC"})
+    found = messages.trace(conn, SWID)
+    assert found is not None and found["id"] == SWID
+    assert [r["message_id"] for r in found["stamp_refusals"]] == [forgery]
+    for ident in ("QC", "QF", "<f@x>", forgery):
+        other = messages.trace(conn, ident)
+        assert other is not None and other["id"] == forgery, ident

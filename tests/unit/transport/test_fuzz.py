@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from tests.integration.sinks import Sink
 from tests.unit.mig import factory
-from tests.unit.transport.test_router import D, lmtp
+from tests.unit.transport.test_router import KEY, D, lmtp
 from tests.unit.transport.test_router import transport as transport  # the fixture
 
 from singlewindow import origin
@@ -55,7 +55,7 @@ def stamp(message: bytes, swid: str | None = None) -> bytes:
         body.insert(0, b"")
     received = b"Received: from mta.acme.example (mta.acme.example [10.1.0.5])\r\n\tby " \
                b"mail.sw.test (Postfix) with ESMTP id Q1"
-    stamped = [received, *lines[:end], f"{origin.HEADER}: {mark.header_value()}".encode(),
+    stamped = [received, *lines[:end], f"{origin.HEADER}: {mark.signed(KEY)}".encode(),
                *body]
     return b"\r\n".join(b"\r\n ".join(line[i:i + 998] for i in range(0, len(line), 998))
                         for line in stamped)

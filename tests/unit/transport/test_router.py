@@ -21,9 +21,13 @@ from singlewindow import origin, replies
 from singlewindow.config import Config, Listeners
 from singlewindow.store import directory
 from singlewindow.transport import server
+from singlewindow.transport.forward import Injector
 from singlewindow.transport.lmtp import LmtpServer
 
 D = "sw.test"
+#: The origin stamp's MAC key: written to the transport's key file by the fixture, so the
+#: stamps these tests write are the milter's (issue 12).
+KEY = b"0123456789abcdef" * 4
 
 
 @pytest.fixture
@@ -41,7 +45,12 @@ def transport(database_config: Config, conn: psycopg.Connection[Any]) -> Iterato
                      paths=replace(database_config.paths, state_dir=state),
                      listeners=Listeners(reinject_port=sink.port))
     config.paths.run_dir.mkdir()
+    config.stamp_key_file.parent.mkdir()
+    config.stamp_key_file.write_bytes(KEY)
     router, pool = server.make_router(config)
+    # A plain SMTP sink stands where Postfix's re-injection listener (TLS with the
+    # transport's client certificate) would be.
+    router.injector = Injector("127.0.0.1", sink.port, config.hub.hostname)
     pool.open()
     lmtp_server = LmtpServer(config.paths.lmtp_socket, router)
     loop = asyncio.new_event_loop()
@@ -73,7 +82,7 @@ def lmtp(config: Config, sender: str, rcpts: list[str], data: bytes) -> list[tup
 
 def stamped(body: bytes, to: str = f"customs@{D}") -> bytes:
     stamp = origin.Origin(origin.new_message_id(), "mta", "acme", "10.1.0.5", "", "Q1")
-    return (f"{origin.HEADER}: {stamp.header_value()}\r\nFrom: <edi@acme.example>\r\n"
+    return (f"{origin.HEADER}: {stamp.signed(KEY)}\r\nFrom: <edi@acme.example>\r\n"
             f"To: <{to}>\r\nSubject: unit\r\nContent-Type: application/xml\r\n\r\n"
             ).encode() + body
 

@@ -14,7 +14,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from tests.conftest import free_port
 from tests.integration.sinks import Sink
 from tests.unit.mig import factory
-from tests.unit.transport.test_router import D, lmtp, stamped
+from tests.unit.transport.test_router import KEY, D, lmtp, stamped
 from tests.unit.transport.test_router import transport as transport  # the fixture
 
 from singlewindow import origin, store
@@ -29,7 +29,7 @@ def submission(headers: str, body: bytes, swid: str | None = None, party: str = 
                peer: str = "10.1.0.5") -> bytes:
     """A stamped submission with exactly the given headers (CRLF-separated lines)."""
     stamp = origin.Origin(swid or origin.new_message_id(), "mta", party, peer, "", "Q1")
-    return (f"{origin.HEADER}: {stamp.header_value()}\r\n{headers}\r\n\r\n").encode() + body
+    return (f"{origin.HEADER}: {stamp.signed(KEY)}\r\n{headers}\r\n\r\n").encode() + body
 
 
 def no_tracebacks(caplog: pytest.LogCaptureFixture) -> None:
@@ -181,14 +181,15 @@ def test_a_value_the_store_refuses_is_permanent(transport: tuple[Config, Sink],
     assert b"InvalidTextRepresentation" in text
 
 
-def test_a_doubled_origin_stamp_defers_as_misconfigured(
-        transport: tuple[Config, Sink]) -> None:
-    """The milter writes exactly one stamp: two mean this side is misconfigured, like none."""
+def test_a_doubled_origin_stamp_is_refused(transport: tuple[Config, Sink]) -> None:
+    """The milter writes exactly one stamp: two mean it did not come through the milter
+    alone (issue 12), so nothing vouches for the sender: refused, nothing forwarded."""
     config, sink = transport
     data = submission(HEADERS, factory.gendec())
     data = data.split(b"\r\n", 1)[0] + b"\r\n" + data
     [(code, text)] = lmtp(config, f"acme@{D}", [f"customs@{D}"], data)
-    assert (code, text[:6]) == (451, b"4.3.5 ")
+    assert (code, text[:6]) == (554, b"5.7.1 ")
+    assert b"2 X-SingleWindow-Origin headers" in text
     assert sink.received == []
 
 
