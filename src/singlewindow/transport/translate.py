@@ -328,6 +328,10 @@ def _translated_field(name: str, field: bytes, lookup: Lookup, strict: bool = Tr
             # A group's name is a phrase like a display name: kept only when plain.
             label = _shown(entry.display) or ("Recipients" if members
                                               else "undisclosed-recipients")
+            if not members and entry.members:  # every member left out: so is the group
+                if pieces:
+                    pieces[-1] = pieces[-1][:-1]
+                continue
             if not members:
                 pieces.append(f"{label}:;")
                 continue
