@@ -1,12 +1,15 @@
-"""Address translation of the copies Single Window sends (SPEC F2, R4.4, D5).
+"""Address translation of everything Single Window sends (SPEC F2, R4.4, D5; issue 12).
 
 After the queue, in the transport: a copy must name its sender only by logical address
-and must not carry anything that reveals the submitter's host, IP or physical address.
+and must not carry anything that reveals the submitter's host, IP or physical address,
+nor anything of the hub's insides. Headers are therefore written by allow-list
+(:func:`allowed_headers`): what is not translated or known to be harmless is dropped.
 Headers are rewritten on the raw bytes; the body is passed through untouched (it was
 checked already, and re-encoding would change what the submitter signed or counted).
 The transport splits the header block once per message (:func:`head`) and hands the
-fields to the functions here, so the body is never copied to be looked at again.
-No I/O: the caller supplies the address lookup.
+fields to the functions here, so the body is never copied to be looked at again. Mail
+the hub generates (DSNs, control messages, notices) is rewritten part by part
+(:func:`generated`). No I/O: the caller supplies the lookups.
 """
 
 from __future__ import annotations
@@ -363,8 +366,6 @@ def _folded(start: str, pieces: list[str]) -> str:
 
 
 _MSG_ID = re.compile(r"<[^<>\s]+>")
-#: Headers that name other messages: threading (RFC 5322 3.6.4).
-THREADING = ("in-reply-to", "references")
 #: Maps a message id the writer used to the one the reader may see (always one).
 IdMap = Callable[[str], str]
 
@@ -467,15 +468,6 @@ def with_body(fields: Iterable[Field], content_type: str, payload: bytes
     encoded = b"".join(base64.encodebytes(view[at:at + _ENCODE_CHUNK]).replace(b"\n", b"\r\n")
                        for at in range(0, len(view), _ENCODE_CHUNK))
     return kept, encoded
-
-
-def with_message_id(raw: bytes, message_id: str) -> bytes:
-    """``raw`` with its Message-ID replaced: every copy Single Window sends has its own,
-    which is what proves later that it was sent (:mod:`.evidence`)."""
-    fields, body = split(raw)
-    kept = [f if f.endswith(b"\n") else f + b"\r\n" for name, f in fields
-            if name != "message-id"]
-    return f"Message-ID: {message_id}\r\n".encode() + b"".join(kept) + b"\r\n" + body
 
 
 # --- mail Single Window generated: DSNs, control messages, notices ----------------------
@@ -599,7 +591,7 @@ def _multipart(body: bytes, boundary: bytes, reader: Reader,
     if not marks:
         return body
     out = [body[:marks[0].start()]]
-    for n, (mark, following) in enumerate(zip(marks, [*marks[1:], None], strict=True)):
+    for mark, following in zip(marks, [*marks[1:], None], strict=True):
         if mark[1]:  # the close delimiter: the epilogue after it says nothing
             break
         part = body[mark.end():following.start() if following is not None else len(body)]
@@ -608,7 +600,7 @@ def _multipart(body: bytes, boundary: bytes, reader: Reader,
         inner = part[offset:]
         ctype, _ = _content_type(fields)
         cte = (field_named(fields, "content-transfer-encoding") or "").lower()
-        if report and n == 0 and ctype == "text/plain" and cte in ("", "7bit", "8bit"):
+        if report and ctype == "text/plain" and cte in ("", "7bit", "8bit"):
             # The readable part of a report names hosts and paths as Postfix saw them.
             inner = reader.clean(inner.decode("utf-8", "replace")).encode("utf-8")
         else:
