@@ -557,7 +557,7 @@ class Router:
             host = address.rpartition("@")[2].lower()
             return address if host in (hub.hostname.lower(), hub.domain.lower()) else None
         return translate.Reader(shown, self.message_ids(conn, author, party.id),
-                                hub.hostname, hub.domain, internal)
+                                hub.hostname, hub.domain, internal, own=author == party.id)
 
     # --- mail Single Window generated -------------------------------------------------
 

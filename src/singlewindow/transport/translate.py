@@ -505,7 +505,9 @@ class Reader:
     ``hostname`` is Single Window's public host name (the only host a reader is told of),
     ``domain`` its domain; ``internal`` are words no reader may see (the machine's own
     name, the state directory) beyond the loopback and private hosts and paths that are
-    withheld anyway.
+    withheld anyway. ``own``: the mail is about the reader's own message (a DSN about its
+    submission), so an address no one knows in its texts is the reader's own words, which
+    the reason for a refusal must quote (SPEC R5.3 #8); otherwise it is withheld.
     """
 
     addresses: Lookup
@@ -513,6 +515,7 @@ class Reader:
     hostname: str
     domain: str
     internal: tuple[str, ...] = ()
+    own: bool = False
 
     def public_host(self, host: str) -> bool:
         host = host.lower().rstrip(".")
@@ -527,7 +530,7 @@ class Reader:
             return m[1] if m[1] and self.public_host(m[1]) else HOST_WITHHELD
 
         def address(m: re.Match[str]) -> str:
-            return self.addresses(m[0]) or ADDRESS_WITHHELD
+            return self.addresses(m[0]) or (m[0] if self.own else ADDRESS_WITHHELD)
 
         def host(m: re.Match[str]) -> str:
             return m[0] if self.public_host(m[0]) else HOST_WITHHELD

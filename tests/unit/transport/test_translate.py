@@ -321,3 +321,18 @@ def test_hub_headers_pass_only_in_generated_mail() -> None:
     assert out == (b"Message-ID: <SWN2@sw.test>\r\nFrom: <MAILER-DAEMON@sw.test>\r\n"
                    b"To: <acme@sw.test>\r\nX-SingleWindow-Notice: agency-dsn SW1\r\n"
                    b"X-SingleWindow-Message: SW1\r\n\r\nbody\r\n")
+
+
+def test_a_report_about_the_readers_own_message_quotes_its_unknown_address() -> None:
+    """SPEC R5.3 #8: the refusal names the address the submitter wrote; to anyone else
+    an address Single Window does not know is withheld."""
+    raw = DSN.replace(b"550 5.1.1 <in@customs.example> unknown",
+                      b"554 5.1.0 The address <x@typo.example> in header Reply-To is unknown")
+    theirs = translate.generated(raw, _reader(), "<SWN1@sw.test>").decode()
+    assert "<address withheld>" in theirs and "typo.example" not in theirs
+    reader = _reader()
+    own = translate.Reader(reader.addresses, reader.message_ids, HUB, "sw.test",
+                           reader.internal, own=True)
+    mine = translate.generated(raw, own, "<SWN1@sw.test>").decode()
+    assert "The address <x@typo.example> in header Reply-To" in " ".join(mine.split())
+    assert "10.9.0.5" not in mine and "/var/lib" not in mine
