@@ -547,7 +547,7 @@ class Router:
         hub = self.config.hub
         author = messages.party_of(conn, about) if about else None
         machine = socket.gethostname()
-        internal = tuple(w for w in (str(self.config.paths.state_dir), machine)
+        internal = tuple(w for w in (machine, machine.split(".")[0])
                          if w and w.lower() not in (hub.hostname.lower(), hub.domain.lower()))
 
         def shown(address: str) -> str | None:

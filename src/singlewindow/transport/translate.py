@@ -492,6 +492,12 @@ _IPV4 = re.compile(r"(?<![\w.])\d{1,3}(?:\.\d{1,3}){3}(?![\w.])")
 _IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
 _PATH = re.compile(r"(?<![\w.:/-])/(?:[\w.+@-]+/)*[\w.+@-]+")
 _HOST = re.compile(r"(?<![\w.@-])(?:[A-Za-z0-9-]+\.)+[A-Za-z][A-Za-z0-9-]+(?![\w@-])")
+def _ipv6(text: str) -> bool:
+    """An IPv6 address, not a time of day ("21:58:12")."""
+    return "::" in text or (text.count(":") >= 3
+                            and any(c in "abcdefABCDEF" for c in text))
+
+
 ADDRESS_WITHHELD = "<address withheld>"
 HOST_WITHHELD = "<host withheld>"
 
@@ -503,8 +509,8 @@ class Reader:
     ``addresses`` maps an address to what the reader may see (a logical address, one of
     Single Window's own) or None (left out); ``message_ids`` maps a message id;
     ``hostname`` is Single Window's public host name (the only host a reader is told of),
-    ``domain`` its domain; ``internal`` are words no reader may see (the machine's own
-    name, the state directory) beyond the loopback and private hosts and paths that are
+    ``domain`` its domain; ``internal`` are host names no reader may see (the machine's
+    own name) beyond the loopback and private hosts, addresses and paths that are
     withheld anyway. ``own``: the mail is about the reader's own message (a DSN about its
     submission), so an address no one knows in its texts is the reader's own words, which
     the reason for a refusal must quote (SPEC R5.3 #8); otherwise it is withheld.
@@ -526,25 +532,28 @@ class Reader:
         """Free text (a diagnostic, a DSN's readable part) with every address the reader
         may not see translated or withheld, and no host, IP address or path but Single
         Window's public name."""
+        def host(m: re.Match[str]) -> str:
+            return m[0] if self.public_host(m[0]) else HOST_WITHHELD
+
         def bracketed(m: re.Match[str]) -> str:
             return m[1] if m[1] and self.public_host(m[1]) else HOST_WITHHELD
 
         def address(m: re.Match[str]) -> str:
             return self.addresses(m[0]) or (m[0] if self.own else ADDRESS_WITHHELD)
 
-        def host(m: re.Match[str]) -> str:
-            return m[0] if self.public_host(m[0]) else HOST_WITHHELD
-
         text = _BRACKETED.sub(bracketed, text)
         for word in self.internal:
             if word:
-                text = re.sub(re.escape(word) + r"(?:\.[\w-]+)*", HOST_WITHHELD, text,
-                              flags=re.IGNORECASE)
+                # The word as a whole name (and the names under it), never inside another;
+                # a short name that is a plain word ("mail", "server") only where it is
+                # clearly a host, followed by its domain.
+                under = "+" if word.isalpha() and len(word) < 8 else "*"
+                pattern = rf"(?<![\w.-]){re.escape(word)}(?:\.[\w-]+){under}(?![\w-])"
+                text = re.sub(pattern, host, text, flags=re.IGNORECASE)
         text = _EMAIL.sub(address, text)
         text = _PATH.sub("<path withheld>", text)
         text = _IPV4.sub(ADDRESS_WITHHELD, text)
-        text = _IPV6.sub(lambda m: ADDRESS_WITHHELD if m[0].count(":") >= 2
-                         and any(c.isalnum() for c in m[0]) else m[0], text)
+        text = _IPV6.sub(lambda m: ADDRESS_WITHHELD if _ipv6(m[0]) else m[0], text)
         # Hosts last, outside the addresses left: a logical address keeps its domain.
         pieces = re.split(r"(<[^<>\s]+@[^<>\s]+>|[^\s<>]+@[^\s<>]+)", text)
         text = "".join(p if n % 2 else _HOST.sub(host, p) for n, p in enumerate(pieces))
