@@ -571,6 +571,10 @@ def generated(raw: bytes, reader: Reader, message_id: str,
     fields, offset = head(raw)
     kept = allowed_headers(fields, reader.addresses, reader.message_ids, hub=True)
     top = [f"Message-ID: {message_id}\r\n".encode(), *kept]
+    if not any(f[:5].lower() == b"from:" for f in kept):
+        # An agency MTA's report from its own postmaster: nobody the reader may see, yet
+        # a message needs a From (RFC 5322 3.6): the hub's mailer daemon speaks for it.
+        top.insert(1, f"From: <MAILER-DAEMON@{reader.domain}>\r\n".encode())
     return b"".join(top) + b"\r\n" + _body(fields, raw[offset:], reader, tuple(returned))
 
 

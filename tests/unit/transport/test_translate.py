@@ -336,3 +336,11 @@ def test_a_report_about_the_readers_own_message_quotes_its_unknown_address() -> 
     mine = translate.generated(raw, own, "<SWN1@sw.test>").decode()
     assert "The address <x@typo.example> in header Reply-To" in " ".join(mine.split())
     assert "10.9.0.5" not in mine and "/var/lib" not in mine
+
+
+def test_a_report_from_someone_unknown_gets_the_hubs_from() -> None:
+    raw = DSN.replace(b"From: MAILER-DAEMON@sw.test (Single Window)",
+                      b"From: postmaster@mx.customs-internal.example")
+    out = translate.generated(raw, _reader(), "<SWN1@sw.test>")
+    assert out.startswith(b"Message-ID: <SWN1@sw.test>\r\nFrom: <MAILER-DAEMON@sw.test>\r\n")
+    assert b"customs-internal" not in out
