@@ -228,6 +228,12 @@ def test_every_header_of_every_message_kind_is_free_of_leaks(world: World) -> No
                       source_address=(ag.peer, 0)) as smtp:
         smtp.sendmail("", [co.logical], agency_dsn)
 
+    # ... and that the mail client's copy is delayed: a notice into the maildrop.
+    delayed = _agency_dsn(ag, mc, msa_copy, tag, action="delayed", status="4.4.1")
+    with smtplib.SMTP(config.listeners.bind, config.listeners.mta_port, timeout=30,
+                      source_address=(ag.peer, 0)) as smtp:
+        smtp.sendmail("", [mc.logical], delayed)
+
     # 7. A copy the agency's relay refuses: Postfix's own DSN becomes a notice.
     assert world.submit(co, [agbad.logical], careless(co, agbad.logical, f"bad-{tag}",
                                                      factory.gendec(), [earlier])) == {}
@@ -235,12 +241,12 @@ def test_every_header_of_every_message_kind_is_free_of_leaks(world: World) -> No
     # Everything each reader got: this module's parties received nothing else.
     # The company: the response, five DSNs (s1, c1, the failure, s3, the refused copy),
     # the control message and two agency-failure notices; the agency: three copies and
-    # the DSNs of its two responses; the maildrop: a DSN and the response.
+    # the DSNs of its two responses; the maildrop: a DSN, the response and a notice.
     def fetched() -> list[bytes]:
         return maildrop_messages(config, mc)
 
     wait_until(lambda: len(co.sink.received) >= 9 and len(ag.sink.received) >= 5
-               and len(fetched()) >= 2, timeout=150)
+               and len(fetched()) >= 3, timeout=150)
     kinds: dict[str, tuple[Party, bytes]] = {}
     for reader, got in ((co, [r.data for r in co.sink.received]),
                         (ag, [r.data for r in ag.sink.received]), (mc, fetched())):
@@ -253,8 +259,11 @@ def test_every_header_of_every_message_kind_is_free_of_leaks(world: World) -> No
     assert {"success", "failure", "agency-failure", "control", "message"} <= seen, \
         sorted(kinds)
     notices = [d for _, d in kinds.values() if b"X-SingleWindow-Notice: agency-dsn" in d]
-    assert len(notices) == 2, sorted(kinds)  # the agency's report and Postfix's refusal
+    # The agency's two reports and Postfix's refusal.
+    assert len(notices) == 3, sorted(kinds)
     assert any(b"resp2-" in d for r, d in kinds.values() if r is mc)
+    [late] = [d for r, d in kinds.values() if r is mc and _kind(d) == "agency-failure"]
+    assert b"Action: delayed" in late
     assert sum(_kind(d) == "failure" for r, d in kinds.values() if r is co) == 1
 
     problems = {name: found for name, (reader, data) in kinds.items()
@@ -283,7 +292,8 @@ def _kind(data: bytes) -> str:
     return "report"
 
 
-def _agency_dsn(ag: Party, co: Party, copy: Received, tag: str) -> bytes:
+def _agency_dsn(ag: Party, co: Party, copy: Received, tag: str, action: str = "failed",
+                status: str = "5.2.2") -> bytes:
     """A DSN as an agency's Exchange would write it about the copy it got."""
     ag_domain = ag.physical.split("@")[1]
     boundary = f"b{tag}"
@@ -303,9 +313,9 @@ def _agency_dsn(ag: Party, co: Party, copy: Received, tag: str) -> bytes:
         f"--{boundary}\r\nContent-Type: message/delivery-status\r\n\r\n"
         f"Reporting-MTA: dns; mx.{ag_domain}\r\nOriginal-Envelope-Id: {envid}\r\n"
         f"Received-From-MTA: dns; store01.{ag_domain}.local\r\n\r\n"
-        f"Final-Recipient: rfc822; {ag.physical}\r\nAction: failed\r\nStatus: 5.2.2\r\n"
+        f"Final-Recipient: rfc822; {ag.physical}\r\nAction: {action}\r\nStatus: {status}\r\n"
         f"Remote-MTA: dns; store01.{ag_domain}.local\r\n"
-        f"Diagnostic-Code: smtp; 552 5.2.2 mailbox of {ag.physical} full on"
+        f"Diagnostic-Code: smtp; {status[0]}52 {status} mailbox of {ag.physical} full on"
         f" store01.{ag_domain}.local [10.9.8.7]\r\n"
         f"--{boundary}\r\nContent-Type: text/rfc822-headers\r\n\r\n{returned}\r\n"
         f"--{boundary}--\r\n").encode()
