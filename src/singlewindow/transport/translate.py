@@ -376,10 +376,20 @@ def message_ids_in(value: str) -> list[str]:
     return _MSG_ID.findall(value)
 
 
+#: References keeps the thread's first id and its latest ones (what threading uses, RFC
+#: 5322 3.6.4), so a hostile list of thousands of ids cannot make as many aliases; an id
+#: longer than one can reasonably be (RFC 5322 2.1.1 line length) is no id.
+_MAX_REFERENCES = 20
+_MAX_ID = 250
+
+
 def _ids_field(name: str, field: bytes, message_ids: IdMap) -> bytes:
-    mapped = [message_ids(m) for m in message_ids_in(field_value(field))]
+    found = [m for m in message_ids_in(field_value(field)) if len(m) <= _MAX_ID]
     if name != "references":
-        mapped = mapped[:1]  # In-Reply-To names the one parent that counts; Resent-* one id
+        found = found[:1]  # In-Reply-To names the one parent that counts; Resent-* one id
+    elif len(found) > _MAX_REFERENCES:
+        found = found[:1] + found[1 - _MAX_REFERENCES:]
+    mapped = [message_ids(m) for m in found]
     if not mapped:
         return b""
     return (_folded(f"{canonical(name)}:", mapped) + "\r\n").encode()

@@ -344,3 +344,17 @@ def test_a_report_from_someone_unknown_gets_the_hubs_from() -> None:
     out = translate.generated(raw, _reader(), "<SWN1@sw.test>")
     assert out.startswith(b"Message-ID: <SWN1@sw.test>\r\nFrom: <MAILER-DAEMON@sw.test>\r\n")
     assert b"customs-internal" not in out
+
+
+def test_a_hostile_references_list_is_trimmed_to_its_first_and_latest_ids() -> None:
+    many = " ".join(f"<r{n}@mx1.acme.example>" for n in range(5000)) + " <" + "x" * 300 + "@y>"
+    raw = CARELESS.replace(b"References: <m0@mx1.acme.example>", f"References: {many}".encode())
+    asked: list[str] = []
+
+    def ids(mid: str) -> str:
+        asked.append(mid)
+        return _mapped(mid)
+    copy = translate.translate(*translate.split(raw), KNOWN.get, "<n@sw.test>", message_ids=ids)
+    kept = (translate.header(copy, "references") or "").split()
+    assert len(kept) == 20 and kept[0] == "<SWR-r0@sw.test>" and kept[-1] == "<own@reader.example>"
+    assert len(asked) == 20 + 2  # and In-Reply-To's and Resent-Message-ID's
