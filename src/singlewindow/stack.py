@@ -292,7 +292,9 @@ def template_context(config: Config, layout: Layout) -> dict[str, Any]:
         "hub": config.hub,
         "hub_name": "Single Window",
         "sw_domain": config.hub.domain,
-        "message_id_header": "X-SingleWindow-Origin",
+        # The transport writes this into the headers a DSN returns, in place of the
+        # origin stamp, which names peers and logins and never leaves the hub (issue 12).
+        "message_id_header": "X-SingleWindow-Message",
         "listeners": config.listeners,
         "queue": config.queue,
         "transport": config.transport,

@@ -325,3 +325,54 @@ def trace(conn: Conn, ident: str) -> dict[str, Any] | None:
         (mid,)).fetchall()
     result: dict[str, Any] = row
     return result
+
+
+# --- message ids as each side sees them (issue 12) ---------------------------------------
+
+def copy_origin(conn: Conn, copy_message_id: str) -> tuple[int | None, str | None] | None:
+    """(submitting party id, its own Message-ID) of the message a copy was made of."""
+    row = conn.execute(
+        "SELECT m.party_id, m.header_message_id FROM forward f"
+        " JOIN message m ON m.id = f.message_id WHERE f.copy_message_id = %s",
+        (copy_message_id,)).fetchone()
+    return None if row is None else (row["party_id"], row["header_message_id"])
+
+
+def copy_for(conn: Conn, party_id: int, header_message_id: str,
+             reader_party_id: int) -> str | None:
+    """The Message-ID of the copy ``reader_party_id`` got of the message ``party_id``
+    submitted with Message-ID ``header_message_id`` (the newest, if it sent it twice)."""
+    row = conn.execute(
+        "SELECT f.copy_message_id FROM message m JOIN forward f ON f.message_id = m.id"
+        " JOIN address a ON a.logical = f.destination"
+        " WHERE m.header_message_id = %s AND m.party_id = %s AND a.party_id = %s"
+        " AND f.recipient NOT LIKE '*%%' AND f.state = 'injected'"
+        " ORDER BY f.created_at DESC LIMIT 1",
+        (header_message_id, party_id, reader_party_id)).fetchone()
+    return None if row is None else str(row["copy_message_id"])
+
+
+def alias_for(conn: Conn, party_id: int, original: str, new_alias: str) -> str:
+    """The alias of ``party_id``'s message id ``original``: the one given before, else
+    ``new_alias`` (stored, so a reply naming it maps back)."""
+    conn.execute(
+        "INSERT INTO message_id_alias (alias, party_id, original) VALUES (%s, %s, %s)"
+        " ON CONFLICT (party_id, original) DO NOTHING", (new_alias, party_id, original))
+    row = conn.execute(
+        "SELECT alias FROM message_id_alias WHERE party_id = %s AND original = %s",
+        (party_id, original)).fetchone()
+    assert row is not None
+    return str(row["alias"])
+
+
+def alias_origin(conn: Conn, alias: str) -> tuple[int, str] | None:
+    """(party id, original id) an alias stands for."""
+    row = conn.execute("SELECT party_id, original FROM message_id_alias WHERE alias = %s",
+                       (alias,)).fetchone()
+    return None if row is None else (row["party_id"], row["original"])
+
+
+def party_of(conn: Conn, message_id: str) -> int | None:
+    """The submitting party of a Single Window message."""
+    row = conn.execute("SELECT party_id FROM message WHERE id = %s", (message_id,)).fetchone()
+    return None if row is None else row["party_id"]

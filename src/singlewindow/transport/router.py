@@ -20,7 +20,9 @@ import hashlib
 import logging
 import os
 import re
+import secrets
 import signal
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -387,13 +389,15 @@ class Router:
         message_type = result.message_type
         routed = directory.routes_for(conn, rcpt, message_type) if message_type else []
 
-        def build(copy_message_id: str) -> bytes:
+        author = directory.get_party(conn, o.party).id
+
+        def build(copy_message_id: str, dest_party: directory.Party) -> bytes:
             # SPEC F6: agencies receive XML (converted from EDIFACT where needed).
             fields, body = translate.with_body(p.fields, "application/xml; charset=utf-8",
                                                result.xml or b"")
-            return translate.translate(fields, body, lambda a: _logical(conn, known, a),
-                                       copy_message_id,
-                                       message_ids=lambda m: _original_id(conn, m))
+            return translate.translate(
+                fields, body, lambda a: _logical(conn, known, a), copy_message_id,
+                message_ids=self.message_ids(conn, author, dest_party.id))
 
         refused: list[tuple[directory.Address, str]] = []
         destinations = routed or [target]
@@ -404,7 +408,7 @@ class Router:
                 o.message_id, rcpt.lower(), dest.logical, dest.physical,
                 f"<{o.message_id}.{tag}@{self.config.hub.domain}>"), self.lease)
             sent = self.deliver_once(
-                conn, claim, functools.partial(build, claim.copy_message_id),
+                conn, claim, functools.partial(build, claim.copy_message_id, dest.party),
                 sender=mail_from, physical=dest.physical, maildrop_login=dest.maildrop_login,
                 envid=claim.envid, notify="SUCCESS,FAILURE" if mail_from else "NEVER",
                 orcpt=dest.logical)
@@ -600,6 +604,68 @@ class Router:
                            {"to": submitter, "queue_id": sent.queue_id,
                             "recipients": [f.logical for f in failed]})
 
+    # --- what a reader may see --------------------------------------------------------
+
+    def message_ids(self, conn: Conn, author: int | None, reader: int) -> translate.IdMap:
+        """How the message ids ``author``'s message names reach ``reader`` (issue 12):
+
+        - an id Single Window issued (``<SW…@domain>``) stays, unless it stands for one of
+          the reader's own: a copy of the reader's message, or an alias of the reader's
+          id, maps back to the reader's id (a reply threads under the reader's original);
+        - any other id is the author's words: kept when the reader is the author, else
+          the copy the reader got of the author's message with that Message-ID, else a
+          stable alias stored for the author (which maps back when the reader replies).
+        """
+        domain = self.config.hub.domain.lower()
+        seen: dict[str, str] = {}
+
+        def mapped(mid: str) -> str:
+            if mid not in seen:
+                seen[mid] = self._message_id(conn, author, reader, mid, domain)
+            return seen[mid]
+        return mapped
+
+    def _message_id(self, conn: Conn, author: int | None, reader: int, mid: str,
+                    domain: str) -> str:
+        local, _, right = mid[1:-1].rpartition("@")
+        if right.lower() == domain and local.startswith("SW"):
+            origin = messages.copy_origin(conn, mid)
+            if origin is not None and origin[0] == reader and origin[1]:
+                return origin[1]
+            alias = messages.alias_origin(conn, mid)
+            if alias is not None and alias[0] == reader:
+                return alias[1]
+            return mid
+        if author is not None and author == reader:
+            return mid
+        if author is None:
+            # Nobody to map it back to: a stable stand-in that names nothing.
+            digest = hashlib.sha256(f"{domain}\0{mid}".encode()).hexdigest()[:24].upper()
+            return f"<SWX{digest}@{domain}>"
+        copy = messages.copy_for(conn, author, mid, reader)
+        if copy is not None:
+            return copy
+        return messages.alias_for(conn, author, mid,
+                                  f"<SWR{secrets.token_hex(12).upper()}@{domain}>")
+
+    def reader(self, conn: Conn, about: str | None, party: directory.Party
+               ) -> translate.Reader:
+        """The lookups that rewrite generated mail for ``party`` (issue 12)."""
+        hub = self.config.hub
+        author = messages.party_of(conn, about) if about else None
+        machine = socket.gethostname()
+        internal = tuple(w for w in (machine, machine.split(".")[0])
+                         if w and w.lower() not in (hub.hostname.lower(), hub.domain.lower()))
+
+        def shown(address: str) -> str | None:
+            found = directory.known_addresses(conn, [address]).get(address.lower())
+            if found is not None:
+                return found.logical
+            host = address.rpartition("@")[2].lower()
+            return address if host in (hub.hostname.lower(), hub.domain.lower()) else None
+        return translate.Reader(shown, self.message_ids(conn, author, party.id),
+                                hub.hostname, hub.domain, internal, own=author == party.id)
+
     # --- mail Single Window generated -------------------------------------------------
 
     def generated_here(self, mail_from: str) -> bool:
@@ -622,14 +688,17 @@ class Router:
             if handled is not None:
                 return handled
         key = hashlib.sha256(raw + b"\0" + rcpt.lower().encode()).hexdigest()
+        about = _about(raw)
         kind = ("agency-failure" if notice is not None else "dsn" if not mail_from
                 else "control")
         claim = messages.claim_notice(conn, messages.Notice(
-            key, _about(raw), target.logical, target.physical, kind,
+            key, about, target.logical, target.physical, kind,
             f"<SWN{key[:24]}@{self.config.hub.domain}>"), self.lease)
         sent = self.deliver_once(
-            conn, claim, lambda: translate.with_message_id(
-                scrub(conn, raw, target.party), claim.copy_message_id),
+            conn, claim, lambda: translate.generated(
+                scrub(conn, raw, target.party), self.reader(conn, about, target.party),
+                claim.copy_message_id,
+                returned=[("X-SingleWindow-Message", about)] if about else []),
             sender=mail_from, physical=target.physical, maildrop_login=target.maildrop_login,
             envid=None, notify="NEVER", orcpt=None)
         if sent.refusal is not None:
@@ -693,12 +762,6 @@ def _about(raw: bytes) -> str | None:
         return originmod.parse(match[1].decode("ascii", "replace")).message_id
     except originmod.OriginError:
         return None
-
-
-def _original_id(conn: Conn, copy_message_id: str) -> str | None:
-    """SPEC issue 5: a response threads under the submitter's own Message-ID."""
-    found = messages.by_copy_message_id(conn, copy_message_id)
-    return found[1] if found is not None else None
 
 
 def _known_headers(conn: Conn, p: Prepared, state: dict[str, object]

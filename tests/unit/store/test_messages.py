@@ -8,7 +8,7 @@ from typing import Any
 
 import psycopg
 
-from singlewindow.store import messages
+from singlewindow.store import directory, messages
 
 SWID = "SW20261129190000000deadbeef"
 
@@ -134,3 +134,30 @@ def test_a_forgery_claiming_an_id_does_not_shadow_the_message(
     for ident in ("QC", "QF", "<f@x>", forgery):
         other = messages.trace(conn, ident)
         assert other is not None and other["id"] == forgery, ident
+
+
+def test_ids_map_to_the_copy_or_an_alias_and_back(conn: psycopg.Connection[Any]) -> None:
+    """Issue 12: what each side sees of the other's message ids, and how it maps back."""
+    acme = directory.add_party(conn, "acme", "company", [], None)
+    customs = directory.add_party(conn, "customs", "agency", [], None)
+    directory.add_address(conn, "customs@sw.test", "customs", "in@customs.example", None,
+                          "sw.test")
+    messages.record_message(conn, messages.Received(
+        id=SWID, listener="mta", party="acme", sasl_login=None, peer_address="10.1.0.1",
+        envelope_from="acme@sw.test", header_message_id="<m@mx1.acme>", queue_id="Q1",
+        payload_sha256="0" * 64))
+    claim = messages.claim_forward(conn, copy(), lease=60)
+    assert messages.copy_for(conn, acme.id, "<m@mx1.acme>", customs.id) is None  # not sent
+    messages.mark_injected(conn, claim, "Q2")
+    assert messages.copy_origin(conn, claim.copy_message_id) == (acme.id, "<m@mx1.acme>")
+    assert messages.copy_for(conn, acme.id, "<m@mx1.acme>", customs.id) == \
+        claim.copy_message_id
+    assert messages.copy_for(conn, customs.id, "<m@mx1.acme>", customs.id) is None
+    # An id of acme's that never came through the hub: one alias, however often named.
+    alias = messages.alias_for(conn, acme.id, "<t@EX01.acme.local>", "<SWRA@sw.test>")
+    assert alias == "<SWRA@sw.test>"
+    assert messages.alias_for(conn, acme.id, "<t@EX01.acme.local>", "<SWRB@sw.test>") == alias
+    assert messages.alias_origin(conn, alias) == (acme.id, "<t@EX01.acme.local>")
+    assert messages.alias_for(conn, customs.id, "<t@EX01.acme.local>", "<SWRC@sw.test>") \
+        == "<SWRC@sw.test>"  # the same words from another party are another id
+    assert messages.party_of(conn, SWID) == acme.id
