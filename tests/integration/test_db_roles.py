@@ -14,6 +14,7 @@ from singlewindow.config import (
 )
 from singlewindow.store import connect
 from tests.integration.conftest import MailClient
+from tests.integration.test_mta import ACME_PEER
 from tests.integration.test_pop3 import pop3s
 
 
@@ -27,7 +28,7 @@ def test_each_server_logs_in_as_its_own_role(sw_stack: Config, mail_client: Mail
     # Postfix looks the recipient up (relay_recipient_maps), the policy daemon decides.
     domain = sw_stack.hub.domain
     with smtplib.SMTP(sw_stack.listeners.bind, sw_stack.listeners.mta_port,
-                      source_address=("127.0.0.1", 0), timeout=30) as smtp:
+                      source_address=(ACME_PEER, 0), timeout=30) as smtp:
         smtp.ehlo("mx.acme.example")
         smtp.mail("edi@acme.example")
         code, reply = smtp.rcpt(f"customs@{domain}")

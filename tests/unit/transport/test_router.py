@@ -114,7 +114,7 @@ Transport = tuple[Config, Sink]
 
 def stamped_by(party: str, headers: str, body: bytes) -> bytes:
     stamp = origin.Origin(origin.new_message_id(), "mta", party, "10.1.0.5", "", "Q1")
-    return f"{origin.HEADER}: {stamp.header_value()}\r\n{headers}\r\n".encode() + body
+    return f"{origin.HEADER}: {stamp.signed(KEY)}\r\n{headers}\r\n".encode() + body
 
 
 def submit(config: Config, headers: str) -> tuple[int, bytes]:
