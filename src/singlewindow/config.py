@@ -121,6 +121,14 @@ class Transport:
     #: (master.cf). The MIG stops converting once the XML could not fit in such a copy
     #: (:attr:`xml_size_limit`).
     copy_size_limit: int = 50 * 1024 * 1024
+    #: The most hops a submission may have made (its ``Received`` headers, the hub's own
+    #: listener's included); one with more is refused with 554 5.4.6 "Routing loop
+    #: detected". Every copy carries as many host-free ``Received`` lines as its
+    #: submission had hops, so the count survives the hub, and a loop through a party
+    #: that sends copies back grows it by three per round. Below Postfix's
+    #: ``hopcount_limit`` (50), whose refusal is less precise, and far above a real path
+    #: (a party's own relays, then the hub's listener and its re-injection).
+    hop_limit: int = 30
 
     @property
     def lmtp_size_limit(self) -> int:

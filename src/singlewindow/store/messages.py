@@ -200,6 +200,13 @@ def first_event(conn: Conn, message_id: str, kind: str, digest: str) -> bool:
     return row is None
 
 
+def has_event(conn: Conn, message_id: str, kind: str) -> bool:
+    """Is a ``kind`` event recorded for this message?"""
+    row = conn.execute("SELECT 1 FROM event WHERE message_id = %s AND kind = %s LIMIT 1",
+                       (message_id, kind)).fetchone()
+    return row is not None
+
+
 def has_forwards(conn: Conn, message_id: str) -> bool:
     """Is ``message_id`` a Single Window message with forwarded copies?"""
     if not message_id:

@@ -5,8 +5,14 @@ this router about each recipient (SPEC §5, D3). For a submission (stamped by th
 it runs, in order, the technical checks (SPEC R5.3 #1-7), the address checks (#8-10),
 then routes, translates and re-injects one copy per destination, recording each copy
 before answering (D4). Mail Single Window generated itself (Postfix's DSNs, control
-messages: no origin stamp) skips the checks and goes to the addressee's physical address
+messages, agency-failure notices: no origin stamp, the null sender, and the hub's notice
+header on the hub's own) skips the checks and goes to the addressee's physical address
 or maildrop. The reply text is what the submitter reads in the DSN, with the message id.
+
+No loops, no storms (issue 12): a submission past ``transport.hop_limit`` hops is
+refused, every copy carries the submission's hop count on, and nothing automatic (a DSN,
+a notice, an ``Auto-Submitted`` message, :mod:`singlewindow.automatic`) is answered with
+a control message or a notice; the hub's own mail goes out with the null sender.
 
 Everything here is blocking (psycopg, smtplib, dovecot-lda) and runs in worker threads.
 """
@@ -15,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 import functools
 import hashlib
 import logging
@@ -30,7 +37,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from singlewindow import mig, replies
+from singlewindow import automatic, mig, replies
 from singlewindow import origin as originmod
 from singlewindow.config import Config
 from singlewindow.notices import agency, control
@@ -81,6 +88,16 @@ class Prepared:
     addresses: list[tuple[str, str]]
     header_message_id: str | None
     sha256: str
+    hops: int = 0
+    """The ``Received`` fields: hops made so far, the hub's own listener's included."""
+
+    def automatic(self, mail_from: str) -> str | None:
+        """Why nothing may answer this message (:mod:`singlewindow.automatic`), or None."""
+        return automatic.reason(
+            null_sender=not mail_from,
+            auto_submitted=translate.field_named(self.fields, "auto-submitted"),
+            content_type=translate.field_named(self.fields, "content-type"),
+            notice=translate.field_named(self.fields, automatic.NOTICE_HEADER))
 
 
 def prepare(raw: bytes, allowed: tuple[str, ...]) -> Prepared:
@@ -102,6 +119,7 @@ def prepare(raw: bytes, allowed: tuple[str, ...]) -> Prepared:
         addresses=translate.addresses_in(fields) if origin else [],
         header_message_id=translate.field_named(fields, "message-id"),
         sha256=hashlib.sha256(raw).hexdigest(),
+        hops=translate.hops(fields),
     )
 
 
@@ -144,13 +162,14 @@ class Router:
             with self.pool.connection() as conn:
                 conn.autocommit = True
                 if prepared.origin is None:
-                    if not self.generated_here(mail_from):
+                    kind = generated_kind(mail_from, prepared.fields)
+                    if kind is None:
                         # Every submission passes the milter (milter_default_action =
                         # tempfail); one that did not means a misconfigured listener.
                         log.error("unstamped mail from <%s> to <%s>: deferring",
                                   mail_from, rcpt)
                         return replies.POLICY_MISCONFIGURED
-                    return self.internal(conn, mail_from, rcpt, transaction.raw)
+                    return self.internal(conn, kind, rcpt, transaction.raw)
                 return self.submission(conn, prepared, prepared.origin, mail_from, rcpt,
                                        transaction.raw, transaction.state)
         except Deferred as deferred:
@@ -188,6 +207,10 @@ class Router:
                 envelope_from=mail_from, header_message_id=p.header_message_id,
                 queue_id=o.queue_id or None, payload_sha256=p.sha256))
             state["recorded"] = True
+            why = p.automatic(mail_from)
+            if why:
+                # What the milter also saw (it made every NOTIFY NEVER): nothing answers it.
+                messages.event(conn, o.message_id, "automatic", {"reason": why})
         target = directory.find_logical(conn, rcpt)
         refused = self.check(conn, p, o, mail_from, rcpt, target, state)
         if refused is None:
@@ -200,9 +223,14 @@ class Router:
                 messages.set_message_type(conn, o.message_id, result.message_type)
                 reply = self.forward(conn, o, mail_from, target, p, result,
                                      _known_headers(conn, p, state))
-            elif not mail_from:
-                # Nothing goes to the null sender: the refusal names the errors instead.
+            elif not mail_from or p.automatic(mail_from):
+                # Nothing goes to the null sender, and no control message answers automatic
+                # mail (issue 12): the refusal names the errors instead, in the trace.
                 reply = terminal.mig_refusal(result, o.message_id)
+                if mail_from and not state.get("withheld"):
+                    state["withheld"] = True
+                    messages.event(conn, o.message_id, "control-message-withheld", {
+                        "reason": p.automatic(mail_from), "errors": len(result.errors)})
             else:
                 # SPEC R6.1: delivered to Single Window (the DSN says so), not forwarded;
                 # the submitter learns what is wrong from the control message.
@@ -220,8 +248,13 @@ class Router:
     def check(self, conn: Conn, p: Prepared, o: originmod.Origin, mail_from: str,
               rcpt: str, target: directory.Address | None,
               state: dict[str, object]) -> Reply | None:
-        """SPEC R5.3 in its order: content (#1-7), then addresses (#8), link (#9),
-        activation (#10). None: the recipient passes."""
+        """A routing loop first (issue 12), then SPEC R5.3 in its order: content (#1-7),
+        addresses (#8), link (#9), activation (#10). None: the recipient passes."""
+        limit = self.config.transport.hop_limit
+        if p.hops > limit:
+            return replies.ROUTING_LOOP.with_text(
+                f"Routing loop detected: the message has passed {p.hops} hops, more than "
+                f"the {limit} Single Window allows; not forwarded")
         if p.content is not None:
             return p.content
         if target is None:
@@ -281,10 +314,12 @@ class Router:
         claim = messages.claim_forward(conn, messages.Forward(
             o.message_id, "*control*", mail_from.lower(), mail_from.lower(),
             f"<{o.message_id}.control@{self.config.hub.domain}>"), self.lease)
+        # The null envelope sender (issue 12): a control message that cannot be delivered
+        # causes no DSN; Postfix logs it, and ``swctl trace`` shows that line.
         sent = self.deliver_once(conn, claim, lambda: control.build(
             result, message_id=o.message_id, sender=self.config.hub.system_sender,
             to=mail_from, domain=self.config.hub.domain, in_reply_to=p.header_message_id),
-            sender=self.config.hub.system_sender, physical=mail_from, maildrop_login=None,
+            sender="", physical=mail_from, maildrop_login=None,
             envid=None, notify="NEVER", orcpt=None)
         if sent.fresh:
             messages.event(conn, o.message_id, "control-message", {
@@ -299,13 +334,18 @@ class Router:
         rcpt = target.logical
         message_type = result.message_type
         routed = directory.routes_for(conn, rcpt, message_type) if message_type else []
+        # No DSN about the copies of automatic mail either (its submitter asked for none).
+        quiet = p.automatic(mail_from)
 
         def build(copy_message_id: str) -> bytes:
             # SPEC F6: agencies receive XML (converted from EDIFACT where needed).
             fields, body = translate.with_body(p.fields, "application/xml; charset=utf-8",
                                                result.xml or b"")
+            # The hop count goes on (issue 12), as host-free Received fields.
+            hops = translate.trace_fields(p.hops, self.config.hub.domain,
+                                          email.utils.formatdate(localtime=False))
             return translate.translate(fields, body, lambda a: _logical(conn, known, a),
-                                       copy_message_id,
+                                       copy_message_id, extra=hops,
                                        message_ids=lambda m: _original_id(conn, m))
 
         refused: list[tuple[directory.Address, str]] = []
@@ -319,7 +359,7 @@ class Router:
             sent = self.deliver_once(
                 conn, claim, functools.partial(build, claim.copy_message_id),
                 sender=mail_from, physical=dest.physical, maildrop_login=dest.maildrop_login,
-                envid=o.message_id, notify="SUCCESS,FAILURE" if mail_from else "NEVER",
+                envid=o.message_id, notify="NEVER" if quiet else "SUCCESS,FAILURE",
                 orcpt=dest.logical)
             if sent.refusal is not None:
                 refused.append((dest, sent.refusal))
@@ -339,8 +379,12 @@ class Router:
             return _refusal_reply(refused[0][1]).with_text(
                 f"Not forwarded: {reason} (Single Window message {o.message_id})")
         # Some destinations have their copy: the message was delivered to Single Window
-        # and the submitter hears separately which agency did not get it.
-        self.report_refusals(conn, o.message_id, mail_from, refused)
+        # and the submitter hears separately which agency did not get it (unless the
+        # submission was automatic: then the trace alone tells).
+        if quiet:
+            messages.event(conn, o.message_id, "notice-withheld", {"reason": quiet})
+        else:
+            self.report_refusals(conn, o.message_id, mail_from, refused)
         names = ", ".join(f"<{d.logical}>" for d, _ in refused)
         return delivered.with_text(f"{delivered.text}; not forwarded to {names}: {reason}")
 
@@ -472,7 +516,11 @@ class Router:
             failed.append(agency.Failed(logical, r.action, r.status,
                                         agency.clean_diagnostic(r.diagnostic)))
         submitter = messages.envelope_from(conn, swid)
-        if failed and submitter:
+        if failed and submitter and messages.has_event(conn, swid, "automatic"):
+            # Issue 12: an automatic submission is not answered, not even about its copies.
+            messages.event(conn, swid, "notice-withheld", {
+                "reason": "the submission was automatic", "digest": digest})
+        elif failed and submitter:
             self.notify_submitter(conn, swid, submitter, failed, "dsn:" + digest)
 
     def notify_submitter(self, conn: Conn, swid: str, submitter: str,
@@ -495,39 +543,32 @@ class Router:
 
     # --- mail Single Window generated -------------------------------------------------
 
-    def generated_here(self, mail_from: str) -> bool:
-        """Postfix's DSNs have the null sender; control messages a Single Window sender."""
-        return not mail_from or mail_from.lower() == self.config.hub.system_sender
-
-    def internal(self, conn: Conn, mail_from: str, rcpt: str, raw: bytes) -> Reply:
-        """A DSN or control message for a party: to its physical address or maildrop,
-        exactly once (the same bookkeeping as the copies of submissions)."""
+    def internal(self, conn: Conn, kind: str, rcpt: str, raw: bytes) -> Reply:
+        """A DSN, control message or notice for a party (``kind``, see
+        :func:`generated_kind`): to its physical address or maildrop, exactly once (the
+        same bookkeeping as the copies of submissions), with the null sender."""
         target = directory.find_logical(conn, rcpt)
         if target is None:
             return replies.UNKNOWN_ADDRESS.with_text(
                 f"The recipient <{rcpt}> is unknown to Single Window")
-        notice = translate.header(raw, agency.NOTICE_HEADER)
-        if not mail_from and notice is None:
+        if kind == "dsn":
             handled = self.agency_report(conn, raw)
             if handled is not None:
                 return handled
         key = hashlib.sha256(raw + b"\0" + rcpt.lower().encode()).hexdigest()
-        kind = ("agency-failure" if notice is not None else "dsn" if not mail_from
-                else "control")
         claim = messages.claim_notice(conn, messages.Notice(
             key, _about(raw), target.logical, target.physical, kind,
             f"<SWN{key[:24]}@{self.config.hub.domain}>"), self.lease)
         sent = self.deliver_once(
             conn, claim, lambda: translate.with_message_id(
                 scrub(conn, raw, target.party), claim.copy_message_id),
-            sender=mail_from, physical=target.physical, maildrop_login=target.maildrop_login,
+            sender="", physical=target.physical, maildrop_login=target.maildrop_login,
             envid=None, notify="NEVER", orcpt=None)
         if sent.refusal is not None:
             reply = _refusal_reply(sent.refusal)
             return reply.with_text(f"Not delivered to {target.logical}: "
                                    f"{_refusal_text(sent.refusal)}")
-        log.info("internal mail from <%s> delivered to <%s> as %s", mail_from, rcpt,
-                 claim.copy_message_id)
+        log.info("%s delivered to <%s> as %s", kind, rcpt, claim.copy_message_id)
         return replies.DELIVERED.with_text(f"Delivered to {target.logical}")
 
 
@@ -541,6 +582,24 @@ class Sent:
     fresh: bool
     """This attempt sent it (or found the proof that an interrupted one did)."""
     recovered: bool = False
+
+
+#: The notice header's first word (:data:`automatic.NOTICE_HEADER`) → the kind recorded.
+_NOTICE_KINDS = {"agency-dsn": "agency-failure", "control": "control"}
+
+
+def generated_kind(mail_from: str, fields: list[translate.Field]) -> str | None:
+    """What unstamped mail is, by what the hub wrote: its notice header names a control
+    message or an agency-failure notice; without one, null-sender mail is Postfix's own
+    DSN. None: mail with a sender and no stamp, which Single Window never generates (its
+    notices have the null sender, issue 12), so it did not come the way it should."""
+    if mail_from:
+        return None
+    notice = translate.field_named(fields, automatic.NOTICE_HEADER)
+    if notice is None:
+        return "dsn"
+    word = notice.split(" ", 1)[0].lower()
+    return _NOTICE_KINDS.get(word, "notice")
 
 
 def _refusal_reply(refusal: str) -> Reply:

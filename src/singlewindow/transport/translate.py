@@ -311,6 +311,27 @@ def _folded(start: str, pieces: list[str]) -> str:
     return "\r\n".join([*lines, line])
 
 
+def hops(fields: Iterable[Field]) -> int:
+    """How many hops a message has made: its ``Received`` fields (RFC 5321 4.4, 6.3: the
+    count that loop detection uses, as Postfix's ``hopcount_limit`` does)."""
+    return sum(1 for name, _ in fields if name == "received")
+
+
+def trace_fields(count: int, domain: str, date: str) -> list[tuple[str, str]]:
+    """``count`` host-free ``Received`` fields for a copy (issue 12): the copy carries as
+    many hops as its submission made, so the hop count survives the hub.
+
+    The submission's own ``Received`` fields name the submitter's hosts and addresses and
+    never reach a copy; these name only the Single Window domain (RFC 5322 3.6.7 allows a
+    ``Received`` with no ``from`` clause). Real ``Received`` fields, unlike a header of
+    the hub's own, are kept by every MTA a party forwards the copy through and counted by
+    its ``hopcount_limit`` as well as by the hub's when the copy comes back; a party can
+    only make the count larger by writing more, which only stops its own message sooner.
+    """
+    return [("Received", f"by {domain} (Single Window, hop {n}); {date}")
+            for n in range(count, 0, -1)]
+
+
 _MSG_ID = re.compile(r"<[^<>\s]+>")
 #: Headers that name other messages: threading (RFC 5322 3.6.4).
 THREADING = ("in-reply-to", "references")
@@ -335,8 +356,13 @@ def translate(fields: Iterable[Field], body: bytes, lookup: Lookup, message_id: 
     in In-Reply-To/References to the one the reader knows (a response names the copy the
     agency received; the company knows its own original), or None to leave it.
     """
-    out = [f"Message-ID: {message_id}\r\n".encode()]
-    out += [f"{name}: {value}\r\n".encode() for name, value in extra]
+    # Trace fields lead the header (RFC 5322 3.6.7), before the hub's other fields.
+    written = list(extra)
+    out = [f"{name}: {value}\r\n".encode() for name, value in written
+           if name.lower() == "received"]
+    out.append(f"Message-ID: {message_id}\r\n".encode())
+    out += [f"{name}: {value}\r\n".encode() for name, value in written
+            if name.lower() != "received"]
     for name, field in fields:
         if name in REMOVED:
             continue
