@@ -226,7 +226,8 @@ class Router:
             elif not mail_from or p.automatic(mail_from):
                 # Nothing goes to the null sender, and no control message answers automatic
                 # mail (issue 12): the refusal names the errors instead, in the trace.
-                reply = terminal.mig_refusal(result, o.message_id)
+                reply = terminal.mig_refusal(result, o.message_id,
+                                             p.automatic(mail_from) if mail_from else None)
                 if mail_from and not state.get("withheld"):
                     state["withheld"] = True
                     messages.event(conn, o.message_id, "control-message-withheld", {
@@ -551,7 +552,7 @@ class Router:
         if target is None:
             return replies.UNKNOWN_ADDRESS.with_text(
                 f"The recipient <{rcpt}> is unknown to Single Window")
-        if kind == "dsn":
+        if kind == "dsn" and not _about_submission(raw):
             handled = self.agency_report(conn, raw)
             if handled is not None:
                 return handled
@@ -642,6 +643,16 @@ def _about(raw: bytes) -> str | None:
         return originmod.parse(match[1].decode("ascii", "replace")).message_id
     except originmod.OriginError:
         return None
+
+
+def _about_submission(raw: bytes) -> bool:
+    """Does this Postfix DSN return a submission's headers (the milter's stamp in them)?
+
+    Then it reports this hub's own answer to the submission (e.g. a routing loop), not
+    an agency leg, even when the submission carries the Message-ID of a copy the hub sent
+    before (a party that sends copies back): copies never carry the stamp.
+    """
+    return re.search(rb"(?im)^" + originmod.HEADER.encode() + rb":", raw) is not None
 
 
 def _original_id(conn: Conn, copy_message_id: str) -> str | None:
