@@ -246,18 +246,17 @@ def test_automatic_message_recipients_are_readded_with_notify_never(
     assert ctx._addrcpt == [("<customs@sw.test>", "NOTIFY=NEVER ORCPT=rfc822;customs@sw.test")]
 
 
-def test_auto_submitted_no_is_answered_as_usual(ctx: Ctx) -> None:
-    rc = ctx.message(listener="mta", ip="10.1.0.5", sender="<edi@acme.example>",
-                     rcpts=[("<customs@sw.test>", "NOTIFY=SUCCESS,FAILURE")],
-                     headers=[("Auto-Submitted", "no")])
-    assert rc == Milter.ACCEPT
-    assert ctx._delrcpt == [] and ctx._addrcpt == []
-
-
-def test_the_marker_of_one_transaction_does_not_carry_into_the_next(ctx: Ctx) -> None:
+def test_only_the_transaction_marked_automatic_gets_notify_never(ctx: Ctx) -> None:
+    automatic = ctx.message(listener="mta", ip="10.1.0.5", sender="<edi@acme.example>",
+                            rcpts=[("<customs@sw.test>", "NOTIFY=SUCCESS,FAILURE")],
+                            headers=[("Auto-Submitted", "auto-replied")])
+    assert automatic == Milter.ACCEPT
+    assert ctx._addrcpt == [("<customs@sw.test>", "NOTIFY=NEVER ORCPT=rfc822;customs@sw.test")]
+    # The next transaction on the connection: "Auto-Submitted: no" is a person's message.
     assert ctx.message(listener="mta", ip="10.1.0.5", sender="<edi@acme.example>",
-                       rcpts=[("<customs@sw.test>",)],
-                       headers=[("Auto-Submitted", "auto-replied")]) == Milter.ACCEPT
+                       rcpts=[("<customs@sw.test>", "NOTIFY=SUCCESS,FAILURE")],
+                       headers=[("Auto-Submitted", "no")], connect=False) == Milter.ACCEPT
+    assert ctx._delrcpt == [] and ctx._addrcpt == []
     assert ctx.message(listener="mta", ip="10.1.0.5", sender="<edi@acme.example>",
                        rcpts=[("<customs@sw.test>",)], connect=False) == Milter.ACCEPT
     assert ctx._addrcpt == [

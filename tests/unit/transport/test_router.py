@@ -140,7 +140,7 @@ def test_auto_submitted_mig_errors_get_no_control_message(
 
 
 def test_the_hubs_notice_goes_out_with_the_null_sender(
-        transport: tuple[Config, Sink]) -> None:
+        transport: tuple[Config, Sink], conn: psycopg.Connection[Any]) -> None:
     config, sink = transport
     data = (b"From: Single Window <single-window@sw.test>\r\nTo: <acme@sw.test>\r\n"
             b"X-SingleWindow-Notice: control SW1\r\nAuto-Submitted: auto-replied\r\n"
@@ -150,6 +150,9 @@ def test_the_hubs_notice_goes_out_with_the_null_sender(
     [notice] = sink.wait_for(lambda r: True, timeout=10)
     assert notice.mail_from in ("", "<>") and notice.rcpt_tos == ["edi@acme.example"]
     assert notice.message["Auto-Submitted"] == "auto-replied"
+    # Recorded as what its notice header says it is, not by its sender.
+    row = conn.execute("SELECT kind FROM notice_delivery").fetchone()
+    assert row is not None and row["kind"] == "control"
 
 
 def test_unstamped_mail_from_the_old_system_sender_is_not_taken_as_the_hubs(
