@@ -129,6 +129,13 @@ class Transport:
     #: ``hopcount_limit`` (50), whose refusal is less precise, and far above a real path
     #: (a party's own relays, then the hub's listener and its re-injection).
     hop_limit: int = 30
+    #: Seconds within which an answer to a copy counts as the same flow of mail: a
+    #: submission whose In-Reply-To or References names a copy the hub sent less than this
+    #: long ago has that copy's hops added to its own (issue 12). Two careless
+    #: auto-responders that answer each other with new messages then reach ``hop_limit``
+    #: as a loop does, while people, who do not answer thirty times within seconds, never
+    #: do. 0: answers never count.
+    reply_window: float = 120.0
 
     @property
     def lmtp_size_limit(self) -> int:

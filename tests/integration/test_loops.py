@@ -5,6 +5,7 @@ Single Window's control message."""
 
 from __future__ import annotations
 
+import email
 import re
 import secrets
 import smtplib
@@ -59,6 +60,22 @@ class ForwardingSink(Sink):
         try:
             self.resubmitted.append(self.world.submit(self.party, [self.to],
                                                       b"\r\n".join(new) + b"\r\n\r\n" + body))
+        except (OSError, smtplib.SMTPException) as exc:
+            self.resubmitted.append(repr(exc))
+
+
+@dataclass
+class RespondingSink(ForwardingSink):
+    """A careless auto-responder: answers every message (but DSNs) with a new message of
+    its own, In-Reply-To the one it got, with no Auto-Submitted and no old header."""
+
+    def _resubmit(self, data: bytes) -> None:
+        assert self.world is not None and self.party is not None
+        got = email.message_from_bytes(data)
+        answer = message(self.party, self.to, str(got["Subject"]), factory.gendec(),
+                         headers=[f"In-Reply-To: {got['Message-ID']}"])
+        try:
+            self.resubmitted.append(self.world.submit(self.party, [self.to], answer))
         except (OSError, smtplib.SMTPException) as exc:
             self.resubmitted.append(repr(exc))
 
@@ -173,6 +190,36 @@ def test_a_relay_that_sends_every_copy_back_is_stopped_at_the_hop_limit(world: W
     [outcome] = found["recipients"]
     assert outcome["status"] == "554 5.4.6"
     assert outcome["reason"].startswith("Routing loop detected")
+
+
+def test_two_careless_auto_responders_answering_each_other_are_stopped(
+        world: World) -> None:
+    """Each answer is a new message (no old Received field), sent within seconds of the
+    copy it answers: the hub counts the hops of the flow it continues."""
+    co = world.add("pingco", "company", relay_port=free_port())
+    ag = world.add("pingag", "agency", relay_port=free_port())
+    for mine, other in ((co, ag), (ag, co)):
+        mine.sink = RespondingSink(mine.sink.port, world=world, party=mine, to=other.logical)
+        mine.sink.start()
+    subj = subject()
+    assert world.submit(co, [ag.logical], message(co, ag.logical, subj,
+                                                  factory.gendec())) == {}
+
+    def loop_replies() -> list[Received]:
+        return [r for p in (co, ag) for r in list(p.sink.received) if dsn_about(r, subj)
+                and any(s["status"] == "5.4.6" for s in delivery_status(r))]
+    wait_until(lambda: bool(loop_replies()), timeout=300)
+    [status] = delivery_status(loop_replies()[0])
+    diagnostic = " ".join(status["diagnostic-code"].split())
+    assert (f"Routing loop detected: the message has passed {HOP_LIMIT + 1} hops "
+            "(counting the messages it answers within 120 s)") in diagnostic
+
+    def answers() -> int:
+        return sum(len(p.sink.resubmitted) for p in (co, ag))
+    seen = answers()
+    assert seen <= HOP_LIMIT
+    time.sleep(8)
+    assert answers() == seen
 
 
 # --- (c) auto-responders: no DSN, no control message -------------------------------------

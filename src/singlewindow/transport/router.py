@@ -51,6 +51,7 @@ log = logging.getLogger("sw-transport")
 
 Conn = psycopg.Connection[Any]
 _EMAIL = re.compile(rb"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+[A-Za-z0-9]")
+_MSG_ID = re.compile(r"<[^<>\s]+>")
 
 #: Test-only fault injection (SPEC D4 crash tests): kill this process with SIGKILL at one
 #: step of a copy's delivery: ``before-claim``, ``during-data`` (half the copy sent to
@@ -207,6 +208,7 @@ class Router:
                 envelope_from=mail_from, header_message_id=p.header_message_id,
                 queue_id=o.queue_id or None, payload_sha256=p.sha256))
             state["recorded"] = True
+            state["hops"] = self.hops(conn, p, o)
             why = p.automatic(mail_from)
             if why:
                 # What the milter also saw (it made every NOTIFY NEVER): nothing answers it.
@@ -221,8 +223,10 @@ class Router:
                                          f"{o.message_id})")
             elif result.valid:
                 messages.set_message_type(conn, o.message_id, result.message_type)
+                hops = state.get("hops")
                 reply = self.forward(conn, o, mail_from, target, p, result,
-                                     _known_headers(conn, p, state))
+                                     _known_headers(conn, p, state),
+                                     hops if isinstance(hops, int) else p.hops)
             elif not mail_from or p.automatic(mail_from):
                 # Nothing goes to the null sender, and no control message answers automatic
                 # mail (issue 12): the refusal names the errors instead, in the trace.
@@ -252,10 +256,13 @@ class Router:
         """A routing loop first (issue 12), then SPEC R5.3 in its order: content (#1-7),
         addresses (#8), link (#9), activation (#10). None: the recipient passes."""
         limit = self.config.transport.hop_limit
-        if p.hops > limit:
+        hops = state.get("hops", p.hops)
+        if isinstance(hops, int) and hops > limit:
+            answers = (f" (counting the messages it answers within "
+                       f"{self.config.transport.reply_window:g} s)" if hops > p.hops else "")
             return replies.ROUTING_LOOP.with_text(
-                f"Routing loop detected: the message has passed {p.hops} hops, more than "
-                f"the {limit} Single Window allows; not forwarded")
+                f"Routing loop detected: the message has passed {hops} hops{answers}, more "
+                f"than the {limit} Single Window allows; not forwarded")
         if p.content is not None:
             return p.content
         if target is None:
@@ -284,6 +291,23 @@ class Router:
             return replies.ADDRESS_NOT_ACTIVATED.with_text(
                 f"Your logical address <{own.logical}> is not yet activated")
         return None
+
+    def hops(self, conn: Conn, p: Prepared, o: originmod.Origin) -> int:
+        """The submission's hop count (issue 12): its ``Received`` fields, plus those of
+        the message it answers when that was a copy sent within ``reply_window`` (an
+        auto-responder's new message continues the loop it is part of). Recorded once, so
+        a retry counts the same."""
+        recorded = messages.recorded_hops(conn, o.message_id)
+        if recorded is not None:
+            return recorded
+        answered = [m[0] for name, field in p.fields if name in translate.THREADING
+                    for m in _MSG_ID.finditer(translate.field_value(field))]
+        inherited = messages.answered_hops(conn, answered[:50],
+                                           self.config.transport.reply_window)
+        hops = p.hops + inherited
+        messages.event(conn, o.message_id, "hops", {"hops": hops, "received": p.hops,
+                                                    "answered": inherited})
+        return hops
 
     def validated(self, p: Prepared, state: dict[str, object]) -> mig.Result | Reply:
         """SPEC R6: the one body part against the MIG (EDIFACT is converted to XML), once
@@ -329,9 +353,10 @@ class Router:
 
     def forward(self, conn: Conn, o: originmod.Origin, mail_from: str,
                 target: directory.Address, p: Prepared, result: mig.Result,
-                known: dict[str, directory.Address]) -> Reply:
+                known: dict[str, directory.Address], hops: int) -> Reply:
         """One copy per destination, each sent exactly once (SPEC D4): the reply for the
-        recipient, 250 unless its copies were refused for good."""
+        recipient, 250 unless its copies were refused for good. Each copy carries
+        ``hops`` on (issue 12)."""
         rcpt = target.logical
         message_type = result.message_type
         routed = directory.routes_for(conn, rcpt, message_type) if message_type else []
@@ -343,10 +368,10 @@ class Router:
             fields, body = translate.with_body(p.fields, "application/xml; charset=utf-8",
                                                result.xml or b"")
             # The hop count goes on (issue 12), as host-free Received fields.
-            hops = translate.trace_fields(p.hops, self.config.hub.domain,
-                                          email.utils.formatdate(localtime=False))
+            trace = translate.trace_fields(hops, self.config.hub.domain,
+                                           email.utils.formatdate(localtime=False))
             return translate.translate(fields, body, lambda a: _logical(conn, known, a),
-                                       copy_message_id, extra=hops,
+                                       copy_message_id, extra=trace,
                                        message_ids=lambda m: _original_id(conn, m))
 
         refused: list[tuple[directory.Address, str]] = []

@@ -173,3 +173,22 @@ def test_generated_kind_is_told_by_the_hubs_header(notice: str | None, kind: str
     fields = translate.head(head.encode())[0]
     assert router.generated_kind("", fields) == kind
     assert router.generated_kind("single-window@sw.test", fields) is None
+
+
+def test_a_quick_answer_to_a_copy_continues_its_hop_count(
+        transport: tuple[Config, Sink]) -> None:
+    config, sink = transport
+    limit = config.transport.hop_limit
+    first = limit - 10
+    [(code, _)] = lmtp(config, f"acme@{D}", [f"customs@{D}"],
+                       received(first) + stamped(factory.gendec()))
+    assert code == 250
+    [copy] = sink.wait_for(lambda r: True, timeout=10)
+    # A new message that answers the copy: its own 11 hops and the copy's 20 make 31.
+    answer = received(11) + f"In-Reply-To: {copy.message['Message-ID']}\r\n".encode() \
+        + stamped(factory.gendec())
+    [(code, text)] = lmtp(config, f"acme@{D}", [f"customs@{D}"], answer)
+    assert (code, text[:6]) == (554, b"5.4.6 ")
+    assert f"passed {first + 11} hops (counting the messages it answers within " \
+           f"{config.transport.reply_window:g} s)".encode() in b" ".join(text.split())
+    assert len(sink.wait_for(lambda r: True, timeout=2, count=2)) == 1
