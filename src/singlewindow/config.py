@@ -46,7 +46,9 @@ class Hub:
     #: The DIGEST-MD5 realm (RFC 2831); the ``{DIGEST-MD5}`` hashes are computed over it,
     #: so changing it invalidates every stored DIGEST-MD5 hash.
     sasl_realm: str = "sw.test"
-    #: Envelope sender and From of control messages Single Window writes itself.
+    #: The From of control messages Single Window writes itself (their envelope sender is
+    #: null, issue 12). No party's address: a reply to it is refused at RCPT (550 5.1.1,
+    #: unknown recipient), so it reaches nobody and starts no loop.
     system_local_part: str = "single-window"
 
     @property

@@ -289,6 +289,12 @@ def test_control_message_has_the_null_sender_and_auto_submitted(world: World) ->
                                  f"{swid}".encode() in r.data)
     assert control.mail_from in ("", "<>")
     assert control.message["Auto-Submitted"] == "auto-replied"
+    # A careless answer to its From is refused at once: that address is nobody's.
+    answer_to = control.message["From"].addresses[0].addr_spec
+    assert answer_to == world.config.hub.system_sender
+    with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
+        world.submit(co, [answer_to], message(co, answer_to, "Re: " + subj, b"thanks"))
+    assert refused.value.recipients[answer_to][0] == 550
     # Its "delivered to Single Window" DSN still reaches the submitter.
     [dsn] = co.sink.wait_for(lambda r: dsn_about(r, subj))
     assert [s["action"] for s in delivery_status(dsn)] == ["delivered"]
