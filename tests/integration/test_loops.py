@@ -274,6 +274,12 @@ def test_undeliverable_control_message_bounces_nowhere_and_shows_in_trace(
     assert cobad.physical not in text  # translated to the logical address
     time.sleep(5)  # time for a bounce of the bounce, if any were sent
     log = maillog(world)
+    with connect(world.config.database) as conn:
+        row = conn.execute("SELECT queue_id FROM notice_delivery WHERE message_id = %s"
+                           " AND kind = 'control'", (swid,)).fetchone()
+    assert row is not None and row["queue_id"]
+    assert f"{row['queue_id']}: to=<{cobad.physical}>" in log  # the bounced attempt
+    assert f"{row['queue_id']}: sender non-delivery notification" not in log
     assert f"to=<{world.config.hub.system_sender}>" not in log
     assert f"from=<{world.config.hub.system_sender}>" not in log
 
