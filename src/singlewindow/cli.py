@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,6 +21,7 @@ import psycopg
 from singlewindow import config as configmod
 from singlewindow import passwords, stack
 from singlewindow.store import StoreError, connect, directory, messages, migrate
+from singlewindow.transport import evidence
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -211,9 +213,44 @@ def _sent(copy: dict[str, Any]) -> str:
     return text + (f", {copy['attempts']} attempts" if copy["attempts"] > 1 else "")
 
 
+_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+[A-Za-z0-9]")
+
+
+def _postfix_status(conn: psycopg.Connection[Any], config: configmod.Config,
+                    rows: list[dict[str, Any]]) -> None:
+    """Add to each copy or notice row how Postfix's delivery of it went (``postfix``: its
+    log's status lines), with every party's physical address shown as its logical one.
+    The hub's own mail has the null sender, so this is the only place its failure shows."""
+    ids = {r["queue_id"] for r in rows if r["queue_id"] and r["queue_id"] != "maildrop"}
+    found = evidence.delivery_status(config.postfix_maillog, ids)
+    words = {m[0].lower() for s in found.values() for st in s
+             for m in _ADDRESS.finditer(f"{st.to} {st.text}")}
+    known = directory.known_addresses(conn, words)
+
+    def shown(text: str) -> str:
+        def one(match: re.Match[str]) -> str:
+            address = known.get(match[0].lower())
+            return address.logical if address is not None else match[0]
+        return _ADDRESS.sub(one, text)
+
+    for r in rows:
+        r["postfix"] = [{"to": shown(st.to), "relay": st.relay, "dsn": st.dsn,
+                         "status": st.status, "text": shown(st.text)}
+                        for st in found.get(r["queue_id"] or "", [])]
+
+
+def _print_status(lines: list[dict[str, str]]) -> None:
+    for st in lines:
+        print(f"    postfix: to=<{st['to']}> status={st['status']} dsn={st['dsn']} "
+              f"relay={st['relay']}" + (f" ({st['text']})" if st["text"] else ""))
+
+
 def trace_cmd(args: argparse.Namespace) -> int:
+    config = _config(args)
     with _db(args) as conn:
         found = messages.trace(conn, args.id)
+        if found is not None:
+            _postfix_status(conn, config, [*found["forwards"], *found["notices"]])
     if found is None:
         raise CommandError(f"no message with id {args.id!r}")
     if args.json:
@@ -234,9 +271,11 @@ def trace_cmd(args: argparse.Namespace) -> int:
         print(f"  recipient {r['recipient']}: {r['reason']}")
     for f in found["forwards"]:
         print(f"  copy to {f['destination']} ({_sent(f)}, Message-ID {f['copy_message_id']})")
+        _print_status(f["postfix"])
     for n in found["notices"]:
         print(f"  {n['kind']} to {n['recipient']} ({_sent(n)}, Message-ID "
               f"{n['copy_message_id']})")
+        _print_status(n["postfix"])
     for e in found["events"]:
         print(f"  {e['at']:%H:%M:%S.%f} {e['kind']} {json.dumps(e['detail'], sort_keys=True)}")
     for r in found["stamp_refusals"]:

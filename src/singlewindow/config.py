@@ -65,7 +65,9 @@ class Hub:
     #: The DIGEST-MD5 realm (RFC 2831); the ``{DIGEST-MD5}`` hashes are computed over it,
     #: so changing it invalidates every stored DIGEST-MD5 hash.
     sasl_realm: str = "sw.test"
-    #: Envelope sender and From of control messages Single Window writes itself.
+    #: The From of control messages Single Window writes itself (their envelope sender is
+    #: null, issue 12). No party's address: a reply to it is refused at RCPT (550 5.1.1,
+    #: unknown recipient), so it reaches nobody and starts no loop.
     system_local_part: str = "single-window"
     #: The key of the origin stamp's MAC (issue 12): the milter signs the stamp with it,
     #: the transport refuses a stamp that does not verify. Only the daemons may read it
@@ -188,6 +190,21 @@ class Transport:
     #: Its private key: readable only by the transport (the Ansible role: 0640, group of
     #: the daemons' user). Empty: state_dir/keys/reinject-key.pem.
     reinject_key_file: Path | None = None
+    #: The most hops a submission may have made (its ``Received`` headers, the hub's own
+    #: listener's included); one with more is refused with 554 5.4.6 "Routing loop
+    #: detected". Every copy carries as many host-free ``Received`` lines as its
+    #: submission had hops, so the count survives the hub, and a loop through a party
+    #: that sends copies back grows it by three per round. Below Postfix's
+    #: ``hopcount_limit`` (50), whose refusal is less precise, and far above a real path
+    #: (a party's own relays, then the hub's listener and its re-injection).
+    hop_limit: int = 30
+    #: Seconds within which an answer to a copy counts as the same flow of mail: a
+    #: submission whose In-Reply-To or References names a copy the hub sent less than this
+    #: long ago has that copy's hops added to its own (issue 12). Two careless
+    #: auto-responders that answer each other with new messages then reach ``hop_limit``
+    #: as a loop does, while people, who do not answer thirty times within seconds, never
+    #: do. 0: answers never count.
+    reply_window: float = 120.0
 
     @property
     def lmtp_size_limit(self) -> int:

@@ -116,6 +116,10 @@ COPY_IN_PROGRESS = Reply(451, "4.3.0", "A copy of this message is being sent by 
 # larger than Single Window may forward: 5.3.4 = message too big for system (RFC 3463
 # 3.4); 554 = transaction failed (RFC 5321 4.2.3), as for the R5.3 reasons.
 COPY_TOO_LARGE = Reply(554, "5.3.4", "The converted message is too large to forward")
+# Issue 12: the submission has made more hops than ``transport.hop_limit`` (a loop through
+# Single Window, e.g. a party that sends every copy back). 5.4.6 = routing loop detected
+# (RFC 3463 3.5); 554 = transaction failed (RFC 5321 4.2.3). The text names the count.
+ROUTING_LOOP = Reply(554, "5.4.6", "Routing loop detected")
 # Any other permanent refusal of a copy; the text quotes Postfix. 5.3.0 = other mail
 # system status (RFC 3463 3.4).
 COPY_REFUSED = Reply(554, "5.3.0", "A copy of the message was refused")

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import psycopg
 
-from singlewindow import replies
+from singlewindow import automatic, replies
 from singlewindow.origin import Origin, new_message_id
 from singlewindow.policy.decide import login_of
 from singlewindow.store import directory
@@ -28,6 +28,9 @@ MSA = "msa"
 #: RFC 3461 4.1: the NOTIFY value Single Window enforces on every recipient (SPEC R5.2).
 NOTIFY = ("SUCCESS", "FAILURE")
 NOTIFY_PARAM = "NOTIFY=" + ",".join(NOTIFY)
+#: RFC 3461 4.1: what an automatic message's recipients get (:mod:`singlewindow.automatic`):
+#: no DSN in answer to a DSN, a notice or an auto-reply (RFC 3834 2, RFC 5321 4.5.5).
+NOTIFY_NEVER = ("NEVER",)
 
 
 def bare(address: str) -> str:
@@ -78,26 +81,28 @@ class Recipient:
     def address(self) -> str:
         return bare(self.raw)
 
-    def needs_notify(self) -> bool:
-        """False when the client already asked for exactly SUCCESS,FAILURE.
+    def needs_notify(self, notify: tuple[str, ...] = NOTIFY) -> bool:
+        """False when the client already asked for exactly ``notify``.
 
         Such a recipient is left alone: Postfix's cleanup keeps a duplicate filter keyed on
         (ORCPT, NOTIFY, recipient) that delrcpt does not clear (cleanup_milter.c), so
         re-adding an identical recipient would be dropped as a duplicate of the deleted one.
+        NOTIFY=NEVER differs from the SUCCESS,FAILURE the command filter writes into every
+        RCPT, so an automatic message's recipients are re-added.
         """
         if self.notify is None:
             return True
         asked = {word.strip().upper() for word in self.notify.split(",")}
-        return asked != set(NOTIFY)
+        return asked != set(notify)
 
-    def readd_params(self) -> str:
+    def readd_params(self, notify: tuple[str, ...] = NOTIFY) -> str:
         """ESMTP parameters for SMFIR_ADDRCPT_PAR, space separated (Postfix ≥ 3.0).
 
         The ORCPT keeps the address the client typed in the DSN's Original-Recipient
         (RFC 3464 2.3.1); without one from the client, it is the recipient itself.
         """
         orcpt = self.orcpt if self.orcpt else "rfc822;" + xtext(self.address)
-        return f"{NOTIFY_PARAM} ORCPT={orcpt}"
+        return f"NOTIFY={','.join(notify)} ORCPT={orcpt}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +122,18 @@ class Facts:
     origin_headers: int
     #: ``i``: the Postfix queue id at end of message.
     queue_id: str
+    #: The first ``Auto-Submitted`` header's value (RFC 3834), if any.
+    auto_submitted: str | None = None
+    #: The first ``Content-Type`` header's value, if any.
+    content_type: str | None = None
+    #: The first Single Window notice header's value, if any (a notice sent back).
+    notice: str | None = None
+
+    def automatic(self) -> str | None:
+        """Why no DSN may answer this message (:mod:`singlewindow.automatic`), or None."""
+        return automatic.reason(null_sender=not bare(self.sender),
+                                auto_submitted=self.auto_submitted,
+                                content_type=self.content_type, notice=self.notice)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,10 +143,14 @@ class Edits:
     origin: Origin
     #: New MAIL FROM argument (``<logical>``), or None to keep the null sender.
     sender: str | None
-    #: Recipients to delete and add back with :meth:`Recipient.readd_params`.
+    #: Recipients to delete and add back with :meth:`Recipient.readd_params` (``notify``).
     recipients: tuple[Recipient, ...]
     #: Client copies of the origin header to delete.
     forged_headers: int
+    #: The NOTIFY the recipients get: SUCCESS,FAILURE, or NEVER for an automatic message.
+    notify: tuple[str, ...] = NOTIFY
+    #: Why the message is automatic (for the log), or None.
+    automatic: str | None = None
 
     def header_deletions(self) -> list[int]:
         """chgheader indices (1-based per header name), highest first.
@@ -212,13 +233,15 @@ def decide(facts: Facts, where: Directory, realm: str,
 
     origin = Origin(message_id=new_id(), listener=facts.listener, party=party.name,
                     peer=facts.peer, login=login, queue_id=facts.queue_id)
+    why = facts.automatic()
+    notify = NOTIFY_NEVER if why else NOTIFY
     seen: set[str] = set()
     readd = []
     for rcpt in facts.recipients:
         # The same RCPT TO twice: one delrcpt removes both records, so add it back once.
-        if rcpt.raw in seen or not rcpt.needs_notify():
+        if rcpt.raw in seen or not rcpt.needs_notify(notify):
             continue
         seen.add(rcpt.raw)
         readd.append(rcpt)
     return Edits(origin=origin, sender=new_sender, recipients=tuple(readd),
-                 forged_headers=facts.origin_headers)
+                 forged_headers=facts.origin_headers, notify=notify, automatic=why)

@@ -18,7 +18,7 @@ import Milter
 import psycopg
 from psycopg_pool import PoolTimeout
 
-from singlewindow import replies
+from singlewindow import automatic, replies
 from singlewindow.milter.decide import Directory, Edits, Facts, Recipient, Refusal, decide
 from singlewindow.origin import HEADER
 
@@ -33,6 +33,9 @@ ACTIONS = (Milter.ADDHDRS | Milter.CHGHDRS | Milter.ADDRCPT | Milter.ADDRCPT_PAR
 DirectorySource = Callable[[], AbstractContextManager[Directory]]
 
 _Callback = TypeVar("_Callback", bound=Callable[..., Any])
+
+#: Headers whose first value the decision reads (:mod:`singlewindow.automatic`).
+_WATCHED = frozenset({"auto-submitted", "content-type", automatic.NOTICE_HEADER.lower()})
 
 
 def _noreply(func: _Callback) -> _Callback:
@@ -65,6 +68,8 @@ class SubmissionMilter(Milter.Base):  # type: ignore[misc]  # pymilter ships no 
         self.auth_authen = ""
         self.recipients: list[Recipient] = []
         self.origin_headers = 0
+        # The first of each: what decides whether the message is automatic.
+        self.seen: dict[str, str] = {}
 
     # --- negotiation --------------------------------------------------------------------
 
@@ -101,8 +106,11 @@ class SubmissionMilter(Milter.Base):  # type: ignore[misc]  # pymilter ships no 
 
     @_noreply
     def header(self, name: str, value: str) -> int:
-        if name.lower() == HEADER.lower():
+        key = name.lower()
+        if key == HEADER.lower():
             self.origin_headers += 1
+        elif key in _WATCHED:
+            self.seen.setdefault(key, value)
         return cast(int, Milter.CONTINUE)
 
     def abort(self) -> int:
@@ -115,7 +123,10 @@ class SubmissionMilter(Milter.Base):  # type: ignore[misc]  # pymilter ships no 
         return Facts(listener=self.listener, peer=self.peer, auth_authen=self.auth_authen,
                      sender=self.sender, recipients=tuple(self.recipients),
                      origin_headers=self.origin_headers,
-                     queue_id=self.getsymval("i") or "")
+                     queue_id=self.getsymval("i") or "",
+                     auto_submitted=self.seen.get("auto-submitted"),
+                     content_type=self.seen.get("content-type"),
+                     notice=self.seen.get(automatic.NOTICE_HEADER.lower()))
 
     def eom(self) -> int:
         facts: Facts | None = None
@@ -141,10 +152,11 @@ class SubmissionMilter(Milter.Base):  # type: ignore[misc]  # pymilter ships no 
             self._reset()
         origin = verdict.origin
         log.info("stamped queue=%s id=%s listener=%s party=%s peer=%s login=%s sender=%s "
-                 "rcpts_renotified=%d forged_headers_removed=%d",
+                 "rcpts_renotified=%d notify=%s forged_headers_removed=%d%s",
                  origin.queue_id or "-", origin.message_id, origin.listener, origin.party,
                  origin.peer, origin.login or "-", verdict.sender or "<>",
-                 len(verdict.recipients), verdict.forged_headers)
+                 len(verdict.recipients), ",".join(verdict.notify), verdict.forged_headers,
+                 f" automatic: {verdict.automatic}" if verdict.automatic else "")
         return cast(int, Milter.ACCEPT)
 
     def apply(self, edits: Edits) -> None:
@@ -156,7 +168,7 @@ class SubmissionMilter(Milter.Base):  # type: ignore[misc]  # pymilter ships no 
             self.chgfrom(edits.sender)
         for rcpt in edits.recipients:
             self.delrcpt(rcpt.raw)
-            self.addrcpt(rcpt.raw, rcpt.readd_params())
+            self.addrcpt(rcpt.raw, rcpt.readd_params(edits.notify))
 
     def _reply(self, reply: replies.Reply) -> int:
         self.setreply(str(reply.code), reply.enhanced, reply.text)

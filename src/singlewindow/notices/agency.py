@@ -16,8 +16,10 @@ from importlib.resources import files
 
 import jinja2
 
+from singlewindow import automatic
+
 #: Marks reports Single Window wrote itself, so they are delivered, not re-examined.
-NOTICE_HEADER = "X-SingleWindow-Notice"
+NOTICE_HEADER = automatic.NOTICE_HEADER
 _STATUS = re.compile(r"^[245]\.\d{1,3}\.\d{1,3}$")
 _EMAIL = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+")
 # "host mx.example[192.0.2.1]", "connect to mx.example[192.0.2.1]:25", bare IPv4.
@@ -67,6 +69,8 @@ def build(*, message_id: str, to: str, domain: str, hostname: str, failed: list[
         f"Date: {stamp}",
         f"Message-ID: {notice_id or default_id}",
         f"{NOTICE_HEADER}: agency-dsn {message_id}",
+        # RFC 3834 5: an answer written by a program; no auto-responder answers it.
+        f"Auto-Submitted: {automatic.AUTO_REPLIED}",
         f"X-SingleWindow-Message: {message_id}",
         "MIME-Version: 1.0",
         f'Content-Type: multipart/report; report-type=delivery-status; boundary="{boundary}"',

@@ -1,7 +1,9 @@
 """The control message (SPEC R6.1): what is wrong with a submission, sent to its submitter.
 
 After the queue: the transport found MIG errors, forwards nothing and sends this instead,
-to the submitter's logical address, from Single Window's own sender. One body part
+to the submitter's logical address, with the null envelope sender (issue 12); its From is
+Single Window's own address, which is no party's: a reply to it is refused at RCPT
+(550 5.1.1, unknown recipient), so it reaches nobody and loops nowhere. One body part
 (SPEC R5.3 holds for what Single Window sends, too): the readable report, then the same
 errors as FRM-style XML, then, for EDIFACT syntax errors, a UN/EDIFACT CONTRL message.
 """
@@ -13,6 +15,7 @@ import email.utils
 import re
 import time
 
+from singlewindow import automatic
 from singlewindow.mig import report
 from singlewindow.mig.validate import Result
 
@@ -50,6 +53,10 @@ def build(result: Result, *, message_id: str, sender: str, to: str, domain: str,
         f"Date: {email.utils.formatdate(now if now is not None else time.time())}",
         f"Message-ID: <{message_id}.control@{domain}>",
         f"X-SingleWindow-Message: {message_id}",
+        # Issue 12: the hub's own mail, recognised by this (its envelope sender is null,
+        # like a DSN's), and, RFC 3834 5, an answer no auto-responder answers.
+        f"{automatic.NOTICE_HEADER}: control {message_id}",
+        f"Auto-Submitted: {automatic.AUTO_REPLIED}",
         "MIME-Version: 1.0",
         "Content-Type: text/plain; charset=utf-8",
         "Content-Transfer-Encoding: base64",

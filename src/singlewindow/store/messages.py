@@ -243,6 +243,34 @@ def copy_by_message_id(conn: Conn, copy_message_id: str) -> Copy | None:
                               (copy_message_id,)).fetchone())
 
 
+def has_event(conn: Conn, message_id: str, kind: str) -> bool:
+    """Is a ``kind`` event recorded for this message?"""
+    row = conn.execute("SELECT 1 FROM event WHERE message_id = %s AND kind = %s LIMIT 1",
+                       (message_id, kind)).fetchone()
+    return row is not None
+
+
+def recorded_hops(conn: Conn, message_id: str) -> int | None:
+    """The hop count recorded for a submission (its ``hops`` event), if any."""
+    row = conn.execute("SELECT (detail->>'hops')::int AS hops FROM event WHERE message_id = %s"
+                       " AND kind = 'hops' ORDER BY id LIMIT 1", (message_id,)).fetchone()
+    return None if row is None else int(row["hops"])
+
+
+def answered_hops(conn: Conn, copy_message_ids: list[str], window: float) -> int:
+    """The largest hop count of the submissions whose copies, sent less than ``window``
+    seconds ago, have one of these Message-IDs; 0 if none."""
+    if not copy_message_ids or window <= 0:
+        return 0
+    row = conn.execute(
+        "SELECT max((e.detail->>'hops')::int) AS hops FROM forward f"
+        " JOIN event e ON e.message_id = f.message_id AND e.kind = 'hops'"
+        " WHERE f.copy_message_id = ANY(%s) AND f.recipient NOT LIKE '*%%'"
+        "  AND f.injected_at > clock_timestamp() - make_interval(secs => %s)",
+        (copy_message_ids, window)).fetchone()
+    return int(row["hops"]) if row is not None and row["hops"] is not None else 0
+
+
 def by_copy_message_id(conn: Conn, copy_message_id: str) -> tuple[str, str | None] | None:
     """(Single Window id, the submitter's own Message-ID) of a forwarded copy."""
     row = conn.execute(

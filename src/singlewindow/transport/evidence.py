@@ -20,6 +20,9 @@ gzips it; Debian's logrotate writes ``NAME.1``, ``NAME.2.gz``), so the rotated s
 of a log are read too, oldest first, skipping any whose last write came before the copy's
 first attempt.
 
+The delivery status lines of a queue id (:func:`delivery_status`) show in ``swctl trace``
+how a copy or a notice ended after Postfix took it.
+
 The Message-ID of every copy is unique to that copy (the transport makes it), which is
 what the lines are matched on. Reading is line by line: a log of any size costs no memory.
 """
@@ -30,6 +33,7 @@ import glob
 import gzip
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -104,3 +108,44 @@ def maildrop_saved(dovecot_log: Path, copy_message_id: str,
     company may have fetched and deleted the copy over POP3 before the retry."""
     needle = f"msgid={copy_message_id}: saved mail to ".encode()
     return any(needle in line for line in lines(dovecot_log, since))
+
+
+# Postfix's delivery agents log one line per recipient and attempt (smtp(8), lmtp(8),
+# error(8); "status=sent|deferred|bounced|expired"), e.g.
+# ``QID: to=<a@b>, relay=host[ip]:25, delay=1, delays=.., dsn=5.1.1, status=bounced (why)``.
+_STATUS = re.compile(rb": ([0-9A-Za-z]+): to=<([^>]*)>,(?: orig_to=<[^>]*>,)? relay=([^,]*),"
+                     rb".*? dsn=([0-9.]+), status=([a-z]+)(?: \((.*)\))?\s*$")
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """One delivery attempt as Postfix logged it."""
+
+    queue_id: str
+    to: str
+    relay: str
+    dsn: str
+    status: str
+    text: str
+
+
+def delivery_status(maillog: Path, queue_ids: set[str],
+                    since: float | None = None) -> dict[str, list[Status]]:
+    """Every delivery attempt Postfix logged for these queue ids, in log order (issue 12:
+    how the hub's own mail, sent with the null sender, ended: no DSN tells anybody)."""
+    wanted = {q.encode() for q in queue_ids if q}
+    found: dict[str, list[Status]] = {q: [] for q in queue_ids if q}
+    if not wanted:
+        return found
+    for line in lines(maillog, since):
+        if b" to=<" not in line or b" status=" not in line:
+            continue
+        match = _STATUS.search(line)
+        if match is None or match[1] not in wanted:
+            continue
+        queue_id = match[1].decode()
+        found[queue_id].append(Status(
+            queue_id, match[2].decode("utf-8", "replace"),
+            match[3].decode("utf-8", "replace"), match[4].decode(), match[5].decode(),
+            (match[6] or b"").decode("utf-8", "replace")))
+    return found

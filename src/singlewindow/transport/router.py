@@ -5,8 +5,14 @@ this router about each recipient (SPEC §5, D3). For a submission (stamped by th
 it runs, in order, the technical checks (SPEC R5.3 #1-7), the address checks (#8-10),
 then routes, translates and re-injects one copy per destination, recording each copy
 before answering (D4). Mail Single Window generated itself (Postfix's DSNs, control
-messages: no origin stamp) skips the checks and goes to the addressee's physical address
+messages, agency-failure notices: no origin stamp, the null sender, and the hub's notice
+header on the hub's own) skips the checks and goes to the addressee's physical address
 or maildrop. The reply text is what the submitter reads in the DSN, with the message id.
+
+No loops, no storms (issue 12): a submission past ``transport.hop_limit`` hops is
+refused, every copy carries the submission's hop count on, and nothing automatic (a DSN,
+a notice, an ``Auto-Submitted`` message, :mod:`singlewindow.automatic`) is answered with
+a control message or a notice; the hub's own mail goes out with the null sender.
 
 Everything here is blocking (psycopg, smtplib, dovecot-lda) and runs in worker threads.
 """
@@ -15,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 import functools
 import hashlib
 import logging
@@ -32,7 +39,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from singlewindow import mig, replies
+from singlewindow import automatic, mig, replies
 from singlewindow import origin as originmod
 from singlewindow.config import Config
 from singlewindow.notices import agency, control
@@ -46,6 +53,7 @@ log = logging.getLogger("sw-transport")
 
 Conn = psycopg.Connection[Any]
 _EMAIL = re.compile(rb"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+[A-Za-z0-9]")
+_MSG_ID = re.compile(r"<[^<>\s]+>")
 
 #: Test-only fault injection (SPEC D4 crash tests): kill this process with SIGKILL at one
 #: step of a copy's delivery: ``before-claim``, ``during-data`` (half the copy sent to
@@ -87,6 +95,16 @@ class Prepared:
     sha256: str
     queue_id: str | None = None
     """Postfix's queue id for this message, from its own (first) Received header."""
+    hops: int = 0
+    """The ``Received`` fields: hops made so far, the hub's own listener's included."""
+
+    def automatic(self, mail_from: str) -> str | None:
+        """Why nothing may answer this message (:mod:`singlewindow.automatic`), or None."""
+        return automatic.reason(
+            null_sender=not mail_from,
+            auto_submitted=translate.field_named(self.fields, "auto-submitted"),
+            content_type=translate.field_named(self.fields, "content-type"),
+            notice=translate.field_named(self.fields, automatic.NOTICE_HEADER))
 
 
 def prepare(raw: bytes, allowed: tuple[str, ...], key: bytes) -> Prepared:
@@ -110,6 +128,7 @@ def prepare(raw: bytes, allowed: tuple[str, ...], key: bytes) -> Prepared:
         header_message_id=translate.field_named(fields, "message-id"),
         sha256=hashlib.sha256(raw).hexdigest(),
         queue_id=retry.queue_id(translate.field_named(fields, "received")),
+        hops=translate.hops(fields),
     )
 
 
@@ -185,13 +204,14 @@ class Router:
             with self.pool.connection() as conn:
                 conn.autocommit = True
                 if prepared.origin is None:
-                    if not self.generated_here(mail_from):
+                    kind = generated_kind(mail_from, prepared.fields)
+                    if kind is None:
                         # Every submission passes the milter (milter_default_action =
                         # tempfail); one that did not means a misconfigured listener.
                         log.error("unstamped mail from <%s> to <%s>: deferring",
                                   mail_from, rcpt)
                         return replies.POLICY_MISCONFIGURED
-                    return self.internal(conn, mail_from, rcpt, transaction.raw)
+                    return self.internal(conn, kind, rcpt, transaction.raw)
                 return self.submission(conn, prepared, prepared.origin, mail_from, rcpt,
                                        transaction.raw, transaction.state)
         except Deferred as deferred:
@@ -274,6 +294,11 @@ class Router:
                 envelope_from=mail_from, header_message_id=p.header_message_id,
                 queue_id=o.queue_id or None, payload_sha256=p.sha256))
             state["recorded"] = True
+            state["hops"] = self.hops(conn, p, o)
+            why = p.automatic(mail_from)
+            if why:
+                # What the milter also saw (it made every NOTIFY NEVER): nothing answers it.
+                messages.event(conn, o.message_id, "automatic", {"reason": why})
         target = directory.find_logical(conn, rcpt)
         refused = unmatched or self.check(conn, p, o, mail_from, rcpt, target, state)
         if refused is None:
@@ -284,11 +309,19 @@ class Router:
                                          f"{o.message_id})")
             elif result.valid:
                 messages.set_message_type(conn, o.message_id, result.message_type)
+                hops = state.get("hops")
                 reply = self.forward(conn, o, mail_from, target, p, result,
-                                     _known_headers(conn, p, state))
-            elif not mail_from:
-                # Nothing goes to the null sender: the refusal names the errors instead.
-                reply = terminal.mig_refusal(result, o.message_id)
+                                     _known_headers(conn, p, state),
+                                     hops if isinstance(hops, int) else p.hops)
+            elif not mail_from or p.automatic(mail_from):
+                # Nothing goes to the null sender, and no control message answers automatic
+                # mail (issue 12): the refusal names the errors instead, in the trace.
+                reply = terminal.mig_refusal(result, o.message_id,
+                                             p.automatic(mail_from) if mail_from else None)
+                if mail_from and not state.get("withheld"):
+                    state["withheld"] = True
+                    messages.event(conn, o.message_id, "control-message-withheld", {
+                        "reason": p.automatic(mail_from), "errors": len(result.errors)})
             else:
                 # SPEC R6.1: delivered to Single Window (the DSN says so), not forwarded;
                 # the submitter learns what is wrong from the control message.
@@ -306,8 +339,16 @@ class Router:
     def check(self, conn: Conn, p: Prepared, o: originmod.Origin, mail_from: str,
               rcpt: str, target: directory.Address | None,
               state: dict[str, object]) -> Reply | None:
-        """SPEC R5.3 in its order: content (#1-7), then addresses (#8), link (#9),
-        activation (#10). None: the recipient passes."""
+        """A routing loop first (issue 12), then SPEC R5.3 in its order: content (#1-7),
+        addresses (#8), link (#9), activation (#10). None: the recipient passes."""
+        limit = self.config.transport.hop_limit
+        hops = state.get("hops", p.hops)
+        if isinstance(hops, int) and hops > limit:
+            answers = (f" (counting the messages it answers within "
+                       f"{self.config.transport.reply_window:g} s)" if hops > p.hops else "")
+            return replies.ROUTING_LOOP.with_text(
+                f"Routing loop detected: the message has passed {hops} hops{answers}, more "
+                f"than the {limit} Single Window allows; not forwarded")
         if p.content is not None:
             return p.content
         if target is None:
@@ -340,6 +381,23 @@ class Router:
                 f"Your logical address <{own.logical}> is not yet activated")
         return None
 
+    def hops(self, conn: Conn, p: Prepared, o: originmod.Origin) -> int:
+        """The submission's hop count (issue 12): its ``Received`` fields, plus those of
+        the message it answers when that was a copy sent within ``reply_window`` (an
+        auto-responder's new message continues the loop it is part of). Recorded once, so
+        a retry counts the same."""
+        recorded = messages.recorded_hops(conn, o.message_id)
+        if recorded is not None:
+            return recorded
+        answered = [m[0] for name, field in p.fields if name in translate.MESSAGE_IDS
+                    for m in _MSG_ID.finditer(translate.field_value(field))]
+        inherited = messages.answered_hops(conn, answered[:50],
+                                           self.config.transport.reply_window)
+        hops = p.hops + inherited
+        messages.event(conn, o.message_id, "hops", {"hops": hops, "received": p.hops,
+                                                    "answered": inherited})
+        return hops
+
     def validated(self, p: Prepared, state: dict[str, object]) -> mig.Result | Reply:
         """SPEC R6: the one body part against the MIG (EDIFACT is converted to XML), once
         per transaction however many recipients pass the checks.
@@ -370,10 +428,12 @@ class Router:
         claim = messages.claim_forward(conn, messages.Forward(
             o.message_id, "*control*", mail_from.lower(), mail_from.lower(),
             f"<{o.message_id}.control@{self.config.hub.domain}>"), self.lease)
+        # The null envelope sender (issue 12): a control message that cannot be delivered
+        # causes no DSN; Postfix logs it, and ``swctl trace`` shows that line.
         sent = self.deliver_once(conn, claim, lambda: control.build(
             result, message_id=o.message_id, sender=self.config.hub.system_sender,
             to=mail_from, domain=self.config.hub.domain, in_reply_to=p.header_message_id),
-            sender=self.config.hub.system_sender, physical=mail_from, maildrop_login=None,
+            sender="", physical=mail_from, maildrop_login=None,
             envid=None, notify="NEVER", orcpt=None)
         if sent.fresh:
             messages.event(conn, o.message_id, "control-message", {
@@ -382,12 +442,15 @@ class Router:
 
     def forward(self, conn: Conn, o: originmod.Origin, mail_from: str,
                 target: directory.Address, p: Prepared, result: mig.Result,
-                known: dict[str, directory.Address]) -> Reply:
+                known: dict[str, directory.Address], hops: int) -> Reply:
         """One copy per destination, each sent exactly once (SPEC D4): the reply for the
-        recipient, 250 unless its copies were refused for good."""
+        recipient, 250 unless its copies were refused for good. Each copy carries
+        ``hops`` on (issue 12)."""
         rcpt = target.logical
         message_type = result.message_type
         routed = directory.routes_for(conn, rcpt, message_type) if message_type else []
+        # No DSN about the copies of automatic mail either (its submitter asked for none).
+        quiet = p.automatic(mail_from)
 
         author = directory.get_party(conn, o.party).id
 
@@ -395,9 +458,12 @@ class Router:
             # SPEC F6: agencies receive XML (converted from EDIFACT where needed).
             fields, body = translate.with_body(p.fields, "application/xml; charset=utf-8",
                                                result.xml or b"")
+            # The hop count goes on (issue 12), as host-free Received fields.
+            trace = translate.trace_fields(hops, self.config.hub.domain,
+                                           email.utils.formatdate(localtime=False))
             return translate.translate(
                 fields, body, lambda a: _logical(conn, known, a), copy_message_id,
-                message_ids=self.message_ids(conn, author, dest_party.id))
+                extra=trace, message_ids=self.message_ids(conn, author, dest_party.id))
 
         refused: list[tuple[directory.Address, str]] = []
         destinations = routed or [target]
@@ -410,7 +476,7 @@ class Router:
             sent = self.deliver_once(
                 conn, claim, functools.partial(build, claim.copy_message_id, dest.party),
                 sender=mail_from, physical=dest.physical, maildrop_login=dest.maildrop_login,
-                envid=claim.envid, notify="SUCCESS,FAILURE" if mail_from else "NEVER",
+                envid=claim.envid, notify="NEVER" if quiet else "SUCCESS,FAILURE",
                 orcpt=dest.logical)
             if sent.refusal is not None:
                 refused.append((dest, sent.refusal))
@@ -430,8 +496,12 @@ class Router:
             return _refusal_reply(refused[0][1]).with_text(
                 f"Not forwarded: {reason} (Single Window message {o.message_id})")
         # Some destinations have their copy: the message was delivered to Single Window
-        # and the submitter hears separately which agency did not get it.
-        self.report_refusals(conn, o.message_id, mail_from, refused)
+        # and the submitter hears separately which agency did not get it (unless the
+        # submission was automatic: then the trace alone tells).
+        if quiet:
+            messages.event(conn, o.message_id, "notice-withheld", {"reason": quiet})
+        else:
+            self.report_refusals(conn, o.message_id, mail_from, refused)
         names = ", ".join(f"<{d.logical}>" for d, _ in refused)
         return delivered.with_text(f"{delivered.text}; not forwarded to {names}: {reason}")
 
@@ -583,7 +653,11 @@ class Router:
             failed.append(agency.Failed(logical, r.action, r.status,
                                         agency.clean_diagnostic(r.diagnostic)))
         submitter = messages.envelope_from(conn, swid)
-        if failed and submitter:
+        if failed and submitter and messages.has_event(conn, swid, "automatic"):
+            # Issue 12: an automatic submission is not answered, not even about its copies.
+            messages.event(conn, swid, "notice-withheld", {
+                "reason": "the submission was automatic", "digest": digest})
+        elif failed and submitter:
             self.notify_submitter(conn, swid, submitter, failed, "dsn:" + digest)
 
     def notify_submitter(self, conn: Conn, swid: str, submitter: str,
@@ -668,29 +742,24 @@ class Router:
 
     # --- mail Single Window generated -------------------------------------------------
 
-    def generated_here(self, mail_from: str) -> bool:
-        """Postfix's DSNs have the null sender; control messages a Single Window sender."""
-        return not mail_from or mail_from.lower() == self.config.hub.system_sender
-
-    def internal(self, conn: Conn, mail_from: str, rcpt: str, raw: bytes) -> Reply:
-        """A DSN or control message for a party: to its physical address or maildrop,
-        exactly once (the same bookkeeping as the copies of submissions)."""
+    def internal(self, conn: Conn, kind: str, rcpt: str, raw: bytes) -> Reply:
+        """A DSN, control message or notice for a party (``kind``, see
+        :func:`generated_kind`): to its physical address or maildrop, exactly once (the
+        same bookkeeping as the copies of submissions), with the null sender."""
         target = directory.find_logical(conn, rcpt)
         if target is None:
             return replies.UNKNOWN_ADDRESS.with_text(
                 f"The recipient <{rcpt}> is unknown to Single Window")
-        notice = translate.header(raw, agency.NOTICE_HEADER)
-        report = dsn.parse(raw) if not mail_from and notice is None else None
+        # Postfix's own DSN: about a copy's outbound leg, or about the submission leg of
+        # the recipient's own message (delivered like any other DSN). One that returns a
+        # submission's stamped headers is the hub's answer to a submission, never a leg.
+        report = dsn.parse(raw) if kind == "dsn" and not _about_submission(raw) else None
         if report is not None:
-            # Postfix's own DSN: about a copy's outbound leg, or about the submission
-            # leg of the recipient's own message (delivered like any other DSN).
             handled = self.agency_report(conn, report, raw, party=None, rcpt=rcpt)
             if handled is not None:
                 return handled
         key = hashlib.sha256(raw + b"\0" + rcpt.lower().encode()).hexdigest()
         about = _about(raw)
-        kind = ("agency-failure" if notice is not None else "dsn" if not mail_from
-                else "control")
         claim = messages.claim_notice(conn, messages.Notice(
             key, about, target.logical, target.physical, kind,
             f"<SWN{key[:24]}@{self.config.hub.domain}>"), self.lease)
@@ -699,14 +768,13 @@ class Router:
                 scrub(conn, raw, target.party), self.reader(conn, about, target.party),
                 claim.copy_message_id,
                 returned=[("X-SingleWindow-Message", about)] if about else []),
-            sender=mail_from, physical=target.physical, maildrop_login=target.maildrop_login,
+            sender="", physical=target.physical, maildrop_login=target.maildrop_login,
             envid=None, notify="NEVER", orcpt=None)
         if sent.refusal is not None:
             reply = _refusal_reply(sent.refusal)
             return reply.with_text(f"Not delivered to {target.logical}: "
                                    f"{_refusal_text(sent.refusal)}")
-        log.info("internal mail from <%s> delivered to <%s> as %s", mail_from, rcpt,
-                 claim.copy_message_id)
+        log.info("%s delivered to <%s> as %s", kind, rcpt, claim.copy_message_id)
         return replies.DELIVERED.with_text(f"Delivered to {target.logical}")
 
 
@@ -720,6 +788,24 @@ class Sent:
     fresh: bool
     """This attempt sent it (or found the proof that an interrupted one did)."""
     recovered: bool = False
+
+
+#: The notice header's first word (:data:`automatic.NOTICE_HEADER`) → the kind recorded.
+_NOTICE_KINDS = {"agency-dsn": "agency-failure", "control": "control"}
+
+
+def generated_kind(mail_from: str, fields: list[translate.Field]) -> str | None:
+    """What unstamped mail is, by what the hub wrote: its notice header names a control
+    message or an agency-failure notice; without one, null-sender mail is Postfix's own
+    DSN. None: mail with a sender and no stamp, which Single Window never generates (its
+    notices have the null sender, issue 12), so it did not come the way it should."""
+    if mail_from:
+        return None
+    notice = translate.field_named(fields, automatic.NOTICE_HEADER)
+    if notice is None:
+        return "dsn"
+    word = notice.split(" ", 1)[0].lower()
+    return _NOTICE_KINDS.get(word, "notice")
 
 
 def _refusal_reply(refusal: str) -> Reply:
@@ -762,6 +848,16 @@ def _about(raw: bytes) -> str | None:
         return originmod.parse(match[1].decode("ascii", "replace")).message_id
     except originmod.OriginError:
         return None
+
+
+def _about_submission(raw: bytes) -> bool:
+    """Does this Postfix DSN return a submission's headers (the milter's stamp in them)?
+
+    Then it reports this hub's own answer to the submission (e.g. a routing loop), not
+    an agency leg, even when the submission carries the Message-ID of a copy the hub sent
+    before (a party that sends copies back): copies never carry the stamp.
+    """
+    return re.search(rb"(?im)^" + originmod.HEADER.encode() + rb":", raw) is not None
 
 
 def _known_headers(conn: Conn, p: Prepared, state: dict[str, object]

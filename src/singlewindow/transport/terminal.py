@@ -75,8 +75,12 @@ def cannot_process(exc: BaseException, message_id: str | None) -> Reply:
         f"the operator has the details{where}")
 
 
-def mig_refusal(result: Result, message_id: str) -> Reply:
+def mig_refusal(result: Result, message_id: str, automatic: str | None = None) -> Reply:
     """SPEC R6.1 for the null sender: the errors go into the refusal itself.
+
+    The same for any other automatic submission (``automatic``: why it is one, issue 12):
+    no control message answers an auto-responder, and its recipients asked for no DSN,
+    so the refusal is what ``swctl trace`` shows.
 
     A message with the null reverse-path gets no control message, nor any other mail
     (RFC 5321 4.5.5, RFC 3461 6.2: nothing is sent to <>, so that no loop can start).
@@ -89,8 +93,9 @@ def mig_refusal(result: Result, message_id: str) -> Reply:
     first = _clip(str(result.errors[0])) if result.errors else "none named"
     return replies.MIG_ERRORS_NULL_SENDER.with_text(
         f"Not forwarded: {count} MIG error{'' if count == 1 else 's'}, the first: {first}; "
-        f"no control message is sent to the null sender (Single Window message "
-        f"{message_id})")
+        + ("no control message is sent to the null sender" if automatic is None else
+           f"no control message is sent, as {automatic}")
+        + f" (Single Window message {message_id})")
 
 
 def record(pool: ConnectionPool[Any], message_id: str | None, rcpt: str,

@@ -368,6 +368,27 @@ def _folded(start: str, pieces: list[str]) -> str:
     return "\r\n".join([*lines, line])
 
 
+def hops(fields: Iterable[Field]) -> int:
+    """How many hops a message has made: its ``Received`` fields (RFC 5321 4.4, 6.3: the
+    count that loop detection uses, as Postfix's ``hopcount_limit`` does)."""
+    return sum(1 for name, _ in fields if name == "received")
+
+
+def trace_fields(count: int, domain: str, date: str) -> list[tuple[str, str]]:
+    """``count`` host-free ``Received`` fields for a copy (issue 12): the copy carries as
+    many hops as its submission made, so the hop count survives the hub.
+
+    The submission's own ``Received`` fields name the submitter's hosts and addresses and
+    never reach a copy; these name only the Single Window domain (RFC 5322 3.6.7 allows a
+    ``Received`` with no ``from`` clause). Real ``Received`` fields, unlike a header of
+    the hub's own, are kept by every MTA a party forwards the copy through and counted by
+    its ``hopcount_limit`` as well as by the hub's when the copy comes back; a party can
+    only make the count larger by writing more, which only stops its own message sooner.
+    """
+    return [("Received", f"by {domain} (Single Window, hop {n}); {date}")
+            for n in range(count, 0, -1)]
+
+
 _MSG_ID = re.compile(r"<[^<>\s]+>")
 #: Maps a message id the writer used to the one the reader may see (always one).
 IdMap = Callable[[str], str]
@@ -461,8 +482,13 @@ def translate(fields: Iterable[Field], body: bytes, lookup: Lookup, message_id: 
     out. ``message_ids`` maps every id named in In-Reply-To/References/Resent-Message-ID
     to the one the reader may see; without it those headers go.
     """
-    out = [f"Message-ID: {message_id}\r\n".encode()]
-    out += [f"{name}: {value}\r\n".encode() for name, value in extra]
+    # Trace fields lead the header (RFC 5322 3.6.7), before the hub's other fields.
+    written = list(extra)
+    out = [f"{name}: {value}\r\n".encode() for name, value in written
+           if name.lower() == "received"]
+    out.append(f"Message-ID: {message_id}\r\n".encode())
+    out += [f"{name}: {value}\r\n".encode() for name, value in written
+            if name.lower() != "received"]
     out += allowed_headers(fields, lookup, message_ids, strict=True)
     out += [b"\r\n", body]
     return b"".join(out)

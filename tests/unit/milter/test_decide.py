@@ -179,3 +179,25 @@ def test_helpers() -> None:
     assert xtext("a+b=c d@sw.test") == "a+2Bb+3Dc+20d@sw.test"
     assert esmtp_params(["orcpt=rfc822;x", "NOTIFY=NEVER", "SMTPUTF8"]) == {
         "ORCPT": "rfc822;x", "NOTIFY": "NEVER", "SMTPUTF8": None}
+
+
+@pytest.mark.parametrize("facts", [
+    replace(MTA_FACTS, auto_submitted="auto-replied"),
+    replace(MTA_FACTS, content_type="multipart/report; report-type=delivery-status"),
+    replace(MTA_FACTS, notice="control SW2026"),
+    replace(MTA_FACTS, sender="<>"),
+])
+def test_automatic_message_recipients_get_notify_never(facts: Facts) -> None:
+    # Issue 12: no DSN answers a DSN, a notice or an auto-reply. The command filter wrote
+    # SUCCESS,FAILURE into the RCPT; NEVER differs, so the recipient is re-added.
+    rcpt = Recipient.from_callback("<customs@sw.test>", ("NOTIFY=SUCCESS,FAILURE",))
+    got = edits(replace(facts, recipients=(rcpt,)))
+    assert got.automatic is not None
+    assert [(r.raw, r.readd_params(got.notify)) for r in got.recipients] == [
+        ("<customs@sw.test>", "NOTIFY=NEVER ORCPT=rfc822;customs@sw.test")]
+
+
+def test_auto_submitted_no_keeps_success_and_failure() -> None:
+    rcpt = Recipient.from_callback("<customs@sw.test>", ("NOTIFY=SUCCESS,FAILURE",))
+    got = edits(replace(MTA_FACTS, auto_submitted="no", recipients=(rcpt,)))
+    assert got.automatic is None and got.recipients == ()

@@ -232,3 +232,36 @@ def test_negotiation_refuses_an_mta_without_addrcpt_par() -> None:
     milter._setctx(None)
     opts = [Milter.CURR_ACTS & ~Milter.ADDRCPT_PAR, 0x1FFFFF, 0, 0]
     assert milter.negotiate(opts) == Milter.REJECT
+
+
+@pytest.mark.parametrize("header", [("Auto-Submitted", "auto-replied"),
+                                    ("auto-submitted", "Auto-Generated"),
+                                    ("Content-Type", "multipart/report; "
+                                     "report-type=delivery-status; boundary=x"),
+                                    ("X-SingleWindow-Notice", "control SW1")])
+def test_automatic_message_recipients_are_readded_with_notify_never(
+        ctx: Ctx, header: tuple[str, str]) -> None:
+    # Issue 12: the RCPT as the command filter rewrote it, then an automatic message.
+    rc = ctx.message(listener="mta", ip="10.1.0.5", sender="<edi@acme.example>",
+                     rcpts=[("<customs@sw.test>", "NOTIFY=SUCCESS,FAILURE")],
+                     headers=[("From", "edi@acme.example"), header])
+    assert rc == Milter.ACCEPT
+    assert ctx._delrcpt == ["<customs@sw.test>"]
+    assert ctx._addrcpt == [("<customs@sw.test>", "NOTIFY=NEVER ORCPT=rfc822;customs@sw.test")]
+
+
+def test_only_the_transaction_marked_automatic_gets_notify_never(ctx: Ctx) -> None:
+    automatic = ctx.message(listener="mta", ip="10.1.0.5", sender="<edi@acme.example>",
+                            rcpts=[("<customs@sw.test>", "NOTIFY=SUCCESS,FAILURE")],
+                            headers=[("Auto-Submitted", "auto-replied")])
+    assert automatic == Milter.ACCEPT
+    assert ctx._addrcpt == [("<customs@sw.test>", "NOTIFY=NEVER ORCPT=rfc822;customs@sw.test")]
+    # The next transaction on the connection: "Auto-Submitted: no" is a person's message.
+    assert ctx.message(listener="mta", ip="10.1.0.5", sender="<edi@acme.example>",
+                       rcpts=[("<customs@sw.test>", "NOTIFY=SUCCESS,FAILURE")],
+                       headers=[("Auto-Submitted", "no")], connect=False) == Milter.ACCEPT
+    assert ctx._delrcpt == [] and ctx._addrcpt == []
+    assert ctx.message(listener="mta", ip="10.1.0.5", sender="<edi@acme.example>",
+                       rcpts=[("<customs@sw.test>",)], connect=False) == Milter.ACCEPT
+    assert ctx._addrcpt == [
+        ("<customs@sw.test>", "NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;customs@sw.test")]

@@ -6,7 +6,7 @@ import base64
 import email
 
 from singlewindow import mig
-from singlewindow.notices import control
+from singlewindow.notices import agency, control
 from tests.unit.mig import factory
 
 
@@ -36,3 +36,22 @@ def test_only_an_ascii_msg_id_threads() -> None:
     raw = control.build(result, message_id="SW1", sender="single-window@sw.test",
                         to="acme@sw.test", domain="sw.test", in_reply_to="<\xe9@a.example>")
     assert raw.isascii() and b"In-Reply-To" not in raw and b"References" not in raw
+
+
+def test_control_message_is_marked_as_the_hubs_automatic_answer() -> None:
+    # Issue 12: RFC 3834 Auto-Submitted, and the header the transport knows its own by.
+    result = mig.validate(factory.paxlst().replace(b"UNT+", b"UNT+9"), "application/EDIFACT")
+    raw = control.build(result, message_id="SW1", sender="single-window@sw.test",
+                        to="acme@sw.test", domain="sw.test", in_reply_to=None)
+    message = email.message_from_bytes(raw)
+    assert message["Auto-Submitted"] == "auto-replied"
+    assert message["X-SingleWindow-Notice"] == "control SW1"
+
+
+def test_agency_failure_notice_is_marked_auto_replied() -> None:
+    raw = agency.build(message_id="SW1", to="acme@sw.test", domain="sw.test",
+                       hostname="mail.sw.test", failed=[agency.Failed(
+                           "customs@sw.test", "failed", "5.1.1", "no such mailbox")])
+    message = email.message_from_bytes(raw)
+    assert message["Auto-Submitted"] == "auto-replied"
+    assert message["X-SingleWindow-Notice"] == "agency-dsn SW1"

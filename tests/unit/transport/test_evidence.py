@@ -111,3 +111,30 @@ def test_maildrop_saved_reads_dovecot_lda_lines_also_rotated(tmp_path: Path) -> 
     log.rename(tmp_path / "dovecot.log.1")
     log.write_text("")
     assert evidence.maildrop_saved(log, "<a@sw.test>")
+
+
+# Delivery agents' status lines (smtp(8), lmtp(8)), as Postfix 3.7 writes them.
+BOUNCED = ("Nov 29 19:01:00 mail postfix/smtp[120]: 4fLqV20Kd0z1xZ: to=<edi@acme.example>,"
+           " relay=127.0.0.1[127.0.0.1]:2601, delay=0.1, delays=0/0/0/0.1, dsn=5.1.1,"
+           " status=bounced (host 127.0.0.1[127.0.0.1] said: 550 5.1.1 No such mailbox"
+           " here (in reply to RCPT TO command))\n")
+DEFERRED = ("Nov 29 19:00:30 mail postfix/smtp[120]: 4fLqV20Kd0z1xZ: to=<edi@acme.example>,"
+            " orig_to=<acme@sw.test>, relay=none, delay=21, delays=0/0/21/0, dsn=4.4.1,"
+            " status=deferred (connect to 127.0.0.1[127.0.0.1]:2601: Connection refused)\n")
+SENT_ELSEWHERE = ("Nov 29 19:00:31 mail postfix/lmtp[121]: 4fLqV15Xb2z1xA: to=<x@sw.test>,"
+                  " relay=mail.sw.test[/run/lmtp.sock], delay=0.1, delays=0/0/0/0.1,"
+                  " dsn=2.0.0, status=sent (250 2.0.0 Delivered)\n")
+
+
+def test_delivery_status_lists_each_attempt_of_the_queue_ids_asked(tmp_path: Path) -> None:
+    log = tmp_path / "postfix.log"
+    log.write_text(CLEANUP + QMGR + DEFERRED + SENT_ELSEWHERE + BOUNCED)
+    found = evidence.delivery_status(log, {"4fLqV20Kd0z1xZ", "4fLqV99Xb2z1xQ"})
+    assert found["4fLqV99Xb2z1xQ"] == []
+    deferred, bounced = found["4fLqV20Kd0z1xZ"]
+    assert (deferred.to, deferred.relay, deferred.dsn, deferred.status) == (
+        "edi@acme.example", "none", "4.4.1", "deferred")
+    assert deferred.text.startswith("connect to 127.0.0.1")
+    assert (bounced.status, bounced.dsn) == ("bounced", "5.1.1")
+    assert bounced.text.endswith("No such mailbox here (in reply to RCPT TO command)")
+    assert evidence.delivery_status(log, set()) == {}

@@ -20,7 +20,7 @@ from tests.unit.mig import factory
 from singlewindow import origin, replies
 from singlewindow.config import Config, Listeners
 from singlewindow.store import directory
-from singlewindow.transport import server
+from singlewindow.transport import router, server, translate
 from singlewindow.transport.forward import Injector
 from singlewindow.transport.lmtp import LmtpServer
 
@@ -235,3 +235,100 @@ def test_postfix_dsn_of_ones_own_submission_is_not_a_report_on_another(
     assert code == 250 and text.endswith(f"recorded on {swid}".encode())
     assert reported(conn, swid) == 1
     assert sink.wait_for(lambda r: r.rcpt_tos == ["edi@bright.example"], timeout=10)
+
+
+def received(n: int) -> bytes:
+    return b"".join(f"Received: from r{i}.acme.example by r{i + 1}.acme.example; "
+                    "Sun, 29 Nov 2026 12:00:00 +0000\r\n".encode() for i in range(n))
+
+
+def test_past_the_hop_limit_the_recipient_is_refused_as_a_loop(
+        transport: tuple[Config, Sink]) -> None:
+    config, sink = transport
+    limit = config.transport.hop_limit
+    [(code, text)] = lmtp(config, f"acme@{D}", [f"customs@{D}"],
+                          received(limit + 1) + stamped(factory.gendec()))
+    assert (code, text[:6]) == (554, b"5.4.6 ")
+    assert f"Routing loop detected: the message has passed {limit + 1} hops, more than " \
+           f"the {limit} Single Window allows".encode() in b" ".join(text.split())
+    assert sink.received == []
+
+
+def test_the_copy_carries_the_hop_count_on(transport: tuple[Config, Sink]) -> None:
+    config, sink = transport
+    limit = config.transport.hop_limit
+    [(code, _)] = lmtp(config, f"acme@{D}", [f"customs@{D}"],
+                       received(limit) + stamped(factory.gendec()))
+    assert code == 250
+    [copy] = sink.wait_for(lambda r: True, timeout=10)
+    trace = copy.message.get_all("Received")
+    assert len(trace) == limit
+    assert all(value.startswith("by sw.test (Single Window, hop ") for value in trace)
+    assert b"acme.example" not in copy.data.split(b"\r\n\r\n", 1)[0]
+
+
+def test_auto_submitted_mig_errors_get_no_control_message(
+        transport: tuple[Config, Sink]) -> None:
+    config, sink = transport
+    broken = factory.gendec().replace(b"<Flag>PA</Flag>", b"<Flag>Panama</Flag>")
+    data = b"Auto-Submitted: auto-replied\r\n" + stamped(broken)
+    [(code, text)] = lmtp(config, f"acme@{D}", [f"customs@{D}"], data)
+    assert (code, text[:6]) == (554, b"5.6.0 ")
+    assert b"no control message is sent, as it is marked Auto-Submitted: auto-replied" \
+        in b" ".join(text.split())
+    assert sink.wait_for(lambda r: True, timeout=2) == []
+
+
+def test_the_hubs_notice_goes_out_with_the_null_sender(
+        transport: tuple[Config, Sink], conn: psycopg.Connection[Any]) -> None:
+    config, sink = transport
+    data = (b"From: Single Window <single-window@sw.test>\r\nTo: <acme@sw.test>\r\n"
+            b"X-SingleWindow-Notice: control SW1\r\nAuto-Submitted: auto-replied\r\n"
+            b"Subject: Control message SW1\r\n\r\nerrors\r\n")
+    [(code, _)] = lmtp(config, "", [f"acme@{D}"], data)
+    assert code == 250
+    [notice] = sink.wait_for(lambda r: True, timeout=10)
+    assert notice.mail_from in ("", "<>") and notice.rcpt_tos == ["edi@acme.example"]
+    assert notice.message["Auto-Submitted"] == "auto-replied"
+    # Recorded as what its notice header says it is, not by its sender.
+    row = conn.execute("SELECT kind FROM notice_delivery").fetchone()
+    assert row is not None and row["kind"] == "control"
+
+
+def test_unstamped_mail_from_the_old_system_sender_is_not_taken_as_the_hubs(
+        transport: tuple[Config, Sink]) -> None:
+    # The hub's own mail has the null sender now; a sender does not make mail the hub's.
+    config, sink = transport
+    data = b"From: <single-window@sw.test>\r\nSubject: x\r\n\r\nbody\r\n"
+    [(code, text)] = lmtp(config, config.hub.system_sender, [f"acme@{D}"], data)
+    assert (code, text[:6]) == (451, b"4.3.5 ")
+    assert sink.received == []
+
+
+@pytest.mark.parametrize("notice,kind", [(None, "dsn"), ("control SW1", "control"),
+                                         ("agency-dsn SW1", "agency-failure"),
+                                         ("something SW1", "notice")])
+def test_generated_kind_is_told_by_the_hubs_header(notice: str | None, kind: str) -> None:
+    head = (f"X-SingleWindow-Notice: {notice}\r\n" if notice else "") + "Subject: s\r\n\r\n"
+    fields = translate.head(head.encode())[0]
+    assert router.generated_kind("", fields) == kind
+    assert router.generated_kind("single-window@sw.test", fields) is None
+
+
+def test_a_quick_answer_to_a_copy_continues_its_hop_count(
+        transport: tuple[Config, Sink]) -> None:
+    config, sink = transport
+    limit = config.transport.hop_limit
+    first = limit - 10
+    [(code, _)] = lmtp(config, f"acme@{D}", [f"customs@{D}"],
+                       received(first) + stamped(factory.gendec()))
+    assert code == 250
+    [copy] = sink.wait_for(lambda r: True, timeout=10)
+    # A new message that answers the copy: its own 11 hops and the copy's 20 make 31.
+    answer = received(11) + f"In-Reply-To: {copy.message['Message-ID']}\r\n".encode() \
+        + stamped(factory.gendec())
+    [(code, text)] = lmtp(config, f"acme@{D}", [f"customs@{D}"], answer)
+    assert (code, text[:6]) == (554, b"5.4.6 ")
+    assert f"passed {first + 11} hops (counting the messages it answers within " \
+           f"{config.transport.reply_window:g} s)".encode() in b" ".join(text.split())
+    assert len(sink.wait_for(lambda r: True, timeout=2, count=2)) == 1

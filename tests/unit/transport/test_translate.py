@@ -358,3 +358,28 @@ def test_a_hostile_references_list_is_trimmed_to_its_first_and_latest_ids() -> N
     kept = (translate.header(copy, "references") or "").split()
     assert len(kept) == 20 and kept[0] == "<SWR-r0@sw.test>" and kept[-1] == "<own@reader.example>"
     assert len(asked) == 20 + 2  # and In-Reply-To's and Resent-Message-ID's
+
+
+def test_hops_counts_received_fields_folded_or_not() -> None:
+    fields, _ = translate.head(b"Received: from a\r\n\tby b; date\r\nreceived: x; d\r\n"
+                               b"X-Received: not a hop\r\nSubject: s\r\n\r\nbody\r\n")
+    assert translate.hops(fields) == 2
+    assert translate.hops(translate.head(RAW)[0]) == 1
+
+
+def test_the_hop_count_survives_as_host_free_received_fields_on_top() -> None:
+    # Issue 12: the copy carries as many hops as the submission made, naming no host.
+    fields, body = translate.split(RAW)
+    trace = translate.trace_fields(translate.hops(fields) + 2, "sw.test",
+                                   "Sun, 29 Nov 2026 12:00:00 -0000")
+    copy = translate.translate(fields, body, KNOWN.get, "<SW1.x@sw.test>",
+                               extra=[("X-Extra", "1"), *trace])
+    head = copy.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+    assert head[:4] == [
+        b"Received: by sw.test (Single Window, hop 3); Sun, 29 Nov 2026 12:00:00 -0000",
+        b"Received: by sw.test (Single Window, hop 2); Sun, 29 Nov 2026 12:00:00 -0000",
+        b"Received: by sw.test (Single Window, hop 1); Sun, 29 Nov 2026 12:00:00 -0000",
+        b"Message-ID: <SW1.x@sw.test>"]
+    assert head[4] == b"X-Extra: 1"
+    assert translate.hops(translate.head(copy)[0]) == 3
+    assert b"mta.acme.example" not in copy and b"10.1.0.5" not in copy
