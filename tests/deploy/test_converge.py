@@ -338,7 +338,7 @@ def start_notify_daemon(root: Root, name: str) -> subprocess.Popen[bytes]:
         env[key] = value
         proc = subprocess.Popen(
             [CHROOT, f"--userspec={unit['User']}:{unit['Group']}",
-             f"--groups={unit['SupplementaryGroups']}", str(root.path),
+             f"--groups={','.join(unit['SupplementaryGroups'].split())}", str(root.path),
              *shlex.split(unit["ExecStart"])],
             env=env, start_new_session=True, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL)
