@@ -77,6 +77,13 @@ class Listeners:
     pop3s_port: int = 1995
     #: Loopback-only listener for copies the transport re-injects (no policy, no milter).
     reinject_port: int = 10025
+    #: I2: AUTH commands one client address may send per minute (Postfix
+    #: ``smtpd_client_auth_rate_limit``); past it Postfix answers 450 4.7.1 without asking
+    #: Dovecot, so a password guesser gets a few tries a minute. 0: no limit.
+    msa_auth_rate_limit: int = 30
+    #: I2: connections one client address may open per minute (Postfix
+    #: ``smtpd_client_connection_rate_limit``; each costs a TLS handshake). 0: no limit.
+    msa_connection_rate_limit: int = 60
 
 
 @dataclass(frozen=True, slots=True)
