@@ -8,7 +8,7 @@ File layout::
 
     [hub]        domain, hostname, SASL realm
     [database]   how to reach PostgreSQL
-    [listeners]  addresses and ports of the public listeners
+    [listeners]  addresses, ports and per-client limits of the public listeners
     [policy]     the RCPT-time policy daemon
     [milter]     the message-time milter
     [paths]      where the stack keeps its state, sockets and logs

@@ -255,9 +255,10 @@ def test_default_deny_with_explicit_allows(rendered: dict[str, Path], lab: Lab,
     answers = lab.probe(lab.peer, cases)
     got_through = {f"{s} -> {p}" for (s, _, p), ok in zip(cases, answers, strict=True) if ok}
     assert got_through == {f"{s} -> {p}" for s, p in allowed}
-    shown = run(["ip", "netns", "exec", lab.hub, "nft", "list", "chain", "inet",
-                 "singlewindow", "input"]).stdout
-    assert "policy drop;" in shown
+    for chain in ("input", "forward"):
+        shown = run(["ip", "netns", "exec", lab.hub, "nft", "list", "chain", "inet",
+                     "singlewindow", chain]).stdout
+        assert "policy drop;" in shown, shown
 
 
 def test_replies_to_connections_the_node_opens_get_in(rendered: dict[str, Path],
