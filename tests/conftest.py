@@ -68,9 +68,12 @@ def sw_stack() -> Iterator[Config]:
     state = short_state_dir()
     # Retries every few seconds and a short queue lifetime, so tests of deferral and of
     # an agency that stays unreachable finish in seconds, not days.
+    # Small MSA limits, so the rate-limit tests hit them quickly (from addresses of their
+    # own: 127.0.0.1 is exempt).
     base = replace(Config(), listeners=Listeners(
         mta_port=free_port(), msa_port=free_port(), pop3_port=free_port(),
-        pop3s_port=free_port(), reinject_port=free_port()),
+        pop3s_port=free_port(), reinject_port=free_port(),
+        msa_auth_rate_limit=3, msa_connection_rate_limit=10),
         queue=Queue(lifetime="40s", minimal_backoff="5s", maximal_backoff="10s",
                     run_delay="5s"),
         # A copy whose sender was killed is recovered once its claim's lease runs out.

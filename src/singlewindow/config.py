@@ -8,7 +8,7 @@ File layout::
 
     [hub]        domain, hostname, SASL realm
     [database]   how to reach PostgreSQL
-    [listeners]  addresses and ports of the public listeners
+    [listeners]  addresses, ports and per-client limits of the public listeners
     [policy]     the RCPT-time policy daemon
     [milter]     the message-time milter
     [paths]      where the stack keeps its state, sockets and logs
@@ -131,6 +131,13 @@ class Listeners:
     #: TLS with the transport's client certificate (``transport.reinject_cert_file``)
     #: is required before MAIL, so no other local process gets anything through it.
     reinject_port: int = 10025
+    #: I2: AUTH commands one client address may send per minute (Postfix
+    #: ``smtpd_client_auth_rate_limit``); past it Postfix answers 450 4.7.1 without asking
+    #: Dovecot, so a password guesser gets a few tries a minute. 0: no limit.
+    msa_auth_rate_limit: int = 30
+    #: I2: connections one client address may open per minute (Postfix
+    #: ``smtpd_client_connection_rate_limit``; each costs a TLS handshake). 0: no limit.
+    msa_connection_rate_limit: int = 60
 
 
 @dataclass(frozen=True, slots=True)
