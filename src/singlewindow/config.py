@@ -32,7 +32,7 @@ STATE_CONFIG_NAME = "singlewindow.toml"
 
 
 #: The database roles (issue 12). Each part of the hub logs in as its own, with only the
-#: rights migration 0008 grants it; ``swctl stack`` and the singlewindow_postgresql role
+#: rights migration 0007 grants it; ``swctl stack`` and the singlewindow_postgresql role
 #: create them. Fixed names: the migrations name them.
 #: Owns the database and the schema; only ``swctl db migrate`` logs in as it.
 OWNER_ROLE = "sw"

@@ -332,7 +332,7 @@ def template_context(config: Config, layout: Layout) -> dict[str, Any]:
         "database": {
             "dbname": db.get("dbname", "singlewindow"),
             "roles": list(configmod.ROLES),
-            # Postfix and Dovecot each log in as their own role (migration 0008), with
+            # Postfix and Dovecot each log in as their own role (migration 0007), with
             # the password from their own password file when the database is remote.
             "postfix_hosts": postfix_pgsql_host(config.database.dsn(configmod.POSTFIX_ROLE)),
             "postfix_user": configmod.POSTFIX_ROLE,
@@ -420,7 +420,7 @@ def _postgres(config: Config, layout: Layout, ctx: dict[str, Any], say: Say) -> 
         say("postgresql: starting")
         run([*ctl, "-l", str(log), "-w", "-t", "60", "start"], user="postgres", cwd=layout.root)
     db, owner = ctx["database"]["dbname"], configmod.OWNER_ROLE
-    # One login role per part of the hub (config.py); migration 0008 grants their rights.
+    # One login role per part of the hub (config.py); migration 0007 grants their rights.
     bootstrap = "".join(
         f"SELECT 'CREATE ROLE {role} LOGIN' WHERE NOT EXISTS "
         f"(SELECT FROM pg_roles WHERE rolname = '{role}') \\gexec\n"

@@ -1,4 +1,4 @@
-"""Migration 0008 and the stack's pg_ident map: each part of the hub logs in as its own
+"""Migration 0007 and the stack's pg_ident map: each part of the hub logs in as its own
 role and can do only what that part needs (issue 12, "separate PostgreSQL roles").
 
 Written as a part that went wrong would act: Postfix's or Dovecot's lookup user trying to
@@ -155,7 +155,7 @@ def test_swctl_writes_the_directory_but_not_the_log_and_has_no_ddl(
 def test_a_table_a_later_migration_adds_is_the_daemons(
         database_config: Config, conn: psycopg.Connection[Any],
         as_daemon: psycopg.Connection[Any]) -> None:
-    """Default privileges: tables that migrations after 0008 create (as the owner) are
+    """Default privileges: tables that migrations after 0007 create (as the owner) are
     the daemons' to use, with no grant of their own."""
     table = "later_" + secrets.token_hex(3)
     conn.execute(f"CREATE TABLE {table} (id bigserial PRIMARY KEY, x text)")  # type: ignore[arg-type]
