@@ -151,6 +151,12 @@ def test_message_past_the_hop_limit_is_refused_with_a_routing_loop_dsn(world: Wo
     assert quiet_for(ag.sink, subj, 3) == []
 
 
+def loop_replies(co: Party, ag: Party, subj: str) -> list[Received]:
+    """The DSNs either party received that refuse the looping message (5.4.6)."""
+    return [r for p in (co, ag) for r in list(p.sink.received) if dsn_about(r, subj)
+            and any(s["status"] == "5.4.6" for s in delivery_status(r))]
+
+
 # --- (b) a true loop through the hub --------------------------------------------------
 
 def test_a_relay_that_sends_every_copy_back_is_stopped_at_the_hop_limit(world: World) -> None:
@@ -165,11 +171,8 @@ def test_a_relay_that_sends_every_copy_back_is_stopped_at_the_hop_limit(world: W
     assert world.submit(co, [ag.logical], message(co, ag.logical, subj,
                                                   factory.gendec())) == {}
 
-    def loop_replies() -> list[Received]:
-        return [r for p in (co, ag) for r in list(p.sink.received) if dsn_about(r, subj)
-                and any(s["status"] == "5.4.6" for s in delivery_status(r))]
-    wait_until(lambda: bool(loop_replies()), timeout=240)
-    [dsn] = loop_replies()
+    wait_until(lambda: bool(loop_replies(co, ag, subj)), timeout=240)
+    [dsn] = loop_replies(co, ag, subj)
     [status] = delivery_status(dsn)
     diagnostic = " ".join(status["diagnostic-code"].split())
     assert "554 5.4.6 Routing loop detected: the message has passed" in diagnostic
@@ -206,11 +209,8 @@ def test_two_careless_auto_responders_answering_each_other_are_stopped(
     assert world.submit(co, [ag.logical], message(co, ag.logical, subj,
                                                   factory.gendec())) == {}
 
-    def loop_replies() -> list[Received]:
-        return [r for p in (co, ag) for r in list(p.sink.received) if dsn_about(r, subj)
-                and any(s["status"] == "5.4.6" for s in delivery_status(r))]
-    wait_until(lambda: bool(loop_replies()), timeout=300)
-    [status] = delivery_status(loop_replies()[0])
+    wait_until(lambda: bool(loop_replies(co, ag, subj)), timeout=300)
+    [status] = delivery_status(loop_replies(co, ag, subj)[0])
     diagnostic = " ".join(status["diagnostic-code"].split())
     assert (f"Routing loop detected: the message has passed {HOP_LIMIT + 1} hops "
             "(counting the messages it answers within 120 s)") in diagnostic

@@ -21,6 +21,7 @@ import pytest
 
 from singlewindow import origin, stack
 from singlewindow.config import Config
+from tests.conftest import lmtp_send
 from tests.integration.world import Party, World, message, wait_until, world_fixture
 from tests.unit.mig import factory
 
@@ -127,20 +128,6 @@ def test_the_transport_itself_still_reinjects(world: World) -> None:
 
 
 # --- the transport: a stamp that does not verify -----------------------------------------
-
-def lmtp_send(config: Config, mail_from: str, rcpts: list[str], data: bytes
-              ) -> list[tuple[int, bytes]]:
-    """What Postfix's lmtp(8) would hand the transport, sent straight to its socket."""
-    with smtplib.LMTP(str(config.paths.lmtp_socket), timeout=60) as client:
-        client.ehlo_or_helo_if_needed()
-        assert client.mail(mail_from)[0] == 250
-        for rcpt in rcpts:
-            assert client.rcpt(rcpt)[0] == 250
-        client.putcmd("data")
-        assert client.getreply()[0] == 354
-        client.send(data.replace(b"\r\n.", b"\r\n..") + b"\r\n.\r\n")
-        return [client.getreply() for _ in rcpts]
-
 
 def genuine_stamp(config: Config, party: str, queue: str) -> origin.Origin:
     return origin.Origin(origin.new_message_id(), "mta", party, "127.0.1.1", "", queue)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import smtplib
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
@@ -13,7 +12,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from tests.conftest import free_port, short_state_dir
+from tests.conftest import free_port, lmtp_send, short_state_dir
 from tests.integration.sinks import Sink
 from tests.unit.mig import factory
 
@@ -68,18 +67,6 @@ def transport(database_config: Config, conn: psycopg.Connection[Any]) -> Iterato
         shutil.rmtree(state, ignore_errors=True)
 
 
-def lmtp(config: Config, sender: str, rcpts: list[str], data: bytes) -> list[tuple[int, bytes]]:
-    with smtplib.LMTP(str(config.paths.lmtp_socket)) as client:
-        client.ehlo_or_helo_if_needed()
-        client.mail(sender)
-        for rcpt in rcpts:
-            assert client.rcpt(rcpt)[0] == 250
-        client.putcmd("data")
-        assert client.getreply()[0] == 354
-        client.send(data.replace(b"\r\n.", b"\r\n..") + b"\r\n.\r\n")
-        return [client.getreply() for _ in rcpts]
-
-
 def stamped(body: bytes, to: str = f"customs@{D}") -> bytes:
     stamp = origin.Origin(origin.new_message_id(), "mta", "acme", "10.1.0.5", "", "Q1")
     return (f"{origin.HEADER}: {stamp.signed(KEY)}\r\nFrom: <edi@acme.example>\r\n"
@@ -89,7 +76,7 @@ def stamped(body: bytes, to: str = f"customs@{D}") -> bytes:
 
 def test_one_reply_per_recipient(transport: tuple[Config, Sink]) -> None:
     config, sink = transport
-    replies = lmtp(config, f"acme@{D}", [f"customs@{D}", f"later@{D}"],
+    replies = lmtp_send(config, f"acme@{D}", [f"customs@{D}", f"later@{D}"],
                    stamped(factory.gendec()))
     assert replies[0][0] == 250 and replies[0][1].startswith(b"2.0.0 Delivered")
     assert replies[1][0] == 554 and replies[1][1].startswith(b"5.2.1 ")
@@ -101,7 +88,7 @@ def test_one_reply_per_recipient(transport: tuple[Config, Sink]) -> None:
 def test_unstamped_submission_is_deferred(transport: tuple[Config, Sink]) -> None:
     config, sink = transport
     data = b"From: <edi@acme.example>\r\nSubject: x\r\n\r\n<a/>\r\n"
-    [(code, text)] = lmtp(config, "edi@acme.example", [f"customs@{D}"], data)
+    [(code, text)] = lmtp_send(config, "edi@acme.example", [f"customs@{D}"], data)
     assert (code, text[:6]) == (451, b"4.3.5 ")
     assert sink.received == []
 
@@ -118,7 +105,7 @@ def stamped_by(party: str, headers: str, body: bytes) -> bytes:
 
 
 def submit(config: Config, headers: str) -> tuple[int, bytes]:
-    [reply] = lmtp(config, f"acme@{D}", [f"customs@{D}"], stamped_by(
+    [reply] = lmtp_send(config, f"acme@{D}", [f"customs@{D}"], stamped_by(
         "acme", f"To: <customs@{D}>\r\nSubject: unit\r\nMessage-ID: <m@acme.example>\r\n"
         f"Content-Type: application/xml\r\n{headers}", factory.gendec()))
     return reply
@@ -187,7 +174,7 @@ def test_report_from_the_copys_receiver_is_recorded(transport: Transport,
                                                     conn: psycopg.Connection[Any]) -> None:
     config, sink = transport
     swid, envid, _ = forwarded(config, conn)
-    [(code, text)] = lmtp(config, "", [f"acme@{D}"], stamped_by("customs", report(envid=envid),
+    [(code, text)] = lmtp_send(config, "", [f"acme@{D}"], stamped_by("customs", report(envid=envid),
                                                              b""))
     assert code == 250 and text.endswith(f"recorded on {swid}".encode())
     assert reported(conn, swid) == 1
@@ -208,7 +195,7 @@ def test_forged_reports_are_refused_and_not_recorded(transport: Transport,
         ("customs", f"customs@{D}", report(envid=envid)),  # not the copy's sender
     ]
     for party, rcpt, data in forged:
-        [(code, text)] = lmtp(config, "", [rcpt], stamped_by(party, data, b""))
+        [(code, text)] = lmtp_send(config, "", [rcpt], stamped_by(party, data, b""))
         assert (code, text[:6]) == (554, b"5.7.1 "), (party, rcpt)
         assert text.startswith(b"5.7.1 " + replies.REPORT_UNMATCHED.text.encode())
     assert reported(conn, swid) == 0
@@ -227,11 +214,11 @@ def test_postfix_dsn_of_ones_own_submission_is_not_a_report_on_another(
     directory.add_party(conn, "bright", "company", ["10.1.1.0/24"], "127.0.0.1:4")
     directory.add_address(conn, f"bright@{D}", "bright", "edi@bright.example", None, D)
     data = report(envid=envid, returned=copy_id).encode()
-    [(code, text)] = lmtp(config, "", [f"bright@{D}"], data)
+    [(code, text)] = lmtp_send(config, "", [f"bright@{D}"], data)
     assert code == 250 and text.startswith(b"2.0.0 Delivered to bright@")
     assert reported(conn, swid) == 0
     # The same DSN to the copy's own sender is Postfix's report on the outbound leg.
-    [(code, text)] = lmtp(config, "", [f"acme@{D}"], data)
+    [(code, text)] = lmtp_send(config, "", [f"acme@{D}"], data)
     assert code == 250 and text.endswith(f"recorded on {swid}".encode())
     assert reported(conn, swid) == 1
     assert sink.wait_for(lambda r: r.rcpt_tos == ["edi@bright.example"], timeout=10)
@@ -246,7 +233,7 @@ def test_past_the_hop_limit_the_recipient_is_refused_as_a_loop(
         transport: tuple[Config, Sink]) -> None:
     config, sink = transport
     limit = config.transport.hop_limit
-    [(code, text)] = lmtp(config, f"acme@{D}", [f"customs@{D}"],
+    [(code, text)] = lmtp_send(config, f"acme@{D}", [f"customs@{D}"],
                           received(limit + 1) + stamped(factory.gendec()))
     assert (code, text[:6]) == (554, b"5.4.6 ")
     assert f"Routing loop detected: the message has passed {limit + 1} hops, more than " \
@@ -257,7 +244,7 @@ def test_past_the_hop_limit_the_recipient_is_refused_as_a_loop(
 def test_the_copy_carries_the_hop_count_on(transport: tuple[Config, Sink]) -> None:
     config, sink = transport
     limit = config.transport.hop_limit
-    [(code, _)] = lmtp(config, f"acme@{D}", [f"customs@{D}"],
+    [(code, _)] = lmtp_send(config, f"acme@{D}", [f"customs@{D}"],
                        received(limit) + stamped(factory.gendec()))
     assert code == 250
     [copy] = sink.wait_for(lambda r: True, timeout=10)
@@ -272,7 +259,7 @@ def test_auto_submitted_mig_errors_get_no_control_message(
     config, sink = transport
     broken = factory.gendec().replace(b"<Flag>PA</Flag>", b"<Flag>Panama</Flag>")
     data = b"Auto-Submitted: auto-replied\r\n" + stamped(broken)
-    [(code, text)] = lmtp(config, f"acme@{D}", [f"customs@{D}"], data)
+    [(code, text)] = lmtp_send(config, f"acme@{D}", [f"customs@{D}"], data)
     assert (code, text[:6]) == (554, b"5.6.0 ")
     assert b"no control message is sent, as it is marked Auto-Submitted: auto-replied" \
         in b" ".join(text.split())
@@ -285,7 +272,7 @@ def test_the_hubs_notice_goes_out_with_the_null_sender(
     data = (b"From: Single Window <single-window@sw.test>\r\nTo: <acme@sw.test>\r\n"
             b"X-SingleWindow-Notice: control SW1\r\nAuto-Submitted: auto-replied\r\n"
             b"Subject: Control message SW1\r\n\r\nerrors\r\n")
-    [(code, _)] = lmtp(config, "", [f"acme@{D}"], data)
+    [(code, _)] = lmtp_send(config, "", [f"acme@{D}"], data)
     assert code == 250
     [notice] = sink.wait_for(lambda r: True, timeout=10)
     assert notice.mail_from in ("", "<>") and notice.rcpt_tos == ["edi@acme.example"]
@@ -300,7 +287,7 @@ def test_unstamped_mail_from_the_old_system_sender_is_not_taken_as_the_hubs(
     # The hub's own mail has the null sender now; a sender does not make mail the hub's.
     config, sink = transport
     data = b"From: <single-window@sw.test>\r\nSubject: x\r\n\r\nbody\r\n"
-    [(code, text)] = lmtp(config, config.hub.system_sender, [f"acme@{D}"], data)
+    [(code, text)] = lmtp_send(config, config.hub.system_sender, [f"acme@{D}"], data)
     assert (code, text[:6]) == (451, b"4.3.5 ")
     assert sink.received == []
 
@@ -320,14 +307,14 @@ def test_a_quick_answer_to_a_copy_continues_its_hop_count(
     config, sink = transport
     limit = config.transport.hop_limit
     first = limit - 10
-    [(code, _)] = lmtp(config, f"acme@{D}", [f"customs@{D}"],
+    [(code, _)] = lmtp_send(config, f"acme@{D}", [f"customs@{D}"],
                        received(first) + stamped(factory.gendec()))
     assert code == 250
     [copy] = sink.wait_for(lambda r: True, timeout=10)
     # A new message that answers the copy: its own 11 hops and the copy's 20 make 31.
     answer = received(11) + f"In-Reply-To: {copy.message['Message-ID']}\r\n".encode() \
         + stamped(factory.gendec())
-    [(code, text)] = lmtp(config, f"acme@{D}", [f"customs@{D}"], answer)
+    [(code, text)] = lmtp_send(config, f"acme@{D}", [f"customs@{D}"], answer)
     assert (code, text[:6]) == (554, b"5.4.6 ")
     assert f"passed {first + 11} hops (counting the messages it answers within " \
            f"{config.transport.reply_window:g} s)".encode() in b" ".join(text.split())
