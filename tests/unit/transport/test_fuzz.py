@@ -17,9 +17,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from tests.conftest import lmtp_send
 from tests.integration.sinks import Sink
 from tests.unit.mig import factory
-from tests.unit.transport.test_router import KEY, D, lmtp
+from tests.unit.transport.test_router import KEY, D
 from tests.unit.transport.test_router import transport as transport  # the fixture
 
 from singlewindow import origin
@@ -36,12 +37,12 @@ _HEADER_LINE = re.compile(rb"[\x21-\x39\x3b-\x7e]+[ \t]*:")
 
 
 def stamp(message: bytes, swid: str | None = None) -> bytes:
-    """The submission as Postfix's lmtp(8) hands it to the transport.
+    """The submission as Postfix's lmtp_send(8) hands it to the transport.
 
     Postfix's cleanup reads the header block up to the first line that is neither a
     header field nor its continuation and, if that line is not empty, inserts the empty
     line there; the milter's origin header is appended to the header block (addheader),
-    Postfix's Received header prepended. lmtp(8) sends CRLF line ends and breaks any line
+    Postfix's Received header prepended. lmtp_send(8) sends CRLF line ends and breaks any line
     longer than lmtp_line_length_limit (998) by inserting CRLF SPACE.
     """
     mark = origin.Origin(swid or origin.new_message_id(), "mta", "acme", "10.1.0.5", "", "Q1")
@@ -237,7 +238,7 @@ def terminal_everywhere(config: Config, corpus: Iterator[tuple[str, bytes]],
         null = b"multipart/report" in message or rng.random() < 0.15
         sender = "" if null else f"acme@{D}"
         caplog.clear()
-        replies = lmtp(config, sender, RECIPIENTS, stamp(message))
+        replies = lmtp_send(config, sender, RECIPIENTS, stamp(message))
         for rcpt, (code, text) in zip(RECIPIENTS, replies, strict=True):
             answered[code] = answered.get(code, 0) + 1
             if not (200 <= code < 300 or 500 <= code < 600):
@@ -258,7 +259,7 @@ def test_mutated_submissions(transport: tuple[Config, Sink],
                              caplog: pytest.LogCaptureFixture) -> None:
     config, sink = transport
     forwarded = origin.new_message_id()
-    [(code, _)] = lmtp(config, f"acme@{D}", [f"customs@{D}"],
+    [(code, _)] = lmtp_send(config, f"acme@{D}", [f"customs@{D}"],
                        stamp(seeds("")[1], forwarded))
     assert code == 250
     terminal_everywhere(config, mutants(MUTANTS, forwarded), caplog)

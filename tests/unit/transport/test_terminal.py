@@ -11,10 +11,10 @@ import psycopg
 import psycopg.errors
 import pytest
 from psycopg_pool import ConnectionPool, PoolTimeout
-from tests.conftest import free_port
+from tests.conftest import free_port, lmtp_send
 from tests.integration.sinks import Sink
 from tests.unit.mig import factory
-from tests.unit.transport.test_router import KEY, D, lmtp, stamped
+from tests.unit.transport.test_router import KEY, D, stamped
 from tests.unit.transport.test_router import transport as transport  # the fixture
 
 from singlewindow import origin, store
@@ -44,7 +44,7 @@ def test_empty_group_is_forwarded(transport: tuple[Config, Sink],
     config, sink = transport
     data = submission("From: <edi@acme.example>\r\nTo: undisclosed-recipients:;\r\n"
                       "Subject: bcc only\r\nContent-Type: application/xml", factory.gendec())
-    [(code, text)] = lmtp(config, f"acme@{D}", [f"customs@{D}"], data)
+    [(code, text)] = lmtp_send(config, f"acme@{D}", [f"customs@{D}"], data)
     assert (code, text[:15]) == (250, b"2.0.0 Delivered")
     [copy] = sink.wait_for(lambda r: True, timeout=10)
     assert copy.message["To"] == "undisclosed-recipients:;"
@@ -57,7 +57,7 @@ def test_group_members_are_translated(transport: tuple[Config, Sink]) -> None:
                       f"To: Authorities: in@customs.example, \"C\" <customs@{D}>;, "
                       "edi@acme.example\r\nCc: (a comment) Empty:;\r\n"
                       "Content-Type: application/xml", factory.gendec())
-    [(code, _)] = lmtp(config, f"acme@{D}", [f"customs@{D}"], data)
+    [(code, _)] = lmtp_send(config, f"acme@{D}", [f"customs@{D}"], data)
     assert code == 250
     [copy] = sink.wait_for(lambda r: True, timeout=10)
     raw_to = translate.header(copy.data, "to")
@@ -80,7 +80,7 @@ def test_unknown_or_unreadable_group_member_is_refused(
     config, sink = transport
     data = submission(f"From: <edi@acme.example>\r\nTo: {to}\r\n"
                       "Content-Type: application/xml", factory.gendec())
-    [(code, text)] = lmtp(config, f"acme@{D}", [f"customs@{D}"], data)
+    [(code, text)] = lmtp_send(config, f"acme@{D}", [f"customs@{D}"], data)
     assert (code, text[:6]) == (554, b"5.1.0 ")
     assert shown.encode() in text and b"unknown to Single Window" in text
     assert sink.received == []
@@ -94,7 +94,7 @@ def test_control_message_for_8bit_message_id(transport: tuple[Config, Sink],
     data = submission("From: <edi@acme.example>\r\nTo: <customs@sw.test>\r\n"
                       "Message-ID: <caf\xe9-1@acme.example>\r\nContent-Type: application/xml",
                       factory.gendec(imo="x"))
-    [(code, text)] = lmtp(config, f"acme@{D}", [f"customs@{D}"], data)
+    [(code, text)] = lmtp_send(config, f"acme@{D}", [f"customs@{D}"], data)
     assert (code, text[:6]) == (250, b"2.0.0 ")
     assert b"not forwarded: 1 MIG error(s)" in text
     [control] = sink.wait_for(lambda r: True, timeout=10)
@@ -112,7 +112,7 @@ def test_control_message_threads_under_an_ascii_message_id(
     data = submission("From: <edi@acme.example>\r\nTo: <customs@sw.test>\r\n"
                       "Message-ID:\r\n <ok-1@acme.example>\r\nContent-Type: application/xml",
                       factory.gendec(imo="x"))
-    [(code, _)] = lmtp(config, f"acme@{D}", [f"customs@{D}"], data)
+    [(code, _)] = lmtp_send(config, f"acme@{D}", [f"customs@{D}"], data)
     assert code == 250
     [control] = sink.wait_for(lambda r: True, timeout=10)
     assert control.message["In-Reply-To"] == "<ok-1@acme.example>"
@@ -127,7 +127,7 @@ def test_null_sender_with_mig_errors_gets_a_failure_and_no_mail(
     swid = origin.new_message_id()
     data = submission("From: <edi@acme.example>\r\nTo: <customs@sw.test>\r\n"
                       "Content-Type: application/xml", factory.gendec(imo="x"), swid)
-    [(code, text)] = lmtp(config, "", [f"customs@{D}"], data)
+    [(code, text)] = lmtp_send(config, "", [f"customs@{D}"], data)
     assert (code, text[:6]) == (554, b"5.6.0 ")
     assert b"Not forwarded: 1 MIG error," in text
     assert b"ImoNumber" in text  # the first error, named
@@ -141,7 +141,7 @@ def test_null_sender_with_mig_errors_gets_a_failure_and_no_mail(
 
 def test_null_sender_valid_message_is_forwarded(transport: tuple[Config, Sink]) -> None:
     config, sink = transport
-    [(code, _)] = lmtp(config, "", [f"customs@{D}"], stamped(factory.gendec()))
+    [(code, _)] = lmtp_send(config, "", [f"customs@{D}"], stamped(factory.gendec()))
     assert code == 250
     [copy] = sink.wait_for(lambda r: True, timeout=10)
     assert copy.mail_from in ("", "<>") and copy.rcpt_tos == ["in@customs.example"]
@@ -158,7 +158,7 @@ def test_unforeseen_failure_is_permanent_and_recorded(
     config, sink = transport
     swid = origin.new_message_id()
     data = submission(HEADERS, factory.gendec(), swid, party="gone")
-    [(code, text)] = lmtp(config, f"acme@{D}", [f"customs@{D}"], data)
+    [(code, text)] = lmtp_send(config, f"acme@{D}", [f"customs@{D}"], data)
     assert (code, text[:6]) == (554, b"5.3.0 ")
     assert text.startswith(b"5.3.0 Single Window cannot process this message: StoreError")
     assert swid.encode() in text
@@ -176,7 +176,7 @@ def test_a_value_the_store_refuses_is_permanent(transport: tuple[Config, Sink],
     the outcome cannot be recorded (the message row itself was refused), the answer stands."""
     config, _ = transport
     data = submission(HEADERS, factory.gendec(), peer="999.1.1.1")
-    [(code, text)] = lmtp(config, f"acme@{D}", [f"customs@{D}"], data)
+    [(code, text)] = lmtp_send(config, f"acme@{D}", [f"customs@{D}"], data)
     assert (code, text[:6]) == (554, b"5.3.0 ")
     assert b"InvalidTextRepresentation" in text
 
@@ -187,7 +187,7 @@ def test_a_doubled_origin_stamp_is_refused(transport: tuple[Config, Sink]) -> No
     config, sink = transport
     data = submission(HEADERS, factory.gendec())
     data = data.split(b"\r\n", 1)[0] + b"\r\n" + data
-    [(code, text)] = lmtp(config, f"acme@{D}", [f"customs@{D}"], data)
+    [(code, text)] = lmtp_send(config, f"acme@{D}", [f"customs@{D}"], data)
     assert (code, text[:6]) == (554, b"5.7.1 ")
     assert b"2 X-SingleWindow-Origin headers" in text
     assert sink.received == []
@@ -197,7 +197,7 @@ def test_reinjection_listener_unreachable_defers(transport: tuple[Config, Sink])
     config, sink = transport
     sink.stop()
     try:
-        replies = lmtp(config, f"acme@{D}", [f"customs@{D}"], stamped(factory.gendec()))
+        replies = lmtp_send(config, f"acme@{D}", [f"customs@{D}"], stamped(factory.gendec()))
     finally:
         sink.start()
     assert [(code, text[:6]) for code, text in replies] == [(451, b"4.3.0 ")]
@@ -265,7 +265,7 @@ def test_multiparts_nested_past_the_recursion_limit_get_an_answer(
     swid = origin.new_message_id()
     data = submission("From: <edi@acme.example>\r\nTo: <customs@sw.test>", b"", swid)
     data = data[:-2] + inner  # the last header line ends the block: the multipart's own
-    [(code, text)] = lmtp(config, f"acme@{D}", [f"customs@{D}"], data)
+    [(code, text)] = lmtp_send(config, f"acme@{D}", [f"customs@{D}"], data)
     assert code == 554 and text[:2] == b"5.", text
     assert swid.encode() in text
     assert sink.received == []
