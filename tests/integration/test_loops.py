@@ -157,19 +157,27 @@ def loop_replies(co: Party, ag: Party, subj: str) -> list[Received]:
             and any(s["status"] == "5.4.6" for s in delivery_status(r))]
 
 
+def start_loop(world: World, names: tuple[str, str],
+               sink: type[ForwardingSink]) -> tuple[Party, Party, str]:
+    """A company and an agency whose relays send every copy on to the other party, and a
+    first message from the company; returns both parties and its subject."""
+    co = world.add(names[0], "company", relay_port=free_port())
+    ag = world.add(names[1], "agency", relay_port=free_port())
+    for mine, other in ((co, ag), (ag, co)):
+        mine.sink = sink(mine.sink.port, world=world, party=mine, to=other.logical)
+        mine.sink.start()
+    subj = subject()
+    assert world.submit(co, [ag.logical], message(co, ag.logical, subj,
+                                                  factory.gendec())) == {}
+    return co, ag, subj
+
+
 # --- (b) a true loop through the hub --------------------------------------------------
 
 def test_a_relay_that_sends_every_copy_back_is_stopped_at_the_hop_limit(world: World) -> None:
     """Two parties whose relays forward everything back to the hub, to each other."""
     config = world.config
-    co = world.add("loopco", "company", relay_port=free_port())
-    ag = world.add("loopag", "agency", relay_port=free_port())
-    for mine, other in ((co, ag), (ag, co)):
-        mine.sink = ForwardingSink(mine.sink.port, world=world, party=mine, to=other.logical)
-        mine.sink.start()
-    subj = subject()
-    assert world.submit(co, [ag.logical], message(co, ag.logical, subj,
-                                                  factory.gendec())) == {}
+    co, ag, subj = start_loop(world, ("loopco", "loopag"), ForwardingSink)
 
     wait_until(lambda: bool(loop_replies(co, ag, subj)), timeout=240)
     [dsn] = loop_replies(co, ag, subj)
@@ -200,14 +208,7 @@ def test_two_careless_auto_responders_answering_each_other_are_stopped(
         world: World) -> None:
     """Each answer is a new message (no old Received field), sent within seconds of the
     copy it answers: the hub counts the hops of the flow it continues."""
-    co = world.add("pingco", "company", relay_port=free_port())
-    ag = world.add("pingag", "agency", relay_port=free_port())
-    for mine, other in ((co, ag), (ag, co)):
-        mine.sink = RespondingSink(mine.sink.port, world=world, party=mine, to=other.logical)
-        mine.sink.start()
-    subj = subject()
-    assert world.submit(co, [ag.logical], message(co, ag.logical, subj,
-                                                  factory.gendec())) == {}
+    co, ag, subj = start_loop(world, ("pingco", "pingag"), RespondingSink)
 
     wait_until(lambda: bool(loop_replies(co, ag, subj)), timeout=300)
     [status] = delivery_status(loop_replies(co, ag, subj)[0])

@@ -24,12 +24,10 @@ from singlewindow import stack
 from singlewindow.config import Config, Listeners, Queue, Transport
 from singlewindow.transport import maildrop
 from tests.conftest import free_port, short_state_dir
-from tests.integration.conftest import tls_context
-from tests.integration.test_pop3 import POP3From
+from tests.integration.test_pop3 import logged_in
 from tests.integration.world import Party, World, message, wait_until
 from tests.unit.mig import factory
 
-REMOTE = "127.0.0.2"  # a mail client is not on Dovecot's own address (no "secured")
 REAL_LDA = Path("/usr/lib/dovecot/dovecot-lda")
 
 
@@ -89,15 +87,6 @@ def respond(world: World, to: Party) -> str:
     return subj
 
 
-def login(config: Config, client: Party) -> POP3From:
-    # Dovecot waits up to 10 s for a held session lock before it answers [IN-USE].
-    session = POP3From(config.listeners.bind, config.listeners.pop3_port, REMOTE, timeout=30)
-    session.stls(tls_context(config))
-    session.user(client.login)
-    session.pass_(client.password)
-    return session
-
-
 def maildir(config: Config, client: Party) -> Path:
     return config.paths.maildrop_dir / client.login / "Maildir"
 
@@ -128,7 +117,7 @@ def retried(world: World, client: Party, before: int, subj: str) -> bool:
 def test_long_session_is_never_written_into_and_delivery_follows_quit(world: World) -> None:
     config = world.config
     mc = world.add_mail_client("mc")
-    session = login(config, mc)  # TRANSACTION state: the session holds the maildrop
+    session = logged_in(config, mc)  # TRANSACTION state: the session holds the maildrop
     try:
         lock = maildir(config, mc) / maildrop.LOCK_NAME
         pid, _, host = lock.read_text().partition(":")
@@ -152,7 +141,7 @@ def test_long_session_is_never_written_into_and_delivery_follows_quit(world: Wor
     quit_at = time.monotonic()
     wait_until(lambda: delivered(config, mc, subj), timeout=60)
     assert time.monotonic() - quit_at < 60
-    session = login(config, mc)
+    session = logged_in(config, mc)
     try:
         assert session.stat()[0] == 1
     finally:
@@ -171,7 +160,7 @@ def test_first_delivery_locks_the_maildrop_before_it_exists(world: World) -> Non
     wait_until(lambda: (slow / f"{mc.login}.started").exists(), timeout=60)
     held = (slow / f"{mc.login}.lock").read_text()
     assert held.endswith(f":{socket.gethostname()}")  # the delivery's lock, before any
-    session = login(config, mc)  # waits for the delivery's lock (up to 10 s)
+    session = logged_in(config, mc)  # waits for the delivery's lock (up to 10 s)
     try:
         assert session.stat()[0] == 1
         assert b"\r\n".join(session.retr(1)[1]).count(subj.encode()) == 1

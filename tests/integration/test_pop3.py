@@ -11,6 +11,7 @@ import pytest
 
 from singlewindow.config import Config
 from tests.integration.conftest import MailClient, tls_context
+from tests.integration.world import Party
 
 # Dovecot counts a connection from its own address as secured (no TLS needed), so a
 # client plays a company from another loopback address, as it would come over its tunnel.
@@ -45,6 +46,16 @@ class POP3SFrom(POP3From):
 
 def pop3(config: Config, source: str = REMOTE) -> POP3From:
     return POP3From(config.listeners.bind, config.listeners.pop3_port, source)
+
+
+def logged_in(config: Config, client: Party) -> POP3From:
+    """A party's session in the TRANSACTION state (after STLS, USER and PASS)."""
+    # Dovecot waits up to 10 s for a held session lock before it answers [IN-USE].
+    session = POP3From(config.listeners.bind, config.listeners.pop3_port, REMOTE, timeout=30)
+    session.stls(tls_context(config))
+    session.user(client.login)
+    session.pass_(client.password)
+    return session
 
 
 def pop3s(config: Config, source: str = REMOTE) -> POP3SFrom:

@@ -19,13 +19,10 @@ from singlewindow import stack
 from singlewindow.config import Config
 from singlewindow.store import connect, messages
 from tests.conftest import free_port
-from tests.integration.conftest import tls_context
 from tests.integration.sinks import Received, delivery_status, dsn_about
-from tests.integration.test_pop3 import POP3From
+from tests.integration.test_pop3 import REMOTE, logged_in
 from tests.integration.world import Party, World, faulty_transport, message, wait_until
 from tests.unit.mig import factory
-
-REMOTE = "127.0.0.2"  # a mail client is not on Dovecot's own address (no "secured")
 
 
 @pytest.fixture(scope="module")
@@ -51,17 +48,8 @@ def respond(world: World, to: Party, subj: str, headers: list[str] | None = None
     assert world.submit(ag, [to.logical], data) == {}
 
 
-def pop3(config: Config, client: Party) -> POP3From:
-    # Dovecot waits up to 10 s for a held session lock before it answers [IN-USE].
-    session = POP3From(config.listeners.bind, config.listeners.pop3_port, REMOTE, timeout=30)
-    session.stls(tls_context(config))
-    session.user(client.login)
-    session.pass_(client.password)
-    return session
-
-
 def maildrop_messages(config: Config, client: Party) -> list[bytes]:
-    session = pop3(config, client)
+    session = logged_in(config, client)
     try:
         count, _ = session.stat()
         return [b"\r\n".join(session.retr(i + 1)[1]) for i in range(count)]
@@ -112,11 +100,11 @@ def test_maildrop_locked_while_pop3_session_is_open(world: World) -> None:
     config = world.config
     respond(world, mc2, subject())  # creates the Maildir
     wait_until(lambda: len(maildrop_files(config, mc2)) == 1, timeout=60)
-    session = pop3(config, mc2)  # TRANSACTION state: holds the maildrop
+    session = logged_in(config, mc2)  # TRANSACTION state: holds the maildrop
     try:
         # A second session is refused while the first lives (R3.2).
         with pytest.raises(poplib.error_proto, match=r"IN-USE"):
-            pop3(config, mc2)
+            logged_in(config, mc2)
         subj = subject()
         respond(world, mc2, subj)
         log = config.paths.log_dir / "postfix.log"
@@ -176,14 +164,14 @@ def test_dele_then_quit_removes_and_dropped_connection_keeps(world: World) -> No
     wait_until(lambda: any(subj.encode() in m for m in maildrop_messages(config, mc)), 60)
     before = len(maildrop_messages(config, mc))
     # DELE, then the connection drops without QUIT: no UPDATE state, nothing removed.
-    session = pop3(config, mc)
+    session = logged_in(config, mc)
     session.dele(1)
     session.sock.shutdown(socket.SHUT_RDWR)
     session.sock.close()
     wait_until(lambda: _can_login(config, mc), timeout=30)
     assert len(maildrop_messages(config, mc)) == before
     # DELE, then QUIT: removed in UPDATE.
-    session = pop3(config, mc)
+    session = logged_in(config, mc)
     session.dele(1)
     assert session.quit().startswith(b"+OK")
     assert len(maildrop_messages(config, mc)) == before - 1
@@ -191,7 +179,7 @@ def test_dele_then_quit_removes_and_dropped_connection_keeps(world: World) -> No
 
 def _can_login(config: Config, client: Party) -> bool:
     try:
-        pop3(config, client).quit()
+        logged_in(config, client).quit()
     except poplib.error_proto:
         return False
     return True
