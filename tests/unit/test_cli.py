@@ -11,7 +11,7 @@ import pytest
 
 from singlewindow import cli, passwords
 from singlewindow.config import Config
-from singlewindow.store import directory
+from singlewindow.store import directory, messages
 
 
 @pytest.fixture
@@ -111,3 +111,16 @@ def test_unreachable_database(monkeypatch: pytest.MonkeyPatch, tmp_path: Any,
     err = capsys.readouterr().err
     assert err.startswith("swctl: error: cannot reach the database")
     assert "hunter2" not in err
+
+
+def test_trace_of_a_notice_about_no_known_message(swctl: Any,
+                                                  conn: psycopg.Connection[Any]) -> None:
+    """A notice Single Window could not tie to a message has only its own row; trace
+    shows it rather than failing on the forwards and notices it does not have."""
+    notice = messages.Notice("k" * 24, None, "acme@sw.test", "edi@acme.example", "dsn",
+                             "<SWNorphan@sw.test>")
+    claim = messages.claim_notice(conn, notice, lease=60)
+    messages.mark_injected(conn, claim, "4QORPHAN1")
+    code, out, err = swctl("trace", "4QORPHAN1")
+    assert (code, err) == (0, "")
+    assert "about no known message" in out and "<SWNorphan@sw.test>" in out

@@ -142,9 +142,7 @@ def claim_submission(conn: Conn, party_id: int, instance: str, policy: Policy) -
         # Claims older than the window no longer count; drop them so the table stays small.
         conn.execute("DELETE FROM msa_claim WHERE party_id = %s"
                      " AND claimed_at < now() - %s::interval", (party_id, window))
-        row = conn.execute("SELECT count(*) AS n FROM msa_claim WHERE party_id = %s",
-                           (party_id,)).fetchone()
-        if row is not None and row["n"] >= policy.msa_rate_limit:
+        if over_limit(conn, party_id, instance, policy):
             return False
         conn.execute("INSERT INTO msa_claim (instance, party_id) VALUES (%s, %s)",
                      (instance, party_id))

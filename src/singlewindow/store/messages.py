@@ -271,14 +271,6 @@ def answered_hops(conn: Conn, copy_message_ids: list[str], window: float) -> int
     return int(row["hops"]) if row is not None and row["hops"] is not None else 0
 
 
-def by_copy_message_id(conn: Conn, copy_message_id: str) -> tuple[str, str | None] | None:
-    """(Single Window id, the submitter's own Message-ID) of a forwarded copy."""
-    row = conn.execute(
-        "SELECT m.id, m.header_message_id FROM forward f JOIN message m ON m.id = f.message_id"
-        " WHERE f.copy_message_id = %s", (copy_message_id,)).fetchone()
-    return None if row is None else (row["id"], row["header_message_id"])
-
-
 def forwards_of(conn: Conn, message_id: str) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = conn.execute(
         "SELECT recipient, destination, physical, copy_message_id, state, queue_id"
