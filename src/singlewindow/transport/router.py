@@ -53,7 +53,6 @@ log = logging.getLogger("sw-transport")
 
 Conn = psycopg.Connection[Any]
 _EMAIL = re.compile(rb"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+[A-Za-z0-9]")
-_MSG_ID = re.compile(r"<[^<>\s]+>")
 
 #: Test-only fault injection (SPEC D4 crash tests): kill this process with SIGKILL at one
 #: step of a copy's delivery: ``before-claim``, ``during-data`` (half the copy sent to
@@ -389,8 +388,8 @@ class Router:
         recorded = messages.recorded_hops(conn, o.message_id)
         if recorded is not None:
             return recorded
-        answered = [m[0] for name, field in p.fields if name in translate.MESSAGE_IDS
-                    for m in _MSG_ID.finditer(translate.field_value(field))]
+        answered = [mid for name, field in p.fields if name in translate.MESSAGE_IDS
+                    for mid in translate.message_ids_in(translate.field_value(field))]
         inherited = messages.answered_hops(conn, answered[:50],
                                            self.config.transport.reply_window)
         hops = p.hops + inherited
