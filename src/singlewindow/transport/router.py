@@ -210,7 +210,7 @@ class Router:
                         log.error("unstamped mail from <%s> to <%s>: deferring",
                                   mail_from, rcpt)
                         return replies.POLICY_MISCONFIGURED
-                    return self.internal(conn, kind, rcpt, transaction.raw)
+                    return self.internal(conn, kind, rcpt, transaction.raw, prepared.fields)
                 return self.submission(conn, prepared, prepared.origin, mail_from, rcpt,
                                        transaction.raw, transaction.state)
         except Deferred as deferred:
@@ -741,7 +741,8 @@ class Router:
 
     # --- mail Single Window generated -------------------------------------------------
 
-    def internal(self, conn: Conn, kind: str, rcpt: str, raw: bytes) -> Reply:
+    def internal(self, conn: Conn, kind: str, rcpt: str, raw: bytes,
+                 fields: list[translate.Field]) -> Reply:
         """A DSN, control message or notice for a party (``kind``, see
         :func:`generated_kind`): to its physical address or maildrop, exactly once (the
         same bookkeeping as the copies of submissions), with the null sender."""
@@ -758,7 +759,7 @@ class Router:
             if handled is not None:
                 return handled
         key = hashlib.sha256(raw + b"\0" + rcpt.lower().encode()).hexdigest()
-        about = _about(raw)
+        about = _about(raw, fields)
         claim = messages.claim_notice(conn, messages.Notice(
             key, about, target.logical, target.physical, kind,
             f"<SWN{key[:24]}@{self.config.hub.domain}>"), self.lease)
@@ -833,11 +834,11 @@ def _code_of(refusal: str) -> tuple[int, str]:
     return code, enhanced
 
 
-def _about(raw: bytes) -> str | None:
+def _about(raw: bytes, fields: list[translate.Field]) -> str | None:
     """The Single Window message generated mail is about, when it says so: control
     messages and agency-failure notices name it, a DSN returns the submission's headers
-    with the milter's origin stamp."""
-    named = translate.header(raw, "x-singlewindow-message")
+    with the milter's origin stamp (``fields``: the head of ``raw``, parsed once)."""
+    named = translate.field_named(fields, "x-singlewindow-message")
     if named:
         return named
     match = re.search(rb"(?im)^" + originmod.HEADER.encode() + rb":[ \t]*([^\r\n]*)", raw)
