@@ -277,6 +277,7 @@ class Router:
         """One recipient of a stamped submission; ``state`` carries what the transaction's
         recipients share (the log entry, the header check, the MIG result)."""
         unmatched: Reply | None = None
+        why = p.automatic(mail_from)
         if not mail_from:
             # A DSN from a party's MTA (an agency's, usually) about a copy we forwarded
             # (SPEC §5); only the party the copy went to can report on it (issue 12).
@@ -294,7 +295,6 @@ class Router:
                 queue_id=o.queue_id or None, payload_sha256=p.sha256))
             state["recorded"] = True
             state["hops"] = self.hops(conn, p, o)
-            why = p.automatic(mail_from)
             if why:
                 # What the milter also saw (it made every NOTIFY NEVER): nothing answers it.
                 messages.event(conn, o.message_id, "automatic", {"reason": why})
@@ -312,15 +312,15 @@ class Router:
                 reply = self.forward(conn, o, mail_from, target, p, result,
                                      _known_headers(conn, p, state),
                                      hops if isinstance(hops, int) else p.hops)
-            elif not mail_from or p.automatic(mail_from):
+            elif not mail_from or why:
                 # Nothing goes to the null sender, and no control message answers automatic
                 # mail (issue 12): the refusal names the errors instead, in the trace.
                 reply = terminal.mig_refusal(result, o.message_id,
-                                             p.automatic(mail_from) if mail_from else None)
+                                             why if mail_from else None)
                 if mail_from and not state.get("withheld"):
                     state["withheld"] = True
                     messages.event(conn, o.message_id, "control-message-withheld", {
-                        "reason": p.automatic(mail_from), "errors": len(result.errors)})
+                        "reason": why, "errors": len(result.errors)})
             else:
                 # SPEC R6.1: delivered to Single Window (the DSN says so), not forwarded;
                 # the submitter learns what is wrong from the control message.
