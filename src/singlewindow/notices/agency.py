@@ -18,8 +18,6 @@ import jinja2
 
 from singlewindow import automatic
 
-#: Marks reports Single Window wrote itself, so they are delivered, not re-examined.
-NOTICE_HEADER = automatic.NOTICE_HEADER
 _STATUS = re.compile(r"^[245]\.\d{1,3}\.\d{1,3}$")
 _EMAIL = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+")
 # "host mx.example[192.0.2.1]", "connect to mx.example[192.0.2.1]:25", bare IPv4.
@@ -68,7 +66,7 @@ def build(*, message_id: str, to: str, domain: str, hostname: str, failed: list[
         f"Subject: Niet afgeleverd / Undelivered: {message_id}",
         f"Date: {stamp}",
         f"Message-ID: {notice_id or default_id}",
-        f"{NOTICE_HEADER}: agency-dsn {message_id}",
+        f"{automatic.NOTICE_HEADER}: agency-dsn {message_id}",
         # RFC 3834 5: an answer written by a program; no auto-responder answers it.
         f"Auto-Submitted: {automatic.AUTO_REPLIED}",
         f"X-SingleWindow-Message: {message_id}",

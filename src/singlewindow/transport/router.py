@@ -53,7 +53,6 @@ log = logging.getLogger("sw-transport")
 
 Conn = psycopg.Connection[Any]
 _EMAIL = re.compile(rb"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+[A-Za-z0-9]")
-_MSG_ID = re.compile(r"<[^<>\s]+>")
 
 #: Test-only fault injection (SPEC D4 crash tests): kill this process with SIGKILL at one
 #: step of a copy's delivery: ``before-claim``, ``during-data`` (half the copy sent to
@@ -211,7 +210,7 @@ class Router:
                         log.error("unstamped mail from <%s> to <%s>: deferring",
                                   mail_from, rcpt)
                         return replies.POLICY_MISCONFIGURED
-                    return self.internal(conn, kind, rcpt, transaction.raw)
+                    return self.internal(conn, kind, rcpt, transaction.raw, prepared.fields)
                 return self.submission(conn, prepared, prepared.origin, mail_from, rcpt,
                                        transaction.raw, transaction.state)
         except Deferred as deferred:
@@ -278,6 +277,7 @@ class Router:
         """One recipient of a stamped submission; ``state`` carries what the transaction's
         recipients share (the log entry, the header check, the MIG result)."""
         unmatched: Reply | None = None
+        why = p.automatic(mail_from)
         if not mail_from:
             # A DSN from a party's MTA (an agency's, usually) about a copy we forwarded
             # (SPEC §5); only the party the copy went to can report on it (issue 12).
@@ -295,7 +295,6 @@ class Router:
                 queue_id=o.queue_id or None, payload_sha256=p.sha256))
             state["recorded"] = True
             state["hops"] = self.hops(conn, p, o)
-            why = p.automatic(mail_from)
             if why:
                 # What the milter also saw (it made every NOTIFY NEVER): nothing answers it.
                 messages.event(conn, o.message_id, "automatic", {"reason": why})
@@ -313,15 +312,15 @@ class Router:
                 reply = self.forward(conn, o, mail_from, target, p, result,
                                      _known_headers(conn, p, state),
                                      hops if isinstance(hops, int) else p.hops)
-            elif not mail_from or p.automatic(mail_from):
+            elif not mail_from or why:
                 # Nothing goes to the null sender, and no control message answers automatic
                 # mail (issue 12): the refusal names the errors instead, in the trace.
                 reply = terminal.mig_refusal(result, o.message_id,
-                                             p.automatic(mail_from) if mail_from else None)
+                                             why if mail_from else None)
                 if mail_from and not state.get("withheld"):
                     state["withheld"] = True
                     messages.event(conn, o.message_id, "control-message-withheld", {
-                        "reason": p.automatic(mail_from), "errors": len(result.errors)})
+                        "reason": why, "errors": len(result.errors)})
             else:
                 # SPEC R6.1: delivered to Single Window (the DSN says so), not forwarded;
                 # the submitter learns what is wrong from the control message.
@@ -389,8 +388,8 @@ class Router:
         recorded = messages.recorded_hops(conn, o.message_id)
         if recorded is not None:
             return recorded
-        answered = [m[0] for name, field in p.fields if name in translate.MESSAGE_IDS
-                    for m in _MSG_ID.finditer(translate.field_value(field))]
+        answered = [mid for name, field in p.fields if name in translate.MESSAGE_IDS
+                    for mid in translate.message_ids_in(translate.field_value(field))]
         inherited = messages.answered_hops(conn, answered[:50],
                                            self.config.transport.reply_window)
         hops = p.hops + inherited
@@ -742,7 +741,8 @@ class Router:
 
     # --- mail Single Window generated -------------------------------------------------
 
-    def internal(self, conn: Conn, kind: str, rcpt: str, raw: bytes) -> Reply:
+    def internal(self, conn: Conn, kind: str, rcpt: str, raw: bytes,
+                 fields: list[translate.Field]) -> Reply:
         """A DSN, control message or notice for a party (``kind``, see
         :func:`generated_kind`): to its physical address or maildrop, exactly once (the
         same bookkeeping as the copies of submissions), with the null sender."""
@@ -759,7 +759,7 @@ class Router:
             if handled is not None:
                 return handled
         key = hashlib.sha256(raw + b"\0" + rcpt.lower().encode()).hexdigest()
-        about = _about(raw)
+        about = _about(raw, fields)
         claim = messages.claim_notice(conn, messages.Notice(
             key, about, target.logical, target.physical, kind,
             f"<SWN{key[:24]}@{self.config.hub.domain}>"), self.lease)
@@ -834,11 +834,11 @@ def _code_of(refusal: str) -> tuple[int, str]:
     return code, enhanced
 
 
-def _about(raw: bytes) -> str | None:
+def _about(raw: bytes, fields: list[translate.Field]) -> str | None:
     """The Single Window message generated mail is about, when it says so: control
     messages and agency-failure notices name it, a DSN returns the submission's headers
-    with the milter's origin stamp."""
-    named = translate.header(raw, "x-singlewindow-message")
+    with the milter's origin stamp (``fields``: the head of ``raw``, parsed once)."""
+    named = translate.field_named(fields, "x-singlewindow-message")
     if named:
         return named
     match = re.search(rb"(?im)^" + originmod.HEADER.encode() + rb":[ \t]*([^\r\n]*)", raw)
