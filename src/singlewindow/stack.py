@@ -255,7 +255,7 @@ def postfix_pgsql_host(dsn: str) -> str:
     host = params.pop("host", "") or "/var/run/postgresql"
     # With a URI Postfix ignores its "user" and "dbname" settings: the URI names both.
     user = params.pop("user", "")
-    params.pop("dbname", None)
+    dbname = params.pop("dbname", "") or "singlewindow"
     port = params.pop("port", "")
     if host.startswith("/") and not params:
         return f"unix:{host}"
@@ -265,7 +265,6 @@ def postfix_pgsql_host(dsn: str) -> str:
         params["host"] = host
     else:
         netloc = userinfo + (f"[{host}]" if ":" in host else host) + f":{port or 5432}"
-    dbname = str(conninfo_to_dict(dsn).get("dbname") or "singlewindow")
     query = urllib.parse.urlencode(sorted(params.items()), quote_via=urllib.parse.quote)
     return f"postgresql://{netloc}/{urllib.parse.quote(dbname)}" + (f"?{query}" if query else "")
 
