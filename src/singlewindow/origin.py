@@ -25,8 +25,13 @@ from pathlib import Path
 
 HEADER = "X-SingleWindow-Origin"
 
+#: The public listeners a stamp may name: Postfix passes them to the milter as
+#: ``{daemon_name}`` (``milter_macro_daemon_name`` in master.cf).
+MTA = "mta"
+MSA = "msa"
+
 _FIELD = re.compile(r"\s*([a-z]+)=([^;\s]*)\s*(?:;|$)")
-_LISTENERS = ("mta", "msa")
+_LISTENERS = (MTA, MSA)
 #: Domain separation: a MAC made for another purpose with the same key never verifies.
 _MAC_CONTEXT = b"singlewindow origin stamp v1"
 #: The key file holds this many random bytes, hex-encoded (HMAC-SHA256's block size

@@ -255,7 +255,7 @@ def postfix_pgsql_host(dsn: str) -> str:
     host = params.pop("host", "") or "/var/run/postgresql"
     # With a URI Postfix ignores its "user" and "dbname" settings: the URI names both.
     user = params.pop("user", "")
-    params.pop("dbname", None)
+    dbname = params.pop("dbname", "") or "singlewindow"
     port = params.pop("port", "")
     if host.startswith("/") and not params:
         return f"unix:{host}"
@@ -265,7 +265,6 @@ def postfix_pgsql_host(dsn: str) -> str:
         params["host"] = host
     else:
         netloc = userinfo + (f"[{host}]" if ":" in host else host) + f":{port or 5432}"
-    dbname = str(conninfo_to_dict(dsn).get("dbname") or "singlewindow")
     query = urllib.parse.urlencode(sorted(params.items()), quote_via=urllib.parse.quote)
     return f"postgresql://{netloc}/{urllib.parse.quote(dbname)}" + (f"?{query}" if query else "")
 
@@ -347,17 +346,31 @@ def template_context(config: Config, layout: Layout) -> dict[str, Any]:
 
 # --- components ------------------------------------------------------------------------
 
+def _self_signed(cert: Path, key: Path, *options: str) -> None:
+    """A self-signed certificate and its key (``openssl req -x509``, plus ``options``).
+
+    The key is 0600 from the start (umask), never readable by others, not even for a
+    moment; the certificate is public (0644).
+    """
+    cert.parent.mkdir(parents=True, exist_ok=True)
+    old = os.umask(0o077)
+    try:
+        run(["openssl", "req", "-x509", "-nodes", *options,
+             "-keyout", str(key), "-out", str(cert)])
+    finally:
+        os.umask(old)
+    os.chmod(key, 0o600)
+    os.chmod(cert, 0o644)
+
+
 def _tls(config: Config, say: Say) -> None:
     if config.cert_file.exists() and config.key_file.exists():
         return
-    config.cert_file.parent.mkdir(parents=True, exist_ok=True)
     say(f"tls: generating a self-signed certificate for {config.hub.hostname}")
-    run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "825",
-         "-subj", f"/CN={config.hub.hostname}",
-         "-addext", f"subjectAltName=DNS:{config.hub.hostname},DNS:{config.hub.domain},"
-                    "IP:127.0.0.1",
-         "-keyout", str(config.key_file), "-out", str(config.cert_file)])
-    os.chmod(config.key_file, 0o600)
+    _self_signed(config.cert_file, config.key_file,
+                 "-newkey", "rsa:2048", "-days", "825", "-subj", f"/CN={config.hub.hostname}",
+                 "-addext", f"subjectAltName=DNS:{config.hub.hostname},"
+                            f"DNS:{config.hub.domain},IP:127.0.0.1")
 
 
 def _keys(config: Config, say: Say) -> None:
@@ -372,18 +385,9 @@ def _keys(config: Config, say: Say) -> None:
     if cert.exists() and key.exists():
         return
     say("keys: generating the transport's re-injection client certificate")
-    cert.parent.mkdir(parents=True, exist_ok=True)
-    old = os.umask(0o077)  # the key is never readable by others, not even for a moment
-    try:
-        run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-             "ec_paramgen_curve:prime256v1", "-nodes", "-days", "3650",
-             "-subj", f"/CN=sw-transport {config.hub.hostname}",
-             "-addext", "extendedKeyUsage=clientAuth",
-             "-keyout", str(key), "-out", str(cert)])
-    finally:
-        os.umask(old)
-    os.chmod(key, 0o600)
-    os.chmod(cert, 0o644)
+    _self_signed(cert, key, "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                 "-days", "3650", "-subj", f"/CN=sw-transport {config.hub.hostname}",
+                 "-addext", "extendedKeyUsage=clientAuth")
 
 
 def _postgres(config: Config, layout: Layout, ctx: dict[str, Any], say: Say) -> None:

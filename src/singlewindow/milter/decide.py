@@ -16,18 +16,13 @@ from typing import Any, Protocol
 import psycopg
 
 from singlewindow import automatic, replies
-from singlewindow.origin import Origin, new_message_id
+from singlewindow.origin import MSA, MTA, Origin, new_message_id
 from singlewindow.policy.decide import login_of
 from singlewindow.store import directory
 from singlewindow.store.directory import Address, Party
 
-#: ``{daemon_name}`` values, set per listener in master.cf (``milter_macro_daemon_name``).
-MTA = "mta"
-MSA = "msa"
-
 #: RFC 3461 4.1: the NOTIFY value Single Window enforces on every recipient (SPEC R5.2).
 NOTIFY = ("SUCCESS", "FAILURE")
-NOTIFY_PARAM = "NOTIFY=" + ",".join(NOTIFY)
 #: RFC 3461 4.1: what an automatic message's recipients get (:mod:`singlewindow.automatic`):
 #: no DSN in answer to a DSN, a notice or an auto-reply (RFC 3834 2, RFC 5321 4.5.5).
 NOTIFY_NEVER = ("NEVER",)
