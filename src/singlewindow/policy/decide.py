@@ -19,13 +19,12 @@ import psycopg
 
 from singlewindow import replies
 from singlewindow.config import Policy
+from singlewindow.origin import MSA, MTA
 from singlewindow.store import directory
 
 Conn = psycopg.Connection[Any]
 
-#: ``policy_context`` values set in master.cf.
-MTA = "mta"
-MSA = "msa"
+# MTA and MSA: the ``policy_context`` values set in master.cf, the listeners' names.
 #: ``protocol_state`` of a request from ``smtpd_end_of_data_restrictions``
 #: (SMTPD_POLICY_README): the whole message is in, ``recipient`` is empty.
 END_OF_MESSAGE = "END-OF-MESSAGE"
