@@ -130,6 +130,13 @@ def address_activate(args: argparse.Namespace) -> int:
     return 0
 
 
+def address_remove(args: argparse.Namespace) -> int:
+    with _db(args) as conn:
+        directory.remove_address(conn, args.logical)
+    print(f"address {args.logical} removed")
+    return 0
+
+
 def address_list(args: argparse.Namespace) -> int:
     with _db(args) as conn:
         for a in directory.list_addresses(conn):
@@ -388,6 +395,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--maildrop", metavar="LOGIN", help="deliver into this POP3 maildrop")
     p.add_argument("--inactive", action="store_true", help="add it not yet activated")
     p = command(address, "activate", address_activate, "activate a logical address")
+    p.add_argument("logical")
+    p = command(address, "remove", address_remove, "remove a logical address")
     p.add_argument("logical")
     command(address, "list", address_list, "list addresses")
 

@@ -292,6 +292,11 @@ class Paths:
     def maildrop_dir(self) -> Path:
         return self.state_dir / "maildrops"
 
+    @property
+    def maps_dir(self) -> Path:
+        """Postfix's lookup tables generated from the directory (singlewindow.maps)."""
+        return self.state_dir / "maps"
+
 
 @dataclass(frozen=True, slots=True)
 class Tls:

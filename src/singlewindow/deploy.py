@@ -50,8 +50,6 @@ TARGETS: dict[str, tuple[Output, ...]] = {
         Output("postfix/master.cf.j2", "master.cf"),
         Output("postfix/bounce.cf.j2", "bounce.cf"),
         Output("postfix/command-filter.j2", "command-filter"),
-        Output("postfix/pgsql-logical.cf.j2", "pgsql-logical.cf", 0o640, "postfix"),
-        Output("postfix/pgsql-relay.cf.j2", "pgsql-relay.cf", 0o640, "postfix"),
     ),
     "dovecot": (
         # dovecot-lda runs as the maildrop user and reads dovecot.conf (no secrets in it).

@@ -23,7 +23,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -32,9 +31,9 @@ from typing import Any
 from psycopg.conninfo import conninfo_to_dict
 
 from singlewindow import config as configmod
-from singlewindow import origin, passwords, render
+from singlewindow import maps, origin, passwords, render
 from singlewindow.config import Config
-from singlewindow.store import connect, directory, migrate
+from singlewindow.store import connect, directory, migrate, snapshot
 
 #: The project's own daemons: name → module run with ``python -m``, and the socket that
 #: tells it is ready. The supervisor starts them, and starts one again that dies.
@@ -244,31 +243,6 @@ def init_config(state_dir: Path, base: Config | None = None) -> Config:
     return config
 
 
-def postfix_pgsql_host(dsn: str) -> str:
-    """The ``hosts`` of a Postfix pgsql table (pgsql_table(5)) for a libpq conninfo.
-
-    A unix socket keeps the historical ``unix:`` form; a server on another node gets a
-    ``postgresql://`` URI so that libpq's TLS and password-file parameters
-    (``sslmode=verify-full``, ``sslrootcert``, ``passfile``) reach it too.
-    """
-    params = {k: str(v) for k, v in conninfo_to_dict(dsn).items()}
-    host = params.pop("host", "") or "/var/run/postgresql"
-    # With a URI Postfix ignores its "user" and "dbname" settings: the URI names both.
-    user = params.pop("user", "")
-    dbname = params.pop("dbname", "") or "singlewindow"
-    port = params.pop("port", "")
-    if host.startswith("/") and not params:
-        return f"unix:{host}"
-    userinfo = f"{urllib.parse.quote(user, safe='')}@" if user else ""
-    if host.startswith("/"):
-        netloc = userinfo
-        params["host"] = host
-    else:
-        netloc = userinfo + (f"[{host}]" if ":" in host else host) + f":{port or 5432}"
-    query = urllib.parse.urlencode(sorted(params.items()), quote_via=urllib.parse.quote)
-    return f"postgresql://{netloc}/{urllib.parse.quote(dbname)}" + (f"?{query}" if query else "")
-
-
 #: Local stack: which system user may log in as which role over the unix socket (peer
 #: authentication, pg_ident.conf). The daemons run as root here, as the maildrop user on a
 #: deployed node; root is also the operator (swctl).
@@ -331,10 +305,9 @@ def template_context(config: Config, layout: Layout) -> dict[str, Any]:
         "database": {
             "dbname": db.get("dbname", "singlewindow"),
             "roles": list(configmod.ROLES),
-            # Postfix and Dovecot each log in as their own role (migration 0007), with
-            # the password from their own password file when the database is remote.
-            "postfix_hosts": postfix_pgsql_host(config.database.dsn(configmod.POSTFIX_ROLE)),
-            "postfix_user": configmod.POSTFIX_ROLE,
+            # Dovecot logs in as its own role (migration 0007), with the password from
+            # its own password file when the database is remote. Postfix reads no table
+            # of the database: its lookup tables are files (singlewindow.maps).
             "dovecot_connect": config.database.dsn(configmod.DOVECOT_ROLE),
             # Who reaches the database over TCP (a multi-node deployment): role, address.
             "tcp_clients": [],
@@ -489,13 +462,20 @@ def _supervise(config: Config, layout: Layout, say: Say) -> None:
         _wait(ready, name, layout.log_dir / f"{name}.log")
 
 
-def _postfix(layout: Layout, ctx: dict[str, Any], say: Say) -> None:
+def _postfix_config(config: Config, layout: Layout, ctx: dict[str, Any]) -> None:
+    """Postfix's configuration and its lookup tables, before any daemon starts (the
+    policy daemon rewrites the tables after each change, with postmap, which reads
+    main.cf)."""
     _mkdir(layout.postfix_conf)
     _mkdir(layout.postfix_queue)
     _mkdir(layout.postfix_data, "postfix", 0o700)
-    for name in ("main.cf", "master.cf", "pgsql-logical.cf", "pgsql-relay.cf", "bounce.cf",
-                 "command-filter"):
+    for name in ("main.cf", "master.cf", "bounce.cf", "command-filter"):
         render.render_to(f"postfix/{name}.j2", layout.postfix_conf / name, ctx)
+    with connect(config.database, autocommit=True, role=configmod.ADMIN_ROLE) as conn:
+        maps.write(snapshot.load(conn), config.paths.maps_dir, layout.postfix_conf)
+
+
+def _postfix(layout: Layout, say: Say) -> None:
     postfix = ["postfix", "-c", str(layout.postfix_conf)]
     log = layout.log_dir / "postfix.log"
     try:
@@ -546,8 +526,9 @@ def up(state_dir: Path, *, demo: bool = False, base: Config | None = None,
     _postgres(config, layout, ctx, say)
     if database_only:
         return config
+    _postfix_config(config, layout, ctx)
     _supervise(config, layout, say)
-    _postfix(layout, ctx, say)
+    _postfix(layout, say)
     _dovecot(config, layout, ctx, say)
     listeners = config.listeners
     for port in (listeners.msa_port, listeners.pop3_port, listeners.pop3s_port):

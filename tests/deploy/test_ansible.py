@@ -16,7 +16,6 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
-from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 from psycopg.conninfo import conninfo_to_dict
@@ -85,9 +84,9 @@ def test_edges_postfix_check_and_proxy(multi_node: Path, edge: str) -> None:
     postfix = multi_node / edge / "postfix"
     subprocess.run(["postfix", "-c", str(postfix), "check"], check=True)
     main_cf = (postfix / "main.cf").read_text()
-    assert f"relay_recipient_maps = proxy:pgsql:{postfix}/pgsql-logical.cf" in main_cf
-    assert "hosts = postgresql://sw_postfix@db1.example.internal:5432/singlewindow?" in \
-        (postfix / "pgsql-logical.cf").read_text()
+    # Tables the policy daemon generates on the node, not the database (issue 13).
+    assert "relay_recipient_maps = hash:/var/lib/singlewindow/maps/relay_recipients" in main_cf
+    assert not list(postfix.glob("pgsql-*"))
     dovecot = multi_node / edge / "dovecot" / "dovecot.conf"
     shown = subprocess.run(["doveconf", "-c", str(dovecot), "-n"], check=True,
                            capture_output=True, text=True).stdout
@@ -119,15 +118,6 @@ def _conninfos(multi_node: Path, node: str) -> dict[str, dict[str, str]]:
                         passfile_dir=Path(toml["database"]["passfile_dir"]))
     for role in (DAEMON_ROLE, ADMIN_ROLE, OWNER_ROLE):  # the daemons; swctl
         found[role] = {k: str(v) for k, v in conninfo_to_dict(database.dsn(role)).items()}
-    for name in ("pgsql-logical.cf", "pgsql-relay.cf"):
-        path = multi_node / node / "postfix" / name
-        if path.exists():
-            lines = dict(line.split(" = ", 1) for line in path.read_text().splitlines()
-                         if " = " in line and not line.startswith("#"))
-            uri = urlsplit(lines["hosts"])
-            assert uri.scheme == "postgresql"
-            found[f"postfix {name}"] = {"host": str(uri.hostname), "user": str(uri.username),
-                                        **dict(parse_qsl(uri.query))}
     for name in ("sql-strong.conf.ext", "sql-digest-md5.conf.ext", "sql-userdb.conf.ext"):
         text = (multi_node / node / "dovecot" / name).read_text()
         [connect] = [line for line in text.splitlines() if line.startswith("connect = ")]

@@ -13,14 +13,14 @@ from __future__ import annotations
 import shutil
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from singlewindow import deploy, render, stack
-from singlewindow.config import DAEMON_ROLE, POSTFIX_ROLE, Config, Database, Paths, Tls
+from singlewindow import render, stack
+from singlewindow.config import DAEMON_ROLE, POSTFIX_ROLE, Database
 from tests.conftest import free_port, short_state_dir
 
 NAME = "db.sw.test"  # the name the clients connect to; hostaddr says where it is
@@ -149,30 +149,3 @@ def test_a_server_with_another_certificate_is_refused(server: Server, cert: str,
 def test_a_client_without_tls_is_refused(server: Server) -> None:
     with pytest.raises(psycopg.OperationalError, match="no encryption"):
         psycopg.connect(database(server, sslmode="disable").dsn())
-
-
-def test_postfix_map_verifies_the_server(server: Server, tmp_path: Path) -> None:
-    """Postfix's pgsql table, rendered as a multi-node edge renders it, looked up with the
-    real Postfix client code (postmap -q): found with the right certificate, an error with
-    one for another name."""
-    config = replace(Config(), paths=Paths(state_dir=tmp_path), database=database(server),
-                     tls=Tls(ca_file=server.root / "pki" / "ca.pem"))
-    cf = tmp_path / "pgsql-logical.cf"
-    cf.write_text(render.render("postfix/pgsql-logical.cf.j2", deploy.template_context(config)))
-    (tmp_path / "main.cf").write_text("compatibility_level = 3.6\n")
-
-    def lookup() -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["postmap", "-c", str(tmp_path), "-q", "acme@sw.test",
-                               f"pgsql:{cf}"], capture_output=True, text=True, timeout=60,
-                              check=False)
-
-    server.serve("good")
-    found = lookup()
-    assert (found.returncode, found.stdout.strip()) == (0, "OK"), found.stderr
-    server.serve("wrong-name")
-    try:
-        refused = lookup()
-    finally:
-        server.serve("good")
-    assert refused.returncode != 0 and refused.stdout == ""
-    assert "does not match host name" in refused.stderr, refused.stderr

@@ -313,7 +313,7 @@ def test_units_sandbox_what_each_daemon_needs(rendered: dict[str, Path], invento
     exactly the paths each daemon writes, only unix and IP sockets, the system-service
     system calls, and no IP peer but loopback (and the database node, multi-node)."""
     state = "/var/lib/singlewindow"
-    writes = {"sw-policyd": [f"{state}/run"], "sw-milter": [f"{state}/run"],
+    writes = {"sw-policyd": [f"{state}/run", f"{state}/maps"], "sw-milter": [f"{state}/run"],
               "sw-transport": [f"{state}/run", f"{state}/maildrops", f"{state}/log"]}
     for unit in DAEMONS:
         s = unit_settings(rendered[inventory] / host / "systemd" / f"{unit}.service")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 from psycopg.conninfo import conninfo_to_dict
@@ -28,9 +27,8 @@ def test_system_paths_not_a_private_instance(tmp_path: Path) -> None:
     assert ctx["postfix"]["private_instance"] is False
     assert ctx["postfix"]["config_directory"] == Path("/etc/postfix")
     assert ctx["dovecot"]["auth_socket"] == Path("/run/dovecot/auth-postfix")
-    assert ctx["database"]["postfix_hosts"] == (
-        "postgresql://sw_postfix@db.sw.internal:5433/singlewindow?passfile=%2Fetc%2Fsinglewindow%2Fpgpass"
-        "%2Fsw_postfix&sslmode=verify-full&sslrootcert=%2Fetc%2Fsinglewindow%2Ftls%2Fca.pem")
+    # Postfix reads no table of the database: its tables are files (singlewindow.maps).
+    assert "postfix_hosts" not in ctx["database"]
 
 
 def test_render_writes_once_then_nothing(tmp_path: Path) -> None:
@@ -41,9 +39,9 @@ def test_render_writes_once_then_nothing(tmp_path: Path) -> None:
     main_cf = (dest / "main.cf").read_text()
     assert "queue_directory" not in main_cf
     assert "maillog_file = /var/lib/singlewindow/log/postfix.log" in main_cf
-    assert "hosts = postgresql://sw_postfix@db.sw.internal:5433/" in \
-        (dest / "pgsql-logical.cf").read_text()
-    assert (dest / "pgsql-logical.cf").stat().st_mode & 0o777 == 0o640
+    assert "relay_recipient_maps = hash:/var/lib/singlewindow/maps/relay_recipients" in main_cf
+    assert "transport_maps = hash:/var/lib/singlewindow/maps/transport" in main_cf
+    assert "pgsql" not in main_cf
     assert deploy.render_target(config, "postfix", dest) == []
     (dest / "main.cf").write_text("edited by hand\n")
     assert deploy.render_target(config, "postfix", dest, check=True) == [dest / "main.cf"]
@@ -88,20 +86,10 @@ def test_edge_without_a_ca_does_not_proxy(tmp_path: Path) -> None:
 
 
 def test_every_database_client_verifies_the_server_between_nodes(tmp_path: Path) -> None:
-    """Postfix, Dovecot and the daemons: TLS with the server's certificate and name checked
+    """Dovecot and the daemons: TLS with the server's certificate and name checked
     against the deployment's CA, each as its own role with its own password file."""
     config = node_config(tmp_path)
-    deploy.render_target(config, "postfix", tmp_path / "postfix")
     deploy.render_target(config, "dovecot", tmp_path / "dovecot")
-    for name in ("pgsql-logical.cf", "pgsql-relay.cf"):
-        text = (tmp_path / "postfix" / name).read_text()
-        [hosts] = [line for line in text.splitlines() if line.startswith("hosts = ")]
-        query = dict(parse_qsl(urlsplit(hosts.split(" = ", 1)[1]).query))
-        assert query == {"sslmode": "verify-full",
-                         "sslrootcert": "/etc/singlewindow/tls/ca.pem",
-                         "passfile": "/etc/singlewindow/pgpass/sw_postfix"}
-        assert "\nuser = sw_postfix\n" in text
-        assert not [line for line in text.splitlines() if line.startswith("password")]
     for name in ("sql-strong.conf.ext", "sql-digest-md5.conf.ext", "sql-userdb.conf.ext"):
         text = (tmp_path / "dovecot" / name).read_text()
         [connect] = [line for line in text.splitlines() if line.startswith("connect = ")]

@@ -11,15 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
-
-import psycopg
+from typing import Protocol
 
 from singlewindow import automatic, replies
 from singlewindow.origin import MSA, MTA, Origin, new_message_id
 from singlewindow.policy.decide import login_of
-from singlewindow.store import directory
 from singlewindow.store.directory import Address, Party
+from singlewindow.store.snapshot import Lookups
 
 #: RFC 3461 4.1: the NOTIFY value Single Window enforces on every recipient (SPEC R5.2).
 NOTIFY = ("SUCCESS", "FAILURE")
@@ -173,20 +171,21 @@ class Directory(Protocol):
     def party_of_login(self, login: str) -> Party | None: ...
 
 
-class StoreDirectory:
-    """:class:`Directory` over one store connection."""
+class SnapshotDirectory:
+    """:class:`Directory` over the process's in-memory directory (no statement; a miss
+    first checks for a newer directory, :mod:`singlewindow.store.snapshot`)."""
 
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
-        self.conn = conn
+    def __init__(self, where: Lookups) -> None:
+        self.where = where
 
     def address_of_physical(self, physical: str) -> Address | None:
-        return directory.find_physical(self.conn, physical)
+        return self.where.find_physical(physical)
 
     def party_of_peer(self, peer: str) -> Party | None:
-        return directory.party_by_peer(self.conn, peer)
+        return self.where.party_by_peer(peer)
 
     def party_of_login(self, login: str) -> Party | None:
-        return directory.party_by_login(self.conn, login)
+        return self.where.party_by_login(login)
 
 
 def decide(facts: Facts, where: Directory, realm: str,

@@ -3,6 +3,9 @@
 One :class:`SubmissionMilter` per SMTP connection (libmilter calls it from that
 connection's thread). The callbacks before end of message only record; they are marked
 no-reply, so Postfix does not wait for an answer to each (MILTER_README, "no reply").
+HELO, DATA, end of headers, body chunks and unknown commands are not asked for at all
+(pymilter's Base marks them no-callback: Postfix skips those steps), and each step
+asks only for the macros it reads.
 Everything that can fail happens in :meth:`SubmissionMilter.eom`, and every failure there
 becomes a deferral (451), never an accept.
 """
@@ -25,14 +28,20 @@ from singlewindow.origin import HEADER
 log = logging.getLogger("sw-milter")
 
 #: Actions negotiated with Postfix (smfi_register(3) xxfi_flags): add our header, delete
-#: the client's, delete and re-add recipients with ESMTP parameters, change the sender.
+#: the client's, delete and re-add recipients with ESMTP parameters, change the sender;
+#: and name the macros each step sends (smfi_setsymlist(3), Postfix >= 2.6).
 ACTIONS = (Milter.ADDHDRS | Milter.CHGHDRS | Milter.ADDRCPT | Milter.ADDRCPT_PAR
-           | Milter.DELRCPT | Milter.CHGFROM)
+           | Milter.DELRCPT | Milter.CHGFROM | Milter.SETSYMLIST)
 
 #: Gives a :class:`Directory` for the duration of one decision (a pooled connection).
 DirectorySource = Callable[[], AbstractContextManager[Directory]]
 
 _Callback = TypeVar("_Callback", bound=Callable[..., Any])
+
+#: The macros each step reads (smfi_setsymlist(3)): Postfix sends these instead of its
+#: whole milter_*_macros list at every step.
+MACROS = {Milter.M_CONNECT: "{daemon_name}", Milter.M_ENVFROM: "{auth_authen}",
+          Milter.M_EOM: "i"}
 
 #: Headers whose first value the decision reads (:mod:`singlewindow.automatic`).
 _WATCHED = frozenset({"auto-submitted", "content-type", automatic.NOTICE_HEADER.lower()})
@@ -82,6 +91,10 @@ class SubmissionMilter(Milter.Base):  # type: ignore[misc]  # pymilter ships no 
             return cast(int, Milter.REJECT)
         rc = cast(int, super().negotiate(opts))
         opts[0] = self._actions = ACTIONS
+        # Directly, not with pymilter's @symlist: its Base.setsymlist hands libmilter
+        # bytes where the extension takes str (pymilter 1.0.5), and fails.
+        for stage, names in MACROS.items():
+            self._ctx.setsymlist(stage, names)
         return rc
 
     # --- collecting ---------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """The milter's socket: Postfix's smtpd processes connect here (``smtpd_milters``).
 
 libmilter owns the unix socket and runs one thread per SMTP connection; this module gives
-those threads a bounded pool of store connections, restricts the socket to the postfix
+those threads the process's in-memory directory (no statement per message, issue 13),
+restricts the socket to the postfix
 group once libmilter has created it, and tells systemd when it is ready. libmilter stops
 on SIGTERM, SIGINT or SIGHUP (its own signal thread, smfi_main(3)).
 """
@@ -16,17 +17,16 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import Milter
 import milter
-from psycopg_pool import ConnectionPool
 
-from singlewindow import daemon, store
+from singlewindow import daemon
 from singlewindow.config import Config
 from singlewindow.milter import handler
-from singlewindow.milter.decide import Directory, StoreDirectory
+from singlewindow.milter.decide import Directory, SnapshotDirectory
 from singlewindow.origin import StampKeyError, load_key
+from singlewindow.store.snapshot import LiveDirectory
 
 log = logging.getLogger("sw-milter")
 
@@ -39,21 +39,20 @@ SOCKET_WAIT_SECONDS = 30.0
 
 
 class MilterService:
-    """The store side of the milter; the pool is opened lazily so start-up needs no database."""
+    """The directory side of the milter: loaded in the background, so start-up needs no
+    database (a message before the first load waits for it, or defers)."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        # Read-only lookups: autocommit spares a BEGIN/COMMIT round trip per message.
-        self.pool: ConnectionPool[Any] = store.pool(config.database, config.milter.connections,
-                                                    autocommit=True)
+        self.live = LiveDirectory(config.database, "sw-milter")
+        self.lookups = SnapshotDirectory(self.live)
 
     @contextmanager
     def directory(self) -> Iterator[Directory]:
-        with self.pool.connection() as conn:
-            yield StoreDirectory(conn)
+        yield self.lookups
 
     def close(self) -> None:
-        self.pool.close()
+        self.live.close()
 
 
 def _announce(path: Path, umask: int, ready: threading.Event | None) -> None:
@@ -76,7 +75,7 @@ def _announce(path: Path, umask: int, ready: threading.Event | None) -> None:
 
 def run(config: Config, ready: threading.Event | None = None) -> None:
     """Serve until libmilter stops (a stop signal)."""
-    # Threads started below (the pool's workers, the socket watcher) inherit this mask, so
+    # Threads started below (the directory's listener, the socket watcher) inherit this mask, so
     # a stop signal always reaches libmilter's sigwait thread and stops smfi_main cleanly.
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     try:
@@ -86,7 +85,7 @@ def run(config: Config, ready: threading.Event | None = None) -> None:
     service = MilterService(config)
     path = config.paths.milter_socket
     daemon.prepare_socket_path(path)
-    service.pool.open(wait=False)
+    service.live.start()
     Milter.factory = handler.factory(service.directory, config.hub.sasl_realm, key)
     Milter.set_flags(handler.ACTIONS)
     # An exception escaping a callback defers the message rather than accepting it.

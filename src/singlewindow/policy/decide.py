@@ -1,5 +1,6 @@
 """RCPT-time and end-of-DATA decisions: may this client send this message? Plain
-functions over the store.
+functions over the directory (an in-memory snapshot, :mod:`singlewindow.store.snapshot`:
+no statement for an MTA request) and, for the MSA's allowance, the store.
 
 SPEC F1 and R1.3/R2.3/R2.4. Each function returns a policy action: ``DUNNO`` (no
 objection; the rest of Postfix's restrictions, e.g. the recipient table, still apply) or a
@@ -12,6 +13,8 @@ the end of DATA, where an accepted message is charged (issue 12).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,9 +23,11 @@ import psycopg
 from singlewindow import replies
 from singlewindow.config import Policy
 from singlewindow.origin import MSA, MTA
-from singlewindow.store import directory
+from singlewindow.store.snapshot import Lookups
 
 Conn = psycopg.Connection[Any]
+#: A store connection for the MSA allowance, taken only when needed (a pooled one).
+ConnSource = Callable[[], AbstractContextManager[Conn]]
 
 # MTA and MSA: the ``policy_context`` values set in master.cf, the listeners' names.
 #: ``protocol_state`` of a request from ``smtpd_end_of_data_restrictions``
@@ -59,22 +64,23 @@ def action(reply: replies.Reply) -> str:
     return reply.line()
 
 
-def decide(conn: Conn, request: Request, policy: Policy, realm: str) -> str:
+def decide(where: Lookups, store: ConnSource, request: Request, policy: Policy,
+           realm: str) -> str:
     if request.context == MTA:
-        return decide_mta(conn, request)
+        return decide_mta(where, request)
     if request.context == MSA:
-        return decide_msa(conn, request, policy, realm)
+        return decide_msa(where, store, request, policy, realm)
     return action(replies.POLICY_MISCONFIGURED)
 
 
-def decide_mta(conn: Conn, request: Request) -> str:
+def decide_mta(where: Lookups, request: Request) -> str:
     """I1: the peer IP names the party; the envelope sender must be one of its addresses."""
-    party = directory.party_by_peer(conn, request.client_address)
+    party = where.party_by_peer(request.client_address)
     if party is None:
         return action(replies.PEER_UNKNOWN)
     # The null sender (RFC 5321 4.5.5) is how an MTA returns a DSN, e.g. an agency's MTA
     # about a copy Single Window forwarded; it is allowed from a registered peer.
-    if request.sender and not directory.owns_physical(conn, party, request.sender):
+    if request.sender and not where.owns_physical(party, request.sender):
         return action(replies.SENDER_NOT_YOURS)
     return replies.POLICY_DUNNO
 
@@ -85,7 +91,8 @@ def login_of(sasl_username: str, realm: str) -> str:
     return sasl_username[: -len(suffix)] if sasl_username.endswith(suffix) else sasl_username
 
 
-def decide_msa(conn: Conn, request: Request, policy: Policy, realm: str) -> str:
+def decide_msa(where: Lookups, store: ConnSource, request: Request, policy: Policy,
+               realm: str) -> str:
     """I2: the login names the party; its own sender only; at most N messages a window.
 
     The allowance is charged for an accepted message only, at the end of DATA: a clerk's
@@ -94,15 +101,16 @@ def decide_msa(conn: Conn, request: Request, policy: Policy, realm: str) -> str:
     """
     if not request.sasl_username:
         return action(replies.AUTH_REQUIRED)
-    party = directory.party_by_login(conn, login_of(request.sasl_username, realm))
+    party = where.party_by_login(login_of(request.sasl_username, realm))
     if party is None:
         return action(replies.LOGIN_UNKNOWN)
-    if not request.sender or not directory.owns_physical(conn, party, request.sender):
+    if not request.sender or not where.owns_physical(party, request.sender):
         return action(replies.SENDER_NOT_YOURS)
-    if request.protocol_state == END_OF_MESSAGE:
-        allowed = claim_submission(conn, party.id, request.instance, policy)
-    else:
-        allowed = not over_limit(conn, party.id, request.instance, policy)
+    with store() as conn:
+        if request.protocol_state == END_OF_MESSAGE:
+            allowed = claim_submission(conn, party.id, request.instance, policy)
+        else:
+            allowed = not over_limit(conn, party.id, request.instance, policy)
     return replies.POLICY_DUNNO if allowed else action(replies.RATE_LIMITED)
 
 

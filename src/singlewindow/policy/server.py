@@ -1,9 +1,16 @@
 """The policy daemon's socket: Postfix's smtpd processes connect here (check_policy_service).
 
-Owns the unix socket and the connection pool; each request is decided in a worker thread
-by :func:`singlewindow.policy.decide.decide`. When the store fails, the answer is a
-deferral (451 4.3.0): Postfix keeps the client retrying, never accepting blindly and
-never rejecting for our fault.
+Owns the unix socket, the in-memory directory and a connection pool for the MSA's
+allowance. A request the current directory snapshot accepts is answered at once in the
+event loop, with no statement (issue 13: p99 <= 2 ms at 500 requests/s); everything
+else (a refusal, which first checks for a newer directory, and the MSA's allowance) is
+decided in a worker thread by :func:`singlewindow.policy.decide.decide`. When the store
+fails, the answer is a deferral (451 4.3.0): Postfix keeps the client retrying, never
+accepting blindly and never rejecting for our fault.
+
+The policy daemon runs beside every Postfix, so it also keeps Postfix's lookup tables
+(:mod:`singlewindow.maps`) current: its directory listener rewrites them after each
+change.
 """
 
 from __future__ import annotations
@@ -17,10 +24,12 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from singlewindow import daemon, replies, store
+from singlewindow import daemon, maps, replies, store
 from singlewindow.config import Config
+from singlewindow.origin import MTA
 from singlewindow.policy import codec
-from singlewindow.policy.decide import Request, decide
+from singlewindow.policy.decide import Request, decide, decide_mta
+from singlewindow.store.snapshot import LiveDirectory, Snapshot
 
 log = logging.getLogger("sw-policyd")
 
@@ -28,20 +37,37 @@ log = logging.getLogger("sw-policyd")
 class PolicyService:
     """Answers policy requests; the pool is opened lazily so start-up needs no database."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, write_maps: bool = True) -> None:
         self.config = config
-        self.pool: ConnectionPool[Any] = store.pool(config.database, config.policy.workers)
+        self.pool: ConnectionPool[Any] = store.pool(config.database, config.policy.workers,
+                                                    application_name="sw-policyd")
+        self.directory = LiveDirectory(config.database, "sw-policyd",
+                                       on_load=self.write_maps if write_maps else None)
         self.executor = ThreadPoolExecutor(config.policy.workers, thread_name_prefix="policy")
 
-    def answer(self, attrs: dict[str, str]) -> str:
+    def write_maps(self, snapshot: Snapshot) -> None:
+        """Postfix's lookup tables for this node (runs in the directory's thread)."""
+        maps.write(snapshot, self.config.paths.maps_dir, self.config.postfix_config)
+
+    def quick(self, request: Request) -> str | None:
+        """The answer when the current snapshot accepts an MTA request, else None (the
+        request then goes to :meth:`answer`). No I/O: runs in the event loop."""
+        snapshot = self.directory.fresh()
+        if request.context != MTA or snapshot is None:
+            return None
+        result = decide_mta(snapshot, request)
+        return result if result == replies.POLICY_DUNNO else None
+
+    def answer(self, request: Request) -> str:
         """Decide one request (runs in a worker thread)."""
-        request = Request.from_attrs(attrs)
         try:
-            with self.pool.connection() as conn:
-                result = decide(conn, request, self.config.policy, self.config.hub.sasl_realm)
+            return decide(self.directory, self.pool.connection, request, self.config.policy,
+                          self.config.hub.sasl_realm)
         except (psycopg.Error, PoolTimeout) as exc:
             log.error("store unavailable, deferring: %s", exc.__class__.__name__)
-            result = replies.STORE_UNAVAILABLE.line()
+            return replies.STORE_UNAVAILABLE.line()
+
+    def logged(self, request: Request, result: str) -> str:
         log.info("policy context=%s state=%s client=%s sender=<%s> recipient=<%s> login=%s "
                  "action=%s", request.context, request.protocol_state or "-",
                  request.client_address, request.sender, request.recipient,
@@ -54,8 +80,12 @@ class PolicyService:
         try:
             while data := await reader.read(4096):
                 for attrs in decoder.feed(data):
-                    result = await loop.run_in_executor(self.executor, self.answer, attrs)
-                    writer.write(codec.encode_reply(result))
+                    request = Request.from_attrs(attrs)
+                    result = self.quick(request)
+                    if result is None:
+                        result = await loop.run_in_executor(self.executor, self.answer,
+                                                            request)
+                    writer.write(codec.encode_reply(self.logged(request, result)))
                     await writer.drain()
         except codec.ProtocolError as exc:
             log.warning("closing connection: %s", exc)
@@ -65,6 +95,7 @@ class PolicyService:
             writer.close()
 
     def close(self) -> None:
+        self.directory.close()
         self.pool.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
 
@@ -75,6 +106,7 @@ async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
     path = config.paths.policy_socket
     daemon.prepare_socket_path(path)
     service.pool.open(wait=False)
+    service.directory.start()
     server = await asyncio.start_unix_server(service.handle, path=str(path))
     daemon.restrict_socket(path)
     stop = asyncio.Event()

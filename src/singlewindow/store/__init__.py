@@ -1,8 +1,9 @@
 """The store: PostgreSQL holds every party, address, account, link, route and log entry.
 
-Sits under every stage of the mail flow. Postfix and Dovecot read it directly (pgsql
-lookup tables, Dovecot's SQL passdb); the project's daemons and ``swctl`` go through the
-query modules here. Functions take an open psycopg connection and leave transaction
+Sits under every stage of the mail flow. Dovecot reads it directly (its SQL passdb);
+Postfix reads lookup tables generated from it (:mod:`singlewindow.maps`); the project's
+daemons answer from an in-memory copy (:mod:`singlewindow.store.snapshot`) and ``swctl``
+goes through the query modules here. Functions take an open psycopg connection and leave transaction
 control to the caller unless they say otherwise.
 """
 
@@ -21,24 +22,31 @@ class StoreError(Exception):
     """A request the store refuses, phrased for the operator (one line)."""
 
 
-def connect(db: Database, *, autocommit: bool = False,
-            role: str | None = None) -> psycopg.Connection[dict[str, object]]:
+def connect(db: Database, *, autocommit: bool = False, role: str | None = None,
+            application_name: str | None = None) -> psycopg.Connection[dict[str, object]]:
     """Open a connection with dictionary rows, as ``role`` (default: the daemons' role;
-    ``swctl`` passes ``db.admin_role``, migrations ``db.owner_role``)."""
+    ``swctl`` passes ``db.admin_role``, migrations ``db.owner_role``). A daemon names
+    itself (``application_name``), so pg_stat_activity and the server log tell who asked."""
+    extra: dict[str, Any] = {"application_name": application_name} if application_name else {}
     return psycopg.connect(
         db.dsn(role),
         connect_timeout=db.connect_timeout,
         autocommit=autocommit,
         row_factory=dict_row,
+        **extra,
     )
 
 
-def pool(db: Database, max_size: int, *, autocommit: bool = False) -> ConnectionPool[Any]:
+def pool(db: Database, max_size: int, *, autocommit: bool = False,
+         application_name: str | None = None) -> ConnectionPool[Any]:
     """A connection pool for a daemon, not yet opened: start-up needs no database, and a
     database that went away is noticed per connection (``check``), so the daemon defers
     (4.x.x) while it is down and recovers by itself when it is back."""
+    kwargs: dict[str, Any] = {"row_factory": dict_row, "connect_timeout": db.connect_timeout,
+                              "autocommit": autocommit}
+    if application_name:
+        kwargs["application_name"] = application_name
     return ConnectionPool(
         db.dsn(), min_size=0, max_size=max_size, timeout=db.connect_timeout, open=False,
-        kwargs={"row_factory": dict_row, "connect_timeout": db.connect_timeout,
-                "autocommit": autocommit},
+        kwargs=kwargs,
         check=ConnectionPool.check_connection)

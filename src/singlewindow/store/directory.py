@@ -1,6 +1,7 @@
 """Parties, peer networks, addresses, accounts, links and routes: reads and writes.
 
-Used by ``swctl`` (writes) and by the policy daemon and transport (reads). Writers raise
+Used by ``swctl`` (writes and reads). The daemons read the directory through an
+in-memory copy with lookups of the same names (:mod:`singlewindow.store.snapshot`). Writers raise
 :class:`StoreError` with one operator-readable line; the database constraints are the
 authority, this module only names their violations.
 """
@@ -206,6 +207,17 @@ def activate_address(conn: Conn, logical: str) -> Address:
     found = find_logical(conn, logical)
     assert found is not None
     return found
+
+
+def remove_address(conn: Conn, logical: str) -> None:
+    """Remove a logical address (and the routes from it). Refused while a route leads to
+    it. In force in every daemon when its notification arrives (store.snapshot)."""
+    logical = normalise_address(logical)
+    with _named_violations(f"address {logical!r}"), conn.transaction():
+        row = conn.execute("DELETE FROM address WHERE logical = %s RETURNING id",
+                           (logical,)).fetchone()
+    if row is None:
+        raise StoreError(f"unknown logical address {logical!r}")
 
 
 def find_logical(conn: Conn, logical: str) -> Address | None:

@@ -44,7 +44,8 @@ from singlewindow import origin as originmod
 from singlewindow.config import Config
 from singlewindow.notices import agency, control
 from singlewindow.replies import Reply
-from singlewindow.store import directory, messages
+from singlewindow.store import directory, messages, snapshot
+from singlewindow.store.snapshot import Lookups
 from singlewindow.transport import checks, dsn, evidence, maildrop, retry, terminal, translate
 from singlewindow.transport.forward import InjectError, Injector, Refused
 from singlewindow.transport.lmtp import Transaction
@@ -185,6 +186,12 @@ class Router:
         #: The origin stamp's MAC key (issue 12); never logged.
         self.stamp_key = originmod.load_key(config.stamp_key_file)
 
+    @property
+    def where(self) -> Lookups:
+        """The directory in memory (issue 13): look-ups without a statement; this
+        process's own, also in a worker forked after the router was made."""
+        return snapshot.shared(self.config.database, "sw-transport")
+
     async def __call__(self, mail_from: str, rcpt: str, raw: bytes,
                        transaction: Transaction) -> Reply:
         return await asyncio.to_thread(self.decide, mail_from, rcpt, transaction)
@@ -298,7 +305,7 @@ class Router:
             if why:
                 # What the milter also saw (it made every NOTIFY NEVER): nothing answers it.
                 messages.event(conn, o.message_id, "automatic", {"reason": why})
-        target = directory.find_logical(conn, rcpt)
+        target = self.where.find_logical(rcpt)
         refused = unmatched or self.check(conn, p, o, mail_from, rcpt, target, state)
         if refused is None:
             assert target is not None
@@ -310,7 +317,7 @@ class Router:
                 messages.set_message_type(conn, o.message_id, result.message_type)
                 hops = state.get("hops")
                 reply = self.forward(conn, o, mail_from, target, p, result,
-                                     _known_headers(conn, p, state),
+                                     _known_headers(self.where, p, state),
                                      hops if isinstance(hops, int) else p.hops)
             elif not mail_from or why:
                 # Nothing goes to the null sender, and no control message answers automatic
@@ -354,7 +361,7 @@ class Router:
             return replies.UNKNOWN_ADDRESS.with_text(
                 f"The recipient <{rcpt}> is unknown to Single Window")
         if "headers" not in state:  # the same for every recipient: looked up once
-            known = _known_headers(conn, p, state)
+            known = _known_headers(self.where, p, state)
             state["headers"] = next(
                 (replies.UNKNOWN_ADDRESS.with_text(
                     f"The address <{address}> in header {name.title()} is unknown to "
@@ -363,18 +370,19 @@ class Router:
         unknown = state["headers"]
         if isinstance(unknown, Reply):
             return unknown
-        sender = directory.get_party(conn, o.party)
-        not_yours = _header_sender_refusal(sender, p.addresses, _known_headers(conn, p, state))
+        sender = self.where.get_party(o.party)
+        not_yours = _header_sender_refusal(sender, p.addresses,
+                                           _known_headers(self.where, p, state))
         if not_yours is not None:
             return not_yours
-        if not directory.link_allowed(conn, sender, target.party):
+        if not self.where.link_allowed(sender, target.party):
             return replies.UNAUTHORISED_LINK.with_text(
                 f"This link is not authorised: {sender.kind} {sender.name} may not send "
                 f"to {target.party.kind} <{target.logical}>")
         if not target.active:
             return replies.ADDRESS_NOT_ACTIVATED.with_text(
                 f"The logical address <{target.logical}> is not yet activated")
-        own = directory.find_logical(conn, mail_from) if mail_from else None
+        own = self.where.find_logical(mail_from) if mail_from else None
         if own is not None and not own.active:
             return replies.ADDRESS_NOT_ACTIVATED.with_text(
                 f"Your logical address <{own.logical}> is not yet activated")
@@ -447,11 +455,11 @@ class Router:
         ``hops`` on (issue 12)."""
         rcpt = target.logical
         message_type = result.message_type
-        routed = directory.routes_for(conn, rcpt, message_type) if message_type else []
+        routed = self.where.routes_for(rcpt, message_type) if message_type else []
         # No DSN about the copies of automatic mail either (its submitter asked for none).
         quiet = p.automatic(mail_from)
 
-        author = directory.get_party(conn, o.party).id
+        author = self.where.get_party(o.party).id
 
         def build(copy_message_id: str, dest_party: directory.Party) -> bytes:
             # SPEC F6: agencies receive XML (converted from EDIFACT where needed).
@@ -461,7 +469,7 @@ class Router:
             trace = translate.trace_fields(hops, self.config.hub.domain,
                                            email.utils.formatdate(localtime=False))
             return translate.translate(
-                fields, body, lambda a: _logical(conn, known, a), copy_message_id,
+                fields, body, lambda a: _logical(self.where, known, a), copy_message_id,
                 extra=trace, message_ids=self.message_ids(conn, author, dest_party.id))
 
         refused: list[tuple[directory.Address, str]] = []
@@ -731,7 +739,7 @@ class Router:
                          if w and w.lower() not in (hub.hostname.lower(), hub.domain.lower()))
 
         def shown(address: str) -> str | None:
-            found = directory.known_addresses(conn, [address]).get(address.lower())
+            found = self.where.known_addresses([address]).get(address.lower())
             if found is not None:
                 return found.logical
             host = address.rpartition("@")[2].lower()
@@ -746,7 +754,7 @@ class Router:
         """A DSN, control message or notice for a party (``kind``, see
         :func:`generated_kind`): to its physical address or maildrop, exactly once (the
         same bookkeeping as the copies of submissions), with the null sender."""
-        target = directory.find_logical(conn, rcpt)
+        target = self.where.find_logical(rcpt)
         if target is None:
             return replies.UNKNOWN_ADDRESS.with_text(
                 f"The recipient <{rcpt}> is unknown to Single Window")
@@ -765,7 +773,7 @@ class Router:
             f"<SWN{key[:24]}@{self.config.hub.domain}>"), self.lease)
         sent = self.deliver_once(
             conn, claim, lambda: translate.generated(
-                scrub(conn, raw, target.party), self.reader(conn, about, target.party),
+                scrub(self.where, raw, target.party), self.reader(conn, about, target.party),
                 claim.copy_message_id,
                 returned=[("X-SingleWindow-Message", about)] if about else []),
             sender="", physical=target.physical, maildrop_login=target.maildrop_login,
@@ -860,13 +868,13 @@ def _about_submission(raw: bytes) -> bool:
     return re.search(rb"(?im)^" + originmod.HEADER.encode() + rb":", raw) is not None
 
 
-def _known_headers(conn: Conn, p: Prepared, state: dict[str, object]
+def _known_headers(where: Lookups, p: Prepared, state: dict[str, object]
                    ) -> dict[str, directory.Address]:
     """The header addresses of the message that Single Window knows, looked up in one query
     once per transaction (every recipient's header check and copy use the same)."""
     known = state.get("known")
     if not isinstance(known, dict):
-        known = state["known"] = directory.known_addresses(conn, (a for _, a in p.addresses))
+        known = state["known"] = where.known_addresses(a for _, a in p.addresses)
     return known
 
 
@@ -884,15 +892,16 @@ def _header_sender_refusal(sender: directory.Party, addresses: list[tuple[str, s
     return None
 
 
-def _logical(conn: Conn, known: dict[str, directory.Address], address: str) -> str | None:
+def _logical(where: Lookups, known: dict[str, directory.Address], address: str
+             ) -> str | None:
     """The logical address for any known physical or logical address."""
     found = known.get(address.lower())
     if found is None:  # not among the header addresses looked up before: ask
-        found = directory.known_addresses(conn, [address]).get(address.lower())
+        found = where.known_addresses([address]).get(address.lower())
     return found.logical if found is not None else None
 
 
-def scrub(conn: Conn, raw: bytes, reader: directory.Party) -> bytes:
+def scrub(where: Lookups, raw: bytes, reader: directory.Party) -> bytes:
     """Replace every other party's physical address by its logical one (SPEC R4.4).
 
     Postfix's own DSNs about a forwarded copy name the destination's physical address
@@ -900,7 +909,7 @@ def scrub(conn: Conn, raw: bytes, reader: directory.Party) -> bytes:
     Every address-like string is looked up, all of them in one query.
     """
     words = {m[0].decode("ascii", "replace").lower() for m in _EMAIL.finditer(raw)}
-    physical = {a: found for a, found in directory.known_addresses(conn, words).items()
+    physical = {a: found for a, found in where.known_addresses(words).items()
                 if found.physical == a and found.party.id != reader.id}
 
     def replace(match: re.Match[bytes]) -> bytes:

@@ -95,7 +95,7 @@ def _serve(monkeypatch: pytest.MonkeyPatch, config: Config) -> Iterator[Ctx]:
     offered = [Milter.CURR_ACTS, 0x1FFFFF & ~NO_REPLY_BITS, 0, 0]
     monkeypatch.setattr(testctx.TestCtx, "default_opts", offered)
     service = MilterService(config)
-    service.pool.open()
+    # No start(): the first look-up loads the directory (or fails: the store is down).
     monkeypatch.setattr(Milter, "factory", handler.factory(service.directory, D, KEY))
     try:
         yield Ctx()
@@ -214,17 +214,37 @@ def no_lookup() -> Any:
     pytest.fail("negotiation must not touch the store")
 
 
+class MacroLists:
+    """The libmilter context of a negotiation: records the macro lists asked for."""
+
+    def __init__(self) -> None:
+        self.lists: dict[int, str] = {}
+
+    def setsymlist(self, stage: int, macros: str) -> None:
+        self.lists[stage] = macros
+
+    def setpriv(self, milter: object) -> None:
+        pass
+
+
 def test_negotiation_asks_for_our_actions_and_skips_replies() -> None:
     milter = handler.SubmissionMilter(no_lookup, D, KEY)
-    milter._setctx(None)
+    lists = MacroLists()
+    milter._setctx(lists)
     opts = [Milter.CURR_ACTS, 0x1FFFFF, 0, 0]
     assert milter.negotiate(opts) == Milter.CONTINUE
     assert opts[0] == handler.ACTIONS
+    # Issue 13: Postfix skips every step the milter does not read, and waits for no
+    # reply to the steps it only records.
     for bit in (Milter.P_NR_CONN, Milter.P_NR_MAIL, Milter.P_NR_RCPT, Milter.P_NR_HDR,
-                Milter.P_NOHELO, Milter.P_NOBODY):
+                Milter.P_NOHELO, Milter.P_NOBODY, Milter.P_NODATA, Milter.P_NOEOH,
+                Milter.P_NOUNKNOWN):
         assert opts[1] & bit, hex(bit)
     for bit in (Milter.P_NOCONNECT, Milter.P_NOMAIL, Milter.P_NORCPT, Milter.P_NOHDRS):
         assert not opts[1] & bit, hex(bit)
+    # ... and sends only the macros each step reads.
+    assert lists.lists == {Milter.M_CONNECT: "{daemon_name}", Milter.M_ENVFROM: "{auth_authen}",
+                           Milter.M_EOM: "i"}
 
 
 def test_negotiation_refuses_an_mta_without_addrcpt_par() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import psycopg
@@ -10,7 +11,9 @@ from tests.unit.parties import seed
 
 from singlewindow import replies
 from singlewindow.config import Policy
-from singlewindow.policy.decide import END_OF_MESSAGE, Request, decide, login_of
+from singlewindow.policy import decide as policy
+from singlewindow.policy.decide import END_OF_MESSAGE, Request, login_of
+from singlewindow.store import snapshot
 
 D = "sw.test"
 REALM = "sw.test"
@@ -30,6 +33,14 @@ def eod(instance: str, sender: str = "clerk@bright.example", login: str = "brigh
         ) -> Request:
     """The end-of-DATA request (SMTPD_POLICY_README: no recipient, the same instance)."""
     return Request("msa", "10.1.0.5", sender, "", login, instance, END_OF_MESSAGE)
+
+
+def decide(conn: psycopg.Connection[Any], request: Request, policy_: Policy, realm: str
+           ) -> str:
+    """The decision over a snapshot of the directory as it is now, and ``conn`` for the
+    MSA's allowance."""
+    return policy.decide(snapshot.load(conn), lambda: contextlib.nullcontext(conn), request,
+                         policy_, realm)
 
 
 def claims(conn: psycopg.Connection[Any]) -> int:
