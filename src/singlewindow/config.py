@@ -293,6 +293,11 @@ class Paths:
         return self.state_dir / "maildrops"
 
     @property
+    def table_socket(self) -> Path:
+        """The policy daemon's socketmap behind the generated tables (policy/socketmap.py)."""
+        return self.run_dir / "tables.sock"
+
+    @property
     def maps_dir(self) -> Path:
         """Postfix's lookup tables generated from the directory (singlewindow.maps)."""
         return self.state_dir / "maps"

@@ -472,7 +472,7 @@ def _postfix_config(config: Config, layout: Layout, ctx: dict[str, Any]) -> None
     for name in ("main.cf", "master.cf", "bounce.cf", "command-filter"):
         render.render_to(f"postfix/{name}.j2", layout.postfix_conf / name, ctx)
     with connect(config.database, autocommit=True, role=configmod.ADMIN_ROLE) as conn:
-        maps.write(snapshot.load(conn), config.paths.maps_dir, layout.postfix_conf)
+        maps.write(snapshot.load(conn), config, layout.postfix_conf)
 
 
 def _postfix(layout: Layout, say: Say) -> None:

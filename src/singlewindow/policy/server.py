@@ -27,7 +27,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from singlewindow import daemon, maps, replies, store
 from singlewindow.config import Config
 from singlewindow.origin import MTA
-from singlewindow.policy import codec
+from singlewindow.policy import codec, socketmap
 from singlewindow.policy.decide import Request, decide, decide_mta
 from singlewindow.store.snapshot import LiveDirectory, Snapshot
 
@@ -47,7 +47,37 @@ class PolicyService:
 
     def write_maps(self, snapshot: Snapshot) -> None:
         """Postfix's lookup tables for this node (runs in the directory's thread)."""
-        maps.write(snapshot, self.config.paths.maps_dir, self.config.postfix_config)
+        maps.write(snapshot, self.config, self.config.postfix_config)
+
+    def table_answer(self, request: bytes) -> str:
+        """One socketmap lookup (runs in a worker thread: a miss checks the store)."""
+        try:
+            return socketmap.answer(request, self.directory, self.config.hub.domain,
+                                    maps.lmtp_transport(self.config))
+        except (psycopg.Error, PoolTimeout) as exc:
+            log.error("store unavailable, table lookup deferred: %s",
+                      exc.__class__.__name__)
+            return "TEMP store unavailable"
+
+    async def handle_table(self, reader: asyncio.StreamReader,
+                           writer: asyncio.StreamWriter) -> None:
+        loop = asyncio.get_running_loop()
+        decoder = socketmap.Decoder()
+        try:
+            while data := await reader.read(4096):
+                for request in decoder.feed(data):
+                    result = await loop.run_in_executor(self.executor, self.table_answer,
+                                                        request)
+                    log.info("table %s: %s", request.decode("utf-8", "replace")[:300],
+                             result)
+                    writer.write(socketmap.encode(result))
+                    await writer.drain()
+        except socketmap.NetstringError as exc:
+            log.warning("closing table connection: %s", exc)
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
 
     def quick(self, request: Request) -> str | None:
         """The answer when the current snapshot accepts an MTA request, else None (the
@@ -105,9 +135,13 @@ async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
     service = PolicyService(config)
     path = config.paths.policy_socket
     daemon.prepare_socket_path(path)
+    daemon.prepare_socket_path(config.paths.table_socket)
     service.pool.open(wait=False)
     service.directory.start()
     server = await asyncio.start_unix_server(service.handle, path=str(path))
+    tables = await asyncio.start_unix_server(service.handle_table,
+                                             path=str(config.paths.table_socket))
+    daemon.restrict_socket(config.paths.table_socket)
     daemon.restrict_socket(path)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -118,7 +152,7 @@ async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
     if ready is not None:
         ready.set()
     try:
-        async with server:
+        async with server, tables:
             await stop.wait()
     finally:
         daemon.notify("STOPPING=1")

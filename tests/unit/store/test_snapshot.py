@@ -14,7 +14,7 @@ from tests.unit.parties import D, seed
 from tests.unit.store.test_roles import psql, refused
 
 from singlewindow import maps, stack
-from singlewindow.config import ADMIN_ROLE, DAEMON_ROLE, Config
+from singlewindow.config import ADMIN_ROLE, DAEMON_ROLE, Config, Paths
 from singlewindow.store import StoreError, directory, snapshot
 from singlewindow.store.snapshot import LiveDirectory
 
@@ -201,10 +201,11 @@ def postmap_q(table: Path, key: str, conf: Path) -> str | None:
 
 def test_postfix_tables_follow_the_directory(seeded: psycopg.Connection[Any],
                                              tmp_path: Path) -> None:
-    conf, tables = tmp_path / "postfix", tmp_path / "maps"
+    conf, config = tmp_path / "postfix", Config(paths=Paths(state_dir=tmp_path))
+    tables = config.paths.maps_dir
     conf.mkdir()
     (conf / "main.cf").write_text("compatibility_level = 3.6\n")
-    assert sorted(maps.write(snapshot.load(seeded), tables, conf)) == \
+    assert sorted(maps.write(snapshot.load(seeded), config, conf)) == \
         [maps.RELAY_RECIPIENTS, maps.TRANSPORT]
     relay, transport = tables / maps.RELAY_RECIPIENTS, tables / maps.TRANSPORT
     # Every logical address, active or not; Postfix folds the key's case.
@@ -213,14 +214,20 @@ def test_postfix_tables_follow_the_directory(seeded: psycopg.Connection[Any],
     assert postmap_q(relay, f"ghost@{D}", conf) is None
     assert postmap_q(transport, "edi@acme.example", conf) == "smtp:[127.0.0.1]:2601"
     assert postmap_q(transport, "in@harbour.example", conf) == "smtp:[127.0.0.1]:2603"
-    assert postmap_q(transport, "clerk@bright.example", conf) is None  # no relay: maildrop
+    # No relay (a maildrop's): no route, as default_transport says; the rest to the
+    # routing transport, so no known address falls through to the socketmap.
+    assert postmap_q(transport, "clerk@bright.example", conf) == maps.NO_ROUTE
+    lmtp = f"lmtp:unix:{tmp_path}/run/lmtp.sock"
+    assert postmap_q(transport, f"customs@{D}", conf) == lmtp
+    assert postmap_q(transport, f"single-window@{D}", conf) == lmtp
+    assert postmap_q(transport, "x@y.example", conf) is None
     assert "do not edit" in relay.read_text()
     inode = (tables / "relay_recipients.db").stat().st_ino
     # A change of links only: nothing rewritten, so Postfix restarts nothing.
     directory.set_link(seeded, "acme", "customs", True)
-    assert maps.write(snapshot.load(seeded), tables, conf) == []
+    assert maps.write(snapshot.load(seeded), config, conf) == []
     directory.remove_address(seeded, f"acme@{D}")
-    assert sorted(maps.write(snapshot.load(seeded), tables, conf)) == \
+    assert sorted(maps.write(snapshot.load(seeded), config, conf)) == \
         [maps.RELAY_RECIPIENTS, maps.TRANSPORT]
     assert postmap_q(relay, f"acme@{D}", conf) is None
     assert postmap_q(transport, "edi@acme.example", conf) is None
@@ -233,5 +240,5 @@ def test_postfix_tables_follow_the_directory(seeded: psycopg.Connection[Any],
 def test_no_tables_without_postfix_configured(seeded: psycopg.Connection[Any],
                                               tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"main\.cf"):
-        maps.write(snapshot.load(seeded), tmp_path / "maps", tmp_path)
+        maps.write(snapshot.load(seeded), Config(paths=Paths(state_dir=tmp_path)), tmp_path)
     assert not (tmp_path / "maps").exists()
