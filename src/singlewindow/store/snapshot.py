@@ -278,13 +278,24 @@ class LiveDirectory:
         ``psycopg.Error``: the caller defers)."""
         snapshot = self._snapshot
         if snapshot is None or time.monotonic() - self._confirmed > MAX_STALE_SECONDS:
-            with self._lock:
+            snapshot = self._query_refresh()
+        return snapshot
+
+    def _query_refresh(self) -> Snapshot:
+        """:meth:`_refresh` on the query connection; a connection found dead (the server
+        restarted, the backend was terminated) is replaced once."""
+        with self._lock:
+            while True:
+                reused = self._conn is not None and not self._conn.closed
                 try:
-                    snapshot = self._refresh(self._query_conn(), force=False)
+                    return self._refresh(self._query_conn(), force=False)
+                except psycopg.OperationalError:
+                    self._drop_query_conn()
+                    if not reused:
+                        raise
                 except psycopg.Error:
                     self._drop_query_conn()
                     raise
-        return snapshot
 
     def fresh(self) -> Snapshot | None:
         """The current snapshot if it may be answered from, without any I/O; else None."""
@@ -295,13 +306,8 @@ class LiveDirectory:
 
     def newer(self) -> Snapshot | None:
         """After a miss: the newer snapshot if the directory changed since, else None."""
-        with self._lock:
-            before = self._snapshot
-            try:
-                after = self._refresh(self._query_conn(), force=False)
-            except psycopg.Error:
-                self._drop_query_conn()
-                raise
+        before = self._snapshot
+        after = self._query_refresh()
         return after if before is None or after.generation != before.generation else None
 
     def _query_conn(self) -> psycopg.Connection[Any]:
