@@ -8,5 +8,6 @@ logical address so that every DSN goes to a Single Window address (SPEC §5).
 
 ``decide`` holds the end-of-message decision as a plain function over collected facts and
 a directory; ``handler`` is the thin pymilter adapter that collects the facts and applies
-the decision; ``server`` owns the socket and the connection pool.
+the decision; ``server`` owns the socket and the in-memory directory
+(:mod:`singlewindow.store.snapshot`).
 """

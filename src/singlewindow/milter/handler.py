@@ -19,7 +19,6 @@ from typing import Any, TypeVar, cast
 
 import Milter
 import psycopg
-from psycopg_pool import PoolTimeout
 
 from singlewindow import automatic, replies
 from singlewindow.milter.decide import Directory, Edits, Facts, Recipient, Refusal, decide
@@ -33,7 +32,7 @@ log = logging.getLogger("sw-milter")
 ACTIONS = (Milter.ADDHDRS | Milter.CHGHDRS | Milter.ADDRCPT | Milter.ADDRCPT_PAR
            | Milter.DELRCPT | Milter.CHGFROM | Milter.SETSYMLIST)
 
-#: Gives a :class:`Directory` for the duration of one decision (a pooled connection).
+#: Gives a :class:`Directory` for the duration of one decision (the in-memory directory).
 DirectorySource = Callable[[], AbstractContextManager[Directory]]
 
 _Callback = TypeVar("_Callback", bound=Callable[..., Any])
@@ -153,7 +152,7 @@ class SubmissionMilter(Milter.Base):  # type: ignore[misc]  # pymilter ships no 
                             verdict.reply.line(), verdict.why)
                 return self._reply(verdict.reply)
             self.apply(verdict)
-        except (psycopg.Error, PoolTimeout) as exc:
+        except psycopg.Error as exc:
             log.error("store unavailable, deferring queue=%s: %s",
                       facts.queue_id if facts else "-", exc.__class__.__name__)
             return self._reply(replies.MILTER_TEMPFAIL)

@@ -37,12 +37,12 @@ log = logging.getLogger("sw-policyd")
 class PolicyService:
     """Answers policy requests; the pool is opened lazily so start-up needs no database."""
 
-    def __init__(self, config: Config, *, write_maps: bool = True) -> None:
+    def __init__(self, config: Config) -> None:
         self.config = config
         self.pool: ConnectionPool[Any] = store.pool(config.database, config.policy.workers,
                                                     application_name="sw-policyd")
         self.directory = LiveDirectory(config.database, "sw-policyd",
-                                       on_load=self.write_maps if write_maps else None)
+                                       on_load=self.write_maps)
         self.executor = ThreadPoolExecutor(config.policy.workers, thread_name_prefix="policy")
 
     def write_maps(self, snapshot: Snapshot) -> None:
