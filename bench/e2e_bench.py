@@ -86,10 +86,11 @@ class LogTail:
         self.sent: dict[int, int] = {}  # relay port -> status=sent lines
         self.deferred = 0
         self.bounced = 0
+        self.queued = 0  # messages cleanup(8) made: one queue pass each
 
     def reset(self) -> None:
         self.sent.clear()
-        self.deferred = self.bounced = 0
+        self.deferred = self.bounced = self.queued = 0
 
     def poll(self) -> None:
         if not self.path.exists():
@@ -110,6 +111,8 @@ class LogTail:
                 self.deferred += 1
             elif b"status=bounced" in line:
                 self.bounced += 1
+            elif b"/cleanup[" in line and b": message-id=" in line:
+                self.queued += 1
 
 
 # --- CPU per process group ------------------------------------------------------------------
@@ -315,6 +318,7 @@ class Result:
     util: float
     source_cpu: float
     complete: bool
+    queued: int = 0
     extra: str = ""
 
 
@@ -357,7 +361,7 @@ def run_round(kind: str, *, port: int, msgfile: Path, sender: str, rcpt: str, me
     time.sleep(0.5)
     log.poll()
     return Result(kind, elapsed, messages / elapsed, dict(log.sent), log.deferred, log.bounced,
-                  usage_, util, source_cpu, complete)
+                  usage_, util, source_cpu, complete, log.queued)
 
 
 def sink(port: int) -> subprocess.Popen[bytes]:
@@ -488,10 +492,17 @@ COMPONENTS = ("postfix", "transport", "postgres", "milter", "policyd")
 
 
 def cpu_per_submission(result: Result) -> str:
+    """CPU ms per submission of each component, and Postfix's per queue pass (a message
+    cleanup(8) made: the submission, and for SW each copy, DSN and report)."""
     messages = round(result.rate * result.elapsed)
     parts = [f"{name} {sum(result.cpu[name].values()) / messages * 1e3:.1f} ms"
              for name in COMPONENTS if name in result.cpu]
-    return "CPU per submission: " + ", ".join(parts)
+    line = "CPU per submission: " + ", ".join(parts)
+    if result.queued:
+        postfix = sum(result.cpu["postfix"].values())
+        line += (f"; Postfix queue passes per submission {result.queued / messages:.1f},"
+                 f" Postfix CPU per pass {postfix / result.queued * 1e3:.1f} ms")
+    return line
 
 
 # --- transport processes ----------------------------------------------------------------------
@@ -631,9 +642,10 @@ def main() -> None:
                                   "in@bench-ag.example", None, domain)
         print(f"Single Window stack in {sw_dir}, MTA 127.0.0.1:{config.listeners.mta_port}"
               f" -> agency smtp-sink {ag_sink}, DSNs -> company smtp-sink {co_sink}")
-        print(f"{args.messages} messages of {msgfile.stat().st_size} bytes per round,"
-              f" {args.sessions} parallel SMTP sessions, {os.cpu_count()} CPUs, transport"
-              f" processes {', '.join(map(str, args.workers))}\n")
+        if not args.latency_only:
+            print(f"{args.messages} messages of {msgfile.stat().st_size} bytes per round,"
+                  f" {args.sessions} parallel SMTP sessions, {os.cpu_count()} CPUs, transport"
+                  f" processes {', '.join(map(str, args.workers))}\n")
 
         bare_log = LogTail(bare.maillog)
         sw_log = LogTail(layout.log_dir / "postfix.log")
@@ -730,7 +742,7 @@ def sw_round(args: argparse.Namespace, config: Config, layout: stack.Layout, su:
             " GROUP BY r.status ORDER BY 2 DESC").fetchall()
     assert rows0 is not None and rows1 is not None
     r.extra = (f"copies to agency sink {r.sent.get(ag_sink, 0)}, DSNs to company sink"
-               f" {r.sent.get(co_sink, 0)}, new message rows {int(rows1['n']) - int(rows0['n'])},"
+               f" {r.sent.get(co_sink, 0)}, new message rows {rows1['n'] - rows0['n']},"
                f" recipient statuses so far "
                + ", ".join(f"{s['status']}: {s['n']}" for s in statuses))
     maillog = layout.log_dir / "postfix.log"
