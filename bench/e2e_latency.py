@@ -6,13 +6,15 @@ round to it), so a stalled hub shows as latency instead of as a slower sender
 ("coordinated omission"). Several SMTP sessions take the messages in turn; each carries a
 unique token in its Subject and Message-ID, which survives into the agency's copy and
 into the headers the "delivered" DSN returns to the company. Two sinks play the agency's
-and the company's servers and timestamp each arrival by the tokens it carries.
+and the company's servers and timestamp each arrival by the tokens it carries (a small
+asyncio SMTP server: aiosmtpd refuses the DSN parameters of MAIL FROM).
 
 No imports from the project: the bench's unit tests load this module alone.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import math
 import re
@@ -21,9 +23,6 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
 
 #: The token's shape: a run id (so a late arrival of an earlier run never counts) and the
 #: message's number in the run.
@@ -65,33 +64,85 @@ def schedule(rate: float, count: int) -> list[float]:
 
 @dataclass
 class TimingSink:
-    """An SMTP server on 127.0.0.1:port noting when each token of ``run`` first arrived."""
+    """An SMTP server on 127.0.0.1:port noting when each token of ``run`` first arrived.
+
+    It offers DSN as smtp-sink(1) does (the throughput rounds' sinks): Postfix then passes
+    NOTIFY on instead of reporting "relayed" itself, so the paced run makes the same
+    Postfix messages per submission as the throughput rounds. Everything is accepted.
+    """
 
     port: int
     run: str
     arrived: dict[int, float] = field(default_factory=dict)
     messages: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
-    controller: Controller | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
+    _thread: threading.Thread | None = None
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+    def arrive(self, data: bytes) -> None:
         now = time.monotonic()
-        found = tokens_in(envelope.original_content or b"", self.run)
+        found = tokens_in(data, self.run)
         with self.lock:
             self.messages += 1
             for n in found:
                 self.arrived.setdefault(n, now)
-        return "250 2.0.0 Ok"
+
+    async def session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+                      ) -> None:
+        async def reply(text: str) -> None:
+            writer.write(text.encode() + b"\r\n")
+            await writer.drain()
+
+        try:
+            await reply("220 timing-sink ESMTP")
+            while line := await reader.readline():
+                verb = line[:4].upper()
+                if verb == b"EHLO":
+                    await reply("250-timing-sink\r\n250-8BITMIME\r\n250-ENHANCEDSTATUSCODES"
+                                "\r\n250-SIZE 0\r\n250 DSN")
+                elif verb == b"DATA":
+                    await reply("354 End data with <CR><LF>.<CR><LF>")
+                    lines = []
+                    while (chunk := await reader.readline()) not in (b".\r\n", b".\n", b""):
+                        lines.append(chunk)
+                    self.arrive(b"".join(lines))
+                    await reply("250 2.0.0 Ok")
+                elif verb == b"QUIT":
+                    await reply("221 2.0.0 Bye")
+                    break
+                else:  # HELO, MAIL, RCPT, RSET, NOOP: all fine
+                    await reply("250 2.0.0 Ok")
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
 
     def start(self) -> TimingSink:
-        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
-        self.controller.start()
+        ready = threading.Event()
+
+        def serve() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            server = loop.run_until_complete(
+                asyncio.start_server(self.session, "127.0.0.1", self.port))
+            ready.set()
+            try:
+                loop.run_forever()
+            finally:
+                server.close()
+                loop.run_until_complete(server.wait_closed())
+                loop.close()
+
+        self._thread = threading.Thread(target=serve, daemon=True)
+        self._thread.start()
+        ready.wait(10)
         return self
 
     def stop(self) -> None:
-        if self.controller is not None:
-            self.controller.stop()
-            self.controller = None
+        if self._loop is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+            self._loop = self._thread = None
 
 
 # --- the paced sender -------------------------------------------------------------------------
