@@ -78,6 +78,7 @@ class TimingSink:
     lock: threading.Lock = field(default_factory=threading.Lock)
     _loop: asyncio.AbstractEventLoop | None = None
     _thread: threading.Thread | None = None
+    _server: asyncio.Server | None = None
 
     def arrive(self, data: bytes) -> None:
         now = time.monotonic()
@@ -123,14 +124,12 @@ class TimingSink:
         def serve() -> None:
             loop = asyncio.new_event_loop()
             self._loop = loop
-            server = loop.run_until_complete(
+            self._server = loop.run_until_complete(
                 asyncio.start_server(self.session, "127.0.0.1", self.port))
             ready.set()
             try:
                 loop.run_forever()
             finally:
-                server.close()
-                loop.run_until_complete(server.wait_closed())
                 loop.close()
 
         self._thread = threading.Thread(target=serve, daemon=True)
@@ -139,10 +138,24 @@ class TimingSink:
         return self
 
     def stop(self) -> None:
-        if self._loop is not None and self._thread is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10)
-            self._loop = self._thread = None
+        """Close the listener and every session (Postfix keeps cached connections open),
+        then end the thread."""
+        loop, thread, server = self._loop, self._thread, self._server
+        if loop is None or thread is None or server is None:
+            return
+
+        async def shutdown() -> None:
+            server.close()
+            sessions = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in sessions:
+                task.cancel()
+            await asyncio.gather(*sessions, return_exceptions=True)
+            await server.wait_closed()
+
+        asyncio.run_coroutine_threadsafe(shutdown(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        self._loop = self._thread = self._server = None
 
 
 # --- the paced sender -------------------------------------------------------------------------

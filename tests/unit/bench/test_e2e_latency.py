@@ -3,6 +3,7 @@ schedule, tokens, and a paced run against a timing sink."""
 
 from __future__ import annotations
 
+import smtplib
 import sys
 from pathlib import Path
 
@@ -79,3 +80,15 @@ def test_paced_messages_are_due_on_schedule_and_each_arrives_once() -> None:
                                                                            range(12)]
     assert sorted(sink.arrived) == list(range(12)) and sink.messages == 12
     assert all(sink.arrived[n] >= sent.due[n] for n in range(12))
+
+
+def test_a_sink_stops_with_sessions_still_open() -> None:
+    """Postfix keeps its connections to a sink cached; stopping must close them all."""
+    sink = e2e_latency.TimingSink(free_port(), "0000aaaa").start()
+    client = smtplib.SMTP("127.0.0.1", sink.port, timeout=10)
+    assert client.ehlo("x")[0] == 250 and client.has_extn("dsn")
+    sink.stop()
+    with pytest.raises((smtplib.SMTPServerDisconnected, OSError)):
+        client.noop()
+        client.noop()
+    client.close()
