@@ -22,6 +22,7 @@ import argparse
 import os
 import pwd
 import re
+import secrets
 import shutil
 import socket
 import statistics
@@ -35,14 +36,18 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "bench"))
 
+import e2e_latency  # noqa: E402  (bench/, beside this file)
 from tests.unit.mig import factory  # noqa: E402
 
-from singlewindow import stack  # noqa: E402
+from singlewindow import config as configmod  # noqa: E402
+from singlewindow import render, stack, supervisor  # noqa: E402
 from singlewindow.config import ADMIN_ROLE, Config, Listeners  # noqa: E402
 from singlewindow.store import connect, directory  # noqa: E402
 from singlewindow.transport.evidence import postfix_committed  # noqa: E402
@@ -81,10 +86,11 @@ class LogTail:
         self.sent: dict[int, int] = {}  # relay port -> status=sent lines
         self.deferred = 0
         self.bounced = 0
+        self.queued = 0  # messages cleanup(8) made: one queue pass each
 
     def reset(self) -> None:
         self.sent.clear()
-        self.deferred = self.bounced = 0
+        self.deferred = self.bounced = self.queued = 0
 
     def poll(self) -> None:
         if not self.path.exists():
@@ -105,6 +111,8 @@ class LogTail:
                 self.deferred += 1
             elif b"status=bounced" in line:
                 self.bounced += 1
+            elif b"/cleanup[" in line and b": message-id=" in line:
+                self.queued += 1
 
 
 # --- CPU per process group ------------------------------------------------------------------
@@ -310,6 +318,7 @@ class Result:
     util: float
     source_cpu: float
     complete: bool
+    queued: int = 0
     extra: str = ""
 
 
@@ -352,7 +361,7 @@ def run_round(kind: str, *, port: int, msgfile: Path, sender: str, rcpt: str, me
     time.sleep(0.5)
     log.poll()
     return Result(kind, elapsed, messages / elapsed, dict(log.sent), log.deferred, log.bounced,
-                  usage_, util, source_cpu, complete)
+                  usage_, util, source_cpu, complete, log.queued)
 
 
 def sink(port: int) -> subprocess.Popen[bytes]:
@@ -400,40 +409,229 @@ def _transactions(conn: psycopg.Connection[Any]) -> int:
     return int(row["n"])
 
 
+# --- PostgreSQL statements (pg_stat_statements) ----------------------------------------------
+
+#: Transaction control: counted by pg_stat_statements as statements of their own.
+TXN_CONTROL = re.compile(r"^\s*(BEGIN|COMMIT|ROLLBACK|START TRANSACTION|END|SAVEPOINT|"
+                         r"RELEASE|ABORT)\b", re.IGNORECASE)
+
+
+class Superuser:
+    """psql as PostgreSQL's superuser on the private stack's cluster (peer auth: as the
+    postgres system user, as ``stack`` does)."""
+
+    def __init__(self, layout: stack.Layout, dbname: str) -> None:
+        self.layout = layout
+        self.dbname = dbname
+
+    def sql(self, text: str) -> list[list[str]]:
+        out = stack.run(["psql", "-X", "-q", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1",
+                         "-h", str(self.layout.pg_socket_dir), "-U", "postgres",
+                         "-d", self.dbname, "-c", text],
+                        user="postgres", cwd=self.layout.root).stdout
+        return [line.split("\t") for line in out.splitlines() if line]
+
+
+def enable_pg_stat_statements(layout: stack.Layout) -> None:
+    """Load pg_stat_statements into the private cluster (a restart) before the daemons
+    connect. Only top-level statements are counted (``track = top``): what the hub's
+    processes send, not what a function runs inside. Utility statements count too
+    (``track_utility``), so BEGIN and COMMIT are statements here."""
+    conf = layout.pg_data / "postgresql.conf"
+    text = conf.read_text()
+    if "pg_stat_statements" not in text:
+        conf.write_text(text + "\n# bench/e2e_bench.py: statements per submission\n"
+                        "shared_preload_libraries = 'pg_stat_statements'\n"
+                        "pg_stat_statements.track = top\n"
+                        "pg_stat_statements.track_utility = on\n"
+                        "pg_stat_statements.max = 5000\n")
+    stack.run([stack.pg_bin("pg_ctl"), "-D", str(layout.pg_data), "-m", "fast", "-w",
+               "-l", str(layout.log_dir / "postgresql.log"), "restart"],
+              user="postgres", cwd=layout.root)
+
+
+@dataclass
+class Statement:
+    role: str
+    calls: int
+    query: str
+
+
+def statements(su: Superuser) -> list[Statement]:
+    """What every role but the superuser (this bench) ran since the last reset."""
+    rows = su.sql(
+        "SELECT r.rolname, s.calls, left(regexp_replace(s.query, '\\s+', ' ', 'g'), 150)"
+        " FROM pg_stat_statements s JOIN pg_roles r ON r.oid = s.userid"
+        " WHERE r.rolname <> 'postgres' ORDER BY s.calls DESC")
+    return [Statement(r[0], int(r[1]), r[2] if len(r) > 2 else "") for r in rows]
+
+
+def statement_summary(found: list[Statement], messages: int, verbose: bool) -> str:
+    total = sum(s.calls for s in found)
+    txn = sum(s.calls for s in found if TXN_CONTROL.match(s.query))
+    line = (f"PostgreSQL statements per submission {total / messages:.1f} (top-level, BEGIN/"
+            f"COMMIT/ROLLBACK included; {(total - txn) / messages:.1f} without them)")
+    if not verbose:
+        return line
+    roles: dict[str, int] = {}
+    for s in found:
+        roles[s.role] = roles.get(s.role, 0) + s.calls
+    line += "\n      per role: " + ", ".join(
+        f"{role} {n / messages:.2f}" for role, n in sorted(roles.items(), key=lambda x: -x[1]))
+    line += "\n      per statement (calls per submission, role, query):"
+    for s in found:
+        if s.calls / messages >= 0.01:
+            line += f"\n        {s.calls / messages:6.2f}  {s.role:<10} {s.query}"
+    return line
+
+
+# --- per-component CPU ------------------------------------------------------------------------
+
+#: The components named in the per-submission CPU line, in order.
+COMPONENTS = ("postfix", "transport", "postgres", "milter", "policyd")
+
+
+def cpu_per_submission(result: Result) -> str:
+    """CPU ms per submission of each component, and Postfix's per queue pass (a message
+    cleanup(8) made: the submission, and for SW each copy, DSN and report)."""
+    messages = round(result.rate * result.elapsed)
+    parts = [f"{name} {sum(result.cpu[name].values()) / messages * 1e3:.1f} ms"
+             for name in COMPONENTS if name in result.cpu]
+    line = "CPU per submission: " + ", ".join(parts)
+    if result.queued:
+        postfix = sum(result.cpu["postfix"].values())
+        line += (f"; Postfix queue passes per submission {result.queued / messages:.1f},"
+                 f" Postfix CPU per pass {postfix / result.queued * 1e3:.1f} ms")
+    return line
+
+
+# --- transport processes ----------------------------------------------------------------------
+
+def set_processes(state_dir: Path, count: int) -> Config:
+    """Restart the stack's transport with ``count`` worker processes."""
+    layout = stack.Layout(state_dir)
+    with supervisor.hold(state_dir, "transport"):
+        current = configmod.for_state_dir(state_dir)
+        render.write_atomic(layout.config_file, configmod.to_toml(
+            replace(current, transport=replace(current.transport, processes=count))))
+    return configmod.for_state_dir(state_dir)
+
+
+# --- latency ----------------------------------------------------------------------------------
+
+def run_latency(*, port: int, rate: float, seconds: float, sessions: int, domain: str,
+                body: str, ag_port: int, co_port: int, processes: int, note: str) -> None:
+    count = max(1, round(rate * seconds))
+    sender, rcpt = "edi@bench-co.example", f"bench-ag@{domain}"
+    warm = secrets.token_hex(4)
+    run = secrets.token_hex(4)
+    copies = e2e_latency.TimingSink(ag_port, run).start()
+    dsns = e2e_latency.TimingSink(co_port, run).start()
+    try:
+        # A few messages first, not counted: Postfix's cached connections to the sinks
+        # these replaced, and every process's first message, are behind us then.
+        e2e_latency.send_paced(port, rate=min(rate, 10.0), count=20, sessions=2,
+                               sender=sender, rcpt=rcpt, body=body, run=warm, domain=domain)
+        time.sleep(2.0)
+        sent = e2e_latency.send_paced(port, rate=rate, count=count, sessions=sessions,
+                                      sender=sender, rcpt=rcpt, body=body, run=run,
+                                      domain=domain)
+        deadline = time.monotonic() + 120.0
+        while time.monotonic() < deadline:
+            with copies.lock, dsns.lock:
+                if len(copies.arrived) >= len(sent.due) and len(dsns.arrived) >= len(sent.due):
+                    break
+            time.sleep(0.2)
+    finally:
+        copies.stop()
+        dsns.stop()
+    copy = e2e_latency.latencies(sent.due, copies.arrived)
+    dsn = e2e_latency.latencies(sent.due, dsns.arrived)
+    print(f"latency: {count} messages paced at {rate:.1f} msgs/s ({note}) over {sessions}"
+          f" SMTP sessions, transport processes {processes}")
+    print(f"    submissions: sent {len(sent.due)}, failed {len(sent.failed)}; latest start"
+          f" behind schedule {sent.late * 1e3:.0f} ms")
+    for failure in sent.failed[:5]:
+        print(f"    failed: {failure}")
+    print(f"    submission -> agency copy:      {copy.line()}")
+    print(f"    submission -> DSN at company:   {dsn.line()}")
+
+    def p99(lat: e2e_latency.Latencies) -> str:
+        if not lat.millis:
+            return "none arrived"
+        return f"{e2e_latency.percentile(lat.millis, 99):.0f} ms" + (
+            "" if lat.arrived == lat.sent else f" ({lat.sent - lat.arrived} missing)")
+
+    print(f"latency p99: copy {p99(copy)}, DSN {p99(dsn)} (goal 100 ms)")
+
+
+def parse_workers(text: str) -> list[int]:
+    try:
+        counts = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of numbers: {text}") from None
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"worker counts must be at least 1: {text}")
+    return counts
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--sessions", type=int, default=10)
+    parser.add_argument("--workers", type=parse_workers, default=[1, 2],
+                        help="transport processes for the SW rounds, e.g. 1,2 (each round"
+                             " runs SW once per count; the median row is the first count)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="PostgreSQL statements per role and per query")
+    parser.add_argument("--no-latency", action="store_true",
+                        help="skip the paced latency run after the throughput rounds")
+    parser.add_argument("--latency-only", action="store_true",
+                        help="only the paced latency run (needs --latency-rate)")
+    parser.add_argument("--latency-rate", type=float,
+                        help="msgs/s of the paced run; default 80 %% of the median SW rate")
+    parser.add_argument("--latency-seconds", type=float, default=20.0)
+    parser.add_argument("--latency-sessions", type=int, default=10)
     parser.add_argument("--keep", action="store_true",
                         help="keep both state directories (mail logs) for inspection")
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root (private Postfix instances)")
+    if args.latency_only and args.latency_rate is None:
+        raise SystemExit("--latency-only needs --latency-rate")
 
     bare_dir = Path(tempfile.mkdtemp(dir="/tmp", prefix="swb-"))
     sw_dir = Path(tempfile.mkdtemp(dir="/tmp", prefix="swb-"))
-    sinks: list[subprocess.Popen[bytes]] = []
+    sinks: dict[int, subprocess.Popen[bytes]] = {}
     bare: Bare | None = None
     sw_started = False
     try:
         msgfile = bare_dir / "msg.txt"
         message_file(msgfile)
         bare_sink, co_sink, ag_sink = free_port(), free_port(), free_port()
-        sinks += [sink(bare_sink), sink(co_sink), sink(ag_sink)]
-        sinks_root = {f"smtp-sink:{port}": proc.pid
-                      for port, proc in zip((bare_sink, co_sink, ag_sink), sinks, strict=True)}
+        for port in (bare_sink, co_sink, ag_sink):
+            sinks[port] = sink(port)
+        sinks_root = {f"smtp-sink:{port}": proc.pid for port, proc in sinks.items()}
 
         bare = Bare(bare_dir, free_port(), bare_sink)
-        bare.up()
-        print(f"bare Postfix in {bare_dir}, smtpd 127.0.0.1:{bare.port} -> smtp-sink {bare_sink}")
+        if not args.latency_only:
+            bare.up()
+            print(f"bare Postfix in {bare_dir}, smtpd 127.0.0.1:{bare.port} -> smtp-sink"
+                  f" {bare_sink}")
 
         base = replace(Config(), listeners=Listeners(
             mta_port=free_port(), msa_port=free_port(), pop3_port=free_port(),
-            pop3s_port=free_port(), reinject_port=free_port()))
+            pop3s_port=free_port(), reinject_port=free_port()),
+            transport=replace(Config().transport, processes=args.workers[0]))
         sw_started = True
+        layout = stack.Layout(sw_dir)
+        stack.up(sw_dir, base=base, say=lambda _: None, database_only=True)
+        enable_pg_stat_statements(layout)
         config = stack.up(sw_dir, base=base, say=lambda _: None)
         domain = config.hub.domain
+        su = Superuser(layout, str(conninfo_to_dict(config.database.conninfo)["dbname"]))
+        su.sql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         with connect(config.database, autocommit=True, role=ADMIN_ROLE) as conn:
             directory.add_party(conn, "bench-co", "company", ["127.0.0.1/32"],
                                 f"127.0.0.1:{co_sink}")
@@ -444,18 +642,24 @@ def main() -> None:
                                   "in@bench-ag.example", None, domain)
         print(f"Single Window stack in {sw_dir}, MTA 127.0.0.1:{config.listeners.mta_port}"
               f" -> agency smtp-sink {ag_sink}, DSNs -> company smtp-sink {co_sink}")
-        print(f"{args.messages} messages of {msgfile.stat().st_size} bytes per round,"
-              f" {args.sessions} parallel SMTP sessions, {os.cpu_count()} CPUs\n")
+        if not args.latency_only:
+            print(f"{args.messages} messages of {msgfile.stat().st_size} bytes per round,"
+                  f" {args.sessions} parallel SMTP sessions, {os.cpu_count()} CPUs, transport"
+                  f" processes {', '.join(map(str, args.workers))}\n")
 
-        layout = stack.Layout(sw_dir)
         bare_log = LogTail(bare.maillog)
         sw_log = LogTail(layout.log_dir / "postfix.log")
-        sw_roots = {name: read_pid(layout.pid_file(name)) for name in stack.DAEMONS}
-        sw_roots["postgres"] = read_pid(layout.pg_data / "postmaster.pid")
-        sw_roots["postfix"] = read_pid(layout.postfix_queue / "pid" / "master.pid")
 
+        def sw_roots() -> dict[str, int]:
+            roots = {name: read_pid(layout.pid_file(name)) for name in stack.DAEMONS}
+            roots["postgres"] = read_pid(layout.pg_data / "postmaster.pid")
+            roots["postfix"] = read_pid(layout.postfix_queue / "pid" / "master.pid")
+            return roots
+
+        processes = args.workers[0]
         results: list[Result] = []
-        for n in range(1, args.rounds + 1):
+        by_workers: dict[int, list[float]] = {n: [] for n in args.workers}
+        for n in range(1 if not args.latency_only else args.rounds + 1, args.rounds + 1):
             r = run_round("bare", port=bare.port, msgfile=msgfile, sender="a@src.test",
                           rcpt="x@bare.test", messages=args.messages, sessions=args.sessions,
                           queue=bare.queue, log=bare_log, expect={bare_sink: args.messages},
@@ -464,41 +668,43 @@ def main() -> None:
             report(n, r)
             results.append(r)
 
-            with connect(config.database, autocommit=True) as conn:
-                rows0 = conn.execute("SELECT count(*) AS n FROM message").fetchone()
-                xacts0 = _transactions(conn)
-            r = run_round("sw", port=config.listeners.mta_port, msgfile=msgfile,
-                          sender="edi@bench-co.example", rcpt=f"bench-ag@{domain}",
-                          messages=args.messages, sessions=args.sessions,
-                          queue=layout.postfix_queue, log=sw_log,
-                          expect={ag_sink: args.messages, co_sink: args.messages},
-                          roots={**sw_roots, **sinks_root})
-            with connect(config.database, autocommit=True) as conn:
-                rows1 = conn.execute("SELECT count(*) AS n FROM message").fetchone()
-                xacts = _transactions(conn) - xacts0
-                statuses = conn.execute(
-                    "SELECT r.status, count(*) AS n FROM message_recipient r"
-                    " JOIN message m ON m.id = r.message_id"
-                    " WHERE m.received_at > now() - interval '1 hour'"
-                    " GROUP BY r.status ORDER BY 2 DESC").fetchall()
-            assert rows0 is not None and rows1 is not None
-            r.extra = (f"copies to agency sink {r.sent.get(ag_sink, 0)}, DSNs to company sink"
-                       f" {r.sent.get(co_sink, 0)}, new message rows {rows1['n'] - rows0['n']},"
-                       f" recipient statuses so far "
-                       + ", ".join(f"{s['status']}: {s['n']}" for s in statuses))
-            maillog = layout.log_dir / "postfix.log"
-            t0 = time.perf_counter()
-            postfix_committed(maillog, "<no-such-copy@bench>")
-            scan = time.perf_counter() - t0
-            r.extra += (f"; mail log now {maillog.stat().st_size / 1e6:.1f} MB, one"
-                        f" postfix_committed scan of it {scan * 1e3:.0f} ms; PostgreSQL"
-                        f" transactions per submission {xacts / args.messages:.1f}")
-            report(n, r)
-            results.append(r)
+            for count in args.workers:
+                if count != processes:
+                    config = set_processes(sw_dir, count)
+                    processes = count
+                r = sw_round(args, config, layout, su, msgfile, sw_log,
+                             ag_sink, co_sink, {**sw_roots(), **sinks_root})
+                r.kind = "sw" if count == args.workers[0] else f"sw{count}"
+                report(n, r)
+                by_workers[count].append(r.rate)
+                if count == args.workers[0]:
+                    results.append(r)
 
-        summary(results)
+        if results:
+            summary(results)
+            if len(args.workers) > 1:
+                workers_summary(results, by_workers)
+
+        if not args.no_latency:
+            if processes != args.workers[0]:
+                config = set_processes(sw_dir, args.workers[0])
+                processes = args.workers[0]
+            if args.latency_rate is not None:
+                rate, note = args.latency_rate, "as asked"
+            else:
+                top = statistics.median(by_workers[args.workers[0]])
+                rate, note = 0.8 * top, f"80 % of the median SW rate {top:.1f}"
+            for port in (ag_sink, co_sink):
+                sinks[port].terminate()
+                sinks[port].wait(timeout=10)
+                del sinks[port]
+            print()
+            run_latency(port=config.listeners.mta_port, rate=rate,
+                        seconds=args.latency_seconds, sessions=args.latency_sessions,
+                        domain=domain, body=msgfile.read_text().split("\n\n", 1)[1],
+                        ag_port=ag_sink, co_port=co_sink, processes=processes, note=note)
     finally:
-        for proc in sinks:
+        for proc in sinks.values():
             proc.terminate()
             proc.wait(timeout=10)
         if bare is not None:
@@ -512,13 +718,64 @@ def main() -> None:
             shutil.rmtree(sw_dir, ignore_errors=True)
 
 
+def sw_round(args: argparse.Namespace, config: Config, layout: stack.Layout, su: Superuser,
+             msgfile: Path, sw_log: LogTail, ag_sink: int, co_sink: int,
+             roots: dict[str, int]) -> Result:
+    domain = config.hub.domain
+    with connect(config.database, autocommit=True) as conn:
+        rows0 = conn.execute("SELECT count(*) AS n FROM message").fetchone()
+        xacts0 = _transactions(conn)
+    su.sql("SELECT pg_stat_statements_reset()")
+    r = run_round("sw", port=config.listeners.mta_port, msgfile=msgfile,
+                  sender="edi@bench-co.example", rcpt=f"bench-ag@{domain}",
+                  messages=args.messages, sessions=args.sessions,
+                  queue=layout.postfix_queue, log=sw_log,
+                  expect={ag_sink: args.messages, co_sink: args.messages}, roots=roots)
+    found = statements(su)
+    with connect(config.database, autocommit=True) as conn:
+        rows1 = conn.execute("SELECT count(*) AS n FROM message").fetchone()
+        xacts = _transactions(conn) - xacts0
+        statuses = conn.execute(
+            "SELECT r.status, count(*) AS n FROM message_recipient r"
+            " JOIN message m ON m.id = r.message_id"
+            " WHERE m.received_at > now() - interval '1 hour'"
+            " GROUP BY r.status ORDER BY 2 DESC").fetchall()
+    assert rows0 is not None and rows1 is not None
+    r.extra = (f"copies to agency sink {r.sent.get(ag_sink, 0)}, DSNs to company sink"
+               f" {r.sent.get(co_sink, 0)}, new message rows {rows1['n'] - rows0['n']},"
+               f" recipient statuses so far "
+               + ", ".join(f"{s['status']}: {s['n']}" for s in statuses))
+    maillog = layout.log_dir / "postfix.log"
+    t0 = time.perf_counter()
+    postfix_committed(maillog, "<no-such-copy@bench>")
+    scan = time.perf_counter() - t0
+    r.extra += (f"; mail log now {maillog.stat().st_size / 1e6:.1f} MB, one"
+                f" postfix_committed scan of it {scan * 1e3:.0f} ms; PostgreSQL"
+                f" transactions per submission {xacts / args.messages:.1f}; transport"
+                f" processes {config.transport.processes}\n    "
+                + statement_summary(found, args.messages, args.verbose))
+    return r
+
+
 def report(n: int, r: Result) -> None:
     state = "" if r.complete else "  INCOMPLETE (timed out)"
     print(f"round {n} {r.kind:<4}: {r.elapsed:7.2f} s  {r.rate:7.1f} msgs/s{state}")
     print(f"    {r.extra}; deferred {r.deferred}, bounced {r.bounced}")
+    print(f"    {cpu_per_submission(r)}")
     print("    CPU seconds during the round:")
     print_cpu(r)
     print()
+
+
+def workers_summary(results: list[Result], by_workers: dict[int, list[float]]) -> None:
+    """msgs/s of the SW side per transport process count, and its ratio to the bare relay
+    and to the first count, medians over the rounds."""
+    mb = statistics.median(r.rate for r in results if r.kind == "bare")
+    first = statistics.median(next(iter(by_workers.values())))
+    print(f"{'workers':<8}{'SW msgs/s':>14}{'SW/bare':>12}{'vs first':>10}")
+    for count, rates in by_workers.items():
+        m = statistics.median(rates)
+        print(f"{count:<8}{m:>14.1f}{m / mb:>12.2f}{m / first:>10.2f}")
 
 
 def summary(results: list[Result]) -> None:

@@ -159,6 +159,14 @@ class Transport:
         "application/edifact", "application/xml", "text/xml", "text/plain")
     #: Worker threads deciding recipients (each holds at most one DB connection).
     workers: int = 8
+    #: Worker processes serving the LMTP socket. With more than one, the transport's
+    #: process binds the socket once and pre-forks this many workers that all accept on
+    #: it, each with its own interpreter (one GIL each), PostgreSQL pool of ``workers``
+    #: connections, re-injection connections and maildrop retry watcher; it starts a
+    #: worker again when one dies and stops them all on SIGTERM. One core's worth of the
+    #: transport's CPU per process: set it near the cores left after Postfix and
+    #: PostgreSQL (bench/README.md, "Issue 13"). 1: the process serves the socket itself.
+    processes: int = 1
     #: Postfix's mail log, read after a crash to learn whether a copy was already
     #: re-injected (SPEC D4); empty: the stack's own log under state_dir.
     postfix_maillog: Path | None = None

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import stat
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
@@ -224,8 +225,13 @@ class LmtpServer:
         socket_mode: int = DEFAULT_SOCKET_MODE,
         data_size_limit: int = DEFAULT_DATA_SIZE_LIMIT,
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        sock: socket.socket | None = None,
     ) -> None:
         self.path = Path(path)
+        # A listening socket bound at ``path`` by a parent process that shares it among
+        # several worker processes (server.py, ``[transport] processes``): each accepts
+        # on it; the parent alone created the path and removes it.
+        self._sock = sock
         self.handler = LmtpHandler(deliver)
         self._hostname = hostname
         self._socket_mode = socket_mode
@@ -235,7 +241,8 @@ class LmtpServer:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._remove_stale_socket()
+        if self._sock is None:
+            self._remove_stale_socket()
 
         def protocol() -> LMTP:
             return _PerRecipientLMTP(
@@ -247,8 +254,11 @@ class LmtpServer:
                 loop=loop,
             )
 
-        self._server = await loop.create_unix_server(protocol, str(self.path))
-        self.path.chmod(self._socket_mode)
+        if self._sock is not None:
+            self._server = await loop.create_unix_server(protocol, sock=self._sock)
+        else:
+            self._server = await loop.create_unix_server(protocol, str(self.path))
+            self.path.chmod(self._socket_mode)
         log.info("LMTP listening on %s", self.path)
 
     async def serve_forever(self) -> None:
@@ -263,7 +273,8 @@ class LmtpServer:
         self._server.close()
         await self._server.wait_closed()
         self._server = None
-        self.path.unlink(missing_ok=True)
+        if self._sock is None:
+            self.path.unlink(missing_ok=True)
 
     async def __aenter__(self) -> LmtpServer:
         await self.start()
