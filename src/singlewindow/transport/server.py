@@ -18,6 +18,7 @@ from psycopg_pool import ConnectionPool
 from singlewindow import daemon, mig, store
 from singlewindow.config import Config
 from singlewindow.origin import StampKeyError
+from singlewindow.transport import heap
 from singlewindow.transport.forward import Injector, client_context
 from singlewindow.transport.lmtp import LmtpServer
 from singlewindow.transport.retry import Retrier
@@ -78,6 +79,7 @@ def reload_mig() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    heap.tune()  # before any thread: large messages give their memory back (issue 13)
     daemon.run_asyncio("sw-transport", "Single Window routing transport (LMTP)", serve, argv)
 
 
