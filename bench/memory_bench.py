@@ -1,15 +1,20 @@
-"""Memory benchmark: the routing transport's peak RSS for one large submission.
+"""Memory benchmark: the routing transport's RSS for one large submission (issues 10, 13).
 
 Not a test. Run as root from the repository root, with the source to measure first on the
 path (it is also what the stack's daemons run)::
 
     PYTHONPATH=$PWD/src .venv/bin/python bench/memory_bench.py [--only CASE ...]
+        [--series CASE | --no-series]
 
 It brings up a private stack (``stack.up`` in /tmp/sw-mem-*), adds a company and an agency,
-each with an SMTP sink as its MTA, and per case: restarts the transport (so its peak is
-this case's alone), submits one message through the MTA listener as the company, waits
-for the transport's LMTP answer in Postfix's log (and, when it forwarded, for the copy at
-the agency's sink), then reads the transport's VmHWM from /proc.
+each with an SMTP sink as its MTA, and per case: restarts the transport, warms it up with
+a small PAXLST (the MIG compiled, its threads started), reads its idle RSS (VmRSS), resets
+its peak (VmHWM, via /proc/PID/clear_refs), submits one message through the MTA listener
+as the company, waits for the transport's LMTP answer in Postfix's log (and, when it
+forwarded, for the copy at the agency's sink), and reads the peak and, SETTLE seconds
+later, the RSS after it. Then SERIES messages of one case go to one warmed-up transport,
+each counted from the idle RSS before the first. The goal (issue 13): peak minus idle at
+most GOAL_RATIO times the EDIFACT size, and the RSS back within NEAR_IDLE_MIB of idle.
 """
 
 from __future__ import annotations

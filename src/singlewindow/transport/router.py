@@ -204,7 +204,8 @@ class Router:
                        transaction: Transaction) -> Reply:
         reply = await asyncio.to_thread(self.decide, mail_from, rcpt, transaction)
         if len(raw) >= heap.TRIM_AFTER:
-            heap.trim()  # issue 13: what the message took goes back to the kernel
+            # Issue 13: what the message took goes back to the kernel (off the event loop).
+            await asyncio.to_thread(heap.trim)
         return reply
 
     def decide(self, mail_from: str, rcpt: str, transaction: Transaction) -> Reply:
