@@ -614,8 +614,10 @@ class _SchemaChecks:
     def new_buffer(self) -> BinaryIO:
         if self.spool is None:
             return io.BytesIO()
-        # Unlinked at once (mode 0600): nothing is left on disk whatever happens.
-        return tempfile.SpooledTemporaryFile(self.spool, prefix="sw-xml-")  # type: ignore[return-value]
+        # Unlinked at once (mode 0600): nothing is left on disk whatever happens. typeshed
+        # gives SpooledTemporaryFile no BinaryIO base, though it has all of its methods.
+        spooled = tempfile.SpooledTemporaryFile(self.spool, prefix="sw-xml-")
+        return spooled  # type: ignore[return-value]
 
     def xml(self) -> bytes:
         """The whole document (with ``keep``)."""

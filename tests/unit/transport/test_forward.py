@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import re
+from collections.abc import Iterator
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -31,13 +32,13 @@ def test_stuffing_in_pieces_is_stuffing_the_whole(cut: int) -> None:
 
 
 @pytest.fixture
-def sink() -> Sink:
+def sink() -> Iterator[Sink]:
     port = free_port()
     sink = Sink(port)
     sink.controller = Controller(sink, hostname="127.0.0.1", port=port,
                                  data_size_limit=64 << 20)
     sink.controller.start()
-    yield sink  # type: ignore[misc]
+    yield sink
     sink.stop()
 
 

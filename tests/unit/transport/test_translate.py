@@ -157,7 +157,7 @@ def test_the_streamed_copy_of_a_multi_mb_xml_is_the_copy_built_whole() -> None:
     head = translate.translate(fields, b"", KNOWN.get, "<SW1.x@sw.test>")
     with tempfile.SpooledTemporaryFile(1 << 20) as spooled:
         spooled.write(xml)
-        copy = translate.Copy(head, spooled)  # type: ignore[arg-type]
+        copy = translate.Copy(head, spooled)  # type: ignore[arg-type]  # as in validate.py
         assert copy.size == len(whole)
         assert bytes(copy) == whole
         assert bytes(copy) == whole  # read again from the start (a second destination)
