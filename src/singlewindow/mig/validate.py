@@ -616,8 +616,8 @@ class _SchemaChecks:
             return io.BytesIO()
         # Unlinked at once (mode 0600): nothing is left on disk whatever happens. typeshed
         # gives SpooledTemporaryFile no BinaryIO base, though it has all of its methods.
-        spooled = tempfile.SpooledTemporaryFile(self.spool, prefix="sw-xml-")
-        return spooled  # type: ignore[return-value]
+        return tempfile.SpooledTemporaryFile(  # type: ignore[return-value]
+            self.spool, prefix="sw-xml-")
 
     def xml(self) -> bytes:
         """The whole document (with ``keep``)."""
