@@ -11,7 +11,9 @@ import threading
 import pytest
 from lxml import etree
 
+from singlewindow import mig
 from singlewindow.mig.loader import registry
+from singlewindow.transport.router import XML_IN_MEMORY
 from tests.integration.sinks import Received, delivery_status, dsn_about
 from tests.integration.world import World, message, message_id, world_fixture
 from tests.unit.mig import factory
@@ -55,6 +57,20 @@ def test_valid_submissions_reach_the_agency_as_schema_valid_xml(
     assert copy.message.get_content_type() == "application/xml"
     xml = base64.b64decode(copy.message.get_payload())
     assert registry().types[name].schema.validate(etree.fromstring(xml))
+
+
+def test_a_multi_mb_interchange_reaches_the_agency_as_the_xml_it_converts_to(
+        world: World) -> None:
+    """Issue 13: XML larger than the transport keeps in memory (``XML_IN_MEMORY``) waits
+    in a temporary file and is encoded as the copy is sent; the agency gets exactly the
+    XML the interchange converts to."""
+    payload = factory.paxlst_of_size(0.26)  # as big as the tests' 2 MiB copy limit allows
+    xml = mig.validate(payload, "application/edifact").xml
+    assert xml is not None and len(xml) > XML_IN_MEMORY
+    subj = "mig large " + secrets.token_hex(5)
+    submit(world, subj, payload, "application/EDIFACT")
+    [copy] = world["ag"].sink.wait_for(lambda r: subj.encode() in r.data, timeout=60)
+    assert _decoded(copy) == xml
 
 
 P = factory.paxlst()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import os
+import tempfile
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
@@ -80,6 +81,8 @@ class Result:
     xml: bytes | None = None
     interchange: Interchange | None = None
     namespace: str | None = field(default=None)
+    xml_file: BinaryIO | None = None
+    """With ``spool``: the XML to forward in a temporary file, in place of ``xml``."""
 
     @property
     def valid(self) -> bool:
@@ -104,18 +107,24 @@ def kind_of(payload: bytes, content_type: str | None) -> str:
 
 
 def validate(payload: bytes, content_type: str | None = None,
-             reg: Registry | None = None, *, limit: int | None = None) -> Result:
+             reg: Registry | None = None, *, limit: int | None = None,
+             spool: int | None = None) -> Result:
     """Validate one submitted body part against the MIG.
 
     ``limit``: the largest XML that may be forwarded, in bytes. An XML submission larger
     than that, or an interchange whose conversion gets there without an error, raises
     :class:`TooLarge` (the conversion stops there); an interchange with conversion errors
     is converted to the end for its error list, keeping none of the XML.
+
+    ``spool`` (issue 13): the XML converted from EDIFACT goes to a temporary file, kept
+    in memory up to ``spool`` bytes and on disk beyond, handed over as ``xml_file`` (the
+    caller closes it); ``xml`` is then None. An XML submission is forwarded from
+    ``payload`` itself, as ``xml``.
     """
     reg = reg or registry()
     kind = kind_of(payload, content_type)
     if kind == "edifact":
-        return validate_edifact(payload, reg, limit=limit)
+        return validate_edifact(payload, reg, limit=limit, spool=spool)
     if kind == "xml":
         return validate_xml(payload, reg, limit=limit)
     return Result(None, "unknown", (MigError(
@@ -132,11 +141,12 @@ def _lookup(reg: Registry) -> Callable[[MessageKey], tuple[EdifactProfile, str] 
     return lookup
 
 
-def validate_edifact(payload: bytes, reg: Registry, *, limit: int | None = None) -> Result:
+def validate_edifact(payload: bytes, reg: Registry, *, limit: int | None = None,
+                     spool: int | None = None) -> Result:
     """Convert and check an interchange (:func:`convert_checked`), then the business rules:
     message by message during the conversion when the type declares its rules
     message-local (``[rules] message_local``), else on the whole document at the end."""
-    summary, errors, xml, ruled = _convert(payload, reg, limit, rules=True)
+    summary, errors, xml, ruled = _convert(payload, reg, limit, rules=True, spool=spool)
     info = _interchange(summary)
     mt = reg.types.get(summary.profile.name) if summary.profile else None
     name = mt.name if mt else None
@@ -150,11 +160,26 @@ def validate_edifact(payload: bytes, reg: Registry, *, limit: int | None = None)
         errors = ruled
     elif mt.rules is not None:
         # Rules that may relate any parts of the document see all of it.
-        root = etree.fromstring(xml, _converted_parser())
+        root = _root(xml)
         found = xmlcheck.rule_findings(mt, root, _locator(mt), RULE_HITS + 1)
         del root
         errors = _rule_list([e for _, e in found])
-    return Result(name, "edifact", tuple(errors), None if errors else xml, info, mt.namespace)
+    if errors:
+        if not isinstance(xml, bytes):
+            xml.close()  # nothing is forwarded
+        return Result(name, "edifact", tuple(errors), None, info, mt.namespace)
+    if isinstance(xml, bytes):
+        return Result(name, "edifact", (), xml, info, mt.namespace)
+    return Result(name, "edifact", (), None, info, mt.namespace, xml_file=xml)
+
+
+def _root(xml: bytes | BinaryIO) -> etree._Element:
+    if isinstance(xml, bytes):
+        return etree.fromstring(xml, _converted_parser())
+    xml.seek(0)
+    root = etree.parse(xml, _converted_parser()).getroot()
+    xml.seek(0)
+    return root
 
 
 #: Business-rule findings read per interchange, repeats included; past this the list says
@@ -202,16 +227,20 @@ def convert_checked(payload: bytes, reg: Registry, *, limit: int | None = None
     has found no error (then none of the XML is kept, and it goes on for the errors).
     """
     summary, errors, xml, _ = _convert(payload, reg, limit, rules=False)
+    assert xml is None or isinstance(xml, bytes)
     return summary, errors, xml
 
 
-def _convert(payload: bytes, reg: Registry, limit: int | None, rules: bool
-             ) -> tuple[Summary, list[MigError], bytes | None, list[MigError] | None]:
+def _convert(payload: bytes, reg: Registry, limit: int | None, rules: bool,
+             spool: int | None = None
+             ) -> tuple[Summary, list[MigError], bytes | BinaryIO | None,
+                        list[MigError] | None]:
     """:func:`convert_checked`, and with ``rules`` the business-rule findings when they
     ran message by message (``None`` when they did not: they are then left to the
-    caller, on the whole document)."""
+    caller, on the whole document); with ``spool`` the XML in a temporary file."""
     errors = Findings()
-    with _SchemaChecks(reg, errors, keep=True, limit=limit, rules=rules) as checks:
+    with _SchemaChecks(reg, errors, keep=True, limit=limit, rules=rules,
+                       spool=spool) as checks:
         summary = Converter(checks.lookup, reg.service, errors, checks.piece,
                             supported=reg.supported).run(chunked(payload))
         if not summary.messages and not errors:
@@ -223,10 +252,10 @@ def _convert(payload: bytes, reg: Registry, limit: int | None, rules: bool
     if found:
         # XSD errors: each once, at most MAX_FINDINGS
         return summary, Findings(found), None, None
-    xml = checks.xml()
-    if limit is not None and len(xml) > limit:
-        raise TooLarge(len(xml), limit)
-    return summary, [], xml, checks.rule_errors
+    if limit is not None and checks.kept > limit:
+        raise TooLarge(checks.kept, limit)
+    return summary, [], checks.xml_file() if spool is not None else checks.xml(), \
+        checks.rule_errors
 
 
 def _interchange(summary: Summary) -> Interchange | None:
@@ -380,14 +409,17 @@ class _SchemaChecks:
     """
 
     def __init__(self, reg: Registry, errors: list[MigError], keep: bool,
-                 limit: int | None = None, rules: bool = False) -> None:
+                 limit: int | None = None, rules: bool = False,
+                 spool: int | None = None) -> None:
         self.reg = reg
         self.conversion = errors  # the Converter's list; once not empty the XSD is moot
         self.keep = keep
         self.limit = limit
         self.kept = 0  # bytes in buffer
-        # One buffer, not a list of pieces joined at the end: the XML is held once.
-        self.buffer = io.BytesIO()
+        # One buffer, not a list of pieces joined at the end: the XML is held once; with
+        # ``spool`` a temporary file, on disk beyond ``spool`` bytes (issue 13).
+        self.spool = spool
+        self.buffer: BinaryIO = self.new_buffer()
         self.document: bytes | None = None
         self.rules = rules  # run message-local rules per message
         self.rules_local = False  # ... and the type has such rules
@@ -418,6 +450,7 @@ class _SchemaChecks:
     def piece(self, text: str) -> None:
         if self.keep and self.conversion:
             if self.kept:  # no XML is forwarded now; only the errors count
+                self.buffer.close()
                 self.buffer, self.kept = io.BytesIO(), 0
         elif self.keep:
             data = text.encode("utf-8")
@@ -578,13 +611,32 @@ class _SchemaChecks:
         keyed.sort(key=lambda item: item[0])
         return _rule_list([e for _, e in keyed])
 
+    def new_buffer(self) -> BinaryIO:
+        if self.spool is None:
+            return io.BytesIO()
+        # Unlinked at once (mode 0600): nothing is left on disk whatever happens. typeshed
+        # gives SpooledTemporaryFile no BinaryIO base, though it has all of its methods.
+        return tempfile.SpooledTemporaryFile(  # type: ignore[return-value]
+            self.spool, prefix="sw-xml-")
+
     def xml(self) -> bytes:
         """The whole document (with ``keep``)."""
         if self.document is None:
-            # BytesIO hands over its buffer without a copy when nothing else holds it.
-            self.document = self.buffer.getvalue()
-            self.buffer = io.BytesIO()
+            if isinstance(self.buffer, io.BytesIO):
+                # BytesIO hands over its buffer without a copy when nothing else holds it.
+                self.document = self.buffer.getvalue()
+                self.buffer = io.BytesIO()
+            else:  # spooled; read back only where the whole document is checked
+                self.buffer.seek(0)
+                self.document = self.buffer.read()
         return self.document
+
+    def xml_file(self) -> BinaryIO:
+        """The whole document (with ``keep`` and ``spool``) in its temporary file, at its
+        start; handed over, the caller closes it."""
+        buffer, self.buffer, self.document = self.buffer, io.BytesIO(), None
+        buffer.seek(0)
+        return buffer
 
 
 def _moved(error: MigError, place: str) -> MigError:

@@ -15,11 +15,12 @@ import smtplib
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+from singlewindow.transport.translate import Copy
+
 _QUEUED = re.compile(rb"queued as ([0-9A-Za-z]+)")
-_LEADING_DOT = re.compile(rb"(?m)^\.")
 
 
 class InjectError(Exception):
@@ -111,11 +112,13 @@ class Injector:
             with contextlib.suppress(OSError, smtplib.SMTPException):
                 smtp.close()
 
-    def send(self, mail_from: str, rcpt: str, data: bytes, *, envid: str | None,
+    def send(self, mail_from: str, rcpt: str, data: bytes | Copy, *, envid: str | None,
              notify: str, orcpt: str | None, deadline: float | None = None,
              checkpoint: Checkpoint = _ignore) -> str:
         """Hand one copy to Postfix; return its queue id.
 
+        ``data``: the whole copy, or a :class:`~singlewindow.transport.translate.Copy`
+        that is encoded as it is sent (never whole in memory).
         ``deadline`` (``time.monotonic()``): the end of DATA is not sent after it, so an
         attempt that ran out of its claim's lease never commits a copy that another
         attempt may be sending (the transaction is dropped instead, and nothing is queued).
@@ -126,6 +129,7 @@ class Injector:
         rcpt_options = [f"NOTIFY={notify}"]
         if orcpt:
             rcpt_options.append(f"ORCPT=rfc822;{orcpt}")
+        size = len(data) if isinstance(data, bytes) else data.size
         sent_end = False
         try:
             smtp = self._connection()
@@ -135,18 +139,20 @@ class Injector:
             if smtp.has_extn("size"):
                 # RFC 1870: a copy over the listener's limit is refused at MAIL (552 5.3.4)
                 # before its bytes are sent.
-                mail_options.append(f"SIZE={len(data)}")
+                mail_options.append(f"SIZE={size}")
             self._expect(smtp.mail(mail_from, mail_options), "MAIL FROM", (250,))
             self._expect(smtp.rcpt(rcpt, rcpt_options), "RCPT TO", (250, 251))
             self._expect(smtp.docmd("DATA"), "DATA", (354,))
-            # RFC 5321 4.5.2: dot-stuffing; the copy already has CRLF line ends. Sent from
-            # views of the one stuffed copy (a 50 MB copy makes no further copies).
-            body = memoryview(_LEADING_DOT.sub(b"..", data))
-            half = len(body) // 2
-            smtp.send(body[:half])
-            checkpoint("during-data")
-            smtp.send(body[half:])
-            if not data.endswith(b"\r\n"):
+            pieces = _halves(data) if isinstance(data, bytes) else data.chunks()
+            done, halfway, last = 0, False, b""
+            for piece in stuffed(pieces):
+                smtp.send(piece)
+                done += len(piece)
+                last = piece[-2:] if len(piece) >= 2 else last[-1:] + piece
+                if not halfway and done >= size // 2:
+                    halfway = True
+                    checkpoint("during-data")
+            if last != b"\r\n":
                 smtp.send(b"\r\n")
             if deadline is not None and time.monotonic() > deadline:
                 raise InjectError("the copy's claim ran out before the end of DATA; "
@@ -175,3 +181,24 @@ class Injector:
         if code >= 500:
             raise Refused(stage, code, shown)
         raise InjectError(f"{stage} refused: {code} {shown}")
+
+
+def _halves(data: bytes) -> Iterator[bytes]:
+    half = len(data) // 2
+    yield data[:half]
+    yield data[half:]
+
+
+def stuffed(pieces: Iterable[bytes]) -> Iterator[bytes]:
+    """RFC 5321 4.5.2 dot-stuffing of a copy sent in ``pieces`` (it has CRLF line ends
+    already): a "." that starts a line is doubled, also where a line starts at a piece's
+    first byte. Each piece is stuffed on its own, so no whole stuffed copy is made."""
+    line_start = True
+    for piece in pieces:
+        if not piece:
+            continue
+        piece = piece.replace(b"\n.", b"\n..")
+        if line_start and piece[:1] == b".":
+            piece = b"." + piece
+        line_start = piece[-1:] == b"\n"
+        yield piece

@@ -24,6 +24,7 @@ import contextlib
 import email.utils
 import functools
 import hashlib
+import io
 import logging
 import os
 import re
@@ -46,7 +47,16 @@ from singlewindow.notices import agency, control
 from singlewindow.replies import Reply
 from singlewindow.store import directory, messages, snapshot
 from singlewindow.store.snapshot import Lookups
-from singlewindow.transport import checks, dsn, evidence, maildrop, retry, terminal, translate
+from singlewindow.transport import (
+    checks,
+    dsn,
+    evidence,
+    heap,
+    maildrop,
+    retry,
+    terminal,
+    translate,
+)
 from singlewindow.transport.forward import InjectError, Injector, Refused
 from singlewindow.transport.lmtp import Transaction
 
@@ -55,6 +65,11 @@ log = logging.getLogger("sw-transport")
 Conn = psycopg.Connection[Any]
 _EMAIL = re.compile(rb"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+[A-Za-z0-9]")
 
+#: The XML converted from EDIFACT is kept in memory up to this many bytes, on disk beyond
+#: (a temporary file, unlinked at once) until its copies are sent (issue 13: the XML of a
+#: 7 MB interchange is ~36 MB). Writing and reading back a few MB costs little beside
+#: converting them (~0.3 s per MB of EDIFACT).
+XML_IN_MEMORY = 1 << 20
 #: Test-only fault injection (SPEC D4 crash tests): kill this process with SIGKILL at one
 #: step of a copy's delivery: ``before-claim``, ``during-data`` (half the copy sent to
 #: Postfix), ``after-inject`` (Postfix answered 250, nothing recorded yet) or
@@ -194,7 +209,11 @@ class Router:
 
     async def __call__(self, mail_from: str, rcpt: str, raw: bytes,
                        transaction: Transaction) -> Reply:
-        return await asyncio.to_thread(self.decide, mail_from, rcpt, transaction)
+        reply = await asyncio.to_thread(self.decide, mail_from, rcpt, transaction)
+        if len(raw) >= heap.TRIM_AFTER:
+            # Issue 13: what the message took goes back to the kernel (off the event loop).
+            await asyncio.to_thread(heap.trim)
+        return reply
 
     def decide(self, mail_from: str, rcpt: str, transaction: Transaction) -> Reply:
         prepared = transaction.state.get("prepared")
@@ -419,7 +438,8 @@ class Router:
         result: mig.Result | Reply
         try:
             result = mig.validate(p.part.payload, p.part.content_type,
-                                  limit=self.config.transport.xml_size_limit)
+                                  limit=self.config.transport.xml_size_limit,
+                                  spool=XML_IN_MEMORY)
         except mig.TooLarge as exc:
             result = replies.COPY_TOO_LARGE.with_text(
                 f"Not forwarded: as XML the message is larger than {exc.limit:,} bytes, "
@@ -461,16 +481,17 @@ class Router:
 
         author = self.where.get_party(o.party).id
 
-        def build(copy_message_id: str, dest_party: directory.Party) -> bytes:
-            # SPEC F6: agencies receive XML (converted from EDIFACT where needed).
-            fields, body = translate.with_body(p.fields, "application/xml; charset=utf-8",
-                                               result.xml or b"")
+        def build(copy_message_id: str, dest_party: directory.Party) -> translate.Copy:
+            # SPEC F6: agencies receive XML (converted from EDIFACT where needed), encoded
+            # from its file or memory as it is sent (issue 13: never whole in memory).
+            fields = translate.body_fields(p.fields, "application/xml; charset=utf-8")
             # The hop count goes on (issue 12), as host-free Received fields.
             trace = translate.trace_fields(hops, self.config.hub.domain,
                                            email.utils.formatdate(localtime=False))
-            return translate.translate(
-                fields, body, lambda a: _logical(self.where, known, a), copy_message_id,
+            head = translate.translate(
+                fields, b"", lambda a: _logical(self.where, known, a), copy_message_id,
                 extra=trace, message_ids=self.message_ids(conn, author, dest_party.id))
+            return translate.Copy(head, result.xml_file or io.BytesIO(result.xml or b""))
 
         refused: list[tuple[directory.Address, str]] = []
         destinations = routed or [target]
@@ -516,7 +537,8 @@ class Router:
     def lease(self) -> float:
         return self.config.transport.claim_lease
 
-    def deliver_once(self, conn: Conn, claim: messages.Claim, build: Callable[[], bytes], *,
+    def deliver_once(self, conn: Conn, claim: messages.Claim,
+                     build: Callable[[], bytes | translate.Copy], *,
                      sender: str, physical: str, maildrop_login: str | None,
                      envid: str | None, notify: str, orcpt: str | None) -> Sent:
         """Send the claimed copy unless it went out already (SPEC D4, issue 10).
@@ -538,8 +560,9 @@ class Router:
                             "not sent again", claim.copy_message_id, found)
                 return Sent(found, None, fresh=True, recovered=True)
         data = build()
-        # Building a large copy takes a while: the lease counts from here, and the end of
-        # DATA is not sent after half of it, so it never commits outside the lease.
+        # Building a copy (or, for a streamed one, encoding it while it is sent) takes a
+        # while: the lease counts from here, and the end of DATA is not sent after half of
+        # it, so it never commits outside the lease.
         started = time.monotonic()
         if not messages.renew(conn, claim, self.lease):
             raise Deferred(replies.COPY_IN_PROGRESS)
@@ -547,7 +570,7 @@ class Router:
             reply = maildrop.deliver(self.config.transport.dovecot_lda,
                                      self.config.dovecot_config,
                                      self.config.paths.maildrop_dir, maildrop_login, sender,
-                                     data)
+                                     bytes(data))
             if reply.code != 250:
                 # dovecot-lda exits 0 only after the save; any other end may still have
                 # saved it, which the log tells the next attempt (a retry looks first).

@@ -34,6 +34,7 @@ from psycopg_pool import ConnectionPool
 from singlewindow import daemon, mig, store
 from singlewindow.config import Config
 from singlewindow.origin import StampKeyError
+from singlewindow.transport import heap
 from singlewindow.transport.forward import Injector, client_context
 from singlewindow.transport.lmtp import LmtpServer
 from singlewindow.transport.retry import Retrier
@@ -253,6 +254,7 @@ def stop(workers: set[int]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    heap.tune()  # before any thread: large messages give their memory back (issue 13)
     description = "Single Window routing transport (LMTP)"
     args = daemon.argument_parser(description).parse_args(argv)
     daemon.setup_logging("sw-transport", args.verbose)

@@ -17,9 +17,11 @@ from __future__ import annotations
 import base64
 import email.message
 import email.utils
+import io
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import BinaryIO
 
 #: Headers whose addresses Single Window translates and checks (SPEC R5.3 #8): an address
 #: it does not know there is refused before any copy is built.
@@ -494,19 +496,55 @@ def translate(fields: Iterable[Field], body: bytes, lookup: Lookup, message_id: 
     return b"".join(out)
 
 
-def with_body(fields: Iterable[Field], content_type: str, payload: bytes
-              ) -> tuple[list[Field], bytes]:
-    """The header fields and body of a message with ``fields``' headers and a new single
-    body part (base64, so any bytes travel 7-bit)."""
+def body_fields(fields: Iterable[Field], content_type: str) -> list[Field]:
+    """``fields`` for a message whose body is replaced by a new single part of
+    ``content_type``, base64-encoded (so any bytes travel 7-bit): the content headers
+    replaced, the others kept for :func:`translate`."""
     kept = [(name, f) for name, f in fields
             if not name.startswith("content-") and name != "mime-version"]
     kept += [("mime-version", b"MIME-Version: 1.0\r\n"),
              ("content-type", f"Content-Type: {content_type}\r\n".encode()),
              ("content-transfer-encoding", b"Content-Transfer-Encoding: base64\r\n")]
-    view = memoryview(payload)
-    encoded = b"".join(base64.encodebytes(view[at:at + _ENCODE_CHUNK]).replace(b"\n", b"\r\n")
-                       for at in range(0, len(view), _ENCODE_CHUNK))
-    return kept, encoded
+    return kept
+
+
+def encoded_size(length: int) -> int:
+    """Bytes of the base64 body :class:`Copy` writes for ``length`` bytes: lines of 76
+    characters and CRLF (RFC 2045 6.8), the last one shorter."""
+    lines, rest = divmod(length, 57)
+    return lines * 78 + ((rest + 2) // 3 * 4 + 2 if rest else 0)
+
+
+class Copy:
+    """A copy of a message whose body is a new single part (:func:`body_fields`), as it
+    is sent: the header block ``head`` (ending in the empty line, from :func:`translate`)
+    in memory, the body read from ``source`` and base64-encoded one chunk at a time, so
+    the whole copy never exists in memory (issue 13: the copy of a 7 MB interchange is
+    ~50 MB). ``source`` is read from its start by each :meth:`chunks`; it may be a
+    temporary file, or memory (:class:`io.BytesIO`). ``bytes(copy)`` is the whole copy,
+    for a receiver that needs it in one piece."""
+
+    __slots__ = ("head", "length", "source")
+
+    def __init__(self, head: bytes, source: BinaryIO) -> None:
+        self.head = head
+        self.source = source
+        self.length = source.seek(0, io.SEEK_END)
+
+    @property
+    def size(self) -> int:
+        """The copy's bytes (RFC 1870 SIZE), before dot-stuffing."""
+        return len(self.head) + encoded_size(self.length)
+
+    def chunks(self) -> Iterator[bytes]:
+        """The copy in pieces: the head, then the body ~1.2 MB of base64 at a time."""
+        yield self.head
+        self.source.seek(0)
+        while chunk := self.source.read(_ENCODE_CHUNK):
+            yield base64.encodebytes(chunk).replace(b"\n", b"\r\n")
+
+    def __bytes__(self) -> bytes:
+        return b"".join(self.chunks())
 
 
 # --- mail Single Window generated: DSNs, control messages, notices ----------------------
