@@ -18,7 +18,7 @@ and node) and writes an ``svrl:fired-rule`` for every node a rule applies to. Th
   applies templates to ``//name | //other`` (document order, as the skeleton's walk), with
   the skeleton's first-matching-rule priorities and a template that does nothing for the
   candidates no rule matches; a pattern with another context is walked as the skeleton
-  walks it (the root node, then elements, comments and processing instructions);
+  walks it (the root node, then what its walk visits: see ``_Compiler.walk``);
 - writes only failed asserts and successful reports: ``<f p="pattern number" id="rule id"
   test="the test" kind="assert|report" location="full path">text</f>``;
 - keeps the rules' ``let``s as variables, in the order the rule gives them (inlining them
@@ -105,6 +105,15 @@ class _Compiler:
         if len(nsmap) != len(self.namespaces) + 1:
             raise Unsupported("the prefix xsl is taken")
         self.root = etree.Element(f"{_X}stylesheet", nsmap=nsmap, version="1.0")
+        # What the skeleton's walk visits below each node, decided for the whole schema as
+        # it decides it: attributes too if any rule context has "@" or "attribute" in it;
+        # elements only if any has "(" (its "only-child-elements"); else elements,
+        # comments and processing instructions.
+        contexts = [rule.get("context", "") for rule in schema.iter(f"{_S}rule")]
+        walk = "*" if any("(" in c for c in contexts) else "*|comment()|processing-instruction()"
+        if any("@" in c or "attribute" in c for c in contexts):
+            walk = f"@*|{walk}"
+        self.walk = walk
 
     def stylesheet(self) -> etree._ElementTree:
         root = self.root
@@ -173,7 +182,7 @@ class _Compiler:
             walk = None
         else:
             etree.SubElement(out, f"{_X}apply-templates", select="/", mode=mode)
-            walk = "*|comment()|processing-instruction()"
+            walk = self.walk
             etree.SubElement(root, f"{_X}template", match="text()", priority="-1", mode=mode)
             rest = etree.SubElement(root, f"{_X}template", match="@*|node()", priority="-2",
                                     mode=mode)
