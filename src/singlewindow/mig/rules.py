@@ -196,6 +196,7 @@ class _Compiler:
         template = etree.SubElement(self.root, f"{_X}template", match=rule.get("context", ""),
                                     priority=str(priority), mode=mode)
         lets = _Lets()
+        inline = _Inliner(rule)
         declared: set[str] = set()  # at the template's top level, so far
         for child in rule:
             if not isinstance(child.tag, str):
@@ -203,14 +204,16 @@ class _Compiler:
             kind = child.tag[len(_S):]
             if kind == "let":
                 _clean(child, set(), {"name", "value"})
-                lets.add(_required(child, "name"), _required(child, "value"))
+                name = _required(child, "name")
+                if name not in inline.values:
+                    lets.add(name, inline(_required(child, "value")))
             elif kind in ("assert", "report"):
-                self._test(number, kind, child, template, lets.copy(), declared)
+                self._test(number, kind, child, template, lets.copy(), declared, inline)
         if walk is not None:
             etree.SubElement(template, f"{_X}apply-templates", select=walk, mode=mode)
 
     def _test(self, number: int, kind: str, test: etree._Element, template: etree._Element,
-              lets: _Lets, declared: set[str]) -> None:
+              lets: _Lets, declared: set[str], inline: _Inliner) -> None:
         """The assert (or report) ``test`` into ``template``: a finding when its test is
         false (true). Its test is taken apart at ``or``, ``and`` and ``not()`` so that each
         part is evaluated only when XPath's own order of evaluation would evaluate it, and
@@ -224,11 +227,11 @@ class _Compiler:
             if isinstance(part.tag, str):
                 if part.tag == f"{_S}value-of":
                     _clean(part, set(), {"select"})
-                    selects.append(part.get("select") or ".")
+                    selects.append(inline(part.get("select") or "."))
                 else:  # name
                     _clean(part, set(), {"path"})
-                    selects.append(f"name({part.get('path')})" if part.get("path")
-                                   else "name(.)")
+                    selects.append(inline(f"name({part.get('path')})" if part.get("path")
+                                          else "name(.)"))
 
         def finding(parent: etree._Element, scope: set[str]) -> None:
             for select in selects:
@@ -251,10 +254,10 @@ class _Compiler:
         on_true, on_false = (None, finding) if kind == "assert" else (finding, None)
         trial = etree.Element("trial")
         scope = set(declared)
-        _branch(expr, trial, scope, lets, on_true, on_false)
+        _branch(inline(expr), trial, scope, lets, on_true, on_false)
         if sum(1 for _ in trial.iter()) > _MAX_SPLIT:
             trial, scope = etree.Element("trial"), set(declared)
-            _atomic(expr, trial, scope, lets, on_true, on_false)
+            _atomic(inline(expr), trial, scope, lets, on_true, on_false)
         for el in list(trial):
             template.append(el)
         declared |= scope  # what the top level bound stays bound for the next tests
@@ -265,6 +268,66 @@ _MAX_SPLIT = 2000
 
 #: Where, in a test taken apart, the true or the false outcome goes on (``None``: nowhere).
 _Then = Callable[[etree._Element, set[str]], None] | None
+
+
+class _Inliner:
+    """A rule's lets that are used once, and not inside a predicate, written into the one
+    expression that uses them (in parentheses): evaluated where they would be, in the same
+    context, without an XSLT variable of their own. Each XSLT instruction costs about a
+    microsecond in libxslt, as much as a simple XPath expression; the rules of dates
+    bind a dozen lets per date (see bench/README.md)."""
+
+    def __init__(self, rule: etree._Element) -> None:
+        lets: dict[str, str] = {}
+        expressions: list[str] = []
+        for child in rule.iter(f"{_S}let", f"{_S}assert", f"{_S}report", f"{_S}value-of",
+                               f"{_S}name"):
+            if child.tag == f"{_S}let":
+                if child.get("name") and child.get("value"):
+                    lets[child.get("name", "")] = child.get("value", "")
+                    expressions.append(child.get("value", ""))
+            else:
+                expressions += [child.get(a, "") for a in ("test", "select", "path")
+                                if child.get(a)]
+        uses: dict[str, int] = {}
+        nested: set[str] = set()
+        for expr in expressions:
+            for name, depth in _references(expr):
+                uses[name] = uses.get(name, 0) + 1
+                if depth:
+                    nested.add(name)
+        self.values = {name: value for name, value in lets.items()
+                       if uses.get(name) == 1 and name not in nested}
+
+    def __call__(self, expr: str) -> str:
+        if not self.values:
+            return expr
+        tokens = _tokens(expr)
+        if tokens is None:
+            raise Unsupported(f"cannot read {expr!r}")
+        out, at = [], 0
+        for kind, a, b in tokens:
+            if kind == "var" and expr[a + 1:b] in self.values:
+                out += [expr[at:a], "(", self(self.values[expr[a + 1:b]]), ")"]
+                at = b
+        out.append(expr[at:])
+        return "".join(out)
+
+
+def _references(expr: str) -> list[tuple[str, int]]:
+    """The variables ``expr`` refers to, each with the depth of predicates it is in."""
+    tokens = _tokens(expr)
+    if tokens is None:
+        raise Unsupported(f"cannot read {expr!r}")
+    found, depth = [], 0
+    for kind, a, b in tokens:
+        if kind == "[":
+            depth += 1
+        elif kind == "]":
+            depth -= 1
+        elif kind == "var":
+            found.append((expr[a + 1:b], depth))
+    return found
 
 
 class _Lets:
@@ -291,11 +354,20 @@ class _Lets:
             k: set(v) for k, v in self.needs.items()}
         return other
 
-    def bind(self, parent: etree._Element, expr: str, scope: set[str]) -> None:
-        """Bind in ``parent`` the lets ``expr`` needs that ``scope`` has not, in order."""
+    def needed(self, expr: str) -> set[str]:
+        """The lets ``expr`` needs, directly or through other lets."""
         wanted = {v for v in _variables(expr) if v in self.value}
         for v in list(wanted):
             wanted |= self.needs[v]
+        return wanted
+
+    def unbound(self, expr: str, scope: set[str]) -> bool:
+        """Whether ``expr`` needs a let that ``scope`` has not bound."""
+        return not self.needed(expr) <= scope
+
+    def bind(self, parent: etree._Element, expr: str, scope: set[str]) -> None:
+        """Bind in ``parent`` the lets ``expr`` needs that ``scope`` has not, in order."""
+        wanted = self.needed(expr)
         for name in self.order:
             if name in wanted and name not in scope:
                 etree.SubElement(parent, f"{_X}variable", name=name, select=self.value[name])
@@ -325,7 +397,8 @@ def _branch(expr: str, parent: etree._Element, scope: set[str], lets: _Lets,
     ``on_false``, evaluating ``or`` and ``and`` operands left to right and only as far as
     needed, as XPath does."""
     tokens = _tokens(expr)
-    if tokens is None:
+    if tokens is None or not lets.unbound(expr, scope):
+        # nothing left to bind: one evaluation of the whole is cheaper than its parts
         _atomic(expr, parent, scope, lets, on_true, on_false)
         return
     inner = _unwrap(expr, tokens)
@@ -335,7 +408,17 @@ def _branch(expr: str, parent: etree._Element, scope: set[str], lets: _Lets,
     for op in ("or", "and"):
         parts = _operands(expr, tokens, op)
         if len(parts) > 1:
-            first, rest = parts[0], f" {op} ".join(parts[1:])
+            # the first operand, and those after it that need no other lets than it
+            ahead = scope | lets.needed(parts[0])
+            k = 1
+            while k < len(parts) - 1 and not lets.unbound(parts[k], ahead):
+                k += 1
+            if k == len(parts) - 1 and not lets.unbound(parts[k], ahead):
+                k = len(parts)
+            if k == len(parts):
+                _atomic(expr, parent, scope, lets, on_true, on_false)
+                return
+            first, rest = f" {op} ".join(parts[:k]), f" {op} ".join(parts[k:])
 
             def go_on(p: etree._Element, s: set[str], rest: str = rest) -> None:
                 _branch(rest, p, s, lets, on_true, on_false)

@@ -235,10 +235,15 @@ CORNERS = """<schema xmlns="http://purl.oclc.org/dsdl/schematron" queryBinding="
       <let name="b" value="number($a) * 2"/>
       <let name="c" value="concat($a, ' or ', $b)"/>
       <let name="d" value="count(../*[@n = $a])"/>
+      <let name="e" value="string(@n)"/>
+      <let name="g" value="number(@n) + 1"/>
       <assert id="C-LETS" test="not($b &gt; 2 and ($c = '2 or 4' or not(contains($c, 'and'))))"
         >lets: <value-of select="$c"/></assert>
       <assert id="C-AFTER" test="$d = 1 and (($a) or $b div 2 = 1)">after: <value-of
         select="$d"/></assert>
+      <assert id="C-PRED" test="count(../*[string(@n) = $e]) = 1">once, in a predicate: not
+        written into it (the context differs there)</assert>
+      <report id="C-ONCE" test="$g = 4">once: <value-of select="@n"/></report>
       <report id="C-AND" test="$a = 'and' or (@n and $a mod 2 = 1)">odd <value-of
         select="$a"/></report>
     </rule>
@@ -272,7 +277,8 @@ def test_the_corners_give_the_iso_findings(reg: Registry) -> None:
     found = xmlcheck.rule_findings(mt, root)
     assert found == xmlcheck.rule_findings(mt, root, iso=True)
     ids = [e.rule.split(":", 1)[1] for _, e in found]
-    assert {"C-FIRST", "C-ANY", "C-ROOT", "C-LETS", "C-AFTER", "C-AND"} <= set(ids)
+    assert {"C-FIRST", "C-ANY", "C-ROOT", "C-LETS", "C-AFTER", "C-AND", "C-PRED",
+            "C-ONCE"} <= set(ids)
     assert "C-NEVER" not in ids and ids.count("C-ATTR") == 3
     assert any(i.startswith("g:Flag = ") for i in ids)  # no id: the test names it
     # the skeleton's full-path notation, [n] only among same-named siblings
@@ -290,7 +296,11 @@ def test_lets_no_part_of_a_test_needs_are_not_computed(reg: Registry) -> None:
     assert lean is not None
     template = next(t for t in lean.getroot() if "q:item[2]" in str(t.get("match")))
     top = [v.get("name") for v in template if v.tag == f"{{{rules.XSL}}}variable"]
-    assert top == ["a", "b", "d"]  # c only where $b > 2 has held, d after the first assert
+    assert top == ["a", "b", "d", "e"]  # c only where $b > 2 has held
+    # g, used once, is written into the one expression that uses it; e, used once inside
+    # a predicate, is not
+    text = etree.tostring(template).decode()
+    assert "(number(@n) + 1)" in text and "[string(@n) = $e]" in text
 
 
 @pytest.mark.parametrize(("after", "extra"), [
