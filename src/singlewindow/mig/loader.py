@@ -57,6 +57,10 @@ class MessageType:
     #: the rules compiled to this project's lean XSLT (:mod:`rules`), which runs instead
     #: of ``rules``' ISO skeleton; ``None`` when the schema needs the skeleton
     rules_lean: etree._ElementTree | None = None
+    #: the XSD is generated from this type's EDIFACT data (no ``[xml] schema``): it says
+    #: what the converter checks, so the converter's own output is not checked against it
+    #: again (``validate._check_message``; a company's XML always is)
+    schema_generated: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +163,7 @@ class _Loader:
             raise DataError(f"{path}: [rules] message_local is for EDIFACT types")
         return MessageType(_str(doc, "name", path), str(doc.get("title", "")), namespace, root,
                            schema, schema_text, rules, profile, unh, folder, associations,
-                           local, lean)
+                           local, lean, profile is not None and "schema" not in xml)
 
     def edifact(self, doc: Mapping[str, object], folder: Path, path: Path
                 ) -> tuple[EdifactProfile, tuple[str, str, str, str], tuple[str, ...]]:
