@@ -21,8 +21,16 @@ and node) and writes an ``svrl:fired-rule`` for every node a rule applies to. Th
   walks it (the root node, then what its walk visits: see ``_Compiler.walk``);
 - writes only failed asserts and successful reports: ``<f p="pattern number" id="rule id"
   test="the test" kind="assert|report" location="full path">text</f>``;
-- keeps the rules' ``let``s as variables, in the order the rule gives them (inlining them
-  into the tests was measured slower: see bench/README.md).
+- binds a rule's ``let``s only where a test needs them: each test is taken apart at
+  ``or``, ``and`` and ``not()`` and its parts evaluated as far as XPath would evaluate
+  them, each let bound just before the first part that needs it (:meth:`_Compiler._test`);
+- writes a let used once, outside any predicate, into the one expression that uses it
+  (:class:`_Inliner`); writing every let into its uses was measured slower (the shared
+  ones are then evaluated again and again: see bench/README.md).
+
+One difference from the skeleton, for broken rule sets only: a let that no evaluated
+part of a test needs is never computed, so a let whose evaluation would fail no longer
+stops the check where its value is not used.
 
 A schema using what this subset does not cover (phases, diagnostics, properties,
 ``subject``, abstract or extending rules, pattern-level lets, rich text in messages,
