@@ -29,6 +29,7 @@ from singlewindow.mig.model import (
     read_segments,
     read_structure,
 )
+from singlewindow.mig.rules import compile_lean
 from singlewindow.mig.xsdgen import schema_for
 
 DATA = Path(__file__).with_name("data")
@@ -53,6 +54,13 @@ class MessageType:
     #: ``[rules] message_local``: each rule looks only inside one message (or only at the
     #: envelope), so the rules may run message by message (``data/README.md``)
     rules_message_local: bool = False
+    #: the rules compiled to this project's lean XSLT (:mod:`rules`), which runs instead
+    #: of ``rules``' ISO skeleton; ``None`` when the schema needs the skeleton
+    rules_lean: etree._ElementTree | None = None
+    #: the XSD is generated from this type's EDIFACT data (no ``[xml] schema``): it says
+    #: what the converter checks, so the converter's own output is not checked against it
+    #: again (``validate._check_message``; a company's XML always is)
+    schema_generated: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +155,7 @@ class _Loader:
         schema_text = self.schema_text(xml, folder, path, profile, namespace)
         schema = _compile_schema(schema_text, folder / "schema.xsd")
         rules_table = _table(doc, "rules", path)
-        rules = _compile_rules(rules_table, folder, path)
+        rules, lean = _compile_rules(rules_table, folder, path)
         local = rules_table.get("message_local", False)
         if not isinstance(local, bool):
             raise DataError(f"{path}: [rules] message_local must be true or false")
@@ -155,7 +163,7 @@ class _Loader:
             raise DataError(f"{path}: [rules] message_local is for EDIFACT types")
         return MessageType(_str(doc, "name", path), str(doc.get("title", "")), namespace, root,
                            schema, schema_text, rules, profile, unh, folder, associations,
-                           local)
+                           local, lean, profile is not None and "schema" not in xml)
 
     def edifact(self, doc: Mapping[str, object], folder: Path, path: Path
                 ) -> tuple[EdifactProfile, tuple[str, str, str, str], tuple[str, ...]]:
@@ -239,15 +247,22 @@ def _compile_schema(text: bytes, base: Path) -> etree.XMLSchema:
 
 
 def _compile_rules(rules: Mapping[str, object], folder: Path, path: Path
-                   ) -> isoschematron.Schematron | None:
+                   ) -> tuple[isoschematron.Schematron | None, etree._ElementTree | None]:
+    """The type's Schematron, compiled by lxml (ISO skeleton) and, where it can be, to the
+    lean XSLT that runs (:mod:`rules`); the skeleton's also checks the schema."""
     if "schematron" not in rules:
-        return None
+        return None, None
     file = folder / _str(rules, "schematron", path)
     try:
         doc = etree.parse(str(file), _TRUSTED)
         # store_xslt: xmlcheck makes one transform per concurrent check from it
-        return isoschematron.Schematron(doc, store_xslt=True)
-    except (OSError, etree.XMLSyntaxError, etree.SchematronParseError) as exc:
+        iso = isoschematron.Schematron(doc, store_xslt=True)
+        lean = compile_lean(doc)
+        if lean is not None:
+            etree.XSLT(lean)  # a test the skeleton let through but XSLT refuses: say so now
+        return iso, lean
+    except (OSError, etree.XMLSyntaxError, etree.SchematronParseError,
+            etree.XSLTParseError) as exc:
         raise DataError(f"{file}: {exc}") from None
 
 

@@ -221,7 +221,9 @@ def convert_checked(payload: bytes, reg: Registry, *, limit: int | None = None
     (the XSD's are then not reported, as before); otherwise those of the XSD, the same
     list, in the same order and with the same xpaths and lines, that checking the whole
     document at once gives. The XSD check runs message by message in worker threads
-    while the conversion goes on (see :class:`_SchemaChecks`).
+    while the conversion goes on (see :class:`_SchemaChecks`); for a type whose XSD is
+    generated from its EDIFACT data only the envelope is checked, as the messages were
+    held to the same data by the conversion (:func:`_check_message`).
 
     Raises :class:`TooLarge` once the XML exceeds ``limit`` bytes while the conversion
     has found no error (then none of the XML is kept, and it goes on for the errors).
@@ -358,11 +360,20 @@ def _check_message(text: str, mt: MessageType, rules: bool = False
     against the type's global ``M_`` element; its xpaths start at the message (``/*``).
     With ``rules`` and no XSD error, also the business rules' findings on the message
     alone (at most :data:`RULE_HITS` + 1), their places EDIFACT positions and
-    their locations starting at the message."""
+    their locations starting at the message.
+
+    A generated XSD (``mt.schema_generated``) is not checked here: it is made from the
+    same MIG data the converter has just enforced on the message (segment table and
+    occurrences, formats and lengths, code lists), so it cannot fail on it; that it does
+    not is held by the tests (``test_rules.py``: seeded mutations), and it cost ~17 % of
+    the path with the rules (bench/README.md). An operator's own XSD may say more, and
+    is checked; so is the envelope, and every XML a company submits."""
+    if mt.schema_generated and not rules:
+        return [], []
     tag_end = text.index(">")
     doc = f'{text[:tag_end]} xmlns="{mt.namespace}"{text[tag_end:]}'
     root = etree.fromstring(doc.encode("utf-8"), _converted_parser())
-    xsd = xmlcheck.check_schema(mt, root)
+    xsd = [] if mt.schema_generated else xmlcheck.check_schema(mt, root)
     if xsd or not rules:
         return xsd, []
     return [], xmlcheck.rule_findings(mt, root, _locator(mt), RULE_HITS + 1)

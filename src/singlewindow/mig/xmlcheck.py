@@ -96,6 +96,7 @@ class _Copies:
         self.owner = owner  # the type's own schema: holding it keeps its id() unique
         self.schemas: list[etree.XMLSchema] = []
         self.rules: list[etree.XSLT] = []
+        self.lean: list[etree.XSLT] = []
         self.document_wide: bool | None = None
 
 
@@ -127,6 +128,23 @@ def _schema_copy(mt: MessageType) -> Iterator[etree.XMLSchema]:
     with _borrowed(mt, lambda e: e.schemas,
                    lambda: _compile_schema(mt.schema_text, mt.folder / "schema.xsd")) as schema:
         yield schema
+
+
+#: What a rule transform may do: read local files as the ISO skeleton's may (``document()``),
+#: never write files, make directories or go to the network (EXSLT could).
+_RULES_ACCESS = etree.XSLTAccessControl(read_network=False, write_file=False,
+                                        create_dir=False, write_network=False)
+
+
+@contextmanager
+def _lean_copy(mt: MessageType) -> Iterator[etree.XSLT]:
+    """The rules of ``mt`` as :mod:`rules`' lean XSLT, for this thread alone (a transform
+    keeps its last error log on the object), compiled once per concurrent check."""
+    lean = mt.rules_lean
+    assert lean is not None
+    with _borrowed(mt, lambda e: e.lean,
+                   lambda: etree.XSLT(lean, access_control=_RULES_ACCESS)) as transform:
+        yield transform
 
 
 @contextmanager
@@ -209,27 +227,30 @@ Locate = Callable[[etree._Element | None, str], Place]
 
 
 def rule_findings(mt: MessageType, root: etree._Element, locate: Locate | None = None,
-                  limit: int | None = None) -> list[tuple[int, MigError]]:
+                  limit: int | None = None, iso: bool = False) -> list[tuple[int, MigError]]:
     """:func:`check_rules`' findings, each with the number of its pattern (0, 1, ...).
 
     The Schematron report lists findings pattern by pattern, each pattern's in document
     order; the pattern numbers let findings of parts of a document checked apart be put
     back in that order. ``locate`` makes each finding's place (default: the location as
-    XPath and the element's line); ``limit`` stops after that many findings.
+    XPath and the element's line); ``limit`` stops after that many findings. The rules
+    run as :mod:`rules`' lean XSLT where the type has one; ``iso`` (for the tests that
+    compare the two) runs the ISO skeleton's instead, which gives the same findings.
     """
     if mt.rules is None:
         return []
-    with _rules_copy(mt) as transform:
-        report = transform(root)
+    if mt.rules_lean is not None and not iso:
+        with _lean_copy(mt) as transform:
+            report = transform(root)
+        nodes: Iterator[tuple[int, etree._Element]] = (
+            (int(node.get("p", "0")), node) for node in report.getroot())
+    else:
+        with _rules_copy(mt) as transform:
+            report = transform(root)
+        nodes = _svrl_findings(report.getroot())
     tree = root.getroottree()
     found: list[tuple[int, MigError]] = []
-    pattern = -1
-    for node in report.getroot().iterchildren(f"{_SVRL}active-pattern",
-                                              f"{_SVRL}failed-assert",
-                                              f"{_SVRL}successful-report"):
-        if node.tag == f"{_SVRL}active-pattern":
-            pattern += 1
-            continue
+    for pattern, node in nodes:
         if limit is not None and len(found) >= limit:
             break
         location = node.get("location", "/")
@@ -241,9 +262,20 @@ def rule_findings(mt: MessageType, root: etree._Element, locate: Locate | None =
         else:
             line = element.sourceline if element is not None else None
             place = Place(xpath=location, line=int(line) if line is not None else None)
-        found.append((max(pattern, 0), MigError(ErrorClass.RULE, f"{mt.name}:{rule}", text,
-                                                place)))
+        found.append((pattern, MigError(ErrorClass.RULE, f"{mt.name}:{rule}", text, place)))
     return found
+
+
+def _svrl_findings(report: etree._Element) -> Iterator[tuple[int, etree._Element]]:
+    """The failed asserts and successful reports of an SVRL report, with the number of
+    the pattern each belongs to (the ``active-pattern`` before it)."""
+    pattern = -1
+    for node in report.iterchildren(f"{_SVRL}active-pattern", f"{_SVRL}failed-assert",
+                                    f"{_SVRL}successful-report"):
+        if node.tag == f"{_SVRL}active-pattern":
+            pattern += 1
+        else:
+            yield max(pattern, 0), node
 
 
 #: One step of a location as the ISO Schematron skeleton writes it (full-path notation 1).

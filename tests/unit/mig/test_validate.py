@@ -35,6 +35,7 @@ from tests.unit.mig.factory import (
     gendec,
     iftdgn,
     interchange,
+    mutate,
     overlay,
     paxlst,
     paxlst_message,
@@ -753,3 +754,61 @@ def test_rules_run_on_each_message_alone(test_rules: tuple[Registry, Registry],
                                                  "M_PAXLST"]
     envelope = next(size for name, size in roots if name == "Interchange")
     assert envelope < 100 < 1000 < min(size for name, size in roots if name == "M_PAXLST")
+
+
+# --- the XSD of the converter's own output (issue 13) -----------------------------------
+
+def _message_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The XSD checks of converted messages (a root ``M_...`` with content) from now on."""
+    seen: list[str] = []
+    real = xmlcheck.check_schema
+
+    def counting(mt: Any, root: etree._Element) -> list[MigError]:
+        if etree.QName(root).localname.startswith("M_") and len(root):
+            seen.append(mt.name)
+        return real(mt, root)
+    monkeypatch.setattr(xmlcheck, "check_schema", counting)
+    return seen
+
+
+def test_a_generated_xsd_is_not_checked_again_on_converted_messages(
+        reg: Registry, strict: Registry, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = _message_checks(monkeypatch)
+    payload = paxlst(3, 4)
+    assert reg.types["PAXLST-D03B"].schema_generated
+    assert validate(payload, None, reg).valid and convert_checked(payload, reg)[2]
+    assert seen == []
+    # an operator's XSD may say more than the converter checks: it is checked
+    assert not strict.types["PAXLST-D03B"].schema_generated
+    found = validate(payload, None, strict).errors  # it wants even message numbers
+    assert {e.cls for e in found} == {ErrorClass.XSD}
+    assert seen.count("PAXLST-D03B") == 4
+    # and the XML a company submits is always checked against the XSD
+    assert not reg.types["GENDEC-1"].schema_generated
+    assert validate(gendec().replace(b"<Flag>PA</Flag>", b"<Flag>Panama</Flag>"), None,
+                    reg).errors[0].cls is ErrorClass.XSD
+
+
+@pytest.mark.parametrize("release", ["02B", "03B", "05B"])
+def test_the_generated_xsd_holds_for_whatever_the_converter_passes(
+        reg: Registry, release: str) -> None:
+    # What the runtime check of the converter's output against its generated XSD would
+    # catch, checked here instead: seeded mutations of every kind, and every conversion
+    # that passes gives XML the XSD finds valid.
+    mt = reg.types[f"PAXLST-D{release}"]
+    passed = 0
+    for seed in range(400):
+        rnd = random.Random(seed)
+        msgs = [mutate(rnd, paxlst_message(f"M{n}", 3, release, start=3 * n))
+                for n in range(rnd.randint(1, 3))]
+        _, errors, xml = convert_checked(interchange(msgs), reg)
+        if errors:
+            continue
+        assert xml is not None
+        passed += 1
+        root = etree.fromstring(xml, etree.XMLParser(huge_tree=True))
+        assert xmlcheck.check_schema(mt, root) == [], seed
+    assert passed >= 20
+    _, errors, xml = convert_checked(iftdgn(), reg)
+    assert not errors and xml is not None
+    assert xmlcheck.check_schema(reg.types["IFTDGN-D03A"], etree.fromstring(xml)) == []
