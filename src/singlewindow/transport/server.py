@@ -46,7 +46,7 @@ async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
         router.retrier.start()
     path = config.paths.lmtp_socket
     daemon.prepare_socket_path(path)
-    server = LmtpServer(path, router, hostname=config.hub.hostname,
+    server = LmtpServer(path, router, finish=router.finish, hostname=config.hub.hostname,
                         data_size_limit=config.transport.lmtp_size_limit)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
