@@ -834,11 +834,18 @@ class Router:
         internal = tuple(w for w in (machine, machine.split(".")[0])
                          if w and w.lower() not in (hub.hostname.lower(), hub.domain.lower()))
 
+        looked_up: dict[str, directory.Address | None] = {}
+
         def shown(address: str) -> str | None:
-            found = directory.known_addresses(conn, [address]).get(address.lower())
+            # A report names the same address many times (its text, Final- and
+            # Original-Recipient, the returned headers): looked up once per message.
+            key = address.lower()
+            if key not in looked_up:
+                looked_up[key] = directory.known_addresses(conn, [address]).get(key)
+            found = looked_up[key]
             if found is not None:
                 return found.logical
-            host = address.rpartition("@")[2].lower()
+            host = key.rpartition("@")[2]
             return address if host in (hub.hostname.lower(), hub.domain.lower()) else None
         return translate.Reader(shown, self.message_ids(conn, author, party.id),
                                 hub.hostname, hub.domain, internal, own=author == party.id)
