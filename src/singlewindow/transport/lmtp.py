@@ -110,9 +110,16 @@ class Finish(Protocol):
                  ) -> Awaitable[list[Reply]]: ...
 
 
-def xtext(value: str) -> str:
-    """RFC 3461 4: ``+XX`` is the octet XX; everything else stands for itself."""
-    return re.sub(r"\+([0-9A-Fa-f]{2})", lambda m: chr(int(m[1], 16)), value)
+_XTEXT = re.compile(r"\+([0-9A-Fa-f]{2})")
+_PRINTABLE = re.compile(r"[ -~]*")
+
+
+def xtext(value: str) -> str | None:
+    """RFC 3461 4: ``+XX`` is the octet XX; everything else stands for itself. None
+    unless the value decodes to printable US-ASCII (ENVID 4.4, ORCPT 4.2): a CR or LF
+    in it would write header lines of its own into the DSN that quotes it."""
+    decoded = _XTEXT.sub(lambda m: chr(int(m[1], 16)), value)
+    return decoded if _PRINTABLE.fullmatch(decoded) else None
 
 
 class DsnEnvelope(Envelope):
@@ -238,13 +245,15 @@ class _PerRecipientLMTP(LMTP):
             return
         rest, found = parsed
         ret = found.get("RET", "").upper() or None
-        if ret not in (None, "FULL", "HDRS") or ("ENVID" in found and not found["ENVID"]):
-            await self.push("501 5.5.4 Syntax: bad ENVID or RET (RFC 3461)")
+        envid = xtext(found["ENVID"]) if "ENVID" in found else None
+        if ret not in (None, "FULL", "HDRS") or ("ENVID" in found and not envid) or \
+                len(envid or "") > 100:
+            await self.push("501 5.5.4 Syntax: bad ENVID or RET (RFC 3461 4.3, 4.4)")
             return
         await super().smtp_MAIL(rest)
         envelope = self.envelope
         if isinstance(envelope, DsnEnvelope) and envelope.mail_from is not None:
-            envelope.envid = xtext(found["ENVID"]) if "ENVID" in found else None
+            envelope.envid = envid
             envelope.ret = ret
 
     async def smtp_RCPT(self, arg: str | None) -> None:
@@ -258,17 +267,18 @@ class _PerRecipientLMTP(LMTP):
             return
         rest, found = parsed
         notify = tuple(found["NOTIFY"].upper().split(",")) if "NOTIFY" in found else ()
+        orcpt = xtext(found["ORCPT"]) if "ORCPT" in found else None
         if any(n not in ("SUCCESS", "FAILURE", "DELAY", "NEVER") for n in notify) or \
-                ("NEVER" in notify and len(notify) > 1):
-            await self.push("501 5.5.4 Syntax: bad NOTIFY (RFC 3461 4.1)")
+                ("NEVER" in notify and len(notify) > 1) or \
+                ("ORCPT" in found and (not orcpt or ";" not in orcpt)):
+            await self.push("501 5.5.4 Syntax: bad NOTIFY or ORCPT (RFC 3461 4.1, 4.2)")
             return
         envelope = self.envelope
         before = len(envelope.rcpt_tos) if envelope is not None else 0
         await super().smtp_RCPT(rest)
         envelope = self.envelope
         if isinstance(envelope, DsnEnvelope) and len(envelope.rcpt_tos) > before:
-            envelope.rcpt_dsn.append(RecipientDsn(
-                notify, xtext(found["ORCPT"]) if "ORCPT" in found else None))
+            envelope.rcpt_dsn.append(RecipientDsn(notify, orcpt))
 
     async def smtp_DATA(self, arg: str) -> None:
         """DATA (RFC 5321 4.1.1.4) read into one buffer, dot-stuffing undone as it arrives

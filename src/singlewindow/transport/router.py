@@ -272,6 +272,8 @@ class Router:
             log.info("%s: the delivered DSN waits: %s", p.origin.message_id,
                      deferred.reply.line())
             reply = deferred.reply
+            if deferred.lock is not None and self.retrier is not None and p.queue_id:
+                self.retrier.wait_for(deferred.lock, p.queue_id)
         except Exception as exc:
             log.error("%s: the delivered DSN failed, deferring its recipients: %s: %s",
                       p.origin.message_id, type(exc).__name__, exc, exc_info=exc)

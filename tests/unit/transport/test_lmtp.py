@@ -264,11 +264,14 @@ def test_bad_dsn_parameters_are_refused(socket_path: Path) -> None:
             lmtp.ehlo()
             codes = [lmtp.mail("company@sw.test", ["RET=SOME"])[0]]
             codes.append(lmtp.mail("company@sw.test", ["ENVID=a", "ENVID=b"])[0])
+            # A CR LF in the ENVID would write a header line of its own into the DSN.
+            codes.append(lmtp.mail("company@sw.test", ["ENVID=a+0D+0ABcc:x@y"])[0])
             codes.append(lmtp.mail("company@sw.test")[0])
             codes.append(lmtp.rcpt("a@sw.test", ["NOTIFY=NEVER,SUCCESS"])[0])
             codes.append(lmtp.rcpt("a@sw.test", ["NOTIFY=SOMETIMES"])[0])
+            codes.append(lmtp.rcpt("a@sw.test", ["ORCPT=rfc822;a+0Ab@sw.test"])[0])
             return codes
-    assert serve(socket_path, Recorder({}), client) == [501, 501, 250, 501, 501]
+    assert serve(socket_path, Recorder({}), client) == [501, 501, 501, 250, 501, 501, 501]
 
 
 def test_finish_sees_every_reply_and_may_change_them(socket_path: Path) -> None:
