@@ -52,11 +52,6 @@ def record_message(conn: Conn, m: Received,
     return row is not None
 
 
-def set_message_type(conn: Conn, message_id: str, message_type: str | None) -> None:
-    conn.execute("UPDATE message SET message_type = %s WHERE id = %s",
-                 (message_type, message_id))
-
-
 def record_outcome(conn: Conn, message_id: str, recipient: str, status: str,
                    reason: str) -> None:
     """The recipient's outcome and its ``outcome`` event, in one statement."""
