@@ -186,19 +186,33 @@ def renew(conn: Conn, claim: Claim, lease: float) -> bool:
 
 
 def mark_injected(conn: Conn, claim: Claim, queue_id: str,
-                  event: tuple[str, str, dict[str, Any]] | None = None) -> None:
+                  event: tuple[str, str, dict[str, Any]] | None = None,
+                  outcome: tuple[str, str, str, str] | None = None) -> None:
     """Sent: the claim's mark and, in the same statement, ``event`` (message id, kind,
-    detail)."""
-    if event is None:
+    detail) and a recipient's ``outcome`` (message id, recipient, status, reason, as
+    :func:`record_outcome` records it, with its event)."""
+    if event is None and outcome is None:
         conn.execute(
             f"UPDATE {claim.table} SET state = 'injected', queue_id = %s,"
             " injected_at = now(), lease_until = NULL WHERE id = %s", (queue_id, claim.row_id))
         return
+    events = [event] if event is not None else []
+    if outcome is not None:
+        events.append((outcome[0], "outcome", {"recipient": outcome[1], "status": outcome[2],
+                                               "reason": outcome[3]}))
+    recorded = (
+        ", r AS (INSERT INTO message_recipient (message_id, logical, status, reason,"
+        " decided_at) VALUES (%s, %s, %s, %s, now()) ON CONFLICT (message_id, logical)"
+        " DO UPDATE SET status = excluded.status, reason = excluded.reason,"
+        " decided_at = now())") if outcome is not None else ""
     conn.execute(
         f"WITH u AS (UPDATE {claim.table} SET state = 'injected', queue_id = %s,"
-        " injected_at = now(), lease_until = NULL WHERE id = %s)"
-        " INSERT INTO event (message_id, kind, detail) VALUES (%s, %s, %s)",
-        (queue_id, claim.row_id, event[0], event[1], Jsonb(event[2])))
+        " injected_at = now(), lease_until = NULL WHERE id = %s)" + recorded
+        + " INSERT INTO event (message_id, kind, detail)"
+        " SELECT m, k, d FROM unnest(%s::text[], %s::text[], %s::jsonb[])"
+        " WITH ORDINALITY AS x(m, k, d, n) ORDER BY n",
+        (queue_id, claim.row_id, *(outcome or ()), [e[0] for e in events],
+         [e[1] for e in events], [Jsonb(e[2]) for e in events]))
 
 
 def mark_refused(conn: Conn, claim: Claim, refusal: str) -> None:

@@ -378,6 +378,7 @@ class Router:
             state["hops"] = self.record(conn, p, o, mail_from, why)
             state["recorded"] = True
         target = directory.find_logical(conn, rcpt)
+        recorded = False  # the outcome went with the last copy's mark
         refused = unmatched or self.check(conn, p, o, mail_from, rcpt, target, state)
         if refused is None:
             assert target is not None
@@ -387,9 +388,9 @@ class Router:
                                          f"{o.message_id})")
             elif result.valid:
                 hops = state.get("hops")
-                reply = self.forward(conn, o, mail_from, target, p, result,
-                                     _known_headers(conn, p, state),
-                                     hops if isinstance(hops, int) else p.hops)
+                reply, recorded = self.forward(conn, o, mail_from, target, p, result,
+                                               _known_headers(conn, p, state),
+                                               hops if isinstance(hops, int) else p.hops)
             elif not mail_from or why:
                 # Nothing goes to the null sender, and no control message answers automatic
                 # mail (issue 12): the refusal names the errors instead, in the trace.
@@ -408,8 +409,9 @@ class Router:
                     f"{len(result.errors)} MIG error(s), see the control message")
         else:
             reply = refused.with_text(f"{refused.text} (Single Window message {o.message_id})")
-        messages.record_outcome(conn, o.message_id, rcpt.lower(), f"{reply.code} "
-                                f"{reply.enhanced}", reply.text)
+        if not recorded:
+            messages.record_outcome(conn, o.message_id, rcpt.lower(), f"{reply.code} "
+                                    f"{reply.enhanced}", reply.text)
         log.info("%s <%s> %s", o.message_id, rcpt, reply.line())
         return reply
 
@@ -529,9 +531,10 @@ class Router:
 
     def forward(self, conn: Conn, o: originmod.Origin, mail_from: str,
                 target: directory.Address, p: Prepared, result: mig.Result,
-                known: dict[str, directory.Address], hops: int) -> Reply:
+                known: dict[str, directory.Address], hops: int) -> tuple[Reply, bool]:
         """One copy per destination, each sent exactly once (SPEC D4): the reply for the
-        recipient, 250 unless its copies were refused for good. Each copy carries
+        recipient, 250 unless its copies were refused for good, and whether that 250 is
+        recorded already (with the last copy's mark, in one statement). Each copy carries
         ``hops`` on (issue 12)."""
         rcpt = target.logical
         message_type = result.message_type
@@ -554,6 +557,8 @@ class Router:
 
         refused: list[tuple[directory.Address, str]] = []
         destinations = routed or [target]
+        delivered = replies.DELIVERED.with_text(f"Delivered to Single Window as {o.message_id}")
+        recorded = False
         for n, dest in enumerate(destinations):
             _fault("before-claim", "forward")
             tag = hashlib.sha256(f"{rcpt.lower()}>{dest.logical}".encode()).hexdigest()[:10]
@@ -573,19 +578,22 @@ class Router:
                 conn, claim, functools.partial(build, claim.copy_message_id, dest.party),
                 sender=mail_from, physical=dest.physical, maildrop_login=dest.maildrop_login,
                 envid=claim.envid, notify="NEVER" if quiet else "SUCCESS,FAILURE",
-                orcpt=dest.logical, on_sent=forwarded)
+                orcpt=dest.logical, on_sent=forwarded,
+                outcome=(o.message_id, rcpt.lower(), f"{delivered.code} {delivered.enhanced}",
+                         delivered.text)
+                if n == len(destinations) - 1 and not refused else None)
             if sent.refusal is not None:
                 refused.append((dest, sent.refusal))
-        delivered = replies.DELIVERED.with_text(f"Delivered to Single Window as {o.message_id}")
+            recorded = sent.outcome_recorded
         if not refused:
-            return delivered
+            return delivered, recorded
         reason = _refusal_text(refused[0][1])
         if len(refused) == len(destinations):
             messages.event(conn, o.message_id, "copy-refused", {
                 "recipient": rcpt.lower(), "destinations": [d.logical for d, _ in refused],
                 "reason": reason})
             return _refusal_reply(refused[0][1]).with_text(
-                f"Not forwarded: {reason} (Single Window message {o.message_id})")
+                f"Not forwarded: {reason} (Single Window message {o.message_id})"), False
         # Some destinations have their copy: the message was delivered to Single Window
         # and the submitter hears separately which agency did not get it (unless the
         # submission was automatic: then the trace alone tells).
@@ -594,7 +602,8 @@ class Router:
         else:
             self.report_refusals(conn, o.message_id, mail_from, refused)
         names = ", ".join(f"<{d.logical}>" for d, _ in refused)
-        return delivered.with_text(f"{delivered.text}; not forwarded to {names}: {reason}")
+        return delivered.with_text(f"{delivered.text}; not forwarded to {names}: {reason}"), \
+            False
 
     @property
     def lease(self) -> float:
@@ -603,14 +612,16 @@ class Router:
     def deliver_once(self, conn: Conn, claim: messages.Claim, build: Callable[[], bytes], *,
                      sender: str, physical: str, maildrop_login: str | None,
                      envid: str | None, notify: str, orcpt: str | None,
-                     on_sent: Callable[[str, bool], Event] | None = None) -> Sent:
+                     on_sent: Callable[[str, bool], Event] | None = None,
+                     outcome: tuple[str, str, str, str] | None = None) -> Sent:
         """Send the claimed copy unless it went out already (SPEC D4, issue 10).
 
         A copy counts as sent on proof that its receiver committed it: the 250 Postfix
         gave this attempt, dovecot-lda's success, or — for a copy an interrupted attempt
         left pending — the receiver's log (:mod:`.evidence`). A claim another attempt
         still holds defers; a permanent refusal is recorded and never retried.
-        ``on_sent(queue_id, recovered)`` names the event recorded with the mark.
+        ``on_sent(queue_id, recovered)`` names the event recorded with the mark, and
+        ``outcome`` a recipient's outcome recorded with it (:func:`messages.mark_injected`).
 
         The claim was just taken with a full lease: when the copy is built within a
         quarter of it, the lease is not renewed (one statement less), and the copy is
@@ -625,10 +636,11 @@ class Router:
             found = self.sent_before(maildrop_login, claim)
             if found is not None:
                 messages.mark_injected(conn, claim, found,
-                                       on_sent(found, True) if on_sent else None)
+                                       on_sent(found, True) if on_sent else None, outcome)
                 log.warning("copy %s was committed by an interrupted attempt (%s); "
                             "not sent again", claim.copy_message_id, found)
-                return Sent(found, None, fresh=True, recovered=True)
+                return Sent(found, None, fresh=True, recovered=True,
+                            outcome_recorded=outcome is not None)
         data = build()
         # Building a large copy takes a while: the lease counts from here, and the end of
         # DATA is not sent after half of it, so it never commits outside the lease.
@@ -667,9 +679,9 @@ class Router:
                 raise
         _fault("after-inject", claim.table)
         messages.mark_injected(conn, claim, queue_id,
-                               on_sent(queue_id, False) if on_sent else None)
+                               on_sent(queue_id, False) if on_sent else None, outcome)
         _fault("after-record", claim.table)
-        return Sent(queue_id, None, fresh=True)
+        return Sent(queue_id, None, fresh=True, outcome_recorded=outcome is not None)
 
     def sent_before(self, maildrop_login: str | None, claim: messages.Claim) -> str | None:
         """The queue id (or "maildrop") of a copy an interrupted attempt committed."""
@@ -901,6 +913,8 @@ class Sent:
     fresh: bool
     """This attempt sent it (or found the proof that an interrupted one did)."""
     recovered: bool = False
+    outcome_recorded: bool = False
+    """The recipient's outcome went with the mark."""
 
 
 #: The notice header's first word (:data:`automatic.NOTICE_HEADER`) → the kind recorded.
