@@ -58,6 +58,11 @@ def test_postfix_writes_no_delivered_dsn_the_transport_writes_one(world: World) 
     assert found is not None
     assert f"X-SingleWindow-Message: {row['id']}" in text
     assert [(n["kind"], n["state"]) for n in found["notices"]] == [("dsn", "injected")]
+    # Each recipient's 250 and its copy, recorded once (with the copy's mark).
+    assert [(r["recipient"], r["status"]) for r in found["recipients"]] == sorted(
+        (a.logical, "250 2.0.0") for a in (ag1, ag2))
+    kinds = [e["kind"] for e in found["events"]]
+    assert (kinds.count("forwarded"), kinds.count("outcome"), kinds.count("hops")) == (2, 2, 1)
     # Postfix delivered both recipients to the transport and reported nothing itself.
     queue_id = found["queue_id"]
     wait_until(lambda: maillog(world).count(f"{queue_id}: removed") == 1)
