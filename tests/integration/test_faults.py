@@ -92,8 +92,10 @@ def restart_transport(world: World) -> None:
     # Copies of the submission for the agencies, at each step.
     "before-claim@forward", "during-data@forward", "after-inject@forward",
     "after-record@forward",
-    # The DSN Postfix writes, which reaches the company through the transport too.
-    "during-data@notice_delivery", "after-inject@notice_delivery"])
+    # The "delivered" DSN the transport writes after the copies (Postfix writes none for
+    # a DSN-capable LMTP server): killed between the copies and it, and at each step.
+    "before-claim@notice_delivery", "during-data@notice_delivery",
+    "after-inject@notice_delivery", "after-record@notice_delivery"])
 def test_kill_at_each_step_of_a_delivery_delivers_each_copy_once(world: World,
                                                                   fault: str) -> None:
     subj = subject()

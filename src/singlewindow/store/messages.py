@@ -5,6 +5,7 @@ Written by the transport after the queue, read by ``swctl log`` and ``swctl trac
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -29,35 +30,39 @@ class Received:
     payload_sha256: str
 
 
-def record_message(conn: Conn, m: Received) -> bool:
-    """Insert the message once (a retry finds it there); True if it is new."""
+def record_message(conn: Conn, m: Received,
+                   events: Sequence[tuple[str, dict[str, Any]]] = ()) -> bool:
+    """Insert the message once (a retry finds it there); True if it is new. With it, in
+    the same statement, its ``received`` event and ``events`` (kind, detail), only when
+    the message is new."""
+    kinds = ["received", *(k for k, _ in events)]
+    details = [Jsonb({"listener": m.listener, "queue_id": m.queue_id,
+                      "from": m.envelope_from}), *(Jsonb(d) for _, d in events)]
     row = conn.execute(
-        "INSERT INTO message (id, listener, party_id, sasl_login, peer_address, envelope_from,"
-        " header_message_id, queue_id, payload_sha256)"
+        "WITH m AS (INSERT INTO message (id, listener, party_id, sasl_login, peer_address,"
+        " envelope_from, header_message_id, queue_id, payload_sha256)"
         " VALUES (%s, %s, (SELECT id FROM party WHERE name = %s), %s, %s, %s, %s, %s, %s)"
-        " ON CONFLICT (id) DO NOTHING RETURNING id",
+        " ON CONFLICT (id) DO NOTHING RETURNING id),"
+        " e AS (INSERT INTO event (message_id, kind, detail)"
+        "  SELECT m.id, k, d FROM m, unnest(%s::text[], %s::jsonb[]) WITH ORDINALITY"
+        "  AS x(k, d, n) ORDER BY n)"
+        " SELECT id FROM m",
         (m.id, m.listener, m.party, m.sasl_login, m.peer_address or None, m.envelope_from,
-         m.header_message_id, m.queue_id, m.payload_sha256)).fetchone()
-    if row is not None:
-        event(conn, m.id, "received", {"listener": m.listener, "queue_id": m.queue_id,
-                                       "from": m.envelope_from})
+         m.header_message_id, m.queue_id, m.payload_sha256, kinds, details)).fetchone()
     return row is not None
-
-
-def set_message_type(conn: Conn, message_id: str, message_type: str | None) -> None:
-    conn.execute("UPDATE message SET message_type = %s WHERE id = %s",
-                 (message_type, message_id))
 
 
 def record_outcome(conn: Conn, message_id: str, recipient: str, status: str,
                    reason: str) -> None:
+    """The recipient's outcome and its ``outcome`` event, in one statement."""
     conn.execute(
-        "INSERT INTO message_recipient (message_id, logical, status, reason, decided_at)"
-        " VALUES (%s, %s, %s, %s, now()) ON CONFLICT (message_id, logical) DO UPDATE"
-        " SET status = excluded.status, reason = excluded.reason, decided_at = now()",
-        (message_id, recipient, status, reason))
-    event(conn, message_id, "outcome", {"recipient": recipient, "status": status,
-                                        "reason": reason})
+        "WITH r AS (INSERT INTO message_recipient (message_id, logical, status, reason,"
+        " decided_at) VALUES (%(m)s, %(r)s, %(s)s, %(t)s, now())"
+        " ON CONFLICT (message_id, logical) DO UPDATE"
+        " SET status = excluded.status, reason = excluded.reason, decided_at = now())"
+        " INSERT INTO event (message_id, kind, detail) VALUES (%(m)s, 'outcome', %(d)s)",
+        {"m": message_id, "r": recipient, "s": status, "t": reason,
+         "d": Jsonb({"recipient": recipient, "status": status, "reason": reason})})
 
 
 def event(conn: Conn, message_id: str, kind: str, detail: dict[str, Any]) -> None:
@@ -139,15 +144,19 @@ def _as_claim(table: Table, row: dict[str, Any], outcome: Outcome) -> Claim:
                  row["attempts"], row.get("envid"))
 
 
-def claim_forward(conn: Conn, f: Forward, lease: float) -> Claim:
-    """Claim the copy for this attempt for ``lease`` seconds (see :data:`Outcome`)."""
+def claim_forward(conn: Conn, f: Forward, lease: float, *, typed: bool = False,
+                  message_type: str | None = None) -> Claim:
+    """Claim the copy for this attempt for ``lease`` seconds (see :data:`Outcome`);
+    ``typed``: the message's type is set to ``message_type`` in the same statement."""
     created = conn.execute(
-        "INSERT INTO forward (message_id, recipient, destination, physical, copy_message_id,"
-        " state, lease_until) VALUES (%s, %s, %s, %s, %s, 'pending',"
-        " clock_timestamp() + make_interval(secs => %s))"
+        ("WITH t AS (UPDATE message SET message_type = %(type)s WHERE id = %(m)s) "
+         if typed else "")
+        + "INSERT INTO forward (message_id, recipient, destination, physical, copy_message_id,"
+        " state, lease_until) VALUES (%(m)s, %(r)s, %(d)s, %(p)s, %(c)s, 'pending',"
+        " clock_timestamp() + make_interval(secs => %(l)s))"
         " ON CONFLICT (message_id, recipient, destination) DO NOTHING RETURNING *",
-        (f.message_id, f.recipient, f.destination, f.physical, f.copy_message_id,
-         lease)).fetchone()
+        {"m": f.message_id, "r": f.recipient, "d": f.destination, "p": f.physical,
+         "c": f.copy_message_id, "l": lease, "type": message_type}).fetchone()
     return _claim(conn, "forward", created,
                   "message_id = %s AND recipient = %s AND destination = %s",
                   (f.message_id, f.recipient, f.destination), lease)
@@ -176,10 +185,34 @@ def renew(conn: Conn, claim: Claim, lease: float) -> bool:
     return row is not None
 
 
-def mark_injected(conn: Conn, claim: Claim, queue_id: str) -> None:
+def mark_injected(conn: Conn, claim: Claim, queue_id: str,
+                  event: tuple[str, str, dict[str, Any]] | None = None,
+                  outcome: tuple[str, str, str, str] | None = None) -> None:
+    """Sent: the claim's mark and, in the same statement, ``event`` (message id, kind,
+    detail) and a recipient's ``outcome`` (message id, recipient, status, reason, as
+    :func:`record_outcome` records it, with its event)."""
+    if event is None and outcome is None:
+        conn.execute(
+            f"UPDATE {claim.table} SET state = 'injected', queue_id = %s,"
+            " injected_at = now(), lease_until = NULL WHERE id = %s", (queue_id, claim.row_id))
+        return
+    events = [event] if event is not None else []
+    if outcome is not None:
+        events.append((outcome[0], "outcome", {"recipient": outcome[1], "status": outcome[2],
+                                               "reason": outcome[3]}))
+    recorded = (
+        ", r AS (INSERT INTO message_recipient (message_id, logical, status, reason,"
+        " decided_at) VALUES (%s, %s, %s, %s, now()) ON CONFLICT (message_id, logical)"
+        " DO UPDATE SET status = excluded.status, reason = excluded.reason,"
+        " decided_at = now())") if outcome is not None else ""
     conn.execute(
-        f"UPDATE {claim.table} SET state = 'injected', queue_id = %s, injected_at = now(),"
-        " lease_until = NULL WHERE id = %s", (queue_id, claim.row_id))
+        f"WITH u AS (UPDATE {claim.table} SET state = 'injected', queue_id = %s,"
+        " injected_at = now(), lease_until = NULL WHERE id = %s)" + recorded
+        + " INSERT INTO event (message_id, kind, detail)"
+        " SELECT m, k, d FROM unnest(%s::text[], %s::text[], %s::jsonb[])"
+        " WITH ORDINALITY AS x(m, k, d, n) ORDER BY n",
+        (queue_id, claim.row_id, *(outcome or ()), [e[0] for e in events],
+         [e[1] for e in events], [Jsonb(e[2]) for e in events]))
 
 
 def mark_refused(conn: Conn, claim: Claim, refusal: str) -> None:

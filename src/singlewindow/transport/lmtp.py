@@ -12,6 +12,12 @@ with CRLF: RFC 2033 4.2 wants exactly that many replies, in RCPT order. The mess
 itself is read here, into one buffer (aiosmtpd keeps an object per line, which costs
 more than the message for one of short lines).
 
+The server announces DSN (RFC 3461) in its LHLO reply and keeps each recipient's NOTIFY and
+ORCPT and the ENVID and RET of MAIL FROM. Postfix's lmtp(8) then counts a 250 as a relay
+to a DSN-capable server and writes no "delivered" DSN itself (smtp_rcpt.c,
+``smtp_rcpt_done`` clears NOTIFY=SUCCESS when the server announced DSN); the transport
+writes it (:meth:`Deliver.finish`). Failures (5xx) still make Postfix's own DSNs.
+
 A failure inside this service must never bounce mail: any exception, or anything that is not
 a proper reply, becomes ``replies.INTERNAL_ERROR`` (4.3.0) and Postfix retries.
 """
@@ -21,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import socket
 import stat
 from collections.abc import Awaitable
@@ -51,6 +58,21 @@ MAX_REPLY_LINE = 510
 
 
 @dataclass(frozen=True, slots=True)
+class RecipientDsn:
+    """A recipient's DSN parameters (RFC 3461 4.1, 4.2), as Postfix passed them."""
+
+    notify: tuple[str, ...] = ()
+    """NOTIFY's keywords in upper case (``SUCCESS``, ``FAILURE``, ``DELAY``, ``NEVER``);
+    empty when Postfix sent none."""
+    orcpt: str | None = None
+    """ORCPT, xtext decoded: ``rfc822;a@b``."""
+
+    @property
+    def success(self) -> bool:
+        return "SUCCESS" in self.notify
+
+
+@dataclass(frozen=True, slots=True)
 class Transaction:
     """One LMTP mail transaction: everything Postfix sent between MAIL FROM and the dot."""
 
@@ -62,6 +84,12 @@ class Transaction:
     """The MAIL FROM parameters, e.g. ``SIZE=1234``, ``BODY=8BITMIME``."""
     raw: bytes
     """The message as received: CRLF line ends, dot-stuffing undone (RFC 5321 4.5.2)."""
+    dsn: tuple[RecipientDsn, ...] = ()
+    """Each recipient's NOTIFY and ORCPT, in RCPT order (empty: none were given)."""
+    envid: str | None = None
+    """MAIL FROM's ENVID (RFC 3461 4.4), xtext decoded."""
+    ret: str | None = None
+    """MAIL FROM's RET (RFC 3461 4.3): ``FULL`` or ``HDRS``."""
     state: dict[str, object] = field(default_factory=dict, compare=False)
     """Scratch space the ``deliver`` calls of this transaction share, so work that is the
     same for every recipient (parsing, the technical checks, a log entry) is done once."""
@@ -73,6 +101,53 @@ class Deliver(Protocol):
     def __call__(
         self, mail_from: str, rcpt: str, raw: bytes, transaction: Transaction
     ) -> Awaitable[Reply]: ...
+
+
+class Finish(Protocol):
+    """After every recipient is decided and before the replies go out: may change them
+    (e.g. defer what it could not finish); raising defers every 2xx (4.3.0)."""
+
+    def __call__(self, transaction: Transaction, decided: list[Reply]
+                 ) -> Awaitable[list[Reply]]: ...
+
+
+_XTEXT = re.compile(r"\+([0-9A-Fa-f]{2})")
+_PRINTABLE = re.compile(r"[ -~]*")
+
+
+def xtext(value: str) -> str | None:
+    """RFC 3461 4: ``+XX`` is the octet XX; everything else stands for itself. None
+    unless the value decodes to printable US-ASCII (ENVID 4.4, ORCPT 4.2): a CR or LF
+    in it would write header lines of its own into the DSN that quotes it."""
+    decoded = _XTEXT.sub(lambda m: chr(int(m[1], 16)), value)
+    return decoded if _PRINTABLE.fullmatch(decoded) else None
+
+
+class DsnEnvelope(Envelope):
+    """aiosmtpd's envelope with the DSN parameters of RFC 3461."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.envid: str | None = None
+        self.ret: str | None = None
+        self.rcpt_dsn: list[RecipientDsn] = []
+
+
+def _dsn_params(arg: str, names: tuple[str, ...]) -> tuple[str, dict[str, str]] | None:
+    """``arg`` without the parameters ``names`` (case kept: ENVID and ORCPT are
+    case-sensitive xtext, which aiosmtpd would upper-case), and those parameters; None
+    for a parameter given twice."""
+    kept: list[str] = []
+    found: dict[str, str] = {}
+    for word in arg.split(" "):
+        key, eq, value = word.partition("=")
+        if eq and key.upper() in names:
+            if key.upper() in found:
+                return None
+            found[key.upper()] = value
+        else:
+            kept.append(word)
+    return " ".join(kept), found
 
 
 def reply_line(reply: Reply) -> str:
@@ -91,23 +166,42 @@ def reply_line(reply: Reply) -> str:
 class LmtpHandler:
     """The aiosmtpd handler: asks ``deliver`` about each recipient after DATA."""
 
-    def __init__(self, deliver: Deliver) -> None:
+    def __init__(self, deliver: Deliver, finish: Finish | None = None) -> None:
         self._deliver = deliver
+        self._finish = finish
+
+    async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope,
+                          hostname: str, responses: list[str]) -> list[str]:
+        """LHLO's reply with DSN (RFC 3461 3) before its last line."""
+        session.host_name = hostname
+        return [*responses[:-1], "250-DSN", responses[-1]]
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or b""
+        dsn = envelope if isinstance(envelope, DsnEnvelope) else None
         transaction = Transaction(
             # aiosmtpd keeps the null reverse-path as "<>" (RFC 5321 4.1.1.2).
             mail_from="" if envelope.mail_from in (None, "<>") else envelope.mail_from,
             recipients=tuple(envelope.rcpt_tos),
             mail_options=tuple(envelope.mail_options),
             raw=raw,
+            dsn=tuple(dsn.rcpt_dsn) if dsn else (),
+            envid=dsn.envid if dsn else None,
+            ret=dsn.ret if dsn else None,
         )
-        lines = []
-        for rcpt in transaction.recipients:
-            reply = await self._decide(rcpt, transaction)
-            lines.append(reply_line(reply))
-        return "\r\n".join(lines)
+        decided = [await self._decide(rcpt, transaction) for rcpt in transaction.recipients]
+        if self._finish is not None and any(200 <= r.code < 300 for r in decided):
+            try:
+                finished = await self._finish(transaction, decided)
+                if len(finished) != len(decided) or \
+                        not all(isinstance(r, Reply) for r in finished):
+                    raise TypeError(f"finish returned {finished!r}")
+                decided = finished
+            except Exception:
+                log.exception("finishing the transaction failed; deferring its 2xx")
+                decided = [replies.INTERNAL_ERROR if 200 <= r.code < 300 else r
+                           for r in decided]
+        return "\r\n".join(reply_line(reply) for reply in decided)
 
     async def handle_exception(self, error: Exception) -> str:
         """aiosmtpd's last resort, for an error outside ``deliver``: defer, never 5xx."""
@@ -136,6 +230,56 @@ class _PerRecipientLMTP(LMTP):
     """
 
     _pending_replies = 0
+
+    def _create_envelope(self) -> Envelope:
+        return DsnEnvelope()
+
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        """MAIL FROM with ENVID and RET (RFC 3461 4.3, 4.4) taken off before aiosmtpd,
+        which knows neither, reads the rest."""
+        if not arg:
+            await super().smtp_MAIL(arg)
+            return
+        parsed = _dsn_params(arg, ("ENVID", "RET"))
+        if parsed is None:
+            await self.push("501 5.5.4 Syntax: a DSN parameter given twice (RFC 3461)")
+            return
+        rest, found = parsed
+        ret = found.get("RET", "").upper() or None
+        envid = xtext(found["ENVID"]) if "ENVID" in found else None
+        if ret not in (None, "FULL", "HDRS") or ("ENVID" in found and not envid) or \
+                len(envid or "") > 100:
+            await self.push("501 5.5.4 Syntax: bad ENVID or RET (RFC 3461 4.3, 4.4)")
+            return
+        await super().smtp_MAIL(rest)
+        envelope = self.envelope
+        if isinstance(envelope, DsnEnvelope) and envelope.mail_from is not None:
+            envelope.envid = envid
+            envelope.ret = ret
+
+    async def smtp_RCPT(self, arg: str | None) -> None:
+        """RCPT TO with NOTIFY and ORCPT (RFC 3461 4.1, 4.2), kept for that recipient."""
+        if not arg:
+            await super().smtp_RCPT(arg)
+            return
+        parsed = _dsn_params(arg, ("NOTIFY", "ORCPT"))
+        if parsed is None:
+            await self.push("501 5.5.4 Syntax: a DSN parameter given twice (RFC 3461)")
+            return
+        rest, found = parsed
+        notify = tuple(found["NOTIFY"].upper().split(",")) if "NOTIFY" in found else ()
+        orcpt = xtext(found["ORCPT"]) if "ORCPT" in found else None
+        if any(n not in ("SUCCESS", "FAILURE", "DELAY", "NEVER") for n in notify) or \
+                ("NEVER" in notify and len(notify) > 1) or \
+                ("ORCPT" in found and (not orcpt or ";" not in orcpt)):
+            await self.push("501 5.5.4 Syntax: bad NOTIFY or ORCPT (RFC 3461 4.1, 4.2)")
+            return
+        envelope = self.envelope
+        before = len(envelope.rcpt_tos) if envelope is not None else 0
+        await super().smtp_RCPT(rest)
+        envelope = self.envelope
+        if isinstance(envelope, DsnEnvelope) and len(envelope.rcpt_tos) > before:
+            envelope.rcpt_dsn.append(RecipientDsn(notify, orcpt))
 
     async def smtp_DATA(self, arg: str) -> None:
         """DATA (RFC 5321 4.1.1.4) read into one buffer, dot-stuffing undone as it arrives
@@ -221,6 +365,7 @@ class LmtpServer:
         path: str | os.PathLike[str],
         deliver: Deliver,
         *,
+        finish: Finish | None = None,
         hostname: str = "localhost",
         socket_mode: int = DEFAULT_SOCKET_MODE,
         data_size_limit: int = DEFAULT_DATA_SIZE_LIMIT,
@@ -232,7 +377,7 @@ class LmtpServer:
         # several worker processes (server.py, ``[transport] processes``): each accepts
         # on it; the parent alone created the path and removes it.
         self._sock = sock
-        self.handler = LmtpHandler(deliver)
+        self.handler = LmtpHandler(deliver, finish)
         self._hostname = hostname
         self._socket_mode = socket_mode
         self._data_size_limit = data_size_limit

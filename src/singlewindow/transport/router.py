@@ -43,7 +43,7 @@ from psycopg_pool import ConnectionPool
 from singlewindow import automatic, mig, replies
 from singlewindow import origin as originmod
 from singlewindow.config import Config
-from singlewindow.notices import agency, control
+from singlewindow.notices import agency, control, delivered
 from singlewindow.replies import Reply
 from singlewindow.store import directory, messages, snapshot
 from singlewindow.store.snapshot import Lookups
@@ -58,11 +58,13 @@ from singlewindow.transport import (
     translate,
 )
 from singlewindow.transport.forward import InjectError, Injector, Refused
-from singlewindow.transport.lmtp import Transaction
+from singlewindow.transport.lmtp import RecipientDsn, Transaction, reply_line
 
 log = logging.getLogger("sw-transport")
 
 Conn = psycopg.Connection[Any]
+#: An event recorded with a claim's mark: (Single Window id, kind, detail).
+Event = tuple[str, str, dict[str, Any]]
 _EMAIL = re.compile(rb"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+[A-Za-z0-9]")
 
 #: The XML converted from EDIFACT is kept in memory up to this many bytes, on disk beyond
@@ -263,6 +265,91 @@ class Router:
             terminal.record(self.pool, swid, rcpt, reply)
             return reply
 
+    async def finish(self, transaction: Transaction, decided: list[Reply]) -> list[Reply]:
+        """The ``finish`` of :class:`~singlewindow.transport.lmtp.LmtpServer`: the
+        "delivered" DSN, before Postfix hears the 250s it reports."""
+        return await asyncio.to_thread(self.delivered_dsn, transaction, decided)
+
+    def delivered_dsn(self, transaction: Transaction, decided: list[Reply]) -> list[Reply]:
+        """Postfix writes no success DSN for this DSN-capable LMTP server (smtp_rcpt.c),
+        so the transport does, for the recipients it answered 250 whose NOTIFY has SUCCESS
+        (RFC 3461 4.1), once per submission and set of recipients, however often Postfix
+        retries (the same bookkeeping as the copies, SPEC D4). If it cannot be sent now,
+        those recipients are deferred: their copies are recorded, a retry sends only the
+        DSN. Automatic mail gets none (the milter made its NOTIFY NEVER)."""
+        p = transaction.state.get("prepared")
+        mail_from = transaction.mail_from
+        if not isinstance(p, Prepared) or p.origin is None or not mail_from or \
+                p.automatic(mail_from) or len(transaction.dsn) != len(decided):
+            return decided  # (no NOTIFY at all: RFC 3461 4.1's default asks no success)
+        wanted = [i for i, (reply, params) in
+                  enumerate(zip(decided, transaction.dsn, strict=True))
+                  if reply.code == 250 and params.success]
+        if not wanted:
+            return decided
+        try:
+            with self.pool.connection() as conn:
+                conn.autocommit = True
+                self.success_dsn(conn, p, p.origin, mail_from, transaction, [
+                    (transaction.recipients[i], transaction.dsn[i], decided[i])
+                    for i in wanted])
+            return decided
+        except Deferred as deferred:
+            log.info("%s: the delivered DSN waits: %s", p.origin.message_id,
+                     deferred.reply.line())
+            reply = deferred.reply
+            if deferred.lock is not None and self.retrier is not None and p.queue_id:
+                self.retrier.wait_for(deferred.lock, p.queue_id)
+        except Exception as exc:
+            log.error("%s: the delivered DSN failed, deferring its recipients: %s: %s",
+                      p.origin.message_id, type(exc).__name__, exc, exc_info=exc)
+            reply = terminal.deferral(exc) or replies.INTERNAL_ERROR
+        return [reply if i in wanted else r for i, r in enumerate(decided)]
+
+    def success_dsn(self, conn: Conn, p: Prepared, o: originmod.Origin, mail_from: str,
+                    transaction: Transaction,
+                    recipients: list[tuple[str, RecipientDsn, Reply]]) -> None:
+        """The "delivered" DSN to the submitter's logical address, delivered as
+        Postfix's was: to its physical address or maildrop, through the allow-list."""
+        target = self.where.find_logical(mail_from)
+        if target is None:
+            log.warning("%s: submitter <%s> unknown, no delivered DSN", o.message_id,
+                        mail_from)
+            return
+        listed = sorted(rcpt.lower() for rcpt, _, _ in recipients)
+        key = hashlib.sha256(
+            f"delivered\0{o.message_id}\0{','.join(listed)}".encode()).hexdigest()
+        _fault("before-claim", "notice_delivery")
+        claim = messages.claim_notice(conn, messages.Notice(
+            key, o.message_id, target.logical, target.physical, "dsn",
+            f"<SWN{key[:24]}@{self.config.hub.domain}>"), self.lease)
+
+        def build() -> bytes:
+            hub = self.config.hub
+            raw = transaction.raw
+            full = transaction.ret == "FULL" and len(raw) <= delivered.FULL_LIMIT
+            report = delivered.build(
+                to=mail_from, hostname=hub.hostname, domain=hub.domain,
+                recipients=[delivered.Delivered(rcpt, params.orcpt, reply_line(reply))
+                            for rcpt, params, reply in recipients],
+                head=raw[:p.body_offset], body=raw[p.body_offset:] if full else None,
+                envid=transaction.envid, arrival=_arrival(p.fields), now=time.time(),
+                boundary=f"{o.message_id}.{secrets.token_hex(8)}/{hub.hostname}")
+            return translate.generated(
+                scrub(self.where, report, target.party),
+                # The submitter is its own DSN's reader (its address is the sender's).
+                self.reader(conn, o.message_id, target.party, author=target.party.id),
+                claim.copy_message_id, returned=[(delivered.MESSAGE_HEADER, o.message_id)])
+        sent = self.deliver_once(
+            conn, claim, build, sender="", physical=target.physical,
+            maildrop_login=target.maildrop_login, envid=None, notify="NEVER", orcpt=None)
+        if sent.refusal is not None:
+            log.error("%s: the delivered DSN to <%s> was refused: %s", o.message_id,
+                      target.logical, sent.refusal)
+        elif sent.fresh:
+            log.info("%s: delivered DSN to <%s> as %s", o.message_id, target.logical,
+                     claim.copy_message_id)
+
     def refuse_stamp(self, mail_from: str, rcpt: str, transaction: Transaction,
                      why: str) -> Reply:
         """A stamp that does not verify (issue 12): the message did not come through the
@@ -314,17 +401,10 @@ class Router:
                     return handled
                 unmatched = self.unmatched_report(o, report, rcpt)
         if not state.get("recorded"):
-            messages.record_message(conn, messages.Received(
-                id=o.message_id, listener=o.listener, party=o.party,
-                sasl_login=o.login or None, peer_address=o.peer or None,
-                envelope_from=mail_from, header_message_id=p.header_message_id,
-                queue_id=o.queue_id or None, payload_sha256=p.sha256))
+            state["hops"] = self.record(conn, p, o, mail_from, why)
             state["recorded"] = True
-            state["hops"] = self.hops(conn, p, o)
-            if why:
-                # What the milter also saw (it made every NOTIFY NEVER): nothing answers it.
-                messages.event(conn, o.message_id, "automatic", {"reason": why})
         target = self.where.find_logical(rcpt)
+        recorded = False  # the outcome went with the last copy's mark
         refused = unmatched or self.check(conn, p, o, mail_from, rcpt, target, state)
         if refused is None:
             assert target is not None
@@ -333,11 +413,10 @@ class Router:
                 reply = result.with_text(f"{result.text} (Single Window message "
                                          f"{o.message_id})")
             elif result.valid:
-                messages.set_message_type(conn, o.message_id, result.message_type)
                 hops = state.get("hops")
-                reply = self.forward(conn, o, mail_from, target, p, result,
-                                     _known_headers(self.where, p, state),
-                                     hops if isinstance(hops, int) else p.hops)
+                reply, recorded = self.forward(conn, o, mail_from, target, p, result,
+                                               _known_headers(self.where, p, state),
+                                               hops if isinstance(hops, int) else p.hops)
             elif not mail_from or why:
                 # Nothing goes to the null sender, and no control message answers automatic
                 # mail (issue 12): the refusal names the errors instead, in the trace.
@@ -356,8 +435,9 @@ class Router:
                     f"{len(result.errors)} MIG error(s), see the control message")
         else:
             reply = refused.with_text(f"{refused.text} (Single Window message {o.message_id})")
-        messages.record_outcome(conn, o.message_id, rcpt.lower(), f"{reply.code} "
-                                f"{reply.enhanced}", reply.text)
+        if not recorded:
+            messages.record_outcome(conn, o.message_id, rcpt.lower(), f"{reply.code} "
+                                    f"{reply.enhanced}", reply.text)
         log.info("%s <%s> %s", o.message_id, rcpt, reply.line())
         return reply
 
@@ -407,22 +487,32 @@ class Router:
                 f"Your logical address <{own.logical}> is not yet activated")
         return None
 
-    def hops(self, conn: Conn, p: Prepared, o: originmod.Origin) -> int:
-        """The submission's hop count (issue 12): its ``Received`` fields, plus those of
-        the message it answers when that was a copy sent within ``reply_window`` (an
-        auto-responder's new message continues the loop it is part of). Recorded once, so
-        a retry counts the same."""
-        recorded = messages.recorded_hops(conn, o.message_id)
-        if recorded is not None:
-            return recorded
+    def record(self, conn: Conn, p: Prepared, o: originmod.Origin, mail_from: str,
+               why: str | None) -> int:
+        """Record the submission with its first events in one statement, and return its
+        hop count (issue 12): its ``Received`` fields, plus those of the message it
+        answers when that was a copy sent within ``reply_window`` (an auto-responder's new
+        message continues the loop it is part of). Recorded once, so a retry counts the
+        same."""
         answered = [mid for name, field in p.fields if name in translate.MESSAGE_IDS
                     for mid in translate.message_ids_in(translate.field_value(field))]
         inherited = messages.answered_hops(conn, answered[:50],
                                            self.config.transport.reply_window)
         hops = p.hops + inherited
-        messages.event(conn, o.message_id, "hops", {"hops": hops, "received": p.hops,
-                                                    "answered": inherited})
-        return hops
+        events: list[tuple[str, dict[str, object]]] = [
+            ("hops", {"hops": hops, "received": p.hops, "answered": inherited})]
+        if why:
+            # What the milter also saw (it made every NOTIFY NEVER): nothing answers it.
+            events.append(("automatic", {"reason": why}))
+        new = messages.record_message(conn, messages.Received(
+            id=o.message_id, listener=o.listener, party=o.party,
+            sasl_login=o.login or None, peer_address=o.peer or None,
+            envelope_from=mail_from, header_message_id=p.header_message_id,
+            queue_id=o.queue_id or None, payload_sha256=p.sha256), events)
+        if new:
+            return hops
+        recorded = messages.recorded_hops(conn, o.message_id)
+        return hops if recorded is None else recorded
 
     def validated(self, p: Prepared, state: dict[str, object]) -> mig.Result | Reply:
         """SPEC R6: the one body part against the MIG (EDIFACT is converted to XML), once
@@ -469,9 +559,10 @@ class Router:
 
     def forward(self, conn: Conn, o: originmod.Origin, mail_from: str,
                 target: directory.Address, p: Prepared, result: mig.Result,
-                known: dict[str, directory.Address], hops: int) -> Reply:
+                known: dict[str, directory.Address], hops: int) -> tuple[Reply, bool]:
         """One copy per destination, each sent exactly once (SPEC D4): the reply for the
-        recipient, 250 unless its copies were refused for good. Each copy carries
+        recipient, 250 unless its copies were refused for good, and whether that 250 is
+        recorded already (with the last copy's mark, in one statement). Each copy carries
         ``hops`` on (issue 12)."""
         rcpt = target.logical
         message_type = result.message_type
@@ -495,34 +586,43 @@ class Router:
 
         refused: list[tuple[directory.Address, str]] = []
         destinations = routed or [target]
-        for dest in destinations:
+        delivered = replies.DELIVERED.with_text(f"Delivered to Single Window as {o.message_id}")
+        recorded = False
+        for n, dest in enumerate(destinations):
             _fault("before-claim", "forward")
             tag = hashlib.sha256(f"{rcpt.lower()}>{dest.logical}".encode()).hexdigest()[:10]
+            # The message's type goes with the first claim, in the same statement.
             claim = messages.claim_forward(conn, messages.Forward(
                 o.message_id, rcpt.lower(), dest.logical, dest.physical,
-                f"<{o.message_id}.{tag}@{self.config.hub.domain}>"), self.lease)
+                f"<{o.message_id}.{tag}@{self.config.hub.domain}>"), self.lease,
+                typed=n == 0, message_type=message_type)
+
+            def forwarded(queue_id: str, recovered: bool, dest: directory.Address = dest,
+                          claim: messages.Claim = claim) -> Event:
+                return (o.message_id, "forwarded", {
+                    "recipient": rcpt.lower(), "destination": dest.logical,
+                    "queue_id": queue_id, "copy_message_id": claim.copy_message_id,
+                    "recovered": recovered})
             sent = self.deliver_once(
                 conn, claim, functools.partial(build, claim.copy_message_id, dest.party),
                 sender=mail_from, physical=dest.physical, maildrop_login=dest.maildrop_login,
                 envid=claim.envid, notify="NEVER" if quiet else "SUCCESS,FAILURE",
-                orcpt=dest.logical)
+                orcpt=dest.logical, on_sent=forwarded,
+                outcome=(o.message_id, rcpt.lower(), f"{delivered.code} {delivered.enhanced}",
+                         delivered.text)
+                if n == len(destinations) - 1 and not refused else None)
             if sent.refusal is not None:
                 refused.append((dest, sent.refusal))
-            elif sent.fresh:
-                messages.event(conn, o.message_id, "forwarded", {
-                    "recipient": rcpt.lower(), "destination": dest.logical,
-                    "queue_id": sent.queue_id, "copy_message_id": claim.copy_message_id,
-                    "recovered": sent.recovered})
-        delivered = replies.DELIVERED.with_text(f"Delivered to Single Window as {o.message_id}")
+            recorded = sent.outcome_recorded
         if not refused:
-            return delivered
+            return delivered, recorded
         reason = _refusal_text(refused[0][1])
         if len(refused) == len(destinations):
             messages.event(conn, o.message_id, "copy-refused", {
                 "recipient": rcpt.lower(), "destinations": [d.logical for d, _ in refused],
                 "reason": reason})
             return _refusal_reply(refused[0][1]).with_text(
-                f"Not forwarded: {reason} (Single Window message {o.message_id})")
+                f"Not forwarded: {reason} (Single Window message {o.message_id})"), False
         # Some destinations have their copy: the message was delivered to Single Window
         # and the submitter hears separately which agency did not get it (unless the
         # submission was automatic: then the trace alone tells).
@@ -531,7 +631,8 @@ class Router:
         else:
             self.report_refusals(conn, o.message_id, mail_from, refused)
         names = ", ".join(f"<{d.logical}>" for d, _ in refused)
-        return delivered.with_text(f"{delivered.text}; not forwarded to {names}: {reason}")
+        return delivered.with_text(f"{delivered.text}; not forwarded to {names}: {reason}"), \
+            False
 
     @property
     def lease(self) -> float:
@@ -540,14 +641,23 @@ class Router:
     def deliver_once(self, conn: Conn, claim: messages.Claim,
                      build: Callable[[], bytes | translate.Copy], *,
                      sender: str, physical: str, maildrop_login: str | None,
-                     envid: str | None, notify: str, orcpt: str | None) -> Sent:
+                     envid: str | None, notify: str, orcpt: str | None,
+                     on_sent: Callable[[str, bool], Event] | None = None,
+                     outcome: tuple[str, str, str, str] | None = None) -> Sent:
         """Send the claimed copy unless it went out already (SPEC D4, issue 10).
 
         A copy counts as sent on proof that its receiver committed it: the 250 Postfix
         gave this attempt, dovecot-lda's success, or — for a copy an interrupted attempt
         left pending — the receiver's log (:mod:`.evidence`). A claim another attempt
         still holds defers; a permanent refusal is recorded and never retried.
+        ``on_sent(queue_id, recovered)`` names the event recorded with the mark, and
+        ``outcome`` a recipient's outcome recorded with it (:func:`messages.mark_injected`).
+
+        The claim was just taken with a full lease: when the copy is built within a
+        quarter of it, the lease is not renewed (one statement less), and the copy is
+        still sent within half of it.
         """
+        entered = time.monotonic()
         if claim.outcome == "done":
             return Sent(claim.queue_id, claim.refusal, fresh=False)
         if claim.outcome == "busy":
@@ -555,17 +665,22 @@ class Router:
         if claim.outcome == "retry":
             found = self.sent_before(maildrop_login, claim)
             if found is not None:
-                messages.mark_injected(conn, claim, found)
+                messages.mark_injected(conn, claim, found,
+                                       on_sent(found, True) if on_sent else None, outcome)
                 log.warning("copy %s was committed by an interrupted attempt (%s); "
                             "not sent again", claim.copy_message_id, found)
-                return Sent(found, None, fresh=True, recovered=True)
+                return Sent(found, None, fresh=True, recovered=True,
+                            outcome_recorded=outcome is not None)
         data = build()
         # Building a copy (or, for a streamed one, encoding it while it is sent) takes a
         # while: the lease counts from here, and the end of DATA is not sent after half of
         # it, so it never commits outside the lease.
         started = time.monotonic()
-        if not messages.renew(conn, claim, self.lease):
-            raise Deferred(replies.COPY_IN_PROGRESS)
+        if started - entered > self.lease / 4:
+            if not messages.renew(conn, claim, self.lease):
+                raise Deferred(replies.COPY_IN_PROGRESS)
+        else:
+            started = entered
         if maildrop_login:
             reply = maildrop.deliver(self.config.transport.dovecot_lda,
                                      self.config.dovecot_config,
@@ -594,9 +709,10 @@ class Router:
                     messages.release(conn, claim)
                 raise
         _fault("after-inject", claim.table)
-        messages.mark_injected(conn, claim, queue_id)
+        messages.mark_injected(conn, claim, queue_id,
+                               on_sent(queue_id, False) if on_sent else None, outcome)
         _fault("after-record", claim.table)
-        return Sent(queue_id, None, fresh=True)
+        return Sent(queue_id, None, fresh=True, outcome_recorded=outcome is not None)
 
     def sent_before(self, maildrop_login: str | None, claim: messages.Claim) -> str | None:
         """The queue id (or "maildrop") of a copy an interrupted attempt committed."""
@@ -752,11 +868,13 @@ class Router:
         return messages.alias_for(conn, author, mid,
                                   f"<SWR{secrets.token_hex(12).upper()}@{domain}>")
 
-    def reader(self, conn: Conn, about: str | None, party: directory.Party
-               ) -> translate.Reader:
-        """The lookups that rewrite generated mail for ``party`` (issue 12)."""
+    def reader(self, conn: Conn, about: str | None, party: directory.Party,
+               author: int | None = None) -> translate.Reader:
+        """The lookups that rewrite generated mail for ``party`` (issue 12); ``author``,
+        the party that submitted ``about``, when the caller knows it."""
         hub = self.config.hub
-        author = messages.party_of(conn, about) if about else None
+        if author is None and about:
+            author = messages.party_of(conn, about)
         machine = socket.gethostname()
         internal = tuple(w for w in (machine, machine.split(".")[0])
                          if w and w.lower() not in (hub.hostname.lower(), hub.domain.lower()))
@@ -819,6 +937,8 @@ class Sent:
     fresh: bool
     """This attempt sent it (or found the proof that an interrupted one did)."""
     recovered: bool = False
+    outcome_recorded: bool = False
+    """The recipient's outcome went with the mark."""
 
 
 #: The notice header's first word (:data:`automatic.NOTICE_HEADER`) → the kind recorded.
@@ -879,6 +999,16 @@ def _about(raw: bytes, fields: list[translate.Field]) -> str | None:
         return originmod.parse(match[1].decode("ascii", "replace")).message_id
     except originmod.OriginError:
         return None
+
+
+def _arrival(fields: list[translate.Field]) -> float:
+    """When Postfix received the message: the date of its own (first) Received field."""
+    received = translate.field_named(fields, "received")
+    if received and ";" in received:
+        with contextlib.suppress(TypeError, ValueError, IndexError):
+            return email.utils.parsedate_to_datetime(
+                received.rsplit(";", 1)[1].strip()).timestamp()
+    return time.time()
 
 
 def _about_submission(raw: bytes) -> bool:

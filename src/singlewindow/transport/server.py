@@ -75,13 +75,17 @@ async def serve(config: Config, ready: asyncio.Event | None = None,
     except StampKeyError as exc:
         raise SystemExit(f"configuration: {exc}") from None
     pool.open(wait=False)
+    if not log.isEnabledFor(logging.DEBUG):
+        # aiosmtpd logs every LMTP command at INFO (peer, sender, each recipient, the
+        # connection's end): ~10 records per message that Postfix's log already holds.
+        logging.getLogger("mail.log").setLevel(logging.WARNING)
     # Deliveries a POP3 session's lock deferred are retried once it is gone (D6).
     if router.retrier is not None:
         router.retrier.start()
     path = config.paths.lmtp_socket
     if sock is None:
         daemon.prepare_socket_path(path)
-    server = LmtpServer(path, router, hostname=config.hub.hostname,
+    server = LmtpServer(path, router, finish=router.finish, hostname=config.hub.hostname,
                         data_size_limit=config.transport.lmtp_size_limit, sock=sock)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

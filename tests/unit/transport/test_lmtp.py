@@ -234,3 +234,64 @@ def test_line_too_long_gets_one_reply_per_recipient_and_the_session_goes_on(
     assert [code for code, _ in long_line] == [500, 500]
     assert [code for code, _ in after] == [250, 250]
     assert len(deliver.calls) == 2
+
+
+# --- DSN (RFC 3461): announced, parameters kept, the success DSN left to ``finish`` --------
+
+def test_lhlo_announces_dsn_and_its_parameters_are_kept_per_recipient(
+        socket_path: Path) -> None:
+    deliver = Recorder({"a@sw.test": replies.DELIVERED, "b@sw.test": replies.DELIVERED})
+
+    def client(path: str) -> list[tuple[int, bytes]]:
+        with smtplib.LMTP(path, timeout=10) as lmtp:
+            assert lmtp.ehlo()[0] == 250
+            assert lmtp.has_extn("dsn")
+            assert lmtp.mail("company@sw.test", ["RET=HDRS", "ENVID=Ref+2B1.x"])[0] == 250
+            assert lmtp.rcpt("a@sw.test", ["NOTIFY=SUCCESS,FAILURE",
+                                           "ORCPT=rfc822;A+2Bb@sw.test"])[0] == 250
+            assert lmtp.rcpt("b@sw.test", ["NOTIFY=NEVER"])[0] == 250
+            return [lmtp.data(MESSAGE), lmtp.getreply()]
+    assert [code for code, _ in serve(socket_path, deliver, client)] == [250, 250]
+    transaction = deliver.calls[0][3]
+    assert (transaction.envid, transaction.ret) == ("Ref+1.x", "HDRS")  # case kept
+    assert [(d.notify, d.orcpt, d.success) for d in transaction.dsn] == [
+        (("SUCCESS", "FAILURE"), "rfc822;A+b@sw.test", True), (("NEVER",), None, False)]
+
+
+def test_bad_dsn_parameters_are_refused(socket_path: Path) -> None:
+    def client(path: str) -> list[int]:
+        with smtplib.LMTP(path, timeout=10) as lmtp:
+            lmtp.ehlo()
+            codes = [lmtp.mail("company@sw.test", ["RET=SOME"])[0]]
+            codes.append(lmtp.mail("company@sw.test", ["ENVID=a", "ENVID=b"])[0])
+            # A CR LF in the ENVID would write a header line of its own into the DSN.
+            codes.append(lmtp.mail("company@sw.test", ["ENVID=a+0D+0ABcc:x@y"])[0])
+            codes.append(lmtp.mail("company@sw.test")[0])
+            codes.append(lmtp.rcpt("a@sw.test", ["NOTIFY=NEVER,SUCCESS"])[0])
+            codes.append(lmtp.rcpt("a@sw.test", ["NOTIFY=SOMETIMES"])[0])
+            codes.append(lmtp.rcpt("a@sw.test", ["ORCPT=rfc822;a+0Ab@sw.test"])[0])
+            return codes
+    assert serve(socket_path, Recorder({}), client) == [501, 501, 501, 250, 501, 501, 501]
+
+
+def test_finish_sees_every_reply_and_may_change_them(socket_path: Path) -> None:
+    deliver = Recorder({"a@sw.test": replies.DELIVERED, "b@sw.test": UNSUPPORTED})
+    seen: list[list[Reply]] = []
+
+    async def finish(transaction: Transaction, decided: list[Reply]) -> list[Reply]:
+        seen.append(list(decided))
+        return [replies.INTERNAL_ERROR if r.code == 250 else r for r in decided]
+    answers = serve(socket_path, deliver, lambda p: transact(p, ["a@sw.test", "b@sw.test"]),
+                    finish=finish)
+    assert seen == [[replies.DELIVERED, UNSUPPORTED]]
+    assert [code for code, _ in answers] == [451, 554]
+
+
+def test_a_failing_finish_defers_the_2xx_only(socket_path: Path) -> None:
+    deliver = Recorder({"a@sw.test": replies.DELIVERED, "b@sw.test": UNSUPPORTED})
+
+    async def finish(transaction: Transaction, decided: list[Reply]) -> list[Reply]:
+        raise RuntimeError("the DSN could not be sent")
+    answers = serve(socket_path, deliver, lambda p: transact(p, ["a@sw.test", "b@sw.test"]),
+                    finish=finish)
+    assert [code for code, _ in answers] == [451, 554]
