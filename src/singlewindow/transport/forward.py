@@ -73,6 +73,12 @@ _WRITE = 64 << 10
 
 _CRLF = "\r\n"
 
+#: Refused transactions after which a kept connection is closed rather than reset. Postfix
+#: counts each refused command (a pipelined refused MAIL is three: MAIL, RCPT and DATA)
+#: and slows all its replies from smtpd_soft_error_limit (10) on; a new session starts
+#: at nought.
+_REFUSALS_PER_CONNECTION = 3
+
 
 class _Stale(Exception):
     """A kept connection turned out dead before Postfix answered anything of this copy
@@ -120,6 +126,7 @@ class Injector:
                 smtp.close()
             raise
         self._local.smtp = smtp
+        self._local.refusals = 0
         return smtp, False
 
     def _drop(self) -> None:
@@ -221,6 +228,8 @@ class Injector:
             raise InjectError(f"re-injection failed: {exc}", uncertain=sent_end) from exc
         if reply[0] == 421:
             self._drop()  # RFC 5321 3.8: Postfix closes the session
+        elif reply[0] != 250:
+            self._refused()
         # After the reply to the end of DATA the transaction is over, taken or not: the
         # connection serves the next copy as it is.
         _, text = self._expect(reply, "end of DATA", (250,))
@@ -266,12 +275,22 @@ class Injector:
     def _reset(self, smtp: smtplib.SMTP) -> None:
         """RSET after a refused MAIL, RCPT or DATA, so the connection serves the next copy;
         closed instead if even that fails."""
+        if not self._refused():
+            return
         try:
             if smtp.rset()[0] == 250:
                 return
         except (OSError, smtplib.SMTPException):
             pass
         self._drop()
+
+    def _refused(self) -> bool:
+        """Count a refused transaction; False when that closed the connection."""
+        self._local.refusals += 1
+        if self._local.refusals < _REFUSALS_PER_CONNECTION:
+            return True
+        self._drop()
+        return False
 
     @staticmethod
     def _expect(reply: tuple[int, bytes], stage: str, ok: tuple[int, ...]

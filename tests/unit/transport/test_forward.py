@@ -294,3 +294,19 @@ def test_a_streamed_copy_pipelined_arrives_whole(recorders: list[Recorder]) -> N
                   notify="NEVER", orcpt=None, checkpoint=points.append)
     assert recorder.messages == [whole]
     assert points == ["during-data"]
+
+
+def test_a_connection_is_renewed_after_some_refusals(recorders: list[Recorder]) -> None:
+    """Postfix slows its replies once a session has made smtpd_soft_error_limit (10)
+    errors, and a pipelined refusal is two or three: after three refused copies the
+    connection is closed rather than reset, and the next copy opens a new one."""
+    recorder = _recorder(recorders, pipelining=True,
+                         refuse_rcpt="550 5.1.1 <d@e.f>: no such user")
+    injector = Injector("127.0.0.1", recorder.port, "test")
+    for _ in range(4):
+        with pytest.raises(Refused):
+            _send(injector)
+    recorder.refuse_rcpt = None
+    assert _send(injector) == "Q1"
+    assert recorder.connections == 2
+    assert recorder.commands.count("RSET") == 3  # the 1st, 2nd and 4th refusal
