@@ -18,8 +18,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
@@ -31,7 +32,28 @@ from singlewindow.policy import codec, socketmap
 from singlewindow.policy.decide import Request, decide, decide_mta
 from singlewindow.store.snapshot import LiveDirectory, Snapshot
 
+T = TypeVar("T")
+
 log = logging.getLogger("sw-policyd")
+
+
+async def _converse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                    feed: Callable[[bytes], Iterable[T]],
+                    respond: Callable[[T], Awaitable[bytes]],
+                    malformed: type[Exception], what: str) -> None:
+    """One client connection, request after request in order, for both protocols this
+    daemon speaks (policy delegation and socketmap): a malformed request closes it."""
+    try:
+        while data := await reader.read(4096):
+            for request in feed(data):
+                writer.write(await respond(request))
+                await writer.drain()
+    except malformed as exc:
+        log.warning("closing %s: %s", what, exc)
+    except ConnectionError:
+        pass
+    finally:
+        writer.close()
 
 
 class PolicyService:
@@ -62,22 +84,14 @@ class PolicyService:
     async def handle_table(self, reader: asyncio.StreamReader,
                            writer: asyncio.StreamWriter) -> None:
         loop = asyncio.get_running_loop()
-        decoder = socketmap.Decoder()
-        try:
-            while data := await reader.read(4096):
-                for request in decoder.feed(data):
-                    result = await loop.run_in_executor(self.executor, self.table_answer,
-                                                        request)
-                    log.info("table %s: %s", request.decode("utf-8", "replace")[:300],
-                             result)
-                    writer.write(socketmap.encode(result))
-                    await writer.drain()
-        except socketmap.NetstringError as exc:
-            log.warning("closing table connection: %s", exc)
-        except ConnectionError:
-            pass
-        finally:
-            writer.close()
+
+        async def respond(request: bytes) -> bytes:
+            result = await loop.run_in_executor(self.executor, self.table_answer, request)
+            log.info("table %s: %s", request.decode("utf-8", "replace")[:300], result)
+            return socketmap.encode(result)
+
+        await _converse(reader, writer, socketmap.Decoder().feed, respond,
+                        socketmap.NetstringError, "table connection")
 
     def quick(self, request: Request) -> str | None:
         """The answer when the current snapshot accepts an MTA request, else None (the
@@ -106,23 +120,16 @@ class PolicyService:
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         loop = asyncio.get_running_loop()
-        decoder = codec.Decoder()
-        try:
-            while data := await reader.read(4096):
-                for attrs in decoder.feed(data):
-                    request = Request.from_attrs(attrs)
-                    result = self.quick(request)
-                    if result is None:
-                        result = await loop.run_in_executor(self.executor, self.answer,
-                                                            request)
-                    writer.write(codec.encode_reply(self.logged(request, result)))
-                    await writer.drain()
-        except codec.ProtocolError as exc:
-            log.warning("closing connection: %s", exc)
-        except ConnectionError:
-            pass
-        finally:
-            writer.close()
+
+        async def respond(attrs: dict[str, str]) -> bytes:
+            request = Request.from_attrs(attrs)
+            result = self.quick(request)
+            if result is None:
+                result = await loop.run_in_executor(self.executor, self.answer, request)
+            return codec.encode_reply(self.logged(request, result))
+
+        await _converse(reader, writer, codec.Decoder().feed, respond, codec.ProtocolError,
+                        "connection")
 
     def close(self) -> None:
         self.directory.close()
@@ -165,3 +172,4 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
