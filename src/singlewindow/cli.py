@@ -184,9 +184,23 @@ def link_set(args: argparse.Namespace) -> int:
 
 
 def route_add(args: argparse.Namespace) -> int:
+    """The type is checked against the MIG in force (SW_MIG_PATH as the transport has
+    it): a message name (``PAXLST``) routes all its releases, a type one release."""
+    from singlewindow import mig
+    from singlewindow.mig.model import DataError
+    try:
+        registry = mig.registry()
+    except DataError as exc:
+        raise CommandError(f"cannot read the MIG: {exc}") from None
+    message_type = registry.route_type(args.type)
+    if message_type is None:
+        raise CommandError(
+            f"unknown message type {args.type!r}: give a message (all its releases) or one "
+            f"release of it; the MIG has {registry.route_types}")
     with _db(args) as conn:
-        directory.add_route(conn, args.logical, args.type, args.to)
-    print(f"route {args.logical} [{args.type}] -> {', '.join(args.to)}")
+        directory.add_route(conn, args.logical, message_type, args.to)
+    releases = ("" if message_type in registry.types else ", all releases")
+    print(f"route {args.logical} [{message_type}{releases}] -> {', '.join(args.to)}")
     return 0
 
 
@@ -364,14 +378,23 @@ def render_cmd(args: argparse.Namespace) -> int:
 
 # --- parser ----------------------------------------------------------------------------
 
+#: ``--state-dir``'s help, the same before the command and after it.
+STATE_DIR_HELP = "local stack state directory (or SW_STATE_DIR)"
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """``--state-dir`` is accepted in the same places by every command: before it
+    (``swctl --state-dir DIR party add ...``) and anywhere among its own arguments
+    (``swctl party add ... --state-dir DIR``); the latter wins when both are given."""
     parser = argparse.ArgumentParser(prog="swctl", description="Single Window administration")
-    parser.add_argument("--state-dir", help="local stack state directory (or SW_STATE_DIR)")
+    parser.add_argument("--state-dir", help=STATE_DIR_HELP)
     sub = parser.add_subparsers(dest="group", required=True, metavar="COMMAND")
 
     def command(group: Any, name: str, handler: Handler, help_: str) -> argparse.ArgumentParser:
         p: argparse.ArgumentParser = group.add_parser(name, help=help_)
         p.set_defaults(handler=handler)
+        # SUPPRESS: absent here, the value given before the command (or None) stays.
+        p.add_argument("--state-dir", default=argparse.SUPPRESS, help=STATE_DIR_HELP)
         return p
 
     db = sub.add_parser("db", help="database schema").add_subparsers(dest="cmd", required=True)
@@ -437,8 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(mig_, "convert", mig_convert, "EDIFACT in, XML out")
     p.add_argument("file")
 
-    p = command(sub, "demo", demo_cmd, "drive demo messages through the demo stack")
-    p.add_argument("--state-dir", default=argparse.SUPPRESS)
+    command(sub, "demo", demo_cmd, "drive demo messages through the demo stack")
 
     p = command(sub, "render", render_cmd,
                 "render conf/ templates for a deployed node (used by the Ansible roles)")
@@ -462,8 +484,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--demo", action="store_true", help="seed demo parties")
     command(stack_, "down", stack_down, "stop what 'up' started")
     command(stack_, "status", stack_status, "what runs")
-    for p in (stack_.choices["up"], stack_.choices["down"], stack_.choices["status"]):
-        p.add_argument("--state-dir", default=argparse.SUPPRESS)
     return parser
 
 

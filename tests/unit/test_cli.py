@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import argparse
 import io
+import shlex
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
-from singlewindow import cli, passwords
+from singlewindow import cli, mig, passwords
 from singlewindow.config import Config
-from singlewindow.store import directory, messages
+from singlewindow.store import directory, messages, snapshot
+from singlewindow.transport import router
+from tests.unit.mig import factory
 
 
 @pytest.fixture
@@ -72,6 +78,9 @@ def test_full_setup(swctl: Any, conn: psycopg.Connection[Any]) -> None:
      "invalid mail address"),
     (["address", "activate", "ghost@sw.test"], "unknown logical address"),
     (["link", "allow", "ghost", "agency"], "unknown party 'ghost'"),
+    (["address", "add", "x@sw.test", "--party", "acme", "--physical", "x@acme.example",
+      "--maildrop", "clerk"], "unknown account 'clerk': add it first with swctl account add "
+                              "clerk --party acme --password-stdin"),
 ])
 def test_errors_are_one_line(swctl: Any, argv: list[str], message: str) -> None:
     swctl("party", "add", "acme", "--kind", "company")
@@ -124,3 +133,133 @@ def test_trace_of_a_notice_about_no_known_message(swctl: Any,
     code, out, err = swctl("trace", "4QORPHAN1")
     assert (code, err) == (0, "")
     assert "about no known message" in out and "<SWNorphan@sw.test>" in out
+
+
+def _leaves(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()
+            ) -> Iterator[tuple[tuple[str, ...], argparse.ArgumentParser]]:
+    """Every command of the parser (a parser without subcommands), with its words."""
+    groups = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not groups:
+        yield path, parser
+    for group in groups:
+        for name, sub in group.choices.items():
+            yield from _leaves(sub, (*path, name))
+
+
+def _required(parser: argparse.ArgumentParser) -> list[str]:
+    """The smallest argument list the command takes: its positionals and required options."""
+    argv: list[str] = []
+    for action in parser._actions:
+        value = str(action.choices[0]) if action.choices else "x"
+        if not action.option_strings:
+            argv.append(value)
+        elif action.required:
+            argv += [action.option_strings[0], value]
+    return argv
+
+
+def test_every_command_takes_state_dir_before_and_after() -> None:
+    """Issue 14: ``--state-dir`` in the same places for every command: before the command
+    and among its own arguments (first or last), the latter winning."""
+    parser = cli.build_parser()
+    commands = list(_leaves(parser))
+    assert len(commands) >= 20  # the walk found the commands (not just the top)
+    for words, command in commands:
+        rest = _required(command)
+        for argv, expected in [
+            (["--state-dir", "/before", *words, *rest], "/before"),
+            ([*words, *rest, "--state-dir", "/after"], "/after"),
+            ([*words, "--state-dir", "/among", *rest], "/among"),
+            (["--state-dir", "/before", *words, *rest, "--state-dir", "/after"], "/after"),
+            ([*words, *rest], None),
+        ]:
+            args = parser.parse_args(argv)
+            assert args.state_dir == expected, (argv, args)
+            assert args.handler is not None
+
+
+@pytest.mark.parametrize("module", ["singlewindow.policy.server",
+                                    "singlewindow.transport.server",
+                                    "singlewindow.milter.server", "singlewindow.supervisor"])
+@pytest.mark.parametrize("place", ["first", "last"])
+def test_daemons_take_state_dir_anywhere(module: str, place: str, tmp_path: Path) -> None:
+    """Each daemon reads the config of the state directory it is given, wherever the
+    option stands: a file there with an unknown option stops it naming the option."""
+    import importlib
+    (tmp_path / "singlewindow.toml").write_text("[hub]\nno_such_option = 1\n")
+    argv = (["--state-dir", str(tmp_path), "-v"] if place == "first"
+            else ["-v", "--state-dir", str(tmp_path)])
+    with pytest.raises(SystemExit) as stopped:
+        importlib.import_module(module).main(argv)
+    assert "unknown option hub.no_such_option" in str(stopped.value.code)
+
+
+def _operator_guide() -> list[list[str]]:
+    """The README's operator guide block, one argument list per command."""
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = text.split("## Operator guide", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    return [shlex.split(line, comments=True)
+            for line in block.replace("\\\n", " ").splitlines() if line.strip()]
+
+
+def test_operator_guide_runs_verbatim(swctl: Any, conn: psycopg.Connection[Any],
+                                      monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Issue 14: the guide's commands, in its order, each succeed; its PAXLST route then
+    routes a PAXLST of every release, as the transport asks (Router.routes)."""
+    # The guide's peer networks are its example hub's, not this machine's interfaces.
+    monkeypatch.setattr(cli, "_interface_addresses", list)
+    (tmp_path / "password-file").write_text("correct horse battery staple\n")
+    commands = _operator_guide()
+    assert len(commands) >= 10
+    for argv in commands:
+        assert argv[0] == "swctl"
+        stdin = ""
+        if "<" in argv:
+            at = argv.index("<")
+            stdin = (tmp_path / argv[at + 1]).read_text()
+            argv = argv[:at] + argv[at + 2:]
+        code, _, err = swctl(*argv[1:], stdin=stdin)
+        assert (code, err) == (0, ""), argv
+    rows = conn.execute("SELECT DISTINCT message_type FROM route").fetchall()
+    assert rows == [{"message_type": "PAXLST"}]
+    where, registry = snapshot.load(conn), mig.registry()
+    for release in ("02B", "03B", "05B"):
+        found = mig.validate(factory.paxlst(release=release), "application/EDIFACT")
+        assert found.message_type == f"PAXLST-D{release}"
+        assert [a.logical for a in router.routes(where, registry, "customs@sw.test",
+                                                 found.message_type)] == \
+            ["coastguard@sw.test", "customs@sw.test"]
+    gendec = mig.validate(factory.gendec(), "application/xml")
+    assert router.routes(where, registry, "customs@sw.test", gendec.message_type) == []
+    clerk = directory.find_logical(conn, "brightline@sw.test")
+    assert clerk is not None and clerk.maildrop_login == "clerk"
+
+
+@pytest.mark.parametrize("given,stored", [("PAXLST", "PAXLST"), ("paxlst", "PAXLST"),
+                                          ("PAXLST-D03B", "PAXLST-D03B"),
+                                          ("gendec", "GENDEC"), ("GENDEC-1", "GENDEC-1")])
+def test_route_type_as_the_mig_names_it(swctl: Any, conn: psycopg.Connection[Any],
+                                        given: str, stored: str) -> None:
+    swctl("party", "add", "customs", "--kind", "agency")
+    swctl("address", "add", "customs@sw.test", "--party", "customs", "--physical",
+          "in@customs.example")
+    code, out, err = swctl("route", "add", "customs@sw.test", "--type", given, "--to",
+                           "customs@sw.test")
+    assert (code, err) == (0, "")
+    assert f"[{stored}" in out and ("all releases" in out) == ("-" not in stored)
+    assert conn.execute("SELECT message_type FROM route").fetchall() == [
+        {"message_type": stored}]
+
+
+def test_unknown_route_type_refused_with_the_known_ones(swctl: Any,
+                                                        conn: psycopg.Connection[Any]) -> None:
+    swctl("party", "add", "customs", "--kind", "agency")
+    swctl("address", "add", "customs@sw.test", "--party", "customs", "--physical",
+          "in@customs.example")
+    code, out, err = swctl("route", "add", "customs@sw.test", "--type", "PAXLIST", "--to",
+                           "customs@sw.test")
+    assert code == 1 and out == "" and err.count("\n") == 1
+    assert err.startswith("swctl: error: unknown message type 'PAXLIST'")
+    assert "PAXLST (PAXLST-D02B, PAXLST-D03B, PAXLST-D05B)" in err
+    assert "IFTDGN (IFTDGN-D03A)" in err and "GENDEC (GENDEC-1)" in err
+    assert conn.execute("SELECT count(*) AS n FROM route").fetchone() == {"n": 0}

@@ -62,6 +62,17 @@ class MessageType:
     #: again (``validate._check_message``; a company's XML always is)
     schema_generated: bool = False
 
+    @property
+    def message(self) -> str:
+        """The message this type is one release of, the name a route may give for all its
+        releases (issue 14): an EDIFACT type's UNH message (``PAXLST`` for
+        ``PAXLST-D03B``); an XML type's name without its last ``-`` part (``GENDEC`` for
+        ``GENDEC-1``)."""
+        if self.unh is not None:
+            return self.unh[0]
+        base, dash, _ = self.name.rpartition("-")
+        return base if dash else self.name
+
 
 @dataclass(frozen=True, slots=True)
 class Registry:
@@ -83,6 +94,30 @@ class Registry:
             also = f", association {' or '.join(assoc)}" if assoc else ""
             parts.append(f"{message} {', '.join(releases)} ({agency}{also})")
         return "; ".join(parts)
+
+    def route_type(self, text: str) -> str | None:
+        """The message type a route names, spelt as the MIG spells it: one release
+        (``PAXLST-D03B``) or a message for all its releases (``PAXLST``, matched at
+        routing time, so a release added later is routed too); any case. None if the MIG
+        has no such type or message."""
+        wanted = text.strip().upper()
+        for name in self.types:
+            if name.upper() == wanted:
+                return name
+        for mt in self.types.values():
+            if mt.message.upper() == wanted:
+                return mt.message
+        return None
+
+    @property
+    def route_types(self) -> str:
+        """What a route may name, for a refusal's text: each message with its releases,
+        ``PAXLST (PAXLST-D02B, PAXLST-D03B, PAXLST-D05B); GENDEC (GENDEC-1)``."""
+        releases: dict[str, list[str]] = {}
+        for name, mt in sorted(self.types.items()):
+            releases.setdefault(mt.message, []).append(name)
+        return "; ".join(f"{message} ({', '.join(names)})"
+                         for message, names in sorted(releases.items()))
 
 
 def _read_toml(path: Path) -> dict[str, object]:

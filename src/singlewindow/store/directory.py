@@ -185,7 +185,10 @@ def add_address(conn: Conn, logical: str, party_name: str, physical: str,
             owner = conn.execute("SELECT party_id FROM account WHERE login = %s",
                                  (maildrop,)).fetchone()
             if owner is None:
-                raise StoreError(f"unknown account {maildrop!r}")
+                # The operator guide's order: the account first, then its address.
+                raise StoreError(
+                    f"unknown account {maildrop!r}: add it first with swctl account add "
+                    f"{maildrop} --party {party.name} --password-stdin")
             if owner["party_id"] != party.id:
                 raise StoreError(f"account {maildrop!r} belongs to another party")
         conn.execute(

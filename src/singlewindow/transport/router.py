@@ -566,7 +566,7 @@ class Router:
         ``hops`` on (issue 12)."""
         rcpt = target.logical
         message_type = result.message_type
-        routed = self.where.routes_for(rcpt, message_type) if message_type else []
+        routed = routes(self.where, mig.registry(), rcpt, message_type)
         # No DSN about the copies of automatic mail either (its submitter asked for none).
         quiet = p.automatic(mail_from)
 
@@ -957,6 +957,22 @@ def generated_kind(mail_from: str, fields: list[translate.Field]) -> str | None:
         return "dsn"
     word = notice.split(" ", 1)[0].lower()
     return _NOTICE_KINDS.get(word, "notice")
+
+
+def routes(where: Lookups, registry: mig.Registry, rcpt: str, message_type: str | None
+           ) -> list[directory.Address]:
+    """SPEC F3: the destinations routed for this release of the message (``PAXLST-D03B``),
+    else those routed for the message in all its releases (``PAXLST``, issue 14); none:
+    the recipient's own party receives it."""
+    if not message_type:
+        return []
+    routed = where.routes_for(rcpt, message_type)
+    if routed:
+        return routed
+    mt = registry.types.get(message_type)
+    if mt is None or mt.message == message_type:
+        return []
+    return where.routes_for(rcpt, mt.message)
 
 
 def _refusal_reply(refusal: str) -> Reply:
