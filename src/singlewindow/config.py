@@ -285,6 +285,11 @@ class Paths:
         return self.state_dir / "log"
 
     @property
+    def pg_socket_dir(self) -> Path:
+        """The local stack's private PostgreSQL cluster's unix socket directory."""
+        return self.run_dir / "pg"
+
+    @property
     def policy_socket(self) -> Path:
         return self.run_dir / "policy.sock"
 
@@ -376,18 +381,20 @@ class Config:
         return self.transport.dovecot_config or self.paths.state_dir / "dovecot" / "dovecot.conf"
 
 
-def _build(cls: type[Any], data: dict[str, Any], where: str) -> Any:
-    """Make dataclass ``cls`` from a TOML table, refusing unknown keys by name."""
+def _build(cls: type[Any], data: dict[str, Any], where: str, base: Any = None) -> Any:
+    """Make dataclass ``cls`` from a TOML table, refusing unknown keys by name; what the
+    table does not set is ``base``'s (``cls()`` if None)."""
+    base = cls() if base is None else base
     known = {f.name: f for f in fields(cls)}
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
         if key not in known:
             raise ConfigError(f"unknown option {where}{key}")
-        default = getattr(cls(), key)
+        default = getattr(base, key)
         if is_dataclass(default):
             if not isinstance(value, dict):
                 raise ConfigError(f"{where}{key} must be a table")
-            kwargs[key] = _build(type(default), value, f"{where}{key}.")
+            kwargs[key] = _build(type(default), value, f"{where}{key}.", default)
         elif isinstance(default, Path) or known[key].type in ("Path", "Path | None"):
             kwargs[key] = Path(value)
         elif isinstance(default, tuple):
@@ -396,32 +403,44 @@ def _build(cls: type[Any], data: dict[str, Any], where: str) -> Any:
             kwargs[key] = float(value)
         else:
             kwargs[key] = value
-    return cls(**kwargs)
+    return replace(base, **kwargs)
 
 
-def parse(text: str) -> Config:
-    """Build a :class:`Config` from TOML text."""
+def parse(text: str, base: Config | None = None) -> Config:
+    """Build a :class:`Config` from TOML text; what it does not set is ``base``'s (the
+    defaults if None)."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"invalid TOML: {exc}") from exc
-    config: Config = _build(Config, data, "")
+    config: Config = _build(Config, data, "", base)
     return config
 
 
-def load(path: Path) -> Config:
-    """Read the config file at ``path``."""
+def load(path: Path, base: Config | None = None) -> Config:
+    """Read the config file at ``path`` (over ``base``, as :func:`parse`)."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
-    return parse(text)
+    return parse(text, base)
+
+
+def stack_defaults(state_dir: Path) -> Config:
+    """The defaults of the local stack in ``state_dir``: its own paths, and its private
+    PostgreSQL cluster's socket (``host=DIR/run/pg``) rather than the system's."""
+    paths = Paths(state_dir=state_dir)
+    return Config(paths=paths, database=Database(
+        conninfo=f"host={paths.pg_socket_dir} dbname=singlewindow"))
 
 
 def for_state_dir(state_dir: Path) -> Config:
-    """The config of the local stack in ``state_dir`` (its file if present, else defaults)."""
+    """The config of the local stack in ``state_dir``: its file, if present, over the
+    stack's own defaults (:func:`stack_defaults`). A file written before ``swctl stack up``
+    need only name what differs (issue 14: the ports), not repeat the stack's paths."""
+    base = stack_defaults(state_dir)
     path = state_dir / STATE_CONFIG_NAME
-    config = load(path) if path.exists() else Config()
+    config = load(path, base) if path.exists() else base
     return replace(config, paths=replace(config.paths, state_dir=state_dir))
 
 

@@ -74,7 +74,7 @@ class Layout:
 
     @property
     def pg_socket_dir(self) -> Path:
-        return self.root / "run" / "pg"
+        return configmod.Paths(state_dir=self.root).pg_socket_dir
 
     @property
     def postfix_conf(self) -> Path:
@@ -229,15 +229,16 @@ def preflight() -> None:
 # --- configuration ---------------------------------------------------------------------
 
 def init_config(state_dir: Path, base: Config | None = None) -> Config:
-    """The stack's config: the file in ``state_dir`` if any, else one written from ``base``."""
+    """The stack's config: the file in ``state_dir`` if any (over the stack's own defaults,
+    :func:`configmod.for_state_dir`), else one written from ``base``."""
     layout = Layout(state_dir)
     if layout.config_file.exists():
         return configmod.for_state_dir(state_dir)
     config = base or Config()
     # No role here: each part adds its own (Database.dsn).
-    conninfo = f"host={layout.pg_socket_dir} dbname=singlewindow"
+    own = configmod.stack_defaults(state_dir)
     config = replace(config, paths=replace(config.paths, state_dir=state_dir),
-                     database=replace(config.database, conninfo=conninfo))
+                     database=replace(config.database, conninfo=own.database.conninfo))
     state_dir.mkdir(parents=True, exist_ok=True)
     render.write_atomic(layout.config_file, configmod.to_toml(config))
     return config

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import smtplib
 import subprocess
 import sys
 from dataclasses import replace
@@ -91,6 +92,32 @@ def test_down_stops_exactly_what_up_started() -> None:
         assert all(pid is None for pid in dict(stack.status(state)).values())
         left = {(pid, start) for pid, (_, start) in _processes().items()} & started
         assert not left, f"still running after down: {sorted(left)}"
+    finally:
+        stack.down(state, say=lambda _: None)
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def test_a_config_written_before_up_need_only_move_the_ports() -> None:
+    """Issue 14: an operator writes singlewindow.toml with other ports before the first
+    ``up``; the stack, its daemons and swctl find the stack's own database socket."""
+    state = short_state_dir()
+    ports = {name: free_port() for name in ("mta_port", "msa_port", "pop3_port",
+                                            "pop3s_port", "reinject_port")}
+    text = "[listeners]\n" + "".join(f"{k} = {v}\n" for k, v in ports.items())
+    (state / "singlewindow.toml").write_text(text)
+    try:
+        config = stack.up(state, say=lambda _: None)
+        assert config.listeners.mta_port == ports["mta_port"]
+        assert (state / "singlewindow.toml").read_text() == text  # the operator's, as written
+        added = swctl(config, "party", "add", "acme", "--kind", "company")
+        assert added.returncode == 0, added.stderr
+        # The policy daemon reads the directory: an unknown peer is refused (5.7.1), not
+        # deferred because the database is unreachable (451 4.3.0).
+        with smtplib.SMTP(config.listeners.bind, ports["mta_port"], timeout=30) as client:
+            client.ehlo("test.example")
+            assert client.mail("x@acme.example")[0] == 250
+            code, text_ = client.rcpt("acme@sw.test")
+        assert code == 554 and b"5.7.1" in text_, (code, text_)
     finally:
         stack.down(state, say=lambda _: None)
         shutil.rmtree(state, ignore_errors=True)

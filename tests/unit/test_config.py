@@ -1,0 +1,54 @@
+"""The one config object: a file names only what differs from the defaults it is read
+over, and a local stack's defaults are the stack's own paths (issue 14)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from singlewindow import config as configmod
+from singlewindow.config import Config, ConfigError
+
+PORTS_ONLY = "[listeners]\nmta_port = 3525\nmsa_port = 3465\n"
+
+
+def test_a_file_that_moves_only_the_ports_gets_the_stacks_database(tmp_path: Path) -> None:
+    (tmp_path / configmod.STATE_CONFIG_NAME).write_text(PORTS_ONLY)
+    config = configmod.for_state_dir(tmp_path)
+    assert (config.listeners.mta_port, config.listeners.msa_port) == (3525, 3465)
+    assert config.listeners.pop3_port == Config().listeners.pop3_port
+    assert config.database.conninfo == f"host={tmp_path}/run/pg dbname=singlewindow"
+    assert config.paths.state_dir == tmp_path
+    assert config.paths.lmtp_socket == tmp_path / "run" / "lmtp.sock"
+    assert config.postfix_config == tmp_path / "postfix"
+    # The same with no file at all.
+    assert configmod.for_state_dir(tmp_path / "empty").database.conninfo == \
+        f"host={tmp_path}/empty/run/pg dbname=singlewindow"
+
+
+def test_a_table_that_sets_one_option_keeps_the_others_from_the_stack(tmp_path: Path) -> None:
+    (tmp_path / configmod.STATE_CONFIG_NAME).write_text("[database]\nconnect_timeout = 2\n")
+    config = configmod.for_state_dir(tmp_path)
+    assert config.database.connect_timeout == 2
+    assert config.database.conninfo == f"host={tmp_path}/run/pg dbname=singlewindow"
+
+
+def test_what_the_file_sets_wins(tmp_path: Path) -> None:
+    (tmp_path / configmod.STATE_CONFIG_NAME).write_text(
+        '[database]\nconninfo = "host=db.example dbname=sw"\n')
+    assert configmod.for_state_dir(tmp_path).database.conninfo == "host=db.example dbname=sw"
+
+
+def test_a_deployed_nodes_file_is_read_over_the_plain_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "singlewindow.toml"
+    path.write_text(PORTS_ONLY)
+    config = configmod.load(path)
+    assert config.database.conninfo == Config().database.conninfo
+    assert config.paths == Config().paths
+
+
+def test_unknown_options_are_still_refused_by_name(tmp_path: Path) -> None:
+    (tmp_path / configmod.STATE_CONFIG_NAME).write_text("[database]\nsocket = 1\n")
+    with pytest.raises(ConfigError, match=r"unknown option database\.socket"):
+        configmod.for_state_dir(tmp_path)
