@@ -226,25 +226,48 @@ def log_cmd(args: argparse.Namespace) -> int:
 
 
 def _sent(copy: dict[str, Any]) -> str:
-    """How a copy ended: its state, queue id or refusal, and attempts beyond the first."""
+    """How a copy ended: its state and when, queue id or refusal, attempts beyond the
+    first, and the times a POP3 session's lock made it wait."""
+    at = f" at {copy['injected_at']:%H:%M:%S}" if copy.get("injected_at") else ""
     if copy["state"] == "refused":
         text = f"refused: {copy['refusal']}"
+    elif copy["queue_id"] == "maildrop":
+        text = f"saved into the POP3 maildrop{at}"
     else:
-        text = f"{copy['state']}, queue id {copy['queue_id'] or '-'}"
-    return text + (f", {copy['attempts']} attempts" if copy["attempts"] > 1 else "")
+        text = f"{copy['state']}{at}, queue id {copy['queue_id'] or '-'}"
+    text += f", {copy['attempts']} attempts" if copy["attempts"] > 1 else ""
+    waits = copy.get("maildrop_deferrals", 0)
+    return text + (f", deferred {waits}x: a POP3 session held the maildrop" if waits else "")
 
 
 _ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+[A-Za-z0-9]")
+#: A copy row's pseudo-recipient → the generated mail whose first leg (into Postfix, to
+#: the submitter's logical address) it records.
+_FIRST_LEG = {"*control*": "control message", "*agency-failure*": "agency-failure notice"}
+_NOTICE_KINDS = {"dsn": "DSN", "control": "control message",
+                 "agency-failure": "agency-failure notice"}
+
+
+def _status_rows(lines: list[evidence.Status], shown: Callable[[str], str]
+                 ) -> list[dict[str, str]]:
+    return [{"to": shown(st.to), "relay": st.relay, "dsn": st.dsn, "status": st.status,
+             "text": shown(st.text)} for st in lines]
 
 
 def _postfix_status(conn: psycopg.Connection[Any], config: configmod.Config,
-                    rows: list[dict[str, Any]]) -> None:
+                    rows: list[dict[str, Any]], inbound: str | None = None
+                    ) -> dict[str, Any] | None:
     """Add to each copy or notice row how Postfix's delivery of it went (``postfix``: its
     log's status lines), with every party's physical address shown as its logical one.
-    The hub's own mail has the null sender, so this is the only place its failure shows."""
+    The hub's own mail has the null sender, so this is the only place its failure shows.
+
+    ``inbound``: the submission's own queue id; returned, its attempts (into the
+    transport) and the DSNs Postfix wrote about it, each with its own attempts (issue 14:
+    a failure DSN on its way back to the submitter)."""
     ids = {r["queue_id"] for r in rows if r["queue_id"] and r["queue_id"] != "maildrop"}
-    found = evidence.delivery_status(config.postfix_maillog, ids)
-    words = {m[0].lower() for s in found.values() for st in s
+    trail = evidence.postfix_trail(config.postfix_maillog, ids,
+                                   follow=frozenset({inbound} if inbound else ()))
+    words = {m[0].lower() for s in trail.status.values() for st in s
              for m in _ADDRESS.finditer(f"{st.to} {st.text}")}
     known = directory.known_addresses(conn, words)
 
@@ -255,26 +278,53 @@ def _postfix_status(conn: psycopg.Connection[Any], config: configmod.Config,
         return _ADDRESS.sub(one, text)
 
     for r in rows:
-        r["postfix"] = [{"to": shown(st.to), "relay": st.relay, "dsn": st.dsn,
-                         "status": st.status, "text": shown(st.text)}
-                        for st in found.get(r["queue_id"] or "", [])]
+        r["postfix"] = _status_rows(trail.status.get(r["queue_id"] or "", []), shown)
+    if not inbound:
+        return None
+    return {"queue_id": inbound, "status": _status_rows(trail.status[inbound], shown),
+            "notifications": [
+                {"what": n.what, "queue_id": n.dsn_queue_id,
+                 "status": _status_rows(trail.status[n.dsn_queue_id], shown)}
+                for n in trail.notified[inbound]]}
 
 
-def _print_status(lines: list[dict[str, str]]) -> None:
+def _print_status(lines: list[dict[str, str]], indent: str = "    ") -> None:
     for st in lines:
-        print(f"    postfix: to=<{st['to']}> status={st['status']} dsn={st['dsn']} "
+        print(f"{indent}postfix: to=<{st['to']}> status={st['status']} dsn={st['dsn']} "
               f"relay={st['relay']}" + (f" ({st['text']})" if st["text"] else ""))
+
+
+def _print_event(e: dict[str, Any]) -> None:
+    print(f"  {e['at']:%H:%M:%S.%f} {e['kind']} {json.dumps(e['detail'], sort_keys=True)}")
+
+
+def _count_deferrals(rows: list[dict[str, Any]], events: list[dict[str, Any]]) -> None:
+    """Each row's ``maildrop_deferrals``: its ``maildrop-deferred`` events."""
+    for r in rows:
+        r["maildrop_deferrals"] = sum(
+            1 for e in events if e["kind"] == "maildrop-deferred"
+            and e["detail"].get("copy_message_id") == r["copy_message_id"])
+
+
+def _notice_label(n: dict[str, Any], submitter: str | None) -> str:
+    label = _NOTICE_KINDS.get(n["kind"], n["kind"])
+    if n["kind"] == "dsn" and submitter and n["recipient"].lower() == submitter.lower():
+        return f"{label} back to the submitter {n['recipient']}"
+    return f"{label} to {n['recipient']}"
 
 
 def trace_cmd(args: argparse.Namespace) -> int:
     config = _config(args)
     with _db(args) as conn:
         found = messages.trace(conn, args.id)
-        if found is not None:
+        if found is not None and found["id"] is None:
             # A notice about no known message has only its own row (messages.trace).
-            rows = ([found["notice"]] if found["id"] is None
-                    else [*found["forwards"], *found["notices"]])
-            _postfix_status(conn, config, rows)
+            _count_deferrals([found["notice"]], found["notice"]["events"])
+            _postfix_status(conn, config, [found["notice"]])
+        elif found is not None:
+            rows = [*found["forwards"], *found["notices"]]
+            _count_deferrals(rows, found["events"])
+            found["postfix"] = _postfix_status(conn, config, rows, found["queue_id"])
     if found is None:
         raise CommandError(f"no message with id {args.id!r}")
     if args.json:
@@ -282,10 +332,12 @@ def trace_cmd(args: argparse.Namespace) -> int:
         return 0
     if found["id"] is None:
         n = found["notice"]
-        print(f"{n['kind']} generated by Single Window at {n['created_at']}, about no "
-              f"known message")
+        print(f"{_NOTICE_KINDS.get(n['kind'], n['kind'])} generated by Single Window at "
+              f"{n['created_at']}, about no known message")
         print(f"  to {n['recipient']} ({_sent(n)}, Message-ID {n['copy_message_id']})")
         _print_status(n["postfix"])
+        for e in n["events"]:
+            _print_event(e)
         return 0
     print(f"message {found['id']} received {found['received_at']} on {found['listener']}")
     print(f"  from party {found['party'] or '-'} <{found['envelope_from']}> "
@@ -294,15 +346,25 @@ def trace_cmd(args: argparse.Namespace) -> int:
           f", type {found['message_type'] or '-'}, sha256 {found['payload_sha256']}")
     for r in found["recipients"]:
         print(f"  recipient {r['recipient']}: {r['reason']}")
+    inbound = found["postfix"]
+    if inbound and (inbound["status"] or inbound["notifications"]):
+        print(f"  in Postfix as {inbound['queue_id']}:")
+        _print_status(inbound["status"])
+        for n in inbound["notifications"]:
+            print(f"    postfix: {n['what']}: {n['queue_id']}")
+            _print_status(n["status"], "      ")
     for f in found["forwards"]:
-        print(f"  copy to {f['destination']} ({_sent(f)}, Message-ID {f['copy_message_id']})")
+        first = _FIRST_LEG.get(f["recipient"])
+        what = (f"{first} to {f['physical']}, into Postfix" if first
+                else f"copy to {f['destination']}")
+        print(f"  {what} ({_sent(f)}, Message-ID {f['copy_message_id']})")
         _print_status(f["postfix"])
     for n in found["notices"]:
-        print(f"  {n['kind']} to {n['recipient']} ({_sent(n)}, Message-ID "
+        print(f"  {_notice_label(n, found['envelope_from'])} ({_sent(n)}, Message-ID "
               f"{n['copy_message_id']})")
         _print_status(n["postfix"])
     for e in found["events"]:
-        print(f"  {e['at']:%H:%M:%S.%f} {e['kind']} {json.dumps(e['detail'], sort_keys=True)}")
+        _print_event(e)
     for r in found["stamp_refusals"]:
         print(f"  {r['at']:%H:%M:%S.%f} a message with a forged stamp claiming this id was "
               f"refused: {r['message_id']} ({r['detail'].get('reason')})")

@@ -268,7 +268,8 @@ def test_undeliverable_control_message_bounces_nowhere_and_shows_in_trace(
     broken = factory.gendec().replace(b"<Flag>PA</Flag>", b"<Flag>Panama</Flag>")
     swid = submission(world, cobad, ag, subj, broken, [])
     # The control message's own delivery, as Postfix logged it, under its notice row.
-    shown = re.compile(rf"\n  control to {re.escape(cobad.logical)} \(injected, [^\n]*\n"
+    shown = re.compile(rf"\n  control message to {re.escape(cobad.logical)} \(injected at "
+                       r"[^\n]*\n"
                        rf"    postfix: to=<{re.escape(cobad.logical)}> status=bounced "
                        r"dsn=5\.1\.1 [^\n]*No such mailbox here")
     wait_until(lambda: shown.search(trace(world, swid)) is not None, timeout=90)

@@ -53,15 +53,18 @@ def record_message(conn: Conn, m: Received,
 
 
 def record_outcome(conn: Conn, message_id: str, recipient: str, status: str,
-                   reason: str) -> None:
-    """The recipient's outcome and its ``outcome`` event, in one statement."""
+                   reason: str, message_type: str | None = None) -> None:
+    """The recipient's outcome and its ``outcome`` event, in one statement; with
+    ``message_type``, the message's type (as the MIG classified it) too."""
     conn.execute(
-        "WITH r AS (INSERT INTO message_recipient (message_id, logical, status, reason,"
+        ("WITH t AS (UPDATE message SET message_type = %(type)s WHERE id = %(m)s), "
+         if message_type else "WITH ")
+        + "r AS (INSERT INTO message_recipient (message_id, logical, status, reason,"
         " decided_at) VALUES (%(m)s, %(r)s, %(s)s, %(t)s, now())"
         " ON CONFLICT (message_id, logical) DO UPDATE"
         " SET status = excluded.status, reason = excluded.reason, decided_at = now())"
         " INSERT INTO event (message_id, kind, detail) VALUES (%(m)s, 'outcome', %(d)s)",
-        {"m": message_id, "r": recipient, "s": status, "t": reason,
+        {"m": message_id, "r": recipient, "s": status, "t": reason, "type": message_type,
          "d": Jsonb({"recipient": recipient, "status": status, "reason": reason})})
 
 
@@ -228,6 +231,29 @@ def release(conn: Conn, claim: Claim) -> None:
                  " AND state = 'pending'", (claim.row_id,))
 
 
+#: Each claim table's column with the logical address its mail is for.
+_ADDRESSEE = {"forward": "destination", "notice_delivery": "recipient"}
+
+
+def release_locked(conn: Conn, claim: Claim, login: str, status: str) -> None:
+    """:func:`release`, for a delivery deferred because a POP3 session holds ``login``'s
+    maildrop (SPEC R3.2), with its ``maildrop-deferred`` event in the same statement:
+    the copy's or notice's message (none for a notice about no known message), the
+    logical address it is for, the login, the deferral's enhanced ``status`` and the leg
+    (``copy`` of a submission, ``notice``: mail the hub generated)."""
+    leg = "copy" if claim.table == "forward" else "notice"
+    conn.execute(
+        f"WITH r AS (UPDATE {claim.table} SET lease_until = NULL WHERE id = %(id)s"
+        " AND state = 'pending')"
+        " INSERT INTO event (message_id, kind, detail)"
+        " SELECT message_id, 'maildrop-deferred', jsonb_build_object("
+        f"  'recipient', {_ADDRESSEE[claim.table]}, 'login', %(login)s::text,"
+        "  'status', %(status)s::text, 'leg', %(leg)s::text,"
+        "  'copy_message_id', copy_message_id)"
+        f" FROM {claim.table} WHERE id = %(id)s",
+        {"id": claim.row_id, "login": login, "status": status, "leg": leg})
+
+
 def first_event(conn: Conn, message_id: str, kind: str, digest: str) -> bool:
     """No ``kind`` event with this digest is recorded yet (a retry does not repeat one)."""
     row = conn.execute("SELECT 1 FROM event WHERE message_id = %s AND kind = %s"
@@ -356,7 +382,14 @@ def trace(conn: Conn, ident: str) -> dict[str, Any] | None:
             " injected_at, created_at FROM notice_delivery WHERE message_id IS NULL"
             " AND (queue_id = %(i)s OR copy_message_id = %(i)s) LIMIT 1",
             {"i": ident}).fetchone()
-        return None if notice is None else {"id": None, "notice": notice}
+        if notice is None:
+            return None
+        # Its own events (maildrop deferrals) have no message either (migration 0010).
+        notice["events"] = conn.execute(
+            "SELECT at, kind, detail FROM event WHERE message_id IS NULL"
+            " AND detail->>'copy_message_id' = %s ORDER BY at, id",
+            (notice["copy_message_id"],)).fetchall()
+        return {"id": None, "notice": notice}
     mid = row["id"]
     row["stamp_refusals"] = conn.execute(
         "SELECT message_id, at, detail FROM event WHERE kind = 'stamp-refused'"

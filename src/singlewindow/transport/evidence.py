@@ -21,7 +21,8 @@ of a log are read too, oldest first, skipping any whose last write came before t
 first attempt.
 
 The delivery status lines of a queue id (:func:`delivery_status`) show in ``swctl trace``
-how a copy or a notice ended after Postfix took it.
+how a copy or a notice ended after Postfix took it; :func:`postfix_trail` also follows a
+submission's DSNs that Postfix wrote, by bounce(8)'s ``sender ... notification`` lines.
 
 The Message-ID of every copy is unique to that copy (the transport makes it), which is
 what the lines are matched on. Reading is line by line: a log of any size costs no memory.
@@ -129,23 +130,70 @@ class Status:
     text: str
 
 
-def delivery_status(maillog: Path, queue_ids: set[str],
-                    since: float | None = None) -> dict[str, list[Status]]:
+# bounce(8) logs each DSN it writes about a message (bounce_notify_service.c and
+# friends): ``QID: sender non-delivery notification: DSNQID``, likewise "sender delivery
+# status notification" and "sender delay notification".
+_NOTIFIED = re.compile(rb"/bounce\[\d+\]: ([0-9A-Za-z]+): (sender (?:non-delivery|delivery "
+                       rb"status|delay) notification): ([0-9A-Za-z]+)")
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """A DSN Postfix wrote about a message (to its envelope sender)."""
+
+    queue_id: str
+    """The message the DSN is about."""
+    what: str
+    """``sender non-delivery notification``, ``… delivery status …``, ``… delay …``."""
+    dsn_queue_id: str
+    """The DSN's own queue id: its delivery status lines are Postfix's too."""
+
+
+@dataclass(frozen=True, slots=True)
+class Trail:
+    """What Postfix logged about some queue ids."""
+
+    status: dict[str, list[Status]]
+    """Each queue id's delivery attempts, in log order."""
+    notified: dict[str, list[Notification]]
+    """For each queue id followed, the DSNs Postfix wrote about it."""
+
+
+def postfix_trail(maillog: Path, queue_ids: set[str], since: float | None = None,
+                  follow: frozenset[str] = frozenset()) -> Trail:
     """Every delivery attempt Postfix logged for these queue ids, in log order (issue 12:
-    how the hub's own mail, sent with the null sender, ended: no DSN tells anybody)."""
-    wanted = {q.encode() for q in queue_ids if q}
-    found: dict[str, list[Status]] = {q: [] for q in queue_ids if q}
+    how the hub's own mail, sent with the null sender, ended: no DSN tells anybody), in
+    one pass. For the ids in ``follow`` also the DSNs Postfix wrote about them and each
+    DSN's own attempts (issue 14: a submission's DSN on its way back to the submitter)."""
+    wanted = {q.encode() for q in (*queue_ids, *follow) if q}
+    followed = {q.encode() for q in follow if q}
+    trail = Trail({q.decode(): [] for q in wanted}, {q.decode(): [] for q in followed})
     if not wanted:
-        return found
+        return trail
     for line in lines(maillog, since):
+        if followed and b"/bounce[" in line:
+            notified = _NOTIFIED.search(line)
+            if notified is not None and notified[1] in followed:
+                dsn_queue_id = notified[3].decode()
+                trail.notified[notified[1].decode()].append(Notification(
+                    notified[1].decode(), notified[2].decode(), dsn_queue_id))
+                wanted.add(notified[3])
+                trail.status.setdefault(dsn_queue_id, [])
+            continue
         if b" to=<" not in line or b" status=" not in line:
             continue
         match = _STATUS.search(line)
         if match is None or match[1] not in wanted:
             continue
         queue_id = match[1].decode()
-        found[queue_id].append(Status(
+        trail.status[queue_id].append(Status(
             queue_id, match[2].decode("utf-8", "replace"),
             match[3].decode("utf-8", "replace"), match[4].decode(), match[5].decode(),
             (match[6] or b"").decode("utf-8", "replace")))
-    return found
+    return trail
+
+
+def delivery_status(maillog: Path, queue_ids: set[str],
+                    since: float | None = None) -> dict[str, list[Status]]:
+    """Every delivery attempt Postfix logged for these queue ids (:func:`postfix_trail`)."""
+    return postfix_trail(maillog, queue_ids, since).status

@@ -405,6 +405,7 @@ class Router:
             state["recorded"] = True
         target = self.where.find_logical(rcpt)
         recorded = False  # the outcome went with the last copy's mark
+        typed: str | None = None  # a type no copy's claim records, recorded with the outcome
         refused = unmatched or self.check(conn, p, o, mail_from, rcpt, target, state)
         if refused is None:
             assert target is not None
@@ -422,6 +423,7 @@ class Router:
                 # mail (issue 12): the refusal names the errors instead, in the trace.
                 reply = terminal.mig_refusal(result, o.message_id,
                                              why if mail_from else None)
+                typed = result.message_type
                 if mail_from and not state.get("withheld"):
                     state["withheld"] = True
                     messages.event(conn, o.message_id, "control-message-withheld", {
@@ -437,7 +439,7 @@ class Router:
             reply = refused.with_text(f"{refused.text} (Single Window message {o.message_id})")
         if not recorded:
             messages.record_outcome(conn, o.message_id, rcpt.lower(), f"{reply.code} "
-                                    f"{reply.enhanced}", reply.text)
+                                    f"{reply.enhanced}", reply.text, typed)
         log.info("%s <%s> %s", o.message_id, rcpt, reply.line())
         return reply
 
@@ -542,9 +544,11 @@ class Router:
     def control_message(self, conn: Conn, o: originmod.Origin, mail_from: str, p: Prepared,
                         result: mig.Result) -> None:
         """Once per message, however many recipients or retries (same bookkeeping as D4)."""
+        # The type goes with the claim (issue 14: a message the MIG refused has one too).
         claim = messages.claim_forward(conn, messages.Forward(
             o.message_id, "*control*", mail_from.lower(), mail_from.lower(),
-            f"<{o.message_id}.control@{self.config.hub.domain}>"), self.lease)
+            f"<{o.message_id}.control@{self.config.hub.domain}>"), self.lease,
+            typed=result.message_type is not None, message_type=result.message_type)
         # The null envelope sender (issue 12): a control message that cannot be delivered
         # causes no DSN; Postfix logs it, and ``swctl trace`` shows that line.
         sent = self.deliver_once(conn, claim, lambda: control.build(
@@ -689,8 +693,11 @@ class Router:
             if reply.code != 250:
                 # dovecot-lda exits 0 only after the save; any other end may still have
                 # saved it, which the log tells the next attempt (a retry looks first).
-                messages.release(conn, claim)
                 locked = reply == replies.MAILDROP_LOCKED
+                if locked:  # each wait for a POP3 session shows in trace (issue 14)
+                    messages.release_locked(conn, claim, maildrop_login, reply.enhanced)
+                else:
+                    messages.release(conn, claim)
                 raise Deferred(reply, maildrop.lock_path(self.config.paths.maildrop_dir,
                                                          maildrop_login) if locked else None)
             queue_id = "maildrop"

@@ -161,3 +161,54 @@ def test_ids_map_to_the_copy_or_an_alias_and_back(conn: psycopg.Connection[Any])
     assert messages.alias_for(conn, customs.id, "<t@EX01.acme.local>", "<SWRC@sw.test>") \
         == "<SWRC@sw.test>"  # the same words from another party are another id
     assert messages.party_of(conn, SWID) == acme.id
+
+
+def test_a_deferral_for_a_locked_maildrop_releases_and_is_an_event(
+        conn: psycopg.Connection[Any]) -> None:
+    """Issue 14: each wait for a POP3 session is recorded (shared contract: kind
+    ``maildrop-deferred``, recipient, login, status, leg), in the releasing statement."""
+    received(conn)
+    claim = messages.claim_forward(conn, copy(), lease=60)
+    messages.release_locked(conn, claim, "clerk", "4.2.1")
+    notice = messages.claim_notice(conn, messages.Notice(
+        "k" * 64, SWID, "acme@sw.test", "clerk@acme.example", "dsn", "<SWNk@sw.test>"), 60)
+    messages.release_locked(conn, notice, "clerk", "4.2.1")
+    rows = conn.execute("SELECT message_id, detail FROM event WHERE kind ="
+                        " 'maildrop-deferred' ORDER BY id").fetchall()
+    assert rows == [
+        {"message_id": SWID, "detail": {"recipient": "customs@sw.test", "login": "clerk",
+                                        "status": "4.2.1", "leg": "copy",
+                                        "copy_message_id": claim.copy_message_id}},
+        {"message_id": SWID, "detail": {"recipient": "acme@sw.test", "login": "clerk",
+                                        "status": "4.2.1", "leg": "notice",
+                                        "copy_message_id": "<SWNk@sw.test>"}}]
+    # Released: the next attempt takes the claim at once.
+    assert messages.claim_forward(conn, copy(), lease=60).outcome == "retry"
+    assert messages.claim_notice(conn, messages.Notice(
+        "k" * 64, SWID, "acme@sw.test", "clerk@acme.example", "dsn", "<SWNk@sw.test>"),
+        60).outcome == "retry"
+
+
+def test_a_deferral_of_a_notice_about_no_known_message_is_recorded_and_traced(
+        conn: psycopg.Connection[Any]) -> None:
+    notice = messages.Notice("o" * 64, None, "acme@sw.test", "clerk@acme.example", "dsn",
+                             "<SWNorphan2@sw.test>")
+    claim = messages.claim_notice(conn, notice, lease=60)
+    messages.release_locked(conn, claim, "clerk", "4.2.1")
+    found = messages.trace(conn, "<SWNorphan2@sw.test>")
+    assert found is not None and found["id"] is None
+    [event] = found["notice"]["events"]
+    assert (event["kind"], event["detail"]["leg"]) == ("maildrop-deferred", "notice")
+
+
+def test_an_outcome_may_record_the_type_the_mig_found(conn: psycopg.Connection[Any]) -> None:
+    """Issue 14: a message the MIG refused still has its type in the log."""
+    received(conn)
+    messages.record_outcome(conn, SWID, "customs@sw.test", "554 5.6.0", "MIG errors",
+                            "GENDEC-1")
+    found = messages.trace(conn, SWID)
+    assert found is not None and found["message_type"] == "GENDEC-1"
+    messages.record_outcome(conn, SWID, "coastguard@sw.test", "554 5.6.0", "MIG errors")
+    found = messages.trace(conn, SWID)
+    assert found is not None and found["message_type"] == "GENDEC-1"  # kept
+
