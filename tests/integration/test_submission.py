@@ -17,7 +17,7 @@ from singlewindow import stack
 from singlewindow.config import ADMIN_ROLE, Config
 from singlewindow.store import connect, directory, messages
 from tests.integration.sinks import Received, delivery_status, dsn_about
-from tests.integration.world import World, faulty_transport, message
+from tests.integration.world import World, faulty_transport, message, message_id
 from tests.unit.mig import factory
 
 
@@ -170,6 +170,29 @@ def test_fan_out_reaches_both_agencies_once(parties: World) -> None:
         payload = base64.b64decode(copy.message.get_payload())
         assert payload.startswith(b"<Interchange") and b"PAXLST" in payload
     assert len(copies(parties, "ag1", subj, count=2, timeout=3)) == 1  # still one later
+
+
+def test_a_route_by_message_name_routes_every_release(parties: World) -> None:
+    """Issue 14: the README's ``route add … --type PAXLST``, through swctl, matches the
+    PAXLST of each release the MIG classifies (PAXLST-D02B, -D03B, -D05B)."""
+    co = parties["co"]
+    ag, other = parties.add("agr", "agency"), parties.add("agr2", "agency")
+    routed = subprocess.run(
+        [sys.executable, "-m", "singlewindow.cli", "--state-dir",
+         str(parties.config.paths.state_dir), "route", "add", ag.logical, "--type", "PAXLST",
+         "--to", ag.logical, "--to", other.logical], capture_output=True, text=True,
+        check=False)
+    assert routed.returncode == 0, routed.stderr
+    for release in ("02B", "03B", "05B"):
+        subj = subject()
+        data = message(co, ag.logical, subj, factory.paxlst(release=release),
+                       content_type="application/EDIFACT")
+        assert parties.submit(co, [ag.logical], data) == {}
+        assert len(copies(parties, "agr", subj)) == 1
+        assert len(copies(parties, "agr2", subj)) == 1, release
+        with connect(parties.config.database) as conn:
+            found = messages.trace(conn, message_id(data))
+        assert found is not None and found["message_type"] == f"PAXLST-D{release}"
 
 
 def test_trace_shows_the_whole_path(parties: World) -> None:
