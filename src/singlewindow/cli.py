@@ -283,9 +283,9 @@ def _postfix_status(conn: psycopg.Connection[Any], config: configmod.Config,
         return None
     return {"queue_id": inbound, "status": _status_rows(trail.status[inbound], shown),
             "notifications": [
-                {"what": n.what, "queue_id": n.dsn_queue_id,
-                 "status": _status_rows(trail.status[n.dsn_queue_id], shown)}
-                for n in trail.notified[inbound]]}
+                {"what": what, "queue_id": dsn_queue_id,
+                 "status": _status_rows(trail.status[dsn_queue_id], shown)}
+                for what, dsn_queue_id in trail.notified[inbound]]}
 
 
 def _print_status(lines: list[dict[str, str]], indent: str = "    ") -> None:

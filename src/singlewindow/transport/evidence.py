@@ -138,25 +138,15 @@ _NOTIFIED = re.compile(rb"/bounce\[\d+\]: ([0-9A-Za-z]+): (sender (?:non-deliver
 
 
 @dataclass(frozen=True, slots=True)
-class Notification:
-    """A DSN Postfix wrote about a message (to its envelope sender)."""
-
-    queue_id: str
-    """The message the DSN is about."""
-    what: str
-    """``sender non-delivery notification``, ``… delivery status …``, ``… delay …``."""
-    dsn_queue_id: str
-    """The DSN's own queue id: its delivery status lines are Postfix's too."""
-
-
-@dataclass(frozen=True, slots=True)
 class Trail:
     """What Postfix logged about some queue ids."""
 
     status: dict[str, list[Status]]
     """Each queue id's delivery attempts, in log order."""
-    notified: dict[str, list[Notification]]
-    """For each queue id followed, the DSNs Postfix wrote about it."""
+    notified: dict[str, list[tuple[str, str]]]
+    """For each queue id followed, the DSNs Postfix wrote about it: what it was
+    (``sender non-delivery notification``, ``… delivery status …``, ``… delay …``) and
+    the DSN's own queue id (whose attempts are in ``status`` too)."""
 
 
 def postfix_trail(maillog: Path, queue_ids: set[str], since: float | None = None,
@@ -175,8 +165,8 @@ def postfix_trail(maillog: Path, queue_ids: set[str], since: float | None = None
             notified = _NOTIFIED.search(line)
             if notified is not None and notified[1] in followed:
                 dsn_queue_id = notified[3].decode()
-                trail.notified[notified[1].decode()].append(Notification(
-                    notified[1].decode(), notified[2].decode(), dsn_queue_id))
+                trail.notified[notified[1].decode()].append((notified[2].decode(),
+                                                             dsn_queue_id))
                 wanted.add(notified[3])
                 trail.status.setdefault(dsn_queue_id, [])
             continue

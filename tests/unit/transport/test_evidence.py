@@ -140,32 +140,34 @@ def test_delivery_status_lists_each_attempt_of_the_queue_ids_asked(tmp_path: Pat
     assert evidence.delivery_status(log, set()) == {}
 
 
-SUBMISSION_BOUNCED = ("Nov 29 19:01:00 mail postfix/lmtp[130]: 4fLqW10Aa0z1xB: to=<ag@sw.test>,"
-                      " relay=mail.sw.test[/run/lmtp.sock], delay=0.2, delays=0/0/0/0.2,"
-                      " dsn=5.6.1, status=bounced (554 5.6.1 Unsupported Content-Type)\n")
-NOTIFIED = ("Nov 29 19:01:00 mail postfix/bounce[131]: 4fLqW10Aa0z1xB: sender non-delivery"
-            " notification: 4fLqW11Bb1z1xC\n")
-OTHER_NOTIFIED = ("Nov 29 19:01:01 mail postfix/bounce[131]: 4fLqV15Xb2z1xA: sender delivery"
-                  " status notification: 4fLqW19Zz9z1xZ\n")
-DSN_DEFERRED = ("Nov 29 19:01:01 mail postfix/lmtp[132]: 4fLqW11Bb1z1xC: to=<co@sw.test>,"
-                " relay=mail.sw.test[/run/lmtp.sock], delay=0.1, delays=0/0/0/0.1,"
-                " dsn=4.2.1, status=deferred (450 4.2.1 Maildrop is in use by a POP3 session,"
-                " will retry)\n")
-DSN_SENT = ("Nov 29 19:01:09 mail postfix/lmtp[133]: 4fLqW11Bb1z1xC: to=<co@sw.test>,"
-            " relay=mail.sw.test[/run/lmtp.sock], delay=9, delays=0/8/0/1, dsn=2.0.0,"
-            " status=sent (250 2.0.0 Delivered to co@sw.test)\n")
+# A submission refused by the transport (4fLqW10Aa0z1xB), the DSN bounce(8) wrote about
+# it (4fLqW11Bb1z1xC), deferred by a maildrop lock then delivered, and a DSN about
+# another message.
+TRAIL = """\
+Nov 29 19:01:00 mail postfix/lmtp[130]: 4fLqW10Aa0z1xB: to=<ag@sw.test>, \
+relay=mail.sw.test[/run/lmtp.sock], delay=0.2, delays=0/0/0/0.2, dsn=5.6.1, \
+status=bounced (554 5.6.1 Unsupported Content-Type)
+Nov 29 19:01:00 mail postfix/bounce[131]: 4fLqW10Aa0z1xB: sender non-delivery \
+notification: 4fLqW11Bb1z1xC
+Nov 29 19:01:01 mail postfix/bounce[131]: 4fLqV15Xb2z1xA: sender delivery status \
+notification: 4fLqW19Zz9z1xZ
+Nov 29 19:01:01 mail postfix/lmtp[132]: 4fLqW11Bb1z1xC: to=<co@sw.test>, \
+relay=mail.sw.test[/run/lmtp.sock], delay=0.1, delays=0/0/0/0.1, dsn=4.2.1, \
+status=deferred (450 4.2.1 Maildrop is in use by a POP3 session, will retry)
+Nov 29 19:01:09 mail postfix/lmtp[133]: 4fLqW11Bb1z1xC: to=<co@sw.test>, \
+relay=mail.sw.test[/run/lmtp.sock], delay=9, delays=0/8/0/1, dsn=2.0.0, \
+status=sent (250 2.0.0 Delivered to co@sw.test)
+"""
 
 
 def test_trail_follows_the_dsns_postfix_wrote_about_a_submission(tmp_path: Path) -> None:
     """Issue 14: the DSN back to the submitter, from bounce(8)'s line to its own attempts."""
     log = tmp_path / "postfix.log"
-    log.write_text(SUBMISSION_BOUNCED + NOTIFIED + OTHER_NOTIFIED + DSN_DEFERRED + DSN_SENT
-                   + DEFERRED)
+    log.write_text(TRAIL + DEFERRED)
     trail = evidence.postfix_trail(log, {"4fLqV20Kd0z1xZ"},
                                    follow=frozenset({"4fLqW10Aa0z1xB"}))
-    [notified] = trail.notified["4fLqW10Aa0z1xB"]
-    assert (notified.what, notified.dsn_queue_id) == (
-        "sender non-delivery notification", "4fLqW11Bb1z1xC")
+    assert trail.notified["4fLqW10Aa0z1xB"] == [
+        ("sender non-delivery notification", "4fLqW11Bb1z1xC")]
     assert [(s.dsn, s.status) for s in trail.status["4fLqW10Aa0z1xB"]] == [("5.6.1", "bounced")]
     assert [(s.to, s.dsn, s.status) for s in trail.status["4fLqW11Bb1z1xC"]] == [
         ("co@sw.test", "4.2.1", "deferred"), ("co@sw.test", "2.0.0", "sent")]
