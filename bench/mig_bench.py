@@ -1,6 +1,7 @@
 """Benchmark (not a test): pydifact's bare parse versus this project's EDIFACT pipeline.
 
-Run: ``.venv/bin/python bench/mig_bench.py`` from the repository root. On the same PAXLST
+Run: ``.venv/bin/python bench/mig_bench.py`` from the repository root (pydifact: the
+``bench`` extra, which ``scripts/install`` installs with ``test``). On the same PAXLST
 D.03B interchange it times pydifact 0.2.3 parsing it (no validation: its wheel has no
 directory data) and this project's parse + envelope and structure validation + element
 formats and code lists + XML conversion + XSD validation of the XML, as the transport runs

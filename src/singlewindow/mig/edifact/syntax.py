@@ -4,13 +4,14 @@ Where it sits in the mail flow: the first step of MIG validation of an EDIFACT s
 It turns byte chunks into :class:`Segment` objects one at a time, so a 20 MB interchange is
 read with memory bounded by the largest segment, not the interchange.
 
-Why not pydifact (0.2.3, a project dependency): measured here, its ``get_messages()`` fails
-on any interchange with UNG/UNE functional groups; it does not split syntax-4 repetitions
-(``*``); it checks no control counts and no character repertoire; its wheel ships no
-directory data, so it validates nothing; and it parses 0.3-0.5 MB/s, an order of magnitude
-below what the transport needs. Splitting on the service characters with ``str.split`` and
-repairing only the splits a release character escaped is short, exact and fast, so this
-module does its own tokenising. pydifact remains the baseline in ``bench/mig_bench.py``.
+Why not pydifact (0.2.3, now only in the ``bench`` extra): measured here, its
+``get_messages()`` fails on any interchange with UNG/UNE functional groups; it does not
+split syntax-4 repetitions (``*``); it checks no control counts and no character
+repertoire; its wheel ships no directory data, so it validates nothing; and it parses
+0.3-0.5 MB/s, an order of magnitude below what the transport needs. Splitting on the
+service characters with ``str.split`` and repairing only the splits a release character
+escaped is short, exact and fast, so this module does its own tokenising. pydifact
+remains the baseline in ``bench/mig_bench.py``.
 """
 
 from __future__ import annotations
