@@ -16,9 +16,9 @@ from tests.conftest import free_port, lmtp_send, short_state_dir
 from tests.integration.sinks import Sink
 from tests.unit.mig import factory
 
-from singlewindow import origin, replies
+from singlewindow import mig, origin, replies
 from singlewindow.config import Config, Listeners
-from singlewindow.store import directory
+from singlewindow.store import directory, snapshot
 from singlewindow.transport import router, server, translate
 from singlewindow.transport.forward import Injector
 from singlewindow.transport.lmtp import LmtpServer
@@ -319,3 +319,23 @@ def test_a_quick_answer_to_a_copy_continues_its_hop_count(
     assert f"passed {first + 11} hops (counting the messages it answers within " \
            f"{config.transport.reply_window:g} s)".encode() in b" ".join(text.split())
     assert len(sink.wait_for(lambda r: True, timeout=2, count=2)) == 1
+
+
+def test_a_releases_own_route_wins_over_its_messages(conn: psycopg.Connection[Any]) -> None:
+    """Issue 14: routes for a message name (PAXLST) serve every release the MIG
+    classifies, unless that release has routes of its own."""
+    directory.add_party(conn, "customs", "agency", [], None)
+    directory.add_address(conn, f"customs@{D}", "customs", "in@customs.example", None, D)
+    directory.add_party(conn, "coast", "agency", [], None)
+    directory.add_address(conn, f"coast@{D}", "coast", "in@coast.example", None, D)
+    directory.add_route(conn, f"customs@{D}", "PAXLST", [f"customs@{D}", f"coast@{D}"])
+    directory.add_route(conn, f"customs@{D}", "PAXLST-D05B", [f"coast@{D}"])
+    where, registry = snapshot.load(conn), mig.registry()
+
+    def routed(message_type: str | None) -> list[str]:
+        return [a.logical for a in router.routes(where, registry, f"customs@{D}",
+                                                 message_type)]
+    assert routed("PAXLST-D03B") == routed("PAXLST-D02B") == [f"coast@{D}", f"customs@{D}"]
+    assert routed("PAXLST-D05B") == [f"coast@{D}"]
+    assert routed("IFTDGN-D03A") == routed("GENDEC-1") == routed(None) == []
+    assert routed("NOT-A-TYPE") == []
