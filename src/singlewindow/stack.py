@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from psycopg.conninfo import conninfo_to_dict
 
@@ -36,39 +36,33 @@ from singlewindow.config import Config
 from singlewindow.store import connect, directory, migrate, snapshot
 
 
-@dataclass(frozen=True, slots=True)
-class Daemon:
-    """One of the project's daemons: the module run with ``python -m``, and what tells
-    that it is ready: the unix socket Postfix connects to, or the TCP address it serves
-    (the metrics exporter's HTTP)."""
+class Daemon(NamedTuple):
+    """One of the project's daemons: the module run with ``python -m``, and where it
+    answers once it is ready: the unix socket Postfix connects to, or the (host, port)
+    it serves over TCP (the metrics exporter's HTTP)."""
 
     module: str
-    socket: Callable[[Config], Path] | None = None
-    tcp: Callable[[Config], tuple[str, int]] | None = None
+    address: Callable[[Config], Path | tuple[str, int]]
 
     def ready(self, config: Config) -> bool:
-        if self.socket is not None:
-            return serving(self.socket(config))
-        assert self.tcp is not None
-        return _port_open(*self.tcp(config))
+        where = self.address(config)
+        if isinstance(where, Path):
+            return serving(where)
+        return _port_open(*where)
 
     def where(self, config: Config) -> str:
         """Where it answers, for messages."""
-        if self.socket is not None:
-            return str(self.socket(config))
-        assert self.tcp is not None
-        host, port = self.tcp(config)
-        return f"{host}:{port}"
+        where = self.address(config)
+        return str(where) if isinstance(where, Path) else f"{where[0]}:{where[1]}"
 
 
 #: The project's own daemons by name. The supervisor starts them, and starts one again
 #: that dies.
 DAEMONS: dict[str, Daemon] = {
-    "policyd": Daemon("singlewindow.policy.server", socket=lambda c: c.paths.policy_socket),
-    "transport": Daemon("singlewindow.transport.server",
-                        socket=lambda c: c.paths.lmtp_socket),
-    "milter": Daemon("singlewindow.milter.server", socket=lambda c: c.paths.milter_socket),
-    "metrics": Daemon("singlewindow.metrics", tcp=lambda c: c.metrics.address),
+    "policyd": Daemon("singlewindow.policy.server", lambda c: c.paths.policy_socket),
+    "transport": Daemon("singlewindow.transport.server", lambda c: c.paths.lmtp_socket),
+    "milter": Daemon("singlewindow.milter.server", lambda c: c.paths.milter_socket),
+    "metrics": Daemon("singlewindow.metrics", lambda c: c.metrics.address),
 }
 #: System users the stack needs (Debian packages create the first three, scripts/install
 #: the last).

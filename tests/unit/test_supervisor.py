@@ -29,7 +29,7 @@ def test_a_daemon_that_keeps_dying_is_given_up_until_retried(
     # A module that does not exist: python -m exits with status 1 at once.
     supervised = supervisor.Supervised(
         "crasher", stack.Daemon("singlewindow.no_such_daemon",
-                                socket=lambda c: c.paths.run_dir / "crasher.sock"),
+                                lambda c: c.paths.run_dir / "crasher.sock"),
         Config(paths=Paths(state_dir=state)))
 
     async def scenario() -> tuple[int, int]:
