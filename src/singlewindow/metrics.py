@@ -347,9 +347,14 @@ def registry(config: Config) -> CollectorRegistry:
     """Every collector the exporter serves."""
     found = CollectorRegistry()
     found.register(StoreCollector(config))
-    config.metrics_dir.mkdir(parents=True, exist_ok=True)
-    # Registers itself; prometheus_client leaves its constructor unannotated.
-    MultiProcessCollector(found, path=str(config.metrics_dir))  # type: ignore[no-untyped-call]
+    try:
+        config.metrics_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        log.warning("the daemons' counters are left out: cannot make %s: %s",
+                    config.metrics_dir, exc.strerror)
+    else:
+        # Registers itself; prometheus_client leaves its constructor unannotated.
+        MultiProcessCollector(found, path=str(config.metrics_dir))  # type: ignore[no-untyped-call]
     health = health_collector(config)
     if health is not None:
         found.register(health)
@@ -363,7 +368,8 @@ def serve(config: Config, stop: threading.Event) -> None:
     log.info("serving /metrics on %s", config.metrics.listen)
     daemon.notify("READY=1")
     try:
-        stop.wait()
+        while not stop.wait(0.2):  # short waits: a signal handler runs between them
+            pass
     finally:
         daemon.notify("STOPPING=1")
         server.shutdown()
