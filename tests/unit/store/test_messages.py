@@ -205,7 +205,7 @@ def test_an_outcome_may_record_the_type_the_mig_found(conn: psycopg.Connection[A
     """Issue 14: a message the MIG refused still has its type in the log."""
     received(conn)
     messages.record_outcome(conn, SWID, "customs@sw.test", "554 5.6.0", "MIG errors",
-                            "GENDEC-1")
+                            message_type="GENDEC-1")
     found = messages.trace(conn, SWID)
     assert found is not None and found["message_type"] == "GENDEC-1"
     messages.record_outcome(conn, SWID, "coastguard@sw.test", "554 5.6.0", "MIG errors")
