@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from tests.support.prometheus import promtool
 
 CONF = Path(__file__).resolve().parents[3] / "conf"
 RULES = CONF / "prometheus" / "alerts.yml"
@@ -48,13 +47,6 @@ METRICS = {
 #: The series a histogram is exposed as.
 HISTOGRAM_SERIES = ("_bucket", "_sum", "_count")
 SEVERITIES = {"warning", "critical"}
-
-
-def promtool(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    tool = shutil.which("promtool")
-    assert tool, "promtool is missing (scripts/install: the prometheus package)"
-    return subprocess.run([tool, *map(str, args)], capture_output=True, text=True,
-                          check=False, timeout=300, cwd=cwd)
 
 
 def load(path: Path) -> Any:
