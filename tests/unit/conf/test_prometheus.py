@@ -23,6 +23,7 @@ CONF = Path(__file__).resolve().parents[3] / "conf"
 RULES = CONF / "prometheus" / "alerts.yml"
 RULE_TESTS = CONF / "prometheus" / "alerts_test.yml"
 DASHBOARD = CONF / "grafana" / "singlewindow.json"
+ANSIBLE_ROLES = CONF.parent / "ansible" / "roles"
 
 #: The exporter's metrics (issue 14's shared contract: singlewindow.metrics, and
 #: singlewindow.health's collector), by name and type: the one list the rules, their
@@ -104,6 +105,14 @@ def test_every_alert_waits_names_its_severity_and_says_what_to_check() -> None:
         # What to look at: a command, a unit, a variable or a dashboard panel.
         assert re.search(r"`[^`]+`|singlewindow_\w+__|dashboard", rule["annotations"][
             "description"]), f"{name}: the description names nothing to check"
+
+
+def test_the_role_variables_the_alerts_name_exist() -> None:
+    """A description that says which Ansible variable to check names one a role defines."""
+    defaults = "".join(p.read_text() for p in ANSIBLE_ROLES.glob("*/defaults/main.yml"))
+    named = set(re.findall(r"\bsinglewindow_[a-z0-9]+__[a-z0-9_]+", RULES.read_text()))
+    assert named
+    assert {v for v in named if not re.search(rf"^{v}:", defaults, re.M)} == set()
 
 
 def test_every_alert_is_tested_firing_and_quiet() -> None:
