@@ -48,7 +48,7 @@ from tests.unit.mig import factory  # noqa: E402
 
 from singlewindow import config as configmod  # noqa: E402
 from singlewindow import render, stack, supervisor  # noqa: E402
-from singlewindow.config import ADMIN_ROLE, Config, Listeners  # noqa: E402
+from singlewindow.config import ADMIN_ROLE, Config, Listeners, Metrics  # noqa: E402
 from singlewindow.store import connect, directory  # noqa: E402
 from singlewindow.transport.evidence import postfix_committed  # noqa: E402
 
@@ -623,6 +623,7 @@ def main() -> None:
         base = replace(Config(), listeners=Listeners(
             mta_port=free_port(), msa_port=free_port(), pop3_port=free_port(),
             pop3s_port=free_port(), reinject_port=free_port()),
+            metrics=Metrics(listen=f"127.0.0.1:{free_port()}"),
             transport=replace(Config().transport, processes=args.workers[0]))
         sw_started = True
         layout = stack.Layout(sw_dir)

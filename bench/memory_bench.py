@@ -43,7 +43,7 @@ from tests.integration.world import Party, World, message  # noqa: E402
 from tests.unit.mig import factory  # noqa: E402
 
 from singlewindow import stack  # noqa: E402
-from singlewindow.config import Config, Listeners  # noqa: E402
+from singlewindow.config import Config, Listeners, Metrics  # noqa: E402
 
 MB = 1_000_000
 MIB = 1024 * 1024
@@ -267,7 +267,8 @@ def main() -> None:
     state = Path(tempfile.mkdtemp(dir="/tmp", prefix="sw-mem-"))
     base = replace(Config(), listeners=Listeners(
         mta_port=free_port(), msa_port=free_port(), pop3_port=free_port(),
-        pop3s_port=free_port(), reinject_port=free_port()))
+        pop3s_port=free_port(), reinject_port=free_port()),
+        metrics=Metrics(listen=f"127.0.0.1:{free_port()}"))
     import singlewindow
     print(f"memory: code under test {Path(singlewindow.__file__).parent}, state {state}",
           flush=True)

@@ -44,7 +44,7 @@ from tests.integration.world import World, message  # noqa: E402
 from tests.unit.mig import factory  # noqa: E402
 
 from singlewindow import stack  # noqa: E402
-from singlewindow.config import Config, Listeners, Queue, Transport  # noqa: E402
+from singlewindow.config import Config, Listeners, Metrics, Queue, Transport  # noqa: E402
 
 TRANSPORT = "singlewindow.transport"
 
@@ -94,6 +94,7 @@ def main() -> None:
     base = replace(Config(), listeners=Listeners(
         mta_port=free_port(), msa_port=free_port(), pop3_port=free_port(),
         pop3s_port=free_port(), reinject_port=free_port()),
+        metrics=Metrics(listen=f"127.0.0.1:{free_port()}"),
         queue=Queue(lifetime="2h", minimal_backoff="5s", maximal_backoff="10s",
                     run_delay="5s"),
         transport=Transport(claim_lease=5.0))

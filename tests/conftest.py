@@ -20,7 +20,7 @@ import psycopg
 import pytest
 
 from singlewindow import stack
-from singlewindow.config import OWNER_ROLE, Config, Listeners, Queue, Transport
+from singlewindow.config import OWNER_ROLE, Config, Listeners, Metrics, Queue, Transport
 from singlewindow.store import connect
 
 
@@ -63,8 +63,8 @@ def database_config() -> Iterator[Config]:
 
 
 #: Tables a unit test may fill; emptied before each test (links get their defaults back).
-_TABLES = "event, message_recipient, message, msa_claim, route, link, address, account, " \
-          "peer_network, party"
+_TABLES = "event, message_recipient, forward, notice_delivery, message, msa_claim, route, " \
+          "link, address, account, peer_network, party"
 
 
 @pytest.fixture
@@ -94,7 +94,9 @@ def sw_stack() -> Iterator[Config]:
                     run_delay="5s"),
         # A copy whose sender was killed is recovered once its claim's lease runs out.
         # A small copy limit: the size tests need no 50 MB messages.
-        transport=Transport(claim_lease=5.0, copy_size_limit=2 * 1024 * 1024))
+        transport=Transport(claim_lease=5.0, copy_size_limit=2 * 1024 * 1024),
+        # The exporter on a free port too: never the default 9750 another stack may hold.
+        metrics=Metrics(listen=f"127.0.0.1:{free_port()}"))
     try:
         yield stack.up(state, demo=True, base=base, say=lambda _: None)
     finally:

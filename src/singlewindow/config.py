@@ -13,6 +13,7 @@ File layout::
     [milter]     the message-time milter
     [paths]      where the stack keeps its state, sockets and logs
     [tls]        certificate and key of the MSA and POP3 listeners
+    [metrics]    the Prometheus exporter (singlewindow.metrics)
 """
 
 from __future__ import annotations
@@ -325,6 +326,30 @@ class Tls:
 
 
 @dataclass(frozen=True, slots=True)
+class Metrics:
+    """The Prometheus exporter, ``python -m singlewindow.metrics`` (issue 14)."""
+
+    #: ``HOST:PORT`` (``[ADDRESS]:PORT`` for IPv6) where ``/metrics`` is served over HTTP.
+    #: The local stack keeps it on loopback; a deployed node sets its management address,
+    #: which only the monitoring network reaches (the firewall role).
+    listen: str = "127.0.0.1:9750"
+    #: Where daemons keep the counters that live only in their memory (the policy
+    #: daemon's decisions), one file per process in prometheus_client's multiprocess
+    #: mode; the exporter adds them up. Files of exited processes stay, so the counts
+    #: survive a daemon's restart. Empty: state_dir/run/metrics. It must be writable by
+    #: the daemons' user; a daemon that cannot write there still runs, uncounted.
+    multiprocess_dir: Path | None = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """``listen`` as (host, port)."""
+        host, sep, port = self.listen.rpartition(":")
+        if not sep or not port.isdigit() or not host:
+            raise ConfigError(f"metrics.listen must be HOST:PORT, not {self.listen!r}")
+        return host.strip("[]"), int(port)
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     hub: Hub = field(default_factory=Hub)
     database: Database = field(default_factory=Database)
@@ -335,6 +360,7 @@ class Config:
     queue: Queue = field(default_factory=Queue)
     paths: Paths = field(default_factory=Paths)
     tls: Tls = field(default_factory=Tls)
+    metrics: Metrics = field(default_factory=Metrics)
 
     @property
     def cert_file(self) -> Path:
@@ -357,6 +383,10 @@ class Config:
     def reinject_key_file(self) -> Path:
         return (self.transport.reinject_key_file
                 or self.paths.state_dir / "keys" / "reinject-key.pem")
+
+    @property
+    def metrics_dir(self) -> Path:
+        return self.metrics.multiprocess_dir or self.paths.run_dir / "metrics"
 
     @property
     def postfix_maillog(self) -> Path:

@@ -62,6 +62,32 @@ def restrict_socket(path: Path, group: str = POSTFIX_GROUP) -> None:
     os.chmod(path, 0o660)
 
 
+def count_in_files(directory: Path) -> bool:
+    """From now on, this process's prometheus_client metrics are counted in files under
+    ``directory`` (the client library's multiprocess mode, ``PROMETHEUS_MULTIPROC_DIR``),
+    where the exporter (:mod:`singlewindow.metrics`) adds up every process's, the exited
+    ones' included: a count survives its daemon's restart. Call it before any metric is
+    made. False (and a warning) when the directory cannot be written: the daemon runs on,
+    its metrics only in memory."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".probe-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        logging.getLogger("singlewindow").warning(
+            "metrics stay in memory, not exported: cannot write %s: %s", directory,
+            exc.strerror)
+        return False
+    # The library reads the variable when it opens a process's file, and chooses the
+    # value class when imported (prometheus_client/values.py); set both.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+    from prometheus_client import values
+    # prometheus_client leaves this factory unannotated.
+    values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
+    return True
+
+
 def argument_parser(description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--state-dir", help="local stack state directory (or SW_STATE_DIR)")

@@ -18,6 +18,11 @@ class Reply:
     code: int
     enhanced: str
     text: str
+    #: Why a recipient was refused, as one kebab-case word (SPEC R5.3's ten reasons and
+    #: the refusals Single Window added): the ``reason`` label of
+    #: ``singlewindow_dsn_failures_total``, recorded with the outcome (migration 0011).
+    #: Empty for replies that refuse no recipient.
+    key: str = ""
 
     @property
     def permanent(self) -> bool:
@@ -32,7 +37,7 @@ class Reply:
         return f"{self.code} {self.enhanced} {self.text}"
 
     def with_text(self, text: str) -> Reply:
-        return Reply(self.code, self.enhanced, text)
+        return Reply(self.code, self.enhanced, text, self.key)
 
 
 # --- Postfix policy delegation actions (access(5) actions, SMTPD_POLICY_README) ----------
@@ -66,43 +71,54 @@ DELIVERED = Reply(250, "2.0.0", "Delivered to Single Window")
 
 # SPEC R5.3, the ten failure reasons. The text is what the submitter reads in the DSN.
 # 1. 5.6.1 = media not supported (RFC 3463 3.7)
-UNSUPPORTED_CONTENT_TYPE = Reply(554, "5.6.1", "Unsupported Content-Type")
+UNSUPPORTED_CONTENT_TYPE = Reply(554, "5.6.1", "Unsupported Content-Type",
+                                 key="unsupported-content-type")
 # 2. 5.6.0 = other or undefined media error (RFC 3463 3.7)
-NO_BODY_PART = Reply(554, "5.6.0", "The message has no body part")
+NO_BODY_PART = Reply(554, "5.6.0", "The message has no body part", key="no-body-part")
 # 3.
-MULTIPLE_BODY_PARTS = Reply(554, "5.6.0", "The message has more than one body part")
+MULTIPLE_BODY_PARTS = Reply(554, "5.6.0", "The message has more than one body part",
+                            key="multiple-body-parts")
 # 4.
-INVALID_ENCODING = Reply(554, "5.6.0", "Invalid Base64 or quoted-printable encoding")
+INVALID_ENCODING = Reply(554, "5.6.0", "Invalid Base64 or quoted-printable encoding",
+                         key="invalid-encoding")
 # 5.
-EIGHT_BIT_IN_7BIT = Reply(554, "5.6.0", "8-bit bytes in a part declared 7bit")
+EIGHT_BIT_IN_7BIT = Reply(554, "5.6.0", "8-bit bytes in a part declared 7bit",
+                          key="eight-bit-in-7bit")
 # 6. an encoding Single Window cannot decode: 5.6.1 media not supported (RFC 3463 3.7)
-UNKNOWN_TRANSFER_ENCODING = Reply(554, "5.6.1", "Unknown Content-Transfer-Encoding")
+UNKNOWN_TRANSFER_ENCODING = Reply(554, "5.6.1", "Unknown Content-Transfer-Encoding",
+                                  key="unknown-transfer-encoding")
 # 7.
-UNPARSABLE_MULTIPART = Reply(554, "5.6.0", "A multipart MIME part cannot be parsed")
+UNPARSABLE_MULTIPART = Reply(554, "5.6.0", "A multipart MIME part cannot be parsed",
+                             key="unparsable-multipart")
 # 8. 5.1.0 = other address status (RFC 3463 3.2)
-UNKNOWN_ADDRESS = Reply(554, "5.1.0", "An address in the message is unknown to Single Window")
+UNKNOWN_ADDRESS = Reply(554, "5.1.0", "An address in the message is unknown to Single Window",
+                        key="unknown-address")
 # 8, refined (issue 12): an address in From, Sender or Reply-To is known to Single Window
 # but belongs to another party than the submitter. Reason #8 names the header; the code is
 # #9's 5.7.1 (delivery not authorized, RFC 3463 3.8), as for an envelope sender that is
 # not the party's own (SENDER_NOT_YOURS): the address exists, the submitter may not use it.
 HEADER_SENDER_NOT_YOURS = Reply(554, "5.7.1", "An address in From, Sender or Reply-To is "
-                                "not one of your addresses")
+                                "not one of your addresses",
+                                key="address-not-yours")
 # 9. 5.7.1 = delivery not authorized, message refused (RFC 3463 3.8)
-UNAUTHORISED_LINK = Reply(554, "5.7.1", "This link is not authorised")
+UNAUTHORISED_LINK = Reply(554, "5.7.1", "This link is not authorised", key="unauthorised-link")
 # Issue 12: a delivery report (RFC 3464) from a party's MTA that is about no copy Single
 # Window sent to that party (its ENVID and returned Message-ID name none, or one sent to
 # another party): refused, never forwarded nor recorded on any message but the reporter's
 # own. Closest to #9: 5.7.1 = delivery not authorized, message refused (RFC 3463 3.8).
 REPORT_UNMATCHED = Reply(554, "5.7.1", "This delivery report is about no message Single "
-                         "Window sent to your party; not forwarded")
+                         "Window sent to your party; not forwarded",
+                         key="report-unmatched")
 # 10. 5.2.1 = mailbox disabled, not accepting messages (RFC 3463 3.3)
-ADDRESS_NOT_ACTIVATED = Reply(554, "5.2.1", "The logical address is not yet activated")
+ADDRESS_NOT_ACTIVATED = Reply(554, "5.2.1", "The logical address is not yet activated",
+                              key="address-not-activated")
 
 # SPEC R6.1 when the envelope sender is null (RFC 5321 4.5.5): a control message cannot be
 # sent, so the recipient fails and the reply names the MIG errors. 554 = transaction
 # failed (RFC 5321 4.2.3); 5.6.0 = other or undefined media error (RFC 3463 3.7): the
 # content breaks the message rules.
-MIG_ERRORS_NULL_SENDER = Reply(554, "5.6.0", "Not forwarded: the message breaks the MIG")
+MIG_ERRORS_NULL_SENDER = Reply(554, "5.6.0", "Not forwarded: the message breaks the MIG",
+                               key="mig-errors")
 
 # A transient failure (store, re-injection listener, disk): Postfix keeps the message and
 # retries. 451 = local error in processing (RFC 5321 4.2.3); 4.3.0 = other or undefined
@@ -115,24 +131,27 @@ COPY_IN_PROGRESS = Reply(451, "4.3.0", "A copy of this message is being sent by 
 # Issue 10: Postfix refused a copy for good. The message as converted for the agency is
 # larger than Single Window may forward: 5.3.4 = message too big for system (RFC 3463
 # 3.4); 554 = transaction failed (RFC 5321 4.2.3), as for the R5.3 reasons.
-COPY_TOO_LARGE = Reply(554, "5.3.4", "The converted message is too large to forward")
+COPY_TOO_LARGE = Reply(554, "5.3.4", "The converted message is too large to forward",
+                       key="copy-too-large")
 # Issue 12: the submission has made more hops than ``transport.hop_limit`` (a loop through
 # Single Window, e.g. a party that sends every copy back). 5.4.6 = routing loop detected
 # (RFC 3463 3.5); 554 = transaction failed (RFC 5321 4.2.3). The text names the count.
-ROUTING_LOOP = Reply(554, "5.4.6", "Routing loop detected")
+ROUTING_LOOP = Reply(554, "5.4.6", "Routing loop detected", key="routing-loop")
 # Any other permanent refusal of a copy; the text quotes Postfix. 5.3.0 = other mail
 # system status (RFC 3463 3.4).
-COPY_REFUSED = Reply(554, "5.3.0", "A copy of the message was refused")
+COPY_REFUSED = Reply(554, "5.3.0", "A copy of the message was refused", key="copy-refused")
 # Any other failure (issue 10): an input or a bug that a retry cannot cure, so the
 # recipient fails at once instead of waiting in the queue for its lifetime; the operator
 # has the traceback. 554 = transaction failed (RFC 5321 4.2.3); 5.3.0 = other or undefined
 # mail system status, permanent (RFC 3463 3.5).
-CANNOT_PROCESS = Reply(554, "5.3.0", "Single Window cannot process this message")
+CANNOT_PROCESS = Reply(554, "5.3.0", "Single Window cannot process this message",
+                       key="cannot-process")
 # Issue 12: the origin stamp did not verify (no MAC, a wrong one, two stamps, malformed):
 # the message did not come through the milter, so nobody vouches for its sender. 5.7.1 =
 # delivery not authorized, message refused (RFC 3463 3.8). Nothing is forwarded.
 STAMP_REFUSED = Reply(554, "5.7.1",
-                      "Refused: the message's origin stamp is not Single Window's")
+                      "Refused: the message's origin stamp is not Single Window's",
+                      key="stamp-refused")
 # SPEC R3.2/D6: a POP3 session holds the maildrop. 4.2.1 = mailbox disabled, transient
 # (RFC 3463 3.3): Postfix retries after the session ends.
 MAILDROP_LOCKED = Reply(450, "4.2.1", "Maildrop is in use by a POP3 session, will retry")

@@ -35,12 +35,40 @@ from singlewindow import maps, origin, passwords, render
 from singlewindow.config import Config
 from singlewindow.store import connect, directory, migrate, snapshot
 
-#: The project's own daemons: name → module run with ``python -m``, and the socket that
-#: tells it is ready. The supervisor starts them, and starts one again that dies.
-DAEMONS: dict[str, tuple[str, Callable[[Config], Path]]] = {
-    "policyd": ("singlewindow.policy.server", lambda c: c.paths.policy_socket),
-    "transport": ("singlewindow.transport.server", lambda c: c.paths.lmtp_socket),
-    "milter": ("singlewindow.milter.server", lambda c: c.paths.milter_socket),
+
+@dataclass(frozen=True, slots=True)
+class Daemon:
+    """One of the project's daemons: the module run with ``python -m``, and what tells
+    that it is ready: the unix socket Postfix connects to, or the TCP address it serves
+    (the metrics exporter's HTTP)."""
+
+    module: str
+    socket: Callable[[Config], Path] | None = None
+    tcp: Callable[[Config], tuple[str, int]] | None = None
+
+    def ready(self, config: Config) -> bool:
+        if self.socket is not None:
+            return serving(self.socket(config))
+        assert self.tcp is not None
+        return _port_open(*self.tcp(config))
+
+    def where(self, config: Config) -> str:
+        """Where it answers, for messages."""
+        if self.socket is not None:
+            return str(self.socket(config))
+        assert self.tcp is not None
+        host, port = self.tcp(config)
+        return f"{host}:{port}"
+
+
+#: The project's own daemons by name. The supervisor starts them, and starts one again
+#: that dies.
+DAEMONS: dict[str, Daemon] = {
+    "policyd": Daemon("singlewindow.policy.server", socket=lambda c: c.paths.policy_socket),
+    "transport": Daemon("singlewindow.transport.server",
+                        socket=lambda c: c.paths.lmtp_socket),
+    "milter": Daemon("singlewindow.milter.server", socket=lambda c: c.paths.milter_socket),
+    "metrics": Daemon("singlewindow.metrics", tcp=lambda c: c.metrics.address),
 }
 #: System users the stack needs (Debian packages create the first three, scripts/install
 #: the last).
@@ -415,7 +443,7 @@ def _postgres(config: Config, layout: Layout, ctx: dict[str, Any], say: Say) -> 
 
 def _module(name: str) -> str:
     """The module run by ``name`` (a DAEMONS key, or "supervisor")."""
-    return SUPERVISOR if name == "supervisor" else DAEMONS[name][0]
+    return SUPERVISOR if name == "supervisor" else DAEMONS[name].module
 
 
 def _daemon_pid(layout: Layout, name: str) -> int | None:
@@ -450,14 +478,13 @@ def _supervise(config: Config, layout: Layout, say: Say) -> None:
 
         if any(_daemon_pid(layout, name) is None for name in DAEMONS):
             os.kill(pid, signal.SIGHUP)  # start again what it gave up on
-    for name, (_, socket_of) in DAEMONS.items():
-        path = socket_of(config)
+    for name, daemon in DAEMONS.items():
 
-        def ready(name: str = name, path: Path = path) -> bool:
+        def ready(name: str = name, daemon: Daemon = daemon) -> bool:
             if not supervising():
                 raise StackError("the supervisor exited: see "
                                  f"{layout.log_dir / 'supervisor.log'}")
-            return _daemon_pid(layout, name) is not None and serving(path)
+            return _daemon_pid(layout, name) is not None and daemon.ready(config)
 
         _wait(ready, name, layout.log_dir / f"{name}.log")
 

@@ -97,11 +97,12 @@ def watch(pid: int, child: subprocess.Popen[bytes] | None) -> Run:
 class Supervised:
     """One daemon of the stack, started again whenever it exits unasked."""
 
-    def __init__(self, name: str, module: str, socket_path: Path, layout: stack.Layout):
+    def __init__(self, name: str, daemon: stack.Daemon, config: Config):
         self.name = name
-        self.module = module
-        self.socket_path = socket_path
-        self.layout = layout
+        self.daemon = daemon
+        self.module = daemon.module
+        self.config = config
+        self.layout = stack.Layout(config.paths.state_dir)
         self.run: Run | None = None
         self.held = False
         self.given_up = False
@@ -148,17 +149,17 @@ class Supervised:
         self._forget(run)
 
     async def release(self) -> int:
-        """Start the daemon again; its pid once its socket answers."""
+        """Start the daemon again; its pid once it answers (its socket, or its port)."""
         log.info("%s: released", self.name)
         self.held = False
         self.retry()
         deadline = time.monotonic() + stack.START_TIMEOUT
         while time.monotonic() < deadline:
             run = self.run
-            if run is not None and not run.exited.done() and stack.serving(self.socket_path):
+            if run is not None and not run.exited.done() and self.daemon.ready(self.config):
                 return run.pid
             await asyncio.sleep(0.05)
-        raise TimeoutError(f"{self.name} did not answer on {self.socket_path} within "
+        raise TimeoutError(f"{self.name} did not answer on {self.daemon.where(self.config)} within "
                            f"{stack.START_TIMEOUT:.0f}s (see {self.name}.log)")
 
     def retry(self) -> None:
@@ -205,8 +206,8 @@ class Supervised:
 class Supervisor:
     def __init__(self, config: Config):
         self.layout = stack.Layout(config.paths.state_dir)
-        self.daemons = {name: Supervised(name, module, socket_of(config), self.layout)
-                        for name, (module, socket_of) in stack.DAEMONS.items()}
+        self.daemons = {name: Supervised(name, daemon, config)
+                        for name, daemon in stack.DAEMONS.items()}
 
     async def serve(self) -> None:
         loop = asyncio.get_running_loop()

@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from singlewindow import stack
-from singlewindow.config import Config, Listeners
+from singlewindow.config import Config, Listeners, Metrics
 from tests.conftest import free_port, short_state_dir
 from tests.integration.world import wait_until
 
@@ -27,7 +27,7 @@ def test_status_lists_every_component_running(sw_stack: Config) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     names = [line.split("\t")[0] for line in result.stdout.splitlines()]
     assert names == ["postgresql", "postfix", "dovecot", "supervisor", "policyd", "transport",
-                     "milter"]
+                     "milter", "metrics"]
     assert all("running pid" in line for line in result.stdout.splitlines())
 
 
@@ -75,7 +75,8 @@ def test_down_stops_exactly_what_up_started() -> None:
     state = short_state_dir()
     base = replace(Config(), listeners=Listeners(
         mta_port=free_port(), msa_port=free_port(), pop3_port=free_port(),
-        pop3s_port=free_port(), reinject_port=free_port()))
+        pop3s_port=free_port(), reinject_port=free_port()),
+        metrics=Metrics(listen=f"127.0.0.1:{free_port()}"))
     try:
         stack.up(state, base=base, say=lambda _: None)
         # One daemon restarted by the supervisor, so down meets it as well.

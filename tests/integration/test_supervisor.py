@@ -20,10 +20,9 @@ world = world_fixture(("co", "company"), ("ag", "agency"))
 
 
 def serving_pid(config: Config, name: str) -> int | None:
-    """The pid of daemon ``name`` if its pid file names it and its socket is ready."""
+    """The pid of daemon ``name`` if its pid file names it and it is ready."""
     pid = dict(stack.status(config.paths.state_dir))[name]
-    socket_of = stack.DAEMONS[name][1]
-    return pid if pid is not None and stack.serving(socket_of(config)) else None
+    return pid if pid is not None and stack.DAEMONS[name].ready(config) else None
 
 
 def replaced(config: Config, name: str, old: int) -> int:

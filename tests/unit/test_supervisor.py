@@ -10,6 +10,7 @@ import time
 import pytest
 
 from singlewindow import stack, supervisor
+from singlewindow.config import Config, Paths
 from tests.conftest import short_state_dir
 
 
@@ -26,8 +27,10 @@ def test_a_daemon_that_keeps_dying_is_given_up_until_retried(
     layout = stack.Layout(state)
     layout.log_dir.mkdir()
     # A module that does not exist: python -m exits with status 1 at once.
-    supervised = supervisor.Supervised("crasher", "singlewindow.no_such_daemon",
-                                       state / "run" / "crasher.sock", layout)
+    supervised = supervisor.Supervised(
+        "crasher", stack.Daemon("singlewindow.no_such_daemon",
+                                socket=lambda c: c.paths.run_dir / "crasher.sock"),
+        Config(paths=Paths(state_dir=state)))
 
     async def scenario() -> tuple[int, int]:
         task = asyncio.create_task(supervised.supervise())

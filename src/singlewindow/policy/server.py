@@ -23,11 +23,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import psycopg
+from prometheus_client import Counter
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from singlewindow import daemon, maps, replies, store
 from singlewindow.config import Config
-from singlewindow.origin import MTA
+from singlewindow.origin import MSA, MTA
 from singlewindow.policy import codec, socketmap
 from singlewindow.policy.decide import Request, decide, decide_mta
 from singlewindow.store.snapshot import LiveDirectory, Snapshot
@@ -35,6 +36,29 @@ from singlewindow.store.snapshot import LiveDirectory, Snapshot
 T = TypeVar("T")
 
 log = logging.getLogger("sw-policyd")
+
+#: What a decision did, for ``singlewindow_policy_decisions_total{listener,action}``:
+#: DUNNO lets the message on, a 4xx or DEFER action defers, anything else rejects.
+ACCEPT, REJECT, DEFER = "accept", "reject", "defer"
+
+
+def action_of(result: str) -> str:
+    """The ``action`` label of a policy action (access(5))."""
+    if result == replies.POLICY_DUNNO:
+        return ACCEPT
+    if result[:1] == "4" or result.upper().startswith("DEFER"):
+        return DEFER
+    return REJECT
+
+
+def decision_counter() -> Counter:
+    """The policy daemon's decisions (issue 14). Only this process knows them, so they
+    are counted in its memory, in prometheus_client's multiprocess mode when the daemon
+    runs (:func:`singlewindow.daemon.count_in_files`); not registered anywhere here: the
+    exporter reads every process's file."""
+    return Counter("singlewindow_policy_decisions", "Policy decisions at RCPT and at the "
+                   "end of DATA, by listener and action (accept, reject, defer)",
+                   ["listener", "action"], registry=None)
 
 
 async def _converse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
@@ -66,6 +90,7 @@ class PolicyService:
         self.directory = LiveDirectory(config.database, "sw-policyd",
                                        on_load=self.write_maps)
         self.executor = ThreadPoolExecutor(config.policy.workers, thread_name_prefix="policy")
+        self.decisions = decision_counter()
 
     def write_maps(self, snapshot: Snapshot) -> None:
         """Postfix's lookup tables for this node (runs in the directory's thread)."""
@@ -112,6 +137,8 @@ class PolicyService:
             return replies.STORE_UNAVAILABLE.line()
 
     def logged(self, request: Request, result: str) -> str:
+        listener = request.context if request.context in (MTA, MSA) else "unknown"
+        self.decisions.labels(listener, action_of(result)).inc()
         log.info("policy context=%s state=%s client=%s sender=<%s> recipient=<%s> login=%s "
                  "action=%s", request.context, request.protocol_state or "-",
                  request.client_address, request.sender, request.recipient,
@@ -166,8 +193,14 @@ async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
         service.close()
 
 
+async def _serve_counted(config: Config) -> None:
+    daemon.count_in_files(config.metrics_dir)
+    await serve(config)
+
+
 def main(argv: list[str] | None = None) -> None:
-    daemon.run_asyncio("sw-policyd", "Single Window Postfix policy daemon", serve, argv)
+    daemon.run_asyncio("sw-policyd", "Single Window Postfix policy daemon", _serve_counted,
+                       argv)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,15 @@ class Received:
     payload_sha256: str
 
 
+#: When the milter accepted the message (issue 14): the UTC time to the millisecond in
+#: its Single Window id (``SW`` + ``YYYYMMDDHHMMSS`` + milliseconds, see
+#: :func:`singlewindow.origin.new_message_id`), read as ISO 8601 with an explicit UTC
+#: offset, so the session's time zone does not matter. NULL for any other id.
+_SUBMITTED_AT = (
+    "CASE WHEN %s ~ '^SW[0-9]{17}' THEN (substr(%s, 3, 8) || 'T' || substr(%s, 11, 6)"
+    " || 'Z')::timestamptz + substr(%s, 17, 3)::int * interval '1 millisecond' END")
+
+
 def record_message(conn: Conn, m: Received,
                    events: Sequence[tuple[str, dict[str, Any]]] = ()) -> bool:
     """Insert the message once (a retry finds it there); True if it is new. With it, in
@@ -40,29 +49,39 @@ def record_message(conn: Conn, m: Received,
                       "from": m.envelope_from}), *(Jsonb(d) for _, d in events)]
     row = conn.execute(
         "WITH m AS (INSERT INTO message (id, listener, party_id, sasl_login, peer_address,"
-        " envelope_from, header_message_id, queue_id, payload_sha256)"
-        " VALUES (%s, %s, (SELECT id FROM party WHERE name = %s), %s, %s, %s, %s, %s, %s)"
-        " ON CONFLICT (id) DO NOTHING RETURNING id),"
+        " envelope_from, header_message_id, queue_id, payload_sha256, submitted_at)"
+        " VALUES (%s, %s, (SELECT id FROM party WHERE name = %s), %s, %s, %s, %s, %s, %s,"
+        + _SUBMITTED_AT + ") ON CONFLICT (id) DO NOTHING RETURNING id),"
         " e AS (INSERT INTO event (message_id, kind, detail)"
         "  SELECT m.id, k, d FROM m, unnest(%s::text[], %s::jsonb[]) WITH ORDINALITY"
         "  AS x(k, d, n) ORDER BY n)"
         " SELECT id FROM m",
         (m.id, m.listener, m.party, m.sasl_login, m.peer_address or None, m.envelope_from,
-         m.header_message_id, m.queue_id, m.payload_sha256, kinds, details)).fetchone()
+         m.header_message_id, m.queue_id, m.payload_sha256, m.id, m.id, m.id, m.id,
+         kinds, details)).fetchone()
     return row is not None
 
 
 def record_outcome(conn: Conn, message_id: str, recipient: str, status: str,
-                   reason: str) -> None:
-    """The recipient's outcome and its ``outcome`` event, in one statement."""
+                   reason: str, key: str = "",
+                   events: Sequence[tuple[str, dict[str, Any]]] = ()) -> None:
+    """The recipient's outcome and its ``outcome`` event, in one statement; ``key`` is
+    the refusal's reason keyword (:attr:`singlewindow.replies.Reply.key`), ``events``
+    (kind, detail) go with it."""
+    kinds = ["outcome", *(k for k, _ in events)]
+    details = [Jsonb({"recipient": recipient, "status": status, "reason": reason}),
+               *(Jsonb(d) for _, d in events)]
     conn.execute(
         "WITH r AS (INSERT INTO message_recipient (message_id, logical, status, reason,"
-        " decided_at) VALUES (%(m)s, %(r)s, %(s)s, %(t)s, now())"
+        " reason_key, decided_at) VALUES (%(m)s, %(r)s, %(s)s, %(t)s, %(k)s, now())"
         " ON CONFLICT (message_id, logical) DO UPDATE"
-        " SET status = excluded.status, reason = excluded.reason, decided_at = now())"
-        " INSERT INTO event (message_id, kind, detail) VALUES (%(m)s, 'outcome', %(d)s)",
-        {"m": message_id, "r": recipient, "s": status, "t": reason,
-         "d": Jsonb({"recipient": recipient, "status": status, "reason": reason})})
+        " SET status = excluded.status, reason = excluded.reason,"
+        " reason_key = excluded.reason_key, decided_at = now())"
+        " INSERT INTO event (message_id, kind, detail) SELECT %(m)s, k, d"
+        " FROM unnest(%(ks)s::text[], %(ds)s::jsonb[]) WITH ORDINALITY AS x(k, d, n)"
+        " ORDER BY n",
+        {"m": message_id, "r": recipient, "s": status, "t": reason, "k": key or None,
+         "ks": kinds, "ds": details})
 
 
 def event(conn: Conn, message_id: str, kind: str, detail: dict[str, Any]) -> None:
@@ -145,18 +164,27 @@ def _as_claim(table: Table, row: dict[str, Any], outcome: Outcome) -> Claim:
 
 
 def claim_forward(conn: Conn, f: Forward, lease: float, *, typed: bool = False,
-                  message_type: str | None = None) -> Claim:
+                  message_type: str | None = None,
+                  events: Sequence[tuple[str, dict[str, Any]]] = ()) -> Claim:
     """Claim the copy for this attempt for ``lease`` seconds (see :data:`Outcome`);
-    ``typed``: the message's type is set to ``message_type`` in the same statement."""
+    ``typed``: the message's type is set to ``message_type`` in the same statement, as
+    are ``events`` (kind, detail) recorded for the message."""
+    ctes = []
+    if typed:
+        ctes.append("t AS (UPDATE message SET message_type = %(type)s WHERE id = %(m)s)")
+    if events:
+        ctes.append("e AS (INSERT INTO event (message_id, kind, detail) SELECT %(m)s, k, d"
+                    " FROM unnest(%(ks)s::text[], %(ds)s::jsonb[]) WITH ORDINALITY"
+                    " AS x(k, d, n) ORDER BY n)")
     created = conn.execute(
-        ("WITH t AS (UPDATE message SET message_type = %(type)s WHERE id = %(m)s) "
-         if typed else "")
+        ("WITH " + ", ".join(ctes) + " " if ctes else "")
         + "INSERT INTO forward (message_id, recipient, destination, physical, copy_message_id,"
         " state, lease_until) VALUES (%(m)s, %(r)s, %(d)s, %(p)s, %(c)s, 'pending',"
         " clock_timestamp() + make_interval(secs => %(l)s))"
         " ON CONFLICT (message_id, recipient, destination) DO NOTHING RETURNING *",
         {"m": f.message_id, "r": f.recipient, "d": f.destination, "p": f.physical,
-         "c": f.copy_message_id, "l": lease, "type": message_type}).fetchone()
+         "c": f.copy_message_id, "l": lease, "type": message_type,
+         "ks": [k for k, _ in events], "ds": [Jsonb(d) for _, d in events]}).fetchone()
     return _claim(conn, "forward", created,
                   "message_id = %s AND recipient = %s AND destination = %s",
                   (f.message_id, f.recipient, f.destination), lease)
@@ -204,7 +232,7 @@ def mark_injected(conn: Conn, claim: Claim, queue_id: str,
         ", r AS (INSERT INTO message_recipient (message_id, logical, status, reason,"
         " decided_at) VALUES (%s, %s, %s, %s, now()) ON CONFLICT (message_id, logical)"
         " DO UPDATE SET status = excluded.status, reason = excluded.reason,"
-        " decided_at = now())") if outcome is not None else ""
+        " reason_key = NULL, decided_at = now())") if outcome is not None else ""
     conn.execute(
         f"WITH u AS (UPDATE {claim.table} SET state = 'injected', queue_id = %s,"
         " injected_at = now(), lease_until = NULL WHERE id = %s)" + recorded

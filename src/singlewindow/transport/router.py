@@ -20,6 +20,7 @@ Everything here is blocking (psycopg, smtplib, dovecot-lda) and runs in worker t
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import email.utils
 import functools
@@ -376,7 +377,7 @@ class Router:
             reply = replies.STAMP_REFUSED.with_text(
                 f"{replies.STAMP_REFUSED.text} ({why}; Single Window message {swid})")
             messages.record_outcome(conn, swid, rcpt.lower(),
-                                    f"{reply.code} {reply.enhanced}", reply.text)
+                                    f"{reply.code} {reply.enhanced}", reply.text, reply.key)
         log.error("refused %s queue=%s from <%s> to <%s>: %s; the stamp claimed id=%s "
                   "party=%s queue=%s", swid, queue_id or "-", mail_from, rcpt, why,
                   claimed.get("claimed_id", "-"), claimed.get("claimed_party", "-"),
@@ -406,9 +407,12 @@ class Router:
         target = self.where.find_logical(rcpt)
         recorded = False  # the outcome went with the last copy's mark
         refused = unmatched or self.check(conn, p, o, mail_from, rcpt, target, state)
+        measured: list[tuple[str, dict[str, Any]]] = []
         if refused is None:
             assert target is not None
             result = self.validated(p, state)
+            # Issue 14: how long the MIG took, recorded with the next statement.
+            measured = _once(state, "mig-validated")
             if isinstance(result, Reply):
                 reply = result.with_text(f"{result.text} (Single Window message "
                                          f"{o.message_id})")
@@ -416,7 +420,9 @@ class Router:
                 hops = state.get("hops")
                 reply, recorded = self.forward(conn, o, mail_from, target, p, result,
                                                _known_headers(self.where, p, state),
-                                               hops if isinstance(hops, int) else p.hops)
+                                               hops if isinstance(hops, int) else p.hops,
+                                               measured)
+                measured = []
             elif not mail_from or why:
                 # Nothing goes to the null sender, and no control message answers automatic
                 # mail (issue 12): the refusal names the errors instead, in the trace.
@@ -429,7 +435,8 @@ class Router:
             else:
                 # SPEC R6.1: delivered to Single Window (the DSN says so), not forwarded;
                 # the submitter learns what is wrong from the control message.
-                self.control_message(conn, o, mail_from, p, result)
+                self.control_message(conn, o, mail_from, p, result, measured)
+                measured = []
                 reply = replies.DELIVERED.with_text(
                     f"Delivered to Single Window as {o.message_id}; not forwarded: "
                     f"{len(result.errors)} MIG error(s), see the control message")
@@ -437,7 +444,7 @@ class Router:
             reply = refused.with_text(f"{refused.text} (Single Window message {o.message_id})")
         if not recorded:
             messages.record_outcome(conn, o.message_id, rcpt.lower(), f"{reply.code} "
-                                    f"{reply.enhanced}", reply.text)
+                                    f"{reply.enhanced}", reply.text, reply.key, measured)
         log.info("%s <%s> %s", o.message_id, rcpt, reply.line())
         return reply
 
@@ -526,10 +533,13 @@ class Router:
             return cached
         assert p.part is not None  # only called once the checks passed
         result: mig.Result | Reply
+        started = time.perf_counter()
         try:
             result = mig.validate(p.part.payload, p.part.content_type,
                                   limit=self.config.transport.xml_size_limit,
                                   spool=XML_IN_MEMORY)
+            state["mig-validated"] = validation_event(
+                len(p.part.payload), time.perf_counter() - started, result)
         except mig.TooLarge as exc:
             result = replies.COPY_TOO_LARGE.with_text(
                 f"Not forwarded: as XML the message is larger than {exc.limit:,} bytes, "
@@ -540,11 +550,14 @@ class Router:
         return result
 
     def control_message(self, conn: Conn, o: originmod.Origin, mail_from: str, p: Prepared,
-                        result: mig.Result) -> None:
-        """Once per message, however many recipients or retries (same bookkeeping as D4)."""
+                        result: mig.Result,
+                        events: list[tuple[str, dict[str, Any]]] | None = None) -> None:
+        """Once per message, however many recipients or retries (same bookkeeping as D4);
+        ``events`` are recorded with the claim."""
         claim = messages.claim_forward(conn, messages.Forward(
             o.message_id, "*control*", mail_from.lower(), mail_from.lower(),
-            f"<{o.message_id}.control@{self.config.hub.domain}>"), self.lease)
+            f"<{o.message_id}.control@{self.config.hub.domain}>"), self.lease,
+            events=events or ())
         # The null envelope sender (issue 12): a control message that cannot be delivered
         # causes no DSN; Postfix logs it, and ``swctl trace`` shows that line.
         sent = self.deliver_once(conn, claim, lambda: control.build(
@@ -559,11 +572,12 @@ class Router:
 
     def forward(self, conn: Conn, o: originmod.Origin, mail_from: str,
                 target: directory.Address, p: Prepared, result: mig.Result,
-                known: dict[str, directory.Address], hops: int) -> tuple[Reply, bool]:
+                known: dict[str, directory.Address], hops: int,
+                events: list[tuple[str, dict[str, Any]]] | None = None) -> tuple[Reply, bool]:
         """One copy per destination, each sent exactly once (SPEC D4): the reply for the
         recipient, 250 unless its copies were refused for good, and whether that 250 is
         recorded already (with the last copy's mark, in one statement). Each copy carries
-        ``hops`` on (issue 12)."""
+        ``hops`` on (issue 12); ``events`` are recorded with the first claim."""
         rcpt = target.logical
         message_type = result.message_type
         routed = self.where.routes_for(rcpt, message_type) if message_type else []
@@ -595,7 +609,8 @@ class Router:
             claim = messages.claim_forward(conn, messages.Forward(
                 o.message_id, rcpt.lower(), dest.logical, dest.physical,
                 f"<{o.message_id}.{tag}@{self.config.hub.domain}>"), self.lease,
-                typed=n == 0, message_type=message_type)
+                typed=n == 0, message_type=message_type,
+                events=(events or ()) if n == 0 else ())
 
             def forwarded(queue_id: str, recovered: bool, dest: directory.Address = dest,
                           claim: messages.Claim = claim) -> Event:
@@ -965,7 +980,28 @@ def _refusal_reply(refusal: str) -> Reply:
         return replies.COPY_TOO_LARGE
     if enhanced == "5.0.0":
         return replies.COPY_REFUSED
-    return Reply(554, enhanced, replies.COPY_REFUSED.text)
+    return Reply(554, enhanced, replies.COPY_REFUSED.text, replies.COPY_REFUSED.key)
+
+
+def validation_event(size: int, seconds: float, result: mig.Result) -> dict[str, Any]:
+    """The ``mig-validated`` event's detail (issue 14): the payload's size, the seconds
+    the MIG took, and its findings as [type, rule, count] (only when there are some),
+    for ``singlewindow_mig_validation_seconds_per_megabyte`` and
+    ``singlewindow_mig_findings_total``."""
+    detail: dict[str, Any] = {"bytes": size, "seconds": round(seconds, 6)}
+    counted: collections.Counter[tuple[str, str]] = collections.Counter()
+    for error in result.errors:
+        counted[str(error.cls), error.rule] += 1 + error.repeats
+    if counted:
+        detail["findings"] = [[cls, rule, n] for (cls, rule), n in sorted(counted.items())]
+    return detail
+
+
+def _once(state: dict[str, object], kind: str) -> list[tuple[str, dict[str, Any]]]:
+    """The event ``kind`` a step left in the transaction's ``state``, taken once: it is
+    recorded with the next statement about the message, never a statement of its own."""
+    detail = state.pop(kind, None)
+    return [(kind, detail)] if isinstance(detail, dict) else []
 
 
 def _refusal_text(refusal: str) -> str:

@@ -107,4 +107,4 @@ def record(pool: ConnectionPool[Any], message_id: str | None, rcpt: str,
     with contextlib.suppress(psycopg.Error), pool.connection(timeout=5) as conn:
         conn.autocommit = True
         messages.record_outcome(conn, message_id, rcpt.lower(),
-                                f"{reply.code} {reply.enhanced}", reply.text)
+                                f"{reply.code} {reply.enhanced}", reply.text, reply.key)

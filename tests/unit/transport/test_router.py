@@ -319,3 +319,47 @@ def test_a_quick_answer_to_a_copy_continues_its_hop_count(
     assert f"passed {first + 11} hops (counting the messages it answers within " \
            f"{config.transport.reply_window:g} s)".encode() in b" ".join(text.split())
     assert len(sink.wait_for(lambda r: True, timeout=2, count=2)) == 1
+
+
+# --- issue 14: what the metrics exporter reads, written with the existing bookkeeping --
+
+def _validations(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
+    return [r["detail"] for r in conn.execute(
+        "SELECT detail FROM event WHERE kind = 'mig-validated' ORDER BY id").fetchall()]
+
+
+@pytest.mark.parametrize("control", [False, True])
+def test_each_validation_is_recorded_once_with_its_time_and_findings(
+        transport: tuple[Config, Sink], conn: psycopg.Connection[Any], control: bool) -> None:
+    config, _ = transport
+    payload = factory.gendec()
+    if control:  # MIG errors: the control message's claim carries the event
+        payload = payload.replace(b"<Flag>PA</Flag>", b"<Flag>Panama</Flag>")
+    rcpts = [f"customs@{D}", f"customs@{D}".replace("customs", "later")]
+    replies_ = lmtp_send(config, f"acme@{D}", rcpts, stamped(payload))
+    assert [code for code, _ in replies_] == [250, 554]
+    [detail] = _validations(conn)  # once per transaction, not per recipient
+    # The body part as carried (its last line ends in CRLF on the wire).
+    assert len(payload) <= detail["bytes"] <= len(payload) + 2
+    assert 0 < detail["seconds"] < 10
+    if control:
+        assert detail["findings"] and all(
+            isinstance(t, str) and isinstance(rule, str) and n >= 1
+            for t, rule, n in detail["findings"])
+    else:
+        assert "findings" not in detail
+    # The refusal's keyword, for singlewindow_dsn_failures_total{reason}.
+    keys = {r["logical"]: r["reason_key"] for r in conn.execute(
+        "SELECT logical, reason_key FROM message_recipient")}
+    assert keys == {f"customs@{D}": None, f"later@{D}": "address-not-activated"}
+
+
+def test_the_submission_time_is_the_milters(transport: tuple[Config, Sink],
+                                            conn: psycopg.Connection[Any]) -> None:
+    config, _ = transport
+    lmtp_send(config, f"acme@{D}", [f"customs@{D}"], stamped(factory.gendec()))
+    row = conn.execute("SELECT id, extract(epoch FROM submitted_at)::float8 AS at"
+                       " FROM message").fetchone()
+    assert row is not None
+    expected = origin.new_message_id(row["at"] + 0.0005)  # whole milliseconds, as floats
+    assert row["id"][:19] == expected[:19]  # SW + the time to the millisecond

@@ -1,0 +1,215 @@
+"""The stack's metrics exporter after real submissions through Postfix, its counts after
+restarts, and a real Prometheus server scraping it (issue 14)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from singlewindow import stack
+from singlewindow.config import ADMIN_ROLE, Config
+from singlewindow.store import connect
+from tests.conftest import free_port
+from tests.integration.world import World, message, wait_until
+from tests.unit.mig import factory
+
+Sample = tuple[str, tuple[tuple[str, str], ...]]
+PROMETHEUS = "/usr/bin/prometheus"
+
+
+@pytest.fixture(scope="module")
+def world(sw_stack: Config) -> Iterator[World]:
+    with World(sw_stack) as world:
+        world.add("co", "company")
+        world.add("ag", "agency")
+        world.add("off", "agency", active=False)
+        yield world
+
+
+def scrape(config: Config) -> dict[Sample, float]:
+    """Every sample the stack's exporter serves now."""
+    host, port = config.metrics.address
+    with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=30) as response:
+        assert response.status == 200
+        text = response.read().decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def get(samples: dict[Sample, float], name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def submissions(samples: dict[Sample, float], outcome: str) -> float:
+    return get(samples, "singlewindow_submissions_total", listener="mta", outcome=outcome)
+
+
+def submitted_in_store(config: Config) -> int:
+    """Submissions with a decided recipient, counted in the message log directly."""
+    with connect(config.database, role=ADMIN_ROLE) as conn:
+        row = conn.execute(
+            "SELECT count(DISTINCT m.id) AS n FROM message m JOIN message_recipient r"
+            " ON r.message_id = m.id WHERE m.listener IN ('mta', 'msa', 'internal')"
+        ).fetchone()
+    assert row is not None
+    return int(row["n"])
+
+
+def submit(world: World, *to: str) -> None:
+    co = world["co"]
+    data = message(co, to[0], "metrics " + os.urandom(4).hex(), factory.gendec())
+    assert world.submit(co, list(to), data) == {}
+
+
+def test_the_exporter_counts_what_was_submitted_through_postfix(world: World) -> None:
+    config, ag, off = world.config, world["ag"], world["off"]
+    assert dict(stack.status(config.paths.state_dir))["metrics"] is not None
+    before = scrape(config)
+    submit(world, ag.logical)
+    submit(world, ag.logical)
+    submit(world, off.logical)  # not activated: refused by the transport (R5.3 #10)
+    submit(world, ag.logical, off.logical)
+
+    def counted() -> bool:
+        now = scrape(config)
+        return [submissions(now, o) - submissions(before, o)
+                for o in ("accepted", "rejected", "partial")] == [2, 1, 1]
+    wait_until(counted, timeout=60)
+    after = scrape(config)
+
+    def delta(name: str, **labels: str) -> float:
+        return get(after, name, **labels) - get(before, name, **labels)
+    assert delta("singlewindow_dsn_failures_total", reason="address-not-activated") == 2
+    assert delta("singlewindow_copies_total", state="injected") == 3
+    assert delta("singlewindow_submission_to_copy_seconds_count") == 3
+    assert delta("singlewindow_mig_validation_seconds_per_megabyte_count") == 3
+    # One decision per RCPT (the MTA listener asks at RCPT time only).
+    assert delta("singlewindow_policy_decisions_total", listener="mta", action="accept") == 5
+    assert get(after, "singlewindow_metrics_store_up") == 1
+    # The agency's MTA (a sink without DSN) took each copy: Postfix reports them
+    # "relayed", and then nothing is pending there any more.
+    wait_until(lambda: get(scrape(config), "singlewindow_agency_pending_copies",
+                           agency=ag.name) == 0, timeout=60)
+    assert get(scrape(config), "singlewindow_agency_oldest_pending_seconds",
+               agency=ag.name) == 0
+
+
+def replaced(config: Config, name: str, old: int) -> int:
+    """Kill daemon ``name`` (pid ``old``) and wait for the supervisor's new one."""
+    os.kill(old, signal.SIGKILL)
+    found: list[int] = []
+
+    def new_one() -> bool:
+        pid = dict(stack.status(config.paths.state_dir))[name]
+        if pid is not None and pid != old and stack.DAEMONS[name].ready(config):
+            found.append(pid)
+        return bool(found)
+    wait_until(new_one, timeout=30)
+    return found[0]
+
+
+def test_counts_survive_restarts_of_the_exporter_and_the_policy_daemon(world: World) -> None:
+    config = world.config
+    expected = submitted_in_store(config) + 1
+    submit(world, world["ag"].logical)
+    wait_until(lambda: submitted_in_store(config) == expected == sum(
+        submissions(scrape(config), o) for o in ("accepted", "rejected", "partial")))
+    before = scrape(config)
+    decisions = {"listener": "mta", "action": "accept"}
+    assert get(before, "singlewindow_policy_decisions_total", **decisions) >= 1
+
+    status = dict(stack.status(config.paths.state_dir))
+    exporter, policyd = status["metrics"], status["policyd"]
+    assert exporter is not None and policyd is not None
+    replaced(config, "metrics", exporter)
+    after = scrape(config)
+    for outcome in ("accepted", "rejected", "partial"):
+        assert submissions(after, outcome) == submissions(before, outcome)
+    assert get(after, "singlewindow_policy_decisions_total", **decisions) == \
+        get(before, "singlewindow_policy_decisions_total", **decisions)
+
+    # The policy daemon's counts live in its process: its file outlives it.
+    replaced(config, "policyd", policyd)
+    assert get(scrape(config), "singlewindow_policy_decisions_total", **decisions) == \
+        get(before, "singlewindow_policy_decisions_total", **decisions)
+    submit(world, world["ag"].logical)
+    assert get(scrape(config), "singlewindow_policy_decisions_total", **decisions) == \
+        get(before, "singlewindow_policy_decisions_total", **decisions) + 1
+    wait_until(lambda: submitted_in_store(config) == expected + 1)
+
+
+@pytest.fixture
+def prometheus(world: World) -> Iterator[str]:
+    """A real Prometheus server scraping the stack's exporter every second; its URL."""
+    host, port = world.config.metrics.address
+    state = Path(tempfile.mkdtemp(dir="/tmp", prefix="sw-prom-"))
+    (state / "prometheus.yml").write_text(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+        "scrape_configs:\n  - job_name: singlewindow\n"
+        f"    static_configs:\n      - targets: ['{host}:{port}']\n")
+    listen = f"127.0.0.1:{free_port()}"
+    with (state / "prometheus.log").open("wb") as log:
+        server = subprocess.Popen(
+            [PROMETHEUS, f"--config.file={state / 'prometheus.yml'}",
+             f"--storage.tsdb.path={state / 'data'}", f"--web.listen-address={listen}"],
+            stdout=log, stderr=subprocess.STDOUT, cwd=state)
+    try:
+        yield f"http://{listen}"
+    finally:
+        server.terminate()
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def query(url: str, expression: str) -> list[tuple[dict[str, str], float]]:
+    """Prometheus's HTTP API: the instant vector ``expression`` evaluates to, as each
+    series' labels and value."""
+    with urllib.request.urlopen(f"{url}/api/v1/query?"
+                                + urllib.parse.urlencode({"query": expression}),
+                                timeout=10) as response:
+        answer = json.loads(response.read())
+    assert answer["status"] == "success"
+    return [(dict(s["metric"]), float(s["value"][1])) for s in answer["data"]["result"]]
+
+
+def test_prometheus_scrapes_the_submission_counter(world: World, prometheus: str) -> None:
+    config = world.config
+    before = submitted_in_store(config)
+    submit(world, world["ag"].logical)
+    wait_until(lambda: submitted_in_store(config) > before)
+
+    def total() -> float | None:
+        try:
+            series = query(prometheus, "singlewindow_submissions_total")
+        except OSError:
+            return None  # not listening yet
+        return sum(value for _, value in series) if series else None
+    try:
+        wait_until(lambda: total() == submitted_in_store(config), timeout=60)
+    except AssertionError:
+        with urllib.request.urlopen(f"{prometheus}/api/v1/targets", timeout=10) as response:
+            targets = json.loads(response.read())["data"]["activeTargets"]
+        raise AssertionError(f"Prometheus has {total()}, the store {submitted_in_store(config)};"
+                             " targets: "
+                             + "; ".join(f"{t['scrapeUrl']} {t['health']} {t['lastError']}"
+                                         for t in targets)) from None
+    series = query(prometheus, "singlewindow_submissions_total")
+    assert {labels["job"] for labels, _ in series} == {"singlewindow"}
+    assert ("mta", "accepted") in {(labels["listener"], labels["outcome"])
+                                   for labels, _ in series}
+    assert [value for _, value in query(prometheus, 'up{job="singlewindow"}')] == [1.0]
