@@ -44,6 +44,10 @@ METRICS = {
     "singlewindow_postfix_queue_messages": "gauge",
     "singlewindow_postfix_queue_oldest_seconds": "gauge",
     "singlewindow_tls_certificate_expiry_timestamp_seconds": "gauge",
+    # The exporter's own: whether it read the message log at this scrape, and how long
+    # its statement took.
+    "singlewindow_metrics_store_up": "gauge",
+    "singlewindow_metrics_store_seconds": "gauge",
 }
 #: The series a histogram is exposed as.
 HISTOGRAM_SERIES = ("_bucket", "_sum", "_count")
