@@ -9,6 +9,7 @@ without them. The converge into a debootstrapped Debian root is test_converge.py
 from __future__ import annotations
 
 import grp
+import json
 import os
 import pwd
 import stat
@@ -28,6 +29,7 @@ from singlewindow.config import (
     POSTFIX_ROLE,
     Database,
 )
+from tests.support.prometheus import promtool
 
 REPO = Path(__file__).resolve().parents[2]
 ANSIBLE = REPO / "ansible"
@@ -227,3 +229,28 @@ def test_edges_one_way_in(multi_node: Path, edge: str) -> None:
     assert len(key) == 64
     toml = (node / "singlewindow.toml").read_text()
     assert f'stamp_key_file = "{keys}/stamp.key"' in toml and key not in toml
+
+
+def test_edges_serve_metrics_on_their_own_address(multi_node: Path) -> None:
+    """Each edge's exporter listens on the node's address in the inventory (its
+    management address), not on every interface."""
+    for edge, address in EDGES.items():
+        toml = tomllib.loads((multi_node / edge / "singlewindow.toml").read_text())
+        assert toml["metrics"] == {"listen": f"{address}:9750"}
+
+
+def test_prometheus_gets_the_rules_and_one_target_per_edge(multi_node: Path) -> None:
+    """Role singlewindow_monitoring: the alert rules, as promtool checked them, and a
+    file_sd target per edge whose job label is the one the rules select."""
+    rules = multi_node / "prometheus" / "rules.d" / "singlewindow.yml"
+    assert rules.read_text() == (REPO / "conf" / "prometheus" / "alerts.yml").read_text()
+    assert stat.S_IMODE(rules.stat().st_mode) == 0o644
+    checked = promtool("check", "rules", rules)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    targets = sorted((multi_node / "prometheus" / "file_sd").iterdir())
+    assert [t.name for t in targets] == [f"singlewindow-{edge}.json" for edge in sorted(EDGES)]
+    for path in targets:
+        edge = path.name.removeprefix("singlewindow-").removesuffix(".json")
+        assert json.loads(path.read_text()) == [
+            {"targets": [f"{EDGES[edge]}:9750"], "labels": {"job": "singlewindow", "node": edge}}]
+    assert 'up{job="singlewindow"}' in rules.read_text()

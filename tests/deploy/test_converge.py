@@ -9,7 +9,10 @@ single-node inventory; the roles run with their no-systemd switches
 shares the host's kernel and network namespace), and the listeners on 127.0.0.1 with free
 ports. A second run must report ``changed=0``. There is no systemd in the root, so the
 services are then started the way their units would start them (the ``hub`` fixture) and
-the smoke test runs against them from the host.
+the smoke test runs against them from the host. The node's exporter (sw-metrics) then
+serves what the smoke test did, and a real Prometheus on the host, configured the way
+an operator hooks an existing one up, loads the alert rules and scrapes the node through
+the scrape target the roles installed (role singlewindow_monitoring).
 
 Nothing here skips: debootstrap, chroot, mount or Ansible missing is a failure.
 /proc, /dev/pts and /dev/shm are mounted into the root for the run and always unmounted,
@@ -34,15 +37,18 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import free_port
 from tests.integration.sinks import Sink, delivery_status, dsn_about
 from tests.integration.test_pop3 import POP3From
+from tests.support.prometheus import prometheus
 from tests.unit.mig import factory
 
 REPO = Path(__file__).resolve().parents[2]
@@ -54,6 +60,9 @@ MIRROR = os.environ.get("SW_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 #: What Ansible needs in the root: Python, python3-apt for the apt module, sudo for
 #: ``become_user: postgres``, CA certificates for pip's PyPI.
 INCLUDE = "python3,python3-apt,sudo,ca-certificates"
+#: Where the roles put the alert rules and the scrape target for Prometheus, in the root.
+PROMETHEUS_RULES = "/etc/prometheus/rules.d"
+PROMETHEUS_FILE_SD = "/etc/prometheus/file_sd"
 #: Mounts the converge needs, in mount order.
 MOUNTS = (("proc", "proc", "proc", "nosuid,nodev,noexec"),
           ("devpts", "dev/pts", "devpts", "newinstance,ptmxmode=0666,mode=0620"),
@@ -195,6 +204,7 @@ class Ports:
     pop3: int = field(default_factory=free_port)
     pop3s: int = field(default_factory=free_port)
     reinject: int = field(default_factory=free_port)
+    metrics: int = field(default_factory=free_port)
 
 
 @dataclass
@@ -263,6 +273,15 @@ def converged(root: Root, tmp_path_factory: pytest.TempPathFactory) -> Converge:
         "singlewindow_app__reinject_port": ports.reinject,
         "singlewindow_firewall__rules": [
             {"name": "mta", "port": ports.mta, "networks": ["127.0.4.0/24"]}],
+        "singlewindow_app__metrics_address": "127.0.0.1",
+        "singlewindow_app__metrics_port": ports.metrics,
+        # An existing Prometheus "on the node": its directories inside the root (the
+        # test's Prometheus runs on the host and reads them there). No promtool and no
+        # prometheus service in the root.
+        "singlewindow_monitoring__prometheus_rules_dir": PROMETHEUS_RULES,
+        "singlewindow_monitoring__prometheus_file_sd_dir": PROMETHEUS_FILE_SD,
+        "singlewindow_monitoring__promtool": "",
+        "singlewindow_monitoring__prometheus_service": "",
     }
     extra_vars = work / "extra-vars.json"
     extra_vars.write_text(json.dumps(extra))
@@ -294,8 +313,14 @@ def test_first_run_changes_the_fresh_root(converged: Converge) -> None:
     root.run("/usr/local/bin/swctl", "--help")
     root.run("postfix", "check")
     root.run("doveconf", "-n")
-    for unit in ("sw-policyd", "sw-milter", "sw-transport"):
+    for unit in DAEMONS:
         assert (root.path / f"etc/systemd/system/{unit}.service").is_file()
+    rules = root.path / PROMETHEUS_RULES.lstrip("/") / "singlewindow.yml"
+    assert rules.read_text() == (REPO / "conf/prometheus/alerts.yml").read_text()
+    target = root.path / PROMETHEUS_FILE_SD.lstrip("/") / "singlewindow-sw1.example.internal.json"
+    assert json.loads(target.read_text()) == [{
+        "targets": [f"127.0.0.1:{converged.ports.metrics}"],
+        "labels": {"job": "singlewindow", "node": "sw1.example.internal"}}]
 
 
 def test_second_run_changes_nothing(converged: Converge) -> None:
@@ -306,7 +331,7 @@ def test_second_run_changes_nothing(converged: Converge) -> None:
 
 # --- The services, started the way their units would start, and the smoke test ---------
 
-DAEMONS = ("sw-policyd", "sw-milter", "sw-transport")
+DAEMONS = ("sw-policyd", "sw-milter", "sw-transport", "sw-metrics")
 CONFIG = "/etc/singlewindow/singlewindow.toml"
 CHROOT = shutil.which("chroot") or "/usr/sbin/chroot"
 DOMAIN = "sw.example.org"  # inventories/single-node/group_vars/all.yml
@@ -464,6 +489,50 @@ def test_smoke_submission_dsn_agency_xml_and_pop3_response(hub: Hub) -> None:
     finally:
         co_sink.stop()
         ag_sink.stop()
+
+
+def test_metrics_of_the_node_reach_an_existing_prometheus(
+        hub: Hub, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The exporter, started as its unit starts it, serves the smoke test's submissions
+    from the message log; a Prometheus configured as README's "Monitoring" says loads
+    the rules the roles installed and scrapes the node through their scrape target."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{hub.ports.metrics}/metrics",
+                                timeout=30) as response:
+        exposed = response.read().decode()
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(exposed)
+               for s in family.samples}
+    # The smoke test: a company's MTA to an agency, the agency's MTA to a mail client.
+    accepted = (("listener", "mta"), ("outcome", "accepted"))
+    assert samples[("singlewindow_submissions_total", accepted)] >= 2
+    assert samples[("singlewindow_copies_total", (("state", "injected"),))] >= 1
+
+    base = hub.root.path
+    config = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [f"{base}{PROMETHEUS_RULES}/*.yml"],
+        # The job's name does not matter: the target's own labels name it "singlewindow".
+        "scrape_configs": [{"job_name": "hub", "file_sd_configs": [
+            {"files": [f"{base}{PROMETHEUS_FILE_SD}/singlewindow-*.json"]}]}],
+    }
+    with prometheus(config, tmp_path_factory.mktemp("prometheus")) as server:
+        [found] = server.wait_for('singlewindow_submissions_total{job="singlewindow",'
+                                  'listener="mta",outcome="accepted"}')
+        assert found["metric"]["node"] == "sw1.example.internal"
+        assert found["metric"]["instance"] == f"127.0.0.1:{hub.ports.metrics}"
+        assert float(found["value"][1]) >= 2
+        deadline = time.monotonic() + 30
+        while True:
+            groups = server.api("rules")["groups"]
+            health = {r["name"]: r["health"] for g in groups for r in g["rules"]}
+            if health and set(health.values()) == {"ok"}:
+                break
+            assert time.monotonic() < deadline, health
+            time.sleep(0.5)
+        assert {g["name"] for g in groups} == {
+            "singlewindow-queue", "singlewindow-agencies", "singlewindow-submissions",
+            "singlewindow-components", "singlewindow-tls"}
+        assert server.query('up{job="singlewindow"} == 1')
 
 
 def mail(sender: str, to: str, subject: str, body: bytes, content_type: str) -> bytes:

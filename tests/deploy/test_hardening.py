@@ -35,7 +35,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 ANSIBLE = REPO / "ansible"
 BIN = Path(sys.executable).parent
-DAEMONS = ("sw-policyd", "sw-milter", "sw-transport")
+DAEMONS = ("sw-policyd", "sw-milter", "sw-transport", "sw-metrics")
 
 #: The highest exposure systemd-analyze may give a unit, on its 0-10 scale (its "OK"
 #: band ends at 2.0). What remains is justified in the unit: network access (PostgreSQL
@@ -54,32 +54,36 @@ PARTY_B = "10.9.0.3"        # another, 10.9.0.0/28
 NOT_PARTY = "10.9.0.20"     # just outside 10.9.0.0/28
 STRANGER = "203.0.113.7"    # the internet: a mail client, or an attacker
 OPERATOR = "10.0.0.9"       # the management network 10.0.0.0/24
+PROMETHEUS = "10.0.0.20"    # the monitoring server, in the management network
 EDGE1, EDGE2 = "10.0.2.11", "10.0.2.12"
 POP1 = "10.0.3.10"
 EDGE_NET_OTHER = "10.0.2.99"  # in the edges' /24, but no node of the hub
 POP_NET_OTHER = "10.0.3.99"
 
 SSH, MTA, POP3, MSA, POP3S, PG = 22, 25, 110, 465, 995, 5432
+METRICS = 9750  # the exporter (sw-metrics), on the edges
 #: Ports no rule opens anywhere: the re-injection listener, the stack's MTA port.
 REINJECT, OTHER = 10025, 2525
 
 #: Per node: connections that must get through and connections that must get nothing.
 EDGE_OPEN = [(PARTY_A, MTA), (PARTY_B, MTA), (STRANGER, MSA), (STRANGER, POP3),
-             (STRANGER, POP3S), (OPERATOR, SSH), (PEER_V6, SSH)]
+             (STRANGER, POP3S), (OPERATOR, SSH), (PEER_V6, SSH), (PROMETHEUS, METRICS)]
 EDGE_CLOSED = [(STRANGER, MTA), (NOT_PARTY, MTA), (STRANGER, SSH), (PARTY_A, REINJECT),
-               (PARTY_A, PG), (PARTY_A, OTHER), (STRANGER, REINJECT), (PEER_V6, MTA)]
+               (PARTY_A, PG), (PARTY_A, OTHER), (STRANGER, REINJECT), (PEER_V6, MTA),
+               (OPERATOR, METRICS), (STRANGER, METRICS), (PARTY_A, METRICS),
+               (PEER_V6, METRICS)]
 NODES = {
     ("single-node", "sw1.example.internal"): (EDGE_OPEN, EDGE_CLOSED),
     ("multi-node", "edge1.example.internal"): (EDGE_OPEN, EDGE_CLOSED),
     ("multi-node", "db1.example.internal"): (
         [(EDGE1, PG), (EDGE2, PG), (POP1, PG), (OPERATOR, SSH)],
         [(EDGE_NET_OTHER, PG), (STRANGER, PG), (PARTY_A, PG), (EDGE1, MTA), (EDGE1, SSH),
-         (PEER_V6, PG)]),
+         (PEER_V6, PG), (PROMETHEUS, METRICS)]),
     ("multi-node", "pop1.example.internal"): (
         [(EDGE1, POP3S), (EDGE2, POP3S), (OPERATOR, SSH)],
         [(EDGE1, POP3), (EDGE_NET_OTHER, POP3S), (POP_NET_OTHER, POP3S), (STRANGER, POP3),
          (STRANGER, POP3S),
-         (EDGE1, MTA), (EDGE1, MSA), (PARTY_A, POP3)]),
+         (EDGE1, MTA), (EDGE1, MSA), (PARTY_A, POP3), (PROMETHEUS, METRICS)]),
 }
 HUB_NODES = [("single-node", "sw1.example.internal"), ("multi-node", "edge1.example.internal"),
              ("multi-node", "pop1.example.internal")]
@@ -314,7 +318,8 @@ def test_units_sandbox_what_each_daemon_needs(rendered: dict[str, Path], invento
     system calls, and no IP peer but loopback (and the database node, multi-node)."""
     state = "/var/lib/singlewindow"
     writes = {"sw-policyd": [f"{state}/run", f"{state}/maps"], "sw-milter": [f"{state}/run"],
-              "sw-transport": [f"{state}/run", f"{state}/maildrops", f"{state}/log"]}
+              "sw-transport": [f"{state}/run", f"{state}/maildrops", f"{state}/log"],
+              "sw-metrics": [f"{state}/run"]}
     for unit in DAEMONS:
         s = unit_settings(rendered[inventory] / host / "systemd" / f"{unit}.service")
         assert s["ProtectSystem"] == ["strict"]
@@ -333,8 +338,10 @@ def test_units_sandbox_what_each_daemon_needs(rendered: dict[str, Path], invento
         assert s["UMask"] == ["0077"]
         assert s["IPAddressDeny"] == ["any"]
         allow = "localhost 10.0.4.10" if inventory == "multi-node" else "localhost"
+        if unit == "sw-metrics":  # and Prometheus, to scrape it
+            allow += f" {PROMETHEUS}/32"
         assert s["IPAddressAllow"] == [allow]
-        groups = "postfix postdrop" if unit == "sw-transport" else "postfix"
+        groups = "postfix postdrop" if unit in ("sw-transport", "sw-metrics") else "postfix"
         assert s["SupplementaryGroups"] == [groups]
 
 
@@ -352,6 +359,7 @@ MDWE_PROBE = textwrap.dedent("""
         sys.exit("the rule is not in force")
     import milter, psycopg
     import singlewindow.milter.server, singlewindow.policy.server, singlewindow.transport.server
+    import singlewindow.metrics
     from singlewindow.mig.edifact import _accel
     from singlewindow.mig.validate import convert_stream, validate
     from tests.unit.mig import factory

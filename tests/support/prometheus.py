@@ -1,0 +1,86 @@
+"""Prometheus's own tools for the tests: ``promtool`` and a real server (Debian's
+``prometheus`` package, scripts/install). Either missing is a failure, never a skip."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import free_port
+
+
+def promtool(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    tool = shutil.which("promtool")
+    assert tool, "promtool is missing (scripts/install: the prometheus package)"
+    return subprocess.run([tool, *map(str, args)], capture_output=True, text=True,
+                          check=False, timeout=300, cwd=cwd)
+
+
+class Prometheus:
+    """A running server's HTTP API."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def api(self, path: str, **params: str) -> Any:
+        query = f"?{urllib.parse.urlencode(params)}" if params else ""
+        with urllib.request.urlopen(f"{self.url}/api/v1/{path}{query}", timeout=10) as r:
+            answer = json.load(r)
+        assert answer["status"] == "success", answer
+        return answer["data"]
+
+    def query(self, expression: str) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.api("query", query=expression)["result"]
+        return result
+
+    def wait_for(self, expression: str, timeout: float = 60) -> list[dict[str, Any]]:
+        """The query's result once it is not empty."""
+        deadline = time.monotonic() + timeout
+        while not (result := self.query(expression)):
+            assert time.monotonic() < deadline, f"{expression}: no result in {timeout} s"
+            time.sleep(0.5)
+        return result
+
+
+@contextmanager
+def prometheus(config: dict[str, Any], work: Path) -> Iterator[Prometheus]:
+    """A Prometheus server with ``config`` (prometheus.yml as a dict), its data under
+    ``work``, on a free loopback port; stopped by its pid on exit."""
+    server = shutil.which("prometheus")
+    assert server, "prometheus is missing (scripts/install: the prometheus package)"
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "prometheus.yml").write_text(json.dumps(config))  # JSON is YAML
+    address = f"127.0.0.1:{free_port()}"
+    with (work / "prometheus.log").open("w") as log:
+        proc = subprocess.Popen(
+            [server, f"--config.file={work / 'prometheus.yml'}",
+             f"--storage.tsdb.path={work / 'data'}", f"--web.listen-address={address}"],
+            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, (work / "prometheus.log").read_text()[-3000:]
+            try:
+                with urllib.request.urlopen(f"http://{address}/-/ready", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "Prometheus is not ready after 60 s"
+            time.sleep(0.2)
+        yield Prometheus(f"http://{address}")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
