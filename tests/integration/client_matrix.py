@@ -224,7 +224,8 @@ def render_snippets() -> str:
          "(the function needs mutt's screen, so a terminal)."),
         ("fetchmail", FETCHMAILRC.format(**values),
          "`ssl` for POP3S; for port 110 write `sslproto tls1.2+` instead, which makes "
-         "STLS mandatory."),
+         "STLS mandatory. fetchmail compares the certificate with the host name only, "
+         "never with an address (`127.0.0.1`: \"hostname mismatch\"): poll by name."),
         ("curl", NETRC.format(**values) + "\n" + CURL_SEND.format(
             **{**values, "mechanism": "PLAIN"}) + "\n" + CURL_FETCH.format(
             **{**values, "mechanism": "PLAIN"}) + "\n",
