@@ -54,7 +54,7 @@ CURL_DIGEST = (
     "quotes included (Dovecot quotes it; RFC 2831 has it bare), finds no `md5-sess`, "
     "cancels the exchange (`*`) and exits 67, \"Authentication cancelled\" "
     "(`lib/vauth/digest.c`; curl 8.17 parses quoted values). Without `--login-options` "
-    "it falls back to the next mechanism by itself; configure `AUTH=PLAIN`.")
+    "it falls back to another one by itself (PLAIN); configure `AUTH=PLAIN`.")
 CURL_USER = ("curl logs in with USER/PASS only when the server offers no SASL mechanism "
              "(`lib/pop3.c`); `AUTH=PLAIN` sends the same over the same TLS.")
 FETCHMAIL_SASL = ("fetchmail's POP3 `auth` knows password (USER/PASS), CRAM-MD5, OTP, "

@@ -266,6 +266,28 @@ def test_submission(world: World, home: Home, cell: Cell) -> None:
         assert postfix_sasl(config, client.login) == []
 
 
+def test_curl_without_login_options_falls_back_from_digest_md5(world: World,
+                                                              home: Home) -> None:
+    """Note 1's last sentence: curl's own choice (DIGEST-MD5 first) is cancelled and it
+    goes on with PLAIN, so an unconfigured curl works too."""
+    config, ag = world.config, world["ag"]
+    client = world.add_mail_client("mc")
+    subject = f"curl-default {secrets.token_hex(4)}"
+    values = _values(config, home, client, mechanism="*", rcpt=ag.logical,
+                     message=str(home.write("message.eml", message(
+                         client, ag.logical, subject, factory.gendec()).decode())))
+    home.write(".netrc", matrix.NETRC.format(**values))
+    argv = shlex.split(matrix.CURL_SEND.format(**values))
+    argv.remove("--login-options")
+    argv.remove("AUTH=*")
+    # --verbose shows the exchange (AUTH PLAIN's line carries the password: not printed).
+    result = home.run(["curl", "-sS", "--verbose", *argv[1:]])
+    assert result.returncode == 0
+    assert b"> AUTH DIGEST-MD5" in result.stderr and b"> *" in result.stderr
+    assert ag.sink.wait_for(lambda r: f"Subject: {subject}".encode() in r.data)
+    assert postfix_sasl(config, client.login) == ["PLAIN"]
+
+
 def _respond(world: World, client: Party) -> str:
     """The agency answers ``client``: a message in its maildrop; returns the subject."""
     ag = world["ag"]
