@@ -59,8 +59,9 @@ class Home:
 
     def write(self, name: str, text: str) -> Path:
         target = self.path / name
-        target.write_text(text)
-        target.chmod(0o600)
+        with os.fdopen(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
+                       "w") as handle:
+            handle.write(text)
         return target
 
     def run(self, argv: list[str], stdin: bytes | None = None
