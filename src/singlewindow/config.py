@@ -319,8 +319,10 @@ class Paths:
 
 @dataclass(frozen=True, slots=True)
 class Tls:
-    #: PEM certificate chain for the MSA and POP3 listeners; ``swctl stack up`` generates a
-    #: self-signed one at this place when it is missing (state_dir/tls/ if left empty).
+    #: PEM certificate chain for the MSA and POP3 listeners; ``swctl stack up`` generates
+    #: one at this place when it is missing (state_dir/tls/ if left empty), issued by a CA
+    #: of the stack's own (``ca_file``, else state_dir/tls/ca.pem) for the hub's host
+    #: name, ``localhost`` and the loopback addresses.
     cert_file: Path | None = None
     #: PEM private key matching ``cert_file``.
     key_file: Path | None = None
@@ -374,6 +376,12 @@ class Config:
     @property
     def key_file(self) -> Path:
         return self.tls.key_file or self.paths.state_dir / "tls" / "key.pem"
+
+    @property
+    def ca_file(self) -> Path:
+        """The CA a mail client trusts for ``cert_file``: ``[tls] ca_file``, else the local
+        stack's own CA, which ``swctl stack up`` makes beside its certificate."""
+        return self.tls.ca_file or self.paths.state_dir / "tls" / "ca.pem"
 
     @property
     def stamp_key_file(self) -> Path:

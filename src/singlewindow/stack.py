@@ -359,14 +359,55 @@ def _self_signed(cert: Path, key: Path, *options: str) -> None:
     os.chmod(cert, 0o644)
 
 
+def _stack_names(config: Config) -> str:
+    """subjectAltName of the stack's certificate: the hub's names, and ``localhost`` and
+    the loopback addresses, where clients on this machine reach it by name (fetchmail
+    and others check the name they connected to, and some cannot match an address)."""
+    names = [f"DNS:{config.hub.hostname}", f"DNS:{config.hub.domain}", "DNS:localhost",
+             "IP:127.0.0.1", "IP:::1"]
+    if config.listeners.bind not in ("127.0.0.1", "::1", "0.0.0.0", "::"):
+        names.append(f"IP:{config.listeners.bind}")
+    return ",".join(names)
+
+
 def _tls(config: Config, say: Say) -> None:
-    if config.cert_file.exists() and config.key_file.exists():
+    """The MSA's and POP3's certificate, unless the operator configured one: issued by a
+    CA of the stack's own (``DIR/tls/ca.pem``), which is what a mail client is told to
+    trust. The CA's key signs this one certificate and is then deleted, so trusting
+    ``ca.pem`` trusts nothing else. ``cert.pem`` holds the chain (server, then CA)."""
+    have = config.cert_file.exists() and config.key_file.exists()
+    # A certificate made before the stack had a CA (self-signed) is made again.
+    if have and (config.tls.cert_file is not None or config.ca_file.exists()):
         return
-    say(f"tls: generating a self-signed certificate for {config.hub.hostname}")
-    _self_signed(config.cert_file, config.key_file,
-                 "-newkey", "rsa:2048", "-days", "825", "-subj", f"/CN={config.hub.hostname}",
-                 "-addext", f"subjectAltName=DNS:{config.hub.hostname},"
-                            f"DNS:{config.hub.domain},IP:127.0.0.1")
+    say(f"tls: generating a certificate for {config.hub.hostname}, localhost and a CA "
+        f"for it ({config.ca_file})")
+    tls_dir = config.cert_file.parent
+    tls_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=tls_dir) as tmp:
+        ca_key, csr, ext = Path(tmp, "ca.key"), Path(tmp, "server.csr"), Path(tmp, "ext")
+        _self_signed(config.ca_file, ca_key, "-newkey", "rsa:2048", "-days", "825",
+                     "-subj", f"/CN=Single Window local stack CA {config.hub.hostname}",
+                     "-addext", "basicConstraints=critical,CA:TRUE",
+                     "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+        old = os.umask(0o077)
+        try:
+            run(["openssl", "req", "-new", "-nodes", "-newkey", "rsa:2048",
+                 "-subj", f"/CN={config.hub.hostname}", "-keyout", str(config.key_file),
+                 "-out", str(csr)])
+        finally:
+            os.umask(old)
+        ext.write_text("basicConstraints=critical,CA:FALSE\n"
+                       "keyUsage=critical,digitalSignature,keyEncipherment\n"
+                       "extendedKeyUsage=serverAuth\n"
+                       f"subjectAltName={_stack_names(config)}\n")
+        server = Path(tmp, "server.pem")
+        run(["openssl", "x509", "-req", "-in", str(csr), "-CA", str(config.ca_file),
+             "-CAkey", str(ca_key), "-days", "825",
+             "-extfile", str(ext), "-out", str(server)])
+        render.write_atomic(config.cert_file,
+                            server.read_text() + config.ca_file.read_text())
+    os.chmod(config.key_file, 0o600)
+    os.chmod(config.cert_file, 0o644)
 
 
 def _keys(config: Config, say: Say) -> None:

@@ -13,6 +13,7 @@ import pytest
 from singlewindow import passwords
 from singlewindow.config import ADMIN_ROLE, Config
 from singlewindow.store import connect, directory
+from tests.integration.world import client_password
 
 pytestmark = pytest.mark.integration
 
@@ -28,8 +29,8 @@ class MailClient:
 
 
 def tls_context(config: Config) -> ssl.SSLContext:
-    """Verify the stack's self-signed certificate: credentials only to the real server."""
-    context = ssl.create_default_context(cafile=str(config.cert_file))
+    """Verify the stack's certificate against its CA: credentials only to the real server."""
+    context = ssl.create_default_context(cafile=str(config.ca_file))
     context.check_hostname = False  # tests connect by IP; the chain is still verified
     return context
 
@@ -37,7 +38,7 @@ def tls_context(config: Config) -> ssl.SSLContext:
 @pytest.fixture
 def mail_client(sw_stack: Config) -> MailClient:
     name = "mc" + secrets.token_hex(4)
-    password = secrets.token_urlsafe(12)
+    password = client_password()
     domain = sw_stack.hub.domain
     with connect(sw_stack.database, autocommit=True, role=ADMIN_ROLE) as conn:
         directory.add_party(conn, name, "company", [], None)

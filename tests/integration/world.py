@@ -23,6 +23,12 @@ from tests.integration.sinks import Sink
 _next_peer = iter(range(10, 250))
 
 
+def client_password() -> str:
+    """A mail client's password. Never one that starts with '-': swaks reads such a value
+    of --auth-password (from its environment or configuration file too) as an option."""
+    return "pw" + secrets.token_urlsafe(12)
+
+
 @dataclass
 class Party:
     name: str
@@ -61,7 +67,7 @@ class World:
     def add_mail_client(self, role: str) -> Party:
         """A company with a login and a POP3 maildrop instead of an MTA (I2/I3)."""
         name = f"{role}-{secrets.token_hex(3)}"
-        password = secrets.token_urlsafe(12)
+        password = client_password()
         domain = self.config.hub.domain
         party = Party(name, f"{name}@{domain}", f"clerk@{name}.example", "", Sink(0),
                       login=name, password=password)
