@@ -25,11 +25,11 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from singlewindow import daemon, maps, replies, store
+from singlewindow import daemon, logs, maps, replies, store
 from singlewindow.config import Config
 from singlewindow.origin import MTA
 from singlewindow.policy import codec, socketmap
-from singlewindow.policy.decide import Request, decide, decide_mta
+from singlewindow.policy.decide import Request, decide, decide_mta, outcome
 from singlewindow.store.snapshot import LiveDirectory, Snapshot
 
 T = TypeVar("T")
@@ -112,10 +112,12 @@ class PolicyService:
             return replies.STORE_UNAVAILABLE.line()
 
     def logged(self, request: Request, result: str) -> str:
-        log.info("policy context=%s state=%s client=%s sender=<%s> recipient=<%s> login=%s "
-                 "action=%s", request.context, request.protocol_state or "-",
-                 request.client_address, request.sender, request.recipient,
-                 request.sasl_username or "-", result)
+        logs.decision(log, "policy", sw_id=None, queue_id=request.queue_id,
+                      listener=request.context, state=request.protocol_state or "-",
+                      action=outcome(result), client=request.client_address,
+                      sender=request.sender, recipient=request.recipient,
+                      login=request.sasl_username or None,
+                      reply=None if result == replies.POLICY_DUNNO else result)
         return result
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -158,10 +160,12 @@ async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
     daemon.notify("READY=1")
     if ready is not None:
         ready.set()
+    watchdog = asyncio.create_task(daemon.watchdog())
     try:
         async with server, tables:
             await stop.wait()
     finally:
+        watchdog.cancel()
         daemon.notify("STOPPING=1")
         service.close()
 
