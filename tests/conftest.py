@@ -20,8 +20,11 @@ import psycopg
 import pytest
 
 from singlewindow import stack
-from singlewindow.config import OWNER_ROLE, Config, Listeners, Queue, Transport
+from singlewindow.config import OWNER_ROLE, Config, Health, Listeners, Queue, Transport
 from singlewindow.store import connect
+
+#: The test stack's [health] watchdog_sec.
+WATCHDOG_SEC = 8.0
 
 
 def free_port() -> int:
@@ -94,7 +97,9 @@ def sw_stack() -> Iterator[Config]:
                     run_delay="5s"),
         # A copy whose sender was killed is recovered once its claim's lease runs out.
         # A small copy limit: the size tests need no 50 MB messages.
-        transport=Transport(claim_lease=5.0, copy_size_limit=2 * 1024 * 1024))
+        transport=Transport(claim_lease=5.0, copy_size_limit=2 * 1024 * 1024),
+        # The supervisor's watchdog, short enough for test_supervisor to see it act.
+        health=Health(watchdog_sec=WATCHDOG_SEC))
     try:
         yield stack.up(state, demo=True, base=base, say=lambda _: None)
     finally:
