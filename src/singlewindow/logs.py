@@ -58,12 +58,15 @@ def decision(logger: logging.Logger, event: str, *, sw_id: str | None,
              queue_id: str | None, level: int = logging.INFO, **fields: object) -> None:
     """Log one decision ``event`` (policy, milter, recipient, copy, dsn, notice) about the
     message ``sw_id`` (None before the milter gave it one) with Postfix queue id
-    ``queue_id``; ``fields`` follow in the order given, None ones left out."""
-    values: dict[str, str] = {"event": event, "sw_id": sw_id or "-",
-                              "queue_id": queue_id or "-"}
+    ``queue_id``; ``fields`` follow in the order given, None ones left out (numbers and
+    booleans stay numbers and booleans in JSON)."""
+    values: dict[str, object] = {"event": event, "sw_id": sw_id or "-",
+                                 "queue_id": queue_id or "-"}
     for key, value in fields.items():
         if value is not None:
-            values[key] = REDACTED if _SECRET_NAME.search(key) else str(value)
+            plain = isinstance(value, bool | int | float)
+            values[key] = REDACTED if _SECRET_NAME.search(key) else value if plain \
+                else str(value)
     logger.log(level, "%s", keyvalue(values), extra={FIELDS: values})
 
 
@@ -75,9 +78,15 @@ def _quoted(value: str) -> str:
     return f'"{escaped}"'
 
 
-def keyvalue(values: Mapping[str, str]) -> str:
+def _text(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def keyvalue(values: Mapping[str, object]) -> str:
     """``key=value`` pairs, a value with a space, quote, ``=`` or control quoted."""
-    return " ".join(f"{key}={_quoted(value)}" for key, value in values.items())
+    return " ".join(f"{key}={_quoted(_text(value))}" for key, value in values.items())
 
 
 _PAIR = re.compile(r'([A-Za-z0-9_]+)=("(?:\\.|[^"\\])*"|\S*)')
@@ -116,7 +125,7 @@ class KeyValueFormatter(logging.Formatter):
         super().__init__("%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s")
 
 
-def _fields(record: logging.LogRecord) -> dict[str, str] | None:
+def _fields(record: logging.LogRecord) -> dict[str, object] | None:
     values = getattr(record, FIELDS, None)
     return values if isinstance(values, dict) else None
 
@@ -191,7 +200,7 @@ class JournalHandler(logging.Handler):
                ("CODE_LINE", str(record.lineno)), ("CODE_FUNC", record.funcName)]
         for key, value in (values or {}).items():
             name = {"sw_id": "SW_ID", "queue_id": "SW_QUEUE_ID"}.get(key)
-            out.append((name or journal_field_name(key), value))
+            out.append((name or journal_field_name(key), _text(value)))
         return out
 
     def emit(self, record: logging.LogRecord) -> None:

@@ -41,7 +41,8 @@ def _record(fmt: str, emit: Callable[[logging.Logger], None]) -> str:
 def _decision(logger: logging.Logger) -> None:
     logs.decision(logger, "recipient", sw_id="SW20261130041217773AB", queue_id="4jd9b55Sg",
                   recipient="customs@sw.test", action="reject",
-                  reply='554 5.7.1 "From" is not yours\nsecond line', automatic=None)
+                  reply='554 5.7.1 "From" is not yours\nsecond line', automatic=None,
+                  hops=3, recovered=True)
 
 
 def test_a_decision_as_key_value_pairs_parses_back() -> None:
@@ -50,7 +51,8 @@ def test_a_decision_as_key_value_pairs_parses_back() -> None:
     assert logs.parse(line) == {
         "event": "recipient", "sw_id": "SW20261130041217773AB", "queue_id": "4jd9b55Sg",
         "recipient": "customs@sw.test", "action": "reject",
-        "reply": '554 5.7.1 "From" is not yours\nsecond line'}
+        "reply": '554 5.7.1 "From" is not yours\nsecond line', "hops": "3",
+        "recovered": "true"}
     assert "\n" not in line  # one record, one line
     assert "automatic" not in line  # None is left out
 
@@ -61,6 +63,7 @@ def test_a_decision_as_json_has_the_fields_as_members() -> None:
     assert record["event"] == "recipient" and record["sw_id"] == "SW20261130041217773AB"
     assert record["queue_id"] == "4jd9b55Sg" and record["level"] == "info"
     assert record["reply"].endswith("second line") and record["pid"] == os.getpid()
+    assert record["hops"] == 3 and record["recovered"] is True
     assert "message" not in record
 
 
