@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import json
 import logging
 import os
@@ -60,18 +61,43 @@ def decision(logger: logging.Logger, event: str, *, sw_id: str | None,
     message ``sw_id`` (None before the milter gave it one) with Postfix queue id
     ``queue_id``; ``fields`` follow in the order given, None ones left out (numbers and
     booleans stay numbers and booleans in JSON)."""
+    if not logger.isEnabledFor(level):
+        return
     values: dict[str, object] = {"event": event, "sw_id": sw_id or "-",
                                  "queue_id": queue_id or "-"}
     for key, value in fields.items():
-        if value is not None:
-            plain = isinstance(value, bool | int | float)
-            values[key] = REDACTED if _SECRET_NAME.search(key) else value if plain \
-                else str(value)
-    logger.log(level, "%s", keyvalue(values), extra={FIELDS: values})
+        if value is None:
+            continue
+        if _secret_name(key):
+            value = REDACTED
+        elif type(value) not in (str, bool, int, float):
+            value = str(value)
+        values[key] = value
+    logger.log(level, "%s", _Line(values), extra={FIELDS: values})
+
+
+class _Line:
+    """A decision's ``key=value`` text, made only when a handler asks for it."""
+
+    __slots__ = ("values",)
+
+    def __init__(self, values: dict[str, object]) -> None:
+        self.values = values
+
+    def __str__(self) -> str:
+        return keyvalue(self.values)
+
+
+_NEEDS_QUOTES = re.compile(r'[\s"=\\]')
+
+
+@functools.lru_cache(maxsize=256)
+def _secret_name(key: str) -> bool:
+    return _SECRET_NAME.search(key) is not None
 
 
 def _quoted(value: str) -> str:
-    if value and not any(c in value for c in ' "=\\\n\r\t'):
+    if value and not _NEEDS_QUOTES.search(value):
         return value
     escaped = (value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
                .replace("\r", "\\r").replace("\t", "\\t"))
@@ -86,7 +112,13 @@ def _text(value: object) -> str:
 
 def keyvalue(values: Mapping[str, object]) -> str:
     """``key=value`` pairs, a value with a space, quote, ``=`` or control quoted."""
-    return " ".join(f"{key}={_quoted(_text(value))}" for key, value in values.items())
+    parts = []
+    for key, value in values.items():
+        text = value if type(value) is str else _text(value)
+        if not text or _NEEDS_QUOTES.search(text):
+            text = _quoted(text)
+        parts.append(f"{key}={text}")
+    return " ".join(parts)
 
 
 _PAIR = re.compile(r'([A-Za-z0-9_]+)=("(?:\\.|[^"\\])*"|\S*)')
