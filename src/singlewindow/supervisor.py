@@ -160,7 +160,9 @@ class Supervised:
             run = self.run
             dog = asyncio.create_task(self._watchdog(run)) if run.watched else None
             try:
-                status = await run.exited
+                # Shielded: cancelling supervision must not cancel the run's future, which
+                # its pidfd callback resolves when the daemon exits.
+                status = await asyncio.shield(run.exited)
             finally:
                 if dog is not None:
                     dog.cancel()
