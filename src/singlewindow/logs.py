@@ -56,11 +56,13 @@ _PRIORITY = {logging.CRITICAL: 2, logging.ERROR: 3, logging.WARNING: 4, logging.
 
 
 def decision(logger: logging.Logger, event: str, *, sw_id: str | None,
-             queue_id: str | None, level: int = logging.INFO, **fields: object) -> None:
+             queue_id: str | None, level: int = logging.INFO,
+             exc: BaseException | None = None, **fields: object) -> None:
     """Log one decision ``event`` (policy, milter, recipient, copy, dsn, notice) about the
     message ``sw_id`` (None before the milter gave it one) with Postfix queue id
     ``queue_id``; ``fields`` follow in the order given, None ones left out (numbers and
-    booleans stay numbers and booleans in JSON)."""
+    booleans stay numbers and booleans in JSON); ``exc``, an exception whose traceback
+    follows the line."""
     if not logger.isEnabledFor(level):
         return
     values: dict[str, object] = {"event": event, "sw_id": sw_id or "-",
@@ -73,7 +75,7 @@ def decision(logger: logging.Logger, event: str, *, sw_id: str | None,
         elif type(value) not in (str, bool, int, float):
             value = str(value)
         values[key] = value
-    logger.log(level, "%s", _Line(values), extra={FIELDS: values})
+    logger.log(level, "%s", _Line(values), extra={FIELDS: values}, exc_info=exc)
 
 
 class _Line:

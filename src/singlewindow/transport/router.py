@@ -242,11 +242,9 @@ class Router:
                 return self.submission(conn, prepared, prepared.origin, mail_from, rcpt,
                                        transaction.raw, transaction.state)
         except Deferred as deferred:
-            stamped = prepared.origin if isinstance(prepared, Prepared) else None
-            logs.decision(log, "recipient", sw_id=stamped.message_id if stamped else None,
-                          queue_id=prepared.queue_id if isinstance(prepared, Prepared)
-                          else None, recipient=rcpt, action="defer",
-                          reply=deferred.reply.line())
+            sw_id, queue_id = _ids(prepared)
+            logs.decision(log, "recipient", sw_id=sw_id, queue_id=queue_id, recipient=rcpt,
+                          action="defer", reply=deferred.reply.line())
             if deferred.lock is not None and self.retrier is not None:
                 queue_id = prepared.queue_id if isinstance(prepared, Prepared) else None
                 if queue_id:
@@ -257,15 +255,17 @@ class Router:
             return deferred.reply
         except Exception as exc:
             deferral = terminal.deferral(exc)
+            sw_id, queue_id = _ids(prepared)
             if deferral is not None:
-                log.error("deferring <%s>: %s: %s", rcpt, type(exc).__name__, exc)
+                logs.decision(log, "recipient", sw_id=sw_id, queue_id=queue_id,
+                              level=logging.ERROR, recipient=rcpt, action="defer",
+                              reply=deferral.line(), why=f"{type(exc).__name__}: {exc}")
                 return deferral
             # Issue 10: a retry cannot cure this; answer now, and show the operator why.
-            stamp = prepared.origin if isinstance(prepared, Prepared) else None
-            swid = stamp.message_id if stamp else _stamp_id(transaction.raw, self.stamp_key)
+            swid = sw_id or _stamp_id(transaction.raw, self.stamp_key)
             reply = terminal.cannot_process(exc, swid)
-            log.error("cannot process %s for <%s>: %s", swid or "unstamped mail", rcpt,
-                      reply.line(), exc_info=exc)
+            logs.decision(log, "recipient", sw_id=swid, queue_id=queue_id, level=logging.ERROR,
+                          exc=exc, recipient=rcpt, action="reject", reply=reply.line())
             terminal.record(self.pool, swid, rcpt, reply)
             return reply
 
@@ -943,6 +943,13 @@ class Router:
             return reply.with_text(f"Not delivered to {target.logical}: "
                                    f"{_refusal_text(sent.refusal)}")
         return replies.DELIVERED.with_text(f"Delivered to {target.logical}")
+
+
+def _ids(prepared: object) -> tuple[str | None, str | None]:
+    """The Single Window id and queue id of a message as far as it was parsed."""
+    if not isinstance(prepared, Prepared):
+        return None, None
+    return prepared.origin.message_id if prepared.origin else None, prepared.queue_id
 
 
 def _action(reply: Reply) -> str:
