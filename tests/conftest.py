@@ -20,8 +20,11 @@ import psycopg
 import pytest
 
 from singlewindow import stack
-from singlewindow.config import OWNER_ROLE, Config, Listeners, Metrics, Queue, Transport
+from singlewindow.config import OWNER_ROLE, Config, Health, Listeners, Metrics, Queue, Transport
 from singlewindow.store import connect
+
+#: The test stack's [health] watchdog_sec.
+WATCHDOG_SEC = 8.0
 
 
 def free_port() -> int:
@@ -96,7 +99,9 @@ def sw_stack() -> Iterator[Config]:
         # A small copy limit: the size tests need no 50 MB messages.
         transport=Transport(claim_lease=5.0, copy_size_limit=2 * 1024 * 1024),
         # The exporter on a free port too: never the default 9750 another stack may hold.
-        metrics=Metrics(listen=f"127.0.0.1:{free_port()}"))
+        metrics=Metrics(listen=f"127.0.0.1:{free_port()}"),
+        # The supervisor's watchdog, short enough for test_supervisor to see it act.
+        health=Health(watchdog_sec=WATCHDOG_SEC))
     try:
         yield stack.up(state, demo=True, base=base, say=lambda _: None)
     finally:

@@ -420,6 +420,17 @@ def stack_status(args: argparse.Namespace) -> int:
     return 0 if all(pid for _, pid in states) else 3
 
 
+# --- health --------------------------------------------------------------------------
+
+def health_cmd(args: argparse.Namespace) -> int:
+    """Nagios/Icinga plugin conventions: a status line, one line per problem, exit 0 (OK),
+    1 (WARNING) or 2 (CRITICAL)."""
+    from singlewindow import health
+    report = health.check(_config(args))
+    print("\n".join(report.lines()))
+    return report.status
+
+
 # --- render (deployment) ---------------------------------------------------------------
 
 def render_cmd(args: argparse.Namespace) -> int:
@@ -523,6 +534,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
 
     command(sub, "demo", demo_cmd, "drive demo messages through the demo stack")
+
+    p = command(sub, "health", health_cmd,
+                "does every component answer, is the queue healthy (exit 0/1/2, Nagios)")
+    p.add_argument("--state-dir", default=argparse.SUPPRESS)
 
     p = command(sub, "render", render_cmd,
                 "render conf/ templates for a deployed node (used by the Ansible roles)")

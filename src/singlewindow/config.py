@@ -14,6 +14,8 @@ File layout::
     [paths]      where the stack keeps its state, sockets and logs
     [tls]        certificate and key of the MSA and POP3 listeners
     [metrics]    the Prometheus exporter (singlewindow.metrics)
+    [health]     what ``swctl health`` and the health metrics call a problem; the watchdog
+    [log]        the format of the daemons' log lines
 """
 
 from __future__ import annotations
@@ -357,6 +359,61 @@ class Metrics:
 
 
 @dataclass(frozen=True, slots=True)
+class Health:
+    """What ``swctl health`` (and the exporter's ``singlewindow_component_up`` and queue
+    gauges, :mod:`singlewindow.health`) counts as a problem. A threshold of 0 is off."""
+
+    #: The components this node runs and ``swctl health`` checks: a multi-node POP3
+    #: backend runs only ``["postgresql", "dovecot"]`` (or just ``dovecot``).
+    components: tuple[str, ...] = ("postgresql", "postfix", "dovecot", "policy", "milter",
+                                   "transport")
+    #: Seconds each probe (a connection, a greeting, a query) may take before the
+    #: component counts as not answering.
+    timeout: float = 5.0
+    #: Messages waiting in Postfix's incoming, active and deferred queues together: a
+    #: warning from this many on, critical from ``queue_critical`` on.
+    queue_warning: int = 100
+    queue_critical: int = 1000
+    #: Seconds since the oldest of those messages arrived: a warning from this age on
+    #: (an agency not answering for an hour), critical from ``queue_age_critical`` on.
+    #: Postfix gives up on a message after ``queue.lifetime``.
+    queue_age_warning: int = 3600
+    queue_age_critical: int = 4 * 3600
+    #: Messages in the hold queue (put there by an operator, ``postsuper -h``): a
+    #: warning from this many on, since nothing delivers them until released.
+    hold_warning: int = 1
+    #: Days before a certificate's notAfter (the listeners', the transport's
+    #: re-injection client certificate, the deployment's CA): warning, then critical.
+    certificate_warning_days: int = 21
+    certificate_critical_days: int = 7
+    #: Seconds a daemon (policy daemon, milter, transport) may go without telling its
+    #: watchdog it is alive (sd_notify ``WATCHDOG=1``, sent every half of it from its
+    #: event loop) before it is killed and restarted: systemd's ``WatchdogSec=`` on a
+    #: deployed node (the Ansible role's units), the supervisor on the local stack.
+    #: 0: no watchdog.
+    watchdog_sec: float = 30.0
+
+
+#: The formats of the daemons' log lines (``[log] format``).
+LOG_FORMATS = ("keyvalue", "json", "journal")
+
+
+@dataclass(frozen=True, slots=True)
+class Log:
+    """How the daemons write their log (:mod:`singlewindow.logs`). Every decision (policy,
+    milter, the transport's per recipient, each copy and DSN) is one line carrying the
+    Single Window id and the Postfix queue id, so log lines, ``swctl trace`` and the
+    metrics join on them."""
+
+    #: ``keyvalue``: one text line per record on standard error, a decision's fields as
+    #: ``key=value`` (the local stack's ``DIR/log/NAME.log``); ``json``: one JSON object
+    #: per line, the fields as its members; ``journal``: straight to systemd-journald's
+    #: native socket, the fields as journal fields (``SW_ID=``, ``SW_QUEUE_ID=``, …, see
+    #: ``journalctl -o verbose``), what the Ansible role's units use.
+    format: str = "keyvalue"
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     hub: Hub = field(default_factory=Hub)
     database: Database = field(default_factory=Database)
@@ -368,6 +425,8 @@ class Config:
     paths: Paths = field(default_factory=Paths)
     tls: Tls = field(default_factory=Tls)
     metrics: Metrics = field(default_factory=Metrics)
+    health: Health = field(default_factory=Health)
+    log: Log = field(default_factory=Log)
 
     @property
     def cert_file(self) -> Path:
@@ -452,6 +511,9 @@ def parse(text: str, base: Config | None = None) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"invalid TOML: {exc}") from exc
     config: Config = _build(Config, data, "", base)
+    if config.log.format not in LOG_FORMATS:
+        raise ConfigError(f"log.format must be one of {', '.join(LOG_FORMATS)}, "
+                          f"not {config.log.format!r}")
     return config
 
 

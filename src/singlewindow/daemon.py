@@ -2,7 +2,10 @@
 
 The policy daemon, the milter and the transport each own one unix socket that a Postfix
 process (running as ``postfix``) connects to, and each tells systemd when it is ready
-(``Type=notify``, sd_notify(3)) without depending on libsystemd.
+(``Type=notify``, sd_notify(3)) without depending on libsystemd. When systemd (or the
+local stack's supervisor, which plays its part) sets ``WATCHDOG_USEC``, each also says
+``WATCHDOG=1`` every half of it from the loop that serves its socket, so a loop that
+hangs stops saying it and is killed and restarted (systemd.service(5) ``WatchdogSec=``).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import faulthandler
 import grp
 import logging
 import os
@@ -20,18 +24,18 @@ from pathlib import Path
 from typing import Any
 
 from singlewindow import config as configmod
+from singlewindow import logs
 
 #: Group that Postfix's daemons run in; our sockets are group-writable for it only.
 POSTFIX_GROUP = "postfix"
 
 
-def setup_logging(name: str, verbose: bool = False) -> logging.Logger:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s",
-        stream=sys.stderr,
-    )
-    return logging.getLogger(name)
+def setup_logging(name: str, verbose: bool = False, fmt: str = "keyvalue") -> logging.Logger:
+    """Log in ``[log] format`` ``fmt`` (:mod:`singlewindow.logs`). A fatal signal — the
+    watchdog's SIGABRT among them — first writes every thread's Python stack to standard
+    error, which tells where a hung daemon was stuck."""
+    faulthandler.enable(sys.stderr)
+    return logs.configure(name, fmt, verbose)
 
 
 def notify(state: str) -> None:
@@ -44,6 +48,31 @@ def notify(state: str) -> None:
     with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
         s.connect(target)
         s.sendall(state.encode())
+
+
+def watchdog_interval() -> float | None:
+    """Seconds between two ``WATCHDOG=1``: half of ``WATCHDOG_USEC`` when a watchdog
+    watches this very process (``WATCHDOG_PID``, when set, names it), else None
+    (sd_watchdog_enabled(3))."""
+    usec, pid = os.environ.get("WATCHDOG_USEC"), os.environ.get("WATCHDOG_PID")
+    if not usec or (pid and pid != str(os.getpid())):
+        return None
+    try:
+        value = int(usec)
+    except ValueError:
+        return None
+    return value / 2e6 if value > 0 else None
+
+
+async def watchdog() -> None:
+    """Say ``WATCHDOG=1`` every :func:`watchdog_interval` for as long as the event loop
+    runs this task (returns at once when no watchdog is set)."""
+    interval = watchdog_interval()
+    if interval is None:
+        return
+    while True:
+        notify("WATCHDOG=1")
+        await asyncio.sleep(interval)
 
 
 def prepare_socket_path(path: Path) -> None:
@@ -107,5 +136,6 @@ def run_asyncio(name: str, description: str,
                 argv: list[str] | None = None) -> None:
     """The entry point of an asyncio daemon: arguments, logging, config, then ``serve``."""
     args = argument_parser(description).parse_args(argv)
-    setup_logging(name, args.verbose)
-    asyncio.run(serve(load_config(args)))
+    config = load_config(args)
+    setup_logging(name, args.verbose, config.log.format)
+    asyncio.run(serve(config))

@@ -367,9 +367,16 @@ def serve(config: Config, stop: threading.Event) -> None:
     server, thread = start_http_server(port, host, registry(config))
     log.info("serving /metrics on %s", config.metrics.listen)
     daemon.notify("READY=1")
+    interval = daemon.watchdog_interval()
+    pinged = time.monotonic()
     try:
         while not stop.wait(0.2):  # short waits: a signal handler runs between them
-            pass
+            # The watchdog (systemd's WatchdogSec=, the local stack's supervisor) hears
+            # from us only while the thread that answers scrapes is alive.
+            if interval is not None and thread.is_alive() \
+                    and time.monotonic() - pinged >= interval:
+                daemon.notify("WATCHDOG=1")
+                pinged = time.monotonic()
     finally:
         daemon.notify("STOPPING=1")
         server.shutdown()

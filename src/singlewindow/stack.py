@@ -134,6 +134,11 @@ class Layout:
         """Where the pid of ``name`` (a DAEMONS key, or "supervisor") is kept."""
         return self.root / "run" / f"{name}.pid"
 
+    def notify_socket(self, name: str) -> Path:
+        """Where the supervisor hears daemon ``name``'s sd_notify(3) messages (its
+        ``NOTIFY_SOCKET``): READY=1, WATCHDOG=1."""
+        return self.root / "run" / f"{name}.notify"
+
 
 # --- helpers ---------------------------------------------------------------------------
 
@@ -487,14 +492,15 @@ def _daemon_pid(layout: Layout, name: str) -> int | None:
     return pid if pid is not None and alive(pid, _module(name)) else None
 
 
-def spawn(layout: Layout, module: str, name: str) -> subprocess.Popen[bytes]:
+def spawn(layout: Layout, module: str, name: str,
+          env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     """Start ``python -m module`` for the stack in ``layout`` in its own session, its
-    output appended to ``DIR/log/NAME.log``."""
+    output appended to ``DIR/log/NAME.log``, ``env`` added to its environment."""
     with (layout.log_dir / f"{name}.log").open("ab") as out:
         return subprocess.Popen(
             [sys.executable, "-m", module, "--state-dir", str(layout.root)],
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True, cwd=layout.root)
+            start_new_session=True, cwd=layout.root, env={**os.environ, **(env or {})})
 
 
 def _supervise(config: Config, layout: Layout, say: Say) -> None:

@@ -9,6 +9,15 @@ started :data:`START_LIMIT_BURST` times within :data:`START_LIMIT_INTERVAL` seco
 (systemd.unit(5) ``StartLimitBurst=``, ``StartLimitIntervalSec=``). Each exit is logged
 with its status in ``DIR/log/supervisor.log``.
 
+It also plays the part of systemd's watchdog (systemd.service(5) ``WatchdogSec=``, the
+deployed units' too): with ``[health] watchdog_sec`` set it starts each daemon with
+``NOTIFY_SOCKET`` (a datagram socket ``DIR/run/NAME.notify`` it listens on) and
+``WATCHDOG_USEC``; a daemon from which it hears no ``WATCHDOG=1`` (or ``READY=1``) for
+that long is hung — a frozen event loop, a SIGSTOP — and gets SIGABRT (its threads' Python
+stacks go to its log, :func:`singlewindow.daemon.setup_logging`), SIGKILL
+:data:`WATCHDOG_KILL_TIMEOUT` seconds later if it is still there, and is started again
+like any daemon that exits.
+
 Stopping the supervisor (SIGTERM) leaves the daemons running: ``stack down`` stops it
 first, then each daemon by pid; a new supervisor adopts the daemons its pid files name.
 SIGHUP forgets the start limit and starts any daemon that was given up.
@@ -28,6 +37,7 @@ import logging
 import os
 import signal
 import socket
+import struct
 import subprocess
 import time
 from collections.abc import Iterator
@@ -46,6 +56,9 @@ START_LIMIT_BURST = 5
 START_LIMIT_INTERVAL = 10.0
 #: Seconds a daemon gets between SIGTERM and SIGKILL when a hold stops it.
 STOP_TIMEOUT = 10.0
+#: Seconds a hung daemon gets between the watchdog's SIGABRT and SIGKILL (systemd's
+#: ``TimeoutAbortSec=`` is shorter than its stop timeout too).
+WATCHDOG_KILL_TIMEOUT = 5.0
 
 # The control conversation, one line each way per step.
 HOLD = "hold"  # hold NAME: stop NAME and do not restart it until released
@@ -72,9 +85,12 @@ class Run:
 
     pid: int
     exited: asyncio.Future[int | None]
+    #: The daemon pings our watchdog (we gave it WATCHDOG_USEC; an adopted daemon
+    #: whose environment has none, started before the watchdog was set, does not).
+    watched: bool = False
 
 
-def watch(pid: int, child: subprocess.Popen[bytes] | None) -> Run:
+def watch(pid: int, child: subprocess.Popen[bytes] | None, watched: bool = False) -> Run:
     """Watch ``pid`` until it exits: a pidfd (pidfd_open(2)) becomes readable then, for
     our own child and for a daemon adopted from an earlier supervisor alike."""
     loop = asyncio.get_running_loop()
@@ -83,7 +99,7 @@ def watch(pid: int, child: subprocess.Popen[bytes] | None) -> Run:
         fd = os.pidfd_open(pid)
     except ProcessLookupError:
         exited.set_result(child.wait() if child is not None else None)
-        return Run(pid, exited)
+        return Run(pid, exited, watched)
 
     def on_exit() -> None:
         loop.remove_reader(fd)
@@ -91,7 +107,15 @@ def watch(pid: int, child: subprocess.Popen[bytes] | None) -> Run:
         exited.set_result(child.wait() if child is not None else None)
 
     loop.add_reader(fd, on_exit)
-    return Run(pid, exited)
+    return Run(pid, exited, watched)
+
+
+def _has_watchdog(pid: int) -> bool:
+    """Whether process ``pid`` was started with a WATCHDOG_USEC (proc(5) environ)."""
+    try:
+        return b"\0WATCHDOG_USEC=" in b"\0" + Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return False
 
 
 class Supervised:
@@ -103,6 +127,10 @@ class Supervised:
         self.module = daemon.module
         self.config = config
         self.layout = stack.Layout(config.paths.state_dir)
+        self.watchdog_sec = config.health.watchdog_sec
+        #: When the daemon last said WATCHDOG=1 or READY=1 (monotonic clock).
+        self.pinged = 0.0
+        self.notify: socket.socket | None = None
         self.run: Run | None = None
         self.held = False
         self.given_up = False
@@ -115,6 +143,14 @@ class Supervised:
         return self.layout.pid_file(self.name)
 
     async def supervise(self) -> None:
+        if self.watchdog_sec > 0:
+            self._listen()
+        try:
+            await self._supervise()
+        finally:
+            self._close()
+
+    async def _supervise(self) -> None:
         self._adopt()
         while True:
             if self.run is None:
@@ -122,7 +158,14 @@ class Supervised:
                 self._start()
             assert self.run is not None
             run = self.run
-            status = await run.exited
+            dog = asyncio.create_task(self._watchdog(run)) if run.watched else None
+            try:
+                # Shielded: cancelling supervision must not cancel the run's future, which
+                # its pidfd callback resolves when the daemon exits.
+                status = await asyncio.shield(run.exited)
+            finally:
+                if dog is not None:
+                    dog.cancel()
             self._forget(run)
             if self.held:  # stopped for a hold, which logged it
                 continue
@@ -184,16 +227,75 @@ class Supervised:
                       "(swctl stack up tries again)", self.name, START_LIMIT_BURST,
                       START_LIMIT_INTERVAL)
 
+    def _listen(self) -> None:
+        """The daemon's NOTIFY_SOCKET: its messages' sender checked (SO_PASSCRED)."""
+        path = self.layout.notify_socket(self.name)
+        daemon.prepare_socket_path(path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        sock.bind(str(path))
+        os.chmod(path, 0o600)
+        asyncio.get_running_loop().add_reader(sock.fileno(), self._heard)
+        self.notify = sock
+
+    def _close(self) -> None:
+        if self.notify is not None:
+            asyncio.get_running_loop().remove_reader(self.notify.fileno())
+            self.notify.close()
+            self.notify = None
+            self.layout.notify_socket(self.name).unlink(missing_ok=True)
+
+    def _heard(self) -> None:
+        assert self.notify is not None
+        credentials = struct.calcsize("3i")
+        while True:
+            try:
+                data, ancillary, _, _ = self.notify.recvmsg(4096, socket.CMSG_SPACE(credentials))
+            except (BlockingIOError, InterruptedError):
+                return
+            sender = None
+            for level, kind, value in ancillary:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+                    sender = struct.unpack("3i", value[:credentials])[0]
+            run = self.run
+            if run is None or sender != run.pid:
+                continue  # not from the daemon we run now (systemd's NotifyAccess=main)
+            if {b"WATCHDOG=1", b"READY=1"} & set(data.split(b"\n")):
+                self.pinged = time.monotonic()
+
+    async def _watchdog(self, run: Run) -> None:
+        """Kill ``run`` once it has gone ``watchdog_sec`` without a ping; :meth:`supervise`
+        cancels this when the run exits, and starts the next."""
+        while (left := self.pinged + self.watchdog_sec - time.monotonic()) > 0:
+            await asyncio.sleep(left)
+        log.error("%s (pid %d) sent no WATCHDOG=1 for %.1fs: hung; killing it with SIGABRT",
+                  self.name, run.pid, self.watchdog_sec)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(run.pid, signal.SIGABRT)
+            os.kill(run.pid, signal.SIGCONT)  # a stopped process acts on it only then
+        try:
+            await asyncio.wait_for(asyncio.shield(run.exited), WATCHDOG_KILL_TIMEOUT)
+        except TimeoutError:
+            log.error("%s (pid %d) still there after SIGABRT: SIGKILL", self.name, run.pid)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(run.pid, signal.SIGKILL)
+
     def _start(self) -> None:
-        child = stack.spawn(self.layout, self.module, self.name)
-        self.run = watch(child.pid, child)
+        env = {}
+        if self.notify is not None:
+            env = {"NOTIFY_SOCKET": str(self.layout.notify_socket(self.name)),
+                   "WATCHDOG_USEC": str(int(self.watchdog_sec * 1e6))}
+        child = stack.spawn(self.layout, self.module, self.name, env)
+        self.pinged = time.monotonic()
+        self.run = watch(child.pid, child, watched=self.notify is not None)
         render.write_atomic(self.pid_file, f"{child.pid}\n")
         log.info("%s: started, pid %d", self.name, child.pid)
 
     def _adopt(self) -> None:
         pid = stack.read_pid(self.pid_file)
         if pid is not None and stack.alive(pid, self.module):
-            self.run = watch(pid, None)
+            self.pinged = time.monotonic()
+            self.run = watch(pid, None, self.notify is not None and _has_watchdog(pid))
             log.info("%s: running, pid %d (adopted)", self.name, pid)
 
     def _forget(self, run: Run) -> None:
@@ -305,8 +407,9 @@ def hold(state_dir: Path, name: str) -> Iterator[None]:
 
 def main(argv: list[str] | None = None) -> None:
     args = daemon.argument_parser("Single Window local stack supervisor").parse_args(argv)
-    daemon.setup_logging("sw-supervisor", args.verbose)
-    asyncio.run(Supervisor(daemon.load_config(args)).serve())
+    config = daemon.load_config(args)
+    daemon.setup_logging("sw-supervisor", args.verbose, config.log.format)
+    asyncio.run(Supervisor(config).serve())
 
 
 if __name__ == "__main__":

@@ -535,6 +535,13 @@ def test_metrics_of_the_node_reach_an_existing_prometheus(
         assert server.query('up{job="singlewindow"} == 1')
 
 
+def test_swctl_health_on_the_deployed_node(hub: Hub) -> None:
+    """``swctl health`` with the node's own configuration (/etc/singlewindow), as a
+    monitoring system's check runs it: every component answers, exit 0."""
+    out = hub.swctl("health")
+    assert out.startswith("SINGLEWINDOW OK - 6 of 6 components answer; queue "), out
+
+
 def mail(sender: str, to: str, subject: str, body: bytes, content_type: str) -> bytes:
     lines = [f"From: <{sender}>", f"To: <{to}>", f"Subject: {subject}",
              f"Message-ID: <{secrets.token_hex(8)}@converge.example>",

@@ -167,8 +167,9 @@ def test_forged_stamp_at_the_transport_is_refused_logged_and_traced(
     nothing_arrives(ag, subj)
     # The log names why and what the stamp claimed.
     log = (config.paths.log_dir / "transport.log").read_text(errors="replace")
-    [line] = [x for x in log.splitlines() if f"refused {swid}" in x]
-    assert REASONS[kind] in line and f"queue={queue_id}" in line
+    [line] = [x for x in log.splitlines() if f"event=recipient sw_id={swid} " in x]
+    assert REASONS[kind] in line and f"queue_id={queue_id}" in line
+    assert "action=reject" in line
     # swctl trace finds it by the inbound queue id, the Message-ID, and (where the stamp
     # could be read) the id it claimed; `swctl log` lists it.
     idents = [queue_id, header_id] + ([claimed.message_id] if kind != "malformed" else [])

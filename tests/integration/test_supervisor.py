@@ -13,6 +13,7 @@ import pytest
 
 from singlewindow import stack, supervisor
 from singlewindow.config import Config
+from tests.conftest import WATCHDOG_SEC
 from tests.integration.world import World, message, wait_until, world_fixture
 from tests.unit.mig import factory
 
@@ -116,3 +117,30 @@ def test_a_holder_that_goes_away_releases(world: World) -> None:
         conn.sendall(b"hold policyd\n")
         assert conn.makefile("rb").readline() == b"held\n"
     replaced(config, "policyd", before)
+
+
+@pytest.mark.parametrize("name", list(stack.DAEMONS))
+def test_a_frozen_daemon_is_killed_by_the_watchdog_and_started_again(
+        world: World, name: str) -> None:
+    """SIGSTOP freezes every thread, as a hung event loop stops its own pings."""
+    config = world.config
+    before = serving_pid(config, name)
+    assert before is not None
+    others = {n: serving_pid(config, n) for n in stack.DAEMONS if n != name}
+    frozen = time.monotonic()
+    os.kill(before, signal.SIGSTOP)
+    replaced(config, name, before)
+    took = time.monotonic() - frozen
+    # The watchdog's time, then SIGABRT (acted on at once: SIGCONT follows), the restart.
+    assert took < WATCHDOG_SEC + supervisor.RESTART_SEC + 5, took
+    log = supervisor_log(config)
+    assert f"{name} (pid {before}) sent no WATCHDOG=1 for {WATCHDOG_SEC:.1f}s" in log
+    # (A daemon adopted from an earlier supervisor is no child of this one: no status.)
+    assert (f"{name} (pid {before}) was killed by SIGABRT; restarting" in log
+            or f"{name} (pid {before}) exited (status unknown" in log)
+    # Its log shows where each of its threads was when it was killed.
+    assert "Fatal Python error: Aborted" in (config.paths.log_dir / f"{name}.log").read_text()
+    # The others, which kept pinging meanwhile, were left alone.
+    assert {n: serving_pid(config, n) for n in others} == others
+    forwards(world)
+

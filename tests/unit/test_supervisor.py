@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import shutil
+import signal
 import time
+from pathlib import Path
 
 import pytest
 
 from singlewindow import stack, supervisor
 from singlewindow.config import Config, Paths
 from tests.conftest import short_state_dir
+from tests.unit import pinger
 
 
 async def _given_up(supervised: supervisor.Supervised, timeout: float) -> None:
@@ -62,3 +67,49 @@ def test_exit_status_as_logged() -> None:
     assert supervisor.describe(-9) == "was killed by SIGKILL"
     assert supervisor.describe(3) == "exited with status 3"
     assert "status unknown" in supervisor.describe(None)
+
+
+def test_a_daemon_that_stops_pinging_is_killed_and_started_again(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A real process that pings (as the daemons do) is left alone; once it stops, it is
+    killed within the watchdog time and started again."""
+    state = short_state_dir()
+    layout = stack.Layout(state)
+    layout.log_dir.mkdir()
+    (state / "run").mkdir()
+    repo = Path(__file__).resolve().parents[2]
+    monkeypatch.setenv("PYTHONPATH", f"{repo / 'src'}:{repo}")
+    watchdog = 1.0
+    supervised = supervisor.Supervised("pinger", "tests.unit.pinger",
+                                       state / "run" / "pinger.sock", layout, watchdog)
+
+    async def scenario() -> tuple[int, float, int]:
+        task = asyncio.create_task(supervised.supervise())
+        await asyncio.sleep(0.2)
+        assert supervised.run is not None
+        first, started = supervised.run.pid, time.monotonic()
+        status = await supervised.run.exited
+        lived = time.monotonic() - started
+        assert status == -signal.SIGABRT
+        while supervised.run is None or supervised.run.pid == first:
+            await asyncio.sleep(0.05)
+        second = supervised.run.pid
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        os.kill(second, signal.SIGKILL)
+        await supervised.run.exited
+        return first, lived, second
+
+    try:
+        with caplog.at_level(logging.INFO, logger="sw-supervisor"):
+            first, lived, second = asyncio.run(scenario())
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
+    # Alive while it pinged (PING_FOR), killed within the watchdog time after.
+    assert pinger.PING_FOR < lived < pinger.PING_FOR + watchdog + 1.0, lived
+    messages = [r.getMessage() for r in caplog.records]
+    assert f"pinger (pid {first}) sent no WATCHDOG=1 for 1.0s: hung; killing it with " \
+           "SIGABRT" in messages
+    assert f"pinger: started, pid {second}" in messages
+    assert not layout.notify_socket("pinger").exists()  # removed when supervision ends

@@ -20,7 +20,7 @@ from typing import Any, TypeVar, cast
 import Milter
 import psycopg
 
-from singlewindow import automatic, replies
+from singlewindow import automatic, logs, replies
 from singlewindow.milter.decide import Directory, Edits, Facts, Recipient, Refusal, decide
 from singlewindow.origin import HEADER
 
@@ -147,14 +147,18 @@ class SubmissionMilter(Milter.Base):  # type: ignore[misc]  # pymilter ships no 
             with self.source() as where:
                 verdict = decide(facts, where, self.realm)
             if isinstance(verdict, Refusal):
-                log.warning("refused queue=%s listener=%s peer=%s sender=%s: %s (%s)",
-                            facts.queue_id or "-", facts.listener, facts.peer, facts.sender,
-                            verdict.reply.line(), verdict.why)
+                logs.decision(log, "milter", sw_id=None, queue_id=facts.queue_id,
+                              level=logging.WARNING, action="reject",
+                              listener=facts.listener, peer=facts.peer,
+                              sender=facts.sender, reply=verdict.reply.line(),
+                              why=verdict.why)
                 return self._reply(verdict.reply)
             self.apply(verdict)
         except psycopg.Error as exc:
-            log.error("store unavailable, deferring queue=%s: %s",
-                      facts.queue_id if facts else "-", exc.__class__.__name__)
+            logs.decision(log, "milter", sw_id=None, queue_id=facts.queue_id if facts else None,
+                          level=logging.ERROR, action="defer",
+                          reply=replies.MILTER_TEMPFAIL.line(),
+                          why=f"store unavailable: {exc.__class__.__name__}")
             return self._reply(replies.MILTER_TEMPFAIL)
         except Exception:
             log.exception("deferring queue=%s after an internal error",
@@ -163,12 +167,13 @@ class SubmissionMilter(Milter.Base):  # type: ignore[misc]  # pymilter ships no 
         finally:
             self._reset()
         origin = verdict.origin
-        log.info("stamped queue=%s id=%s listener=%s party=%s peer=%s login=%s sender=%s "
-                 "rcpts_renotified=%d notify=%s forged_headers_removed=%d%s",
-                 origin.queue_id or "-", origin.message_id, origin.listener, origin.party,
-                 origin.peer, origin.login or "-", verdict.sender or "<>",
-                 len(verdict.recipients), ",".join(verdict.notify), verdict.forged_headers,
-                 f" automatic: {verdict.automatic}" if verdict.automatic else "")
+        logs.decision(log, "milter", sw_id=origin.message_id, queue_id=origin.queue_id,
+                      action="accept", listener=origin.listener, party=origin.party,
+                      peer=origin.peer, login=origin.login or None,
+                      sender=verdict.sender or "<>", rcpts_renotified=len(verdict.recipients),
+                      notify=",".join(verdict.notify),
+                      forged_headers_removed=verdict.forged_headers,
+                      automatic=verdict.automatic)
         return cast(int, Milter.ACCEPT)
 
     def apply(self, edits: Edits) -> None:

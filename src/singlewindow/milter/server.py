@@ -4,7 +4,10 @@ libmilter owns the unix socket and runs one thread per SMTP connection; this mod
 those threads the process's in-memory directory (no statement per message, issue 13),
 restricts the socket to the postfix
 group once libmilter has created it, and tells systemd when it is ready. libmilter stops
-on SIGTERM, SIGINT or SIGHUP (its own signal thread, smfi_main(3)).
+on SIGTERM, SIGINT or SIGHUP (its own signal thread, smfi_main(3)). There is no event loop
+of ours to ping systemd's watchdog from: a thread says ``WATCHDOG=1`` each time libmilter
+answers an option negotiation on the socket (:mod:`singlewindow.milter.probe`), so a
+libmilter that stops accepting or serving connections stops the pings.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import milter
 
 from singlewindow import daemon
 from singlewindow.config import Config
-from singlewindow.milter import handler
+from singlewindow.milter import handler, probe
 from singlewindow.milter.decide import Directory, SnapshotDirectory
 from singlewindow.origin import StampKeyError, load_key
 from singlewindow.store.snapshot import LiveDirectory
@@ -71,6 +74,22 @@ def _announce(path: Path, umask: int, ready: threading.Event | None) -> None:
     daemon.notify("READY=1")
     if ready is not None:
         ready.set()
+    interval = daemon.watchdog_interval()
+    if interval is not None:
+        _watchdog(path, interval)
+
+
+def _watchdog(path: Path, interval: float) -> None:
+    """Say WATCHDOG=1 after each negotiation libmilter answers, every ``interval``."""
+    while True:
+        started = time.monotonic()
+        try:
+            probe.negotiate(path, interval)
+        except (OSError, probe.ProbeError) as exc:
+            log.warning("watchdog: the milter did not answer on %s: %s", path, exc)
+        else:
+            daemon.notify("WATCHDOG=1")
+        time.sleep(max(0.0, interval - (time.monotonic() - started)))
 
 
 def run(config: Config, ready: threading.Event | None = None) -> None:
@@ -106,8 +125,8 @@ def run(config: Config, ready: threading.Event | None = None) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = daemon.argument_parser("Single Window milter")
     args = parser.parse_args(argv)
-    daemon.setup_logging("sw-milter", args.verbose)
     config = daemon.load_config(args)
+    daemon.setup_logging("sw-milter", args.verbose, config.log.format)
     run(config)
 
 

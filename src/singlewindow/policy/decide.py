@@ -46,6 +46,10 @@ class Request:
     sasl_username: str
     instance: str
     protocol_state: str = "RCPT"
+    #: Postfix's queue id: it joins this decision to the Single Window id the milter
+    #: gives the message (``smtpd_delay_open_until_valid_rcpt = no`` makes it known
+    #: from the first RCPT on).
+    queue_id: str = ""
 
     @classmethod
     def from_attrs(cls, attrs: dict[str, str]) -> Request:
@@ -57,11 +61,19 @@ class Request:
             sasl_username=attrs.get("sasl_username", ""),
             instance=attrs.get("instance", ""),
             protocol_state=attrs.get("protocol_state", ""),
+            queue_id=attrs.get("queue_id", ""),
         )
 
 
 def action(reply: replies.Reply) -> str:
     return reply.line()
+
+
+def outcome(result: str) -> str:
+    """A policy answer as the log and the metrics name it: accept, defer or reject."""
+    if result == replies.POLICY_DUNNO:
+        return "accept"
+    return "defer" if result[:1] == "4" or result.upper().startswith("DEFER") else "reject"
 
 
 def decide(where: Lookups, store: ConnSource, request: Request, policy: Policy,

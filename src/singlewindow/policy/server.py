@@ -26,30 +26,16 @@ import psycopg
 from prometheus_client import Counter
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from singlewindow import daemon, maps, replies, store
+from singlewindow import daemon, logs, maps, replies, store
 from singlewindow.config import Config
 from singlewindow.origin import MSA, MTA
 from singlewindow.policy import codec, socketmap
-from singlewindow.policy.decide import Request, decide, decide_mta
+from singlewindow.policy.decide import Request, decide, decide_mta, outcome
 from singlewindow.store.snapshot import LiveDirectory, Snapshot
 
 T = TypeVar("T")
 
 log = logging.getLogger("sw-policyd")
-
-#: What a decision did, for ``singlewindow_policy_decisions_total{listener,action}``:
-#: DUNNO lets the message on, a 4xx or DEFER action defers, anything else rejects.
-ACCEPT, REJECT, DEFER = "accept", "reject", "defer"
-
-
-def action_of(result: str) -> str:
-    """The ``action`` label of a policy action (access(5))."""
-    if result == replies.POLICY_DUNNO:
-        return ACCEPT
-    if result[:1] == "4" or result.upper().startswith("DEFER"):
-        return DEFER
-    return REJECT
-
 
 def decision_counter() -> Counter:
     """The policy daemon's decisions (issue 14). Only this process knows them, so they
@@ -138,11 +124,14 @@ class PolicyService:
 
     def logged(self, request: Request, result: str) -> str:
         listener = request.context if request.context in (MTA, MSA) else "unknown"
-        self.decisions.labels(listener, action_of(result)).inc()
-        log.info("policy context=%s state=%s client=%s sender=<%s> recipient=<%s> login=%s "
-                 "action=%s", request.context, request.protocol_state or "-",
-                 request.client_address, request.sender, request.recipient,
-                 request.sasl_username or "-", result)
+        action = outcome(result)  # accept, defer or reject
+        self.decisions.labels(listener, action).inc()
+        logs.decision(log, "policy", sw_id=None, queue_id=request.queue_id,
+                      listener=request.context, state=request.protocol_state or "-",
+                      action=action, client=request.client_address,
+                      sender=request.sender, recipient=request.recipient,
+                      login=request.sasl_username or None,
+                      reply=None if result == replies.POLICY_DUNNO else result)
         return result
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -185,10 +174,12 @@ async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
     daemon.notify("READY=1")
     if ready is not None:
         ready.set()
+    watchdog = asyncio.create_task(daemon.watchdog())
     try:
         async with server, tables:
             await stop.wait()
     finally:
+        watchdog.cancel()
         daemon.notify("STOPPING=1")
         service.close()
 

@@ -41,7 +41,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from singlewindow import automatic, mig, replies
+from singlewindow import automatic, logs, mig, replies
 from singlewindow import origin as originmod
 from singlewindow.config import Config
 from singlewindow.notices import agency, control, delivered
@@ -243,7 +243,9 @@ class Router:
                 return self.submission(conn, prepared, prepared.origin, mail_from, rcpt,
                                        transaction.raw, transaction.state)
         except Deferred as deferred:
-            log.info("deferring <%s>: %s", rcpt, deferred.reply.line())
+            sw_id, queue_id = _ids(prepared)
+            logs.decision(log, "recipient", sw_id=sw_id, queue_id=queue_id, recipient=rcpt,
+                          action="defer", reply=deferred.reply.line())
             if deferred.lock is not None and self.retrier is not None:
                 queue_id = prepared.queue_id if isinstance(prepared, Prepared) else None
                 if queue_id:
@@ -254,15 +256,17 @@ class Router:
             return deferred.reply
         except Exception as exc:
             deferral = terminal.deferral(exc)
+            sw_id, queue_id = _ids(prepared)
             if deferral is not None:
-                log.error("deferring <%s>: %s: %s", rcpt, type(exc).__name__, exc)
+                logs.decision(log, "recipient", sw_id=sw_id, queue_id=queue_id,
+                              level=logging.ERROR, recipient=rcpt, action="defer",
+                              reply=deferral.line(), why=f"{type(exc).__name__}: {exc}")
                 return deferral
             # Issue 10: a retry cannot cure this; answer now, and show the operator why.
-            stamp = prepared.origin if isinstance(prepared, Prepared) else None
-            swid = stamp.message_id if stamp else _stamp_id(transaction.raw, self.stamp_key)
+            swid = sw_id or _stamp_id(transaction.raw, self.stamp_key)
             reply = terminal.cannot_process(exc, swid)
-            log.error("cannot process %s for <%s>: %s", swid or "unstamped mail", rcpt,
-                      reply.line(), exc_info=exc)
+            logs.decision(log, "recipient", sw_id=swid, queue_id=queue_id, level=logging.ERROR,
+                          exc=exc, recipient=rcpt, action="reject", reply=reply.line())
             terminal.record(self.pool, swid, rcpt, reply)
             return reply
 
@@ -344,12 +348,13 @@ class Router:
         sent = self.deliver_once(
             conn, claim, build, sender="", physical=target.physical,
             maildrop_login=target.maildrop_login, envid=None, notify="NEVER", orcpt=None)
-        if sent.refusal is not None:
-            log.error("%s: the delivered DSN to <%s> was refused: %s", o.message_id,
-                      target.logical, sent.refusal)
-        elif sent.fresh:
-            log.info("%s: delivered DSN to <%s> as %s", o.message_id, target.logical,
-                     claim.copy_message_id)
+        if sent.fresh:
+            logs.decision(log, "dsn", sw_id=o.message_id, queue_id=p.queue_id,
+                          level=logging.ERROR if sent.refusal else logging.INFO,
+                          kind="delivered", to=target.logical,
+                          state="refused" if sent.refusal else "sent",
+                          copy_queue_id=sent.queue_id, copy=claim.copy_message_id,
+                          reply=sent.refusal)
 
     def refuse_stamp(self, mail_from: str, rcpt: str, transaction: Transaction,
                      why: str) -> Reply:
@@ -378,10 +383,11 @@ class Router:
                 f"{replies.STAMP_REFUSED.text} ({why}; Single Window message {swid})")
             messages.record_outcome(conn, swid, rcpt.lower(),
                                     f"{reply.code} {reply.enhanced}", reply.text, reply.key)
-        log.error("refused %s queue=%s from <%s> to <%s>: %s; the stamp claimed id=%s "
-                  "party=%s queue=%s", swid, queue_id or "-", mail_from, rcpt, why,
-                  claimed.get("claimed_id", "-"), claimed.get("claimed_party", "-"),
-                  claimed.get("claimed_queue", "-"))
+        logs.decision(log, "recipient", sw_id=swid, queue_id=queue_id, level=logging.ERROR,
+                      recipient=rcpt, action="reject", sender=mail_from,
+                      reply=reply.line(), why=why, claimed_id=claimed.get("claimed_id"),
+                      claimed_party=claimed.get("claimed_party"),
+                      claimed_queue=claimed.get("claimed_queue"))
         return reply
 
     # --- submissions ------------------------------------------------------------------
@@ -448,7 +454,8 @@ class Router:
             messages.record_outcome(conn, o.message_id, rcpt.lower(), f"{reply.code} "
                                     f"{reply.enhanced}", reply.text, reply.key, measured,
                                     message_type=typed)
-        log.info("%s <%s> %s", o.message_id, rcpt, reply.line())
+        logs.decision(log, "recipient", sw_id=o.message_id, queue_id=p.queue_id,
+                      recipient=rcpt, action=_action(reply), reply=reply.line())
         return reply
 
     def check(self, conn: Conn, p: Prepared, o: originmod.Origin, mail_from: str,
@@ -634,6 +641,12 @@ class Router:
             if sent.refusal is not None:
                 refused.append((dest, sent.refusal))
             recorded = sent.outcome_recorded
+            if sent.fresh:
+                logs.decision(log, "copy", sw_id=o.message_id, queue_id=p.queue_id,
+                              recipient=rcpt, destination=dest.logical,
+                              state="refused" if sent.refusal else "injected",
+                              copy_queue_id=sent.queue_id, copy=claim.copy_message_id,
+                              recovered=sent.recovered or None, reply=sent.refusal)
         if not refused:
             return delivered, recorded
         reason = _refusal_text(refused[0][1])
@@ -942,12 +955,29 @@ class Router:
                 returned=[("X-SingleWindow-Message", about)] if about else []),
             sender="", physical=target.physical, maildrop_login=target.maildrop_login,
             envid=None, notify="NEVER", orcpt=None)
+        if sent.fresh:
+            logs.decision(log, "notice", sw_id=about, queue_id=_inbound_queue_id(fields),
+                          level=logging.ERROR if sent.refusal else logging.INFO, kind=kind,
+                          to=target.logical, state="refused" if sent.refusal else "sent",
+                          copy_queue_id=sent.queue_id, copy=claim.copy_message_id,
+                          reply=sent.refusal)
         if sent.refusal is not None:
             reply = _refusal_reply(sent.refusal)
             return reply.with_text(f"Not delivered to {target.logical}: "
                                    f"{_refusal_text(sent.refusal)}")
-        log.info("%s delivered to <%s> as %s", kind, rcpt, claim.copy_message_id)
         return replies.DELIVERED.with_text(f"Delivered to {target.logical}")
+
+
+def _ids(prepared: object) -> tuple[str | None, str | None]:
+    """The Single Window id and queue id of a message as far as it was parsed."""
+    if not isinstance(prepared, Prepared):
+        return None, None
+    return prepared.origin.message_id if prepared.origin else None, prepared.queue_id
+
+
+def _action(reply: Reply) -> str:
+    """A recipient's answer as the log names it."""
+    return "accept" if reply.code < 400 else "defer" if reply.transient else "reject"
 
 
 @dataclass(frozen=True, slots=True)

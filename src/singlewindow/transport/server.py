@@ -101,7 +101,9 @@ async def serve(config: Config, ready: asyncio.Event | None = None,
         daemon.notify("READY=1")
         if ready is not None:
             ready.set()
+        watchdog = asyncio.create_task(daemon.watchdog())
         await stop.wait()
+        watchdog.cancel()
     daemon.notify("STOPPING=1")
     if router.retrier is not None:
         router.retrier.stop()
@@ -176,10 +178,17 @@ def supervise(config: Config) -> None:
              count, " ".join(map(str, sorted(workers))))
     # The socket listens already: a connection waits in its queue until a worker takes it.
     daemon.notify("READY=1")
+    # Only this process talks to systemd, so it pings the watchdog, from this loop; a
+    # worker that dies is its business (below).
+    interval = daemon.watchdog_interval()
+    pinged = 0.0
     failed = False
     try:
         while True:
             now = time.monotonic()
+            if interval is not None and now - pinged >= interval:
+                daemon.notify("WATCHDOG=1")
+                pinged = now
             while due and due[0] <= now:
                 due.pop(0)
                 starts.append(now)
@@ -194,6 +203,8 @@ def supervise(config: Config) -> None:
                 workers.add(pid)
                 log.info("worker %d started", pid)
             timeout = max(0.0, due[0] - now) if due else 60.0
+            if interval is not None:
+                timeout = min(timeout, interval)
             info = signal.sigtimedwait(PARENT_SIGNALS, timeout)
             if info is None:
                 continue
@@ -261,8 +272,8 @@ def main(argv: list[str] | None = None) -> None:
     heap.tune()  # before any thread: large messages give their memory back (issue 13)
     description = "Single Window routing transport (LMTP)"
     args = daemon.argument_parser(description).parse_args(argv)
-    daemon.setup_logging("sw-transport", args.verbose)
     config = daemon.load_config(args)
+    daemon.setup_logging("sw-transport", args.verbose, config.log.format)
     if config.transport.processes < 1:
         raise SystemExit("configuration: transport.processes must be at least 1")
     if config.transport.processes == 1:

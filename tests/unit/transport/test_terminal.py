@@ -166,7 +166,9 @@ def test_unforeseen_failure_is_permanent_and_recorded(
     [row] = conn.execute("SELECT status FROM message_recipient WHERE message_id = %s",
                          (swid,)).fetchall()
     assert row["status"] == "554 5.3.0"
-    [logged] = [r for r in caplog.records if r.getMessage().startswith("cannot process")]
+    [logged] = [r for r in caplog.records
+                if r.getMessage().startswith(f"event=recipient sw_id={swid} ")
+                and "action=reject" in r.getMessage()]
     assert logged.exc_info is not None  # the operator gets the traceback
 
 

@@ -1,0 +1,135 @@
+"""The health probes' thresholds and the collector, without a stack: real certificates,
+real sockets where nothing answers, showq's JSON as postqueue -j prints it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from singlewindow import health
+from singlewindow.config import Config, Database, Health, Listeners, Paths, Tls
+from tests.conftest import free_port, short_state_dir
+
+NOW = 1_800_000_000.0
+
+
+def _entry(queue: str, arrival: float) -> str:
+    # The fields of postqueue(1) -j that the probe reads, among others it ignores.
+    return json.dumps({"queue_name": queue, "queue_id": "4jd9b55SgDzJGl8",
+                       "arrival_time": int(arrival), "message_size": 1234,
+                       "forced_expire": False, "sender": "acme@sw.test",
+                       "recipients": [{"address": "customs@sw.test",
+                                       "delay_reason": "connect to 127.0.0.1[127.0.0.1]:2602: "
+                                                       "Connection refused"}]})
+
+
+def test_queue_listing_counted_per_queue_with_the_oldest_arrival() -> None:
+    listing = "\n".join([_entry("deferred", NOW - 7200), _entry("deferred", NOW - 60),
+                         _entry("active", NOW - 5), _entry("maildrop", NOW - 1),
+                         _entry("hold", NOW - 99999)]) + "\n"
+    states = health.queue_states(listing, NOW)
+    assert states == {"incoming": health.QueueState(1, 1.0),
+                      "active": health.QueueState(1, 5.0),
+                      "deferred": health.QueueState(2, 7200.0),
+                      "hold": health.QueueState(1, 99999.0)}
+    assert health.queue_states("", NOW)["deferred"] == health.QueueState(0, 0.0)
+
+
+def test_queue_thresholds() -> None:
+    limits = Health(queue_warning=3, queue_critical=5, queue_age_warning=100,
+                    queue_age_critical=1000, hold_warning=1)
+    quiet = {q: health.QueueState() for q in health.QUEUES}
+    assert health.queue_problems(quiet, limits) == []
+    busy = {**quiet, "deferred": health.QueueState(2, 150.0), "active": health.QueueState(1, 3)}
+    assert [(p.severity, p.text) for p in health.queue_problems(busy, limits)] == [
+        (health.WARNING, "3 messages waiting in Postfix's queue (warning from 3)"),
+        (health.WARNING, "the oldest message has waited 150 s (warning from 100)")]
+    worse = {**busy, "deferred": health.QueueState(9, 5000.0),
+             "hold": health.QueueState(2, 10.0)}
+    assert [(p.severity, p.component) for p in health.queue_problems(worse, limits)] == [
+        (health.CRITICAL, "queue"), (health.CRITICAL, "queue"), (health.WARNING, "queue")]
+    off = Health(queue_warning=0, queue_critical=0, queue_age_warning=0,
+                 queue_age_critical=0, hold_warning=0)
+    assert health.queue_problems(worse, off) == []
+
+
+def _certificate(directory: Path, days: int) -> Path:
+    cert = directory / f"cert-{days}.pem"
+    subprocess.run(["openssl", "req", "-x509", "-nodes", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-days", str(days), "-subj", "/CN=t",
+                    "-keyout", str(directory / f"key-{days}.pem"), "-out", str(cert)],
+                   check=True, capture_output=True)
+    return cert
+
+
+def test_certificate_expiry_thresholds() -> None:
+    state = short_state_dir()
+    try:
+        now = time.time()
+        limits = Health(certificate_warning_days=21, certificate_critical_days=7)
+        found = {days: health.not_after(_certificate(state, days)) for days in (3, 15, 400)}
+        assert abs(found[400] - (now + 400 * 86400)) < 120
+        severities = {days: [p.severity for p in health.certificate_problems(
+            "listeners", state, when, now, limits)] for days, when in found.items()}
+        assert severities == {3: [health.CRITICAL], 15: [health.WARNING], 400: []}
+        [expired] = health.certificate_problems("listeners", state, now - 1, now, limits)
+        assert expired.severity == health.CRITICAL and "has expired" in expired.text
+        with pytest.raises(OSError, match="cannot read"):
+            health.not_after(state / "key-3.pem")
+    finally:
+        shutil.rmtree(state)
+
+
+def _nothing_runs(state: Path) -> Config:
+    """A node whose components are all down: free ports, empty directories."""
+    ports = Listeners(mta_port=free_port(), msa_port=free_port(), pop3_port=free_port())
+    cert = _certificate(state, 30)
+    return replace(Config(), listeners=ports, paths=Paths(state_dir=state),
+                   database=Database(conninfo=f"host={state} dbname=singlewindow"),
+                   tls=Tls(cert_file=cert), health=Health(timeout=2.0))
+
+
+def test_a_node_where_nothing_runs_is_critical_and_names_each_component() -> None:
+    state = short_state_dir()
+    try:
+        report = health.check(_nothing_runs(state))
+    finally:
+        shutil.rmtree(state)
+    assert report.status == health.CRITICAL
+    assert report.up == dict.fromkeys(health.COMPONENTS, False)
+    lines = report.lines()
+    assert lines[0].startswith("SINGLEWINDOW CRITICAL - ")
+    assert "0 of 6 components answer" in lines[0]
+    for component in health.COMPONENTS:
+        assert any(line.startswith(f"CRITICAL {component}: ") for line in lines[1:]), lines
+    assert any(line.startswith("CRITICAL queue: cannot list") for line in lines)
+    assert any("reinject certificate" in line or "cannot read" in line for line in lines)
+
+
+def test_the_collector_exports_the_contracts_names() -> None:
+    state = short_state_dir()
+    try:
+        config = _nothing_runs(state)
+        registry = CollectorRegistry()
+        started = time.monotonic()
+        registry.register(health.HealthCollector(config))
+        assert time.monotonic() - started < 0.5, "registering must not run the probes"
+        text = generate_latest(registry).decode()
+    finally:
+        shutil.rmtree(state)
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    up = {s.labels["component"]: s.value for s in families["singlewindow_component_up"].samples}
+    assert up == dict.fromkeys(health.COMPONENTS, 0.0)
+    [expiry] = families["singlewindow_tls_certificate_expiry_timestamp_seconds"].samples
+    assert expiry.labels == {"certificate": "listeners"}
+    assert abs(expiry.value - (time.time() + 30 * 86400)) < 600
+    # Postfix's queue could not be listed: no queue samples rather than false zeros.
+    assert families["singlewindow_postfix_queue_messages"].samples == []
