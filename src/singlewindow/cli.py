@@ -535,9 +535,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     command(sub, "demo", demo_cmd, "drive demo messages through the demo stack")
 
-    p = command(sub, "health", health_cmd,
+    command(sub, "health", health_cmd,
                 "does every component answer, is the queue healthy (exit 0/1/2, Nagios)")
-    p.add_argument("--state-dir", default=argparse.SUPPRESS)
 
     p = command(sub, "render", render_cmd,
                 "render conf/ templates for a deployed node (used by the Ansible roles)")

@@ -280,10 +280,11 @@ import sys
 from pathlib import Path
 from singlewindow import daemon
 from singlewindow.policy import server
+from singlewindow.policy.decide import outcome
 assert daemon.count_in_files(Path(sys.argv[1]))
 decisions = server.decision_counter()
 for result in sys.argv[2:]:
-    decisions.labels("mta", server.action_of(result)).inc()
+    decisions.labels("mta", outcome(result)).inc()
 """
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from singlewindow import stack, supervisor
-from singlewindow.config import Config, Paths
+from singlewindow.config import Config, Health, Paths
 from tests.conftest import short_state_dir
 from tests.unit import pinger
 
@@ -80,8 +80,10 @@ def test_a_daemon_that_stops_pinging_is_killed_and_started_again(
     repo = Path(__file__).resolve().parents[2]
     monkeypatch.setenv("PYTHONPATH", f"{repo / 'src'}:{repo}")
     watchdog = 1.0
-    supervised = supervisor.Supervised("pinger", "tests.unit.pinger",
-                                       state / "run" / "pinger.sock", layout, watchdog)
+    config = Config(paths=Paths(state_dir=state), health=Health(watchdog_sec=watchdog))
+    supervised = supervisor.Supervised(
+        "pinger", stack.Daemon("tests.unit.pinger", lambda c: state / "run" / "pinger.sock"),
+        config)
 
     async def scenario() -> tuple[int, float, int]:
         task = asyncio.create_task(supervised.supervise())
