@@ -81,6 +81,6 @@ def test_mail_waiting_for_an_agency_shows_in_the_queue(
                for p in report.problems)
     found = samples(config)
     assert found["singlewindow_postfix_queue_messages"]["deferred"] >= 1
-    assert found["singlewindow_postfix_queue_oldest_seconds"]["deferred"] >= 1
+    assert found["singlewindow_postfix_queue_oldest_seconds"]["deferred"] > 0
     # The stack's own thresholds are far above one message.
     assert swctl_health(config, capsys)[0] == 0
