@@ -681,6 +681,13 @@ DEMO_PARTIES: tuple[tuple[str, str, list[str], str | None, str, str], ...] = (
 DEMO_LOGIN = "brightline"
 
 
+def demo_password() -> str:
+    """A new password for the demo's mail client: 128 random bits in hex, so it never
+    starts with ``-`` (which swaks, and other tools' option parsers, take for an option)
+    and needs no quoting in a shell or a client's configuration file."""
+    return secrets.token_hex(16)
+
+
 def seed_demo(config: Config, say: Say = print) -> None:
     """Add the demo parties once; the mail client's password goes to a 0600 file."""
     domain = config.hub.domain
@@ -688,7 +695,7 @@ def seed_demo(config: Config, say: Say = print) -> None:
     with connect(config.database, autocommit=True, role=configmod.ADMIN_ROLE) as conn:
         if directory.find_logical(conn, f"acme@{domain}") is not None:
             return
-        password = secrets.token_urlsafe(12)
+        password = demo_password()
         for name, kind, peers, relay, local, physical in DEMO_PARTIES:
             directory.add_party(conn, name, kind, peers, relay)
             maildrop = None
