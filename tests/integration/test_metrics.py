@@ -118,13 +118,15 @@ def replaced(config: Config, name: str, old: int) -> int:
 
 def test_counts_survive_restarts_of_the_exporter_and_the_policy_daemon(world: World) -> None:
     config = world.config
+
     def counted() -> float:
         return sum(submissions(scrape(config), o) for o in ("accepted", "rejected", "partial"))
     # Other modules' tests share the stack (MSA submissions, mail still waiting for an
-    # agency): count this test's own submission as a difference.
+    # agency that is decided when its queue lifetime ends): this test's own submissions
+    # are counted as differences, and others may be decided meanwhile.
     expected = counted() + 1
     submit(world, world["ag"].logical)
-    wait_until(lambda: counted() == expected)
+    wait_until(lambda: counted() >= expected)
     before = scrape(config)
     decisions = {"listener": "mta", "action": "accept"}
     assert get(before, "singlewindow_policy_decisions_total", **decisions) >= 1
@@ -134,8 +136,9 @@ def test_counts_survive_restarts_of_the_exporter_and_the_policy_daemon(world: Wo
     assert exporter is not None and policyd is not None
     replaced(config, "metrics", exporter)
     after = scrape(config)
-    for outcome in ("accepted", "rejected", "partial"):
-        assert submissions(after, outcome) == submissions(before, outcome)
+    for outcome in ("accepted", "rejected", "partial"):  # nothing lost by the restart
+        assert submissions(after, outcome) >= submissions(before, outcome)
+    assert counted() >= expected
     assert get(after, "singlewindow_policy_decisions_total", **decisions) == \
         get(before, "singlewindow_policy_decisions_total", **decisions)
 
@@ -146,7 +149,7 @@ def test_counts_survive_restarts_of_the_exporter_and_the_policy_daemon(world: Wo
     submit(world, world["ag"].logical)
     assert get(scrape(config), "singlewindow_policy_decisions_total", **decisions) == \
         get(before, "singlewindow_policy_decisions_total", **decisions) + 1
-    wait_until(lambda: submitted_in_store(config) == expected + 1)
+    wait_until(lambda: counted() >= expected + 1)
 
 
 @pytest.fixture
