@@ -21,6 +21,7 @@ File layout::
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
@@ -246,6 +247,18 @@ class Transport:
         return max(0, (self.copy_size_limit - COPY_HEADER_ROOM) // 78 * 57)
 
 
+#: Postfix time units (postconf(5), "time unit").
+_TIME_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def postfix_seconds(value: str) -> float:
+    """A Postfix time value (``5d``, ``300s``, ``40``: seconds) in seconds."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", value)
+    if match is None:
+        raise ConfigError(f"not a Postfix time value: {value!r}")
+    return float(match[1]) * _TIME_UNITS[match[2] or "s"]
+
+
 @dataclass(frozen=True, slots=True)
 class Queue:
     """Postfix's retry schedule (postconf(5)); the queue, not memory, holds waiting mail."""
@@ -260,6 +273,11 @@ class Queue:
     maximal_backoff: str = "4000s"
     #: How often the queue manager scans the deferred queue (queue_run_delay).
     run_delay: str = "300s"
+
+    @property
+    def lifetime_seconds(self) -> float:
+        """``lifetime`` in seconds (a Postfix time value: ``5d``, ``300s``, ``40``)."""
+        return postfix_seconds(self.lifetime)
 
 
 @dataclass(frozen=True, slots=True)

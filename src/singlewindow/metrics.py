@@ -74,7 +74,6 @@ from __future__ import annotations
 import importlib
 import json
 import logging
-import re
 import signal
 import threading
 import time
@@ -205,18 +204,6 @@ SELECT
   {_histogram("per_mb", PER_MB_BUCKETS)} AS per_mb
 """
 
-#: Postfix time units (postconf(5), "time unit").
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def seconds(value: str) -> float:
-    """A Postfix time value (``5d``, ``300s``, ``40``: seconds) in seconds."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", value)
-    if match is None:
-        raise ConfigError(f"not a Postfix time value: {value!r}")
-    return float(match[1]) * _UNITS[match[2] or "s"]
-
-
 def read(conn: psycopg.Connection[Any], queue_lifetime: float) -> dict[str, Any]:
     """What a scrape reports, from the message log (one statement)."""
     row = conn.execute(QUERY, {"lifetime": queue_lifetime}).fetchone()
@@ -297,7 +284,7 @@ class StoreCollector:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.lifetime = seconds(config.queue.lifetime)
+        self.lifetime = config.queue.lifetime_seconds
         self._conn: psycopg.Connection[Any] | None = None
         self._lock = threading.Lock()  # scrapes may come in concurrently
 

@@ -17,7 +17,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from singlewindow import metrics, replies
-from singlewindow.config import Config, Database, Metrics, Queue
+from singlewindow.config import Config, Database, Metrics, Queue, postfix_seconds
 from singlewindow.origin import new_message_id
 from singlewindow.policy import server
 from singlewindow.policy.decide import Request
@@ -207,8 +207,8 @@ def test_an_unreachable_store_is_reported_not_raised(database_config: Config) ->
 
 
 def test_postfix_time_values() -> None:
-    assert metrics.seconds("5d") == 432000
-    assert metrics.seconds("300s") == metrics.seconds("5m") == metrics.seconds("300") == 300
+    assert postfix_seconds("5d") == 432000
+    assert postfix_seconds("300s") == postfix_seconds("5m") == postfix_seconds("300") == 300
 
 
 def test_a_scrape_of_10k_messages_is_cheap(store: Conn, database_config: Config,

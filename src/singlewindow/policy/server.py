@@ -37,6 +37,7 @@ T = TypeVar("T")
 
 log = logging.getLogger("sw-policyd")
 
+
 def decision_counter() -> Counter:
     """The policy daemon's decisions (issue 14). Only this process knows them, so they
     are counted in its memory, in prometheus_client's multiprocess mode when the daemon
