@@ -432,6 +432,12 @@ class Superuser:
         return [line.split("\t") for line in out.splitlines() if line]
 
 
+def wal_position(su: Superuser) -> int:
+    """Bytes of WAL the cluster has written so far: the difference over a round is what
+    the round wrote (exact, unlike pg_stat_wal, which backends report with a delay)."""
+    return int(su.sql("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint")[0][0])
+
+
 def enable_pg_stat_statements(layout: stack.Layout) -> None:
     """Load pg_stat_statements into the private cluster (a restart) before the daemons
     connect. Only top-level statements are counted (``track = top``): what the hub's
@@ -727,12 +733,14 @@ def sw_round(args: argparse.Namespace, config: Config, layout: stack.Layout, su:
         rows0 = conn.execute("SELECT count(*) AS n FROM message").fetchone()
         xacts0 = _transactions(conn)
     su.sql("SELECT pg_stat_statements_reset()")
+    wal0 = wal_position(su)
     r = run_round("sw", port=config.listeners.mta_port, msgfile=msgfile,
                   sender="edi@bench-co.example", rcpt=f"bench-ag@{domain}",
                   messages=args.messages, sessions=args.sessions,
                   queue=layout.postfix_queue, log=sw_log,
                   expect={ag_sink: args.messages, co_sink: args.messages}, roots=roots)
     found = statements(su)
+    wal = wal_position(su) - wal0
     with connect(config.database, autocommit=True) as conn:
         rows1 = conn.execute("SELECT count(*) AS n FROM message").fetchone()
         xacts = _transactions(conn) - xacts0
@@ -752,7 +760,8 @@ def sw_round(args: argparse.Namespace, config: Config, layout: stack.Layout, su:
     scan = time.perf_counter() - t0
     r.extra += (f"; mail log now {maillog.stat().st_size / 1e6:.1f} MB, one"
                 f" postfix_committed scan of it {scan * 1e3:.0f} ms; PostgreSQL"
-                f" transactions per submission {xacts / args.messages:.1f}; transport"
+                f" transactions per submission {xacts / args.messages:.1f}, WAL per"
+                f" submission {wal / args.messages / 1024:.1f} kB; transport"
                 f" processes {config.transport.processes}\n    "
                 + statement_summary(found, args.messages, args.verbose))
     return r
