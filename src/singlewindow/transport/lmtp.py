@@ -133,7 +133,7 @@ class DsnEnvelope(Envelope):
         self.rcpt_dsn: list[RecipientDsn] = []
 
 
-def _dsn_params(arg: str, names: tuple[str, ...]) -> tuple[str, dict[str, str]] | None:
+def take_params(arg: str, names: tuple[str, ...]) -> tuple[str, dict[str, str]] | None:
     """``arg`` without the parameters ``names`` (case kept: ENVID and ORCPT are
     case-sensitive xtext, which aiosmtpd would upper-case), and those parameters; None
     for a parameter given twice."""
@@ -220,7 +220,7 @@ class LmtpHandler:
         return reply
 
 
-class _PerRecipientLMTP(LMTP):
+class PerRecipientLMTP(LMTP):
     """aiosmtpd's LMTP, made to keep RFC 2033's one-reply-per-recipient rule everywhere.
 
     aiosmtpd answers some DATA outcomes itself with a single line (message too big, line
@@ -240,7 +240,7 @@ class _PerRecipientLMTP(LMTP):
         if not arg:
             await super().smtp_MAIL(arg)
             return
-        parsed = _dsn_params(arg, ("ENVID", "RET"))
+        parsed = take_params(arg, ("ENVID", "RET"))
         if parsed is None:
             await self.push("501 5.5.4 Syntax: a DSN parameter given twice (RFC 3461)")
             return
@@ -262,7 +262,7 @@ class _PerRecipientLMTP(LMTP):
         if not arg:
             await super().smtp_RCPT(arg)
             return
-        parsed = _dsn_params(arg, ("NOTIFY", "ORCPT"))
+        parsed = take_params(arg, ("NOTIFY", "ORCPT"))
         if parsed is None:
             await self.push("501 5.5.4 Syntax: a DSN parameter given twice (RFC 3461)")
             return
@@ -390,7 +390,7 @@ class LmtpServer:
             self._remove_stale_socket()
 
         def protocol() -> LMTP:
-            return _PerRecipientLMTP(
+            return PerRecipientLMTP(
                 self.handler,
                 hostname=self._hostname,
                 ident="Single Window LMTP",
