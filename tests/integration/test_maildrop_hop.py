@@ -216,3 +216,30 @@ def deferred_events(config: Config, client: Party) -> int:
                            (client.login,)).fetchone()
     assert row is not None
     return int(row["n"])
+
+
+def test_a_retry_sent_while_the_first_attempt_still_waits_is_not_saved_twice(
+        hop_world: tuple[World, Config, Path]) -> None:
+    """The edge gave up on an attempt the backend still holds for a POP3 session, and its
+    retry (XSINCE) arrives meanwhile: it waits for the first to end, then finds it saved."""
+    world, edge, _ = hop_world
+    client = world.add_mail_client("twice")
+    subject = "twice " + secrets.token_hex(4)
+    data = copy_for(client, subject)
+    session = logged_in(world.config, client)
+    try:
+        first, first_reply, _ = _deliver_in_background(edge, client, data)
+        time.sleep(0.5)
+        replies_: list[Reply] = []
+        retry = threading.Thread(target=lambda: replies_.append(hop.Hop(edge).deliver(
+            client.login, "", data, since=time.time() - 60)))
+        retry.start()
+        time.sleep(LOCK_WAIT / 2)
+        assert first.is_alive() and retry.is_alive()
+    finally:
+        session.quit()
+    first.join(timeout=30)
+    retry.join(timeout=30)
+    assert first_reply[0].code == 250 and first_reply[0] != replies.MAILDROP_SAVED_BEFORE
+    assert replies_ == [replies.MAILDROP_SAVED_BEFORE]
+    assert saved(world.config, client, subject) == 1

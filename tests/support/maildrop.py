@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import singlewindow
 from singlewindow.config import Config, to_toml
 
 
@@ -74,6 +75,9 @@ def backend(config: Config, directory: Path, timeout: float = 30.0
     host, port = config.maildrop.listen_address
     log = directory / "sw-maildrop.log"
     env = {k: v for k, v in os.environ.items() if k not in ("SW_STATE_DIR", "NOTIFY_SOCKET")}
+    # The same source tree as this process's (a bench puts it on sys.path itself).
+    source = str(Path(singlewindow.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [source, env.get("PYTHONPATH")]))
     with log.open("ab") as out:
         proc = subprocess.Popen([sys.executable, "-m", "singlewindow.transport.backend",
                                  "--config", str(path)], stdout=out, stderr=out, env=env)

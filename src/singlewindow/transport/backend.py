@@ -200,15 +200,35 @@ class Deliverer:
 
     def __init__(self, config: Config) -> None:
         self.config = config
+        #: The Message-IDs being delivered now, each with the event its end sets.
+        self._busy: dict[str, asyncio.Event] = {}
 
     async def __call__(self, mail_from: str, rcpt: str, raw: bytes,
                        transaction: Transaction) -> Reply:
         login = login_of(rcpt)
         if login is None:  # handle_RCPT let none through
             return replies.MAILDROP_NO_LOGIN
-        config = self.config
         fields, _ = translate.head(raw)
         message_id = translate.field_named(fields, "Message-ID")
+        if not message_id:
+            return await self.deliver(login, mail_from, raw, fields, None, transaction)
+        # An edge that gave up waiting may send the same copy again (XSINCE) while the
+        # first attempt still waits here for a POP3 session: the second goes after the
+        # first has ended, and then finds its save in the log.
+        while message_id in self._busy:
+            await self._busy[message_id].wait()
+        done = self._busy[message_id] = asyncio.Event()
+        try:
+            return await self.deliver(login, mail_from, raw, fields, message_id,
+                                      transaction)
+        finally:
+            del self._busy[message_id]
+            done.set()
+
+    async def deliver(self, login: str, mail_from: str, raw: bytes,
+                      fields: list[translate.Field], message_id: str | None,
+                      transaction: Transaction) -> Reply:
+        config = self.config
         since = since_of(transaction.mail_options)
         saved = None
         if since is not None:
