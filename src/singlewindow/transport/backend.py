@@ -245,7 +245,7 @@ class Deliverer:
             maildrop.deliver, config.transport.dovecot_lda, config.dovecot_config,
             config.paths.maildrop_dir, login, mail_from, raw, saved=saved)
         while True:
-            if maildrop.held(lock):
+            if maildrop.held(lock, ours=False):  # a POP3 session's
                 reply = replies.MAILDROP_LOCKED
             else:
                 reply = await asyncio.to_thread(deliver)

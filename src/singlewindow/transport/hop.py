@@ -64,6 +64,10 @@ def connect(config: Config, timeout: float = CONNECT_TIMEOUT) -> smtplib.LMTP:
     # Connects, and raises SMTPConnectError unless greeted 220 (a refused edge: 554).
     client = smtplib.LMTP(host, port, local_hostname=config.hub.hostname, timeout=timeout)
     try:
+        if client.sock is not None:
+            # The end of DATA goes out as written, not held back for the ACK of the data
+            # (Nagle against the server's delayed ACK: 40 ms a delivery).
+            client.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         client.ehlo()
         if not client.has_extn("starttls"):
             raise HopError("the backend offers no STARTTLS")

@@ -162,14 +162,16 @@ def _read(path: Path) -> tuple[os.stat_result, bytes] | None:
     return st, data
 
 
-def held(path: Path) -> bool:
-    """Whether a live lock is at ``path`` (what a delivery would find locked)."""
+def held(path: Path, *, ours: bool = True) -> bool:
+    """Whether a live lock is at ``path`` (what a delivery would find locked); with
+    ``ours`` False, a lock another delivery of this process holds does not count (a
+    delivery waits for that one on :func:`session_lock`'s mutex, not by looking)."""
     found = _read(path)
     if found is None:
         return False
     with _local_guard:
         if path in _local_holders:
-            return True
+            return ours
     return not stale(*found)
 
 
