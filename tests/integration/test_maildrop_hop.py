@@ -243,3 +243,27 @@ def test_a_retry_sent_while_the_first_attempt_still_waits_is_not_saved_twice(
     assert first_reply[0].code == 250 and first_reply[0] != replies.MAILDROP_SAVED_BEFORE
     assert replies_ == [replies.MAILDROP_SAVED_BEFORE]
     assert saved(world.config, client, subject) == 1
+
+
+def test_one_delivery_per_held_maildrop_waits_the_next_is_deferred_at_once(
+        hop_world: tuple[World, Config, Path]) -> None:
+    """A waiting delivery keeps an edge's worker busy: one per maildrop, not one per copy."""
+    world, edge, _ = hop_world
+    client = world.add_mail_client("queue")
+    first_subject, second_subject = ("queue " + secrets.token_hex(4) for _ in range(2))
+    session = logged_in(world.config, client)
+    try:
+        first, first_reply, _ = _deliver_in_background(edge, client,
+                                                       copy_for(client, first_subject))
+        time.sleep(0.5)
+        started = time.monotonic()
+        second = hop.Hop(edge).deliver(client.login, "", copy_for(client, second_subject))
+        assert time.monotonic() - started < 1.0
+        assert second == replies.MAILDROP_LOCKED
+        assert first.is_alive()
+    finally:
+        session.quit()
+    first.join(timeout=30)
+    assert first_reply[0].code == 250
+    assert saved(world.config, client, first_subject) == 1
+    assert saved(world.config, client, second_subject) == 0

@@ -31,6 +31,11 @@ alone names the maildrop, :data:`RCPT_DOMAIN`); anything else is ``550 5.1.1`` a
 held (the lock looked at every :data:`POLL` seconds) and saved as soon as the session
 ends, within ``[maildrop] lock_wait`` seconds; past that the answer is ``451 4.2.1``
 (the text of ``replies.MAILDROP_LOCKED``) and the edge defers, retrying on a timer.
+One delivery per maildrop waits: another one for a maildrop that a delivery already
+waits for is answered ``451 4.2.1`` at once. A waiting delivery keeps one of the edge
+transport's worker threads and database connections busy, so a company that keeps its
+session open while many copies arrive ties up one of them, not one per copy; the others
+follow on the edge's timer (or Postfix's backoff) once the session has ended.
 
 **Crash recovery without duplicates (SPEC D4).** The edge claims each copy before it
 sends it; when an attempt was interrupted (the edge or this service died, the connection
@@ -202,6 +207,8 @@ class Deliverer:
         self.config = config
         #: The Message-IDs being delivered now, each with the event its end sets.
         self._busy: dict[str, asyncio.Event] = {}
+        #: The logins whose maildrop a delivery waits for (a POP3 session holds it).
+        self._waiting: set[str] = set()
 
     async def __call__(self, mail_from: str, rcpt: str, raw: bytes,
                        transaction: Transaction) -> Reply:
@@ -244,17 +251,26 @@ class Deliverer:
         deliver = functools.partial(
             maildrop.deliver, config.transport.dovecot_lda, config.dovecot_config,
             config.paths.maildrop_dir, login, mail_from, raw, saved=saved)
-        while True:
-            if maildrop.held(lock, ours=False):  # a POP3 session's
-                reply = replies.MAILDROP_LOCKED
-            else:
-                reply = await asyncio.to_thread(deliver)
-            if reply != replies.MAILDROP_LOCKED:
-                break
-            if time.monotonic() >= deadline:
-                reply = replies.MAILDROP_BUSY
-                break
-            await asyncio.sleep(POLL)
+        waiting = False
+        try:
+            while True:
+                if maildrop.held(lock, ours=False):  # a POP3 session's
+                    reply = replies.MAILDROP_LOCKED
+                else:
+                    reply = await asyncio.to_thread(deliver)
+                if reply != replies.MAILDROP_LOCKED:
+                    break
+                if time.monotonic() >= deadline or \
+                        (not waiting and login in self._waiting):
+                    reply = replies.MAILDROP_BUSY
+                    break
+                if not waiting:
+                    waiting = True
+                    self._waiting.add(login)
+                await asyncio.sleep(POLL)
+        finally:
+            if waiting:
+                self._waiting.discard(login)
         action = ("duplicate" if reply == replies.MAILDROP_SAVED_BEFORE else
                   "deliver" if reply.code == 250 else "defer")
         logs.decision(log, "maildrop", sw_id=translate.field_named(

@@ -18,6 +18,9 @@ to a DSN-capable server and writes no "delivered" DSN itself (smtp_rcpt.c,
 ``smtp_rcpt_done`` clears NOTIFY=SUCCESS when the server announced DSN); the transport
 writes it (:meth:`Deliver.finish`). Failures (5xx) still make Postfix's own DSNs.
 
+The POP3 backend's maildrop service (:mod:`.backend`, issue 15) runs the same engine
+(:class:`PerRecipientLMTP`, :class:`LmtpHandler`) over TCP with STARTTLS.
+
 A failure inside this service must never bounce mail: any exception, or anything that is not
 a proper reply, becomes ``replies.INTERNAL_ERROR`` (4.3.0) and Postfix retries.
 """
