@@ -95,7 +95,8 @@ def test_lhlo_offers_starttls_and_xsince_and_mail_needs_tls(state: Path,
         assert client.rcpt(backend.recipient("clerk"))[0] == 503
         client.starttls(context=hop.client_context(edge(certs, f"localhost:{port}")))
         client.ehlo()
-        assert client.mail("a@sw.test")[0] == 250
+        assert client.mail("a@sw.test", ["XSINCE=yesterday"])[0] == 501
+        assert client.mail("a@sw.test", ["XSINCE=1764489600"])[0] == 250
         assert client.rcpt("clerk@sw.test") == (550, b"5.1.1 No such maildrop")
         assert client.rcpt("../etc@maildrop")[0] == 550
         assert client.rcpt(backend.recipient("clerk"))[0] == 250
@@ -152,3 +153,12 @@ def test_swctl_health_on_an_edge_probes_the_backend_with_verified_tls(
     assert problem.severity == health.CRITICAL and problem.component == "maildrop"
     assert problem.text.startswith(f"the maildrop backend 127.0.0.2:{port}: TLS: ")
     assert "CERTIFICATE_VERIFY_FAILED" in problem.text
+
+
+def test_no_backend_listening_defers_naming_no_host(caplog: pytest.LogCaptureFixture,
+                                                    certs: Certificates) -> None:
+    port = free_port()  # nothing listens there
+    reply = hop.Hop(edge(certs, f"localhost:{port}")).deliver("clerk", "a@sw.test", MESSAGE)
+    assert reply == replies.MAILDROP_HOP_FAILED and reply.transient
+    assert reply.line() == "451 4.4.1 The maildrop backend did not take the message, will retry"
+    assert f"maildrop backend localhost:{port}: no session for clerk" in caplog.text
