@@ -64,23 +64,27 @@ def answers(host: str, port: int) -> bool:
 
 
 @contextlib.contextmanager
-def backend(config: Config, directory: Path, timeout: float = 30.0
-            ) -> Iterator[subprocess.Popen[bytes]]:
-    """``python -m singlewindow.transport.backend --config FILE`` with ``config``, until
-    it answers on ``[maildrop] listen``; its output
+def backend(config: Config, directory: Path, timeout: float = 30.0,
+            env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """``python -m singlewindow.transport.backend --config FILE`` with ``config`` (and
+    ``env`` added to its environment), until it answers on ``[maildrop] listen``; its output
     in ``directory/sw-maildrop.log``."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "backend.toml"
     path.write_text(to_toml(config))
     host, port = config.maildrop.listen_address
     log = directory / "sw-maildrop.log"
-    env = {k: v for k, v in os.environ.items() if k not in ("SW_STATE_DIR", "NOTIFY_SOCKET")}
+    environment = {k: v for k, v in os.environ.items()
+                   if k not in ("SW_STATE_DIR", "NOTIFY_SOCKET")}
     # The same source tree as this process's (a bench puts it on sys.path itself).
     source = str(Path(singlewindow.__file__).resolve().parents[1])
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [source, env.get("PYTHONPATH")]))
+    environment["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [source, environment.get("PYTHONPATH")]))
+    environment.update(env or {})
     with log.open("ab") as out:
         proc = subprocess.Popen([sys.executable, "-m", "singlewindow.transport.backend",
-                                 "--config", str(path)], stdout=out, stderr=out, env=env)
+                                 "--config", str(path)], stdout=out, stderr=out,
+                                env=environment)
     try:
         deadline = time.monotonic() + timeout
         while not answers("127.0.0.1" if host == "0.0.0.0" else host, port):

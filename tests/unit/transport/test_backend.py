@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shutil
 import smtplib
+import socket
 import ssl
 from collections.abc import Iterator
 from dataclasses import replace
@@ -162,3 +163,20 @@ def test_no_backend_listening_defers_naming_no_host(caplog: pytest.LogCaptureFix
     assert reply == replies.MAILDROP_HOP_FAILED and reply.transient
     assert reply.line() == "451 4.4.1 The maildrop backend did not take the message, will retry"
     assert f"maildrop backend localhost:{port}: no session for clerk" in caplog.text
+
+
+def test_ready_and_watchdog_through_notify_socket(state: Path, certs: Certificates) -> None:
+    """As the other daemons (systemd's Type=notify and WatchdogSec=): READY=1 once it
+    listens, WATCHDOG=1 every half of WATCHDOG_USEC, STOPPING=1 on SIGTERM."""
+    path = state / "notify"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.bind(str(path))
+        notify.settimeout(10)
+        port = free_port()
+        with running_backend(config_for(state, certs, port), state,
+                             env={"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "400000"}):
+            said = [notify.recv(64) for _ in range(3)]
+        assert said == [b"READY=1", b"WATCHDOG=1", b"WATCHDOG=1"]
+        while (last := notify.recv(64)) == b"WATCHDOG=1":
+            continue
+        assert last == b"STOPPING=1"
