@@ -16,10 +16,13 @@ File layout::
     [metrics]    the Prometheus exporter (singlewindow.metrics)
     [health]     what ``swctl health`` and the health metrics call a problem; the watchdog
     [log]        the format of the daemons' log lines
+    [maildrop]   the maildrop hop of a multi-node hub: edges deliver POP3 maildrops on the
+                 backend over LMTP (singlewindow.transport.backend)
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -370,10 +373,7 @@ class Metrics:
     @property
     def address(self) -> tuple[str, int]:
         """``listen`` as (host, port)."""
-        host, sep, port = self.listen.rpartition(":")
-        if not sep or not port.isdigit() or not host:
-            raise ConfigError(f"metrics.listen must be HOST:PORT, not {self.listen!r}")
-        return host.strip("[]"), int(port)
+        return host_port(self.listen, "metrics.listen")
 
 
 @dataclass(frozen=True, slots=True)
@@ -431,6 +431,71 @@ class Log:
     format: str = "keyvalue"
 
 
+def host_port(value: str, where: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[ADDRESS]:PORT`` for IPv6) as (host, port), or :class:`ConfigError`
+    naming the option ``where``."""
+    host, sep, port = value.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536 or \
+            any(c.isspace() for c in host):
+        raise ConfigError(f"{where} must be HOST:PORT ([ADDRESS]:PORT for IPv6), "
+                          f"not {value!r}")
+    return host, int(port)
+
+
+@dataclass(frozen=True, slots=True)
+class Maildrop:
+    """The maildrop hop of a multi-node hub (issue 15): the POP3 maildrops live on one
+    backend node; the edges' transports hand their maildrop deliveries to its maildrop
+    service (``sw-maildrop``, :mod:`singlewindow.transport.backend`) over LMTP with
+    STARTTLS, and it delivers them under the POP3 session lock as a single node does."""
+
+    #: On an edge: ``HOST:PORT`` of the backend's maildrop service. HOST is the name (or
+    #: address) in the backend's certificate, verified against ``[tls] ca_file``; the
+    #: service's port is 24 when deployed. Empty (a single node, the local stack): the
+    #: transport delivers into the maildrops itself with dovecot-lda.
+    backend: str = ""
+    #: On the backend: ``HOST:PORT`` where the maildrop service listens (deployed: the
+    #: backend's own address, port 24). Its certificate is ``[tls] cert_file``.
+    listen: str = "127.0.0.1:24"
+    #: On the backend: the edges' addresses, single IP addresses (no networks); a
+    #: connection from any other address is answered ``554 5.7.1`` and closed. Loopback
+    #: is not implied.
+    clients: tuple[str, ...] = ()
+    #: Seconds the backend holds a delivery while a POP3 session holds the maildrop,
+    #: delivering it as soon as the session ends; past this it answers ``451 4.2.1`` and
+    #: the edge defers. An edge waits this long plus a margin for the backend's answer, so
+    #: give edges and backend the same value, and keep it well under half of
+    #: ``[transport] claim_lease`` (the copy's claim must outlast the wait).
+    lock_wait: float = 60.0
+
+    @property
+    def backend_address(self) -> tuple[str, int]:
+        return host_port(self.backend, "maildrop.backend")
+
+    @property
+    def listen_address(self) -> tuple[str, int]:
+        return host_port(self.listen, "maildrop.listen")
+
+    def check(self) -> None:
+        """Refuse what cannot work, naming the option (:class:`ConfigError`)."""
+        if self.backend:
+            host_port(self.backend, "maildrop.backend")
+        host_port(self.listen, "maildrop.listen")
+        for client in self.clients:
+            if not isinstance(client, str):
+                raise ConfigError(f"maildrop.clients must be IP addresses, not {client!r}")
+            try:
+                ipaddress.ip_address(client)
+            except ValueError:
+                raise ConfigError(f"maildrop.clients: {client!r} is not a single IP "
+                                  "address (one address per edge, no networks)") from None
+        if isinstance(self.lock_wait, bool) or not isinstance(self.lock_wait, int | float) \
+                or not self.lock_wait >= 0:
+            raise ConfigError(f"maildrop.lock_wait must be 0 or more seconds, "
+                              f"not {self.lock_wait!r}")
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     hub: Hub = field(default_factory=Hub)
@@ -445,6 +510,7 @@ class Config:
     metrics: Metrics = field(default_factory=Metrics)
     health: Health = field(default_factory=Health)
     log: Log = field(default_factory=Log)
+    maildrop: Maildrop = field(default_factory=Maildrop)
 
     @property
     def cert_file(self) -> Path:
@@ -513,6 +579,8 @@ def _build(cls: type[Any], data: dict[str, Any], where: str, base: Any = None) -
         elif isinstance(default, Path) or known[key].type in ("Path", "Path | None"):
             kwargs[key] = Path(value)
         elif isinstance(default, tuple):
+            if not isinstance(value, list):
+                raise ConfigError(f"{where}{key} must be a list")
             kwargs[key] = tuple(value)
         elif isinstance(default, float) and isinstance(value, int | float):
             kwargs[key] = float(value)
@@ -532,6 +600,7 @@ def parse(text: str, base: Config | None = None) -> Config:
     if config.log.format not in LOG_FORMATS:
         raise ConfigError(f"log.format must be one of {', '.join(LOG_FORMATS)}, "
                           f"not {config.log.format!r}")
+    config.maildrop.check()
     return config
 
 

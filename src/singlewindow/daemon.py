@@ -17,6 +17,7 @@ import faulthandler
 import grp
 import logging
 import os
+import signal
 import socket
 import sys
 from collections.abc import Callable, Coroutine
@@ -75,6 +76,24 @@ async def watchdog() -> None:
         await asyncio.sleep(interval)
 
 
+async def serve_until_stopped(ready: asyncio.Event | None = None) -> None:
+    """Say ``READY=1`` (and set ``ready``), then ``WATCHDOG=1`` from this event loop, until
+    SIGTERM or SIGINT; then ``STOPPING=1``. Call it once the daemon serves."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    notify("READY=1")
+    if ready is not None:
+        ready.set()
+    pinging = asyncio.create_task(watchdog())
+    try:
+        await stop.wait()
+    finally:
+        pinging.cancel()
+    notify("STOPPING=1")
+
+
 def prepare_socket_path(path: Path) -> None:
     """Make room for a listening unix socket at ``path`` (remove a stale one)."""
     if len(os.fsencode(path)) > 100:
@@ -120,12 +139,17 @@ def count_in_files(directory: Path) -> bool:
 def argument_parser(description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--state-dir", help="local stack state directory (or SW_STATE_DIR)")
+    parser.add_argument("--config", metavar="FILE",
+                        help="the configuration file of a deployed node (or SW_CONFIG; "
+                             f"default {configmod.DEFAULT_CONFIG_FILE})")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     return parser
 
 
 def load_config(args: argparse.Namespace) -> configmod.Config:
     try:
+        if getattr(args, "config", None) and not args.state_dir:
+            return configmod.load(Path(args.config))
         return configmod.locate(args.state_dir)
     except configmod.ConfigError as exc:
         raise SystemExit(f"configuration: {exc}") from None

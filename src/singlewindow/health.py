@@ -10,6 +10,9 @@ clients do, and returns what is wrong (a list of :class:`Problem`, empty when it
 * the project's daemons (:data:`singlewindow.stack.DAEMONS`): the policy daemon's socket
   ready for Postfix (:func:`singlewindow.stack.serving`), the milter's answer to an option
   negotiation (:mod:`singlewindow.milter.probe`), the transport's LMTP ``220`` greeting;
+* the maildrop backend, on an edge whose ``[maildrop] backend`` is set (issue 15): an LMTP
+  session with it as the transport opens one (greeting, LHLO, STARTTLS with the
+  certificate verified against ``[tls] ca_file`` and the backend's name, LHLO);
 * Postfix's queue: messages per queue (incoming, active, deferred, hold) and the oldest
   one's age, from ``postqueue -j``;
 * the certificates' expiry: the listeners', the transport's re-injection client
@@ -31,7 +34,9 @@ the result in the metric names of the shared contract for the Prometheus exporte
 
 from __future__ import annotations
 
+import contextlib
 import json
+import smtplib
 import socket
 import ssl
 import subprocess
@@ -49,6 +54,7 @@ from singlewindow import config as configmod
 from singlewindow import stack
 from singlewindow.config import Config
 from singlewindow.milter import probe
+from singlewindow.transport import hop
 
 #: Nagios plugin states (the exit status of ``swctl health``) and their names.
 OK, WARNING, CRITICAL = 0, 1, 2
@@ -259,6 +265,19 @@ def daemon(config: Config, name: str) -> list[Problem]:
     return [Problem(CRITICAL, component, f"{path} {wrong}")]
 
 
+def maildrop(config: Config) -> list[Problem]:
+    """The maildrop backend takes a session inside verified TLS, as the transport's."""
+    try:
+        client = hop.connect(config, timeout=config.health.timeout)
+    except (OSError, smtplib.SMTPException, ssl.SSLError, hop.HopError) as exc:
+        why = f"TLS: {exc.reason or exc}" if isinstance(exc, ssl.SSLError) else _why(exc)
+        return [Problem(CRITICAL, "maildrop",
+                        f"the maildrop backend {config.maildrop.backend}: {why}")]
+    with contextlib.suppress(OSError, smtplib.SMTPException):
+        client.quit()
+    return []
+
+
 def queue_states(listing: str, now: float) -> dict[str, QueueState]:
     """Count ``postqueue -j``'s lines per queue, with the oldest arrival in each."""
     counts = dict.fromkeys(QUEUES, 0)
@@ -358,6 +377,8 @@ def check(config: Config, role: str = configmod.ADMIN_ROLE,
     for name, component in DAEMON_COMPONENT.items():
         if component in wanted and name in stack.DAEMONS:
             probes[component] = lambda name=name: daemon(config, name)  # type: ignore[misc]
+    if config.maildrop.backend:
+        probes["maildrop"] = lambda: maildrop(config)
     report = Report()
     with ThreadPoolExecutor(max_workers=len(probes) + 2,
                             thread_name_prefix="health") as pool:

@@ -160,6 +160,29 @@ MAILDROP_LOCKED = Reply(450, "4.2.1", "Maildrop is in use by a POP3 session, wil
 # has them). 451 / 4.3.0 as INTERNAL_ERROR (RFC 5321 4.2.3, RFC 3463 3.5).
 MAILDROP_FAILED = Reply(451, "4.3.0", "Delivery into the POP3 maildrop failed, will retry")
 
+# --- the maildrop hop (issue 15): an edge's transport and the backend's sw-maildrop ------
+# The backend held a delivery ``[maildrop] lock_wait`` seconds while a POP3 session held
+# the maildrop (RFC 2033 4.2, per recipient): 451 = local error, try later (RFC 5321
+# 4.2.3), 4.2.1 as MAILDROP_LOCKED (RFC 3463 3.3), whose text it keeps.
+MAILDROP_BUSY = Reply(451, "4.2.1", MAILDROP_LOCKED.text)
+# The backend found that an interrupted attempt had saved this copy already (dovecot-lda's
+# log, asked because the edge sent XSINCE): success, nothing saved twice (SPEC D4).
+MAILDROP_SAVED_BEFORE = Reply(250, "2.0.0", "Already saved into the maildrop")
+# A connection from an address not in ``[maildrop] clients``: 554 = transaction failed
+# (RFC 5321 4.2.3, the greeting's refusal, 3.1), 5.7.1 = not authorized (RFC 3463 3.8).
+MAILDROP_CLIENT_REFUSED = Reply(554, "5.7.1",
+                                "Your address may not deliver to the maildrop service")
+# MAIL before STARTTLS on the maildrop service: 530 5.7.0 (RFC 3207 4, RFC 3463 3.8).
+STARTTLS_FIRST = Reply(530, "5.7.0", "Must issue a STARTTLS command first")
+# A recipient that is no maildrop login (``LOGIN@maildrop``, see transport/backend.py):
+# 550 = mailbox unavailable, 5.1.1 = bad destination mailbox (RFC 3463 3.2).
+MAILDROP_NO_LOGIN = Reply(550, "5.1.1", "No such maildrop")
+# The edge could not hand a maildrop delivery to the backend (no connection, TLS refused,
+# any answer but success or a held maildrop): the transport defers. 4.4.1 = no answer
+# from host (RFC 3463 3.5); the text names no host: it may reach a DSN (the log has it).
+MAILDROP_HOP_FAILED = Reply(451, "4.4.1",
+                            "The maildrop backend did not take the message, will retry")
+
 # I2: the SASL login has no account (deleted while the session was open).
 LOGIN_UNKNOWN = Reply(554, "5.7.1", "Your login is not registered with Single Window")
 # A policy request from a listener Single Window does not know: a configuration error on

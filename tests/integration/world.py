@@ -156,20 +156,29 @@ def faulty_transport(config: Config, fault: str) -> Iterator[subprocess.Popen[by
     tests, ``SW_TRANSPORT_FAULT``). The supervisor holds the normal transport meanwhile, so
     it does not start one beside the faulty one nor after its fault; on exit the faulty
     one is gone and the normal one is running again, its LMTP socket answering."""
+    with replaced_transport(config, ["--state-dir", str(config.paths.state_dir)],
+                            {"SW_TRANSPORT_FAULT": fault}, "transport-fault") as faulty:
+        yield faulty
+
+
+@contextlib.contextmanager
+def replaced_transport(config: Config, args: list[str], env: dict[str, str], name: str
+                       ) -> Iterator[subprocess.Popen[bytes]]:
+    """The stack's transport held by the supervisor and replaced by one started with
+    ``args`` and ``env`` (its output in ``DIR/log/NAME.log``) until the block ends."""
     socket_path = config.paths.lmtp_socket
-    log_path = config.paths.log_dir / "transport-fault.log"
+    log_path = config.paths.log_dir / f"{name}.log"
     with supervisor.hold(config.paths.state_dir, "transport"):
         with log_path.open("ab") as log:
-            faulty = subprocess.Popen(
-                [sys.executable, "-m", "singlewindow.transport.server", "--state-dir",
-                 str(config.paths.state_dir)],
-                env={**os.environ, "SW_TRANSPORT_FAULT": fault}, stdout=log, stderr=log)
+            replacement = subprocess.Popen(
+                [sys.executable, "-m", "singlewindow.transport.server", *args],
+                env={**os.environ, **env}, stdout=log, stderr=log)
         try:
             # The stopped transport's socket file is still there: wait for an answer.
-            wait_until(lambda: faulty.poll() is not None or stack.serving(socket_path))
-            assert faulty.poll() is None, f"faulty transport exited: see {log_path}"
-            yield faulty
+            wait_until(lambda: replacement.poll() is not None or stack.serving(socket_path))
+            assert replacement.poll() is None, f"{name} exited: see {log_path}"
+            yield replacement
         finally:
-            if faulty.poll() is None:
-                faulty.kill()
-            faulty.wait()
+            if replacement.poll() is None:
+                replacement.kill()
+            replacement.wait()

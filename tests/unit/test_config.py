@@ -52,3 +52,32 @@ def test_unknown_options_are_still_refused_by_name(tmp_path: Path) -> None:
     (tmp_path / configmod.STATE_CONFIG_NAME).write_text("[database]\nsocket = 1\n")
     with pytest.raises(ConfigError, match=r"unknown option database\.socket"):
         configmod.for_state_dir(tmp_path)
+
+
+def test_the_maildrop_hop_options(tmp_path: Path) -> None:
+    """Issue 15: [maildrop] as the shared contract names it, defaults for a single node."""
+    default = Config().maildrop
+    assert (default.backend, default.listen, default.clients, default.lock_wait) == \
+        ("", "127.0.0.1:24", (), 60.0)
+    config = configmod.parse('[maildrop]\nbackend = "pop1.sw.test:24"\n'
+                             'listen = "[2001:db8::10]:24"\n'
+                             'clients = ["10.0.2.11", "2001:db8::11"]\nlock_wait = 5\n')
+    assert config.maildrop.backend_address == ("pop1.sw.test", 24)
+    assert config.maildrop.listen_address == ("2001:db8::10", 24)
+    assert config.maildrop.clients == ("10.0.2.11", "2001:db8::11")
+    assert config.maildrop.lock_wait == 5.0
+    assert configmod.parse(configmod.to_toml(config)) == config
+
+
+@pytest.mark.parametrize(("table", "error"), [
+    ('backend = "pop1.sw.test"', r"maildrop\.backend must be HOST:PORT"),
+    ('backend = "pop1:99999"', r"maildrop\.backend must be HOST:PORT"),
+    ('listen = ":24"', r"maildrop\.listen must be HOST:PORT"),
+    ('clients = ["10.0.2.0/24"]', r"maildrop\.clients: '10\.0\.2\.0/24' is not a single IP"),
+    ('clients = ["edge1"]', r"maildrop\.clients: 'edge1' is not a single IP"),
+    ('clients = "10.0.2.11"', r"maildrop\.clients must be a list"),
+    ("lock_wait = -1", r"maildrop\.lock_wait must be 0 or more seconds"),
+])
+def test_maildrop_options_that_cannot_work_are_refused_by_name(table: str, error: str) -> None:
+    with pytest.raises(ConfigError, match=error):
+        configmod.parse(f"[maildrop]\n{table}\n")

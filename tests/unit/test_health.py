@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from singlewindow import health
-from singlewindow.config import Config, Database, Health, Listeners, Paths, Tls
+from singlewindow.config import Config, Database, Health, Listeners, Maildrop, Paths, Tls
 from tests.conftest import free_port, short_state_dir
 
 NOW = 1_800_000_000.0
@@ -133,3 +133,20 @@ def test_the_collector_exports_the_contracts_names() -> None:
     assert abs(expiry.value - (time.time() + 30 * 86400)) < 600
     # Postfix's queue could not be listed: no queue samples rather than false zeros.
     assert families["singlewindow_postfix_queue_messages"].samples == []
+
+
+def test_an_edge_probes_its_maildrop_backend() -> None:
+    """Issue 15: with [maildrop] backend set, ``maildrop`` is probed like the transport
+    would open its session (here nothing listens there)."""
+    state = short_state_dir()
+    try:
+        port = free_port()
+        config = replace(_nothing_runs(state), maildrop=Maildrop(backend=f"localhost:{port}"))
+        report = health.check(config)
+        single = health.check(_nothing_runs(state))
+    finally:
+        shutil.rmtree(state)
+    assert report.up["maildrop"] is False
+    assert any(line.startswith(f"CRITICAL maildrop: the maildrop backend localhost:{port}: ")
+               for line in report.lines())
+    assert "maildrop" not in single.up

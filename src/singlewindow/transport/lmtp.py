@@ -18,6 +18,9 @@ to a DSN-capable server and writes no "delivered" DSN itself (smtp_rcpt.c,
 ``smtp_rcpt_done`` clears NOTIFY=SUCCESS when the server announced DSN); the transport
 writes it (:meth:`Deliver.finish`). Failures (5xx) still make Postfix's own DSNs.
 
+The POP3 backend's maildrop service (:mod:`.backend`, issue 15) runs the same engine
+(:class:`PerRecipientLMTP`, :class:`LmtpHandler`) over TCP with STARTTLS.
+
 A failure inside this service must never bounce mail: any exception, or anything that is not
 a proper reply, becomes ``replies.INTERNAL_ERROR`` (4.3.0) and Postfix retries.
 """
@@ -133,7 +136,7 @@ class DsnEnvelope(Envelope):
         self.rcpt_dsn: list[RecipientDsn] = []
 
 
-def _dsn_params(arg: str, names: tuple[str, ...]) -> tuple[str, dict[str, str]] | None:
+def take_params(arg: str, names: tuple[str, ...]) -> tuple[str, dict[str, str]] | None:
     """``arg`` without the parameters ``names`` (case kept: ENVID and ORCPT are
     case-sensitive xtext, which aiosmtpd would upper-case), and those parameters; None
     for a parameter given twice."""
@@ -220,7 +223,7 @@ class LmtpHandler:
         return reply
 
 
-class _PerRecipientLMTP(LMTP):
+class PerRecipientLMTP(LMTP):
     """aiosmtpd's LMTP, made to keep RFC 2033's one-reply-per-recipient rule everywhere.
 
     aiosmtpd answers some DATA outcomes itself with a single line (message too big, line
@@ -240,7 +243,7 @@ class _PerRecipientLMTP(LMTP):
         if not arg:
             await super().smtp_MAIL(arg)
             return
-        parsed = _dsn_params(arg, ("ENVID", "RET"))
+        parsed = take_params(arg, ("ENVID", "RET"))
         if parsed is None:
             await self.push("501 5.5.4 Syntax: a DSN parameter given twice (RFC 3461)")
             return
@@ -262,7 +265,7 @@ class _PerRecipientLMTP(LMTP):
         if not arg:
             await super().smtp_RCPT(arg)
             return
-        parsed = _dsn_params(arg, ("NOTIFY", "ORCPT"))
+        parsed = take_params(arg, ("NOTIFY", "ORCPT"))
         if parsed is None:
             await self.push("501 5.5.4 Syntax: a DSN parameter given twice (RFC 3461)")
             return
@@ -390,7 +393,7 @@ class LmtpServer:
             self._remove_stale_socket()
 
         def protocol() -> LMTP:
-            return _PerRecipientLMTP(
+            return PerRecipientLMTP(
                 self.handler,
                 hostname=self._hostname,
                 ident="Single Window LMTP",

@@ -60,7 +60,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -162,14 +162,16 @@ def _read(path: Path) -> tuple[os.stat_result, bytes] | None:
     return st, data
 
 
-def held(path: Path) -> bool:
-    """Whether a live lock is at ``path`` (what a delivery would find locked)."""
+def held(path: Path, *, ours: bool = True) -> bool:
+    """Whether a live lock is at ``path`` (what a delivery would find locked); with
+    ``ours`` False, a lock another delivery of this process holds does not count (a
+    delivery waits for that one on :func:`session_lock`'s mutex, not by looking)."""
     found = _read(path)
     if found is None:
         return False
     with _local_guard:
         if path in _local_holders:
-            return True
+            return ours
     return not stale(*found)
 
 
@@ -285,8 +287,14 @@ def ensure_maildir(maildrop_dir: Path, login: str) -> Path:
 
 
 def deliver(lda: Path, dovecot_config: Path, maildrop_dir: Path, login: str, mail_from: str,
-            data: bytes, timeout: float = 60.0) -> Reply:
+            data: bytes, timeout: float = 60.0, *,
+            saved: Callable[[], bool] | None = None) -> Reply:
     """Deliver ``data`` into ``login``'s maildrop; locked or failed deliveries defer.
+
+    ``saved``: asked while the lock is held, before dovecot-lda runs; True means an
+    earlier attempt saved this message already (the maildrop backend's check of
+    dovecot-lda's log), answered with success and not saved again. Asked under the lock,
+    so an attempt still saving it (the same process) has finished and logged first.
 
     The reply names no path, login or dovecot-lda output (it may reach a DSN); the log does.
     """
@@ -294,10 +302,13 @@ def deliver(lda: Path, dovecot_config: Path, maildrop_dir: Path, login: str, mai
     try:
         ensure_maildir(maildrop_dir, login)
         with session_lock(lock_path(maildrop_dir, login)):
+            if saved is not None and saved():
+                return replies.MAILDROP_SAVED_BEFORE
             result = subprocess.run(cmd, input=data, capture_output=True, timeout=timeout,
                                     check=False)
     except Locked:
-        log.info("maildrop of %s is locked by a POP3 session", login)
+        # The caller's decision line says so (the maildrop backend asks again and again).
+        log.debug("maildrop of %s is locked by a POP3 session", login)
         return replies.MAILDROP_LOCKED
     except (OSError, subprocess.TimeoutExpired) as exc:
         log.error("delivery into the maildrop of %s failed: %s", login, exc)

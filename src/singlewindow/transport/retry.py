@@ -11,6 +11,12 @@ otherwise, and an entry may still be on its way there from the active queue when
 ends quickly; so it runs again a few times within half a minute (harmless once the entry
 is delivered: no such deferred mail).
 
+On an edge of a multi-node hub the maildrops are on the POP3 backend (:mod:`.hop`),
+whose lock this process cannot watch: the backend already held such a delivery for
+``[maildrop] lock_wait`` seconds before it answered 4.2.1, so the entry is retried on a
+timer instead (:meth:`Retrier.retry_later`, :data:`REMOTE_SCHEDULE`), sooner than
+Postfix's own backoff would.
+
 The queue id is in Postfix's own Received header, the first of the message: smtpd writes
 ``by HOST (Postfix) with ESMTP id QUEUE_ID``, pickup ``(Postfix, from userid N) id
 QUEUE_ID``, and the bounce and notice daemons ``by HOST (Postfix) id QUEUE_ID``
@@ -43,6 +49,9 @@ log = logging.getLogger("sw-transport")
 _RECEIVED_ID = re.compile(r"\(Postfix\b[^)]*\)(?:\s+with\s+\S+)?\s+id\s+([0-9A-Za-z]+)\b")
 #: Seconds after a lock is found free at which ``postqueue -i`` runs.
 SCHEDULE = (0.0, 3.0, 10.0, 30.0)
+#: Seconds after a remote maildrop's deferral at which ``postqueue -i`` runs (the
+#: backend's lock cannot be watched from here).
+REMOTE_SCHEDULE = (30.0, 60.0, 120.0)
 #: Seconds between looks at the locks.
 INTERVAL = 1.0
 #: A waiting entry whose lock is never freed, nor deferred again, is forgotten after this
@@ -61,11 +70,13 @@ def queue_id(received: str | None) -> str | None:
 
 @dataclass(slots=True)
 class _Waiting:
-    lock: Path
+    lock: Path | None
+    """The local lock it waits for; None: a remote one, retried on a timer."""
     queue_id: str
     since: float
     freed: float | None = None
     fired: int = 0
+    schedule: tuple[float, ...] = SCHEDULE
 
 
 class Retrier:
@@ -78,7 +89,7 @@ class Retrier:
         self.postfix_config = postfix_config
         self._held = held
         self._clock = clock
-        self._waiting: dict[tuple[Path, str], _Waiting] = {}
+        self._waiting: dict[tuple[Path | None, str], _Waiting] = {}
         self._guard = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -88,7 +99,15 @@ class Retrier:
         with self._guard:
             self._waiting[(lock, queue_id)] = _Waiting(lock, queue_id, self._clock())
 
-    def waiting(self) -> list[tuple[Path, str]]:
+    def retry_later(self, queue_id: str) -> None:
+        """Queue entry ``queue_id`` was deferred because a POP3 session held a maildrop
+        on the backend: ``postqueue -i`` it at each of :data:`REMOTE_SCHEDULE`."""
+        now = self._clock()
+        with self._guard:
+            self._waiting[(None, queue_id)] = _Waiting(None, queue_id, now, freed=now,
+                                                       schedule=REMOTE_SCHEDULE)
+
+    def waiting(self) -> list[tuple[Path | None, str]]:
         with self._guard:
             return list(self._waiting)
 
@@ -103,20 +122,20 @@ class Retrier:
                 if now - entry.since > FORGET_AFTER:
                     self._forget(key, entry)
                     continue
-                if self._held(entry.lock):
+                if entry.lock is not None and self._held(entry.lock):
                     continue
                 entry.freed = now
-            if now >= entry.freed + SCHEDULE[entry.fired]:
+            if now >= entry.freed + entry.schedule[entry.fired]:
                 entry.fired += 1
                 due.append(entry.queue_id)
-            if entry.fired >= len(SCHEDULE):
+            if entry.fired >= len(entry.schedule):
                 self._forget(key, entry)
         ids = list(dict.fromkeys(due))
         for qid in ids:
             self.flush(qid)
         return ids
 
-    def _forget(self, key: tuple[Path, str], entry: _Waiting) -> None:
+    def _forget(self, key: tuple[Path | None, str], entry: _Waiting) -> None:
         with self._guard:
             if self._waiting.get(key) is entry:  # not registered again meanwhile
                 del self._waiting[key]

@@ -58,6 +58,7 @@ from singlewindow.transport import (
     terminal,
     translate,
 )
+from singlewindow.transport import hop as hopmod
 from singlewindow.transport.forward import InjectError, Injector, Refused
 from singlewindow.transport.lmtp import RecipientDsn, Transaction, reply_line
 
@@ -86,11 +87,14 @@ FAULT_FLAG = os.environ.get("SW_TRANSPORT_FAULT_FLAG", "")
 class Deferred(Exception):
     """This recipient must wait (e.g. its maildrop is locked); Postfix retries."""
 
-    def __init__(self, reply: Reply, lock: Path | None = None) -> None:
+    def __init__(self, reply: Reply, lock: Path | None = None, remote: bool = False) -> None:
         super().__init__(reply.line())
         self.reply = reply
         self.lock = lock
         """The maildrop lock that held it: retried as soon as that is gone (D6)."""
+        self.remote = remote
+        """A POP3 session held the maildrop on the backend (the maildrop hop): retried
+        on a timer (:meth:`.retry.Retrier.retry_later`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +205,8 @@ class Router:
         self.pool = pool
         self.injector = injector
         self.retrier = retrier
+        #: An edge of a multi-node hub delivers maildrops on the backend (issue 15).
+        self.hop = hopmod.Hop(config) if config.maildrop.backend else None
         #: The origin stamp's MAC key (issue 12); never logged.
         self.stamp_key = originmod.load_key(config.stamp_key_file)
 
@@ -246,10 +252,10 @@ class Router:
             sw_id, queue_id = _ids(prepared)
             logs.decision(log, "recipient", sw_id=sw_id, queue_id=queue_id, recipient=rcpt,
                           action="defer", reply=deferred.reply.line())
-            if deferred.lock is not None and self.retrier is not None:
+            if (deferred.lock is not None or deferred.remote) and self.retrier is not None:
                 queue_id = prepared.queue_id if isinstance(prepared, Prepared) else None
                 if queue_id:
-                    self.retrier.wait_for(deferred.lock, queue_id)
+                    self.retry_when_free(deferred, queue_id)
                 else:
                     log.warning("no Postfix queue id in the message for <%s>: it waits "
                                 "for Postfix's next try", rcpt)
@@ -269,6 +275,16 @@ class Router:
                           exc=exc, recipient=rcpt, action="reject", reply=reply.line())
             terminal.record(self.pool, swid, rcpt, reply)
             return reply
+
+    def retry_when_free(self, deferred: Deferred, queue_id: str) -> None:
+        """Have Postfix retry ``queue_id`` once the maildrop that deferred it is free: a
+        local lock watched, the backend's on a timer (:mod:`.retry`)."""
+        if self.retrier is None:
+            return
+        if deferred.lock is not None:
+            self.retrier.wait_for(deferred.lock, queue_id)
+        elif deferred.remote:
+            self.retrier.retry_later(queue_id)
 
     async def finish(self, transaction: Transaction, decided: list[Reply]) -> list[Reply]:
         """The ``finish`` of :class:`~singlewindow.transport.lmtp.LmtpServer`: the
@@ -303,8 +319,8 @@ class Router:
             log.info("%s: the delivered DSN waits: %s", p.origin.message_id,
                      deferred.reply.line())
             reply = deferred.reply
-            if deferred.lock is not None and self.retrier is not None and p.queue_id:
-                self.retrier.wait_for(deferred.lock, p.queue_id)
+            if p.queue_id:
+                self.retry_when_free(deferred, p.queue_id)
         except Exception as exc:
             log.error("%s: the delivered DSN failed, deferring its recipients: %s: %s",
                       p.origin.message_id, type(exc).__name__, exc, exc_info=exc)
@@ -715,10 +731,17 @@ class Router:
         else:
             started = entered
         if maildrop_login:
-            reply = maildrop.deliver(self.config.transport.dovecot_lda,
-                                     self.config.dovecot_config,
-                                     self.config.paths.maildrop_dir, maildrop_login, sender,
-                                     bytes(data))
+            if self.hop is not None:
+                # The backend looks for an interrupted attempt's copy itself (XSINCE).
+                reply = self.hop.deliver(
+                    maildrop_login, sender, data,
+                    since=claim.since if claim.outcome == "retry" else None,
+                    deadline=started + self.lease / 2)
+            else:
+                reply = maildrop.deliver(self.config.transport.dovecot_lda,
+                                         self.config.dovecot_config,
+                                         self.config.paths.maildrop_dir, maildrop_login,
+                                         sender, bytes(data))
             if reply.code != 250:
                 # dovecot-lda exits 0 only after the save; any other end may still have
                 # saved it, which the log tells the next attempt (a retry looks first).
@@ -727,8 +750,17 @@ class Router:
                     messages.release_locked(conn, claim, maildrop_login, reply.enhanced)
                 else:
                     messages.release(conn, claim)
-                raise Deferred(reply, maildrop.lock_path(self.config.paths.maildrop_dir,
-                                                         maildrop_login) if locked else None)
+                lock = maildrop.lock_path(self.config.paths.maildrop_dir, maildrop_login) \
+                    if locked and self.hop is None else None
+                raise Deferred(reply, lock, remote=locked and self.hop is not None)
+            if reply == replies.MAILDROP_SAVED_BEFORE:
+                messages.mark_injected(conn, claim, "maildrop",
+                                       on_sent("maildrop", True) if on_sent else None,
+                                       outcome)
+                log.warning("copy %s was saved by an interrupted attempt (the maildrop "
+                            "backend's log); not saved again", claim.copy_message_id)
+                return Sent("maildrop", None, fresh=True, recovered=True,
+                            outcome_recorded=outcome is not None)
             queue_id = "maildrop"
         else:
             try:
@@ -751,7 +783,11 @@ class Router:
         return Sent(queue_id, None, fresh=True, outcome_recorded=outcome is not None)
 
     def sent_before(self, maildrop_login: str | None, claim: messages.Claim) -> str | None:
-        """The queue id (or "maildrop") of a copy an interrupted attempt committed."""
+        """The queue id (or "maildrop") of a copy an interrupted attempt committed.
+        None for a maildrop on the backend: its log is there, and the backend looks it
+        up when the retry says XSINCE (:mod:`.backend`)."""
+        if maildrop_login and self.hop is not None:
+            return None
         if maildrop_login:
             saved = evidence.maildrop_saved(self.config.dovecot_log, claim.copy_message_id,
                                             claim.since)

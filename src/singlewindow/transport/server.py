@@ -87,10 +87,7 @@ async def serve(config: Config, ready: asyncio.Event | None = None,
         daemon.prepare_socket_path(path)
     server = LmtpServer(path, router, finish=router.finish, hostname=config.hub.hostname,
                         data_size_limit=config.transport.lmtp_size_limit, sock=sock)
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     # The MIG is compiled once at start and again on SIGHUP (an operator added a message
     # type); a MIG with errors leaves the previous one in force.
     loop.add_signal_handler(signal.SIGHUP, reload_mig)
@@ -98,13 +95,7 @@ async def serve(config: Config, ready: asyncio.Event | None = None,
     async with server:
         if sock is None:
             daemon.restrict_socket(path)
-        daemon.notify("READY=1")
-        if ready is not None:
-            ready.set()
-        watchdog = asyncio.create_task(daemon.watchdog())
-        await stop.wait()
-        watchdog.cancel()
-    daemon.notify("STOPPING=1")
+        await daemon.serve_until_stopped(ready)
     if router.retrier is not None:
         router.retrier.stop()
     pool.close()

@@ -75,3 +75,28 @@ def test_entry_deferred_again_waits_again(tmp_path: Path) -> None:
     locks.clear()
     assert retrier.poll() == ["AAA"]
     assert asked == ["AAA", "AAA"]
+
+
+def test_a_maildrop_held_on_the_backend_is_retried_on_a_timer(tmp_path: Path) -> None:
+    """Issue 15: the backend's lock cannot be watched from an edge; postqueue -i runs at
+    each of REMOTE_SCHEDULE after the deferral, and the entry is then forgotten."""
+    calls = tmp_path / "calls"
+    postqueue = tmp_path / "postqueue"
+    postqueue.write_text(f"#!/bin/sh\necho \"$@\" >> '{calls}'\n")
+    postqueue.chmod(0o755)
+    clock = Clock()
+
+    def never(_: Path) -> bool:
+        raise AssertionError("no local lock to look at")
+
+    retrier = retry.Retrier(postqueue, tmp_path / "postfix", held=never, clock=clock)
+    retrier.retry_later("7C0FFEE123")
+    fired = []
+    for _ in range(150):
+        fired.append(retrier.poll())
+        clock.now += 1
+    assert [i for i, ids in enumerate(fired) if ids] == [int(s) for s in
+                                                         retry.REMOTE_SCHEDULE]
+    assert calls.read_text().splitlines() == \
+        [f"-c {tmp_path / 'postfix'} -i 7C0FFEE123"] * len(retry.REMOTE_SCHEDULE)
+    assert retrier.waiting() == []
