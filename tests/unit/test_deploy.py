@@ -97,6 +97,10 @@ def test_backend_takes_logins_only_on_the_edges_connections(tmp_path: Path) -> N
         for other in (edge, single):
             assert "allow_real_nets" not in (other / name).read_text(), (other, name)
         assert "AS allow_nets" not in (backend / name).read_text()
+    # The edge takes DIGEST-MD5 for SMTP AUTH only: the proxy could not log in with it.
+    assert "WHERE '%s' = 'smtp' AND login = '%n'" in (edge / "sql-digest-md5.conf.ext").read_text()
+    for other in (backend, single):
+        assert "'%s'" not in (other / "sql-digest-md5.conf.ext").read_text()
 
 
 def test_backend_trusts_edges_one_by_one_never_a_network(tmp_path: Path) -> None:
