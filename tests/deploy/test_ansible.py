@@ -65,22 +65,27 @@ def test_syntax_check(inventory: str) -> None:
          "site.yml"])
 
 
-@pytest.fixture(scope="module")
-def multi_node(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Every node of the multi-node inventory, rendered by the roles' own tasks; the
+def render_inventory(root: Path, inventory: str, *extra: str) -> Path:
+    """Every node of ``inventory``, rendered by the roles' own tasks into ``root``; the
     roles' handlers run `postfix check` and `doveconf -n` on the rendered files."""
-    root = tmp_path_factory.mktemp("multi-node")
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
                     "-subj", "/CN=edge.test", "-keyout", str(root / "key.pem"),
                     "-out", str(root / "cert.pem")], check=True, capture_output=True)
-    run([str(BIN / "ansible-playbook"), "-i", "inventories/multi-node",
+    run([str(BIN / "ansible-playbook"), "-i", f"inventories/{inventory}",
          str(REPO / "tests/deploy/render-multi-node.yml"),
          "-e", f"render_root={root}", "-e", f"swctl={BIN / 'swctl'}",
          "-e", f"conf_dir={REPO / 'conf'}", "-e", f"ansible_python_interpreter={sys.executable}",
-         # Throwaways for the test; operators give theirs from Ansible Vault.
-         *[arg for role in VAULT_ROLES
-           for arg in ("-e", f"vault_singlewindow_db_{role}_password={PASSWORD}{role}")]])
+         *extra])
     return root
+
+
+@pytest.fixture(scope="module")
+def multi_node(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return render_inventory(
+        tmp_path_factory.mktemp("multi-node"), "multi-node",
+        # Throwaways for the test; operators give theirs from Ansible Vault.
+        *[arg for role in VAULT_ROLES
+          for arg in ("-e", f"vault_singlewindow_db_{role}_password={PASSWORD}{role}")])
 
 
 @pytest.mark.parametrize("edge", list(EDGES))
@@ -124,17 +129,8 @@ def test_pop3_backend_trusts_edges_only(multi_node: Path) -> None:
 
 @pytest.fixture(scope="module")
 def single_node(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The single-node inventory rendered the same way (no database passwords: peer
-    authentication over the socket)."""
-    root = tmp_path_factory.mktemp("single-node")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                    "-subj", "/CN=sw1.test", "-keyout", str(root / "key.pem"),
-                    "-out", str(root / "cert.pem")], check=True, capture_output=True)
-    run([str(BIN / "ansible-playbook"), "-i", "inventories/single-node",
-         str(REPO / "tests/deploy/render-multi-node.yml"),
-         "-e", f"render_root={root}", "-e", f"swctl={BIN / 'swctl'}",
-         "-e", f"conf_dir={REPO / 'conf'}", "-e", f"ansible_python_interpreter={sys.executable}"])
-    return root
+    """The single-node inventory (no database passwords: peer authentication)."""
+    return render_inventory(tmp_path_factory.mktemp("single-node"), "single-node")
 
 
 def test_edges_hand_maildrop_deliveries_to_the_backend(multi_node: Path) -> None:
