@@ -177,6 +177,17 @@ def test_nodes_resolve_each_other_by_inventory_name(multi_node: Path, node: str)
         "# END Single Window nodes (role singlewindow_app)"]
 
 
+@pytest.mark.parametrize("node", HUB_NODES)
+def test_only_the_backends_daemon_user_reads_its_tls_key(multi_node: Path, node: str) -> None:
+    """sw-maildrop serves STARTTLS with the node's key as the daemons' user: on the
+    backend the key is group singlewindow, 0640; elsewhere root's alone, 0600."""
+    st = (multi_node / node / "tls" / "key.pem").stat()
+    group = "singlewindow" if node == "pop1.example.internal" else "root"
+    mode = 0o640 if node == "pop1.example.internal" else 0o600
+    assert (grp.getgrgid(st.st_gid).gr_name, stat.S_IMODE(st.st_mode), st.st_uid) == \
+        (group, mode, 0)
+
+
 def _conninfos(multi_node: Path, node: str) -> dict[str, dict[str, str]]:
     """Every libpq connection a hub node makes, by who makes it, as rendered."""
     found: dict[str, dict[str, str]] = {}
