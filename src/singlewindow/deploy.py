@@ -73,7 +73,8 @@ class NodeRole:
     #: On an edge: the backend's address, when its name does not resolve to it.
     pop3_backend_address: str | None = None
     #: On the backend: the edges' addresses, each one host, whose proxied logins Dovecot
-    #: trusts (login_trusted_networks); nobody else is trusted.
+    #: trusts (login_trusted_networks); nobody else is trusted, and a login on a
+    #: connection from any other address is refused (the passdbs' allow_real_nets).
     pop3_proxies: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:

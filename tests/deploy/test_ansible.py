@@ -28,7 +28,9 @@ from singlewindow.config import (
     OWNER_ROLE,
     POSTFIX_ROLE,
     Database,
+    Maildrop,
 )
+from singlewindow.config import load as load_config
 from tests.support.prometheus import promtool
 
 REPO = Path(__file__).resolve().parents[2]
@@ -63,22 +65,27 @@ def test_syntax_check(inventory: str) -> None:
          "site.yml"])
 
 
-@pytest.fixture(scope="module")
-def multi_node(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Every node of the multi-node inventory, rendered by the roles' own tasks; the
+def render_inventory(root: Path, inventory: str, *extra: str) -> Path:
+    """Every node of ``inventory``, rendered by the roles' own tasks into ``root``; the
     roles' handlers run `postfix check` and `doveconf -n` on the rendered files."""
-    root = tmp_path_factory.mktemp("multi-node")
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
                     "-subj", "/CN=edge.test", "-keyout", str(root / "key.pem"),
                     "-out", str(root / "cert.pem")], check=True, capture_output=True)
-    run([str(BIN / "ansible-playbook"), "-i", "inventories/multi-node",
+    run([str(BIN / "ansible-playbook"), "-i", f"inventories/{inventory}",
          str(REPO / "tests/deploy/render-multi-node.yml"),
          "-e", f"render_root={root}", "-e", f"swctl={BIN / 'swctl'}",
          "-e", f"conf_dir={REPO / 'conf'}", "-e", f"ansible_python_interpreter={sys.executable}",
-         # Throwaways for the test; operators give theirs from Ansible Vault.
-         *[arg for role in VAULT_ROLES
-           for arg in ("-e", f"vault_singlewindow_db_{role}_password={PASSWORD}{role}")]])
+         *extra])
     return root
+
+
+@pytest.fixture(scope="module")
+def multi_node(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return render_inventory(
+        tmp_path_factory.mktemp("multi-node"), "multi-node",
+        # Throwaways for the test; operators give theirs from Ansible Vault.
+        *[arg for role in VAULT_ROLES
+          for arg in ("-e", f"vault_singlewindow_db_{role}_password={PASSWORD}{role}")])
 
 
 @pytest.mark.parametrize("edge", list(EDGES))
@@ -95,8 +102,10 @@ def test_edges_postfix_check_and_proxy(multi_node: Path, edge: str) -> None:
     shown = subprocess.run(["doveconf", "-c", str(dovecot), "-n"], check=True,
                            capture_output=True, text=True).stdout
     # The proxy speaks TLS to the backend's POP3S port and verifies its certificate and
-    # name against the deployment's CA: USER/PASS never cross in clear.
-    assert f"ssl_client_ca_file = {multi_node}/cert.pem" in shown
+    # name against the deployment's CA (ssl_ca: Dovecot 2.3's login proxy ignores
+    # ssl_client_ca_file): USER/PASS never cross in clear.
+    assert f"\nssl_ca = <{multi_node}/cert.pem\n" in shown
+    assert "ssl_client_ca_file" not in shown
     strong = (multi_node / edge / "dovecot" / "sql-strong.conf.ext").read_text()
     assert "'Y' AS proxy, 'pop1.example.internal' AS host, \\\n  '10.0.3.10' AS hostip, " \
            "\\\n  '995' AS port, 'yes' AS ssl FROM account" in strong
@@ -108,10 +117,75 @@ def test_pop3_backend_trusts_edges_only(multi_node: Path) -> None:
                            capture_output=True, text=True).stdout
     # Exactly the edges' addresses, not their network.
     assert "login_trusted_networks = 10.0.2.11 10.0.2.12\n" in shown
+    # And a login counts only on a connection from one of them, whichever passdb.
+    for name in ("sql-strong.conf.ext", "sql-digest-md5.conf.ext"):
+        passdb = (dovecot.parent / name).read_text()
+        assert "'10.0.2.11,10.0.2.12' AS allow_real_nets FROM account" in passdb, name
     # Only POP3S: the plain listener the proxies used to reach in clear is off.
     pop3 = shown.split("inet_listener pop3 {", 1)[1].split("}", 1)[0]
     assert "port = 0" in pop3
     assert not (multi_node / "pop1.example.internal" / "postfix").exists()
+
+
+@pytest.fixture(scope="module")
+def single_node(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The single-node inventory (no database passwords: peer authentication)."""
+    return render_inventory(tmp_path_factory.mktemp("single-node"), "single-node")
+
+
+def test_edges_hand_maildrop_deliveries_to_the_backend(multi_node: Path) -> None:
+    """The maildrop hop as the config loader reads it: each edge names the backend by the
+    name in its certificate, port 24; the backend listens on its own address and serves
+    exactly the edges."""
+    for edge in EDGES:
+        config = load_config(multi_node / edge / "singlewindow.toml")
+        assert config.maildrop.backend == "pop1.example.internal:24"
+        assert config.maildrop.clients == ()
+        assert config.tls.ca_file == multi_node / "cert.pem"
+    backend = load_config(multi_node / "pop1.example.internal" / "singlewindow.toml")
+    assert backend.maildrop.backend == ""
+    assert backend.maildrop.listen == "10.0.3.10:24"
+    assert backend.maildrop.clients == tuple(EDGES.values())
+
+
+def test_single_node_delivers_locally(single_node: Path) -> None:
+    """No [maildrop] table on a single node: it delivers into its own maildrops with
+    dovecot-lda, as before; its Dovecot neither proxies nor restricts logins."""
+    node = single_node / "sw1.example.internal"
+    text = (node / "singlewindow.toml").read_text()
+    assert "maildrop" not in tomllib.loads(text)
+    assert load_config(node / "singlewindow.toml").maildrop == Maildrop()
+    for name in ("sql-strong.conf.ext", "sql-digest-md5.conf.ext"):
+        passdb = (node / "dovecot" / name).read_text()
+        assert "AS proxy" not in passdb and "allow_real_nets" not in passdb
+    assert "ssl_ca" not in (node / "dovecot" / "dovecot.conf").read_text()
+    # No DNS entries to write: /etc/hosts is left alone.
+    assert not (node / "hosts").exists()
+
+
+@pytest.mark.parametrize("node", HUB_NODES)
+def test_nodes_resolve_each_other_by_inventory_name(multi_node: Path, node: str) -> None:
+    """Without DNS the hub nodes find each other by the names their certificates carry
+    (db1 for verify-full, pop1 for the hop and the POP3 proxy): one managed block."""
+    lines = (multi_node / node / "hosts").read_text().splitlines()
+    assert lines == [
+        "# BEGIN Single Window nodes (role singlewindow_app)",
+        "10.0.4.10 db1.example.internal",
+        "10.0.2.11 edge1.example.internal",
+        "10.0.2.12 edge2.example.internal",
+        "10.0.3.10 pop1.example.internal",
+        "# END Single Window nodes (role singlewindow_app)"]
+
+
+@pytest.mark.parametrize("node", HUB_NODES)
+def test_only_the_backends_daemon_user_reads_its_tls_key(multi_node: Path, node: str) -> None:
+    """sw-maildrop serves STARTTLS with the node's key as the daemons' user: on the
+    backend the key is group singlewindow, 0640; elsewhere root's alone, 0600."""
+    st = (multi_node / node / "tls" / "key.pem").stat()
+    group = "singlewindow" if node == "pop1.example.internal" else "root"
+    mode = 0o640 if node == "pop1.example.internal" else 0o600
+    assert (grp.getgrgid(st.st_gid).gr_name, stat.S_IMODE(st.st_mode), st.st_uid) == \
+        (group, mode, 0)
 
 
 def _conninfos(multi_node: Path, node: str) -> dict[str, dict[str, str]]:

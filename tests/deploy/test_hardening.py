@@ -36,6 +36,8 @@ REPO = Path(__file__).resolve().parents[2]
 ANSIBLE = REPO / "ansible"
 BIN = Path(sys.executable).parent
 DAEMONS = ("sw-policyd", "sw-milter", "sw-transport", "sw-metrics")
+#: A POP3 backend that is not an edge runs the maildrop service alone.
+BACKEND_DAEMONS = ("sw-maildrop",)
 
 #: The highest exposure systemd-analyze may give a unit, on its 0-10 scale (its "OK"
 #: band ends at 2.0). What remains is justified in the unit: network access (PostgreSQL
@@ -61,6 +63,7 @@ EDGE_NET_OTHER = "10.0.2.99"  # in the edges' /24, but no node of the hub
 POP_NET_OTHER = "10.0.3.99"
 
 SSH, MTA, POP3, MSA, POP3S, PG = 22, 25, 110, 465, 995, 5432
+MAILDROP = 24  # the maildrop hop, edges to the POP3 backend (LMTP)
 METRICS = 9750  # the exporter (sw-metrics), on the edges
 #: Ports no rule opens anywhere: the re-injection listener, the stack's MTA port.
 REINJECT, OTHER = 10025, 2525
@@ -71,7 +74,7 @@ EDGE_OPEN = [(PARTY_A, MTA), (PARTY_B, MTA), (STRANGER, MSA), (STRANGER, POP3),
 EDGE_CLOSED = [(STRANGER, MTA), (NOT_PARTY, MTA), (STRANGER, SSH), (PARTY_A, REINJECT),
                (PARTY_A, PG), (PARTY_A, OTHER), (STRANGER, REINJECT), (PEER_V6, MTA),
                (OPERATOR, METRICS), (STRANGER, METRICS), (PARTY_A, METRICS),
-               (PEER_V6, METRICS)]
+               (PEER_V6, METRICS), (STRANGER, MAILDROP), (POP1, MAILDROP)]
 NODES = {
     ("single-node", "sw1.example.internal"): (EDGE_OPEN, EDGE_CLOSED),
     ("multi-node", "edge1.example.internal"): (EDGE_OPEN, EDGE_CLOSED),
@@ -80,13 +83,19 @@ NODES = {
         [(EDGE_NET_OTHER, PG), (STRANGER, PG), (PARTY_A, PG), (EDGE1, MTA), (EDGE1, SSH),
          (PEER_V6, PG), (PROMETHEUS, METRICS)]),
     ("multi-node", "pop1.example.internal"): (
-        [(EDGE1, POP3S), (EDGE2, POP3S), (OPERATOR, SSH)],
+        [(EDGE1, POP3S), (EDGE2, POP3S), (EDGE1, MAILDROP), (EDGE2, MAILDROP),
+         (OPERATOR, SSH)],
         [(EDGE1, POP3), (EDGE_NET_OTHER, POP3S), (POP_NET_OTHER, POP3S), (STRANGER, POP3),
-         (STRANGER, POP3S),
+         (STRANGER, POP3S), (EDGE_NET_OTHER, MAILDROP), (POP_NET_OTHER, MAILDROP),
+         (STRANGER, MAILDROP), (OPERATOR, MAILDROP), (PEER_V6, MAILDROP),
          (EDGE1, MTA), (EDGE1, MSA), (PARTY_A, POP3), (PROMETHEUS, METRICS)]),
 }
 HUB_NODES = [("single-node", "sw1.example.internal"), ("multi-node", "edge1.example.internal"),
              ("multi-node", "pop1.example.internal")]
+#: The units each hub node gets: the edge's set on an edge and on a single node (which
+#: delivers into its own maildrops), the maildrop service alone on the POP3 backend.
+NODE_DAEMONS = {"sw1.example.internal": DAEMONS, "edge1.example.internal": DAEMONS,
+                "pop1.example.internal": BACKEND_DAEMONS}
 
 
 def run(cmd: list[str], cwd: Path | None = None,
@@ -288,7 +297,7 @@ def unit_settings(path: Path) -> dict[str, list[str]]:
     return settings
 
 
-UNITS = [(inv, host, unit) for inv, host in HUB_NODES for unit in DAEMONS]
+UNITS = [(inv, host, unit) for inv, host in HUB_NODES for unit in NODE_DAEMONS[host]]
 
 
 @pytest.mark.parametrize(("inventory", "host", "unit"), UNITS,
@@ -313,18 +322,24 @@ def test_unit_exposure_is_low(rendered: dict[str, Path], inventory: str, host: s
 @pytest.mark.parametrize(("inventory", "host"), HUB_NODES, ids=[h for _, h in HUB_NODES])
 def test_units_sandbox_what_each_daemon_needs(rendered: dict[str, Path], inventory: str,
                                               host: str) -> None:
-    """The settings that matter, one by one: no privilege at all, a read-only system with
-    exactly the paths each daemon writes, only unix and IP sockets, the system-service
-    system calls, and no IP peer but loopback (and the database node, multi-node)."""
+    """The settings that matter, one by one: no privilege at all (the maildrop service:
+    the one capability to bind port 24), a read-only system with exactly the paths each
+    daemon writes, only unix and IP sockets, the system-service system calls, and no IP
+    peer but loopback and the database node (an edge's transport also the POP3 backend;
+    the maildrop service only the edges)."""
     state = "/var/lib/singlewindow"
     writes = {"sw-policyd": [f"{state}/run", f"{state}/maps"], "sw-milter": [f"{state}/run"],
               "sw-transport": [f"{state}/run", f"{state}/maildrops", f"{state}/log"],
-              "sw-metrics": [f"{state}/run"]}
-    for unit in DAEMONS:
-        s = unit_settings(rendered[inventory] / host / "systemd" / f"{unit}.service")
+              "sw-metrics": [f"{state}/run"],
+              "sw-maildrop": [f"{state}/maildrops", f"{state}/log"]}
+    units = rendered[inventory] / host / "systemd"
+    assert sorted(p.stem for p in units.iterdir()) == sorted(NODE_DAEMONS[host])
+    for unit in NODE_DAEMONS[host]:
+        s = unit_settings(units / f"{unit}.service")
         assert s["ProtectSystem"] == ["strict"]
         assert s["ReadWritePaths"] == [" ".join(writes[unit])]
-        assert s["CapabilityBoundingSet"] == [""] and s["AmbientCapabilities"] == [""]
+        caps = "CAP_NET_BIND_SERVICE" if unit == "sw-maildrop" else ""
+        assert s["CapabilityBoundingSet"] == [caps] and s["AmbientCapabilities"] == [caps]
         for yes in ("NoNewPrivileges", "PrivateTmp", "PrivateDevices", "ProtectHome",
                     "ProtectKernelTunables", "ProtectKernelModules", "ProtectKernelLogs",
                     "ProtectControlGroups", "ProtectClock", "ProtectHostname",
@@ -340,9 +355,21 @@ def test_units_sandbox_what_each_daemon_needs(rendered: dict[str, Path], invento
         allow = "localhost 10.0.4.10" if inventory == "multi-node" else "localhost"
         if unit == "sw-metrics":  # and Prometheus, to scrape it
             allow += f" {PROMETHEUS}/32"
+        if unit == "sw-transport" and inventory == "multi-node":  # the maildrop hop
+            allow += f" {POP1}"
+        if unit == "sw-maildrop":  # the edges' transports, nobody else
+            allow = f"{EDGE1} {EDGE2}"
         assert s["IPAddressAllow"] == [allow]
-        groups = "postfix postdrop" if unit in ("sw-transport", "sw-metrics") else "postfix"
+        groups = {"sw-transport": "postfix postdrop", "sw-metrics": "postfix postdrop",
+                  "sw-maildrop": ""}.get(unit, "postfix")
         assert s["SupplementaryGroups"] == [groups]
+        # The maildrop service neither needs the database nor serves Postfix.
+        if unit == "sw-maildrop":
+            assert s["After"] == ["network-online.target dovecot.service"]
+            assert "Before" not in s
+        else:
+            assert s["After"] == ["network-online.target postgresql.service"]
+            assert s["Before"] == ["postfix.service"]
 
 
 MDWE_PROBE = textwrap.dedent("""

@@ -62,14 +62,45 @@ def test_edge_proxies_pop3_backend_trusts_edges(tmp_path: Path) -> None:
     assert f"'{config.listeners.pop3s_port}' AS port, 'yes' AS ssl FROM account" in strong
     edge_conf, backend_conf = (edge / "dovecot.conf").read_text(), \
         (backend / "dovecot.conf").read_text()
-    assert "ssl_client_ca_file = /etc/singlewindow/tls/ca.pem" in edge_conf
-    assert "proxy" not in (backend / "sql-strong.conf.ext").read_text().split("driver")[1]
+    # Dovecot 2.3's login proxy verifies the backend against ssl_ca (it ignores
+    # ssl_client_ca_file), read as the file's content.
+    assert "\nssl_ca = </etc/singlewindow/tls/ca.pem\n" in edge_conf
+    assert "\nssl_client_ca_file" not in edge_conf
+    assert "AS proxy" not in (backend / "sql-strong.conf.ext").read_text()
     assert "login_trusted_networks = 10.0.2.11 10.0.2.12\n" in backend_conf
     # The backend serves the proxies on POP3S only: its plain POP3 listener is off.
     assert "inet_listener pop3 {\n    # The backend: only the edges' proxies connect, and " \
            "only to POP3S.\n    port = 0\n" in backend_conf
     assert "login_trusted_networks" not in (edge / "dovecot.conf").read_text()
     assert "base_dir" not in (edge / "dovecot.conf").read_text()
+
+
+def test_backend_takes_logins_only_on_the_edges_connections(tmp_path: Path) -> None:
+    """On the backend both passdbs answer allow_real_nets with the edges' addresses: the
+    address of the connection itself, which a trusted proxy cannot forward away (it
+    forwards its client's as rip, which allow_nets would check). Elsewhere, nothing."""
+    config = node_config(tmp_path)
+    edge, backend, single = tmp_path / "edge", tmp_path / "backend", tmp_path / "single"
+    deploy.render_target(config, "dovecot", edge,
+                         node=deploy.NodeRole(pop3_backend="pop1.sw.internal",
+                                              pop3_backend_address="10.0.3.10"))
+    deploy.render_target(config, "dovecot", backend,
+                         node=deploy.NodeRole(pop3_proxies=("10.0.2.11", "10.0.2.12")))
+    deploy.render_target(config, "dovecot", single)
+    for name, column in (("sql-strong.conf.ext", "password_hash"),
+                         ("sql-digest-md5.conf.ext", "digest_md5_hash")):
+        query = (backend / name).read_text().split("password_query = ", 1)[1]
+        assert query.startswith(
+            f"SELECT login AS user, {column} AS password, \\\n"
+            "  '10.0.2.11,10.0.2.12' AS allow_real_nets FROM account \\\n"
+            "  WHERE login = '%n'"), query
+        for other in (edge, single):
+            assert "allow_real_nets" not in (other / name).read_text(), (other, name)
+        assert "AS allow_nets" not in (backend / name).read_text()
+    # The edge takes DIGEST-MD5 for SMTP AUTH only: the proxy could not log in with it.
+    assert "WHERE '%s' = 'smtp' AND login = '%n'" in (edge / "sql-digest-md5.conf.ext").read_text()
+    for other in (backend, single):
+        assert "'%s'" not in (other / "sql-digest-md5.conf.ext").read_text()
 
 
 def test_backend_trusts_edges_one_by_one_never_a_network(tmp_path: Path) -> None:
