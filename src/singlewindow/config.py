@@ -357,27 +357,6 @@ class Tls:
 
 
 @dataclass(frozen=True, slots=True)
-class Maildrop:
-    """The maildrop hop of a multi-node hub (SPEC D9): an edge's transport hands each
-    maildrop delivery to the POP3 backend's maildrop service (``sw-maildrop``), which
-    delivers it with dovecot-lda under the POP3 session lock."""
-
-    #: On an edge: ``HOST:PORT`` of the backend's maildrop service; HOST is the name in
-    #: the backend's certificate, verified against ``[tls] ca_file``. Empty (a single
-    #: node): deliver into the local maildrops with dovecot-lda.
-    backend: str = ""
-    #: On the backend: ``HOST:PORT`` the maildrop service listens on (deployed: the
-    #: node's own address, port 24).
-    listen: str = "127.0.0.1:24"
-    #: On the backend: the edges' addresses (single IPs), the only clients served; any
-    #: other is answered 554 5.7.1 and closed. Loopback is not implied.
-    clients: tuple[str, ...] = ()
-    #: Seconds the backend holds a delivery while a POP3 session holds the maildrop,
-    #: before it answers 451 4.2.1 (the edge then defers).
-    lock_wait: float = 60.0
-
-
-@dataclass(frozen=True, slots=True)
 class Metrics:
     """The Prometheus exporter, ``python -m singlewindow.metrics`` (issue 14)."""
 
@@ -529,7 +508,6 @@ class Config:
     queue: Queue = field(default_factory=Queue)
     paths: Paths = field(default_factory=Paths)
     tls: Tls = field(default_factory=Tls)
-    maildrop: Maildrop = field(default_factory=Maildrop)
     metrics: Metrics = field(default_factory=Metrics)
     health: Health = field(default_factory=Health)
     log: Log = field(default_factory=Log)
