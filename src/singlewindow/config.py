@@ -13,7 +13,6 @@ File layout::
     [milter]     the message-time milter
     [paths]      where the stack keeps its state, sockets and logs
     [tls]        certificate and key of the MSA and POP3 listeners
-    [maildrop]   the hop from an edge to the POP3 backend holding the maildrops
     [metrics]    the Prometheus exporter (singlewindow.metrics)
     [health]     what ``swctl health`` and the health metrics call a problem; the watchdog
     [log]        the format of the daemons' log lines
