@@ -386,7 +386,7 @@ MDWE_PROBE = textwrap.dedent("""
         sys.exit("the rule is not in force")
     import milter, psycopg
     import singlewindow.milter.server, singlewindow.policy.server, singlewindow.transport.server
-    import singlewindow.metrics
+    import singlewindow.metrics, singlewindow.transport.backend
     from singlewindow.mig.edifact import _accel
     from singlewindow.mig.validate import convert_stream, validate
     from tests.unit.mig import factory
