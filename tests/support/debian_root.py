@@ -145,8 +145,8 @@ class Root:
 
     def start_notify_daemon(self, name: str) -> subprocess.Popen[bytes]:
         """Start a Type=notify unit's ExecStart as its User=/Group=/SupplementaryGroups=
-        with its Environment=, and wait for READY=1 on a NOTIFY_SOCKET, as systemd
-        would."""
+        with its Environment= and AmbientCapabilities=, and wait for READY=1 on a
+        NOTIFY_SOCKET, as systemd would."""
         unit = self.unit_fields(name)
         notify_path = self.path / f"run/swc-notify-{name}"
         notify_path.unlink(missing_ok=True)
@@ -160,9 +160,20 @@ class Root:
                 key, _, value = setting.partition("=")
                 env[key] = value
             groups = ",".join(unit.get("SupplementaryGroups", "").split()) or None
+            caps = [c.lower().removeprefix("cap_")
+                    for c in unit.get("AmbientCapabilities", "").split()]
+            if caps:
+                # AmbientCapabilities= (a port below 1024): setpriv in the root keeps
+                # them across the change of user, as systemd does.
+                wanted = ",".join(f"+{c}" for c in caps)
+                enter = [*self.prefix(), "setpriv", f"--reuid={unit['User']}",
+                         f"--regid={unit['Group']}",
+                         f"--groups={groups}" if groups else "--clear-groups",
+                         f"--inh-caps={wanted}", f"--ambient-caps={wanted}"]
+            else:
+                enter = self.prefix(unit["User"], unit["Group"], groups)
             proc = subprocess.Popen(
-                [*self.prefix(unit["User"], unit["Group"], groups),
-                 *shlex.split(unit["ExecStart"])],
+                [*enter, *shlex.split(unit["ExecStart"])],
                 env=env, start_new_session=True, stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL)
             try:
