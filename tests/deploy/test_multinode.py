@@ -39,6 +39,7 @@ import contextlib
 import hashlib
 import json
 import os
+import poplib
 import secrets
 import shutil
 import smtplib
@@ -300,12 +301,20 @@ class Hub:
 
     def start(self, name: str) -> None:
         root, procs = self.lab.roots[name], self.procs.setdefault(name, [])
-        for unit in self.units(name):
+        # In the units' order: Dovecot before a unit that is After=dovecot.service
+        # (dovecot-lda asks its auth service), the daemons Before=postfix.service.
+        units = self.units(name)
+        after = [u for u in units if "dovecot.service" in
+                 root.unit_fields(u).get("After", "").split()]
+        for unit in units:
+            if unit not in after:
+                procs.append(root.start_notify_daemon(unit))
+        procs.append(root.spawn("/usr/sbin/dovecot", "-F"))
+        wait_listening(root, 995)
+        for unit in after:
             procs.append(root.start_notify_daemon(unit))
         if name in EDGES:
             root.run("postfix", "start")
-        procs.append(root.spawn("/usr/sbin/dovecot", "-F"))
-        wait_listening(root, 995)
 
     def stop(self, name: str) -> None:
         if name in EDGES:
@@ -469,15 +478,24 @@ def pop3s_session(lab: Lab, parties: Parties) -> list[bytes]:
         session.quit()
 
 
+def dovecot_log(lab: Lab, name: str) -> str:
+    return (lab.roots[name].path / "var/lib/singlewindow/log/dovecot.log").read_text()
+
+
 def test_pop3s_login_at_edge1_is_proxied_to_the_backend_over_tls(
         lab: Lab, parties: Parties) -> None:
     """(b, the proxy) The mail client logs in by POP3S at edge 1; edge 1 proxies the login
     to the backend over TLS; the backend logs a login forwarded by a trusted edge."""
-    pop3s_session(lab, parties)
-    edge_log = (lab.roots[EDGE1].path / "var/lib/singlewindow/log/dovecot.log").read_text()
+    try:
+        pop3s_session(lab, parties)
+    except poplib.error_proto as error:
+        raise AssertionError(f"{error!r}; edge 1's Dovecot log:\n"
+                             f"{dovecot_log(lab, EDGE1)[-3000:]}\nthe backend's:\n"
+                             f"{dovecot_log(lab, POP1)[-3000:]}") from None
+    edge_log = dovecot_log(lab, EDGE1)
     assert f"proxy({parties.client})" in edge_log and "started proxying to " \
-        f"{BACKEND[POP1]}:995" in edge_log
-    backend_log = (lab.roots[POP1].path / "var/lib/singlewindow/log/dovecot.log").read_text()
+        f"{BACKEND[POP1]}:995" in edge_log, edge_log[-3000:]
+    backend_log = dovecot_log(lab, POP1)
     [login] = [line for line in backend_log.splitlines()
                if f"Login: user=<{parties.client}>" in line]
     # The client's own address, which only a trusted proxy may forward; over TLS.
@@ -497,7 +515,9 @@ def test_agency_response_at_edge2_reaches_the_maildrop_on_the_backend(
     assert edge == EDGE2
     deadline = time.monotonic() + 90
     while not any(f"Subject: {subject}".encode() in m for m in pop3s_session(lab, parties)):
-        assert time.monotonic() < deadline, "the response never reached the maildrop"
+        assert time.monotonic() < deadline, (
+            "the response never reached the maildrop; the backend's Dovecot log:\n"
+            f"{dovecot_log(lab, POP1)[-3000:]}")
         time.sleep(1)
     maildrop = lab.roots[POP1].path / "var/lib/singlewindow/maildrops" / parties.client
     assert maildrop.is_dir()
