@@ -68,7 +68,7 @@ from tests.support.debian_root import (
     recaps,
     require_tools,
 )
-from tests.support.lab import Network, chroot_wrapper, network
+from tests.support.lab import Network, Node, chroot_wrapper, network
 from tests.support.pki import issue, make_ca
 from tests.unit.mig import factory
 
@@ -239,6 +239,18 @@ def converged(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Converge:
         (logs / f"run{len(result.runs)}.log").write_text(result.runs[-1])
         lab.times[run] = time.monotonic() - started
     return result
+
+
+def test_the_chroot_wrapper_never_runs_outside_its_namespace(tmp_path: Path) -> None:
+    """Without its network namespace the wrapper runs nothing (never in the host's
+    network), nor for another node's address."""
+    witness = tmp_path / "ran"
+    gone = Node(EDGE1, EDGES[EDGE1], f"sw{os.getpid()}-gone")
+    wrapper = chroot_wrapper(tmp_path / "chroot", gone, Path("/"))
+    for address in (EDGES[EDGE1], EDGES[EDGE2]):
+        result = subprocess.run([str(wrapper), address, "/bin/touch", str(witness)],
+                                capture_output=True, text=True, check=False)
+        assert result.returncode != 0 and not witness.exists(), result
 
 
 def test_first_run_converges_every_node(converged: Converge, lab: Lab) -> None:
