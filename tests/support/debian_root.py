@@ -172,17 +172,20 @@ class Root:
                          f"--inh-caps={wanted}", f"--ambient-caps={wanted}"]
             else:
                 enter = self.prefix(unit["User"], unit["Group"], groups)
-            proc = subprocess.Popen(
-                [*enter, *shlex.split(unit["ExecStart"])],
-                env=env, start_new_session=True, stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL)
+            # What the journal would hold: the daemon's standard output and error.
+            journal = self.path / f"run/swc-{name}.log"
+            with journal.open("ab") as output:
+                proc = subprocess.Popen(
+                    [*enter, *shlex.split(unit["ExecStart"])],
+                    env=env, start_new_session=True, stdout=output, stderr=output)
             try:
                 while b"READY=1" not in notify.recv(4096):
                     pass
             except TimeoutError:
                 proc.kill()
                 raise AssertionError(
-                    f"{name} sent no READY=1 within 60 s in {self.path}") from None
+                    f"{name} sent no READY=1 within 60 s in {self.path}:\n"
+                    f"{journal.read_text(errors='replace')[-3000:]}") from None
         return proc
 
     def spawn(self, *argv: str) -> subprocess.Popen[bytes]:
