@@ -153,7 +153,7 @@ class Root:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
             notify.bind(str(notify_path))
             notify_path.chmod(0o777)
-            notify.settimeout(60)
+            notify.settimeout(1)
             env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8",
                    "NOTIFY_SOCKET": f"/run/swc-notify-{name}"}
             for setting in shlex.split(unit.get("Environment", "")):
@@ -178,14 +178,16 @@ class Root:
                 proc = subprocess.Popen(
                     [*enter, *shlex.split(unit["ExecStart"])],
                     env=env, start_new_session=True, stdout=output, stderr=output)
-            try:
-                while b"READY=1" not in notify.recv(4096):
-                    pass
-            except TimeoutError:
-                proc.kill()
-                raise AssertionError(
-                    f"{name} sent no READY=1 within 60 s in {self.path}:\n"
-                    f"{journal.read_text(errors='replace')[-3000:]}") from None
+            deadline = time.monotonic() + 60
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    if b"READY=1" in notify.recv(4096):
+                        break
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    proc.kill()
+                    raise AssertionError(
+                        f"{name} sent no READY=1 (exit status {proc.poll()}) in "
+                        f"{self.path}:\n{journal.read_text(errors='replace')[-3000:]}")
         return proc
 
     def spawn(self, *argv: str) -> subprocess.Popen[bytes]:
