@@ -181,6 +181,8 @@ def playbook(lab: Lab, extra_vars: Path) -> str:
            # Each module through the connection's stdin: no temporary files to put,
            # chmod and remove in the root, a third of the chroot calls.
            "ANSIBLE_PIPELINING": "1",
+           # A node's facts gathered once per run, not again in each of site.yml's plays.
+           "ANSIBLE_GATHERING": "smart",
            "http_proxy": f"http://{OPERATOR}:{lab.proxy.server_address[1]}"}
     result = subprocess.run(
         [str(BIN / "ansible-playbook"), "-i", str(ANSIBLE / "inventories/multi-node"),

@@ -70,6 +70,8 @@ def network(nodes: dict[str, str], host_addresses: tuple[str, ...]) -> Iterator[
     assert shutil.which("ip"), "ip is missing (iproute2)"
     tag = f"sw{os.getpid()}"
     net = Network(tag, f"{tag}br", host_addresses)
+    taken = ip("-o", "addr", "show", "to", f"{host_addresses[0]}/{PREFIX}").stdout
+    assert not taken, f"another lab (or a network) already has the range: {taken}"
     try:
         ip("link", "add", net.bridge, "type", "bridge")
         net.links.append(net.bridge)
