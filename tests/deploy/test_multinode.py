@@ -515,11 +515,13 @@ def test_pop3s_login_at_edge1_is_proxied_to_the_backend_over_tls(
                              f"{dovecot_log(lab, EDGE1)[-3000:]}\nthe backend's:\n"
                              f"{dovecot_log(lab, POP1)[-3000:]}") from None
     edge_log = dovecot_log(lab, EDGE1)
-    assert f"proxy({parties.client})" in edge_log and "started proxying to " \
-        f"{BACKEND[POP1]}:995" in edge_log, edge_log[-3000:]
+    assert (f"proxy({parties.client},{BACKEND[POP1]}:995): Started proxying to "
+            f"<{BACKEND[POP1]}> (<{POP1}>)") in edge_log, edge_log[-3000:]
     backend_log = dovecot_log(lab, POP1)
-    [login] = [line for line in backend_log.splitlines()
-               if f"Login: user=<{parties.client}>" in line]
+    logins = [line for line in backend_log.splitlines()
+              if f"Login: user=<{parties.client}>" in line]
+    assert len(logins) == 1, backend_log[-3000:]
+    [login] = logins
     # The client's own address, which only a trusted proxy may forward; over TLS.
     assert f"rip={COMPANY}" in login and "TLS" in login
 
