@@ -21,21 +21,15 @@ and every process left inside the root is stopped by its pid, in teardown.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import re
 import secrets
-import shlex
-import shutil
-import signal
 import smtplib
 import socket
 import ssl
 import stat
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -48,153 +42,25 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import free_port
 from tests.integration.sinks import Sink, delivery_status, dsn_about
 from tests.integration.test_pop3 import POP3From
+from tests.support.debian_root import Root, changed_tasks, debian_root, recaps
 from tests.support.prometheus import prometheus
 from tests.unit.mig import factory
 
 REPO = Path(__file__).resolve().parents[2]
 ANSIBLE = REPO / "ansible"
 BIN = Path(sys.executable).parent
-CACHE_DIR = Path(os.environ.get("SW_CONVERGE_CACHE", "/var/cache/singlewindow"))
-BASE_TAR = CACHE_DIR / "bookworm-base.tar"
-MIRROR = os.environ.get("SW_DEBIAN_MIRROR", "http://deb.debian.org/debian")
-#: What Ansible needs in the root: Python, python3-apt for the apt module, sudo for
-#: ``become_user: postgres``, CA certificates for pip's PyPI.
-INCLUDE = "python3,python3-apt,sudo,ca-certificates"
 #: Where the roles put the alert rules and the scrape target for Prometheus, in the root.
 PROMETHEUS_RULES = "/etc/prometheus/rules.d"
 PROMETHEUS_FILE_SD = "/etc/prometheus/file_sd"
-#: Mounts the converge needs, in mount order.
-MOUNTS = (("proc", "proc", "proc", "nosuid,nodev,noexec"),
-          ("devpts", "dev/pts", "devpts", "newinstance,ptmxmode=0666,mode=0620"),
-          ("tmpfs", "dev/shm", "tmpfs", "mode=1777"))
-
-
-def build_base() -> None:
-    """debootstrap once into the cache (a tarball, so each run starts pristine)."""
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(dir="/tmp", prefix="swc-base-"))
-    try:
-        # mkdtemp makes 0700; the tarball's "./" entry carries this mode to every root.
-        make_debian_root_dir(work)
-        subprocess.run(["debootstrap", "--variant=minbase", f"--include={INCLUDE}",
-                        "bookworm", str(work), MIRROR], check=True, capture_output=True,
-                       timeout=1800)
-        policy = work / "usr/sbin/policy-rc.d"
-        policy.write_text("#!/bin/sh\n# Single Window converge test: never start services.\n"
-                          "exit 101\n")
-        policy.chmod(0o755)
-        shutil.rmtree(work / "var/cache/apt/archives", ignore_errors=True)
-        (work / "var/cache/apt/archives/partial").mkdir(parents=True)
-        partial = BASE_TAR.with_suffix(".tar.partial")
-        subprocess.run(["tar", "--numeric-owner", "-C", str(work), "-cf", str(partial), "."],
-                       check=True)
-        partial.rename(BASE_TAR)
-    finally:
-        assert not mounts_under(work), f"debootstrap left mounts under {work}"
-        shutil.rmtree(work, ignore_errors=True)
-
-
-def make_debian_root_dir(path: Path) -> None:
-    """The root directory as debootstrap leaves ``/``: root's, mode 0755. Without it no
-    user but root can reach anything inside (``pg_createcluster`` as postgres fails)."""
-    os.chown(path, 0, 0)
-    path.chmod(0o755)
-
-
-def mounts_under(root: Path) -> list[str]:
-    shown = subprocess.run(["findmnt", "-rn", "-o", "TARGET"], check=True,
-                           capture_output=True, text=True).stdout.split()
-    return [m for m in shown if m == str(root) or m.startswith(f"{root}/")]
-
-
-def pids_in(root: Path) -> list[int]:
-    """Processes whose root directory is ``root``: the ones this test started in it."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if os.readlink(entry / "root") == str(root):
-                found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
-
-
-def stop_pids(root: Path) -> None:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in pids_in(root):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
-        deadline = time.monotonic() + 10
-        while pids_in(root) and time.monotonic() < deadline:
-            time.sleep(0.2)
-
-
-@dataclass
-class Root:
-    path: Path
-    mounted: list[Path] = field(default_factory=list)
-
-    def run(self, *argv: str, user: str | None = None, group: str | None = None,
-            input_: str | None = None,
-            check: bool = True) -> subprocess.CompletedProcess[str]:
-        """A command inside the root (as ``user`` and ``group``, by default the user's
-        name: the unit's User=/Group=)."""
-        prefix = ["chroot"]
-        if user:
-            prefix.append(f"--userspec={user}:{group or user}")
-        cmd = [*prefix, str(self.path), *argv]
-        result = subprocess.run(cmd, input=input_, capture_output=True, text=True,
-                                check=False, timeout=300,
-                                env={"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:"
-                                             "/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"})
-        if check:
-            assert result.returncode == 0, f"{argv} failed:\n{result.stdout}\n{result.stderr}"
-        return result
+#: The single-node inventory's one host.
+NODE = "sw1.example.internal"
 
 
 @pytest.fixture(scope="module")
 def root() -> Iterator[Root]:
     """A fresh Debian 12 root from the cached debootstrap, with /proc and /dev/pts."""
-    for tool in ("debootstrap", "chroot", "tar", "mount", "umount", "findmnt"):
-        assert shutil.which(tool), f"{tool} is missing (scripts/install)"
-    if not BASE_TAR.exists():
-        build_base()
-    path = Path(tempfile.mkdtemp(dir="/tmp", prefix="swc-"))
-    the_root = Root(path)
-    try:
-        subprocess.run(["tar", "--numeric-owner", "-C", str(path), "-xpf", str(BASE_TAR)],
-                       check=True)
-        # After tar -p, which restores the "./" entry's mode onto the root: a cache made
-        # before build_base set it (0700 from mkdtemp) still gives a usable root.
-        make_debian_root_dir(path)
-        shutil.copyfile("/etc/resolv.conf", path / "etc/resolv.conf")
-        # The site's own CAs (a TLS-inspecting egress proxy), as an operator adds them.
-        local_ca = Path("/usr/local/share/ca-certificates")
-        if any(local_ca.glob("*.crt")):
-            shutil.copytree(local_ca, path / "usr/local/share/ca-certificates",
-                            dirs_exist_ok=True)
-            the_root.run("update-ca-certificates")
-        for source, target, fstype, options in MOUNTS:
-            where = path / target
-            where.mkdir(parents=True, exist_ok=True)
-            subprocess.run(["mount", "-t", fstype, "-o", options, source, str(where)],
-                           check=True)
-            the_root.mounted.append(where)
+    with debian_root() as the_root:
         yield the_root
-    finally:
-        try:
-            if (path / "usr/bin/pg_ctlcluster").exists():
-                the_root.run("pg_ctlcluster", "15", "main", "stop", "-m", "fast", check=False)
-        finally:
-            stop_pids(path)
-            for where in reversed(the_root.mounted):
-                subprocess.run(["umount", str(where)], check=False)
-            left = mounts_under(path)
-            if not left:
-                shutil.rmtree(path, ignore_errors=True)
-        assert not left, f"mounts left under {path}: {left}"
 
 
 @dataclass(frozen=True)
@@ -213,23 +79,6 @@ class Converge:
     ports: Ports
     runs: list[str] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
-
-
-def recap(output: str) -> dict[str, int]:
-    match = re.search(r"PLAY RECAP \*+\n\S+\s*:\s*(.*)", output)
-    assert match, f"no PLAY RECAP in:\n{output[-4000:]}"
-    return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", match.group(1))}
-
-
-def changed_tasks(output: str) -> list[str]:
-    """The tasks (and handlers) that reported ``changed`` in a run."""
-    found, task = [], ""
-    for line in output.splitlines():
-        if line.startswith(("TASK [", "RUNNING HANDLER [")):
-            task = line.rstrip(" *")
-        elif line.startswith("changed:"):
-            found.append(f"{task}: {line}")
-    return found
 
 
 def playbook(root: Root, extra_vars: Path) -> str:
@@ -306,7 +155,7 @@ def test_fresh_root_is_usable_by_unprivileged_users(root: Root) -> None:
 
 
 def test_first_run_changes_the_fresh_root(converged: Converge) -> None:
-    first = recap(converged.runs[0])
+    first = recaps(converged.runs[0])[NODE]
     assert first["failed"] == 0 and first["unreachable"] == 0
     assert first["changed"] > 0
     root = converged.root
@@ -324,7 +173,7 @@ def test_first_run_changes_the_fresh_root(converged: Converge) -> None:
 
 
 def test_second_run_changes_nothing(converged: Converge) -> None:
-    second = recap(converged.runs[1])
+    second = recaps(converged.runs[1])[NODE]
     assert second["failed"] == 0 and second["unreachable"] == 0
     assert second["changed"] == 0, changed_tasks(converged.runs[1])
 
@@ -333,47 +182,7 @@ def test_second_run_changes_nothing(converged: Converge) -> None:
 
 DAEMONS = ("sw-policyd", "sw-milter", "sw-transport", "sw-metrics")
 CONFIG = "/etc/singlewindow/singlewindow.toml"
-CHROOT = shutil.which("chroot") or "/usr/sbin/chroot"
 DOMAIN = "sw.example.org"  # inventories/single-node/group_vars/all.yml
-
-
-def unit_fields(root: Root, name: str) -> dict[str, str]:
-    """The [Service] settings of an installed unit (the last one of each name wins)."""
-    fields: dict[str, str] = {}
-    for line in (root.path / f"etc/systemd/system/{name}.service").read_text().splitlines():
-        key, sep, value = line.partition("=")
-        if sep and not line.startswith("#"):
-            fields[key.strip()] = value.strip()
-    return fields
-
-
-def start_notify_daemon(root: Root, name: str) -> subprocess.Popen[bytes]:
-    """Start a Type=notify unit's ExecStart as its User=/Group=/SupplementaryGroups= with
-    its Environment=, and wait for READY=1 on a NOTIFY_SOCKET, as systemd would."""
-    unit = unit_fields(root, name)
-    notify_path = root.path / f"run/swc-notify-{name}"
-    notify_path.unlink(missing_ok=True)
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
-        notify.bind(str(notify_path))
-        notify_path.chmod(0o777)
-        notify.settimeout(60)
-        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8",
-               "NOTIFY_SOCKET": f"/run/swc-notify-{name}"}
-        key, _, value = unit["Environment"].partition("=")
-        env[key] = value
-        proc = subprocess.Popen(
-            [CHROOT, f"--userspec={unit['User']}:{unit['Group']}",
-             f"--groups={','.join(unit['SupplementaryGroups'].split())}", str(root.path),
-             *shlex.split(unit["ExecStart"])],
-            env=env, start_new_session=True, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL)
-        try:
-            while b"READY=1" not in notify.recv(4096):
-                pass
-        except TimeoutError:
-            proc.kill()
-            raise AssertionError(f"{name} sent no READY=1 within 60 s") from None
-    return proc
 
 
 @dataclass
@@ -397,11 +206,9 @@ def hub(converged: Converge) -> Iterator[Hub]:
     try:
         root.run("pg_ctlcluster", "15", "main", "status")
         for name in DAEMONS:
-            hub.procs.append(start_notify_daemon(root, name))
+            hub.procs.append(root.start_notify_daemon(name))
         root.run("postfix", "start")
-        hub.procs.append(subprocess.Popen(
-            [CHROOT, str(root.path), "/usr/sbin/dovecot", "-F"], start_new_session=True,
-            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}))
+        hub.procs.append(root.spawn("/usr/sbin/dovecot", "-F"))
         deadline = time.monotonic() + 30
         while True:
             try:

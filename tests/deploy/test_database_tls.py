@@ -11,7 +11,6 @@ does not ask for TLS at all.
 from __future__ import annotations
 
 import shutil
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,23 +21,10 @@ import pytest
 from singlewindow import render, stack
 from singlewindow.config import DAEMON_ROLE, POSTFIX_ROLE, Database
 from tests.conftest import free_port, short_state_dir
+from tests.support.pki import issue, make_ca
 
 NAME = "db.sw.test"  # the name the clients connect to; hostaddr says where it is
 PASSWORD = "tls-test-only"
-
-
-def openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
-def issue(pki: Path, ca: str, name: str, out: str) -> None:
-    """A server certificate for ``name`` signed by ``ca`` (ca.pem/ca.key in ``pki``)."""
-    (pki / f"{out}.ext").write_text(f"subjectAltName=DNS:{name}\n")
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}",
-            "-keyout", f"{out}.key", "-out", f"{out}.csr", cwd=pki)
-    openssl("x509", "-req", "-in", f"{out}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
-            "-CAcreateserial", "-days", "2", "-extfile", f"{out}.ext", "-out", f"{out}.crt",
-            cwd=pki)
 
 
 @dataclass
@@ -72,9 +58,7 @@ def server() -> Iterator[Server]:
     pki = root / "pki"
     pki.mkdir()
     for ca in ("ca", "rogue-ca"):
-        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                "-subj", f"/CN=Single Window test {ca}", "-keyout", f"{ca}.key",
-                "-out", f"{ca}.pem", cwd=pki)
+        make_ca(pki, ca)
     issue(pki, "ca", NAME, "good")
     issue(pki, "ca", "wrong.sw.test", "wrong-name")
     issue(pki, "rogue-ca", NAME, "rogue")

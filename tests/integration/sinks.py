@@ -31,13 +31,15 @@ class Received:
 
 @dataclass
 class Sink:
-    """An SMTP server on 127.0.0.1:port that stores every message (or refuses RCPT)."""
+    """An SMTP server on host:port (127.0.0.1 unless told) that stores every message (or
+    refuses RCPT)."""
 
     port: int
     received: list[Received] = field(default_factory=list)
     refuse_rcpt: str | None = None  # e.g. "550 5.1.1 no such user"
     lock: threading.Lock = field(default_factory=threading.Lock)
     controller: Controller | None = None
+    host: str = "127.0.0.1"
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, rcpt_options: list[str]) -> str:
@@ -56,7 +58,7 @@ class Sink:
         return "250 OK stored"
 
     def start(self) -> Sink:
-        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        self.controller = Controller(self, hostname=self.host, port=self.port)
         self.controller.start()
         return self
 
