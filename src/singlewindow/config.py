@@ -382,7 +382,9 @@ class Health:
     gauges, :mod:`singlewindow.health`) counts as a problem. A threshold of 0 is off."""
 
     #: The components this node runs and ``swctl health`` checks: a multi-node POP3
-    #: backend runs only ``["postgresql", "dovecot"]`` (or just ``dovecot``).
+    #: backend runs only ``["dovecot", "maildrop"]`` (its POP3S listener and its maildrop
+    #: service, ``sw-maildrop``; an edge's ``maildrop`` probe, of the backend it hands
+    #: maildrop deliveries to, runs whenever ``[maildrop] backend`` is set).
     components: tuple[str, ...] = ("postgresql", "postfix", "dovecot", "policy", "milter",
                                    "transport")
     #: Seconds each probe (a connection, a greeting, a query) may take before the

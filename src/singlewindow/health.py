@@ -6,13 +6,17 @@ clients do, and returns what is wrong (a list of :class:`Problem`, empty when it
 * PostgreSQL: a connection and ``SELECT 1``;
 * Postfix: the master process (its pid file in the queue directory), the MTA listener's
   ``220`` greeting, the MSA's after its TLS handshake (implicit TLS);
-* Dovecot: the POP3 listener's ``+OK`` greeting;
+* Dovecot: the POP3 listener's ``+OK`` greeting (on a POP3 backend, whose plain POP3
+  listener is off, the POP3S listener's after its TLS handshake);
 * the project's daemons (:data:`singlewindow.stack.DAEMONS`): the policy daemon's socket
   ready for Postfix (:func:`singlewindow.stack.serving`), the milter's answer to an option
   negotiation (:mod:`singlewindow.milter.probe`), the transport's LMTP ``220`` greeting;
 * the maildrop backend, on an edge whose ``[maildrop] backend`` is set (issue 15): an LMTP
   session with it as the transport opens one (greeting, LHLO, STARTTLS with the
   certificate verified against ``[tls] ca_file`` and the backend's name, LHLO);
+* on a POP3 backend (``maildrop`` in ``[health] components``), its own maildrop service
+  (``sw-maildrop``): a greeting on ``[maildrop] listen``, ``220``, or ``554 5.7.1`` for a
+  probe from an address that is not one of its edges (it answers, and refuses);
 * Postfix's queue: messages per queue (incoming, active, deferred, hold) and the oldest
   one's age, from ``postqueue -j``;
 * the certificates' expiry: the listeners', the transport's re-injection client
@@ -61,6 +65,8 @@ OK, WARNING, CRITICAL = 0, 1, 2
 STATE_NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL"}
 #: Every component a node may run (``[health] components`` picks this node's).
 COMPONENTS = ("postgresql", "postfix", "dovecot", "policy", "milter", "transport")
+#: What a POP3 backend adds: its maildrop service (issue 15).
+BACKEND_COMPONENTS = ("maildrop",)
 #: The component each of the stack's daemons is (stack.DAEMONS names the policy daemon
 #: after its program).
 DAEMON_COMPONENT = {"policyd": "policy", "milter": "milter", "transport": "transport"}
@@ -150,7 +156,7 @@ def _loopback(bind: str) -> str:
         bind, bind)
 
 
-def _greeting(sock: socket.socket, expected: bytes) -> str | None:
+def _greeting(sock: socket.socket, expected: bytes | tuple[bytes, ...]) -> str | None:
     first = sock.recv(512)
     if first.startswith(expected):
         return None
@@ -220,11 +226,16 @@ def postfix(config: Config) -> list[Problem]:
 
 
 def dovecot(config: Config) -> list[Problem]:
-    host, port = _loopback(config.listeners.bind), config.listeners.pop3_port
-    wrong = greets(host, port, b"+OK", config.health.timeout)
+    """The POP3 listener's greeting; a POP3 backend (its maildrop service serves edges:
+    ``[maildrop] clients``) has only POP3S, for the edges' proxies."""
+    backend = bool(config.maildrop.clients)
+    host = _loopback(config.listeners.bind)
+    port = config.listeners.pop3s_port if backend else config.listeners.pop3_port
+    wrong = greets(host, port, b"+OK", config.health.timeout, tls=backend)
     if wrong is None:
         return []
-    return [Problem(CRITICAL, "dovecot", f"the POP3 listener {host}:{port} {wrong}")]
+    name = "POP3S" if backend else "POP3"
+    return [Problem(CRITICAL, "dovecot", f"the {name} listener {host}:{port} {wrong}")]
 
 
 def _lmtp_greets(path: Path, timeout: float) -> str | None:
@@ -276,6 +287,20 @@ def maildrop(config: Config) -> list[Problem]:
     with contextlib.suppress(OSError, smtplib.SMTPException):
         client.quit()
     return []
+
+
+def maildrop_service(config: Config) -> list[Problem]:
+    """A POP3 backend's own maildrop service greets: ``220``, or ``554 5.7.1`` when this
+    probe's address is not one of the edges it serves (up, and refusing as it should)."""
+    host, port = config.maildrop.listen_address
+    try:
+        with socket.create_connection((host, port), timeout=config.health.timeout) as sock:
+            wrong = _greeting(sock, (b"220 ", b"554 5.7.1 "))
+    except OSError as exc:
+        wrong = _why(exc)
+    if wrong is None:
+        return []
+    return [Problem(CRITICAL, "maildrop", f"the maildrop service {host}:{port} {wrong}")]
 
 
 def queue_states(listing: str, now: float) -> dict[str, QueueState]:
@@ -330,8 +355,12 @@ def queue_problems(queues: dict[str, QueueState], health: configmod.Health) -> l
 
 
 def certificates(config: Config) -> dict[str, Path]:
-    """The certificates whose expiry matters, by the name the metric labels them."""
-    found = {"listeners": config.cert_file, "reinject": config.reinject_cert_file}
+    """The certificates whose expiry matters, by the name the metric labels them: the
+    transport's re-injection client certificate only where the transport runs (not on a
+    POP3 backend)."""
+    found = {"listeners": config.cert_file}
+    if "transport" in config.health.components:
+        found["reinject"] = config.reinject_cert_file
     if config.tls.ca_file is not None:
         found["ca"] = config.tls.ca_file
     return found
@@ -366,7 +395,7 @@ def check(config: Config, role: str = configmod.ADMIN_ROLE,
           now: float | None = None) -> Report:
     """Every probe of ``[health] components``, the queue and the certificates, at once."""
     now = time.time() if now is None else now
-    wanted = [c for c in config.health.components if c in COMPONENTS]
+    wanted = [c for c in config.health.components if c in (*COMPONENTS, *BACKEND_COMPONENTS)]
     probes: dict[str, Callable[[], list[Problem]]] = {}
     if "postgresql" in wanted:
         probes["postgresql"] = lambda: postgresql(config, role)
@@ -379,6 +408,8 @@ def check(config: Config, role: str = configmod.ADMIN_ROLE,
             probes[component] = lambda name=name: daemon(config, name)  # type: ignore[misc]
     if config.maildrop.backend:
         probes["maildrop"] = lambda: maildrop(config)
+    elif "maildrop" in wanted:
+        probes["maildrop"] = lambda: maildrop_service(config)
     report = Report()
     with ThreadPoolExecutor(max_workers=len(probes) + 2,
                             thread_name_prefix="health") as pool:

@@ -27,6 +27,7 @@ from singlewindow.config import (
     DOVECOT_ROLE,
     OWNER_ROLE,
     POSTFIX_ROLE,
+    Config,
     Database,
     Maildrop,
 )
@@ -146,6 +147,12 @@ def test_edges_hand_maildrop_deliveries_to_the_backend(multi_node: Path) -> None
     assert backend.maildrop.backend == ""
     assert backend.maildrop.listen == "10.0.3.10:24"
     assert backend.maildrop.clients == tuple(EDGES.values())
+    # What `swctl health` probes there: its POP3S and its maildrop service, nothing an
+    # edge runs; an edge keeps the full set (and probes the backend).
+    assert backend.health.components == ("dovecot", "maildrop")
+    for edge in EDGES:
+        assert load_config(multi_node / edge / "singlewindow.toml").health.components == \
+            Config().health.components
 
 
 def test_single_node_delivers_locally(single_node: Path) -> None:
@@ -155,6 +162,8 @@ def test_single_node_delivers_locally(single_node: Path) -> None:
     text = (node / "singlewindow.toml").read_text()
     assert "maildrop" not in tomllib.loads(text)
     assert load_config(node / "singlewindow.toml").maildrop == Maildrop()
+    assert load_config(node / "singlewindow.toml").health.components == \
+        Config().health.components
     for name in ("sql-strong.conf.ext", "sql-digest-md5.conf.ext"):
         passdb = (node / "dovecot" / name).read_text()
         assert "AS proxy" not in passdb and "allow_real_nets" not in passdb

@@ -550,6 +550,55 @@ def test_agency_response_at_edge2_reaches_the_maildrop_on_the_backend(
                 / parties.client).exists()
 
 
+
+def maildrop_holds(lab: Lab, login: str, subject: str) -> bool:
+    """Whether the maildrop on the backend holds a message with this subject (read from
+    the Maildir on pop1's disk, not through a POP3 session, which would take the lock)."""
+    maildir = lab.roots[POP1].path / "var/lib/singlewindow/maildrops" / login / "Maildir"
+    needle = f"Subject: {subject}".encode()
+    return any(needle in path.read_bytes()
+               for sub in ("new", "cur") if (maildir / sub).is_dir()
+               for path in (maildir / sub).iterdir())
+
+
+def test_a_delivery_waits_for_the_pop3_session_held_through_another_edge(
+        lab: Lab, hub: Hub, parties: Parties) -> None:
+    """(2, the lock across nodes) While the mail client's POP3S session at edge 1 (proxied
+    to the backend) holds its maildrop, a response entering at edge 2 is not delivered;
+    it lands soon after the session's QUIT, once."""
+    assert not hub.maildrop_failed, hub.maildrop_failed
+    subject = f"while locked {parties.tag}"
+    session = POP3SAt(EDGE1, EDGES[EDGE1], COMPANY, ca_context(lab))
+    try:
+        session.user(parties.client)
+        session.pass_(parties.password)
+        session.stat()
+        data = mail(f"edi@{parties.agency}.example", f"{parties.client}@{DOMAIN}", subject,
+                    factory.declaration_response())
+        submit([EDGE2], AGENCY, f"edi@{parties.agency}.example",
+               f"{parties.client}@{DOMAIN}", data)
+        # Edge 2's transport takes it within a second or two and hands it to the backend,
+        # which waits on the lock ([maildrop] lock_wait, 60 s): nothing may land meanwhile.
+        held_until = time.monotonic() + 8
+        while time.monotonic() < held_until:
+            assert not maildrop_holds(lab, parties.client, subject), \
+                "delivered while a POP3 session held the maildrop"
+            time.sleep(0.5)
+    finally:
+        session.quit()
+    quit_at = time.monotonic()
+    while not maildrop_holds(lab, parties.client, subject):
+        assert time.monotonic() < quit_at + 30, (
+            "not delivered within 30 s of QUIT; the backend's Dovecot log:\n"
+            f"{dovecot_log(lab, POP1)[-3000:]}")
+        time.sleep(0.2)
+    landed = time.monotonic() - quit_at
+    print(f"test_multinode: delivered {landed:.1f} s after QUIT")
+    assert landed < 10, landed
+    fetched = pop3s_session(lab, parties)
+    assert sum(f"Subject: {subject}".encode() in m for m in fetched) == 1
+
+
 # The login attempt from a namespace: connect, then TLS and USER/PASS if anything answers.
 PROBE = """
 import socket, ssl, sys
@@ -603,6 +652,17 @@ def test_database_serves_every_client_over_verified_tls(lab: Lab, parties: Parti
             [connect] = [line for line in ext.read_text().splitlines()
                          if line.startswith("connect = ")]
             assert "sslmode=verify-full" in connect, (name, ext.name)
+
+
+def test_swctl_health_on_every_hub_node(lab: Lab, hub: Hub) -> None:
+    """``swctl health`` with each node's own configuration, as a monitoring system's check
+    runs it: an edge's six components and its maildrop backend answer; the backend's
+    POP3S and maildrop service answer, and nothing an edge runs is asked for there."""
+    for edge in EDGES:
+        out = lab.swctl("health", node=edge)
+        assert out.startswith("SINGLEWINDOW OK - 7 of 7 components answer; "), (edge, out)
+    out = lab.swctl("health", node=POP1)
+    assert out.startswith("SINGLEWINDOW OK - 2 of 2 components answer"), out
 
 
 def test_edge1_down_edge2_carries_and_edge1_loses_nothing(

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -150,3 +152,61 @@ def test_an_edge_probes_its_maildrop_backend() -> None:
     assert any(line.startswith(f"CRITICAL maildrop: the maildrop backend localhost:{port}: ")
                for line in report.lines())
     assert "maildrop" not in single.up
+
+
+def _greeter(line: bytes) -> tuple[socket.socket, threading.Thread]:
+    """A listener on 127.0.0.1 that greets each connection with ``line`` and closes."""
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.sendall(line)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return server, thread
+
+
+@pytest.mark.parametrize(("greeting", "up"), [
+    (b"220 pop1 LMTP sw-maildrop\r\n", True),
+    # The probe's address is not one of the edges: refused, but the service answers.
+    (b"554 5.7.1 This maildrop service serves the hub's edges only\r\n", True),
+    (b"421 4.3.2 Service shutting down\r\n", False),
+    (None, False)])
+def test_a_pop3_backend_probes_its_maildrop_service_and_pop3s(greeting: bytes | None,
+                                                              up: bool) -> None:
+    """Issue 15: a POP3 backend runs ``dovecot`` and ``maildrop`` only; its maildrop
+    service counts as up when it greets (220, or 554 5.7.1 to a non-edge), and Dovecot is
+    probed on POP3S, the only listener a backend has."""
+    state = short_state_dir()
+    server = None
+    try:
+        if greeting is None:
+            port = free_port()
+        else:
+            server, _ = _greeter(greeting)
+            port = server.getsockname()[1]
+        node = _nothing_runs(state)
+        pop3s = free_port()
+        config = replace(node, listeners=replace(node.listeners, pop3s_port=pop3s),
+                         health=replace(node.health, components=("dovecot", "maildrop")),
+                         maildrop=Maildrop(listen=f"127.0.0.1:{port}",
+                                           clients=("10.0.2.11",)))
+        report = health.check(config)
+    finally:
+        if server is not None:
+            server.close()
+        shutil.rmtree(state)
+    assert report.up == {"dovecot": False, "maildrop": up}
+    lines = report.lines()
+    assert any(line.startswith(f"CRITICAL dovecot: the POP3S listener 127.0.0.1:{pop3s} ")
+               for line in lines), lines
+    assert any(line.startswith("CRITICAL maildrop: the maildrop service ")
+               for line in lines) is not up, lines
+    assert not any(line.startswith(("CRITICAL queue", "CRITICAL postgresql"))
+                   or "reinject" in line for line in lines), lines
