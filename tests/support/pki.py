@@ -12,7 +12,7 @@ def openssl(*args: str, cwd: Path) -> None:
 
 def make_ca(pki: Path, ca: str) -> None:
     """A self-signed CA: ``ca``.pem and ``ca``.key in ``pki``."""
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
             "-subj", f"/CN=Single Window test {ca}", "-keyout", f"{ca}.key",
             "-out", f"{ca}.pem", cwd=pki)
 
@@ -24,5 +24,5 @@ def issue(pki: Path, ca: str, name: str, out: str) -> None:
     openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}",
             "-keyout", f"{out}.key", "-out", f"{out}.csr", cwd=pki)
     openssl("x509", "-req", "-in", f"{out}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
-            "-CAcreateserial", "-days", "2", "-extfile", f"{out}.ext", "-out", f"{out}.crt",
+            "-CAcreateserial", "-days", "30", "-extfile", f"{out}.ext", "-out", f"{out}.crt",
             cwd=pki)
