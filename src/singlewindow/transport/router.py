@@ -714,12 +714,8 @@ class Router:
         if claim.outcome == "retry":
             found = self.sent_before(maildrop_login, claim)
             if found is not None:
-                messages.mark_injected(conn, claim, found,
-                                       on_sent(found, True) if on_sent else None, outcome)
-                log.warning("copy %s was committed by an interrupted attempt (%s); "
-                            "not sent again", claim.copy_message_id, found)
-                return Sent(found, None, fresh=True, recovered=True,
-                            outcome_recorded=outcome is not None)
+                return _recovered(conn, claim, found, on_sent, outcome,
+                                  "the receiver's log")
         data = build()
         # Building a copy (or, for a streamed one, encoding it while it is sent) takes a
         # while: the lease counts from here, and the end of DATA is not sent after half of
@@ -754,13 +750,8 @@ class Router:
                     if locked and self.hop is None else None
                 raise Deferred(reply, lock, remote=locked and self.hop is not None)
             if reply == replies.MAILDROP_SAVED_BEFORE:
-                messages.mark_injected(conn, claim, "maildrop",
-                                       on_sent("maildrop", True) if on_sent else None,
-                                       outcome)
-                log.warning("copy %s was saved by an interrupted attempt (the maildrop "
-                            "backend's log); not saved again", claim.copy_message_id)
-                return Sent("maildrop", None, fresh=True, recovered=True,
-                            outcome_recorded=outcome is not None)
+                return _recovered(conn, claim, "maildrop", on_sent, outcome,
+                                  "the maildrop backend's log")
             queue_id = "maildrop"
         else:
             try:
@@ -1028,6 +1019,19 @@ class Sent:
     recovered: bool = False
     outcome_recorded: bool = False
     """The recipient's outcome went with the mark."""
+
+
+def _recovered(conn: Conn, claim: messages.Claim, queue_id: str,
+               on_sent: Callable[[str, bool], Event] | None,
+               outcome: tuple[str, str, str, str] | None, proof: str) -> Sent:
+    """A copy an interrupted attempt already committed (``proof`` says how we know):
+    recorded as sent, not sent again."""
+    messages.mark_injected(conn, claim, queue_id,
+                           on_sent(queue_id, True) if on_sent else None, outcome)
+    log.warning("copy %s was committed by an interrupted attempt (%s, %s); not sent again",
+                claim.copy_message_id, queue_id, proof)
+    return Sent(queue_id, None, fresh=True, recovered=True,
+                outcome_recorded=outcome is not None)
 
 
 #: The notice header's first word (:data:`automatic.NOTICE_HEADER`) → the kind recorded.
