@@ -91,7 +91,7 @@ async def serve_until_stopped(ready: asyncio.Event | None = None) -> None:
         await stop.wait()
     finally:
         pinging.cancel()
-    notify("STOPPING=1")
+        notify("STOPPING=1")
 
 
 def prepare_socket_path(path: Path) -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -167,21 +166,11 @@ async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
                                              path=str(config.paths.table_socket))
     daemon.restrict_socket(config.paths.table_socket)
     daemon.restrict_socket(path)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     log.info("listening on %s", path)
-    daemon.notify("READY=1")
-    if ready is not None:
-        ready.set()
-    watchdog = asyncio.create_task(daemon.watchdog())
     try:
         async with server, tables:
-            await stop.wait()
+            await daemon.serve_until_stopped(ready)
     finally:
-        watchdog.cancel()
-        daemon.notify("STOPPING=1")
         service.close()
 
 
