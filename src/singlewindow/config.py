@@ -517,13 +517,16 @@ class Ipsec:
     the firewall chain that takes the MTA port only through it. The local stack leaves
     this off: it runs on loopback, without IPsec.
 
-    The cryptographic defaults are IKEv2 only with AES-256-GCM, PRF HMAC-SHA-384 and
-    ECDH over NIST P-384 or Curve25519, and a fresh key exchange for every CHILD_SA
-    (PFS): strongSwan's keywords for the suites that BSI TR-02102-3 ("Use of IPsec and
-    IKEv2") and the NCSC-NL IPsec guidelines count as good. Lifetimes are kept inside
-    the limits those guidelines set (IKE SA at most 24 h, IPsec SA at most 4 h, as far
-    as could be checked here: check them against the version your network team signs).
-    Both sides must offer a common proposal; the party's gateway is configured to match.
+    The cryptographic defaults are IKEv2 only, AES-256-GCM (AEAD, 16-byte ICV), PRF
+    HMAC-SHA-384, ECDH over NIST P-384 or Curve25519, and a fresh key exchange for every
+    CHILD_SA (PFS), in strongSwan 5.9's keywords (docs.strongswan.org, "Algorithm
+    Proposals"). They follow the direction of BSI TR-02102-3 ("Use of IPsec and IKEv2",
+    which asks for a 120-bit security level from 2023) and the NCSC-NL IPsec guidelines:
+    IKEv2, AEAD, elliptic-curve groups of at least that strength, PFS. The lifetimes (IKE
+    SA rekeyed every 4 h and reauthenticated daily, ESP keys every hour) stay well inside
+    the limits such guidelines set for IKE and IPsec SAs. Neither text could be read word
+    for word where these defaults were chosen: a network team checks them against the
+    version it signs. Both sides must share a proposal; the party's gateway is set to match.
     """
 
     #: Render the tunnels and require one for every MTA party (``swctl party add`` with

@@ -32,12 +32,12 @@ def test_a_tunnel_is_added_changed_and_removed_with_one_reqid(
         admin: psycopg.Connection[Any]) -> None:
     mta(admin, "acme", "10.1.0.0/24", "2001:db8:a::/48")
     assert tunnels.get_tunnel(admin, "acme") is None
-    assert tunnels.set_tunnel(admin, "acme", "192.0.2.1", "gw.acme.example", "psk") == "added"
+    assert tunnels.set_tunnel(admin, "acme", "203.0.113.1", "gw.acme.example", "psk") == "added"
     first = tunnels.get_tunnel(admin, "acme")
-    assert first == Tunnel("acme", 1000, "192.0.2.1", "gw.acme.example", "psk",
+    assert first == Tunnel("acme", 1000, "203.0.113.1", "gw.acme.example", "psk",
                            ("10.1.0.0/24", "2001:db8:a::/48"))
     # The same values again are no change; new values are, and keep the reqid.
-    assert tunnels.set_tunnel(admin, "acme", "192.0.2.1", "gw.acme.example", "psk") is None
+    assert tunnels.set_tunnel(admin, "acme", "203.0.113.1", "gw.acme.example", "psk") is None
     assert tunnels.set_tunnel(admin, "acme", "2001:DB8::0:1", DN, "cert") == "changed"
     changed = tunnels.get_tunnel(admin, "acme")
     assert changed is not None and changed.reqid == 1000
@@ -52,23 +52,23 @@ def test_reqids_count_up_from_1000_and_are_never_handed_out_again(
         admin: psycopg.Connection[Any]) -> None:
     mta(admin, "acme", "10.1.0.0/24")
     mta(admin, "beta", "10.2.0.0/24")
-    tunnels.set_tunnel(admin, "acme", "192.0.2.1", "gw.acme.example", "psk")
-    tunnels.set_tunnel(admin, "beta", "192.0.2.2", "gw.beta.example", "psk")
+    tunnels.set_tunnel(admin, "acme", "203.0.113.1", "gw.acme.example", "psk")
+    tunnels.set_tunnel(admin, "beta", "203.0.113.2", "gw.beta.example", "psk")
     tunnels.remove_tunnel(admin, "acme")
-    tunnels.set_tunnel(admin, "acme", "192.0.2.1", "gw.acme.example", "psk")
+    tunnels.set_tunnel(admin, "acme", "203.0.113.1", "gw.acme.example", "psk")
     directory.remove_party(admin, "beta")
     mta(admin, "gamma", "10.3.0.0/24")
-    tunnels.set_tunnel(admin, "gamma", "192.0.2.3", "gw.gamma.example", "cert")
+    tunnels.set_tunnel(admin, "gamma", "203.0.113.3", "gw.gamma.example", "cert")
     assert [(t.party, t.reqid) for t in tunnels.list_tunnels(admin)] == \
         [("acme", 1002), ("gamma", 1003)]
 
 
 def test_swctl_can_neither_choose_nor_move_a_reqid(admin: psycopg.Connection[Any]) -> None:
     mta(admin, "acme", "10.1.0.0/24")
-    tunnels.set_tunnel(admin, "acme", "192.0.2.1", "gw.acme.example", "psk")
+    tunnels.set_tunnel(admin, "acme", "203.0.113.1", "gw.acme.example", "psk")
     for sql in ("UPDATE ipsec_tunnel SET reqid = 1001",
                 "INSERT INTO ipsec_tunnel (party_id, reqid, gateway, remote_id, auth)"
-                " SELECT id, 1000, '192.0.2.9', 'x', 'psk' FROM party",
+                " SELECT id, 1000, '203.0.113.9', 'x', 'psk' FROM party",
                 "SELECT setval('ipsec_tunnel_reqid', 1000)"):
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             admin.execute(sql)  # type: ignore[arg-type]
@@ -77,10 +77,10 @@ def test_swctl_can_neither_choose_nor_move_a_reqid(admin: psycopg.Connection[Any
 def test_the_daemons_read_tunnels_and_write_none(database_config: Config,
                                                  admin: psycopg.Connection[Any]) -> None:
     mta(admin, "acme", "10.1.0.0/24")
-    tunnels.set_tunnel(admin, "acme", "192.0.2.1", "gw.acme.example", "psk")
+    tunnels.set_tunnel(admin, "acme", "203.0.113.1", "gw.acme.example", "psk")
     with connect(database_config.database, autocommit=True) as daemon:
         assert daemon.execute("SELECT reqid FROM ipsec_tunnel").fetchone() == {"reqid": 1000}
-        for sql in ("UPDATE ipsec_tunnel SET gateway = '192.0.2.66'",
+        for sql in ("UPDATE ipsec_tunnel SET gateway = '203.0.113.66'",
                     "DELETE FROM ipsec_tunnel",
                     "SELECT nextval('ipsec_tunnel_reqid')"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
@@ -92,9 +92,9 @@ def test_the_daemons_read_tunnels_and_write_none(database_config: Config,
     ("gw.acme.example", "gw", "psk", "is not one IP address"),
     ("127.0.0.1", "gw", "psk", "not a unicast address of another host"),
     ("198.51.100.10", "gw", "psk", "gateway 198.51.100.10 is the hub's own address"),
-    ("192.0.2.1", "", "psk", "invalid IKE identity '': it is empty"),
-    ("192.0.2.1", 'gw" }', "psk", "which a swanctl.conf value cannot hold"),
-    ("192.0.2.1", "gw", "rsa", "invalid authentication 'rsa': expected psk or cert"),
+    ("203.0.113.1", "", "psk", "invalid IKE identity '': it is empty"),
+    ("203.0.113.1", 'gw" }', "psk", "which a swanctl.conf value cannot hold"),
+    ("203.0.113.1", "gw", "rsa", "invalid authentication 'rsa': expected psk or cert"),
 ])
 def test_a_tunnel_that_cannot_work_is_refused(admin: psycopg.Connection[Any], gateway: str,
                                               remote_id: str, auth: str, message: str) -> None:
@@ -107,23 +107,23 @@ def test_a_tunnel_that_cannot_work_is_refused(admin: psycopg.Connection[Any], ga
 def test_who_cannot_have_a_tunnel(admin: psycopg.Connection[Any]) -> None:
     directory.add_party(admin, "brightline", "company", [], None)
     with pytest.raises(StoreError, match="has no peer networks"):
-        tunnels.set_tunnel(admin, "brightline", "192.0.2.1", "gw", "psk")
+        tunnels.set_tunnel(admin, "brightline", "203.0.113.1", "gw", "psk")
     mta(admin, "acme.nl", "10.1.0.0/24")
     with pytest.raises(StoreError, match="a swanctl connection name cannot hold"):
-        tunnels.set_tunnel(admin, "acme.nl", "192.0.2.1", "gw", "psk")
+        tunnels.set_tunnel(admin, "acme.nl", "203.0.113.1", "gw", "psk")
     with pytest.raises(StoreError, match="unknown party 'ghost'"):
-        tunnels.set_tunnel(admin, "ghost", "192.0.2.1", "gw", "psk")
+        tunnels.set_tunnel(admin, "ghost", "203.0.113.1", "gw", "psk")
     assert tunnels.list_tunnels(admin) == []
 
 
 def test_one_identity_per_party(admin: psycopg.Connection[Any]) -> None:
     mta(admin, "acme", "10.1.0.0/24")
     mta(admin, "beta", "10.2.0.0/24")
-    tunnels.set_tunnel(admin, "acme", "192.0.2.1", DN, "cert")
+    tunnels.set_tunnel(admin, "acme", "203.0.113.1", DN, "cert")
     with pytest.raises(StoreError, match="another party already authenticates with this"):
-        tunnels.set_tunnel(admin, "beta", "192.0.2.1", DN, "cert")
+        tunnels.set_tunnel(admin, "beta", "203.0.113.1", DN, "cert")
     # One gateway may serve two parties (with two identities).
-    assert tunnels.set_tunnel(admin, "beta", "192.0.2.1", "gw.beta.example", "cert") == "added"
+    assert tunnels.set_tunnel(admin, "beta", "203.0.113.1", "gw.beta.example", "cert") == "added"
 
 
 @pytest.mark.parametrize("column,value", [
@@ -133,18 +133,18 @@ def test_the_database_refuses_what_the_checks_refuse(conn: psycopg.Connection[An
                                                      column: str, value: str) -> None:
     """Any writer, not only swctl, meets the same rules (the owner here, who may do all)."""
     mta(conn, "acme", "10.1.0.0/24")
-    row = {"gateway": "192.0.2.1", "remote_id": "gw", "auth": "psk", column: value}
+    row = {"gateway": "203.0.113.1", "remote_id": "gw", "auth": "psk", column: value}
     with pytest.raises(psycopg.errors.CheckViolation):
         conn.execute("INSERT INTO ipsec_tunnel (party_id, gateway, remote_id, auth)"
                      " SELECT id, %(gateway)s, %(remote_id)s, %(auth)s FROM party", row)
     conn.execute("INSERT INTO ipsec_tunnel (party_id, gateway, remote_id, auth)"
-                 " SELECT id, '192.0.2.1', %s, 'psk' FROM party", (DN,))
+                 " SELECT id, '203.0.113.1', %s, 'psk' FROM party", (DN,))
 
 
 def test_a_party_goes_with_its_tunnel_but_not_while_it_has_addresses(
         admin: psycopg.Connection[Any]) -> None:
     mta(admin, "acme", "10.1.0.0/24")
-    tunnels.set_tunnel(admin, "acme", "192.0.2.1", "gw.acme.example", "psk")
+    tunnels.set_tunnel(admin, "acme", "203.0.113.1", "gw.acme.example", "psk")
     for n in range(4):
         directory.add_address(admin, f"acme{n}@sw.test", "acme", f"edi{n}@acme.example",
                               None, "sw.test")
