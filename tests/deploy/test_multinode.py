@@ -36,7 +36,6 @@ removes the namespaces, veths and bridge, even after a failure.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import poplib
@@ -60,6 +59,8 @@ from tests.conftest import free_port
 from tests.integration.sinks import Sink, delivery_status, dsn_about
 from tests.integration.test_pop3 import POP3From
 from tests.support.apt_proxy import ProxyServer, apt_proxy
+from tests.support.converge import ANSIBLE, WHEELHOUSE, own_wheel, wheelhouse
+from tests.support.converge import playbook as run_playbook
 from tests.support.debian_root import (
     CACHE_DIR,
     Root,
@@ -72,9 +73,6 @@ from tests.support.lab import Network, Node, chroot_wrapper, network
 from tests.support.pki import issue, make_ca
 from tests.unit.mig import factory
 
-REPO = Path(__file__).resolve().parents[2]
-ANSIBLE = REPO / "ansible"
-BIN = Path(sys.executable).parent
 #: inventories/multi-node/hosts.yml, by group.
 EDGES = {"edge1.example.internal": "10.0.2.11", "edge2.example.internal": "10.0.2.12"}
 BACKEND = {"pop1.example.internal": "10.0.3.10"}
@@ -88,7 +86,6 @@ EDGE1, EDGE2 = EDGES
 OPERATOR, COMPANY, AGENCY = "10.0.0.1", "10.1.0.10", "10.9.0.10"
 DOMAIN = "sw.example.org"  # inventories/multi-node/group_vars/all.yml
 CONFIG = "/etc/singlewindow/singlewindow.toml"
-WHEELHOUSE = "/opt/singlewindow/wheelhouse"  # in each root
 VAULT_ROLES = ("owner", "admin", "daemon", "postfix", "dovecot")
 #: The contract's maildrop service on the POP3 backend (helper-common.md).
 MAILDROP_UNIT = "sw-maildrop"
@@ -112,22 +109,6 @@ class Lab:
     def swctl(self, *args: str, input_: str | None = None, node: str = EDGE1) -> str:
         return self.roots[node].run("env", f"SW_CONFIG={CONFIG}", "/usr/local/bin/swctl",
                                     *args, input_=input_).stdout
-
-
-def wheelhouse() -> Path:
-    """The package's dependencies as wheels, built once per dependency set on the host
-    (host and roots are both Debian 12 with CPython 3.11)."""
-    key = hashlib.sha256(b"".join((REPO / f).read_bytes()
-                                  for f in ("pyproject.toml", "setup.py"))).hexdigest()[:12]
-    house = CACHE_DIR / f"wheelhouse-{key}"
-    if not house.is_dir():
-        partial = Path(tempfile.mkdtemp(dir=CACHE_DIR, prefix="wheelhouse-partial-"))
-        subprocess.run([str(BIN / "pip"), "wheel", "-q", "-w", str(partial), str(REPO)],
-                       check=True, capture_output=True, timeout=1200)
-        for own in partial.glob("singlewindow-*.whl"):
-            own.unlink()  # built fresh on every run
-        partial.rename(house)
-    return house
 
 
 @pytest.fixture(scope="module")
@@ -172,26 +153,9 @@ class Converge:
 
 
 def playbook(lab: Lab, extra_vars: Path) -> str:
-    # The chroot connection passes this environment into the roots: apt's proxy, and no
-    # host paths for pip.
-    env = {k: v for k, v in os.environ.items() if k != "PIP_FIND_LINKS"}
-    env = {**env, "ANSIBLE_CONFIG": str(ANSIBLE / "ansible.cfg"),
-           "ANSIBLE_ROLES_PATH": str(ANSIBLE / "roles"), "ANSIBLE_NOCOLOR": "1",
-           "ANSIBLE_FORCE_COLOR": "0", "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
-           # Each module through the connection's stdin: no temporary files to put,
-           # chmod and remove in the root, a third of the chroot calls.
-           "ANSIBLE_PIPELINING": "1",
-           # A node's facts gathered once per run, not again in each of site.yml's plays.
-           "ANSIBLE_GATHERING": "smart",
-           "http_proxy": f"http://{OPERATOR}:{lab.proxy.server_address[1]}"}
-    result = subprocess.run(
-        [str(BIN / "ansible-playbook"), "-i", str(ANSIBLE / "inventories/multi-node"),
-         str(ANSIBLE / "site.yml"), "-e", f"@{extra_vars}"],
-        cwd=lab.work / "controller", env=env, capture_output=True, text=True, check=False,
-        timeout=2400)
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, f"ansible-playbook failed:\n{output[-8000:]}"
-    return output
+    return run_playbook("multi-node", lab.work / "controller",
+                        f"http://{OPERATOR}:{lab.proxy.server_address[1]}",
+                        "-e", f"@{extra_vars}")
 
 
 @pytest.fixture(scope="module")
@@ -208,9 +172,7 @@ def converged(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Converge:
     make_ca(pki, "ca")
     for name in NODES:
         issue(pki, "ca", name, name)
-    subprocess.run([str(BIN / "pip"), "wheel", "--no-deps", "-q", "-w", str(work / "dist"),
-                    str(REPO)], check=True, capture_output=True)
-    [wheel] = (work / "dist").glob("singlewindow-*.whl")
+    wheel = own_wheel(work / "dist")
     result = Converge(passwords={role: secrets.token_urlsafe(18) for role in VAULT_ROLES})
     extra = {
         "ansible_connection": "community.general.chroot",

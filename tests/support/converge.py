@@ -1,0 +1,71 @@
+"""What the converge tests in network namespaces share (tests/deploy/test_multinode.py,
+test_ipsec.py): the package's dependencies as a wheelhouse (the roots have no route
+out), the package's own wheel, and ``ansible/site.yml`` applied through the chroot
+connection with apt going through the lab's proxy (tests/support/apt_proxy.py)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from tests.support.debian_root import CACHE_DIR
+
+REPO = Path(__file__).resolve().parents[2]
+ANSIBLE = REPO / "ansible"
+BIN = Path(sys.executable).parent
+#: Where the wheelhouse is copied in each root that installs the package.
+WHEELHOUSE = "/opt/singlewindow/wheelhouse"
+
+
+def wheelhouse() -> Path:
+    """The package's dependencies as wheels, built once per dependency set on the host
+    (host and roots are both Debian 12 with CPython 3.11)."""
+    key = hashlib.sha256(b"".join((REPO / f).read_bytes()
+                                  for f in ("pyproject.toml", "setup.py"))).hexdigest()[:12]
+    house = CACHE_DIR / f"wheelhouse-{key}"
+    if not house.is_dir():
+        partial = Path(tempfile.mkdtemp(dir=CACHE_DIR, prefix="wheelhouse-partial-"))
+        subprocess.run([str(BIN / "pip"), "wheel", "-q", "-w", str(partial), str(REPO)],
+                       check=True, capture_output=True, timeout=1200)
+        for own in partial.glob("singlewindow-*.whl"):
+            own.unlink()  # built fresh on every run
+        partial.rename(house)
+    return house
+
+
+def own_wheel(dist: Path) -> Path:
+    """The package itself as a wheel in ``dist`` (the role's singlewindow_app__package)."""
+    subprocess.run([str(BIN / "pip"), "wheel", "--no-deps", "-q", "-w", str(dist),
+                    str(REPO)], check=True, capture_output=True)
+    [wheel] = dist.glob("singlewindow-*.whl")
+    return wheel
+
+
+def playbook(inventory: str, controller: Path, proxy: str, *args: str) -> str:
+    """``site.yml`` with ``inventories/INVENTORY`` run from ``controller`` (where the
+    chroot connection's hosts are symlinks to the roots), apt through ``proxy``
+    (http://ADDRESS:PORT); ``args`` are more ansible-playbook options (``-e @FILE``)."""
+    # The chroot connection passes this environment into the roots: apt's proxy, and no
+    # host paths for pip.
+    env = {k: v for k, v in os.environ.items() if k != "PIP_FIND_LINKS"}
+    env = {**env, "ANSIBLE_CONFIG": str(ANSIBLE / "ansible.cfg"),
+           "ANSIBLE_ROLES_PATH": str(ANSIBLE / "roles"), "ANSIBLE_NOCOLOR": "1",
+           "ANSIBLE_FORCE_COLOR": "0", "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
+           # Each module through the connection's stdin: no temporary files to put,
+           # chmod and remove in the root, a third of the chroot calls.
+           "ANSIBLE_PIPELINING": "1",
+           # A node's facts gathered once per run, not again in each of site.yml's plays.
+           "ANSIBLE_GATHERING": "smart",
+           "http_proxy": proxy}
+    result = subprocess.run(
+        [str(BIN / "ansible-playbook"), "-i", str(ANSIBLE / "inventories" / inventory),
+         str(ANSIBLE / "site.yml"), *args],
+        cwd=controller, env=env, capture_output=True, text=True, check=False,
+        timeout=2400)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"ansible-playbook failed:\n{output[-8000:]}"
+    return output
