@@ -19,8 +19,8 @@ from typing import Any
 import psycopg
 
 from singlewindow import config as configmod
-from singlewindow import passwords, stack
-from singlewindow.store import StoreError, connect, directory, messages, migrate
+from singlewindow import ipsec, passwords, stack
+from singlewindow.store import StoreError, connect, directory, messages, migrate, tunnels
 from singlewindow.transport import evidence
 
 Handler = Callable[[argparse.Namespace], int]
@@ -38,12 +38,12 @@ def _config(args: argparse.Namespace) -> configmod.Config:
 
 
 @contextmanager
-def _db(args: argparse.Namespace,
-        role: str = configmod.ADMIN_ROLE) -> Iterator[psycopg.Connection[Any]]:
+def _db(args: argparse.Namespace, role: str = configmod.ADMIN_ROLE,
+        config: configmod.Config | None = None) -> Iterator[psycopg.Connection[Any]]:
     """A connection for an operator's command. swctl is the operator's tool, but not the
     schema's owner: its commands write the directory and read the log as the admin role
     (no DDL, no rewriting of the log); only ``db migrate`` logs in as the owner."""
-    config = _config(args)
+    config = config or _config(args)
     try:
         conn = connect(config.database, autocommit=True, role=role)
     except psycopg.OperationalError as exc:
@@ -70,9 +70,10 @@ def db_migrate(args: argparse.Namespace) -> int:
 
 def _hub_addresses(args: argparse.Namespace) -> list[str]:
     """The hub's own addresses: Postfix's mynetworks (main.cf: 127.0.0.1/32, where every
-    local process connects from), the listeners' address, and this host's interfaces."""
+    local process connects from), the listeners' address, its IKE addresses and this
+    host's interfaces."""
     config = _config(args)
-    own = ["127.0.0.1/32", *_interface_addresses()]
+    own = ["127.0.0.1/32", *_interface_addresses(), *config.ipsec.local_addrs]
     if config.listeners.bind not in ("0.0.0.0", "::", ""):
         own.append(config.listeners.bind)
     return own
@@ -95,19 +96,82 @@ def _interface_addresses() -> list[str]:
     return found
 
 
+def _print_ipsec(party: str, what: str | None) -> None:
+    """The connection's change, for the operator or the singlewindow_ipsec role."""
+    for line in ipsec.report(party, what):
+        print(line)
+
+
+def _refuse_without_tunnel(args: argparse.Namespace, peers: list[str], has_tunnel: bool,
+                           advice: str) -> None:
+    """SPEC D11: with [ipsec] enabled, an MTA party reaches port 25 only by its tunnel."""
+    problem = ipsec.required_problem(_config(args).ipsec.enabled, peers, has_tunnel)
+    if problem is not None:
+        raise CommandError(f"{problem}: {advice}")
+
+
 def party_add(args: argparse.Namespace) -> int:
-    directory.refuse_hub_addresses(args.peer or [], _hub_addresses(args))
-    with _db(args) as conn:
+    given = [args.ipsec_gateway, args.ipsec_id, args.ipsec_auth]
+    if any(v is not None for v in given) and None in given:
+        raise CommandError("--ipsec-gateway, --ipsec-id and --ipsec-auth go together")
+    tunnel = None not in given
+    if tunnel and not args.peer:
+        raise CommandError("a tunnel carries an MTA party's --peer networks: give --peer")
+    _refuse_without_tunnel(args, args.peer or [], tunnel, "give its tunnel with "
+                           "--ipsec-gateway IP --ipsec-id ID --ipsec-auth psk|cert")
+    hub = _hub_addresses(args)
+    directory.refuse_hub_addresses(args.peer or [], hub)
+    with _db(args) as conn, conn.transaction():
         party = directory.add_party(conn, args.name, args.kind, args.peer or [], args.relay)
+        what = tunnels.set_tunnel(conn, party.name, args.ipsec_gateway, args.ipsec_id,
+                                  args.ipsec_auth, hub) if tunnel else None
     print(f"party {party.name} ({party.kind}) added")
+    _print_ipsec(party.name, what)
+    return 0
+
+
+def party_tunnel(args: argparse.Namespace) -> int:
+    """Set, change or (``--remove``) drop an existing party's tunnel."""
+    if args.remove:
+        if args.gateway or args.id or args.auth:
+            raise CommandError("--remove takes no --gateway, --id or --auth")
+        with _db(args) as conn, conn.transaction():
+            _refuse_without_tunnel(args, directory.peer_networks(conn, args.name), False,
+                                   f"party {args.name} still has peer networks, so its "
+                                   "tunnel stays (remove the party instead)")
+            what = tunnels.remove_tunnel(conn, args.name)
+        print(f"party {args.name}: tunnel " + ("removed" if what else "none to remove"))
+    else:
+        if None in (args.gateway, args.id, args.auth):
+            raise CommandError("give --gateway IP --id ID --auth psk|cert, or --remove")
+        with _db(args) as conn:
+            what = tunnels.set_tunnel(conn, args.name, args.gateway, args.id, args.auth,
+                                      _hub_addresses(args))
+        print(f"party {args.name}: tunnel " + (what or "unchanged"))
+    _print_ipsec(args.name, what)
+    return 0
+
+
+def party_remove(args: argparse.Namespace) -> int:
+    with _db(args) as conn, conn.transaction():
+        before = tunnels.get_tunnel(conn, args.name)
+        directory.remove_party(conn, args.name)
+    print(f"party {args.name} removed")
+    _print_ipsec(args.name, ipsec.change(before, None))
     return 0
 
 
 def party_list(args: argparse.Namespace) -> int:
     with _db(args) as conn:
+        by_party = {t.party: t for t in tunnels.list_tunnels(conn)}
         for party, peers in directory.list_parties(conn):
             relay = f"{party.relay_host}:{party.relay_port}" if party.relay_host else "-"
-            print(f"{party.name}\t{party.kind}\trelay={relay}\tpeers={','.join(peers) or '-'}")
+            t = by_party.get(party.name)
+            # The identity last: a DN holds spaces and commas.
+            tunnel = (f"tunnel={t.gateway} reqid={t.reqid} auth={t.auth} id={t.remote_id}"
+                      if t else "tunnel=-")
+            print(f"{party.name}\t{party.kind}\trelay={relay}\tpeers={','.join(peers) or '-'}"
+                  f"\t{tunnel}")
     return 0
 
 
@@ -442,8 +506,12 @@ def render_cmd(args: argparse.Namespace) -> int:
                            pop3_backend_address=args.pop3_backend_address,
                            pop3_proxies=tuple(args.pop3_proxy or ()))
     conf_dir = Path(args.conf_dir) if args.conf_dir else render.CONF_DIR
+    found = None
+    if args.target in deploy.TUNNEL_TARGETS and config.ipsec.enabled:
+        with _db(args, config=config) as conn:
+            found = tunnels.list_tunnels(conn)
     changed = deploy.render_target(config, args.target, Path(args.dest), node=node,
-                                   conf_dir=conf_dir, check=args.check)
+                                   conf_dir=conf_dir, check=args.check, tunnels=found)
     for path in changed:
         print(f"changed: {path}")
     return 0
@@ -453,6 +521,30 @@ def render_cmd(args: argparse.Namespace) -> int:
 
 #: ``--state-dir``'s help, the same before the command and after it.
 STATE_DIR_HELP = "local stack state directory (or SW_STATE_DIR)"
+
+
+def _party_commands(party: Any, command: Callable[..., argparse.ArgumentParser]) -> None:
+    """``swctl party ...``: add, tunnel, remove, list."""
+    p = command(party, "add", party_add, "add a party")
+    p.add_argument("name")
+    p.add_argument("--kind", required=True, choices=directory.KINDS)
+    p.add_argument("--peer", action="append", metavar="CIDR", help="MTA source network")
+    p.add_argument("--relay", metavar="HOST:PORT", help="next hop for the party's mail")
+    p.add_argument("--ipsec-gateway", metavar="IP", help="the party's IKE endpoint")
+    p.add_argument("--ipsec-id", metavar="ID", help="the IKE identity the party "
+                   "authenticates with: an address, FQDN, email address or DN")
+    p.add_argument("--ipsec-auth", choices=ipsec.AUTHS,
+                   help="pre-shared key (in Ansible Vault) or certificate (the party's CA)")
+    p = command(party, "tunnel", party_tunnel, "set, change or remove a party's IPsec tunnel")
+    p.add_argument("name")
+    p.add_argument("--gateway", metavar="IP", help="the party's IKE endpoint")
+    p.add_argument("--id", metavar="ID", help="the IKE identity the party authenticates with")
+    p.add_argument("--auth", choices=ipsec.AUTHS)
+    p.add_argument("--remove", action="store_true", help="drop the tunnel")
+    p = command(party, "remove", party_remove,
+                "remove a party (its addresses first) with its tunnel")
+    p.add_argument("name")
+    command(party, "list", party_list, "list parties")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -473,14 +565,8 @@ def build_parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="database schema").add_subparsers(dest="cmd", required=True)
     command(db, "migrate", db_migrate, "apply pending migrations (idempotent)")
 
-    party = sub.add_parser("party", help="companies and agencies").add_subparsers(
-        dest="cmd", required=True)
-    p = command(party, "add", party_add, "add a party")
-    p.add_argument("name")
-    p.add_argument("--kind", required=True, choices=directory.KINDS)
-    p.add_argument("--peer", action="append", metavar="CIDR", help="MTA source network")
-    p.add_argument("--relay", metavar="HOST:PORT", help="next hop for the party's mail")
-    command(party, "list", party_list, "list parties")
+    _party_commands(sub.add_parser("party", help="companies and agencies").add_subparsers(
+        dest="cmd", required=True), command)
 
     address = sub.add_parser("address", help="logical addresses").add_subparsers(
         dest="cmd", required=True)
@@ -540,7 +626,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command(sub, "render", render_cmd,
                 "render conf/ templates for a deployed node (used by the Ansible roles)")
-    p.add_argument("--target", required=True, choices=("postfix", "dovecot"))
+    p.add_argument("--target", required=True,
+                   choices=("postfix", "dovecot", "ipsec", "tunnels"),
+                   help="ipsec, tunnels: an edge's IPsec connections and firewall chain, "
+                        "from the tunnels in the database")
     p.add_argument("--dest", required=True, metavar="DIR", help="e.g. /etc/postfix")
     p.add_argument("--config", metavar="FILE",
                    help="config file (default: as every swctl command finds it)")

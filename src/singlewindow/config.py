@@ -18,6 +18,7 @@ File layout::
     [log]        the format of the daemons' log lines
     [maildrop]   the maildrop hop of a multi-node hub: edges deliver POP3 maildrops on the
                  backend over LMTP (singlewindow.transport.backend)
+    [ipsec]      the IPsec tunnels of the MTA interface on a deployed edge (SPEC D11)
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from singlewindow.ipsec import ESP_MODES, id_problem
 
 #: Where ``swctl`` looks for the config file of a deployed system.
 DEFAULT_CONFIG_FILE = Path("/etc/singlewindow/singlewindow.toml")
@@ -498,6 +501,126 @@ class Maildrop:
                               f"not {self.lock_wait!r}")
 
 
+#: strongSwan time values (swanctl.conf(5), "TIME FORMATS"): seconds, or s, m, h, d.
+_SWANCTL_TIME = re.compile(r"^[0-9]+[smhd]?$")
+#: swanctl.conf proposals: algorithm keywords joined by dashes, proposals by commas.
+_PROPOSALS = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*(,[a-z0-9]+(-[a-z0-9]+)*)*$")
+
+
+@dataclass(frozen=True, slots=True)
+class Ipsec:
+    """The IPsec tunnels of the MTA interface (SPEC D11, issue 16; :mod:`singlewindow.ipsec`).
+
+    On a deployed edge every MTA party reaches port 25 only through its own tunnel:
+    ``swctl render --target ipsec`` writes one strongSwan connection per party with a
+    tunnel (``swctl party add --ipsec-*``, ``swctl party tunnel``), ``--target tunnels``
+    the firewall chain that takes the MTA port only through it. The local stack leaves
+    this off: it runs on loopback, without IPsec.
+
+    The cryptographic defaults are IKEv2 only, AES-256-GCM (AEAD, 16-byte ICV), PRF
+    HMAC-SHA-384, ECDH over NIST P-384 or Curve25519, and a fresh key exchange for every
+    CHILD_SA (PFS), in strongSwan 5.9's keywords (docs.strongswan.org, "Algorithm
+    Proposals"). They follow the direction of BSI TR-02102-3 ("Use of IPsec and IKEv2",
+    which asks for a 120-bit security level from 2023) and the NCSC-NL IPsec guidelines:
+    IKEv2, AEAD, elliptic-curve groups of at least that strength, PFS. The lifetimes (IKE
+    SA rekeyed every 4 h and reauthenticated daily, ESP keys every hour) stay well inside
+    the limits such guidelines set for IKE and IPsec SAs. Neither text could be read word
+    for word where these defaults were chosen: a network team checks them against the
+    version it signs. Both sides must share a proposal; the party's gateway is set to match.
+    """
+
+    #: Render the tunnels and require one for every MTA party (``swctl party add`` with
+    #: ``--peer`` but no tunnel is refused). false: the local stack, loopback, no IPsec.
+    enabled: bool = False
+    #: The hub's IKE address(es) (swanctl ``local_addrs``), single addresses. Empty: any
+    #: address of the node.
+    local_addrs: tuple[str, ...] = ()
+    #: The hub's IKE identity (an address, FQDN or DN). With certificates it must be in
+    #: the hub's certificate (``certificate``); with pre-shared keys the parties configure
+    #: it as their remote identity. Required when enabled.
+    local_id: str = ""
+    #: The hub's side of every tunnel (swanctl ``local_ts``): the MTA listener's
+    #: address(es), as networks or single addresses. Required when enabled.
+    local_ts: tuple[str, ...] = ()
+    #: The hub's certificate for parties that authenticate with certificates: a file in
+    #: /etc/swanctl/x509 (the singlewindow_ipsec role copies the node's TLS certificate
+    #: there, and its key to /etc/swanctl/private/). Each such party's CA is
+    #: /etc/swanctl/x509ca/sw-NAME.pem.
+    certificate: str = "singlewindow.pem"
+    #: ``kernel``: the kernel's ESP (deployed nodes); ``libipsec``: strongSwan's userland
+    #: ESP on the TUN device ``ipsec0``, UDP-encapsulated (test labs, kernels without
+    #: ESP). The firewall rules differ: a tunnel's reqid, or the TUN device.
+    esp: str = "kernel"
+    #: IKE SA proposals (swanctl ``proposals``).
+    ike_proposals: str = "aes256gcm16-prfsha384-ecp384,aes256gcm16-prfsha384-curve25519"
+    #: CHILD_SA (ESP) proposals; the key exchange group makes every rekeying do a fresh
+    #: Diffie-Hellman exchange (PFS).
+    esp_proposals: str = "aes256gcm16-ecp384,aes256gcm16-curve25519"
+    #: IKE SA rekeying (new keys, no new authentication): every 4 hours.
+    rekey_time: str = "4h"
+    #: IKE SA reauthentication (credentials checked again: an expired or revoked
+    #: certificate, a changed pre-shared key ends the tunnel): every 24 hours. strongSwan
+    #: 5.9 closes the old IKE SA before it makes the new one (unless charon's
+    #: make_before_break is set): a moment without the tunnel, which SMTP's retries cover.
+    reauth_time: str = "24h"
+    #: CHILD_SA (ESP keys) rekeying, with PFS: every hour; the hard lifetime is 10% more.
+    child_rekey_time: str = "1h"
+    #: Dead peer detection: a liveness check after this long without traffic from the
+    #: party; a dead tunnel is replaced by its trap policy (it comes back on demand).
+    dpd_delay: str = "30s"
+
+    def check(self) -> None:
+        """Refuse what cannot work, naming the option (:class:`ConfigError`)."""
+        if not isinstance(self.enabled, bool):
+            raise ConfigError(f"ipsec.enabled must be true or false, not {self.enabled!r}")
+        if self.esp not in ESP_MODES:
+            raise ConfigError(f"ipsec.esp must be one of {', '.join(ESP_MODES)}, "
+                              f"not {self.esp!r}")
+        for address in self.local_addrs:
+            _parse_ip(address, "ipsec.local_addrs", network=False)
+        for network in self.local_ts:
+            _parse_ip(network, "ipsec.local_ts", network=True)
+        for name in ("rekey_time", "reauth_time", "child_rekey_time", "dpd_delay"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not _SWANCTL_TIME.match(value):
+                raise ConfigError(f"ipsec.{name} must be a time such as \"30s\", \"4h\" "
+                                  f"or \"1d\", not {value!r}")
+        for name in ("ike_proposals", "esp_proposals"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not _PROPOSALS.match(value):
+                raise ConfigError(f"ipsec.{name} must be swanctl proposals (keywords joined "
+                                  f"by '-', proposals by ','), not {value!r}")
+        if not re.fullmatch(r"[A-Za-z0-9._/-]+", self.certificate):
+            raise ConfigError(f"ipsec.certificate must be a file name, not "
+                              f"{self.certificate!r}")
+        if self.enabled:
+            self._check_enabled()
+
+    def _check_enabled(self) -> None:
+        if not self.local_id:
+            raise ConfigError("ipsec.local_id is required when ipsec.enabled is true: the "
+                              "hub's IKE identity")
+        problem = id_problem(self.local_id)
+        if problem is not None:
+            raise ConfigError(f"ipsec.local_id {problem}")
+        if not self.local_ts:
+            raise ConfigError("ipsec.local_ts is required when ipsec.enabled is true: the "
+                              "address(es) of the MTA listener the tunnels carry")
+
+
+def _parse_ip(text: object, where: str, *, network: bool) -> None:
+    try:
+        if not isinstance(text, str):
+            raise ValueError
+        if network:
+            ipaddress.ip_network(text, strict=True)
+        else:
+            ipaddress.ip_address(text)
+    except ValueError:
+        what = "an IP network or address" if network else "a single IP address"
+        raise ConfigError(f"{where}: {text!r} is not {what}") from None
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     hub: Hub = field(default_factory=Hub)
@@ -513,6 +636,7 @@ class Config:
     health: Health = field(default_factory=Health)
     log: Log = field(default_factory=Log)
     maildrop: Maildrop = field(default_factory=Maildrop)
+    ipsec: Ipsec = field(default_factory=Ipsec)
 
     @property
     def cert_file(self) -> Path:
@@ -603,6 +727,7 @@ def parse(text: str, base: Config | None = None) -> Config:
         raise ConfigError(f"log.format must be one of {', '.join(LOG_FORMATS)}, "
                           f"not {config.log.format!r}")
     config.maildrop.check()
+    config.ipsec.check()
     return config
 
 

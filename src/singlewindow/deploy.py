@@ -7,7 +7,8 @@ very same templates, with the same context builder, into the distribution's dire
 so Postfix keeps its Debian queue and Dovecot its ``base_dir``. The Ansible roles call
 ``swctl render``, which is :func:`render_target`; what differs per node in a multi-node
 hub (SPEC D9: the POP3 proxy's backend, the proxies' networks) comes in as
-:class:`NodeRole`.
+:class:`NodeRole`. An edge's IPsec tunnels (SPEC D11) are rendered the same way from the
+tunnels in the database: strongSwan's connections and the firewall's tunnels chain.
 
 A file is written only when its text, mode or group differs, so a second run changes
 nothing and Ansible reports ``changed=0``.
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from singlewindow import render, stack
+from singlewindow import ipsec, render, stack
 from singlewindow.config import Config
 
 #: Dovecot's default base_dir on Debian; its auth socket for Postfix lives there.
@@ -59,7 +60,15 @@ TARGETS: dict[str, tuple[Output, ...]] = {
                "dovecot"),
         Output("dovecot/sql-userdb.conf.ext.j2", "sql-userdb.conf.ext", 0o640, "dovecot"),
     ),
+    # Issue 16 (SPEC D11), from the tunnels in the database: strongSwan's connections
+    # (/etc/swanctl/conf.d) and the firewall's tunnels chain (/etc/nftables.d). Neither
+    # holds a secret; both describe who may reach the MTA port, so only root reads them.
+    "ipsec": (Output("strongswan/singlewindow.conf.j2", "singlewindow.conf", 0o640),),
+    "tunnels": (Output("nftables/singlewindow-tunnels.nft.j2", "singlewindow-tunnels.nft",
+                       0o640),),
 }
+#: The targets rendered from the tunnels in the database (:mod:`singlewindow.ipsec`).
+TUNNEL_TARGETS = ("ipsec", "tunnels")
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,10 +137,25 @@ def _group_id(name: str) -> int:
             from None
 
 
+def _context(config: Config, target: str, dest: Path, node: NodeRole,
+             tunnels: list[ipsec.Tunnel] | None) -> dict[str, Any]:
+    if target not in TUNNEL_TARGETS:
+        return template_context(config, node, postfix_dir=dest)
+    if not config.ipsec.enabled:
+        raise stack.StackError(f"--target {target}: [ipsec] enabled is false in this "
+                               "node's configuration (the local stack has no IPsec)")
+    if tunnels is None:
+        raise stack.StackError(f"--target {target} is rendered from the tunnels in the "
+                               "database")
+    return ipsec.template_context(config, tunnels)
+
+
 def render_target(config: Config, target: str, dest: Path, *, node: NodeRole = NodeRole(),
-                  conf_dir: Path = render.CONF_DIR, check: bool = False) -> list[Path]:
-    """Render ``target``'s files into ``dest``; return those that changed (or would)."""
-    ctx = template_context(config, node, postfix_dir=dest)
+                  conf_dir: Path = render.CONF_DIR, check: bool = False,
+                  tunnels: list[ipsec.Tunnel] | None = None) -> list[Path]:
+    """Render ``target``'s files into ``dest``; return those that changed (or would).
+    ``tunnels``: for the targets in :data:`TUNNEL_TARGETS`, every tunnel in the store."""
+    ctx = _context(config, target, dest, node, tunnels)
     changed: list[Path] = []
     for out in TARGETS[target]:
         path = dest / out.name

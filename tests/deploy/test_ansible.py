@@ -8,10 +8,13 @@ without them. The converge into a debootstrapped Debian root is test_converge.py
 
 from __future__ import annotations
 
+import base64
 import grp
 import json
 import os
 import pwd
+import re
+import secrets
 import stat
 import subprocess
 import sys
@@ -66,17 +69,32 @@ def test_syntax_check(inventory: str) -> None:
          "site.yml"])
 
 
+#: The parties' pre-shared keys, as an operator's Vault gives them (throwaways, fresh
+#: per run: the test looks for them in the playbook's output).
+PSKS = {"co-acme": {"id": "203.0.113.10", "secret": secrets.token_urlsafe(33)},
+        "ag-customs": {"id": "CN=gw.customs.example, O=Customs", "secret":
+                       secrets.token_urlsafe(24) + ":'\\ \"} #"}}
+#: A party's CA (auth cert): any PEM will do for the file.
+CA_PEM = "-----BEGIN CERTIFICATE-----\nMIIBrender+test+only\n-----END CERTIFICATE-----\n"
+
+
 def render_inventory(root: Path, inventory: str, *extra: str) -> Path:
     """Every node of ``inventory``, rendered by the roles' own tasks into ``root``; the
-    roles' handlers run `postfix check` and `doveconf -n` on the rendered files."""
+    roles' handlers run `postfix check` and `doveconf -n` on the rendered files. The
+    playbook runs with --diff (what a changed file would show) and its output is kept in
+    root/ansible.log."""
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
                     "-subj", "/CN=edge.test", "-keyout", str(root / "key.pem"),
                     "-out", str(root / "cert.pem")], check=True, capture_output=True)
-    run([str(BIN / "ansible-playbook"), "-i", f"inventories/{inventory}",
-         str(REPO / "tests/deploy/render-multi-node.yml"),
-         "-e", f"render_root={root}", "-e", f"swctl={BIN / 'swctl'}",
-         "-e", f"conf_dir={REPO / 'conf'}", "-e", f"ansible_python_interpreter={sys.executable}",
-         *extra])
+    ipsec = {"vault_singlewindow_ipsec_psks": PSKS,
+             "singlewindow_ipsec__cacerts": {"ag-customs": CA_PEM}}
+    result = run([str(BIN / "ansible-playbook"), "--diff", "-v", "-i", f"inventories/{inventory}",
+                  str(REPO / "tests/deploy/render-multi-node.yml"),
+                  "-e", f"render_root={root}", "-e", f"swctl={BIN / 'swctl'}",
+                  "-e", f"conf_dir={REPO / 'conf'}",
+                  "-e", f"ansible_python_interpreter={sys.executable}",
+                  "-e", json.dumps(ipsec), *extra])
+    (root / "ansible.log").write_text(result.stdout + result.stderr)
     return root
 
 
@@ -337,3 +355,172 @@ def test_prometheus_gets_the_rules_and_one_target_per_edge(multi_node: Path) -> 
         assert json.loads(path.read_text()) == [
             {"targets": [f"{EDGES[edge]}:9750"], "labels": {"job": "singlewindow", "node": edge}}]
     assert 'up{job="singlewindow"}' in rules.read_text()
+
+
+# --- IPsec for the MTA interface (issue 16): what the roles write besides swctl's files --
+
+#: The edges that run IPsec in the inventories, and the IKE identity each gives the hub.
+IPSEC_EDGES = [("single-node", "sw1.example.internal", "mail.sw.example.org", "198.51.100.25"),
+               *[("multi-node", edge, edge, address) for edge, address in EDGES.items()]]
+SECRET = re.compile(r'  ike-sw-(\S+) \{\n    id-hub = "(.*)"\n    id-party = "(.*)"\n'
+                    r"    secret = 0s(\S+)\n  \}\n")
+
+
+def _rendered(request: pytest.FixtureRequest, inventory: str) -> Path:
+    root: Path = request.getfixturevalue(inventory.replace("-", "_"))
+    return root
+
+
+@pytest.mark.parametrize(("inventory", "edge", "local_id", "address"), IPSEC_EDGES,
+                         ids=[e for _, e, _, _ in IPSEC_EDGES])
+def test_edges_hold_the_parties_keys_for_root_alone(request: pytest.FixtureRequest,
+                                                    inventory: str, edge: str,
+                                                    local_id: str, address: str) -> None:
+    """Each pre-shared key from the vault, bound to the hub's and the party's identities,
+    in a file only root reads; the hub's key beside it, root's alone; the parties' CAs.
+    No key in clear in any file, nor in the playbook's output (run with --diff -v)."""
+    root = _rendered(request, inventory)
+    swanctl = root / edge / "swanctl"
+    path = swanctl / "conf.d" / "singlewindow-secrets.conf"
+    for private in (path, swanctl / "private" / "singlewindow.key"):
+        st = private.stat()
+        assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (0o600, 0, 0), private
+    assert stat.S_IMODE((swanctl / "private").stat().st_mode) == 0o700
+    text = path.read_text()
+    found = {name: (hub, party, base64.b64decode(secret).decode())
+             for name, hub, party, secret in SECRET.findall(text)}
+    assert found == {name: (local_id, psk["id"], psk["secret"]) for name, psk in PSKS.items()}
+    assert text.count("ike-sw-") == len(PSKS)
+    assert (swanctl / "private" / "singlewindow.key").read_bytes() == \
+        (root / "key.pem").read_bytes()
+    assert (swanctl / "x509" / "singlewindow.pem").read_bytes() == \
+        (root / "cert.pem").read_bytes()
+    assert (swanctl / "x509ca" / "sw-ag-customs.pem").read_text() == CA_PEM
+    log = (root / "ansible.log").read_text()
+    assert "Write the parties' pre-shared keys" in log
+    for psk in PSKS.values():
+        assert psk["secret"] not in log
+        for file in (root / edge).rglob("*"):
+            assert not file.is_file() or psk["secret"].encode() not in file.read_bytes(), file
+
+
+@pytest.mark.parametrize(("inventory", "edge", "local_id", "address"), IPSEC_EDGES,
+                         ids=[e for _, e, _, _ in IPSEC_EDGES])
+def test_edges_config_and_charon_settings_for_ipsec(request: pytest.FixtureRequest,
+                                                    inventory: str, edge: str,
+                                                    local_id: str, address: str) -> None:
+    """The [ipsec] table holds what the inventory sets, no more (the proposals keep
+    config.py's defaults); charon runs with the kernel's ESP and the settings docs/ipsec.md
+    explains."""
+    root = _rendered(request, inventory)
+    toml = tomllib.loads((root / edge / "singlewindow.toml").read_text())
+    assert toml["ipsec"] == {"enabled": True, "local_id": local_id, "local_addrs": [address],
+                             "local_ts": [f"{address}/32"]}
+    ipsec = load_config(root / edge / "singlewindow.toml").ipsec
+    assert (ipsec.enabled, ipsec.local_id, ipsec.esp) == (True, local_id, "kernel")
+    charon = (root / edge / "strongswan.conf").read_text()
+    for line in ("make_before_break = yes", "follow_redirects = no", "install_routes = yes",
+                 "install_virtual_ip = no", "send_vendor_id = no"):
+        assert f"\n  {line}\n" in charon, line
+    assert "bypass-lan {\n      load = no\n" in charon
+    assert "kernel-libipsec" not in charon and "filelog" not in charon
+    assert "journal {\n    default = 1\n" in charon
+
+
+def test_nodes_without_an_mta_have_no_ipsec(multi_node: Path) -> None:
+    for node in ("pop1.example.internal",):
+        assert "ipsec" not in tomllib.loads((multi_node / node / "singlewindow.toml").read_text())
+        assert not (multi_node / node / "swanctl").exists()
+
+
+def render_ipsec(tmp_path: Path, extra: dict[str, object],
+                 ok: bool = True) -> subprocess.CompletedProcess[str]:
+    """tests/deploy/render-ipsec.yml: one edge's IPsec files and firewall rules."""
+    for name in ("cert.pem", "key.pem"):
+        (tmp_path / name).write_text(f"not a real {name}\n")
+    env = {**os.environ, "ANSIBLE_ROLES_PATH": str(ANSIBLE / "roles"),
+           "ANSIBLE_NOCOLOR": "1", "PATH": f"{BIN}:{os.environ.get('PATH', '')}"}
+    result = subprocess.run(
+        [str(BIN / "ansible-playbook"), "--diff", "-v", "-i", "localhost,",
+         str(REPO / "tests/deploy/render-ipsec.yml"),
+         "-e", json.dumps({"render_root": str(tmp_path),
+                           "ansible_python_interpreter": sys.executable, **extra})],
+        cwd=ANSIBLE, env=env, capture_output=True, text=True, check=False, timeout=600)
+    assert (result.returncode == 0) == ok, result.stdout[-4000:] + result.stderr[-4000:]
+    return result
+
+
+def test_a_short_pre_shared_key_is_refused_by_party_never_shown(tmp_path: Path) -> None:
+    short, enough = secrets.token_hex(16)[:31], secrets.token_hex(16)
+    result = render_ipsec(tmp_path, {"singlewindow_ipsec__psks": {
+        "co-short": {"id": "203.0.113.7", "secret": short},
+        "co-enough": {"id": "203.0.113.8", "secret": enough}}}, ok=False)
+    out = result.stdout + result.stderr
+    assert "the key of co-short is shorter than 32 characters" in out, out[-3000:]
+    assert "co-enough" not in out
+    assert short not in out and enough not in out
+    assert not (tmp_path / "swanctl").exists()
+
+
+def test_a_pre_shared_key_without_the_partys_id_is_refused(tmp_path: Path) -> None:
+    key = secrets.token_hex(24)
+    result = render_ipsec(tmp_path, {"singlewindow_ipsec__psks": {
+        "co-noid": {"secret": key}}}, ok=False)
+    out = result.stdout + result.stderr
+    assert "the entry of co-noid needs both id" in out, out[-3000:]
+    assert key not in out
+
+
+def test_the_mta_port_is_refused_beside_the_tunnels(tmp_path: Path) -> None:
+    """With IPsec a firewall rule may not open the MTA port: it would let the parties'
+    addresses in without their tunnels. Without IPsec the same rule is the lab's way in,
+    and the rules neither include nor jump to a tunnels chain."""
+    rule = {"name": "mta", "port": 25, "networks": ["10.1.0.0/24"]}
+    refused = render_ipsec(tmp_path, {"singlewindow_firewall__rules": [rule]}, ok=False)
+    out = refused.stdout + refused.stderr
+    assert "singlewindow_firewall__rules: mta opens the MTA port (25) to networks" in out, \
+        out[-3000:]
+    assert "reached only through each party's tunnel (SPEC D11)" in out
+    assert not (tmp_path / "singlewindow.nft").exists()
+
+    render_ipsec(tmp_path, {"singlewindow_firewall__rules": [rule],
+                            "singlewindow_ipsec__enabled": False})
+    rules = (tmp_path / "singlewindow.nft").read_text()
+    assert "tcp dport 25 ip saddr @mta_v4 accept" in rules
+    assert "include" not in rules and "jump tunnels" not in rules
+    assert not (tmp_path / "singlewindow-tunnels.nft").exists()
+
+
+def test_with_ipsec_the_table_includes_the_tunnels_and_jumps_there(tmp_path: Path) -> None:
+    """The include names the file swctl renders; before swctl has run, it holds an empty
+    chain (lets nothing in), which the role never overwrites."""
+    render_ipsec(tmp_path, {"singlewindow_firewall__rules": [
+        {"name": "mta", "port": 25, "networks": []}]})
+    rules = (tmp_path / "singlewindow.nft").read_text()
+    tunnels = tmp_path / "singlewindow-tunnels.nft"
+    assert f'  include "{tunnels}"\n' in rules
+    chain = rules.split("chain input {", 1)[1]
+    assert chain.index("jump tunnels") < chain.index("counter")
+    assert "tcp dport 25" not in rules and "mta_v4" not in rules
+    assert "chain tunnels {\n}\n" in tunnels.read_text()
+    assert stat.S_IMODE(tunnels.stat().st_mode) == 0o640
+    tunnels.write_text("chain tunnels {\n  # as swctl renders it\n}\n")
+    render_ipsec(tmp_path, {})
+    assert "as swctl renders it" in tunnels.read_text()
+
+
+def test_userland_esp_loads_kernel_libipsec_and_a_removed_partys_ca_goes(
+        tmp_path: Path) -> None:
+    """esp libipsec (a lab): Debian ships the plugin off, the role turns it on; a log file
+    when asked. A party's CA no longer listed is removed; files not the role's stay."""
+    x509ca = tmp_path / "swanctl" / "x509ca"
+    x509ca.mkdir(parents=True)
+    (x509ca / "sw-gone.pem").write_text(CA_PEM)
+    (x509ca / "operator.pem").write_text(CA_PEM)
+    render_ipsec(tmp_path, {"singlewindow_ipsec__esp": "libipsec",
+                            "singlewindow_ipsec__log_file": "/var/log/charon.log",
+                            "singlewindow_ipsec__cacerts": {"co-kept": CA_PEM}})
+    charon = (tmp_path / "strongswan.conf").read_text()
+    assert "    kernel-libipsec {\n      load = yes\n    }\n" in charon
+    assert '      path = "/var/log/charon.log"\n      default = 1\n' in charon
+    assert sorted(p.name for p in x509ca.iterdir()) == ["operator.pem", "sw-co-kept.pem"]

@@ -114,6 +114,10 @@ def converged(root: Root, tmp_path_factory: pytest.TempPathFactory) -> Converge:
         "singlewindow_postfix__systemd": False,
         "singlewindow_dovecot__systemd": False,
         "singlewindow_firewall__apply": False,
+        # The listeners on loopback, reached in clear: no tunnels here (the inventory's
+        # IPsec off, the MTA port a plain rule); tests/deploy/test_ipsec.py proves the
+        # tunnel path.
+        "singlewindow_ipsec__enabled": False,
         "singlewindow_app__bind": "127.0.0.1",
         "singlewindow_app__mta_port": ports.mta,
         "singlewindow_app__msa_port": ports.msa,

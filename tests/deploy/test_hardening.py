@@ -69,14 +69,29 @@ METRICS = 9750  # the exporter (sw-metrics), on the edges
 REINJECT, OTHER = 10025, 2525
 
 #: Per node: connections that must get through and connections that must get nothing.
-EDGE_OPEN = [(PARTY_A, MTA), (PARTY_B, MTA), (STRANGER, MSA), (STRANGER, POP3),
-             (STRANGER, POP3S), (OPERATOR, SSH), (PEER_V6, SSH), (PROMETHEUS, METRICS)]
-EDGE_CLOSED = [(STRANGER, MTA), (NOT_PARTY, MTA), (STRANGER, SSH), (PARTY_A, REINJECT),
-               (PARTY_A, PG), (PARTY_A, OTHER), (STRANGER, REINJECT), (PEER_V6, MTA),
-               (OPERATOR, METRICS), (STRANGER, METRICS), (PARTY_A, METRICS),
-               (PEER_V6, METRICS), (STRANGER, MAILDROP), (POP1, MAILDROP)]
+#: An edge with IPsec (the inventories): the MTA port only through a tunnel, so from the
+#: parties' own addresses without one nothing gets in (test_the_mta_port_only_through_
+#: the_tunnels_chain loads a tunnels chain).
+EDGE_OPEN = [(STRANGER, MSA), (STRANGER, POP3), (STRANGER, POP3S), (OPERATOR, SSH),
+             (PEER_V6, SSH), (PROMETHEUS, METRICS)]
+EDGE_CLOSED = [(PARTY_A, MTA), (PARTY_B, MTA), (STRANGER, MTA), (NOT_PARTY, MTA),
+               (STRANGER, SSH), (PARTY_A, REINJECT), (PARTY_A, PG), (PARTY_A, OTHER),
+               (STRANGER, REINJECT), (PEER_V6, MTA), (OPERATOR, METRICS),
+               (STRANGER, METRICS), (PARTY_A, METRICS), (PEER_V6, METRICS),
+               (STRANGER, MAILDROP), (POP1, MAILDROP)]
+#: Without IPsec (a lab, singlewindow_ipsec__enabled false): the MTA port from the
+#: parties' networks in clear.
+PLAIN_OPEN = [(PARTY_A, MTA), (PARTY_B, MTA), *EDGE_OPEN]
+PLAIN_CLOSED = [c for c in EDGE_CLOSED if c not in PLAIN_OPEN]
+#: The renders: an inventory as it is, or with extra variables.
+RENDERS: dict[str, tuple[str, dict[str, object]]] = {
+    "single-node": ("single-node", {}),
+    "multi-node": ("multi-node", {}),
+    "single-node-plain": ("single-node", {"singlewindow_ipsec__enabled": False}),
+}
 NODES = {
     ("single-node", "sw1.example.internal"): (EDGE_OPEN, EDGE_CLOSED),
+    ("single-node-plain", "sw1.example.internal"): (PLAIN_OPEN, PLAIN_CLOSED),
     ("multi-node", "edge1.example.internal"): (EDGE_OPEN, EDGE_CLOSED),
     ("multi-node", "db1.example.internal"): (
         [(EDGE1, PG), (EDGE2, PG), (POP1, PG), (OPERATOR, SSH)],
@@ -111,19 +126,19 @@ def run(cmd: list[str], cwd: Path | None = None,
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Both inventories rendered by the roles' own tasks: render_root/HOST/..."""
     roots = {}
-    for inventory in ("single-node", "multi-node"):
-        root = tmp_path_factory.mktemp(inventory)
+    for render, (inventory, variables) in RENDERS.items():
+        root = tmp_path_factory.mktemp(render)
         env = {**os.environ, "ANSIBLE_ROLES_PATH": str(ANSIBLE / "roles"), "ANSIBLE_NOCOLOR": "1",
                "PATH": f"{BIN}:{os.environ.get('PATH', '')}"}
         extra = {"render_root": str(root), "ansible_python_interpreter": sys.executable,
                  # ExecStart= names a program that exists here, for systemd-analyze verify.
                  "singlewindow_app__venv": str(BIN.parent),
                  "singlewindow_firewall__management_networks": ["10.0.0.0/24", MGMT6],
-                 "vault_singlewindow_database_password": "render-test-only"}
+                 "vault_singlewindow_database_password": "render-test-only", **variables}
         run([str(BIN / "ansible-playbook"), "-i", f"inventories/{inventory}",
              str(REPO / "tests/deploy/render-hardening.yml"), "-e", json.dumps(extra)],
             cwd=ANSIBLE, env=env)
-        roots[inventory] = root
+        roots[render] = root
     return roots
 
 
@@ -251,7 +266,8 @@ def dest(source: str) -> str:
     return HUB_V6 if ":" in source else HUB_V4
 
 
-@pytest.mark.parametrize(("inventory", "host"), list(NODES), ids=[h for _, h in NODES])
+@pytest.mark.parametrize(("inventory", "host"), list(NODES),
+                         ids=[h + ("-plain" if i.endswith("-plain") else "") for i, h in NODES])
 def test_default_deny_with_explicit_allows(rendered: dict[str, Path], lab: Lab,
                                            inventory: str, host: str) -> None:
     """Loaded into a namespace of its own, a node's rules let the allowed sources reach
@@ -273,6 +289,32 @@ def test_default_deny_with_explicit_allows(rendered: dict[str, Path], lab: Lab,
         shown = run(["ip", "netns", "exec", lab.hub, "nft", "list", "chain", "inet",
                      "singlewindow", chain]).stdout
         assert "policy drop;" in shown, shown
+
+
+def test_the_mta_port_only_through_the_tunnels_chain(rendered: dict[str, Path], lab: Lab,
+                                                     tmp_path: Path) -> None:
+    """With IPsec the table includes the chain `swctl render --target tunnels` writes
+    (until then the role's empty one) and the input chain jumps to it: a rule there opens
+    the MTA port. Here one of the shape swctl writes in libipsec mode (the port, the
+    interface the tunnel's packets come in by, the party's networks), for party A on the
+    lab's link: A gets in, party B and a stranger get nothing, and the rest is as before."""
+    rules = rendered["single-node"] / "sw1.example.internal" / "singlewindow.nft"
+    placeholder = rules.parent / "singlewindow-tunnels.nft"
+    assert "chain tunnels {\n}\n" in placeholder.read_text()
+    tunnels = tmp_path / "singlewindow-tunnels.nft"
+    tunnels.write_text(f'chain tunnels {{\n  tcp dport {MTA} iifname "swh{lab.tag}" '
+                       'ip saddr { 10.1.0.0/24 } accept\n}\n')
+    text = rules.read_text()
+    assert text.count(f'include "{placeholder}"') == 1
+    (tmp_path / "rules.nft").write_text(text.replace(str(placeholder), str(tunnels)))
+    cases = [(PARTY_A, MTA), (PARTY_B, MTA), (STRANGER, MTA), (OPERATOR, SSH),
+             (STRANGER, MSA), (PARTY_A, OTHER)]
+    lab.build({s for s, _ in cases})
+    run(["ip", "netns", "exec", lab.hub, "nft", "-c", "-f", str(tmp_path / "rules.nft")])
+    run(["ip", "netns", "exec", lab.hub, "nft", "-f", str(tmp_path / "rules.nft")])
+    lab.listen(lab.hub, {p for _, p in cases})
+    answers = lab.probe(lab.peer, [(s, dest(s), p) for s, p in cases])
+    assert answers == [True, False, False, True, True, False]
 
 
 def test_replies_to_connections_the_node_opens_get_in(rendered: dict[str, Path],

@@ -8,8 +8,9 @@ side of the bridge carries the management address 10.0.0.1 and the MTA parties'
 addresses the inventory's firewall lets in on port 25 (a company in 10.1.0.0/24, an
 agency in 10.9.0.0/28): the test process plays the operator, the company and the agency.
 
-``ansible/site.yml`` is applied with ``inventories/multi-node`` as it is, through the
-``community.general.chroot`` connection: the inventory's ``ansible_host`` (the node's
+``ansible/site.yml`` is applied with ``inventories/multi-node`` as it is but for IPsec,
+off here (the parties reach port 25 in clear; test_ipsec.py proves the tunnels), through
+the ``community.general.chroot`` connection: the inventory's ``ansible_host`` (the node's
 address) names a symlink to the root in the controller's working directory, and
 ``ansible_chroot_exe`` a per-node wrapper that enters the root inside the node's
 namespace (``ip netns exec``, which fails if the namespace is missing: never the host's
@@ -187,6 +188,10 @@ def converged(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Converge:
         # The rules go into the node's own namespace; no systemd to enable them at boot.
         "singlewindow_firewall__apply": True,
         "singlewindow_firewall__systemd": False,
+        # The company and the agency reach the edges' port 25 in clear from their
+        # networks (the inventory's IPsec off, its MTA rule then opens them);
+        # tests/deploy/test_ipsec.py proves the tunnel path.
+        "singlewindow_ipsec__enabled": False,
         "singlewindow_tls__ca_src": str(pki / "ca.pem"),
         "singlewindow_tls__cert_src": f"{pki}/{{{{ inventory_hostname }}}}.crt",
         "singlewindow_tls__key_src": f"{pki}/{{{{ inventory_hostname }}}}.key",

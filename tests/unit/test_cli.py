@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import io
 import re
 import shlex
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ from singlewindow import cli, mig, passwords
 from singlewindow.config import Config
 from singlewindow.store import directory, messages, snapshot
 from singlewindow.transport import router
+from tests.support.swctl import call as swctl_call
 from tests.unit.mig import factory
 
 
@@ -27,13 +26,7 @@ def swctl(database_config: Config, conn: psycopg.Connection[Any],
     monkeypatch.setenv("SW_STATE_DIR", str(database_config.paths.state_dir))
 
     def run(*argv: str, stdin: str = "") -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
-        try:
-            code = cli.main(list(argv))
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        out, err = capsys.readouterr()
-        return code, out, err
+        return swctl_call(argv, monkeypatch, capsys, stdin)
     return run
 
 

@@ -71,15 +71,23 @@ def refuse_hub_addresses(peers: Iterable[str], own: Iterable[str]) -> None:
     own (loopback, Postfix's mynetworks, an address it listens on), every process on the
     hub would speak as that party. ``own``: those addresses or networks.
     """
-    hub = [ipaddress.ip_network(o, strict=False) for o in own]
     for peer in peers:
         network = ipaddress.ip_network(parse_network(peer))
-        clash = next((h for h in hub if h.version == network.version
-                      and network.overlaps(h)), None)
+        clash = hub_clash(network, own)
         if clash is not None:
             raise StoreError(
                 f"peer network {network} holds the hub's own address {clash}: any process "
                 "on the hub could submit as that party; give the party's own address")
+
+
+def hub_clash(network: ipaddress.IPv4Network | ipaddress.IPv6Network,
+              own: Iterable[str]) -> str | None:
+    """The first of the hub's own addresses or networks ``own`` that ``network`` overlaps."""
+    for text in own:
+        hub = ipaddress.ip_network(text, strict=False)
+        if hub.version == network.version and network.overlaps(hub):
+            return str(hub)
+    return None
 
 
 def parse_relay(text: str) -> tuple[str, int]:
@@ -140,6 +148,23 @@ def add_party(conn: Conn, name: str, kind: str, peers: list[str], relay: str | N
     return _party(row)
 
 
+def remove_party(conn: Conn, name: str) -> None:
+    """Remove a party with its peer networks, accounts, links and tunnel. Refused while
+    it has logical addresses: they name it in mail on its way, in routes and in the
+    other parties' address books (remove each with ``swctl address remove``). The
+    message log keeps its messages (their party becomes unknown)."""
+    party = get_party(conn, name)
+    with _named_violations(f"party {name!r}"), conn.transaction():
+        rows = conn.execute("SELECT logical FROM address WHERE party_id = %s"
+                            " ORDER BY logical", (party.id,)).fetchall()
+        if rows:
+            shown = ", ".join(r["logical"] for r in rows[:3])
+            more = f" and {len(rows) - 3} more" if len(rows) > 3 else ""
+            raise StoreError(f"party {name!r} still has addresses ({shown}{more}): remove "
+                             "them first with swctl address remove LOGICAL")
+        conn.execute("DELETE FROM party WHERE id = %s", (party.id,))
+
+
 def list_parties(conn: Conn) -> list[tuple[Party, list[str]]]:
     rows = conn.execute(
         "SELECT p.*, coalesce(array_agg(n.network::text ORDER BY n.network)"
@@ -147,6 +172,14 @@ def list_parties(conn: Conn) -> list[tuple[Party, list[str]]]:
         " FROM party p LEFT JOIN peer_network n ON n.party_id = p.id"
         " GROUP BY p.id ORDER BY p.name").fetchall()
     return [(_party(r), list(r["peers"])) for r in rows]
+
+
+def peer_networks(conn: Conn, name: str) -> list[str]:
+    """The party's peer networks (SPEC R1.3), none for a mail-client company."""
+    party = get_party(conn, name)
+    rows = conn.execute("SELECT network::text AS n FROM peer_network WHERE party_id = %s"
+                        " ORDER BY network", (party.id,)).fetchall()
+    return [r["n"] for r in rows]
 
 
 def party_by_peer(conn: Conn, client_address: str) -> Party | None:
