@@ -36,18 +36,15 @@ removes the namespaces, veths and bridge, even after a failure.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import poplib
 import secrets
-import shutil
 import smtplib
 import socket
 import ssl
 import subprocess
 import sys
-import tempfile
 import time
 import tomllib
 from collections.abc import Iterator
@@ -59,18 +56,14 @@ import pytest
 from tests.conftest import free_port
 from tests.integration.sinks import Sink, delivery_status, dsn_about
 from tests.integration.test_pop3 import POP3From
-from tests.support.apt_proxy import ProxyServer, apt_proxy
-from tests.support.converge import ANSIBLE, WHEELHOUSE, own_wheel, wheelhouse
+from tests.support.converge import ANSIBLE, WHEELHOUSE, LabRoots, lab_roots, own_wheel
 from tests.support.converge import playbook as run_playbook
 from tests.support.debian_root import (
-    CACHE_DIR,
     Root,
     changed_tasks,
-    debian_root,
     recaps,
-    require_tools,
 )
-from tests.support.lab import Network, Node, chroot_wrapper, network
+from tests.support.lab import Node, chroot_wrapper
 from tests.support.pki import issue, make_ca
 from tests.unit.mig import factory
 
@@ -100,13 +93,7 @@ def elapsed(since: float) -> str:
 
 
 @dataclass
-class Lab:
-    net: Network
-    roots: dict[str, Root]
-    work: Path
-    proxy: ProxyServer
-    times: dict[str, float] = field(default_factory=dict)
-
+class Lab(LabRoots):
     def swctl(self, *args: str, input_: str | None = None, node: str = EDGE1) -> str:
         return self.roots[node].run("env", f"SW_CONFIG={CONFIG}", "/usr/local/bin/swctl",
                                     *args, input_=input_).stdout
@@ -115,36 +102,11 @@ class Lab:
 @pytest.fixture(scope="module")
 def lab(pytestconfig: pytest.Config) -> Iterator[Lab]:
     """The four roots, their namespaces and the bridge, the apt proxy, the wheelhouse
-    copied into each hub node, /etc/hosts naming every node."""
-    started = time.monotonic()
-    require_tools("ip", "nft")
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(dir="/tmp", prefix="swm-"))
-    times: dict[str, float] = {}
-    try:
-        with contextlib.ExitStack() as stack:
-            net = stack.enter_context(network(NODES, (OPERATOR, COMPANY, AGENCY)))
-            proxy = stack.enter_context(apt_proxy(OPERATOR, CACHE_DIR / "debs"))
-            house = wheelhouse()
-            roots = {}
-            for name, node in net.nodes.items():
-                root = stack.enter_context(debian_root(f"swm-{node.short}-", node.netns))
-                # Names for every node, unless the roles write them (then loopback only).
-                (root.path / "etc/hosts").write_text(
-                    net.hosts_file(others=not ROLES_WRITE_HOSTS))
-                if name not in DATABASE:
-                    shutil.copytree(house, root.path / WHEELHOUSE.lstrip("/"))
-                roots[name] = root
-            times["lab"] = time.monotonic() - started
-            the_lab = Lab(net, roots, work, proxy, times)
-            yield the_lab
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-        times["module"] = time.monotonic() - started
-        shown = ", ".join(f"{k} {v:.0f} s" for k, v in times.items())
-        capture = pytestconfig.pluginmanager.get_plugin("capturemanager")
-        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
-            print(f"\ntest_multinode: {shown}")
+    copied into each hub node, /etc/hosts naming every node (unless the roles write
+    the names)."""
+    with lab_roots("test_multinode", NODES, (OPERATOR, COMPANY, AGENCY), (*EDGES, *BACKEND),
+                   not ROLES_WRITE_HOSTS, pytestconfig) as base:
+        yield Lab(base.net, base.roots, base.work, base.proxy, base.times)
 
 
 @dataclass
@@ -154,8 +116,7 @@ class Converge:
 
 
 def playbook(lab: Lab, extra_vars: Path) -> str:
-    return run_playbook("multi-node", lab.work / "controller",
-                        f"http://{OPERATOR}:{lab.proxy.server_address[1]}",
+    return run_playbook("multi-node", lab.work / "controller", lab.proxy_url,
                         "-e", f"@{extra_vars}")
 
 

@@ -1,18 +1,28 @@
 """What the converge tests in network namespaces share (tests/deploy/test_multinode.py,
-test_ipsec.py): the package's dependencies as a wheelhouse (the roots have no route
-out), the package's own wheel, and ``ansible/site.yml`` applied through the chroot
-connection with apt going through the lab's proxy (tests/support/apt_proxy.py)."""
+test_ipsec.py): the lab of roots in namespaces, the package's dependencies as a
+wheelhouse (the roots have no route out), the package's own wheel, and
+``ansible/site.yml`` applied through the chroot connection with apt going through the
+lab's proxy (tests/support/apt_proxy.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.support.debian_root import CACHE_DIR
+import pytest
+
+from tests.support.apt_proxy import ProxyServer, apt_proxy
+from tests.support.debian_root import CACHE_DIR, Root, debian_root, require_tools
+from tests.support.lab import Network, network
 
 REPO = Path(__file__).resolve().parents[2]
 ANSIBLE = REPO / "ansible"
@@ -69,3 +79,55 @@ def playbook(inventory: str, controller: Path, proxy: str, *args: str) -> str:
     output = result.stdout + result.stderr
     assert result.returncode == 0, f"ansible-playbook failed:\n{output[-8000:]}"
     return output
+
+
+@dataclass
+class LabRoots:
+    """The lab's namespaces and bridge, a Debian root per node (by inventory name), the
+    apt proxy on the bridge, the module's work folder, and how long each step took."""
+    net: Network
+    roots: dict[str, Root]
+    work: Path
+    proxy: ProxyServer
+    times: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def proxy_url(self) -> str:
+        return f"http://{self.net.host_addresses[0]}:{self.proxy.server_address[1]}"
+
+
+@contextlib.contextmanager
+def lab_roots(label: str, nodes: dict[str, str], host_addresses: tuple[str, ...],
+              packaged: Collection[str], hosts_others: bool,
+              pytestconfig: pytest.Config) -> Iterator[LabRoots]:
+    """``nodes`` ({inventory name: address}) each in a root in its namespace, on one
+    bridge carrying ``host_addresses`` (the apt proxy on the first); the wheelhouse in
+    the roots of the nodes in ``packaged``; /etc/hosts naming the other nodes too
+    (``hosts_others``). Everything torn down after, even after a failure; the times
+    printed as ``LABEL: step N s, ...``."""
+    started = time.monotonic()
+    require_tools("ip", "nft")
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(dir="/tmp", prefix="swl-"))
+    times: dict[str, float] = {}
+    try:
+        with contextlib.ExitStack() as stack:
+            net = stack.enter_context(network(nodes, host_addresses))
+            proxy = stack.enter_context(apt_proxy(host_addresses[0], CACHE_DIR / "debs"))
+            house = wheelhouse()
+            roots = {}
+            for name, node in net.nodes.items():
+                root = stack.enter_context(debian_root(f"swl-{node.short}-", node.netns))
+                (root.path / "etc/hosts").write_text(net.hosts_file(others=hosts_others))
+                if name in packaged:
+                    shutil.copytree(house, root.path / WHEELHOUSE.lstrip("/"))
+                roots[name] = root
+            times["lab"] = time.monotonic() - started
+            yield LabRoots(net, roots, work, proxy, times)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        times["module"] = time.monotonic() - started
+        shown = ", ".join(f"{k} {v:.0f} s" for k, v in times.items())
+        capture = pytestconfig.pluginmanager.get_plugin("capturemanager")
+        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+            print(f"\n{label}: {shown}")

@@ -11,7 +11,10 @@ What charon needs in a Debian 12 root inside a network namespace, found by tryin
   ``kernel-libipsec`` plugin (``load = yes``; Debian ships it ``load = no``), which opens
   the TUN device ``ipsec0`` (``/dev/net/tun``, absent from a debootstrap root: made with
   mknod) and sends ESP in UDP 4500; charon then installs a route per remote traffic
-  selector via ipsec0 in table 220, trap policies included;
+  selector via ipsec0 in table 220, trap policies included; but libipsec sends no
+  acquire for a packet that meets a trap policy without an SA (it drops it: "could not
+  find an outbound IPsec SA for reqid", libipsec/ipsec_processor.c), so a trap never
+  brings a tunnel up: some side must initiate;
 - ``/usr/sbin/charon-systemd`` runs in the foreground without systemd; it logs to the
   journal, which a root has not, so a ``filelog`` is added; its vici socket
   (/run/charon.vici) is there about 0.2 s after the start;
@@ -35,7 +38,7 @@ PACKAGES = ("strongswan-swanctl", "charon-systemd", "libcharon-extra-plugins",
             "libstrongswan-standard-plugins")
 #: charon's log in a root (the journal's stand-in).
 LOG = "/var/log/charon.log"
-#: What the test adds in every root: charon's log in a file.
+#: What the test adds at a party's gateway: charon's log in a file.
 LOG_CONF = f"""\
 # tests/support/strongswan.py: no journal in a test root, charon logs to a file.
 charon-systemd {{
@@ -82,13 +85,14 @@ def apt_install(root: Root, proxy: str, *packages: str) -> None:
 
 
 def prepare(root: Root, party: bool) -> None:
-    """The TUN device and the log file setting; for a party's gateway (``party``) its
-    own kernel-libipsec settings as well (the hub's come from the role)."""
+    """The TUN device; for a party's gateway (``party``) its own kernel-libipsec
+    settings and the log file as well (the hub's come from the role:
+    singlewindow_ipsec__esp, __log_file)."""
     if not (root.path / "dev/net/tun").exists():
         (root.path / "dev/net").mkdir(exist_ok=True)
         root.run("mknod", "-m", "0600", "/dev/net/tun", "c", "10", "200")
-    (root.path / "etc/strongswan.d/zz-lab-log.conf").write_text(LOG_CONF)
     if party:
+        (root.path / "etc/strongswan.d/zz-lab-log.conf").write_text(LOG_CONF)
         (root.path / "etc/strongswan.d/zz-party.conf").write_text(PARTY_CONF)
 
 
