@@ -62,7 +62,8 @@ import pytest
 
 from tests.integration.sinks import Sink, delivery_status, dsn_about
 from tests.support import strongswan
-from tests.support.converge import BIN, WHEELHOUSE, LabRoots, lab_roots, own_wheel, playbook
+from tests.support.converge import BIN, LabRoots, lab_roots, own_wheel, playbook, root_vars
+from tests.support.converge import xml_mail as mail
 from tests.support.debian_root import Root, recaps, require_tools
 from tests.support.lab import chroot_wrapper, ip
 from tests.support.netns import in_netns
@@ -244,20 +245,10 @@ def hub_extra_vars(lab: Lab, pki: Path, wheel: Path, wrapper: Path) -> dict[str,
     """What the operator's inventory would say for this hub, and the test root's
     switches (no systemd, the firewall loaded into the hub's own namespace)."""
     return {
-        "ansible_connection": "community.general.chroot",
+        **root_vars(wheel, str(wrapper)),
         # The chroot connection's "host": a symlink to the root in the controller's
         # directory, entered by the wrapper inside the hub's namespace.
         "ansible_host": HUB_ADDRESS,
-        "ansible_chroot_exe": str(wrapper),
-        "ansible_python_interpreter": "/usr/bin/python3",
-        "singlewindow_app__package": str(wheel),
-        "singlewindow_app__pip_extra_args": f"--no-index --find-links {WHEELHOUSE}",
-        "singlewindow_app__systemd": False,
-        "singlewindow_postgresql__systemd": False,
-        "singlewindow_postfix__systemd": False,
-        "singlewindow_dovecot__systemd": False,
-        "singlewindow_firewall__apply": True,
-        "singlewindow_firewall__systemd": False,
         "singlewindow_app__metrics_address": HUB_ADDRESS,
         "singlewindow_tls__ca_src": str(pki / "ca.pem"),
         "singlewindow_tls__cert_src": str(pki / f"{HUB_ID}.crt"),
@@ -462,14 +453,6 @@ def test_tunnels_come_up_with_each_partys_network(lab: Lab, converged: Converge)
 
 
 # --- (b) Mail over the tunnels -------------------------------------------------------------
-
-def mail(sender: str, to: str, subject: str, body: bytes) -> bytes:
-    lines = [f"From: <{sender}>", f"To: <{to}>", f"Subject: {subject}",
-             f"Message-ID: <{secrets.token_hex(8)}@ipsec.example>",
-             "Date: Mon, 30 Nov 2026 12:00:00 +0000", "MIME-Version: 1.0",
-             "Content-Type: application/xml; charset=utf-8"]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
-
 
 @pytest.fixture(scope="module")
 def sinks(lab: Lab, converged: Converge) -> Iterator[dict[str, Sink]]:

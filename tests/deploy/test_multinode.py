@@ -56,8 +56,9 @@ import pytest
 from tests.conftest import free_port
 from tests.integration.sinks import Sink, delivery_status, dsn_about
 from tests.integration.test_pop3 import POP3From
-from tests.support.converge import ANSIBLE, WHEELHOUSE, LabRoots, lab_roots, own_wheel
+from tests.support.converge import ANSIBLE, LabRoots, lab_roots, own_wheel, root_vars
 from tests.support.converge import playbook as run_playbook
+from tests.support.converge import xml_mail as mail
 from tests.support.debian_root import (
     Root,
     changed_tasks,
@@ -137,18 +138,7 @@ def converged(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Converge:
     wheel = own_wheel(work / "dist")
     result = Converge(passwords={role: secrets.token_urlsafe(18) for role in VAULT_ROLES})
     extra = {
-        "ansible_connection": "community.general.chroot",
-        "ansible_chroot_exe": f"{wrappers}/chroot-{{{{ inventory_hostname }}}}",
-        "ansible_python_interpreter": "/usr/bin/python3",
-        "singlewindow_app__package": str(wheel),
-        "singlewindow_app__pip_extra_args": f"--no-index --find-links {WHEELHOUSE}",
-        "singlewindow_app__systemd": False,
-        "singlewindow_postgresql__systemd": False,
-        "singlewindow_postfix__systemd": False,
-        "singlewindow_dovecot__systemd": False,
-        # The rules go into the node's own namespace; no systemd to enable them at boot.
-        "singlewindow_firewall__apply": True,
-        "singlewindow_firewall__systemd": False,
+        **root_vars(wheel, f"{wrappers}/chroot-{{{{ inventory_hostname }}}}"),
         # The company and the agency reach the edges' port 25 in clear from their
         # networks (the inventory's IPsec off, its MTA rule then opens them);
         # tests/deploy/test_ipsec.py proves the tunnel path.
@@ -346,14 +336,6 @@ def parties(hub: Hub) -> Iterator[Parties]:
     finally:
         co_sink.stop()
         ag_sink.stop()
-
-
-def mail(sender: str, to: str, subject: str, body: bytes) -> bytes:
-    lines = [f"From: <{sender}>", f"To: <{to}>", f"Subject: {subject}",
-             f"Message-ID: <{secrets.token_hex(8)}@multinode.example>",
-             "Date: Mon, 30 Nov 2026 12:00:00 +0000", "MIME-Version: 1.0",
-             "Content-Type: application/xml; charset=utf-8"]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
 def submit(edges: list[str], source: str, sender: str, to: str, data: bytes,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -131,3 +132,34 @@ def lab_roots(label: str, nodes: dict[str, str], host_addresses: tuple[str, ...]
         capture = pytestconfig.pluginmanager.get_plugin("capturemanager")
         with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
             print(f"\n{label}: {shown}")
+
+
+def root_vars(wheel: Path, chroot_exe: str) -> dict[str, object]:
+    """The extra vars every lab root needs: the chroot connection through ``chroot_exe``
+    (the node's wrapper, tests/support/lab.py), the package from ``wheel`` and the
+    wheelhouse, no systemd (the test starts the services), the firewall loaded into the
+    node's own namespace."""
+    return {
+        "ansible_connection": "community.general.chroot",
+        "ansible_chroot_exe": chroot_exe,
+        "ansible_python_interpreter": "/usr/bin/python3",
+        "singlewindow_app__package": str(wheel),
+        "singlewindow_app__pip_extra_args": f"--no-index --find-links {WHEELHOUSE}",
+        "singlewindow_app__systemd": False,
+        "singlewindow_postgresql__systemd": False,
+        "singlewindow_postfix__systemd": False,
+        "singlewindow_dovecot__systemd": False,
+        # The rules go into the node's own namespace; no systemd to enable them at boot.
+        "singlewindow_firewall__apply": True,
+        "singlewindow_firewall__systemd": False,
+    }
+
+
+def xml_mail(sender: str, to: str, subject: str, body: bytes) -> bytes:
+    """An MTA party's message as the lab tests send it: the XML ``body`` as the whole of
+    a message from ``sender`` to ``to``."""
+    lines = [f"From: <{sender}>", f"To: <{to}>", f"Subject: {subject}",
+             f"Message-ID: <{secrets.token_hex(8)}@lab.example>",
+             "Date: Mon, 30 Nov 2026 12:00:00 +0000", "MIME-Version: 1.0",
+             "Content-Type: application/xml; charset=utf-8"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
