@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import secrets
 import shlex
 import smtplib
@@ -440,8 +441,15 @@ def test_the_second_converge_loads_the_tunnels_with_keys_from_vault(
 # --- (a) The tunnels -------------------------------------------------------------------
 
 def test_tunnels_come_up_with_each_partys_network(lab: Lab, converged: Converge) -> None:
-    """Both sides hold the CHILD_SA: the hub's remote selector is the party's network,
-    the party's is the hub's MTA address."""
+    """(a) Both sides hold the CHILD_SA: the hub's remote selector is the party's
+    network, the party's is the hub's MTA address. The hub holds a trap policy for
+    every tunnel, up or not (the agency's is not up yet)."""
+    policies = strongswan.swanctl(lab.hub, "--list-pols", "--trap")
+    for party in PARTIES:
+        trap = re.compile(rf"^(\S+/)?{re.escape(party.connection)}, TUNNEL\n"
+                          rf"  local:  {re.escape(HUB_ADDRESS)}/32\n"
+                          rf"  remote: {re.escape(party.network)}$", re.MULTILINE)
+        assert trap.search(policies), policies
     for party in (COMPANY_A, COMPANY_B):
         theirs = strongswan.wait_for_child(lab.root(party), "single-window")
         assert theirs.local_ts == (party.network,)
