@@ -453,8 +453,7 @@ def render_ipsec(tmp_path: Path, extra: dict[str, object],
 def test_a_short_pre_shared_key_is_refused_by_party_never_shown(tmp_path: Path) -> None:
     short, enough = secrets.token_hex(16)[:31], secrets.token_hex(16)
     result = render_ipsec(tmp_path, {"singlewindow_ipsec__psks": {
-        "co-short": {"id": "203.0.113.7", "secret": short},
-        "co-enough": {"id": "203.0.113.8", "secret": enough}}}, ok=False)
+        "co-short": short, "co-enough": enough}}, ok=False)
     out = result.stdout + result.stderr
     assert "the key of co-short is shorter than 32 characters" in out, out[-3000:]
     assert "co-enough" not in out
@@ -462,13 +461,49 @@ def test_a_short_pre_shared_key_is_refused_by_party_never_shown(tmp_path: Path) 
     assert not (tmp_path / "swanctl").exists()
 
 
-def test_a_pre_shared_key_without_the_partys_id_is_refused(tmp_path: Path) -> None:
+def test_a_pinned_pre_shared_key_without_the_partys_id_is_refused(tmp_path: Path) -> None:
     key = secrets.token_hex(24)
     result = render_ipsec(tmp_path, {"singlewindow_ipsec__psks": {
         "co-noid": {"secret": key}}}, ok=False)
     out = result.stdout + result.stderr
-    assert "the entry of co-noid needs both id" in out, out[-3000:]
+    assert "the entry of co-noid is the key itself" in out, out[-3000:]
     assert key not in out
+
+
+def test_keys_are_bound_to_the_tunnels_in_the_database(database_config: Config,
+                                                        conn: object, tmp_path: Path) -> None:
+    """The vault holds keys only: the role reads each pre-shared key tunnel's party
+    identity with `swctl party list` and binds the key to it; a key whose party has no
+    such tunnel is not written (and said so), a tunnel without its key stops the run."""
+    env = {**os.environ, "SW_STATE_DIR": str(database_config.paths.state_dir)}
+
+    def swctl(*args: str) -> None:
+        done = subprocess.run([str(BIN / "swctl"), *args], env=env, capture_output=True,
+                              text=True, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    for name, net, party_id, auth in (("co-a", "10.1.0.0/24", "CN=gw.a.example, O=A Co", "psk"),
+                                      ("co-b", "10.2.0.0/24", "gw.b.example", "cert")):
+        swctl("party", "add", name, "--kind", "company", "--peer", net,
+              "--ipsec-gateway", f"203.0.113.{net.split('.')[1]}", "--ipsec-id", party_id,
+              "--ipsec-auth", auth)
+    keys = {"co-a": secrets.token_urlsafe(33), "co-gone": secrets.token_urlsafe(33)}
+    extra = {"read_tunnels": True, "singlewindow_ipsec__swctl": str(BIN / "swctl"),
+             "singlewindow_ipsec__swctl_environment": {"SW_STATE_DIR": env["SW_STATE_DIR"]},
+             "singlewindow_ipsec__psks": keys}
+    out = render_ipsec(tmp_path, extra).stdout
+    text = (tmp_path / "swanctl" / "conf.d" / "singlewindow-secrets.conf").read_text()
+    assert [(name, hub, party, base64.b64decode(secret).decode())
+            for name, hub, party, secret in SECRET.findall(text)] == [
+        ("co-a", "mail.sw.example.org", "CN=gw.a.example, O=A Co", keys["co-a"])]
+    assert "singlewindow_ipsec__psks has a key for co-gone" in out
+    assert not any(key in out for key in keys.values())
+
+    swctl("party", "add", "co-c", "--kind", "company", "--peer", "10.3.0.0/24",
+          "--ipsec-gateway", "203.0.113.3", "--ipsec-id", "gw.c.example", "--ipsec-auth", "psk")
+    refused = render_ipsec(tmp_path, extra, ok=False)
+    assert "The tunnel of co-c authenticates with a pre-shared key, but " \
+           "singlewindow_ipsec__psks has none for it" in refused.stdout, refused.stdout[-3000:]
 
 
 def test_the_mta_port_is_refused_beside_the_tunnels(tmp_path: Path) -> None:

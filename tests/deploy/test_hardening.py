@@ -5,7 +5,10 @@ task (``render-hardening.yml``), checked with ``nft -c`` and loaded into a throw
 network namespace; from a second namespace joined by a veth pair the test then connects
 as the parties, the clients, the other nodes, the operators and strangers would. An
 allowed source reaches an allowed port; every other connection gets nothing (the policy
-drops it: no reset, a timeout), though a listener answers on every port probed.
+drops it: no reset, a timeout), though a listener answers on every port probed. The
+inventories' edges use IPsec (SPEC D11): their port 25 lets no party's address in without
+a tunnel, and a tunnels chain of the shape swctl renders lets in exactly its party's
+networks; the single node is also rendered without IPsec, as a lab runs it.
 
 The systemd units: ``systemd-analyze security --offline`` scores each rendered unit,
 ``systemd-analyze verify`` checks it, and the daemons' code (lxml, psycopg, pymilter, the
