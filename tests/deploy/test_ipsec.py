@@ -269,15 +269,14 @@ def hub_extra_vars(lab: Lab, pki: Path, wheel: Path, wrapper: Path) -> dict[str,
 
 def vault_vars(work: Path, psks: dict[str, str]) -> tuple[Path, Path]:
     """The PSKs in an ansible-vault encrypted vars file, as the inventory expects them
-    (group_vars/all/vault.yml: vault_singlewindow_ipsec_psks, party -> its IKE identity
-    and key): the file and its password file, both 0600."""
+    (group_vars/all/vault.yml: vault_singlewindow_ipsec_psks, party -> its key; the role
+    binds each to the identity of the party's tunnel in the database): the file and its
+    password file, both 0600."""
     password_file, vault_file = work / "vault-password", work / "vault.yml"
     for path in (password_file, vault_file):
         path.touch(mode=0o600)
     password_file.write_text(secrets.token_urlsafe(24) + "\n")
-    ids = {p.name: p.ike_id for p in PARTIES}
-    vault_file.write_text(json.dumps({"vault_singlewindow_ipsec_psks": {
-        name: {"id": ids[name], "secret": psk} for name, psk in psks.items()}}))
+    vault_file.write_text(json.dumps({"vault_singlewindow_ipsec_psks": psks}))
     subprocess.run([str(BIN / "ansible-vault"), "encrypt", "--vault-password-file",
                     str(password_file), str(vault_file)], check=True, capture_output=True)
     assert vault_file.read_text().startswith("$ANSIBLE_VAULT;")
@@ -426,10 +425,12 @@ def test_the_second_converge_loads_the_tunnels_with_keys_from_vault(
     secrets_file = swan / "singlewindow-secrets.conf"
     assert oct(secrets_file.stat().st_mode & 0o777) == oct(0o600)
     held = secrets_file.read_text()
+    ids = {p.name: p.ike_id for p in PARTIES}
     for name, psk in converged.psks.items():
-        # The role writes each key base64-encoded (swanctl's 0s prefix): any character
-        # is safe there.
-        assert f"secret = 0s{base64.b64encode(psk.encode()).decode()}" in held, name
+        # The role writes each key base64-encoded (swanctl's 0s prefix), bound to the
+        # identity of the party's tunnel in the database.
+        encoded = base64.b64encode(psk.encode()).decode()
+        assert (f'id-party = "{ids[name]}"\n    secret = 0s{encoded}') in held, name
         assert psk not in rendered
         assert not any(psk in run for run in converged.runs)
         assert psk.encode() not in converged.vault_file.read_bytes()
