@@ -36,19 +36,15 @@ removes the namespaces, veths and bridge, even after a failure.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
 import os
 import poplib
 import secrets
-import shutil
 import smtplib
 import socket
 import ssl
 import subprocess
 import sys
-import tempfile
 import time
 import tomllib
 from collections.abc import Iterator
@@ -60,22 +56,18 @@ import pytest
 from tests.conftest import free_port
 from tests.integration.sinks import Sink, delivery_status, dsn_about
 from tests.integration.test_pop3 import POP3From
-from tests.support.apt_proxy import ProxyServer, apt_proxy
+from tests.support.converge import ANSIBLE, LabRoots, lab_roots, own_wheel, root_vars
+from tests.support.converge import playbook as run_playbook
+from tests.support.converge import xml_mail as mail
 from tests.support.debian_root import (
-    CACHE_DIR,
     Root,
     changed_tasks,
-    debian_root,
     recaps,
-    require_tools,
 )
-from tests.support.lab import Network, Node, chroot_wrapper, network
+from tests.support.lab import Node, chroot_wrapper
 from tests.support.pki import issue, make_ca
 from tests.unit.mig import factory
 
-REPO = Path(__file__).resolve().parents[2]
-ANSIBLE = REPO / "ansible"
-BIN = Path(sys.executable).parent
 #: inventories/multi-node/hosts.yml, by group.
 EDGES = {"edge1.example.internal": "10.0.2.11", "edge2.example.internal": "10.0.2.12"}
 BACKEND = {"pop1.example.internal": "10.0.3.10"}
@@ -89,7 +81,6 @@ EDGE1, EDGE2 = EDGES
 OPERATOR, COMPANY, AGENCY = "10.0.0.1", "10.1.0.10", "10.9.0.10"
 DOMAIN = "sw.example.org"  # inventories/multi-node/group_vars/all.yml
 CONFIG = "/etc/singlewindow/singlewindow.toml"
-WHEELHOUSE = "/opt/singlewindow/wheelhouse"  # in each root
 VAULT_ROLES = ("owner", "admin", "daemon", "postfix", "dovecot")
 #: The contract's maildrop service on the POP3 backend (helper-common.md).
 MAILDROP_UNIT = "sw-maildrop"
@@ -103,67 +94,20 @@ def elapsed(since: float) -> str:
 
 
 @dataclass
-class Lab:
-    net: Network
-    roots: dict[str, Root]
-    work: Path
-    proxy: ProxyServer
-    times: dict[str, float] = field(default_factory=dict)
-
+class Lab(LabRoots):
     def swctl(self, *args: str, input_: str | None = None, node: str = EDGE1) -> str:
         return self.roots[node].run("env", f"SW_CONFIG={CONFIG}", "/usr/local/bin/swctl",
                                     *args, input_=input_).stdout
 
 
-def wheelhouse() -> Path:
-    """The package's dependencies as wheels, built once per dependency set on the host
-    (host and roots are both Debian 12 with CPython 3.11)."""
-    key = hashlib.sha256(b"".join((REPO / f).read_bytes()
-                                  for f in ("pyproject.toml", "setup.py"))).hexdigest()[:12]
-    house = CACHE_DIR / f"wheelhouse-{key}"
-    if not house.is_dir():
-        partial = Path(tempfile.mkdtemp(dir=CACHE_DIR, prefix="wheelhouse-partial-"))
-        subprocess.run([str(BIN / "pip"), "wheel", "-q", "-w", str(partial), str(REPO)],
-                       check=True, capture_output=True, timeout=1200)
-        for own in partial.glob("singlewindow-*.whl"):
-            own.unlink()  # built fresh on every run
-        partial.rename(house)
-    return house
-
-
 @pytest.fixture(scope="module")
 def lab(pytestconfig: pytest.Config) -> Iterator[Lab]:
     """The four roots, their namespaces and the bridge, the apt proxy, the wheelhouse
-    copied into each hub node, /etc/hosts naming every node."""
-    started = time.monotonic()
-    require_tools("ip", "nft")
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(dir="/tmp", prefix="swm-"))
-    times: dict[str, float] = {}
-    try:
-        with contextlib.ExitStack() as stack:
-            net = stack.enter_context(network(NODES, (OPERATOR, COMPANY, AGENCY)))
-            proxy = stack.enter_context(apt_proxy(OPERATOR, CACHE_DIR / "debs"))
-            house = wheelhouse()
-            roots = {}
-            for name, node in net.nodes.items():
-                root = stack.enter_context(debian_root(f"swm-{node.short}-", node.netns))
-                # Names for every node, unless the roles write them (then loopback only).
-                (root.path / "etc/hosts").write_text(
-                    net.hosts_file(others=not ROLES_WRITE_HOSTS))
-                if name not in DATABASE:
-                    shutil.copytree(house, root.path / WHEELHOUSE.lstrip("/"))
-                roots[name] = root
-            times["lab"] = time.monotonic() - started
-            the_lab = Lab(net, roots, work, proxy, times)
-            yield the_lab
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-        times["module"] = time.monotonic() - started
-        shown = ", ".join(f"{k} {v:.0f} s" for k, v in times.items())
-        capture = pytestconfig.pluginmanager.get_plugin("capturemanager")
-        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
-            print(f"\ntest_multinode: {shown}")
+    copied into each hub node, /etc/hosts naming every node (unless the roles write
+    the names)."""
+    with lab_roots("test_multinode", NODES, (OPERATOR, COMPANY, AGENCY), (*EDGES, *BACKEND),
+                   not ROLES_WRITE_HOSTS, pytestconfig) as base:
+        yield Lab(base.net, base.roots, base.work, base.proxy, base.times)
 
 
 @dataclass
@@ -173,26 +117,8 @@ class Converge:
 
 
 def playbook(lab: Lab, extra_vars: Path) -> str:
-    # The chroot connection passes this environment into the roots: apt's proxy, and no
-    # host paths for pip.
-    env = {k: v for k, v in os.environ.items() if k != "PIP_FIND_LINKS"}
-    env = {**env, "ANSIBLE_CONFIG": str(ANSIBLE / "ansible.cfg"),
-           "ANSIBLE_ROLES_PATH": str(ANSIBLE / "roles"), "ANSIBLE_NOCOLOR": "1",
-           "ANSIBLE_FORCE_COLOR": "0", "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
-           # Each module through the connection's stdin: no temporary files to put,
-           # chmod and remove in the root, a third of the chroot calls.
-           "ANSIBLE_PIPELINING": "1",
-           # A node's facts gathered once per run, not again in each of site.yml's plays.
-           "ANSIBLE_GATHERING": "smart",
-           "http_proxy": f"http://{OPERATOR}:{lab.proxy.server_address[1]}"}
-    result = subprocess.run(
-        [str(BIN / "ansible-playbook"), "-i", str(ANSIBLE / "inventories/multi-node"),
-         str(ANSIBLE / "site.yml"), "-e", f"@{extra_vars}"],
-        cwd=lab.work / "controller", env=env, capture_output=True, text=True, check=False,
-        timeout=2400)
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, f"ansible-playbook failed:\n{output[-8000:]}"
-    return output
+    return run_playbook("multi-node", lab.work / "controller", lab.proxy_url,
+                        "-e", f"@{extra_vars}")
 
 
 @pytest.fixture(scope="module")
@@ -209,23 +135,10 @@ def converged(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Converge:
     make_ca(pki, "ca")
     for name in NODES:
         issue(pki, "ca", name, name)
-    subprocess.run([str(BIN / "pip"), "wheel", "--no-deps", "-q", "-w", str(work / "dist"),
-                    str(REPO)], check=True, capture_output=True)
-    [wheel] = (work / "dist").glob("singlewindow-*.whl")
+    wheel = own_wheel(work / "dist")
     result = Converge(passwords={role: secrets.token_urlsafe(18) for role in VAULT_ROLES})
     extra = {
-        "ansible_connection": "community.general.chroot",
-        "ansible_chroot_exe": f"{wrappers}/chroot-{{{{ inventory_hostname }}}}",
-        "ansible_python_interpreter": "/usr/bin/python3",
-        "singlewindow_app__package": str(wheel),
-        "singlewindow_app__pip_extra_args": f"--no-index --find-links {WHEELHOUSE}",
-        "singlewindow_app__systemd": False,
-        "singlewindow_postgresql__systemd": False,
-        "singlewindow_postfix__systemd": False,
-        "singlewindow_dovecot__systemd": False,
-        # The rules go into the node's own namespace; no systemd to enable them at boot.
-        "singlewindow_firewall__apply": True,
-        "singlewindow_firewall__systemd": False,
+        **root_vars(wheel, f"{wrappers}/chroot-{{{{ inventory_hostname }}}}"),
         # The company and the agency reach the edges' port 25 in clear from their
         # networks (the inventory's IPsec off, its MTA rule then opens them);
         # tests/deploy/test_ipsec.py proves the tunnel path.
@@ -423,14 +336,6 @@ def parties(hub: Hub) -> Iterator[Parties]:
     finally:
         co_sink.stop()
         ag_sink.stop()
-
-
-def mail(sender: str, to: str, subject: str, body: bytes) -> bytes:
-    lines = [f"From: <{sender}>", f"To: <{to}>", f"Subject: {subject}",
-             f"Message-ID: <{secrets.token_hex(8)}@multinode.example>",
-             "Date: Mon, 30 Nov 2026 12:00:00 +0000", "MIME-Version: 1.0",
-             "Content-Type: application/xml; charset=utf-8"]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
 def submit(edges: list[str], source: str, sender: str, to: str, data: bytes,
