@@ -68,11 +68,10 @@ def db_migrate(args: argparse.Namespace) -> int:
 
 # --- party -----------------------------------------------------------------------------
 
-def _hub_addresses(args: argparse.Namespace) -> list[str]:
+def _hub_addresses(config: configmod.Config) -> list[str]:
     """The hub's own addresses: Postfix's mynetworks (main.cf: 127.0.0.1/32, where every
     local process connects from), the listeners' address, its IKE addresses and this
     host's interfaces."""
-    config = _config(args)
     own = ["127.0.0.1/32", *_interface_addresses(), *config.ipsec.local_addrs]
     if config.listeners.bind not in ("0.0.0.0", "::", ""):
         own.append(config.listeners.bind)
@@ -102,10 +101,10 @@ def _print_ipsec(party: str, what: str | None) -> None:
         print(line)
 
 
-def _refuse_without_tunnel(args: argparse.Namespace, peers: list[str], has_tunnel: bool,
+def _refuse_without_tunnel(config: configmod.Config, peers: list[str], has_tunnel: bool,
                            advice: str) -> None:
     """SPEC D11: with [ipsec] enabled, an MTA party reaches port 25 only by its tunnel."""
-    problem = ipsec.required_problem(_config(args).ipsec.enabled, peers, has_tunnel)
+    problem = ipsec.required_problem(config.ipsec.enabled, peers, has_tunnel)
     if problem is not None:
         raise CommandError(f"{problem}: {advice}")
 
@@ -117,11 +116,12 @@ def party_add(args: argparse.Namespace) -> int:
     tunnel = None not in given
     if tunnel and not args.peer:
         raise CommandError("a tunnel carries an MTA party's --peer networks: give --peer")
-    _refuse_without_tunnel(args, args.peer or [], tunnel, "give its tunnel with "
+    config = _config(args)
+    _refuse_without_tunnel(config, args.peer or [], tunnel, "give its tunnel with "
                            "--ipsec-gateway IP --ipsec-id ID --ipsec-auth psk|cert")
-    hub = _hub_addresses(args)
+    hub = _hub_addresses(config)
     directory.refuse_hub_addresses(args.peer or [], hub)
-    with _db(args) as conn, conn.transaction():
+    with _db(args, config=config) as conn, conn.transaction():
         party = directory.add_party(conn, args.name, args.kind, args.peer or [], args.relay)
         what = tunnels.set_tunnel(conn, party.name, args.ipsec_gateway, args.ipsec_id,
                                   args.ipsec_auth, hub) if tunnel else None
@@ -132,11 +132,12 @@ def party_add(args: argparse.Namespace) -> int:
 
 def party_tunnel(args: argparse.Namespace) -> int:
     """Set, change or (``--remove``) drop an existing party's tunnel."""
+    config = _config(args)
     if args.remove:
         if args.gateway or args.id or args.auth:
             raise CommandError("--remove takes no --gateway, --id or --auth")
-        with _db(args) as conn, conn.transaction():
-            _refuse_without_tunnel(args, directory.peer_networks(conn, args.name), False,
+        with _db(args, config=config) as conn, conn.transaction():
+            _refuse_without_tunnel(config, directory.peer_networks(conn, args.name), False,
                                    f"party {args.name} still has peer networks, so its "
                                    "tunnel stays (remove the party instead)")
             what = tunnels.remove_tunnel(conn, args.name)
@@ -144,9 +145,9 @@ def party_tunnel(args: argparse.Namespace) -> int:
     else:
         if None in (args.gateway, args.id, args.auth):
             raise CommandError("give --gateway IP --id ID --auth psk|cert, or --remove")
-        with _db(args) as conn:
+        with _db(args, config=config) as conn:
             what = tunnels.set_tunnel(conn, args.name, args.gateway, args.id, args.auth,
-                                      _hub_addresses(args))
+                                      _hub_addresses(config))
         print(f"party {args.name}: tunnel " + (what or "unchanged"))
     _print_ipsec(args.name, what)
     return 0
