@@ -18,7 +18,7 @@ from psycopg import errors
 from singlewindow import ipsec
 from singlewindow.ipsec import Tunnel
 from singlewindow.store import StoreError
-from singlewindow.store.directory import Conn, get_party, hub_clash
+from singlewindow.store.directory import Conn, get_party, hub_clash, peer_networks
 
 _SELECT = (
     "SELECT p.name, t.reqid, host(t.gateway) AS gateway, t.remote_id, t.auth,"
@@ -79,9 +79,7 @@ def set_tunnel(conn: Conn, party_name: str, gateway: str, remote_id: str, auth: 
     party = get_party(conn, party_name)
     with _identity_taken(party_name), conn.transaction():
         before = _locked(conn, party.id, party_name)
-        peers = conn.execute("SELECT 1 FROM peer_network WHERE party_id = %s LIMIT 1",
-                             (party.id,)).fetchone()
-        if peers is None:
+        if not peer_networks(conn, party_name):
             raise StoreError(f"party {party_name!r} has no peer networks: a tunnel carries "
                              "an MTA party's --peer networks")
         if before is None:
