@@ -448,6 +448,19 @@ def host_port(value: str, where: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def _parse_ip(text: object, where: str, *, network: bool) -> None:
+    try:
+        if not isinstance(text, str):
+            raise ValueError
+        if network:
+            ipaddress.ip_network(text, strict=True)
+        else:
+            ipaddress.ip_address(text)
+    except ValueError:
+        what = "an IP network or address" if network else "a single IP address"
+        raise ConfigError(f"{where}: {text!r} is not {what}") from None
+
+
 @dataclass(frozen=True, slots=True)
 class Maildrop:
     """The maildrop hop of a multi-node hub (issue 15): the POP3 maildrops live on one
@@ -488,13 +501,7 @@ class Maildrop:
             host_port(self.backend, "maildrop.backend")
         host_port(self.listen, "maildrop.listen")
         for client in self.clients:
-            if not isinstance(client, str):
-                raise ConfigError(f"maildrop.clients must be IP addresses, not {client!r}")
-            try:
-                ipaddress.ip_address(client)
-            except ValueError:
-                raise ConfigError(f"maildrop.clients: {client!r} is not a single IP "
-                                  "address (one address per edge, no networks)") from None
+            _parse_ip(client, "maildrop.clients", network=False)  # one per edge, no networks
         if isinstance(self.lock_wait, bool) or not isinstance(self.lock_wait, int | float) \
                 or not self.lock_wait >= 0:
             raise ConfigError(f"maildrop.lock_wait must be 0 or more seconds, "
@@ -606,19 +613,6 @@ class Ipsec:
         if not self.local_ts:
             raise ConfigError("ipsec.local_ts is required when ipsec.enabled is true: the "
                               "address(es) of the MTA listener the tunnels carry")
-
-
-def _parse_ip(text: object, where: str, *, network: bool) -> None:
-    try:
-        if not isinstance(text, str):
-            raise ValueError
-        if network:
-            ipaddress.ip_network(text, strict=True)
-        else:
-            ipaddress.ip_address(text)
-    except ValueError:
-        what = "an IP network or address" if network else "a single IP address"
-        raise ConfigError(f"{where}: {text!r} is not {what}") from None
 
 
 @dataclass(frozen=True, slots=True)
