@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import e2e_latency  # noqa: E402  (bench/, beside this file)
-from tests.unit.mig import factory  # noqa: E402
+from tests.support import factory  # noqa: E402
 
 from singlewindow import config as configmod  # noqa: E402
 from singlewindow import render, stack, supervisor  # noqa: E402

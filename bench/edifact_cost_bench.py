@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.unit.mig.factory import interchange, paxlst_of_size  # noqa: E402
+from tests.support.factory import interchange, paxlst_of_size  # noqa: E402
 
 from singlewindow.mig.loader import Registry, registry  # noqa: E402
 from singlewindow.mig.validate import convert_checked  # noqa: E402

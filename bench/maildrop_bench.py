@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "src"))
 
-from tests.conftest import free_port, short_state_dir  # noqa: E402
+from tests.support.local import free_port, short_state_dir  # noqa: E402
 from tests.support.maildrop import backend  # noqa: E402
 
 from singlewindow import stack  # noqa: E402

@@ -38,9 +38,9 @@ from aiosmtpd.controller import Controller
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.conftest import free_port  # noqa: E402
-from tests.integration.world import Party, World, message  # noqa: E402
-from tests.unit.mig import factory  # noqa: E402
+from tests.support import factory  # noqa: E402
+from tests.support.local import free_port  # noqa: E402
+from tests.support.world import Party, World, message  # noqa: E402
 
 from singlewindow import stack  # noqa: E402
 from singlewindow.config import Config, Listeners, Metrics  # noqa: E402

@@ -35,7 +35,7 @@ from lxml import etree
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.unit.mig.factory import paxlst_of_size  # noqa: E402
+from tests.support.factory import paxlst_of_size  # noqa: E402
 
 from singlewindow.mig import xmlcheck  # noqa: E402
 from singlewindow.mig.edifact.convert import Converter  # noqa: E402

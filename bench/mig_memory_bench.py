@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.unit.mig.factory import paxlst_stream  # noqa: E402
+from tests.support.factory import paxlst_stream  # noqa: E402
 
 from singlewindow.mig import loader  # noqa: E402
 

@@ -36,7 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.conftest import free_port  # noqa: E402
+from tests.support.local import free_port  # noqa: E402
 
 from singlewindow import stack  # noqa: E402
 from singlewindow.config import ADMIN_ROLE, Config, Listeners, Metrics  # noqa: E402

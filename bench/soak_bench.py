@@ -38,10 +38,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "src"))
 
-from tests.conftest import free_port  # noqa: E402
-from tests.integration.sinks import Received, delivery_status  # noqa: E402
-from tests.integration.world import World, message  # noqa: E402
-from tests.unit.mig import factory  # noqa: E402
+from tests.support import factory  # noqa: E402
+from tests.support.local import free_port  # noqa: E402
+from tests.support.sinks import Received, delivery_status  # noqa: E402
+from tests.support.world import World, message  # noqa: E402
 
 from singlewindow import stack  # noqa: E402
 from singlewindow.config import Config, Listeners, Metrics, Queue, Transport  # noqa: E402

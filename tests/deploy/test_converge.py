@@ -39,12 +39,12 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import free_port
-from tests.integration.sinks import Sink, delivery_status, dsn_about
-from tests.integration.test_pop3 import POP3From
+from tests.support import factory
 from tests.support.debian_root import Root, changed_tasks, debian_root, recaps
+from tests.support.local import free_port
+from tests.support.pop3 import POP3From
 from tests.support.prometheus import prometheus
-from tests.unit.mig import factory
+from tests.support.sinks import Sink, delivery_status, dsn_about
 
 REPO = Path(__file__).resolve().parents[2]
 ANSIBLE = REPO / "ansible"

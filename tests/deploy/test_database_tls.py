@@ -20,7 +20,7 @@ import pytest
 
 from singlewindow import render, stack
 from singlewindow.config import DAEMON_ROLE, POSTFIX_ROLE, Database
-from tests.conftest import free_port, short_state_dir
+from tests.support.local import free_port, short_state_dir
 from tests.support.pki import issue, make_ca
 
 NAME = "db.sw.test"  # the name the clients connect to; hostaddr says where it is

@@ -434,7 +434,7 @@ MDWE_PROBE = textwrap.dedent("""
     import singlewindow.metrics, singlewindow.transport.backend
     from singlewindow.mig.edifact import _accel
     from singlewindow.mig.validate import convert_stream, validate
-    from tests.unit.mig import factory
+    from tests.support import factory
     assert validate(factory.paxlst(3), None).valid           # EDIFACT, the C extension
     assert validate(factory.gendec(), None).valid            # XML, lxml and its XSD
     out = io.BytesIO()

@@ -61,15 +61,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.sinks import Sink, delivery_status, dsn_about
-from tests.support import strongswan
+from tests.support import factory, strongswan
 from tests.support.converge import BIN, LabRoots, lab_roots, own_wheel, playbook, root_vars
 from tests.support.converge import xml_mail as mail
 from tests.support.debian_root import Root, recaps, require_tools
 from tests.support.lab import chroot_wrapper, ip
 from tests.support.netns import in_netns
 from tests.support.pki import issue, make_ca
-from tests.unit.mig import factory
+from tests.support.sinks import Sink, delivery_status, dsn_about
 
 #: The single-node inventory's one host, its IKE identity (the name in its certificate,
 #: inventories/single-node's singlewindow_ipsec__local_id), and its address in the lab

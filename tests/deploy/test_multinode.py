@@ -53,9 +53,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
-from tests.integration.sinks import Sink, delivery_status, dsn_about
-from tests.integration.test_pop3 import POP3From
+from tests.support import factory
 from tests.support.converge import ANSIBLE, LabRoots, lab_roots, own_wheel, root_vars
 from tests.support.converge import playbook as run_playbook
 from tests.support.converge import xml_mail as mail
@@ -65,8 +63,10 @@ from tests.support.debian_root import (
     recaps,
 )
 from tests.support.lab import Node, chroot_wrapper
+from tests.support.local import free_port
 from tests.support.pki import issue, make_ca
-from tests.unit.mig import factory
+from tests.support.pop3 import POP3From
+from tests.support.sinks import Sink, delivery_status, dsn_about
 
 #: inventories/multi-node/hosts.yml, by group.
 EDGES = {"edge1.example.internal": "10.0.2.11", "edge2.example.internal": "10.0.2.12"}

@@ -36,7 +36,7 @@ import pytest
 from singlewindow import deploy, passwords, render, stack
 from singlewindow.config import ADMIN_ROLE, Config, Listeners, Paths, Tls
 from singlewindow.store import connect, directory
-from tests.conftest import free_port, short_state_dir
+from tests.support.local import free_port, short_state_dir
 
 EDGE_IP, BACKEND_IP, STRANGER_IP = "127.0.0.1", "127.0.0.2", "127.0.0.3"
 BACKEND_NAME = "pop1.sw.test"

@@ -13,7 +13,7 @@ import pytest
 from singlewindow import passwords
 from singlewindow.config import ADMIN_ROLE, Config
 from singlewindow.store import connect, directory
-from tests.integration.world import client_password
+from tests.support.world import client_password
 
 pytestmark = pytest.mark.integration
 

@@ -35,9 +35,9 @@ from singlewindow.config import Config
 from tests.integration import client_matrix as matrix
 from tests.integration.client_matrix import Cell, Outcome
 from tests.integration.conftest import swaks, tls_context
-from tests.integration.test_pop3 import POP3SFrom
-from tests.integration.world import Party, World, message, wait_until, world_fixture
-from tests.unit.mig import factory
+from tests.support import factory
+from tests.support.pop3 import POP3SFrom
+from tests.support.world import Party, World, message, wait_until, world_fixture
 
 world = world_fixture(("ag", "agency"))
 

@@ -9,9 +9,9 @@ import secrets
 import smtplib
 
 from singlewindow.store import connect, messages
-from tests.integration.sinks import delivery_status, dsn_about
-from tests.integration.world import Party, World, message, wait_until, world_fixture
-from tests.unit.mig import factory
+from tests.support import factory
+from tests.support.sinks import delivery_status, dsn_about
+from tests.support.world import Party, World, message, wait_until, world_fixture
 
 world = world_fixture(("co", "company"), ("ag1", "agency"), ("ag2", "agency"))
 

@@ -20,10 +20,10 @@ import pytest
 from singlewindow import maps, stack
 from singlewindow.config import ADMIN_ROLE, Config
 from singlewindow.store import connect
-from tests.conftest import free_port
-from tests.integration.sinks import Sink, delivery_status, dsn_about
-from tests.integration.world import Party, World, message, wait_until, world_fixture
-from tests.unit.mig import factory
+from tests.support import factory
+from tests.support.local import free_port
+from tests.support.sinks import Sink, delivery_status, dsn_about
+from tests.support.world import Party, World, message, wait_until, world_fixture
 
 world = world_fixture(("co", "company"), ("ag", "agency"))
 

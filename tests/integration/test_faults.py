@@ -18,8 +18,9 @@ import pytest
 from singlewindow import stack
 from singlewindow.config import Config
 from singlewindow.store import connect
-from tests.integration.sinks import Received, delivery_status, dsn_about
-from tests.integration.world import (
+from tests.support import factory
+from tests.support.sinks import Received, delivery_status, dsn_about
+from tests.support.world import (
     Party,
     World,
     faulty_transport,
@@ -28,7 +29,6 @@ from tests.integration.world import (
     wait_until,
     world_fixture,
 )
-from tests.unit.mig import factory
 
 world = world_fixture(("co", "company"), ("ag1", "agency"), ("ag2", "agency"))
 

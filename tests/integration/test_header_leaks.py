@@ -23,10 +23,10 @@ import pytest
 
 from singlewindow.config import Config
 from tests.integration.conftest import tls_context
-from tests.integration.sinks import Received
 from tests.integration.test_return_path import maildrop_messages
-from tests.integration.world import Party, World, message, message_id, wait_until
-from tests.unit.mig import factory
+from tests.support import factory
+from tests.support.sinks import Received
+from tests.support.world import Party, World, message, message_id, wait_until
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from singlewindow import cli, health, supervisor
 from singlewindow.config import Config
-from tests.conftest import free_port
-from tests.integration.world import World, message, wait_until, world_fixture
-from tests.unit.mig import factory
+from tests.support import factory
+from tests.support.local import free_port
+from tests.support.world import World, message, wait_until, world_fixture
 
 world = world_fixture(("co", "company"), ("ag", "agency"))
 

@@ -21,10 +21,10 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from singlewindow.config import Config
 from singlewindow.store import connect, messages
-from tests.conftest import free_port
-from tests.integration.sinks import Received, Sink, delivery_status, dsn_about
-from tests.integration.world import Party, World, message, wait_until
-from tests.unit.mig import factory
+from tests.support import factory
+from tests.support.local import free_port
+from tests.support.sinks import Received, Sink, delivery_status, dsn_about
+from tests.support.world import Party, World, message, wait_until
 
 #: The hub's default ``[transport] hop_limit``: the stack under test runs with it.
 HOP_LIMIT = 30

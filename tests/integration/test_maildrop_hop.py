@@ -20,11 +20,11 @@ from singlewindow.config import ADMIN_ROLE, Config, Maildrop, to_toml
 from singlewindow.replies import Reply
 from singlewindow.store import connect
 from singlewindow.transport import hop
-from tests.conftest import free_port, short_state_dir
 from tests.integration.test_pop3 import logged_in
-from tests.integration.world import Party, World, message, replaced_transport, wait_until
+from tests.support import factory
+from tests.support.local import free_port, short_state_dir
 from tests.support.maildrop import backend
-from tests.unit.mig import factory
+from tests.support.world import Party, World, message, replaced_transport, wait_until
 
 #: The backend's [maildrop] lock_wait here: long enough to see a delivery wait, short
 #: enough to see it give up.

@@ -23,10 +23,10 @@ import pytest
 from singlewindow import stack
 from singlewindow.config import Config, Listeners, Metrics, Queue, Transport
 from singlewindow.transport import maildrop
-from tests.conftest import free_port, short_state_dir
 from tests.integration.test_pop3 import logged_in
-from tests.integration.world import Party, World, message, wait_until
-from tests.unit.mig import factory
+from tests.support import factory
+from tests.support.local import free_port, short_state_dir
+from tests.support.world import Party, World, message, wait_until
 
 REAL_LDA = Path("/usr/lib/dovecot/dovecot-lda")
 

@@ -16,11 +16,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from singlewindow import stack
 from singlewindow.config import ADMIN_ROLE, Config
 from singlewindow.store import connect
-from tests.integration.world import World, message, wait_until
+from tests.support import factory
 from tests.support.prometheus import Prometheus
 from tests.support.prometheus import prometheus as running_prometheus
+from tests.support.world import World, message, wait_until
 from tests.unit.conf.test_prometheus import METRICS
-from tests.unit.mig import factory
 
 Sample = tuple[str, tuple[tuple[str, str], ...]]
 

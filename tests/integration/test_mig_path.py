@@ -14,9 +14,9 @@ from lxml import etree
 from singlewindow import mig
 from singlewindow.mig.loader import registry
 from singlewindow.transport.router import XML_IN_MEMORY
-from tests.integration.sinks import Received, delivery_status, dsn_about
-from tests.integration.world import World, message, message_id, world_fixture
-from tests.unit.mig import factory
+from tests.support import factory
+from tests.support.sinks import Received, delivery_status, dsn_about
+from tests.support.world import World, message, message_id, world_fixture
 
 world = world_fixture(("co", "company"), ("ag", "agency"))
 

@@ -21,9 +21,9 @@ import pytest
 
 from singlewindow import origin, stack
 from singlewindow.config import Config
-from tests.conftest import lmtp_send
-from tests.integration.world import Party, World, message, wait_until, world_fixture
-from tests.unit.mig import factory
+from tests.support import factory
+from tests.support.local import lmtp_send
+from tests.support.world import Party, World, message, wait_until, world_fixture
 
 world = world_fixture(("co", "company"), ("ag", "agency"))
 

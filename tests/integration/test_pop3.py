@@ -3,45 +3,20 @@
 from __future__ import annotations
 
 import poplib
-import socket
-import ssl
 import subprocess
 
 import pytest
 
 from singlewindow.config import Config
 from tests.integration.conftest import MailClient, tls_context
-from tests.integration.world import Party
+from tests.support.pop3 import POP3From, POP3SFrom
+from tests.support.world import Party
 
 # Dovecot counts a connection from its own address as secured (no TLS needed), so a
 # client plays a company from another loopback address, as it would come over its tunnel.
 REMOTE = "127.0.0.2"
 # Dovecot slows down logins from an address that failed recently (auth penalty).
 ATTACKER = "127.0.0.5"
-
-
-class POP3From(poplib.POP3):
-    """poplib.POP3 with a chosen source address (poplib has no such argument)."""
-
-    def __init__(self, host: str, port: int, source: str, timeout: float = 10) -> None:
-        self.source = source
-        super().__init__(host, port, timeout=timeout)
-
-    def _create_socket(self, timeout: float) -> socket.socket:
-        return socket.create_connection((self.host, self.port), timeout,
-                                        source_address=(self.source, 0))
-
-
-class POP3SFrom(POP3From):
-    """POP3S (implicit TLS) from a chosen source address."""
-
-    def __init__(self, host: str, port: int, source: str, context: ssl.SSLContext) -> None:
-        self.context = context
-        super().__init__(host, port, source)
-
-    def _create_socket(self, timeout: float) -> socket.socket:
-        raw = super()._create_socket(timeout)
-        return self.context.wrap_socket(raw, server_hostname=None)
 
 
 def pop3(config: Config, source: str = REMOTE) -> POP3From:

@@ -18,11 +18,11 @@ import pytest
 from singlewindow import stack
 from singlewindow.config import Config
 from singlewindow.store import connect, messages
-from tests.conftest import free_port
-from tests.integration.sinks import Received, delivery_status, dsn_about
 from tests.integration.test_pop3 import REMOTE, logged_in
-from tests.integration.world import Party, World, faulty_transport, message, wait_until
-from tests.unit.mig import factory
+from tests.support import factory
+from tests.support.local import free_port
+from tests.support.sinks import Received, delivery_status, dsn_about
+from tests.support.world import Party, World, faulty_transport, message, wait_until
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ from __future__ import annotations
 import secrets
 import smtplib
 
-from tests.integration.sinks import delivery_status, dsn_about
-from tests.integration.world import World, message, world_fixture
+from tests.support.sinks import delivery_status, dsn_about
+from tests.support.world import World, message, world_fixture
 
 world = world_fixture(("co", "company"), ("ag", "agency"))
 

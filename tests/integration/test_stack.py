@@ -13,8 +13,8 @@ from pathlib import Path
 
 from singlewindow import stack
 from singlewindow.config import Config, Listeners, Metrics
-from tests.conftest import free_port, short_state_dir
-from tests.integration.world import wait_until
+from tests.support.local import free_port, short_state_dir
+from tests.support.world import wait_until
 
 
 def swctl(config: Config, *argv: str) -> subprocess.CompletedProcess[str]:

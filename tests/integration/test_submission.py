@@ -16,9 +16,9 @@ from flufl.bounce import scan_message
 from singlewindow import stack
 from singlewindow.config import ADMIN_ROLE, Config
 from singlewindow.store import connect, directory, messages
-from tests.integration.sinks import Received, delivery_status, dsn_about
-from tests.integration.world import World, faulty_transport, message, message_id
-from tests.unit.mig import factory
+from tests.support import factory
+from tests.support.sinks import Received, delivery_status, dsn_about
+from tests.support.world import World, faulty_transport, message, message_id
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,9 @@ import pytest
 
 from singlewindow import stack, supervisor
 from singlewindow.config import Config
-from tests.conftest import WATCHDOG_SEC
-from tests.integration.world import World, message, wait_until, world_fixture
-from tests.unit.mig import factory
+from tests.support import factory
+from tests.support.local import WATCHDOG_SEC
+from tests.support.world import World, message, wait_until, world_fixture
 
 world = world_fixture(("co", "company"), ("ag", "agency"))
 

@@ -13,11 +13,11 @@ from typing import Any
 
 from singlewindow.config import Config
 from singlewindow.store import connect
-from tests.integration.sinks import dsn_about
 from tests.integration.test_msa import msa
 from tests.integration.test_pop3 import logged_in
-from tests.integration.world import Party, World, message, message_id, wait_until, world_fixture
-from tests.unit.mig import factory
+from tests.support import factory
+from tests.support.sinks import dsn_about
+from tests.support.world import Party, World, message, message_id, wait_until, world_fixture
 
 world = world_fixture(("co", "company"), ("ag", "agency"))
 

@@ -16,8 +16,8 @@ import pytest
 from singlewindow import config as configmod
 from singlewindow import render, stack, supervisor
 from singlewindow.config import Config
-from tests.integration.world import World, message, wait_until, world_fixture
-from tests.unit.mig import factory
+from tests.support import factory
+from tests.support.world import World, message, wait_until, world_fixture
 
 world = world_fixture(("co", "company"), ("ag", "agency"))
 

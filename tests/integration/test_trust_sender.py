@@ -16,10 +16,10 @@ from singlewindow import replies
 from singlewindow.config import Config
 from singlewindow.store import connect, messages
 from tests.integration.conftest import MailClient
-from tests.integration.sinks import Received, delivery_status, dsn_about
 from tests.integration.test_msa import msa
-from tests.integration.world import Party, World, message, message_id, wait_until
-from tests.unit.mig import factory
+from tests.support import factory
+from tests.support.sinks import Received, delivery_status, dsn_about
+from tests.support.world import Party, World, message, message_id, wait_until
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,8 @@ from singlewindow import cli, mig, passwords
 from singlewindow.config import Config
 from singlewindow.store import directory, messages, snapshot
 from singlewindow.transport import router
+from tests.support import factory
 from tests.support.swctl import call as swctl_call
-from tests.unit.mig import factory
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from singlewindow import health
 from singlewindow.config import Config, Database, Health, Listeners, Maildrop, Paths, Tls
-from tests.conftest import free_port, short_state_dir
+from tests.support.local import free_port, short_state_dir
 
 NOW = 1_800_000_000.0
 

@@ -18,7 +18,7 @@ import pytest
 
 from singlewindow import config as configmod
 from singlewindow import daemon, logs
-from tests.conftest import short_state_dir
+from tests.support.local import short_state_dir
 
 
 def _logger(name: str, handler: logging.Handler) -> logging.Logger:

@@ -22,7 +22,7 @@ from singlewindow.origin import new_message_id
 from singlewindow.policy import server
 from singlewindow.policy.decide import Request
 from singlewindow.store import directory, messages
-from tests.conftest import short_state_dir
+from tests.support.local import short_state_dir
 
 Conn = psycopg.Connection[Any]
 DOMAIN = "sw.test"

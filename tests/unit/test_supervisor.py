@@ -15,7 +15,7 @@ import pytest
 
 from singlewindow import stack, supervisor
 from singlewindow.config import Config, Health, Paths
-from tests.conftest import short_state_dir
+from tests.support.local import short_state_dir
 from tests.unit import pinger
 
 

@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "bench"))
 
 import e2e_latency
 
-from tests.conftest import free_port
+from tests.support.local import free_port
 
 
 def test_percentile_is_nearest_rank() -> None:

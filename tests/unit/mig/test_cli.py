@@ -7,7 +7,7 @@ import pytest
 from lxml import etree
 
 from singlewindow.mig.cli import convert_cmd, validate_cmd
-from tests.unit.mig.factory import gendec
+from tests.support.factory import gendec
 
 
 def test_validate_valid_public_sample(public: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -22,7 +22,7 @@ from singlewindow.mig.errors import ErrorClass
 from singlewindow.mig.loader import Registry
 from singlewindow.mig.model import DataError
 from singlewindow.mig.validate import Result, validate
-from tests.unit.mig.factory import interchange, paxlst_message
+from tests.support.factory import interchange, paxlst_message
 
 # A passenger list for one flight, D:02B, as the guideline lays it out: its UNA (repetition
 # position reserved with a space), a functional group, UNH with association IATA, no DTM

@@ -10,7 +10,7 @@ import pytest
 from singlewindow.mig import loader
 from singlewindow.mig.model import DataError
 from singlewindow.mig.validate import validate
-from tests.unit.mig.factory import paxlst
+from tests.support.factory import paxlst
 
 
 def test_shipped_types() -> None:

@@ -15,7 +15,7 @@ from singlewindow.mig.loader import Registry
 from singlewindow.mig.report import contrl, control_text, frm_xml
 from singlewindow.mig.validate import Interchange, Result, validate
 from singlewindow.notices import control
-from tests.unit.mig.factory import (
+from tests.support.factory import (
     HEADER_V4,
     gendec,
     interchange,

@@ -19,7 +19,7 @@ from lxml import etree, isoschematron
 from singlewindow.mig import rules, xmlcheck
 from singlewindow.mig.loader import MessageType, Registry, _compile_schema
 from singlewindow.mig.validate import convert_checked, validate
-from tests.unit.mig.factory import (
+from tests.support.factory import (
     declaration_response,
     gendec,
     iftdgn,

@@ -30,7 +30,7 @@ from singlewindow.mig.validate import (
     kind_of,
     validate,
 )
-from tests.unit.mig.factory import (
+from tests.support.factory import (
     HEADER_V4,
     gendec,
     iftdgn,
@@ -162,7 +162,7 @@ _PEAK_RSS = """
 import resource, sys
 from singlewindow.mig.loader import registry
 from singlewindow.mig.validate import convert_stream
-from tests.unit.mig.factory import paxlst_stream
+from tests.support.factory import paxlst_stream
 
 class Sink:
     size = 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from singlewindow import mig
-from tests.unit.mig import factory
+from tests.support import factory
 
 PAXLST = factory.paxlst_of_size(0.3)
 

@@ -15,7 +15,7 @@ from singlewindow.mig import loader, xmlcheck
 from singlewindow.mig.errors import ErrorClass, MigError
 from singlewindow.mig.loader import MessageType, Registry
 from singlewindow.mig.validate import validate
-from tests.unit.mig.factory import gendec
+from tests.support.factory import gendec
 
 BILLION_LAUGHS = b"""<?xml version="1.0"?>
 <!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
@@ -176,7 +176,7 @@ def test_locations_are_walked_to_the_element_xpath_names(reg: Registry) -> None:
     # Findings in several messages and groups of persons: the step-by-step walk of each
     # SVRL location reaches the element that evaluating it as XPath gives.
     from singlewindow.mig.validate import convert_checked
-    from tests.unit.mig.factory import interchange, paxlst_message
+    from tests.support.factory import interchange, paxlst_message
     msgs = [[("DTM+329:649915'" if s.startswith("DTM+329:") else s)
              for s in paxlst_message(f"M{n}", 3)] for n in range(3)]
     _, _, xml = convert_checked(interchange(msgs), reg)

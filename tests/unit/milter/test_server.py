@@ -20,7 +20,7 @@ import pytest
 from singlewindow import origin
 from singlewindow.config import for_state_dir
 from singlewindow.milter import handler
-from tests.conftest import short_state_dir
+from tests.support.local import short_state_dir
 
 #: Milter protocol version 6 (libmilter mfdef.h SMFI_PROT_VERSION) and SMFIC_OPTNEG.
 VERSION = 6

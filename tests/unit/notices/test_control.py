@@ -7,7 +7,7 @@ import email
 
 from singlewindow import mig
 from singlewindow.notices import agency, control
-from tests.unit.mig import factory
+from tests.support import factory
 
 
 def test_one_body_part_with_text_xml_and_contrl() -> None:

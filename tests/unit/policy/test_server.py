@@ -12,7 +12,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from tests.conftest import short_state_dir
+from tests.support.local import short_state_dir
 
 from singlewindow.config import Config, Database
 from singlewindow.policy import server

@@ -14,7 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from tests.conftest import free_port, short_state_dir
+from tests.support.local import free_port, short_state_dir
 from tests.support.maildrop import Certificates, certificates
 from tests.support.maildrop import backend as running_backend
 

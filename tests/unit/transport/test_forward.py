@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
-from tests.conftest import free_port
-from tests.integration.sinks import Sink
+from tests.support.local import free_port
+from tests.support.sinks import Sink
 
 from singlewindow.transport import translate
 from singlewindow.transport.forward import InjectError, Injector, Refused, stuffed

@@ -17,9 +17,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from tests.conftest import lmtp_send
-from tests.integration.sinks import Sink
-from tests.unit.mig import factory
+from tests.support import factory
+from tests.support.local import lmtp_send
+from tests.support.sinks import Sink
 from tests.unit.transport.test_router import KEY, D
 from tests.unit.transport.test_router import transport as transport  # the fixture
 

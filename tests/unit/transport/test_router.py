@@ -12,9 +12,9 @@ from typing import Any
 
 import psycopg
 import pytest
-from tests.conftest import free_port, lmtp_send, short_state_dir
-from tests.integration.sinks import Sink
-from tests.unit.mig import factory
+from tests.support import factory
+from tests.support.local import free_port, lmtp_send, short_state_dir
+from tests.support.sinks import Sink
 
 from singlewindow import mig, origin, replies
 from singlewindow.config import Config, Listeners

@@ -11,9 +11,9 @@ import psycopg
 import psycopg.errors
 import pytest
 from psycopg_pool import ConnectionPool, PoolTimeout
-from tests.conftest import free_port, lmtp_send
-from tests.integration.sinks import Sink
-from tests.unit.mig import factory
+from tests.support import factory
+from tests.support.local import free_port, lmtp_send
+from tests.support.sinks import Sink
 from tests.unit.transport.test_router import KEY, D, stamped
 from tests.unit.transport.test_router import transport as transport  # the fixture
 

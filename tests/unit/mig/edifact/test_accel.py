@@ -21,7 +21,7 @@ from singlewindow.mig.edifact.syntax import chunked
 from singlewindow.mig.errors import Findings, MigError
 from singlewindow.mig.loader import Registry
 from singlewindow.mig.validate import _lookup
-from tests.unit.mig.factory import iftdgn, interchange, mutate, paxlst, paxlst_message
+from tests.support.factory import iftdgn, interchange, mutate, paxlst, paxlst_message
 
 
 def convert(reg: Registry, data: bytes, accelerate: bool, chunk: int = 1 << 16

@@ -29,7 +29,7 @@ from singlewindow.mig.errors import (
 )
 from singlewindow.mig.loader import Registry
 from singlewindow.mig.validate import Result, validate
-from tests.unit.mig.factory import interchange, mutate, paxlst_message, with_unt
+from tests.support.factory import interchange, mutate, paxlst_message, with_unt
 
 MB = 1024 * 1024
 

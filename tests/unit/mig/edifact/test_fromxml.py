@@ -11,7 +11,7 @@ from singlewindow.mig.edifact.fromxml import to_edifact
 from singlewindow.mig.edifact.syntax import chunked, iter_segments
 from singlewindow.mig.loader import Registry
 from singlewindow.mig.validate import validate
-from tests.unit.mig.factory import iftdgn, paxlst
+from tests.support.factory import iftdgn, paxlst
 
 
 def segments(data: bytes) -> list[tuple[str, object]]:

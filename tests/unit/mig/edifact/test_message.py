@@ -7,7 +7,7 @@ import pytest
 from singlewindow.mig.errors import ErrorClass, MigError
 from singlewindow.mig.loader import Registry
 from singlewindow.mig.validate import validate
-from tests.unit.mig.factory import iftdgn, interchange, paxlst, paxlst_message, with_unt
+from tests.support.factory import iftdgn, interchange, paxlst, paxlst_message, with_unt
 
 
 def check(reg: Registry, segments: list[str]) -> list[MigError]:

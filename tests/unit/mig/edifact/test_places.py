@@ -9,7 +9,7 @@ import pytest
 from singlewindow.mig.errors import ErrorClass, Place
 from singlewindow.mig.loader import Registry
 from singlewindow.mig.validate import validate
-from tests.unit.mig.factory import interchange, overlay, paxlst_message
+from tests.support.factory import interchange, overlay, paxlst_message
 
 # Rules that each fire once at a chosen node of a known interchange (successful-report),
 # one kind of node per rule: a component, a simple element, a composite, a repeated

@@ -17,8 +17,8 @@ import pytest
 from singlewindow import passwords, stack, supervisor
 from singlewindow.config import ADMIN_ROLE, Config
 from singlewindow.store import connect, directory
-from tests.conftest import free_port
-from tests.integration.sinks import Sink
+from tests.support.local import free_port
+from tests.support.sinks import Sink
 
 _next_peer = iter(range(10, 250))
 
