@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from singlewindow import addresses
+
 #: Headers whose addresses Single Window translates and checks (SPEC R5.3 #8): an address
 #: it does not know there is refused before any copy is built.
 TRANSLATED = ("from", "sender", "reply-to", "to", "cc")
@@ -560,7 +562,6 @@ _DSN_RECIPIENT = ("action", "status", "last-attempt-date", "will-retry-until")
 _DSN_ADDRESS = ("final-recipient", "original-recipient")
 _PART_CONTENT = ("content-type", "content-transfer-encoding", "content-disposition",
                  "content-description", "content-language")
-_EMAIL = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]*[A-Za-z0-9]")
 # "mx.example[192.0.2.1]:25", "mail.sw.test[private/lmtp]", "[10.0.0.1]", "[IPv6:::1]":
 # a host and the address or socket Postfix reached it at ("[English]" is no address).
 _BRACKETED = re.compile(r"([A-Za-z0-9.-]*)\[(?:[0-9A-Fa-f]*[.:][0-9A-Fa-f.:]*|IPv6:[^\]\s]*"
@@ -627,7 +628,7 @@ class Reader:
                 under = "+" if word.isalpha() and len(word) < 8 else "*"
                 pattern = rf"(?<![\w.-]){re.escape(word)}(?:\.[\w-]+){under}(?![\w-])"
                 text = re.sub(pattern, host, text, flags=re.IGNORECASE)
-        text = _EMAIL.sub(address, text)
+        text = addresses.IN_TEXT.sub(address, text)
         text = _PATH.sub("<path withheld>", text)
         text = _IPV4.sub(ADDRESS_WITHHELD, text)
         text = _IPV6.sub(lambda m: ADDRESS_WITHHELD if _ipv6(m[0]) else m[0], text)
