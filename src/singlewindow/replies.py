@@ -213,3 +213,11 @@ MILTER_MISCONFIGURED = Reply(451, "4.3.5", "Single Window is misconfigured, will
 # Store unreachable or any internal failure at end of message: Postfix keeps the client
 # retrying, never accepting blindly. 4.3.0 = other mail system status (RFC 3463 3.5).
 MILTER_TEMPFAIL = Reply(451, "4.3.0", "Single Window is temporarily unable to accept this")
+
+
+class ReplyError(Exception):
+    """A step that cannot go on, carrying the reply a recipient gets for it."""
+
+    def __init__(self, reply: Reply) -> None:
+        super().__init__(reply.line())
+        self.reply = reply

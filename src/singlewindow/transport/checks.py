@@ -36,7 +36,7 @@ from email.policy import default as _default_policy
 from typing import NoReturn
 
 from singlewindow import replies
-from singlewindow.replies import Reply
+from singlewindow.replies import Reply, ReplyError
 
 #: The payload types Single Window accepts unless configured otherwise: EDIFACT
 #: (RFC 1767 section 2) and XML (RFC 7303), and plain text for EDIFACT sent as text.
@@ -89,12 +89,8 @@ _MAX_ENCODED_LINE = 76
 _WSP = b" \t"
 
 
-class ContentError(Exception):
+class ContentError(ReplyError):
     """The message fails a technical check; ``reply`` is the LMTP status to give."""
-
-    def __init__(self, reply: Reply) -> None:
-        super().__init__(reply.line())
-        self.reply = reply
 
 
 @dataclass(frozen=True, slots=True)
