@@ -13,7 +13,7 @@ from lxml import etree
 
 from singlewindow import mig
 from singlewindow.mig.loader import registry
-from singlewindow.transport.router import XML_IN_MEMORY
+from singlewindow.transport.submission import XML_IN_MEMORY
 from tests.support import factory
 from tests.support.sinks import Received, delivery_status, dsn_about
 from tests.support.world import World, message, message_id, world_fixture

@@ -15,7 +15,7 @@ import pytest
 from singlewindow import cli, mig, passwords
 from singlewindow.config import Config
 from singlewindow.store import directory, messages, snapshot
-from singlewindow.transport import router
+from singlewindow.transport import submission
 from tests.support import factory
 from tests.support.swctl import call as swctl_call
 
@@ -220,11 +220,11 @@ def test_operator_guide_runs_verbatim(swctl: Any, conn: psycopg.Connection[Any],
     for release in ("02B", "03B", "05B"):
         found = mig.validate(factory.paxlst(release=release), "application/EDIFACT")
         assert found.message_type == f"PAXLST-D{release}"
-        assert [a.logical for a in router.routes(where, registry, "customs@sw.test",
+        assert [a.logical for a in submission.routes(where, registry, "customs@sw.test",
                                                  found.message_type)] == \
             ["coastguard@sw.test", "customs@sw.test"]
     gendec = mig.validate(factory.gendec(), "application/xml")
-    assert router.routes(where, registry, "customs@sw.test", gendec.message_type) == []
+    assert submission.routes(where, registry, "customs@sw.test", gendec.message_type) == []
     clerk = directory.find_logical(conn, "brightline@sw.test")
     assert clerk is not None and clerk.maildrop_login == "clerk"
 

@@ -34,7 +34,7 @@ import re
 import socket
 import stat
 from collections.abc import Awaitable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import AnyStr, Protocol
@@ -75,9 +75,15 @@ class RecipientDsn:
         return "SUCCESS" in self.notify
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False, weakref_slot=True)
 class Transaction:
-    """One LMTP mail transaction: everything Postfix sent between MAIL FROM and the dot."""
+    """One LMTP mail transaction: everything Postfix sent between MAIL FROM and the dot.
+
+    The same object goes to the ``deliver`` call of every recipient and to ``finish``;
+    it is hashed and compared by identity and can be weakly referenced, so a ``deliver``
+    callable can keep what its calls share about the transaction (work that is the same
+    for every recipient) in a weak mapping of its own: the server knows nothing of it.
+    """
 
     mail_from: str
     """The envelope sender, ``""`` for the null sender of a DSN (RFC 5321 4.5.5)."""
@@ -93,9 +99,6 @@ class Transaction:
     """MAIL FROM's ENVID (RFC 3461 4.4), xtext decoded."""
     ret: str | None = None
     """MAIL FROM's RET (RFC 3461 4.3): ``FULL`` or ``HDRS``."""
-    state: dict[str, object] = field(default_factory=dict, compare=False)
-    """Scratch space the ``deliver`` calls of this transaction share, so work that is the
-    same for every recipient (parsing, the technical checks, a log entry) is done once."""
 
 
 class Deliver(Protocol):

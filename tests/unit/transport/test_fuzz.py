@@ -4,7 +4,7 @@ answer (2xx or 5xx, never 4xx) and nothing in the transport fails unexpectedly.
 Two corpora: CPython's own test_email messages (Debian's libpython3.11-testsuite, read
 at test time; scripts/install installs it), and seeded mutations of valid submissions.
 Each message is stamped like a real submission (the milter's origin header) and sent
-over LMTP to the transport of test_router's fixture (real LMTP server, real store).
+over LMTP to the transport of the ``transport`` fixture (real LMTP server, real store).
 """
 
 from __future__ import annotations
@@ -20,8 +20,7 @@ import pytest
 from tests.support import factory
 from tests.support.local import lmtp_send
 from tests.support.sinks import Sink
-from tests.unit.transport.test_router import KEY, D
-from tests.unit.transport.test_router import transport as transport  # the fixture
+from tests.support.transport import KEY, D
 
 from singlewindow import origin
 from singlewindow.config import Config

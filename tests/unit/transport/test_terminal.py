@@ -1,6 +1,6 @@
 """Issue 10: a terminal answer for every input. Through the real LMTP server and store
-(the ``transport`` fixture of test_router): inputs that once deferred forever (4.3.0 until
-the queue lifetime) now get a precise 2xx or 5xx per recipient."""
+(the ``transport`` fixture, :mod:`tests.support.transport`): inputs that once deferred
+forever (4.3.0 until the queue lifetime) now get a precise 2xx or 5xx per recipient."""
 
 from __future__ import annotations
 
@@ -14,8 +14,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from tests.support import factory
 from tests.support.local import free_port, lmtp_send
 from tests.support.sinks import Sink
-from tests.unit.transport.test_router import KEY, D, stamped
-from tests.unit.transport.test_router import transport as transport  # the fixture
+from tests.support.transport import KEY, D, stamped
 
 from singlewindow import origin, store
 from singlewindow.config import OWNER_ROLE, Config
