@@ -36,13 +36,13 @@ from email.policy import default as _default_policy
 from typing import NoReturn
 
 from singlewindow import replies
+from singlewindow.config import Transport
 from singlewindow.replies import Reply, ReplyError
 
 #: The payload types Single Window accepts unless configured otherwise: EDIFACT
-#: (RFC 1767 section 2) and XML (RFC 7303), and plain text for EDIFACT sent as text.
-DEFAULT_ALLOWED_TYPES: frozenset[str] = frozenset(
-    {"application/edifact", "application/xml", "text/xml", "text/plain"}
-)
+#: (RFC 1767 section 2) and XML (RFC 7303), and plain text for EDIFACT sent as text; the
+#: default of ``transport.allowed_content_types``, where it is documented (config.py).
+DEFAULT_ALLOWED_TYPES: frozenset[str] = frozenset(Transport().allowed_content_types)
 
 # RFC 5321 4.5.3.1.5: a reply line is at most 512 octets; leave room for the code,
 # the enhanced code and the constant's own sentence.
