@@ -42,15 +42,16 @@ from typing import AnyStr, Protocol
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from singlewindow import replies
+from singlewindow import config, replies
 from singlewindow.replies import Reply
 
 log = logging.getLogger(__name__)
 
 #: Largest message accepted, advertised as SIZE (RFC 1870) so Postfix refuses bigger ones
-#: at MAIL FROM instead of sending them. The transport's service passes
-#: ``transport.lmtp_size_limit`` (config.py), which is above Postfix's message_size_limit.
-DEFAULT_DATA_SIZE_LIMIT = 32 * 1024 * 1024
+#: at MAIL FROM instead of sending them: ``transport.lmtp_size_limit`` (config.py), which
+#: is above Postfix's message_size_limit. The services pass the configured one; this is
+#: its default, for a server started without it.
+DEFAULT_DATA_SIZE_LIMIT = config.Transport().lmtp_size_limit
 #: Seconds an idle connection is kept; Postfix's lmtp(8) reuses connections in between.
 DEFAULT_IDLE_TIMEOUT = 300.0
 #: Mode of the socket file: Postfix's delivery agents run as the ``postfix`` user, which
