@@ -8,7 +8,7 @@ from typing import Any
 import psycopg
 from tests.support.local import lmtp_send
 from tests.support.sinks import Sink
-from tests.support.transport import D
+from tests.support.transport import D, Transport
 
 from singlewindow.config import Config
 
@@ -27,3 +27,12 @@ def test_the_hubs_notice_goes_out_with_the_null_sender(
     # Recorded as what its notice header says it is, not by its sender.
     row = conn.execute("SELECT kind FROM notice_delivery").fetchone()
     assert row is not None and row["kind"] == "control"
+
+
+def test_generated_mail_for_an_unknown_address_is_refused(transport: Transport) -> None:
+    config, sink = transport
+    data = b"From: <MAILER-DAEMON@sw.test>\r\nSubject: x\r\n\r\nbody\r\n"
+    [(code, text)] = lmtp_send(config, "", [f"nobody@{D}"], data)
+    assert (code, text[:6]) == (554, b"5.1.0 ")
+    assert b"The recipient <nobody@sw.test> is unknown to Single Window" in text
+    assert sink.wait_for(lambda r: True, timeout=1) == []

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import shutil
 import smtplib
 import socket
 import stat
 import tempfile
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -295,3 +297,17 @@ def test_a_failing_finish_defers_the_2xx_only(socket_path: Path) -> None:
     answers = serve(socket_path, deliver, lambda p: transact(p, ["a@sw.test", "b@sw.test"]),
                     finish=finish)
     assert [code for code, _ in answers] == [451, 554]
+
+
+def test_a_transaction_is_itself_not_its_contents() -> None:
+    """Hashed and compared by identity, and weakly referenceable: a ``deliver`` keeps
+    what its calls share about a transaction in a weak mapping of its own (the router's
+    Progress), and two transactions with the same contents never share it."""
+    first = Transaction("a@sw.test", ("b@sw.test",), (), b"same")
+    second = Transaction("a@sw.test", ("b@sw.test",), (), b"same")
+    shared: weakref.WeakKeyDictionary[Transaction, list[str]] = weakref.WeakKeyDictionary()
+    shared[first] = ["first"]
+    assert first != second and second not in shared and shared[first] == ["first"]
+    del first
+    gc.collect()
+    assert len(shared) == 0

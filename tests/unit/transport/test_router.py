@@ -1,15 +1,19 @@
 """The router's dispatch, through the real LMTP server and store (the ``transport``
 fixture, :mod:`tests.support.transport`): one reply per recipient; unstamped mail with a
-sender deferred as a misconfiguration."""
+sender deferred as a misconfiguration; the message read once per transaction."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
 from tests.support import factory
 from tests.support.local import lmtp_send
 from tests.support.sinks import Sink
-from tests.support.transport import D, stamped
+from tests.support.transport import D, Transport, stamped
 
 from singlewindow.config import Config
+from singlewindow.transport import parsed
 
 
 def test_one_reply_per_recipient(transport: tuple[Config, Sink]) -> None:
@@ -39,3 +43,26 @@ def test_unstamped_mail_from_the_old_system_sender_is_not_taken_as_the_hubs(
     [(code, text)] = lmtp_send(config, config.hub.system_sender, [f"acme@{D}"], data)
     assert (code, text[:6]) == (451, b"4.3.5 ")
     assert sink.received == []
+
+
+def test_the_message_is_read_once_per_transaction(
+        transport: Transport, monkeypatch: pytest.MonkeyPatch) -> None:
+    """STYLE 9: every recipient of a transaction shares one Prepared (and one Progress);
+    the next transaction reads its own message."""
+    config, _ = transport
+    read: list[bytes] = []
+
+    def prepare(raw: bytes, *args: Any) -> parsed.Prepared:
+        read.append(raw)
+        return real(raw, *args)
+    real = parsed.prepare
+    monkeypatch.setattr(parsed, "prepare", prepare)
+    data = stamped(factory.gendec())
+    codes = [c for c, _ in lmtp_send(config, f"acme@{D}", [f"customs@{D}", f"later@{D}",
+                                                           f"nobody@{D}"], data)]
+    assert codes == [250, 554, 554]
+    stamp = data.split(b"\r\n", 1)[0]
+    assert [r.split(b"\r\n", 1)[0] for r in read] == [stamp]
+    again = stamped(factory.gendec())
+    assert lmtp_send(config, f"acme@{D}", [f"customs@{D}"], again)[0][0] == 250
+    assert [r.split(b"\r\n", 1)[0] for r in read] == [stamp, again.split(b"\r\n", 1)[0]]
