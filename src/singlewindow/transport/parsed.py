@@ -129,11 +129,7 @@ def prepare(raw: bytes, mail_from: str, allowed: tuple[str, ...], key: bytes) ->
         except checks.ContentError as error:
             content = error.reply
     return Prepared(
-        raw=raw,
-        origin=origin,
-        fields=fields,
-        body_offset=body_offset,
-        part=part,
+        raw=raw, origin=origin, fields=fields, body_offset=body_offset, part=part,
         content=content,
         addresses=translate.addresses_in(fields) if origin else [],
         header_message_id=translate.field_named(fields, "message-id"),
