@@ -3,8 +3,8 @@
 After the queue: a DSN about the agency leg (from Postfix's own bounce service, or from an
 agency's MTA) carries the copy's own ENVID (Original-Envelope-Id, RFC 3464 2.2.1), a token
 only the copy's receiver saw, and usually returns the copy's headers with its Message-ID
-(RFC 3462 text/rfc822-headers, or the whole message/rfc822); the router matches the
-report to the copy by these (issue 12). No I/O.
+(RFC 3462 text/rfc822-headers, or the whole message/rfc822); :mod:`.agency_report`
+matches the report to the copy by these (issue 12). No I/O.
 """
 
 from __future__ import annotations

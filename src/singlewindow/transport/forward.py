@@ -4,7 +4,7 @@ That listener runs neither the policy daemon nor the milter; Postfix then relays
 to the destination party's next hop with the DSN parameters set here. It is the way in
 for the transport alone (issue 12): it takes mail only over TLS from a client that shows
 the transport's certificate (conf/postfix/master.cf.j2), which :func:`client_context`
-presents. Sending is smtplib; the exactly-once bookkeeping is the router's (SPEC D4).
+presents. Sending is smtplib; the exactly-once bookkeeping is :mod:`.copies`' (SPEC D4).
 """
 
 from __future__ import annotations

@@ -8,15 +8,16 @@ clients' share, a few a minute): LHLO, STARTTLS with the backend's certificate v
 against ``[tls] ca_file`` and the name in ``[maildrop] backend``, LHLO again, then one
 transaction with one recipient, ``LOGIN@maildrop``.
 
-What the router gets back, as :func:`.maildrop.deliver` gives it locally:
+What :mod:`.copies` gets back, as :func:`.maildrop.deliver` gives it locally:
 
 - ``250``: saved (``replies.MAILDROP_SAVED_BEFORE`` when the backend found an interrupted
   attempt's copy saved already);
 - ``4xx 4.2.1``: a POP3 session held the maildrop for the backend's ``lock_wait``:
-  ``replies.MAILDROP_LOCKED`` (the router records the wait and retries on a timer);
+  ``replies.MAILDROP_LOCKED`` (:mod:`.copies` records the wait, the router retries on
+  a timer);
 - anything else — no connection, a TLS failure, any other reply, a time-out —
   ``replies.MAILDROP_HOP_FAILED`` (451 4.4.1), whose text names no host; the log has the
-  detail. A failure after the end of DATA may still have saved the copy: the router's
+  detail. A failure after the end of DATA may still have saved the copy: the
   retry sends ``XSINCE`` and the backend, not the edge, looks that up.
 """
 
