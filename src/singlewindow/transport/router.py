@@ -109,12 +109,12 @@ class Router:
                     return replies.POLICY_MISCONFIGURED
                 return generated.internal(self.context, conn, kind, rcpt, p)
         except Deferred as deferred:
-            self.deferred(deferred, rcpt, progress.prepared)
+            self.wait(deferred, rcpt, progress.prepared)
             return deferred.reply
         except Exception as exc:
-            return self.failed(exc, rcpt, raw, progress.prepared)
+            return self.answer_failure(exc, rcpt, raw, progress.prepared)
 
-    def deferred(self, deferred: Deferred, rcpt: str, p: parsed.Prepared | None) -> None:
+    def wait(self, deferred: Deferred, rcpt: str, p: parsed.Prepared | None) -> None:
         """Log a recipient that must wait, and retry it once what held it is free."""
         sw_id = p.message_id if p else None
         queue_id = p.queue_id if p else None
@@ -127,8 +127,8 @@ class Router:
                 log.warning("no Postfix queue id in the message for <%s>: it waits "
                             "for Postfix's next try", rcpt)
 
-    def failed(self, exc: Exception, rcpt: str, raw: bytes, p: parsed.Prepared | None
-               ) -> Reply:
+    def answer_failure(self, exc: Exception, rcpt: str, raw: bytes,
+                       p: parsed.Prepared | None) -> Reply:
         """A recipient whose way failed: deferred if a retry may cure it, else answered
         now (issue 10), and the operator shown why."""
         deferral = terminal.deferral(exc)
