@@ -67,10 +67,14 @@ def check(templates_dir: Path) -> None:
     """Refuse an override directory with a template that could never be used: a name no
     notice has (a typo would silently change nothing) or a syntax error. A missing
     directory is no override at all."""
-    if not templates_dir.is_dir():
-        return
+    try:
+        if not templates_dir.is_dir():
+            return
+        found = sorted(templates_dir.glob("*.j2"))
+    except OSError as exc:
+        raise NoticeError(f"{templates_dir}: {exc.strerror}") from None
     known = names()
-    for path in sorted(templates_dir.glob("*.j2")):
+    for path in found:
         if path.name not in known:
             raise NoticeError(f"{path}: no notice has this template name (they are: "
                               f"{', '.join(known)})")
@@ -105,11 +109,12 @@ def render_in(templates_dir: Path | None, name: str, context: Mapping[str, Any])
     ERROR naming its file, and the package's template is rendered instead. The package's
     own templates are not guarded: an error there is a bug, raised to the caller.
     """
-    own = templates_dir / name if templates_dir is not None else None
-    if own is not None and own.is_file():
+    if templates_dir is not None:
+        own = templates_dir / name
         try:
-            return environment(templates_dir).get_template(name).render(context)
-        except jinja2.TemplateError as exc:
+            if own.is_file():
+                return environment(templates_dir).get_template(name).render(context)
+        except (jinja2.TemplateError, OSError, UnicodeDecodeError) as exc:
             log.error("notice template %s cannot be rendered (%s: %s): the package's %s "
                       "is used instead", own, type(exc).__name__, exc, name)
     return environment(None).get_template(name).render(context)

@@ -3,9 +3,9 @@
 After the queue: Postfix's lmtp(8) writes no success DSN for a DSN-capable LMTP server
 (:mod:`singlewindow.transport.lmtp`), so the transport writes it, for the recipients of a
 submission it answered 250 and whose NOTIFY has SUCCESS (RFC 3461 4.1): the human part in
-the words Postfix used (``conf/postfix/bounce.cf.j2``'s success_template), the
-delivery-status part, and the submission's headers (RFC 3462 text/rfc822-headers), or
-the whole submission when it asked RET=FULL and is small. The transport sends it through
+the words Postfix used (the success_template of :mod:`.bounce`), the delivery-status
+part, and the submission's headers (RFC 3462 text/rfc822-headers), or the whole
+submission when it asked RET=FULL and is small. The transport sends it through
 the same allow-list as every generated message, as it did Postfix's. No I/O.
 """
 

@@ -95,6 +95,18 @@ def test_a_syntax_error_written_after_start_falls_back_too(
     assert "success_dsn.txt.j2" in caplog.text
 
 
+def test_an_override_that_cannot_be_read_falls_back_too(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    before = every_notice()
+    notices.use(tmp_path)
+    (tmp_path / "control_message.xml.j2").write_bytes(b"<a>\xff\xfe</a>\n")  # not UTF-8
+    with caplog.at_level(logging.ERROR, logger="singlewindow.notices"):
+        assert every_notice()["control"] == before["control"]
+    assert "control_message.xml.j2" in caplog.text
+    with pytest.raises(notices.NoticeError, match=r"control_message\.xml\.j2: .*utf-8"):
+        notices.check(tmp_path)
+
+
 def test_the_package_templates_are_not_guarded() -> None:
     # An error in the shipped wording is a bug: raised, not hidden behind a fallback.
     with pytest.raises(Exception, match="message_id"):
