@@ -9,9 +9,9 @@ errors as FRM-style XML, then, for EDIFACT syntax errors, a UN/EDIFACT CONTRL me
 (:mod:`singlewindow.mig.contrl`). The text and XML parts are the templates
 ``control_message.txt.j2`` and ``control_message.xml.j2``.
 
-What is rendered is bounded whatever the input: at most :data:`~singlewindow.mig.contrl.
-MAX_LISTED` errors, each text and field cut to a few hundred characters; so a control
-message stays well under 1 MB.
+What is rendered is bounded whatever the input: at most ``MAX_LISTED`` errors (the ones
+the CONTRL reports, :mod:`singlewindow.mig.contrl`), each text and field cut to a few
+hundred characters; so a control message stays well under 1 MB.
 """
 
 from __future__ import annotations
