@@ -43,8 +43,8 @@ class Output:
     name: str
     mode: int = 0o644
     group: str = "root"
-    #: A notice (:mod:`singlewindow.notices`): its template is the package's or the
-    #: operator's own in ``[notices] templates_dir``, not one of ``conf/``.
+    #: Postfix's DSN texts, a notice (:mod:`singlewindow.notices.bounce`): the package's
+    #: template or the operator's own in ``[notices] templates_dir``, not one of ``conf/``.
     notice: bool = False
 
 
