@@ -6,7 +6,7 @@ This package adds what Single Window means around them, laid out in mail-flow or
 - ``policy``    — RCPT time: who is talking, may they send (Postfix policy delegation)
 - ``milter``    — message time: NOTIFY, origin stamp, envelope sender (pymilter)
 - ``transport`` — after the queue: checks, routing, translation, forwarding (LMTP)
-- ``notices``   — DSN and control-message texts
+- ``notices``   — every notice the hub writes (DSNs, control messages), from templates
 - ``mig``       — the message rules: EDIFACT and XML validation and conversion
 - ``store``     — PostgreSQL schema, migrations and queries
 - ``stack``     — the local stack: private PostgreSQL, Postfix and Dovecot instances

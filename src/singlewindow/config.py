@@ -19,6 +19,8 @@ File layout::
     [maildrop]   the maildrop hop of a multi-node hub: edges deliver POP3 maildrops on the
                  backend over LMTP (singlewindow.transport.backend)
     [ipsec]      the IPsec tunnels of the MTA interface on a deployed edge (SPEC D11)
+    [notices]    an operator's own wording of the notices the hub writes (DSNs, control
+                 messages; singlewindow.notices, docs/notices.md)
 """
 
 from __future__ import annotations
@@ -417,6 +419,19 @@ class Health:
     watchdog_sec: float = 30.0
 
 
+@dataclass(frozen=True, slots=True)
+class Notices:
+    """The notices the hub writes (:mod:`singlewindow.notices`, docs/notices.md)."""
+
+    #: An operator's own wording: a template here replaces the package's template of the
+    #: same name (``agency_failure.txt.j2``, ``bounce.cf.j2``, …), the rest stay the
+    #: package's. A missing directory is none; the daemons' user must be able to read it
+    #: (the transport renders from it). A daemon refuses to start when a template
+    #: here has a name no notice has or a syntax error; one that fails when rendered is
+    #: logged as an ERROR and the package's is rendered instead, so no notice is lost.
+    templates_dir: Path = Path("/etc/singlewindow/notices")
+
+
 #: The formats of the daemons' log lines (``[log] format``).
 LOG_FORMATS = ("keyvalue", "json", "journal")
 
@@ -631,6 +646,7 @@ class Config:
     log: Log = field(default_factory=Log)
     maildrop: Maildrop = field(default_factory=Maildrop)
     ipsec: Ipsec = field(default_factory=Ipsec)
+    notices: Notices = field(default_factory=Notices)
 
     @property
     def cert_file(self) -> Path:

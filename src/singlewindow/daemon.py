@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from singlewindow import config as configmod
-from singlewindow import logs
+from singlewindow import logs, notices
 
 #: Group that Postfix's daemons run in; our sockets are group-writable for it only.
 POSTFIX_GROUP = "postfix"
@@ -147,12 +147,21 @@ def argument_parser(description: str) -> argparse.ArgumentParser:
 
 
 def load_config(args: argparse.Namespace) -> configmod.Config:
+    """The daemon's configuration, or exit saying what is wrong with it. The notices'
+    override templates (``[notices] templates_dir``) are checked here and used from here
+    on, so a daemon does not start with one it could never render."""
     try:
         if getattr(args, "config", None) and not args.state_dir:
-            return configmod.load(Path(args.config))
-        return configmod.locate(args.state_dir)
+            config = configmod.load(Path(args.config))
+        else:
+            config = configmod.locate(args.state_dir)
     except configmod.ConfigError as exc:
         raise SystemExit(f"configuration: {exc}") from None
+    try:
+        notices.use(config.notices.templates_dir)
+    except notices.NoticeError as exc:
+        raise SystemExit(f"configuration: notices.templates_dir: {exc}") from None
+    return config
 
 
 def run_asyncio(name: str, description: str,

@@ -25,6 +25,7 @@ from typing import Any
 
 from singlewindow import ipsec, render, stack
 from singlewindow.config import Config
+from singlewindow.notices import bounce
 
 #: Dovecot's default base_dir on Debian; its auth socket for Postfix lives there.
 DOVECOT_BASE_DIR = Path("/run/dovecot")
@@ -42,6 +43,9 @@ class Output:
     name: str
     mode: int = 0o644
     group: str = "root"
+    #: Postfix's DSN texts, a notice (:mod:`singlewindow.notices.bounce`): the package's
+    #: template or the operator's own in ``[notices] templates_dir``, not one of ``conf/``.
+    notice: bool = False
 
 
 #: What ``swctl render --target`` writes, per target.
@@ -49,7 +53,7 @@ TARGETS: dict[str, tuple[Output, ...]] = {
     "postfix": (
         Output("postfix/main.cf.j2", "main.cf"),
         Output("postfix/master.cf.j2", "master.cf"),
-        Output("postfix/bounce.cf.j2", "bounce.cf"),
+        Output(bounce.TEMPLATE, bounce.FILE, notice=True),
         Output("postfix/command-filter.j2", "command-filter"),
     ),
     "dovecot": (
@@ -159,7 +163,8 @@ def render_target(config: Config, target: str, dest: Path, *, node: NodeRole = N
     changed: list[Path] = []
     for out in TARGETS[target]:
         path = dest / out.name
-        text = render.render(out.template, ctx, conf_dir)
+        text = (bounce.text(ctx, config.notices.templates_dir) if out.notice
+                else render.render(out.template, ctx, conf_dir))
         gid = _group_id(out.group)
         try:
             st = path.stat()

@@ -33,6 +33,7 @@ from psycopg.conninfo import conninfo_to_dict
 from singlewindow import config as configmod
 from singlewindow import maps, origin, passwords, render
 from singlewindow.config import Config
+from singlewindow.notices import bounce
 from singlewindow.store import connect, directory, migrate, snapshot
 
 
@@ -538,8 +539,10 @@ def _postfix_config(config: Config, layout: Layout, ctx: dict[str, Any]) -> None
     _mkdir(layout.postfix_conf)
     _mkdir(layout.postfix_queue)
     _mkdir(layout.postfix_data, "postfix", 0o700)
-    for name in ("main.cf", "master.cf", "bounce.cf", "command-filter"):
+    for name in ("main.cf", "master.cf", "command-filter"):
         render.render_to(f"postfix/{name}.j2", layout.postfix_conf / name, ctx)
+    render.write_atomic(layout.postfix_conf / bounce.FILE,
+                        bounce.text(ctx, config.notices.templates_dir))
     with connect(config.database, autocommit=True, role=configmod.ADMIN_ROLE) as conn:
         maps.write(snapshot.load(conn), config, layout.postfix_conf)
 

@@ -65,6 +65,25 @@ def interchange(messages: list[list[str]], ref: str = "REF1", syntax: str = "UNO
     return (una + sep + sep.join(segs) + sep).encode("latin-1")
 
 
+def broken(kind: str) -> bytes:
+    """A PAXLST interchange with one error of ``kind`` (an error class's name, lower case)."""
+    msg = paxlst_message("M0", 1)
+    if kind == "syntax":
+        return interchange([msg]).replace(b"UNZ+1+REF1'\n", b"")
+    if kind == "count":
+        return interchange([msg]).replace(b"UNZ+1+", b"UNZ+2+")
+    if kind == "structure":
+        msg.insert(2, "QTY+1:1'")
+    elif kind == "format":
+        msg[1] = "BGM+745+" + "X" * 40 + "'"
+    elif kind == "codelist":
+        msg[1] = "BGM+745++99'"
+    elif kind == "rule":  # a date of birth in month 99
+        at = next(i for i, s in enumerate(msg) if s.startswith("DTM+329"))
+        msg[at] = "DTM+329:19609915:102'"
+    return interchange([with_unt(msg)])
+
+
 def paxlst(persons: int = 2, messages: int = 1, release: str = "03B",
            unique: bool = True) -> bytes:
     return interchange([paxlst_message(f"M{n}", persons, release, n * persons if unique else 0)

@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from singlewindow.mig.report import contrl
+from singlewindow.mig.contrl import contrl
 from singlewindow.mig.validate import convert_stream, validate
 
 EXIT_VALID = 0

@@ -12,14 +12,10 @@ import email.utils
 import re
 import time
 from dataclasses import dataclass
-from importlib.resources import files
 
-import jinja2
-
-from singlewindow import automatic
+from singlewindow import addresses, automatic, notices
 
 _STATUS = re.compile(r"^[245]\.\d{1,3}\.\d{1,3}$")
-_EMAIL = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+")
 # "host mx.example[192.0.2.1]", "connect to mx.example[192.0.2.1]:25", bare IPv4.
 _HOST = re.compile(r"(\bhost )?\S+\[[0-9a-fA-F.:]+\](:\d+)?")
 _IPV4 = re.compile(r"\b\d{1,3}(\.\d{1,3}){3}\b")
@@ -37,19 +33,15 @@ def clean_diagnostic(text: str) -> str:
     """The agency MTA's words without any address or host name in them."""
     text = _HOST.sub("the agency's mail server", text)
     text = _IPV4.sub("<address withheld>", text)
-    return _EMAIL.sub("<address withheld>", text)[:300]
+    return addresses.IN_TEXT.sub("<address withheld>", text)[:300]
 
 
 def build(*, message_id: str, to: str, domain: str, hostname: str, failed: list[Failed],
           hub_name: str = "Single Window", now: float | None = None,
           notice_id: str | None = None) -> bytes:
     """The notice; ``notice_id`` is its Message-ID (the transport's, to send it once)."""
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(files("singlewindow").joinpath("notices",
-                                                                           "templates"))),
-        undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
-    text = env.get_template("agency_failure.txt.j2").render(
-        message_id=message_id, recipients=failed, hub_name=hub_name)
+    text = notices.render("agency_failure.txt.j2", message_id=message_id, recipients=failed,
+                          hub_name=hub_name)
     boundary = f"{message_id}/{hostname}"
     stamp = email.utils.formatdate(now if now is not None else time.time())
     blocks = [f"Reporting-MTA: dns; {hostname}\r\nArrival-Date: {stamp}\r\n"]

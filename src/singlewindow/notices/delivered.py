@@ -3,9 +3,9 @@
 After the queue: Postfix's lmtp(8) writes no success DSN for a DSN-capable LMTP server
 (:mod:`singlewindow.transport.lmtp`), so the transport writes it, for the recipients of a
 submission it answered 250 and whose NOTIFY has SUCCESS (RFC 3461 4.1): the human part in
-the words Postfix used (``conf/postfix/bounce.cf.j2``'s success_template), the
-delivery-status part, and the submission's headers (RFC 3462 text/rfc822-headers), or
-the whole submission when it asked RET=FULL and is small. The transport sends it through
+the words Postfix used (the success_template of :mod:`.bounce`), the delivery-status
+part, and the submission's headers (RFC 3462 text/rfc822-headers), or the whole
+submission when it asked RET=FULL and is small. The transport sends it through
 the same allow-list as every generated message, as it did Postfix's. No I/O.
 """
 
@@ -13,13 +13,9 @@ from __future__ import annotations
 
 import datetime
 import email.utils
-import functools
 from dataclasses import dataclass
-from importlib.resources import files
 
-import jinja2
-
-from singlewindow import automatic
+from singlewindow import automatic, notices
 
 #: The header of the returned headers that names the Single Window id (bounce.cf.j2's
 #: ``message_id_header``); the transport writes it there.
@@ -39,16 +35,6 @@ class Delivered:
     """The ORCPT parameter (``rfc822;a@b``), if Postfix passed one."""
     reply: str
     """The transport's 250 reply, e.g. ``250 2.0.0 Delivered to Single Window as SW…``."""
-
-
-@functools.cache
-def _template() -> jinja2.Template:
-    """Loaded once per process, not per message."""
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(files("singlewindow").joinpath("notices",
-                                                                           "templates"))),
-        undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
-    return env.get_template("success_dsn.txt.j2")
 
 
 def _date(when: float) -> str:
@@ -71,8 +57,8 @@ def build(*, to: str, hostname: str, domain: str, recipients: list[Delivered],
     ``boundary`` must not occur in the message: the caller makes it from the message's
     own id and a random part.
     """
-    text = _template().render(hub_name=hub_name, hostname=hostname, header=MESSAGE_HEADER,
-                              recipients=recipients)
+    text = notices.render("success_dsn.txt.j2", hub_name=hub_name, hostname=hostname,
+                          header=MESSAGE_HEADER, recipients=recipients)
     blocks = [f"Reporting-MTA: dns; {hostname}\r\n"
               + (f"Original-Envelope-Id: {envid}\r\n" if envid else "")
               + f"Arrival-Date: {_date(arrival)}\r\n"]

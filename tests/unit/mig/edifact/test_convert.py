@@ -19,7 +19,7 @@ import random
 
 import pytest
 
-from singlewindow.mig import report
+from singlewindow.mig import contrl
 from singlewindow.mig.errors import (
     MAX_FINDINGS,
     MAX_TEXT,
@@ -29,6 +29,7 @@ from singlewindow.mig.errors import (
 )
 from singlewindow.mig.loader import Registry
 from singlewindow.mig.validate import Result, validate
+from singlewindow.notices import control
 from tests.support.factory import interchange, mutate, paxlst_message, with_unt
 
 MB = 1024 * 1024
@@ -99,10 +100,10 @@ def test_more_findings_than_the_cap(reg: Registry) -> None:
 
 
 def assert_small_control_message(result: Result) -> None:
-    text = report.control_text(result, "<x@example>")
-    frm = report.frm_xml(result, "<x@example>")
-    contrl = report.contrl(result) or b""
-    assert len(text.encode()) + len(frm) + len(contrl) < MB
+    text = control.control_text(result, "<x@example>")
+    frm = control.frm_xml(result, "<x@example>")
+    edifact = contrl.contrl(result) or b""
+    assert len(text.encode()) + len(frm) + len(edifact) < MB
 
 
 def test_hostile_input_keeps_the_control_message_small(reg: Registry) -> None:

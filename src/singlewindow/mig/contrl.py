@@ -1,25 +1,21 @@
-"""What the submitter is told: control message text, FRM-style XML, UN/EDIFACT CONTRL.
+"""The UN/EDIFACT CONTRL message answering an interchange with syntax errors.
 
 Where it sits in the mail flow: when :func:`singlewindow.mig.validate` finds errors, the
-transport sends the submitter a control message instead of forwarding. The text and XML
-parts come from the templates ``notices/templates/control_message.{txt,xml}.j2`` (one file
-per part, StrictUndefined); the CONTRL message (the syntax and service report message of
-ISO 9735-4, syntax version 4, or of syntax version 3 when the interchange used it) is built
-here because it is EDIFACT, not prose.
+transport sends the submitter a control message instead of forwarding
+(:mod:`singlewindow.notices.control`); for an EDIFACT submission with syntax errors that
+notice carries a CONTRL (the syntax and service report message of ISO 9735-4, syntax
+version 4, or of syntax version 3 when the interchange used it), built here because it is
+EDIFACT, which the MIG knows, not prose.
 
-What is rendered is bounded whatever the input: at most :data:`MAX_LISTED` errors, each
-text and field cut to a few hundred characters, and values echoed into the CONTRL cut to
-the lengths their data elements allow; so a control message stays well under 1 MB.
+What is built is bounded whatever the input: the first :data:`MAX_LISTED` errors, and
+values echoed into the CONTRL cut to the lengths their data elements allow.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import replace
-from importlib.resources import files
 from typing import Any
-
-import jinja2
 
 from singlewindow.mig.edifact.syntax import Delimiters, format_segment
 from singlewindow.mig.errors import SE_UNSPECIFIED, SYNTAX_CLASSES, ErrorClass, MigError
@@ -32,11 +28,8 @@ from singlewindow.mig.validate import Interchange, Result
 ACTION_REJECTED = "4"
 SW_EDI_ID = "SINGLEWINDOW"  # UNB sender of CONTRL messages when the submitter named none
 
-#: Errors listed in one control message; past these it says how many more there are.
+#: Errors reported in one CONTRL, the same ones the control message lists.
 MAX_LISTED = 200
-#: Characters kept of an error's text, and of its rule, place and pointer fields.
-MAX_TEXT = 400
-MAX_FIELD = 300
 
 # Service segment tags (0013) each level of a CONTRL may name (ISO 9735-4): UCI the
 # interchange's, UCF the functional group's, UCM the message's; body segments are UCS.
@@ -46,59 +39,6 @@ _UCM_TAGS = frozenset({"UNH", "UNT"})
 # Segment groups of CONTRL: at most 999 UCS per message, 99 UCD per UCS (ISO 9735-4).
 _MAX_UCS = 999
 _MAX_UCD = 99
-
-
-def _environment(autoescape: bool) -> jinja2.Environment:
-    folder = files("singlewindow").joinpath("notices", "templates")
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(folder)),
-                              undefined=jinja2.StrictUndefined, autoescape=autoescape,
-                              keep_trailing_newline=True)
-
-
-def _cut(text: str, size: int) -> str:
-    return text if len(text) <= size else text[:size - 3] + "..."
-
-
-def _listed(error: MigError) -> dict[str, object]:
-    """``error.as_dict()`` with every text cut to size."""
-    found = error.as_dict()
-    found["text"] = _cut(error.text, MAX_TEXT)
-    for key in ("rule", "place"):
-        found[key] = _cut(str(found[key]), MAX_FIELD)
-    location = found["location"]
-    assert isinstance(location, dict)
-    found["location"] = {k: _cut(v, MAX_FIELD) if isinstance(v, str) else v
-                         for k, v in location.items()}
-    return found
-
-
-def _context(result: Result, submitted: str) -> dict[str, object]:
-    contrl_text = contrl(result)
-    info = result.interchange
-    return {
-        "message_type": result.message_type,
-        "syntax": result.syntax,
-        "reference": _cut(info.reference, MAX_FIELD) if info else "",
-        "submitted": submitted,
-        "count": len(result.errors),
-        "errors": [_listed(e) for e in result.errors[:MAX_LISTED]],
-        "unlisted": max(0, len(result.errors) - MAX_LISTED),
-        "has_contrl": contrl_text is not None,
-        "contrl": (contrl_text or b"").decode("latin-1"),
-    }
-
-
-def control_text(result: Result, submitted: str = "") -> str:
-    """The human part of the control message."""
-    return _environment(False).get_template("control_message.txt.j2").render(
-        _context(result, submitted))
-
-
-def frm_xml(result: Result, submitted: str = "") -> bytes:
-    """The machine-readable part: status, and per error code, description, pointer."""
-    text = _environment(True).get_template("control_message.xml.j2").render(
-        _context(result, submitted))
-    return text.encode("utf-8")
 
 
 def in_contrl(error: MigError) -> bool:
