@@ -406,6 +406,11 @@ class Paths:
         return self.state_dir / "maps"
 
     @property
+    def demo_credentials(self) -> Path:
+        """The demo mail client's login and password (``swctl stack up --demo``, 0600)."""
+        return self.state_dir / "demo-credentials"
+
+    @property
     def supervisor_socket(self) -> Path:
         return self.run_dir / "supervisor.sock"
 

@@ -555,7 +555,7 @@ def demo_password() -> str:
 def seed_demo(config: Config, say: Say = print) -> None:
     """Add the demo parties once; the mail client's password goes to a 0600 file."""
     domain = config.hub.domain
-    credentials = config.paths.state_dir / "demo-credentials"
+    credentials = config.paths.demo_credentials
     with connect(config.database, autocommit=True, role=configmod.ADMIN_ROLE) as conn:
         if directory.find_logical(conn, f"acme@{domain}") is not None:
             return

@@ -99,6 +99,7 @@ def test_the_state_directory_layout_is_spelled_out_in_paths_alone() -> None:
         state / "dovecot", state / "run" / "dovecot", state / "lib" / "dovecot")
     assert paths.dovecot_log == state / "log" / "dovecot.log"
     assert (paths.maildrop_dir, paths.maps_dir) == (state / "maildrops", state / "maps")
+    assert paths.demo_credentials == state / "demo-credentials"
     assert paths.pid_file("policyd") == state / "run" / "policyd.pid"
     assert paths.notify_socket("milter") == state / "run" / "milter.notify"
     sockets = [paths.policy_socket, paths.lmtp_socket, paths.milter_socket,
