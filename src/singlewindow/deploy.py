@@ -2,9 +2,10 @@
 
 The local stack (``stack.py``) renders ``conf/postfix`` and ``conf/dovecot`` into its
 state directory for private instances. A node deployed by Ansible (SPEC D8) renders the
-very same templates, with the same context builder, into the distribution's directories
-(``/etc/postfix``, ``/etc/dovecot``) for the system services: ``private_instance`` is off,
-so Postfix keeps its Debian queue and Dovecot its ``base_dir``. The Ansible roles call
+very same templates, with the same context (:mod:`singlewindow.node`), into the
+distribution's directories (``/etc/postfix``, ``/etc/dovecot``) for the system services:
+``private_instance`` is off, so Postfix keeps its Debian queue and Dovecot its
+``base_dir``. The Ansible roles call
 ``swctl render``, which is :func:`render_target`; what differs per node in a multi-node
 hub (SPEC D9: the POP3 proxy's backend, the proxies' networks) comes in as
 :class:`NodeRole`. An edge's IPsec tunnels (SPEC D11) are rendered the same way from the
