@@ -48,7 +48,7 @@ from tests.support import factory  # noqa: E402
 
 from singlewindow import config as configmod  # noqa: E402
 from singlewindow import render, stack, supervisor  # noqa: E402
-from singlewindow.config import ADMIN_ROLE, Config, Listeners, Metrics  # noqa: E402
+from singlewindow.config import ADMIN_ROLE, Config, Listeners, Metrics, Paths  # noqa: E402
 from singlewindow.store import connect, directory  # noqa: E402
 from singlewindow.transport.evidence import postfix_committed  # noqa: E402
 
@@ -228,19 +228,20 @@ class Bare:
 
     @property
     def conf(self) -> Path:
-        return self.root / "conf"
+        # The bare instance keeps the stack's layout (config.Paths) in its own directory.
+        return Paths(self.root).postfix_conf
 
     @property
     def queue(self) -> Path:
-        return self.root / "spool"
+        return Paths(self.root).postfix_queue
 
     @property
     def maillog(self) -> Path:
-        return self.root / "log" / "postfix.log"
+        return Paths(self.root).postfix_log
 
     def up(self) -> None:
         os.chmod(self.root, 0o755)
-        for d in (self.conf, self.queue, self.root / "log"):
+        for d in (self.conf, self.queue, Paths(self.root).log_dir):
             d.mkdir(exist_ok=True)
             os.chmod(d, 0o755)
         data = self.root / "data"
@@ -420,7 +421,7 @@ class Superuser:
     """psql as PostgreSQL's superuser on the private stack's cluster (peer auth: as the
     postgres system user, as ``stack`` does)."""
 
-    def __init__(self, layout: stack.Layout, dbname: str) -> None:
+    def __init__(self, layout: Paths, dbname: str) -> None:
         self.layout = layout
         self.dbname = dbname
 
@@ -428,7 +429,7 @@ class Superuser:
         out = stack.run(["psql", "-X", "-q", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1",
                          "-h", str(self.layout.pg_socket_dir), "-U", "postgres",
                          "-d", self.dbname, "-c", text],
-                        user="postgres", cwd=self.layout.root).stdout
+                        user="postgres", cwd=self.layout.state_dir).stdout
         return [line.split("\t") for line in out.splitlines() if line]
 
 
@@ -438,7 +439,7 @@ def wal_position(su: Superuser) -> int:
     return int(su.sql("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint")[0][0])
 
 
-def enable_pg_stat_statements(layout: stack.Layout) -> None:
+def enable_pg_stat_statements(layout: Paths) -> None:
     """Load pg_stat_statements into the private cluster (a restart) before the daemons
     connect. Only top-level statements are counted (``track = top``): what the hub's
     processes send, not what a function runs inside. Utility statements count too
@@ -453,7 +454,7 @@ def enable_pg_stat_statements(layout: stack.Layout) -> None:
                         "pg_stat_statements.max = 5000\n")
     stack.run([stack.pg_bin("pg_ctl"), "-D", str(layout.pg_data), "-m", "fast", "-w",
                "-l", str(layout.log_dir / "postgresql.log"), "restart"],
-              user="postgres", cwd=layout.root)
+              user="postgres", cwd=layout.state_dir)
 
 
 @dataclass
@@ -515,7 +516,7 @@ def cpu_per_submission(result: Result) -> str:
 
 def set_processes(state_dir: Path, count: int) -> Config:
     """Restart the stack's transport with ``count`` worker processes."""
-    layout = stack.Layout(state_dir)
+    layout = Paths(state_dir)
     with supervisor.hold(state_dir, "transport"):
         current = configmod.for_state_dir(state_dir)
         render.write_atomic(layout.config_file, configmod.to_toml(
@@ -632,7 +633,7 @@ def main() -> None:
             metrics=Metrics(listen=f"127.0.0.1:{free_port()}"),
             transport=replace(Config().transport, processes=args.workers[0]))
         sw_started = True
-        layout = stack.Layout(sw_dir)
+        layout = Paths(sw_dir)
         stack.up(sw_dir, base=base, say=lambda _: None, database_only=True)
         enable_pg_stat_statements(layout)
         config = stack.up(sw_dir, base=base, say=lambda _: None)
@@ -725,7 +726,7 @@ def main() -> None:
             shutil.rmtree(sw_dir, ignore_errors=True)
 
 
-def sw_round(args: argparse.Namespace, config: Config, layout: stack.Layout, su: Superuser,
+def sw_round(args: argparse.Namespace, config: Config, layout: Paths, su: Superuser,
              msgfile: Path, sw_log: LogTail, ag_sink: int, co_sink: int,
              roots: dict[str, int]) -> Result:
     domain = config.hub.domain

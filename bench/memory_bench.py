@@ -43,7 +43,7 @@ from tests.support.local import free_port  # noqa: E402
 from tests.support.world import Party, World, message  # noqa: E402
 
 from singlewindow import stack  # noqa: E402
-from singlewindow.config import Config, Listeners, Metrics  # noqa: E402
+from singlewindow.config import Config, Listeners, Metrics, Paths  # noqa: E402
 
 MB = 1_000_000
 MIB = 1024 * 1024
@@ -113,7 +113,7 @@ class Measured:
 
 
 def transport_pid(state: Path) -> int:
-    pid = stack.read_pid(stack.Layout(state).pid_file("transport"))
+    pid = stack.read_pid(Paths(state).pid_file("transport"))
     if pid is None:
         raise SystemExit("the transport is not running")
     return pid
@@ -128,7 +128,7 @@ def restart_transport(state: Path, base: Config) -> int:
     while stack.alive(pid, "singlewindow.transport") and time.monotonic() < deadline:
         time.sleep(0.1)
     while time.monotonic() < deadline:
-        now = stack.read_pid(stack.Layout(state).pid_file("transport"))
+        now = stack.read_pid(Paths(state).pid_file("transport"))
         if now is not None and now != pid:
             break
         time.sleep(0.1)
@@ -180,7 +180,7 @@ def lmtp_status(maillog: Path, queue_id: str, rcpt: str) -> str | None:
 
 def transport_error(state: Path) -> str:
     """The last exception the transport logged (why it deferred), if any."""
-    log = stack.Layout(state).log_dir / "transport.log"
+    log = Paths(state).log_dir / "transport.log"
     lines = log.read_text(errors="replace").splitlines() if log.exists() else []
     found = [line for line in lines if re.match(r"^[\w.]+(Error|Exception|TooLarge)\b", line)]
     return found[-1] if found else ""

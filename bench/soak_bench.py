@@ -44,13 +44,20 @@ from tests.support.sinks import Received, delivery_status  # noqa: E402
 from tests.support.world import World, message  # noqa: E402
 
 from singlewindow import stack  # noqa: E402
-from singlewindow.config import Config, Listeners, Metrics, Queue, Transport  # noqa: E402
+from singlewindow.config import (  # noqa: E402
+    Config,
+    Listeners,
+    Metrics,
+    Paths,
+    Queue,
+    Transport,
+)
 
 TRANSPORT = "singlewindow.transport"
 
 
 def transport_pid(state: Path) -> int | None:
-    return stack.read_pid(stack.Layout(state).pid_file("transport"))
+    return stack.read_pid(Paths(state).pid_file("transport"))
 
 
 def killer(state: Path, stop: threading.Event, low: float, high: float,

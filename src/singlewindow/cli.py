@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 
 from singlewindow import config as configmod
-from singlewindow import ipsec, passwords, stack
+from singlewindow import deploy, ipsec, passwords, stack
 from singlewindow.store import StoreError, connect, directory, messages, migrate, tunnels
 from singlewindow.transport import evidence
 
@@ -500,7 +500,7 @@ def health_cmd(args: argparse.Namespace) -> int:
 
 def render_cmd(args: argparse.Namespace) -> int:
     """Render conf/ for a deployed node; print each file that changed (Ansible reads it)."""
-    from singlewindow import deploy, render
+    from singlewindow import render
 
     config = configmod.load(Path(args.config)) if args.config else _config(args)
     node = deploy.NodeRole(pop3_backend=args.pop3_backend,
@@ -657,7 +657,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.handler(args)
-    except (CommandError, StoreError, stack.StackError, configmod.ConfigError) as exc:
+    except (CommandError, StoreError, stack.StackError, deploy.DeployError,
+            configmod.ConfigError) as exc:
         print(f"swctl: error: {exc}", file=sys.stderr)
         return 1
     except psycopg.Error as exc:

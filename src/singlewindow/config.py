@@ -301,9 +301,18 @@ class MilterOptions:
 
 @dataclass(frozen=True, slots=True)
 class Paths:
+    """The state directory and where each component keeps its files inside it: the one
+    place that spells its layout out (the daemons, ``swctl stack``, the supervisor and a
+    deployed node's defaults all ask here)."""
+
     #: The stack's state directory: config, databases, queues, maildrops, sockets, logs.
     #: Unix socket paths live under it and must stay below ~100 bytes, so keep it short.
     state_dir: Path = Path("/var/lib/singlewindow")
+
+    @property
+    def config_file(self) -> Path:
+        """The local stack's configuration file (``swctl stack up`` writes it)."""
+        return self.state_dir / STATE_CONFIG_NAME
 
     @property
     def run_dir(self) -> Path:
@@ -314,9 +323,63 @@ class Paths:
         return self.state_dir / "log"
 
     @property
+    def tls_dir(self) -> Path:
+        """The local stack's certificate, key and CA (``[tls]`` left empty)."""
+        return self.state_dir / "tls"
+
+    @property
+    def keys_dir(self) -> Path:
+        """The stamp key and the re-injection client certificate, when not configured."""
+        return self.state_dir / "keys"
+
+    @property
+    def pg_data(self) -> Path:
+        """The local stack's private PostgreSQL cluster's data directory."""
+        return self.state_dir / "pg" / "data"
+
+    @property
     def pg_socket_dir(self) -> Path:
         """The local stack's private PostgreSQL cluster's unix socket directory."""
         return self.run_dir / "pg"
+
+    @property
+    def postfix_conf(self) -> Path:
+        """The private Postfix instance's ``config_directory``."""
+        return self.state_dir / "postfix"
+
+    @property
+    def postfix_queue(self) -> Path:
+        """The private Postfix instance's ``queue_directory``."""
+        return self.state_dir / "spool"
+
+    @property
+    def postfix_data(self) -> Path:
+        """The private Postfix instance's ``data_directory``."""
+        return self.state_dir / "lib" / "postfix"
+
+    @property
+    def postfix_log(self) -> Path:
+        """Where the private Postfix instance logs (its ``maillog_file``)."""
+        return self.log_dir / "postfix.log"
+
+    @property
+    def dovecot_conf(self) -> Path:
+        """The private Dovecot instance's configuration directory."""
+        return self.state_dir / "dovecot"
+
+    @property
+    def dovecot_base(self) -> Path:
+        """The private Dovecot instance's ``base_dir`` (its sockets, master.pid)."""
+        return self.run_dir / "dovecot"
+
+    @property
+    def dovecot_state(self) -> Path:
+        """The private Dovecot instance's ``state_dir``."""
+        return self.state_dir / "lib" / "dovecot"
+
+    @property
+    def dovecot_log(self) -> Path:
+        return self.log_dir / "dovecot.log"
 
     @property
     def policy_socket(self) -> Path:
@@ -343,6 +406,24 @@ class Paths:
     def maps_dir(self) -> Path:
         """Postfix's lookup tables generated from the directory (singlewindow.maps)."""
         return self.state_dir / "maps"
+
+    @property
+    def demo_credentials(self) -> Path:
+        """The demo mail client's login and password (``swctl stack up --demo``, 0600)."""
+        return self.state_dir / "demo-credentials"
+
+    @property
+    def supervisor_socket(self) -> Path:
+        return self.run_dir / "supervisor.sock"
+
+    def pid_file(self, name: str) -> Path:
+        """Where the pid of ``name`` (a daemon of the stack, or "supervisor") is kept."""
+        return self.run_dir / f"{name}.pid"
+
+    def notify_socket(self, name: str) -> Path:
+        """Where the supervisor hears daemon ``name``'s sd_notify(3) messages (its
+        ``NOTIFY_SOCKET``): READY=1, WATCHDOG=1."""
+        return self.run_dir / f"{name}.notify"
 
 
 @dataclass(frozen=True, slots=True)
@@ -650,31 +731,31 @@ class Config:
 
     @property
     def cert_file(self) -> Path:
-        return self.tls.cert_file or self.paths.state_dir / "tls" / "cert.pem"
+        return self.tls.cert_file or self.paths.tls_dir / "cert.pem"
 
     @property
     def key_file(self) -> Path:
-        return self.tls.key_file or self.paths.state_dir / "tls" / "key.pem"
+        return self.tls.key_file or self.paths.tls_dir / "key.pem"
 
     @property
     def ca_file(self) -> Path:
         """The CA a mail client trusts for ``cert_file``: ``[tls] ca_file``, else the local
         stack's own CA, which ``swctl stack up`` makes beside its certificate."""
-        return self.tls.ca_file or self.paths.state_dir / "tls" / "ca.pem"
+        return self.tls.ca_file or self.paths.tls_dir / "ca.pem"
 
     @property
     def stamp_key_file(self) -> Path:
-        return self.hub.stamp_key_file or self.paths.state_dir / "keys" / "stamp.key"
+        return self.hub.stamp_key_file or self.paths.keys_dir / "stamp.key"
 
     @property
     def reinject_cert_file(self) -> Path:
         return (self.transport.reinject_cert_file
-                or self.paths.state_dir / "keys" / "reinject-cert.pem")
+                or self.paths.keys_dir / "reinject-cert.pem")
 
     @property
     def reinject_key_file(self) -> Path:
         return (self.transport.reinject_key_file
-                or self.paths.state_dir / "keys" / "reinject-key.pem")
+                or self.paths.keys_dir / "reinject-key.pem")
 
     @property
     def metrics_dir(self) -> Path:
@@ -682,20 +763,20 @@ class Config:
 
     @property
     def postfix_maillog(self) -> Path:
-        return self.transport.postfix_maillog or self.paths.log_dir / "postfix.log"
+        return self.transport.postfix_maillog or self.paths.postfix_log
 
     @property
     def dovecot_log(self) -> Path:
         """Where Dovecot (and dovecot-lda) log: the templates set log_path to this."""
-        return self.paths.log_dir / "dovecot.log"
+        return self.paths.dovecot_log
 
     @property
     def postfix_config(self) -> Path:
-        return self.transport.postfix_config or self.paths.state_dir / "postfix"
+        return self.transport.postfix_config or self.paths.postfix_conf
 
     @property
     def dovecot_config(self) -> Path:
-        return self.transport.dovecot_config or self.paths.state_dir / "dovecot" / "dovecot.conf"
+        return self.transport.dovecot_config or self.paths.dovecot_conf / "dovecot.conf"
 
 
 def _build(cls: type[Any], data: dict[str, Any], where: str, base: Any = None) -> Any:
@@ -763,7 +844,7 @@ def for_state_dir(state_dir: Path) -> Config:
     stack's own defaults (:func:`stack_defaults`). A file written before ``swctl stack up``
     need only name what differs (issue 14: the ports), not repeat the stack's paths."""
     base = stack_defaults(state_dir)
-    path = state_dir / STATE_CONFIG_NAME
+    path = Paths(state_dir).config_file
     config = load(path, base) if path.exists() else base
     return replace(config, paths=replace(config.paths, state_dir=state_dir))
 

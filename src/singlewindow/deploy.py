@@ -2,9 +2,10 @@
 
 The local stack (``stack.py``) renders ``conf/postfix`` and ``conf/dovecot`` into its
 state directory for private instances. A node deployed by Ansible (SPEC D8) renders the
-very same templates, with the same context builder, into the distribution's directories
-(``/etc/postfix``, ``/etc/dovecot``) for the system services: ``private_instance`` is off,
-so Postfix keeps its Debian queue and Dovecot its ``base_dir``. The Ansible roles call
+very same templates, with the same context (:mod:`singlewindow.node`), into the
+distribution's directories (``/etc/postfix``, ``/etc/dovecot``) for the system services:
+``private_instance`` is off, so Postfix keeps its Debian queue and Dovecot its
+``base_dir``. The Ansible roles call
 ``swctl render``, which is :func:`render_target`; what differs per node in a multi-node
 hub (SPEC D9: the POP3 proxy's backend, the proxies' networks) comes in as
 :class:`NodeRole`. An edge's IPsec tunnels (SPEC D11) are rendered the same way from the
@@ -23,13 +24,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from singlewindow import ipsec, render, stack
+from singlewindow import ipsec, render
 from singlewindow.config import Config
+from singlewindow.node import dovecot_context
+from singlewindow.node import template_context as base_context
 from singlewindow.notices import bounce
 
-#: Dovecot's default base_dir on Debian; its auth socket for Postfix lives there.
-DOVECOT_BASE_DIR = Path("/run/dovecot")
 POSTFIX_DIR = Path("/etc/postfix")
+
+
+class DeployError(Exception):
+    """A node's configuration cannot be rendered; the text says what to do."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,16 +100,16 @@ class NodeRole:
             try:
                 ipaddress.ip_address(text)
             except ValueError:
-                raise stack.StackError(
+                raise DeployError(
                     f"{text!r} is not one address: the POP3 backend trusts its edges one "
                     "by one, never a network") from None
 
 
 def template_context(config: Config, node: NodeRole = NodeRole(), *,
                      postfix_dir: Path = POSTFIX_DIR) -> dict[str, Any]:
-    """The local stack's context, with the paths of a system-wide installation."""
-    ctx = stack.template_context(config, stack.Layout(config.paths.state_dir))
-    dh = Path("/usr/share/dovecot/dh.pem")
+    """Every node's context (:func:`singlewindow.node.template_context`), with the paths
+    of a system-wide installation."""
+    ctx = base_context(config)
     ctx["postfix"] = {
         **ctx["postfix"],
         "private_instance": False,
@@ -117,19 +122,14 @@ def template_context(config: Config, node: NodeRole = NodeRole(), *,
         "maillog_prefix": config.postfix_maillog.parent,
     }
     ctx["dovecot"] = {
-        "private_instance": False,
-        "config_directory": config.dovecot_config.parent,
-        "log_path": config.dovecot_log,
-        "ssl_dh": dh if dh.exists() else None,
-        "auth_socket_name": "auth-postfix",
-        "auth_socket": DOVECOT_BASE_DIR / "auth-postfix",
+        **dovecot_context(config, private=False),
         "proxy_host": node.pop3_backend,
         "proxy_hostip": node.pop3_backend_address,
         "login_trusted_networks": list(node.pop3_proxies),
     }
     if node.pop3_backend and config.tls.ca_file is None:
-        raise stack.StackError("an edge verifies the POP3 backend's certificate: set "
-                               "[tls] ca_file to the deployment's CA")
+        raise DeployError("an edge verifies the POP3 backend's certificate: set "
+                          "[tls] ca_file to the deployment's CA")
     return ctx
 
 
@@ -137,7 +137,7 @@ def _group_id(name: str) -> int:
     try:
         return grp.getgrnam(name).gr_gid
     except KeyError:
-        raise stack.StackError(f"group {name!r} does not exist: install its package first") \
+        raise DeployError(f"group {name!r} does not exist: install its package first") \
             from None
 
 
@@ -146,11 +146,11 @@ def _context(config: Config, target: str, dest: Path, node: NodeRole,
     if target not in TUNNEL_TARGETS:
         return template_context(config, node, postfix_dir=dest)
     if not config.ipsec.enabled:
-        raise stack.StackError(f"--target {target}: [ipsec] enabled is false in this "
-                               "node's configuration (the local stack has no IPsec)")
+        raise DeployError(f"--target {target}: [ipsec] enabled is false in this "
+                          "node's configuration (the local stack has no IPsec)")
     if tunnels is None:
-        raise stack.StackError(f"--target {target} is rendered from the tunnels in the "
-                               "database")
+        raise DeployError(f"--target {target} is rendered from the tunnels in the "
+                          "database")
     return ipsec.template_context(config, tunnels)
 
 

@@ -90,7 +90,7 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from singlewindow import daemon
+from singlewindow import daemon, identity
 from singlewindow.config import DAEMON_ROLE, Config, ConfigError
 from singlewindow.store import connect
 
@@ -102,8 +102,9 @@ LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0
                    14400.0, 86400.0)
 #: Seconds per million payload bytes (the MIG validates a few MB a second).
 PER_MB_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-#: The listeners a submission comes in by (``message.listener``).
-LISTENERS = ("mta", "msa", "internal")
+#: The listeners a submission comes in by (``message.listener``): the public ones and
+#: ``internal``, the third value migration 0002 allows.
+LISTENERS = (*identity.LISTENERS, "internal")
 #: A statement that takes longer fails the scrape rather than piling up behind it.
 STATEMENT_TIMEOUT_MS = 10_000
 

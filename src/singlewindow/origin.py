@@ -23,15 +23,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from singlewindow.identity import LISTENERS
+
 HEADER = "X-SingleWindow-Origin"
 
-#: The public listeners a stamp may name: Postfix passes them to the milter as
-#: ``{daemon_name}`` (``milter_macro_daemon_name`` in master.cf).
-MTA = "mta"
-MSA = "msa"
-
 _FIELD = re.compile(r"\s*([a-z]+)=([^;\s]*)\s*(?:;|$)")
-_LISTENERS = (MTA, MSA)
 #: Domain separation: a MAC made for another purpose with the same key never verifies.
 _MAC_CONTEXT = b"singlewindow origin stamp v1"
 #: The key file holds this many random bytes, hex-encoded (HMAC-SHA256's block size
@@ -117,7 +113,7 @@ def _parse(value: str) -> tuple[Origin, str | None]:
             queue_id="" if fields["queue"] == "-" else fields["queue"])
     except KeyError as exc:
         raise OriginError(f"{HEADER} lacks {exc.args[0]}") from None
-    if origin.listener not in _LISTENERS or not origin.message_id:
+    if origin.listener not in LISTENERS or not origin.message_id:
         raise OriginError(f"malformed {HEADER}: {value[:120]!r}")
     return origin, fields.get("mac")
 

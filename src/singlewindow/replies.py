@@ -45,7 +45,8 @@ class Reply:
 # (access(5) "DUNNO"). Used when the policy has no objection.
 POLICY_DUNNO = "DUNNO"
 
-# I1 (SPEC R1.3): the peer IP is in no party's peer networks. 554 = transaction failed
+# I1 (SPEC R1.3): the peer IP is in no party's peer networks (:mod:`singlewindow.identity`;
+# the policy at RCPT, the milter at end of message). 554 = transaction failed
 # (RFC 5321 4.2.3); 5.7.1 = delivery not authorized (RFC 3463 3.8).
 PEER_UNKNOWN = Reply(554, "5.7.1", "Your address is not registered with Single Window")
 
@@ -183,10 +184,13 @@ MAILDROP_NO_LOGIN = Reply(550, "5.1.1", "No such maildrop")
 MAILDROP_HOP_FAILED = Reply(451, "4.4.1",
                             "The maildrop backend did not take the message, will retry")
 
-# I2: the SASL login has no account (deleted while the session was open).
+# I2 (SPEC R2.3): the SASL login has no account (deleted while the session was open;
+# :mod:`singlewindow.identity`, the policy and the milter).
 LOGIN_UNKNOWN = Reply(554, "5.7.1", "Your login is not registered with Single Window")
-# A policy request from a listener Single Window does not know: a configuration error on
-# this side, so defer (RFC 3463 3.5, 4.3.5 system incorrectly configured).
+# A policy request or a message from a listener Single Window does not know
+# (``policy_context``, the milter's ``{daemon_name}``), or an MSA message without the
+# milter's ``{auth_authen}``: master.cf or its macro lists are wrong. A configuration
+# error on this side, so defer (RFC 3463 3.5, 4.3.5 system incorrectly configured).
 POLICY_MISCONFIGURED = Reply(451, "4.3.5", "Single Window is misconfigured, will retry")
 
 
@@ -202,14 +206,9 @@ MILTER_SENDER_UNKNOWN = Reply(554, "5.7.1", "Sender address is not registered wi
 MILTER_SENDER_NOT_YOURS = Reply(554, "5.7.1", "Sender address is registered for another party")
 # I2 needs a sender: the null sender (RFC 5321 4.5.5) is for MTAs returning DSNs only.
 MILTER_NULL_SENDER = Reply(554, "5.7.1", "The null sender is not allowed on submission")
-# The MTA peer IP is in no party's peer networks (SPEC R1.3).
-MILTER_PEER_UNKNOWN = Reply(554, "5.7.1", "Your address is not registered with Single Window")
-# The SASL login has no account any more (SPEC R2.3).
-MILTER_LOGIN_UNKNOWN = Reply(554, "5.7.1", "Your login is not registered with Single Window")
-# ``{daemon_name}`` is neither ``mta`` nor ``msa``, or the MSA sent no ``{auth_authen}``:
-# master.cf lacks ``milter_macro_daemon_name`` or the macro lists were changed. A fault on
-# this side, so defer: 4.3.5 = system incorrectly configured (RFC 3463 3.5).
-MILTER_MISCONFIGURED = Reply(451, "4.3.5", "Single Window is misconfigured, will retry")
+# An unknown peer or login, a listener Single Window does not know: PEER_UNKNOWN,
+# LOGIN_UNKNOWN and POLICY_MISCONFIGURED above, as at RCPT time.
+
 # Store unreachable or any internal failure at end of message: Postfix keeps the client
 # retrying, never accepting blindly. 4.3.0 = other mail system status (RFC 3463 3.5).
 MILTER_TEMPFAIL = Reply(451, "4.3.0", "Single Window is temporarily unable to accept this")

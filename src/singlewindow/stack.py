@@ -24,15 +24,14 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from psycopg.conninfo import conninfo_to_dict
-
 from singlewindow import config as configmod
 from singlewindow import maps, origin, passwords, render
-from singlewindow.config import Config
+from singlewindow.config import Config, Paths
+from singlewindow.node import MAILDROP_USER, template_context
 from singlewindow.notices import bounce
 from singlewindow.store import connect, directory, migrate, snapshot
 
@@ -67,8 +66,7 @@ DAEMONS: dict[str, Daemon] = {
 }
 #: System users the stack needs (Debian packages create the first three, scripts/install
 #: the last).
-REQUIRED_USERS = ("postgres", "postfix", "dovecot", "singlewindow")
-MAILDROP_USER = "singlewindow"
+REQUIRED_USERS = ("postgres", "postfix", "dovecot", MAILDROP_USER)
 #: The supervisor's module (singlewindow/supervisor.py; named here, not imported, since it
 #: builds on this module).
 SUPERVISOR = "singlewindow.supervisor"
@@ -79,66 +77,6 @@ Say = Callable[[str], None]
 
 class StackError(Exception):
     """The stack cannot be brought up or down; the text says what to do."""
-
-
-@dataclass(frozen=True, slots=True)
-class Layout:
-    """Where each component keeps its files inside the state directory."""
-
-    root: Path
-
-    @property
-    def config_file(self) -> Path:
-        return self.root / configmod.STATE_CONFIG_NAME
-
-    @property
-    def pg_data(self) -> Path:
-        return self.root / "pg" / "data"
-
-    @property
-    def pg_socket_dir(self) -> Path:
-        return configmod.Paths(state_dir=self.root).pg_socket_dir
-
-    @property
-    def postfix_conf(self) -> Path:
-        return self.root / "postfix"
-
-    @property
-    def postfix_queue(self) -> Path:
-        return self.root / "spool"
-
-    @property
-    def postfix_data(self) -> Path:
-        return self.root / "lib" / "postfix"
-
-    @property
-    def dovecot_conf(self) -> Path:
-        return self.root / "dovecot"
-
-    @property
-    def dovecot_base(self) -> Path:
-        return self.root / "run" / "dovecot"
-
-    @property
-    def dovecot_state(self) -> Path:
-        return self.root / "lib" / "dovecot"
-
-    @property
-    def log_dir(self) -> Path:
-        return self.root / "log"
-
-    @property
-    def supervisor_socket(self) -> Path:
-        return self.root / "run" / "supervisor.sock"
-
-    def pid_file(self, name: str) -> Path:
-        """Where the pid of ``name`` (a DAEMONS key, or "supervisor") is kept."""
-        return self.root / "run" / f"{name}.pid"
-
-    def notify_socket(self, name: str) -> Path:
-        """Where the supervisor hears daemon ``name``'s sd_notify(3) messages (its
-        ``NOTIFY_SOCKET``): READY=1, WATCHDOG=1."""
-        return self.root / "run" / f"{name}.notify"
 
 
 # --- helpers ---------------------------------------------------------------------------
@@ -259,8 +197,8 @@ def preflight() -> None:
 def init_config(state_dir: Path, base: Config | None = None) -> Config:
     """The stack's config: the file in ``state_dir`` if any (over the stack's own defaults,
     :func:`configmod.for_state_dir`), else one written from ``base``."""
-    layout = Layout(state_dir)
-    if layout.config_file.exists():
+    paths = Paths(state_dir)
+    if paths.config_file.exists():
         return configmod.for_state_dir(state_dir)
     config = base or Config()
     # No role here: each part adds its own (Database.dsn).
@@ -268,82 +206,8 @@ def init_config(state_dir: Path, base: Config | None = None) -> Config:
     config = replace(config, paths=replace(config.paths, state_dir=state_dir),
                      database=replace(config.database, conninfo=own.database.conninfo))
     state_dir.mkdir(parents=True, exist_ok=True)
-    render.write_atomic(layout.config_file, configmod.to_toml(config))
+    render.write_atomic(paths.config_file, configmod.to_toml(config))
     return config
-
-
-#: Local stack: which system user may log in as which role over the unix socket (peer
-#: authentication, pg_ident.conf). The daemons run as root here, as the maildrop user on a
-#: deployed node; root is also the operator (swctl).
-PEER_MAP: tuple[tuple[str, str], ...] = (
-    ("root", configmod.OWNER_ROLE),
-    ("root", configmod.ADMIN_ROLE),
-    ("root", configmod.DAEMON_ROLE),
-    (MAILDROP_USER, configmod.DAEMON_ROLE),
-    ("postfix", configmod.POSTFIX_ROLE),
-    ("dovecot", configmod.DOVECOT_ROLE),
-)
-
-
-def template_context(config: Config, layout: Layout) -> dict[str, Any]:
-    """Everything conf/ templates may name, for the local stack."""
-    db = conninfo_to_dict(config.database.conninfo)
-    maildrop = pwd.getpwnam(MAILDROP_USER)
-    dh = Path("/usr/share/dovecot/dh.pem")
-    return {
-        "hub": config.hub,
-        "hub_name": "Single Window",
-        "sw_domain": config.hub.domain,
-        # The transport writes this into the headers a DSN returns, in place of the
-        # origin stamp, which names peers and logins and never leaves the hub (issue 12).
-        "message_id_header": "X-SingleWindow-Message",
-        "listeners": config.listeners,
-        "queue": config.queue,
-        "transport": config.transport,
-        "paths": config.paths,
-        "tls": {"cert_file": config.cert_file, "key_file": config.key_file,
-                "ca_file": config.tls.ca_file},
-        # Issue 12: the re-injection listener trusts this one certificate, nothing else.
-        "reinject": {"cert_file": config.reinject_cert_file},
-        "postfix": {
-            "private_instance": True,
-            "inet_interfaces": config.listeners.bind,
-            "config_directory": layout.postfix_conf,
-            "queue_directory": layout.postfix_queue,
-            "data_directory": layout.postfix_data,
-            "maillog_file": layout.log_dir / "postfix.log",
-            "maillog_prefix": layout.log_dir,
-            "message_size_limit": config.transport.message_size_limit,
-            "milter": config.paths.milter_socket if "milter" in DAEMONS else None,
-        },
-        "dovecot": {
-            "private_instance": True,
-            "config_directory": layout.dovecot_conf,
-            "base_dir": layout.dovecot_base,
-            "instance_name": "sw-" + layout.root.name,
-            "state_dir": layout.dovecot_state,
-            "log_path": config.dovecot_log,
-            "ssl_dh": dh if dh.exists() else None,
-            # Relative to base_dir for Dovecot; Postfix gets the absolute path.
-            "auth_socket_name": "auth-postfix",
-            "auth_socket": layout.dovecot_base / "auth-postfix",
-            # A multi-node edge proxies POP3 to its maildrop backend (deploy.py).
-            "proxy_host": None,
-            "login_trusted_networks": [],
-        },
-        "database": {
-            "dbname": db.get("dbname", "singlewindow"),
-            "roles": list(configmod.ROLES),
-            # Dovecot logs in as its own role (migration 0007), with the password from
-            # its own password file when the database is remote. Postfix reads no table
-            # of the database: its lookup tables are files (singlewindow.maps).
-            "dovecot_connect": config.database.dsn(configmod.DOVECOT_ROLE),
-            # Who reaches the database over TCP (a multi-node deployment): role, address.
-            "tcp_clients": [],
-            "peer_map": [list(pair) for pair in PEER_MAP],
-        },
-        "maildrop": {"uid": maildrop.pw_uid, "gid": maildrop.pw_gid},
-    }
 
 
 # --- components ------------------------------------------------------------------------
@@ -433,22 +297,22 @@ def _keys(config: Config, say: Say) -> None:
                  "-addext", "extendedKeyUsage=clientAuth")
 
 
-def _postgres(config: Config, layout: Layout, ctx: dict[str, Any], say: Say) -> None:
-    data = layout.pg_data
+def _postgres(config: Config, paths: Paths, ctx: dict[str, Any], say: Say) -> None:
+    data = paths.pg_data
     if not (data / "PG_VERSION").exists():
         say("postgresql: initdb")
         _mkdir(data.parent, "postgres", 0o700)
         _mkdir(data, "postgres", 0o700)
         run([pg_bin("initdb"), "-D", str(data), "-U", "postgres", "-E", "UTF8",
              "--locale=C", "--auth-local=peer", "--auth-host=reject", "--no-sync"],
-            user="postgres", cwd=layout.root)
+            user="postgres", cwd=paths.state_dir)
         with (data / "postgresql.conf").open("a") as conf:
             conf.write("\ninclude = 'singlewindow.conf'\n")
-    _mkdir(layout.pg_socket_dir, "postgres", 0o755)
+    _mkdir(paths.pg_socket_dir, "postgres", 0o755)
     settings = (
         "# Generated by swctl stack: the private cluster of the local stack.\n"
         "listen_addresses = ''\n"
-        f"unix_socket_directories = '{layout.pg_socket_dir}'\n"
+        f"unix_socket_directories = '{paths.pg_socket_dir}'\n"
         "unix_socket_permissions = 0777\n"
     )
     for name, text in (("singlewindow.conf", settings),
@@ -456,16 +320,16 @@ def _postgres(config: Config, layout: Layout, ctx: dict[str, Any], say: Say) -> 
                        ("pg_ident.conf", render.render("postgresql/pg_ident.conf.j2", ctx))):
         render.write_atomic(data / name, text, 0o600)
         _chown(data / name, "postgres", 0o600)
-    log = layout.log_dir / "postgresql.log"
+    log = paths.log_dir / "postgresql.log"
     if not log.exists():
         log.touch()
     _chown(log, "postgres", 0o640)
     ctl = [pg_bin("pg_ctl"), "-D", str(data)]
-    if run([*ctl, "status"], user="postgres", check=False, cwd=layout.root).returncode == 0:
-        run([*ctl, "reload"], user="postgres", cwd=layout.root)
+    if run([*ctl, "status"], user="postgres", check=False, cwd=paths.state_dir).returncode == 0:
+        run([*ctl, "reload"], user="postgres", cwd=paths.state_dir)
     else:
         say("postgresql: starting")
-        run([*ctl, "-l", str(log), "-w", "-t", "60", "start"], user="postgres", cwd=layout.root)
+        run([*ctl, "-l", str(log), "-w", "-t", "60", "start"], user="postgres", cwd=paths.state_dir)
     db, owner = ctx["database"]["dbname"], configmod.OWNER_ROLE
     # One login role per part of the hub (config.py); migration 0007 grants their rights.
     bootstrap = "".join(
@@ -475,9 +339,9 @@ def _postgres(config: Config, layout: Layout, ctx: dict[str, Any], say: Say) -> 
         f"SELECT 'CREATE DATABASE {db} OWNER {owner}' WHERE NOT EXISTS "
         f"(SELECT FROM pg_database WHERE datname = '{db}') \\gexec\n"
     )
-    run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", str(layout.pg_socket_dir),
+    run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", str(paths.pg_socket_dir),
          "-U", "postgres", "-d", "postgres", "-f", "-"], user="postgres",
-        input_=bootstrap, cwd=layout.root)
+        input_=bootstrap, cwd=paths.state_dir)
     with connect(config.database, autocommit=True, role=configmod.OWNER_ROLE) as conn:
         for migration in migrate.migrate(conn):
             say(f"postgresql: applied migration {migration.version:04d}_{migration.name}")
@@ -488,29 +352,29 @@ def _module(name: str) -> str:
     return SUPERVISOR if name == "supervisor" else DAEMONS[name].module
 
 
-def _daemon_pid(layout: Layout, name: str) -> int | None:
-    pid = read_pid(layout.pid_file(name))
+def _daemon_pid(paths: Paths, name: str) -> int | None:
+    pid = read_pid(paths.pid_file(name))
     return pid if pid is not None and alive(pid, _module(name)) else None
 
 
-def spawn(layout: Layout, module: str, name: str,
+def spawn(paths: Paths, module: str, name: str,
           env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    """Start ``python -m module`` for the stack in ``layout`` in its own session, its
+    """Start ``python -m module`` for the stack in ``paths`` in its own session, its
     output appended to ``DIR/log/NAME.log``, ``env`` added to its environment."""
-    with (layout.log_dir / f"{name}.log").open("ab") as out:
+    with (paths.log_dir / f"{name}.log").open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", module, "--state-dir", str(layout.root)],
+            [sys.executable, "-m", module, "--state-dir", str(paths.state_dir)],
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True, cwd=layout.root, env={**os.environ, **(env or {})})
+            start_new_session=True, cwd=paths.state_dir, env={**os.environ, **(env or {})})
 
 
-def _supervise(config: Config, layout: Layout, say: Say) -> None:
+def _supervise(config: Config, paths: Paths, say: Say) -> None:
     """Start the supervisor unless it runs, then wait until each daemon answers."""
-    pid = _daemon_pid(layout, "supervisor")
+    pid = _daemon_pid(paths, "supervisor")
     if pid is None:
         say("supervisor: starting")
-        proc = spawn(layout, SUPERVISOR, "supervisor")
-        render.write_atomic(layout.pid_file("supervisor"), f"{proc.pid}\n")
+        proc = spawn(paths, SUPERVISOR, "supervisor")
+        render.write_atomic(paths.pid_file("supervisor"), f"{proc.pid}\n")
 
         def supervising() -> bool:
             # Just after exec its /proc cmdline can read empty for a moment: ask Popen.
@@ -519,37 +383,37 @@ def _supervise(config: Config, layout: Layout, say: Say) -> None:
         def supervising() -> bool:
             return alive(pid, SUPERVISOR)
 
-        if any(_daemon_pid(layout, name) is None for name in DAEMONS):
+        if any(_daemon_pid(paths, name) is None for name in DAEMONS):
             os.kill(pid, signal.SIGHUP)  # start again what it gave up on
     for name, daemon in DAEMONS.items():
 
         def ready(name: str = name, daemon: Daemon = daemon) -> bool:
             if not supervising():
                 raise StackError("the supervisor exited: see "
-                                 f"{layout.log_dir / 'supervisor.log'}")
-            return _daemon_pid(layout, name) is not None and daemon.ready(config)
+                                 f"{paths.log_dir / 'supervisor.log'}")
+            return _daemon_pid(paths, name) is not None and daemon.ready(config)
 
-        _wait(ready, name, layout.log_dir / f"{name}.log")
+        _wait(ready, name, paths.log_dir / f"{name}.log")
 
 
-def _postfix_config(config: Config, layout: Layout, ctx: dict[str, Any]) -> None:
+def _postfix_config(config: Config, paths: Paths, ctx: dict[str, Any]) -> None:
     """Postfix's configuration and its lookup tables, before any daemon starts (the
     policy daemon rewrites the tables after each change, with postmap, which reads
     main.cf)."""
-    _mkdir(layout.postfix_conf)
-    _mkdir(layout.postfix_queue)
-    _mkdir(layout.postfix_data, "postfix", 0o700)
+    _mkdir(paths.postfix_conf)
+    _mkdir(paths.postfix_queue)
+    _mkdir(paths.postfix_data, "postfix", 0o700)
     for name in ("main.cf", "master.cf", "command-filter"):
-        render.render_to(f"postfix/{name}.j2", layout.postfix_conf / name, ctx)
-    render.write_atomic(layout.postfix_conf / bounce.FILE,
+        render.render_to(f"postfix/{name}.j2", paths.postfix_conf / name, ctx)
+    render.write_atomic(paths.postfix_conf / bounce.FILE,
                         bounce.text(ctx, config.notices.templates_dir))
     with connect(config.database, autocommit=True, role=configmod.ADMIN_ROLE) as conn:
-        maps.write(snapshot.load(conn), config, layout.postfix_conf)
+        maps.write(snapshot.load(conn), config, paths.postfix_conf)
 
 
-def _postfix(layout: Layout, say: Say) -> None:
-    postfix = ["postfix", "-c", str(layout.postfix_conf)]
-    log = layout.log_dir / "postfix.log"
+def _postfix(paths: Paths, say: Say) -> None:
+    postfix = ["postfix", "-c", str(paths.postfix_conf)]
+    log = paths.postfix_log
     try:
         run([*postfix, "check"])
     except StackError as exc:
@@ -561,17 +425,17 @@ def _postfix(layout: Layout, say: Say) -> None:
         run([*postfix, "start"])
 
 
-def _dovecot(config: Config, layout: Layout, ctx: dict[str, Any], say: Say) -> None:
-    _mkdir(layout.dovecot_conf)
-    _mkdir(layout.dovecot_base)
-    _mkdir(layout.dovecot_state)
+def _dovecot(config: Config, paths: Paths, ctx: dict[str, Any], say: Say) -> None:
+    _mkdir(paths.dovecot_conf)
+    _mkdir(paths.dovecot_base)
+    _mkdir(paths.dovecot_state)
     _mkdir(config.paths.maildrop_dir, MAILDROP_USER, 0o700)
     for name in ("dovecot.conf", "sql-strong.conf.ext", "sql-digest-md5.conf.ext",
                  "sql-userdb.conf.ext"):
-        render.render_to(f"dovecot/{name}.j2", layout.dovecot_conf / name, ctx, 0o640)
-    conf = str(layout.dovecot_conf / "dovecot.conf")
+        render.render_to(f"dovecot/{name}.j2", paths.dovecot_conf / name, ctx, 0o640)
+    conf = str(paths.dovecot_conf / "dovecot.conf")
     run(["doveconf", "-c", conf, "-n"])
-    pid = read_pid(layout.dovecot_base / "master.pid")
+    pid = read_pid(paths.dovecot_base / "master.pid")
     if pid is not None and alive(pid, "dovecot"):
         run(["dovecot", "-c", conf, "reload"])
     else:
@@ -588,25 +452,25 @@ def up(state_dir: Path, *, demo: bool = False, base: Config | None = None,
     preflight()
     state_dir = state_dir.resolve()
     config = init_config(state_dir, base)
-    layout = Layout(state_dir)
+    paths = config.paths
     os.chmod(state_dir, 0o755)  # Postfix, Dovecot and PostgreSQL users must traverse it
-    _mkdir(state_dir / "run")
-    _mkdir(layout.log_dir)
-    ctx = template_context(config, layout)
+    _mkdir(paths.run_dir)
+    _mkdir(paths.log_dir)
+    ctx = template_context(config)
     _tls(config, say)
     _keys(config, say)
-    _postgres(config, layout, ctx, say)
+    _postgres(config, paths, ctx, say)
     if database_only:
         return config
-    _postfix_config(config, layout, ctx)
-    _supervise(config, layout, say)
-    _postfix(layout, say)
-    _dovecot(config, layout, ctx, say)
+    _postfix_config(config, paths, ctx)
+    _supervise(config, paths, say)
+    _postfix(paths, say)
+    _dovecot(config, paths, ctx, say)
     listeners = config.listeners
     for port in (listeners.msa_port, listeners.pop3_port, listeners.pop3s_port):
         _wait(lambda p=port: _port_open(listeners.bind, p), f"listener {port}")  # type: ignore[misc]
     _wait(lambda: _smtp_greets(listeners.bind, listeners.mta_port), "MTA listener",
-          layout.log_dir / "postfix.log")
+          paths.postfix_log)
     if demo:
         seed_demo(config, say)
     say(f"stack up in {state_dir}: MTA {listeners.bind}:{listeners.mta_port}, "
@@ -627,45 +491,45 @@ def _stop_pid(pid: int, marker: str, timeout: float = 10.0) -> None:
 
 def down(state_dir: Path, say: Say = print) -> None:
     """Stop what ``up`` started in ``state_dir``, each by its own pid."""
-    layout = Layout(state_dir.resolve())
-    postfix_status = ["postfix", "-c", str(layout.postfix_conf), "status"]
-    if (layout.postfix_queue / "pid" / "master.pid").exists() and \
+    paths = Paths(state_dir.resolve())
+    postfix_status = ["postfix", "-c", str(paths.postfix_conf), "status"]
+    if (paths.postfix_queue / "pid" / "master.pid").exists() and \
             run(postfix_status, check=False).returncode == 0:
         say("postfix: stopping")
-        master = read_pid(layout.postfix_queue / "pid" / "master.pid")
-        run(["postfix", "-c", str(layout.postfix_conf), "stop"], check=False)
+        master = read_pid(paths.postfix_queue / "pid" / "master.pid")
+        run(["postfix", "-c", str(paths.postfix_conf), "stop"], check=False)
         if master is not None:
             _wait(lambda: not alive(master, "master"), "postfix stop")
-    pid = read_pid(layout.dovecot_base / "master.pid")
+    pid = read_pid(paths.dovecot_base / "master.pid")
     if pid is not None and alive(pid, "dovecot"):
         say("dovecot: stopping")
         _stop_pid(pid, "dovecot")
     # The supervisor first, so that it does not start again the daemons stopped next.
     for name in ("supervisor", *DAEMONS):
-        pid = _daemon_pid(layout, name)
+        pid = _daemon_pid(paths, name)
         if pid is not None:
             say(f"{name}: stopping")
             _stop_pid(pid, _module(name))
-        layout.pid_file(name).unlink(missing_ok=True)
-    if (layout.pg_data / "postmaster.pid").exists():
+        paths.pid_file(name).unlink(missing_ok=True)
+    if (paths.pg_data / "postmaster.pid").exists():
         say("postgresql: stopping")
-        run([pg_bin("pg_ctl"), "-D", str(layout.pg_data), "-m", "fast", "-w", "stop"],
-            user="postgres", check=False, cwd=layout.root)
+        run([pg_bin("pg_ctl"), "-D", str(paths.pg_data), "-m", "fast", "-w", "stop"],
+            user="postgres", check=False, cwd=paths.state_dir)
 
 
 def status(state_dir: Path) -> list[tuple[str, int | None]]:
     """Each component and the pid it runs under (None: not running)."""
-    layout = Layout(state_dir.resolve())
+    paths = Paths(state_dir.resolve())
     found: list[tuple[str, int | None]] = []
-    pg = read_pid(layout.pg_data / "postmaster.pid")
+    pg = read_pid(paths.pg_data / "postmaster.pid")
     found.append(("postgresql", pg if pg is not None and alive(pg, "postgres") else None))
-    master = read_pid(layout.postfix_queue / "pid" / "master.pid")
+    master = read_pid(paths.postfix_queue / "pid" / "master.pid")
     found.append(("postfix", master if master is not None and alive(master, "master")
                   else None))
-    dove = read_pid(layout.dovecot_base / "master.pid")
+    dove = read_pid(paths.dovecot_base / "master.pid")
     found.append(("dovecot", dove if dove is not None and alive(dove, "dovecot") else None))
     for name in ("supervisor", *DAEMONS):
-        found.append((name, _daemon_pid(layout, name)))
+        found.append((name, _daemon_pid(paths, name)))
     return found
 
 
@@ -694,7 +558,7 @@ def demo_password() -> str:
 def seed_demo(config: Config, say: Say = print) -> None:
     """Add the demo parties once; the mail client's password goes to a 0600 file."""
     domain = config.hub.domain
-    credentials = config.paths.state_dir / "demo-credentials"
+    credentials = config.paths.demo_credentials
     with connect(config.database, autocommit=True, role=configmod.ADMIN_ROLE) as conn:
         if directory.find_logical(conn, f"acme@{domain}") is not None:
             return

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from singlewindow import daemon, render, stack
-from singlewindow.config import Config
+from singlewindow.config import Config, Paths
 
 #: Seconds between a daemon's exit and its restart (systemd.service(5) ``RestartSec=``);
 #: the deployed units wait 2s, the local stack less, so crash tests finish sooner.
@@ -126,7 +126,7 @@ class Supervised:
         self.daemon = daemon
         self.module = daemon.module
         self.config = config
-        self.layout = stack.Layout(config.paths.state_dir)
+        self.paths = config.paths
         self.watchdog_sec = config.health.watchdog_sec
         #: When the daemon last said WATCHDOG=1 or READY=1 (monotonic clock).
         self.pinged = 0.0
@@ -140,7 +140,7 @@ class Supervised:
 
     @property
     def pid_file(self) -> Path:
-        return self.layout.pid_file(self.name)
+        return self.paths.pid_file(self.name)
 
     async def supervise(self) -> None:
         if self.watchdog_sec > 0:
@@ -229,7 +229,7 @@ class Supervised:
 
     def _listen(self) -> None:
         """The daemon's NOTIFY_SOCKET: its messages' sender checked (SO_PASSCRED)."""
-        path = self.layout.notify_socket(self.name)
+        path = self.paths.notify_socket(self.name)
         daemon.prepare_socket_path(path)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
@@ -243,7 +243,7 @@ class Supervised:
             asyncio.get_running_loop().remove_reader(self.notify.fileno())
             self.notify.close()
             self.notify = None
-            self.layout.notify_socket(self.name).unlink(missing_ok=True)
+            self.paths.notify_socket(self.name).unlink(missing_ok=True)
 
     def _heard(self) -> None:
         assert self.notify is not None
@@ -283,9 +283,9 @@ class Supervised:
     def _start(self) -> None:
         env = {}
         if self.notify is not None:
-            env = {"NOTIFY_SOCKET": str(self.layout.notify_socket(self.name)),
+            env = {"NOTIFY_SOCKET": str(self.paths.notify_socket(self.name)),
                    "WATCHDOG_USEC": str(int(self.watchdog_sec * 1e6))}
-        child = stack.spawn(self.layout, self.module, self.name, env)
+        child = stack.spawn(self.paths, self.module, self.name, env)
         self.pinged = time.monotonic()
         self.run = watch(child.pid, child, watched=self.notify is not None)
         render.write_atomic(self.pid_file, f"{child.pid}\n")
@@ -307,7 +307,7 @@ class Supervised:
 
 class Supervisor:
     def __init__(self, config: Config):
-        self.layout = stack.Layout(config.paths.state_dir)
+        self.paths = config.paths
         self.daemons = {name: Supervised(name, daemon, config)
                         for name, daemon in stack.DAEMONS.items()}
 
@@ -317,8 +317,8 @@ class Supervisor:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._retry_all)
-        own_pid = self.layout.pid_file("supervisor")  # written by stack.up, as it spawned us
-        path = self.layout.supervisor_socket
+        own_pid = self.paths.pid_file("supervisor")  # written by stack.up, as it spawned us
+        path = self.paths.supervisor_socket
         daemon.prepare_socket_path(path)
         server = await asyncio.start_unix_server(self._control, str(path))
         os.chmod(path, 0o600)
@@ -385,7 +385,7 @@ def hold(state_dir: Path, name: str) -> Iterator[None]:
     """Take daemon ``name`` of the stack in ``state_dir`` out of supervision: stopped on
     entry, started again on exit, which returns once its socket answers. Should the
     holder die in between, the supervisor starts the daemon again by itself."""
-    path = stack.Layout(state_dir).supervisor_socket
+    path = Paths(state_dir).supervisor_socket
     with socket.socket(socket.AF_UNIX) as conn:
         conn.settimeout(STOP_TIMEOUT + stack.START_TIMEOUT + 10)
         conn.connect(str(path))

@@ -33,7 +33,7 @@ from typing import Any
 
 import pytest
 
-from singlewindow import deploy, passwords, render, stack
+from singlewindow import deploy, node, passwords, render, stack
 from singlewindow.config import ADMIN_ROLE, Config, Listeners, Paths, Tls
 from singlewindow.store import connect, directory
 from tests.support.local import free_port, short_state_dir
@@ -66,8 +66,8 @@ class Instance:
     node: deploy.NodeRole
 
     @property
-    def layout(self) -> stack.Layout:
-        return stack.Layout(self.config.paths.state_dir)
+    def layout(self) -> Paths:
+        return self.config.paths
 
     @property
     def conf(self) -> Path:
@@ -76,7 +76,7 @@ class Instance:
     def context(self) -> dict[str, Any]:
         """The deployed node's context, but a private instance's directories."""
         ctx = deploy.template_context(self.config, self.node)
-        private = stack.template_context(self.config, self.layout)["dovecot"]
+        private = node.template_context(self.config)["dovecot"]
         ctx["dovecot"] = {**ctx["dovecot"], **{
             key: private[key] for key in ("private_instance", "config_directory",
                                           "base_dir", "instance_name", "state_dir",
@@ -88,7 +88,7 @@ class Instance:
         for path in (layout.dovecot_conf, layout.dovecot_base, layout.dovecot_state,
                      layout.log_dir):
             stack._mkdir(path)
-        stack._mkdir(self.config.paths.maildrop_dir, stack.MAILDROP_USER, 0o700)
+        stack._mkdir(self.config.paths.maildrop_dir, node.MAILDROP_USER, 0o700)
         ctx = self.context()
         for name in DOVECOT_FILES:
             render.render_to(f"dovecot/{name}.j2", layout.dovecot_conf / name, ctx, 0o640)
@@ -251,7 +251,7 @@ def pair(database_config: Config) -> Iterator[Pair]:
         (maildir / sub).mkdir(parents=True)
     (maildir / "new" / "1.backend").write_bytes(
         b"From: agency@sw.test\r\nSubject: held on the backend\r\n\r\nresponse\r\n")
-    subprocess.run(["chown", "-R", f"{stack.MAILDROP_USER}:{stack.MAILDROP_USER}",
+    subprocess.run(["chown", "-R", f"{node.MAILDROP_USER}:{node.MAILDROP_USER}",
                     str(backend.config.paths.maildrop_dir)], check=True)
     the_pair = Pair(edge, backend, pki, login, password)
     try:

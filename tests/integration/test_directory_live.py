@@ -151,12 +151,12 @@ def test_a_removed_address_leaves_postfixs_tables(sw_stack: Config,
 
 
 def _superuser(config: Config, *sql: str) -> str:
-    layout = stack.Layout(config.paths.state_dir)
+    layout = config.paths
     argv = ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
             "-h", str(layout.pg_socket_dir), "-U", "postgres", "-d", "singlewindow"]
     for statement in sql:
         argv += ["-c", statement]
-    return stack.run(argv, user="postgres", cwd=layout.root).stdout
+    return stack.run(argv, user="postgres", cwd=layout.state_dir).stdout
 
 
 def test_the_directory_recovers_after_its_connections_were_killed(

@@ -132,7 +132,7 @@ def test_postgresql_restarted_mid_delivery_delivers_each_copy_once(
         world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     """The copy is in Postfix's queue, then PostgreSQL goes away before it is recorded."""
     config = world.config
-    layout = stack.Layout(config.paths.state_dir)
+    layout = config.paths
     flag = config.paths.run_dir / f"fault-{secrets.token_hex(4)}"
     monkeypatch.setenv("SW_TRANSPORT_FAULT_FLAG", str(flag))
     subj = subject()
@@ -141,7 +141,7 @@ def test_postgresql_restarted_mid_delivery_delivers_each_copy_once(
         wait_until(flag.exists, 60)
         stack.run([stack.pg_bin("pg_ctl"), "-D", str(layout.pg_data), "-m", "fast", "-w",
                    "-l", str(layout.log_dir / "postgresql.log"), "restart"],
-                  user="postgres", cwd=layout.root)
+                  user="postgres", cwd=layout.state_dir)
         # The paused attempt wakes to a dead connection and defers; it must not have
         # recorded anything, and its copy is in Postfix's queue.
         wait_until(lambda: _transport_deferred(config, submission_id), 60)
@@ -172,7 +172,7 @@ def test_log_rotated_between_attempt_and_recovery_delivers_each_copy_once(
         assert faulty.wait(timeout=60) == -signal.SIGKILL
         # Postfix's qmgr logs the copy's "from=" before we rotate.
         wait_until(lambda: len(about(world["ag1"], subj, timeout=0)) == 1, 60)
-        subprocess.run(["postfix", "-c", str(stack.Layout(config.paths.state_dir).postfix_conf),
+        subprocess.run(["postfix", "-c", str(config.paths.postfix_conf),
                         "logrotate"], check=True, capture_output=True)
         log = config.paths.log_dir / "postfix.log"
         wait_until(lambda: any(p.name.endswith(".gz")

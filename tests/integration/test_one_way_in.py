@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from singlewindow import origin, stack
+from singlewindow import origin
 from singlewindow.config import Config
 from tests.support import factory
 from tests.support.local import lmtp_send
@@ -214,7 +214,7 @@ def test_sendmail_gets_nothing_through(world: World, user: str) -> None:
     addresses, with a forged stamp; as root and as an unprivileged user."""
     config, ag = world.config, world["ag"]
     subj = f"sendmail {user} " + secrets.token_hex(4)
-    conf = str(stack.Layout(config.paths.state_dir).postfix_conf)
+    conf = str(config.paths.postfix_conf)
     argv = ["sendmail", "-C", conf, "-f", "customs@sw.test", ag.logical, ag.physical]
     if user != "root":
         argv = ["setpriv", "--reuid", user, "--regid", "nogroup", "--clear-groups", *argv]
@@ -234,7 +234,7 @@ def test_sendmail_smtp_mode_gets_nothing_through(world: World) -> None:
     """sendmail -bs: Postfix's stand-alone SMTP mode on stdin, as root."""
     config, ag = world.config, world["ag"]
     subj = "sendmail -bs " + secrets.token_hex(4)
-    conf = str(stack.Layout(config.paths.state_dir).postfix_conf)
+    conf = str(config.paths.postfix_conf)
     session = (b"EHLO attacker\r\nMAIL FROM:<customs@sw.test>\r\n"
                + f"RCPT TO:<{ag.physical}>\r\nDATA\r\n".encode()
                + forged(ag, subj) + b"\r\n.\r\nQUIT\r\n")

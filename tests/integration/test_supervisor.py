@@ -12,7 +12,7 @@ import time
 import pytest
 
 from singlewindow import stack, supervisor
-from singlewindow.config import Config
+from singlewindow.config import Config, Paths
 from tests.support import factory
 from tests.support.local import WATCHDOG_SEC
 from tests.support.world import World, message, wait_until, world_fixture
@@ -96,7 +96,7 @@ def test_hold_keeps_a_daemon_stopped_until_released(world: World) -> None:
     assert before is not None
     with supervisor.hold(state, "policyd"):
         assert dict(stack.status(state))["policyd"] is None
-        assert not stack.Layout(state).pid_file("policyd").exists()
+        assert not Paths(state).pid_file("policyd").exists()
         with pytest.raises(stack.StackError, match="already held"), \
                 supervisor.hold(state, "policyd"):
             pass
@@ -113,7 +113,7 @@ def test_a_holder_that_goes_away_releases(world: World) -> None:
     before = serving_pid(config, "policyd")
     assert before is not None
     with socket.socket(socket.AF_UNIX) as conn:
-        conn.connect(str(stack.Layout(config.paths.state_dir).supervisor_socket))
+        conn.connect(str(config.paths.supervisor_socket))
         conn.sendall(b"hold policyd\n")
         assert conn.makefile("rb").readline() == b"held\n"
     replaced(config, "policyd", before)

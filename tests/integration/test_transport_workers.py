@@ -15,7 +15,7 @@ import pytest
 
 from singlewindow import config as configmod
 from singlewindow import render, stack, supervisor
-from singlewindow.config import Config
+from singlewindow.config import Config, Paths
 from tests.support import factory
 from tests.support.world import World, message, wait_until, world_fixture
 
@@ -25,7 +25,7 @@ world = world_fixture(("co", "company"), ("ag", "agency"))
 def set_processes(config: Config, count: int) -> None:
     """Restart the stack's transport with ``count`` worker processes."""
     state = config.paths.state_dir
-    layout = stack.Layout(state)
+    layout = Paths(state)
     with supervisor.hold(state, "transport"):
         current = configmod.for_state_dir(state)
         render.write_atomic(layout.config_file, configmod.to_toml(

@@ -81,3 +81,44 @@ def test_the_maildrop_hop_options(tmp_path: Path) -> None:
 def test_maildrop_options_that_cannot_work_are_refused_by_name(table: str, error: str) -> None:
     with pytest.raises(ConfigError, match=error):
         configmod.parse(f"[maildrop]\n{table}\n")
+
+
+def test_the_state_directory_layout_is_spelled_out_in_paths_alone() -> None:
+    """config.Paths is the one place that says where each file lives in the state
+    directory: the stack, the supervisor, the daemons and the config's defaults ask it."""
+    state = Path("/tmp/sw-layout")
+    paths = configmod.Paths(state)
+    assert paths.config_file == state / "singlewindow.toml"
+    assert (paths.run_dir, paths.log_dir) == (state / "run", state / "log")
+    assert (paths.tls_dir, paths.keys_dir) == (state / "tls", state / "keys")
+    assert (paths.pg_data, paths.pg_socket_dir) == (state / "pg" / "data", state / "run" / "pg")
+    assert (paths.postfix_conf, paths.postfix_queue, paths.postfix_data) == (
+        state / "postfix", state / "spool", state / "lib" / "postfix")
+    assert paths.postfix_log == state / "log" / "postfix.log"
+    assert (paths.dovecot_conf, paths.dovecot_base, paths.dovecot_state) == (
+        state / "dovecot", state / "run" / "dovecot", state / "lib" / "dovecot")
+    assert paths.dovecot_log == state / "log" / "dovecot.log"
+    assert (paths.maildrop_dir, paths.maps_dir) == (state / "maildrops", state / "maps")
+    assert paths.demo_credentials == state / "demo-credentials"
+    assert paths.pid_file("policyd") == state / "run" / "policyd.pid"
+    assert paths.notify_socket("milter") == state / "run" / "milter.notify"
+    sockets = [paths.policy_socket, paths.lmtp_socket, paths.milter_socket,
+               paths.table_socket, paths.supervisor_socket, paths.notify_socket("transport")]
+    assert all(s.parent == paths.run_dir for s in sockets)
+    assert len({*sockets}) == len(sockets)
+
+
+def test_the_configs_file_defaults_come_from_the_layout(tmp_path: Path) -> None:
+    config = configmod.for_state_dir(tmp_path)
+    paths = config.paths
+    assert config.cert_file == paths.tls_dir / "cert.pem"
+    assert config.key_file == paths.tls_dir / "key.pem"
+    assert config.ca_file == paths.tls_dir / "ca.pem"
+    assert config.stamp_key_file == paths.keys_dir / "stamp.key"
+    assert config.reinject_cert_file == paths.keys_dir / "reinject-cert.pem"
+    assert config.reinject_key_file == paths.keys_dir / "reinject-key.pem"
+    assert config.postfix_maillog == paths.postfix_log
+    assert config.dovecot_log == paths.dovecot_log
+    assert config.postfix_config == paths.postfix_conf
+    assert config.dovecot_config == paths.dovecot_conf / "dovecot.conf"
+    assert config.metrics_dir == paths.run_dir / "metrics"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from singlewindow import cli, deploy, stack
+from singlewindow import cli, deploy
 from singlewindow.config import Config, Database, Paths, Tls, Transport
 
 
@@ -105,13 +105,13 @@ def test_backend_takes_logins_only_on_the_edges_connections(tmp_path: Path) -> N
 
 def test_backend_trusts_edges_one_by_one_never_a_network(tmp_path: Path) -> None:
     for given in ("10.0.2.0/24", "edge1.sw.internal"):
-        with pytest.raises(stack.StackError, match="not one address"):
+        with pytest.raises(deploy.DeployError, match="not one address"):
             deploy.NodeRole(pop3_proxies=("10.0.2.11", given))
 
 
 def test_edge_without_a_ca_does_not_proxy(tmp_path: Path) -> None:
     config = replace(node_config(tmp_path), tls=Tls())
-    with pytest.raises(stack.StackError, match="ca_file"):
+    with pytest.raises(deploy.DeployError, match="ca_file"):
         deploy.render_target(config, "dovecot", tmp_path / "edge",
                              node=deploy.NodeRole(pop3_backend="pop1.sw.internal"))
 

@@ -1,8 +1,11 @@
-"""The package's runtime needs only its runtime dependencies (issue 14): pydifact, the
-benchmarks' baseline, is an extra that no module of the package imports."""
+"""The package's imports: its runtime needs only its runtime dependencies (issue 14):
+pydifact, the benchmarks' baseline, is an extra that no module of the package imports; and
+no module reaches sideways (issue 17): not into another room of the mail flow, not for
+another module's private names, never into the tests."""
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 import tomllib
@@ -47,3 +50,114 @@ def test_bench_packages_are_an_extra_the_test_environment_installs() -> None:
     # scripts/install installs the test extra, which brings the bench extra with it.
     assert "singlewindow[bench]" in extras["test"]
     assert '"$here[test]"' in (ROOT / "scripts" / "install").read_text()
+
+
+
+# --- layering (issue 17): each module reaches down, never sideways -----------------------
+
+#: (importer, imported): rooms that must not reach into each other. Policy and milter
+#: share identity code through singlewindow.identity; the local stack and a deployed node
+#: share their template context through singlewindow.node.
+SIDEWAYS = (
+    ("singlewindow.milter", "singlewindow.policy"),
+    ("singlewindow.policy", "singlewindow.milter"),
+    ("singlewindow.identity", "singlewindow.policy"),
+    ("singlewindow.identity", "singlewindow.milter"),
+    ("singlewindow.deploy", "singlewindow.stack"),
+    ("singlewindow.deploy", "singlewindow.supervisor"),
+    ("singlewindow.node", "singlewindow.stack"),
+    ("singlewindow.node", "singlewindow.deploy"),
+)
+
+Import = tuple[str, str, str]  # importer, module, name taken from it ("" for none)
+
+
+def _under(name: str, prefix: str) -> bool:
+    return name == prefix or name.startswith(prefix + ".")
+
+
+def _imports(path: Path, root: Path) -> list[Import]:
+    """Every import in ``path`` (a module under ``root``), relative ones made absolute;
+    ``from a import b`` counts as importing ``a`` (taking ``b``) and ``a.b``."""
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+        package = parts
+    else:
+        package = parts[:-1]
+    importer = ".".join(parts)
+    found: list[Import] = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            found.extend((importer, alias.name, "") for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            anchor = package[: len(package) - node.level + 1] if node.level else []
+            base = ".".join([*anchor, *([node.module] if node.module else [])])
+            for alias in node.names:
+                found.append((importer, base, alias.name))
+                found.append((importer, f"{base}.{alias.name}", ""))
+    return found
+
+
+def _all_imports(root: Path, folder: str) -> list[Import]:
+    return [found for path in sorted((root / folder).rglob("*.py"))
+            for found in _imports(path, root)]
+
+
+def _sideways(imports: list[Import]) -> list[tuple[str, str]]:
+    return sorted({(importer, module) for importer, module, _ in imports
+                   for src, dst in SIDEWAYS if _under(importer, src) and _under(module, dst)})
+
+
+def _private(imports: list[Import]) -> list[Import]:
+    """Private names one module takes from another (mig/xmlcheck.py once took
+    loader._compile_schema): a name shared between modules is public. A package's own
+    private submodule (mig/edifact/_accel, the compiled accelerator) is its business."""
+    return [(importer, module, name) for importer, module, name in imports
+            if _under(module, "singlewindow") and module != importer
+            and module != importer.rpartition(".")[0]
+            and name.startswith("_") and not name.startswith("__")]
+
+
+def _tests(imports: list[Import], allowed: str | None = None) -> list[Import]:
+    return [found for found in imports if _under(found[1], "tests")
+            and found[1] != "tests" and not (allowed and _under(found[1], allowed))]
+
+
+def test_no_room_reaches_sideways() -> None:
+    assert _sideways(_all_imports(ROOT / "src", "singlewindow")) == []
+
+
+def test_no_module_takes_another_modules_private_names() -> None:
+    assert _private(_all_imports(ROOT / "src", "singlewindow")) == []
+
+
+def test_the_package_never_imports_the_tests() -> None:
+    assert _tests(_all_imports(ROOT / "src", "singlewindow")) == []
+
+
+def test_benches_take_only_the_shared_test_support() -> None:
+    """Sinks and factories that tests and benches share live in tests/support/, never in
+    a test module (bench/*.py once imported tests.unit.mig.factory)."""
+    assert _tests(_all_imports(ROOT, "bench"), allowed="tests.support") == []
+
+
+def test_the_layering_checks_find_what_they_forbid(tmp_path: Path) -> None:
+    """Each check fails on the imports issue 17 removed, written into a scratch tree."""
+    milter = tmp_path / "singlewindow" / "milter"
+    milter.mkdir(parents=True)
+    (milter / "decide.py").write_text(
+        "from singlewindow.policy.decide import login_of\n"
+        "from ..mig.loader import _compile_schema\n"
+        "from tests.unit.mig import factory\n")
+    (tmp_path / "singlewindow" / "deploy.py").write_text("from singlewindow import stack\n")
+    imports = _all_imports(tmp_path, "singlewindow")
+    assert _sideways(imports) == [
+        ("singlewindow.deploy", "singlewindow.stack"),
+        ("singlewindow.milter.decide", "singlewindow.policy.decide"),
+        ("singlewindow.milter.decide", "singlewindow.policy.decide.login_of")]
+    assert _private(imports) == [
+        ("singlewindow.milter.decide", "singlewindow.mig.loader", "_compile_schema")]
+    assert _tests(imports, allowed="tests.support") == [
+        ("singlewindow.milter.decide", "tests.unit.mig", "factory"),
+        ("singlewindow.milter.decide", "tests.unit.mig.factory", "")]

@@ -17,7 +17,6 @@ from singlewindow import config as configmod
 from singlewindow import deploy, ipsec
 from singlewindow.config import Config, ConfigError, Ipsec, Listeners
 from singlewindow.ipsec import Tunnel
-from singlewindow.stack import StackError
 
 DN = "C=NL, O=Company A, CN=gw.a.example"
 PSK = Tunnel("acme", 1000, "192.0.2.1", "gw.acme.example", "psk", ("10.1.0.0/24",))
@@ -181,9 +180,9 @@ def test_any_local_address_when_none_is_configured(tmp_path: Path) -> None:
 
 def test_tunnels_are_not_rendered_without_ipsec_or_without_the_database(
         tmp_path: Path) -> None:
-    with pytest.raises(StackError, match=r"\[ipsec\] enabled is false"):
+    with pytest.raises(deploy.DeployError, match=r"\[ipsec\] enabled is false"):
         deploy.render_target(Config(), "ipsec", tmp_path, tunnels=[PSK])
-    with pytest.raises(StackError, match="from the tunnels in the database"):
+    with pytest.raises(deploy.DeployError, match="from the tunnels in the database"):
         deploy.render_target(edge(), "tunnels", tmp_path)
     assert not list(tmp_path.iterdir())
 

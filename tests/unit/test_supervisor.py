@@ -29,7 +29,7 @@ async def _given_up(supervised: supervisor.Supervised, timeout: float) -> None:
 def test_a_daemon_that_keeps_dying_is_given_up_until_retried(
         caplog: pytest.LogCaptureFixture) -> None:
     state = short_state_dir()
-    layout = stack.Layout(state)
+    layout = Paths(state)
     layout.log_dir.mkdir()
     # A module that does not exist: python -m exits with status 1 at once.
     supervised = supervisor.Supervised(
@@ -74,7 +74,7 @@ def test_a_daemon_that_stops_pinging_is_killed_and_started_again(
     """A real process that pings (as the daemons do) is left alone; once it stops, it is
     killed within the watchdog time and started again."""
     state = short_state_dir()
-    layout = stack.Layout(state)
+    layout = Paths(state)
     layout.log_dir.mkdir()
     (state / "run").mkdir()
     repo = Path(__file__).resolve().parents[2]

@@ -188,7 +188,7 @@ class _Loader:
         if "edifact" in doc:
             profile, unh, associations = self.edifact(doc, folder, path)
         schema_text = self.schema_text(xml, folder, path, profile, namespace)
-        schema = _compile_schema(schema_text, folder / "schema.xsd")
+        schema = compile_schema(schema_text, folder / "schema.xsd")
         rules_table = _table(doc, "rules", path)
         rules, lean = _compile_rules(rules_table, folder, path)
         local = rules_table.get("message_local", False)
@@ -273,7 +273,11 @@ def _check_defined(group: GroupDef, segs: Mapping[str, SegmentDef], where: Path)
 _TRUSTED = etree.XMLParser(no_network=True, resolve_entities=False, load_dtd=False)
 
 
-def _compile_schema(text: bytes, base: Path) -> etree.XMLSchema:
+def compile_schema(text: bytes, base: Path) -> etree.XMLSchema:
+    """A message type's XML Schema from its text, compiled (``base``: the file it is, for
+    its includes and the error). Each compiled schema is used by one thread at a time:
+    :mod:`singlewindow.mig.xmlcheck` compiles more from the same text for concurrent checks.
+    """
     try:
         doc = etree.fromstring(text, _TRUSTED, base_url=str(base))
         return etree.XMLSchema(doc)

@@ -20,7 +20,7 @@ from typing import TypeVar
 from lxml import etree
 
 from singlewindow.mig.errors import ErrorClass, MigError, Place
-from singlewindow.mig.loader import MessageType, _compile_schema
+from singlewindow.mig.loader import MessageType, compile_schema
 
 MAX_XML_BYTES = 50 * 1024 * 1024  # larger submissions are refused unread
 _DTD = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.I)
@@ -126,7 +126,7 @@ def _schema_copy(mt: MessageType) -> Iterator[etree.XMLSchema]:
     check therefore gets its own copy, compiled once (a few ms) and then reused.
     """
     with _borrowed(mt, lambda e: e.schemas,
-                   lambda: _compile_schema(mt.schema_text, mt.folder / "schema.xsd")) as schema:
+                   lambda: compile_schema(mt.schema_text, mt.folder / "schema.xsd")) as schema:
         yield schema
 
 

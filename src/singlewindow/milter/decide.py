@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from singlewindow import automatic, replies
-from singlewindow.origin import MSA, MTA, Origin, new_message_id
-from singlewindow.policy.decide import login_of
+from singlewindow.identity import MSA, Refusal, identify, login_of
+from singlewindow.origin import Origin, new_message_id
 from singlewindow.store.directory import Address, Party
 from singlewindow.store.snapshot import Lookups
 
@@ -154,13 +154,6 @@ class Edits:
         return list(range(self.forged_headers, 0, -1))
 
 
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    reply: replies.Reply
-    #: For the log: what exactly was wrong (may name addresses; never sent to the client).
-    why: str
-
-
 class Directory(Protocol):
     """The three lookups the decision needs."""
 
@@ -192,22 +185,15 @@ def decide(facts: Facts, where: Directory, realm: str,
            new_id: Callable[[], str] = new_message_id) -> Edits | Refusal:
     """The end-of-message decision for one transaction."""
     login = ""
-    if facts.listener == MTA:
-        party = where.party_of_peer(facts.peer)
-        if party is None:
-            return Refusal(replies.MILTER_PEER_UNKNOWN, f"peer {facts.peer} is no party's")
-    elif facts.listener == MSA:
+    if facts.listener == MSA:
         if not facts.auth_authen:
-            return Refusal(replies.MILTER_MISCONFIGURED,
+            return Refusal(replies.POLICY_MISCONFIGURED,
                            "msa listener sent no {auth_authen}: check milter_mail_macros")
         login = login_of(facts.auth_authen, realm)
-        party = where.party_of_login(login)
-        if party is None:
-            return Refusal(replies.MILTER_LOGIN_UNKNOWN, f"login {login!r} has no account")
-    else:
-        return Refusal(replies.MILTER_MISCONFIGURED,
-                       f"unknown {{daemon_name}} {facts.listener!r}: "
-                       "check milter_macro_daemon_name in master.cf")
+    party = identify(facts.listener, facts.peer, login, where.party_of_peer,
+                     where.party_of_login)
+    if isinstance(party, Refusal):
+        return party
 
     sender = bare(facts.sender)
     new_sender: str | None = None

@@ -21,7 +21,8 @@ import Milter
 import psycopg
 
 from singlewindow import automatic, logs, replies
-from singlewindow.milter.decide import Directory, Edits, Facts, Recipient, Refusal, decide
+from singlewindow.identity import Refusal
+from singlewindow.milter.decide import Directory, Edits, Facts, Recipient, decide
 from singlewindow.origin import HEADER
 
 log = logging.getLogger("sw-milter")

@@ -22,14 +22,13 @@ import psycopg
 
 from singlewindow import replies
 from singlewindow.config import Policy
-from singlewindow.origin import MSA, MTA
+from singlewindow.identity import MSA, Refusal, identify, login_of
 from singlewindow.store.snapshot import Lookups
 
 Conn = psycopg.Connection[Any]
 #: A store connection for the MSA allowance, taken only when needed (a pooled one).
 ConnSource = Callable[[], AbstractContextManager[Conn]]
 
-# MTA and MSA: the ``policy_context`` values set in master.cf, the listeners' names.
 #: ``protocol_state`` of a request from ``smtpd_end_of_data_restrictions``
 #: (SMTPD_POLICY_README): the whole message is in, ``recipient`` is empty.
 END_OF_MESSAGE = "END-OF-MESSAGE"
@@ -78,29 +77,26 @@ def outcome(result: str) -> str:
 
 def decide(where: Lookups, store: ConnSource, request: Request, policy: Policy,
            realm: str) -> str:
-    if request.context == MTA:
-        return decide_mta(where, request)
     if request.context == MSA:
         return decide_msa(where, store, request, policy, realm)
-    return action(replies.POLICY_MISCONFIGURED)
+    return decide_mta(where, request)
 
 
 def decide_mta(where: Lookups, request: Request) -> str:
-    """I1: the peer IP names the party; the envelope sender must be one of its addresses."""
-    party = where.party_by_peer(request.client_address)
-    if party is None:
-        return action(replies.PEER_UNKNOWN)
+    """I1: the peer IP names the party; the envelope sender must be one of its addresses.
+
+    A request from a listener that is neither (``policy_context``) is deferred as a
+    configuration fault (:func:`singlewindow.identity.identify`).
+    """
+    party = identify(request.context, request.client_address, "", where.party_by_peer,
+                     where.party_by_login)
+    if isinstance(party, Refusal):
+        return action(party.reply)
     # The null sender (RFC 5321 4.5.5) is how an MTA returns a DSN, e.g. an agency's MTA
     # about a copy Single Window forwarded; it is allowed from a registered peer.
     if request.sender and not where.owns_physical(party, request.sender):
         return action(replies.SENDER_NOT_YOURS)
     return replies.POLICY_DUNNO
-
-
-def login_of(sasl_username: str, realm: str) -> str:
-    """The account login: Dovecot may report ``login@realm`` for DIGEST-MD5 (RFC 2831)."""
-    suffix = "@" + realm
-    return sasl_username[: -len(suffix)] if sasl_username.endswith(suffix) else sasl_username
 
 
 def decide_msa(where: Lookups, store: ConnSource, request: Request, policy: Policy,
@@ -113,9 +109,10 @@ def decide_msa(where: Lookups, store: ConnSource, request: Request, policy: Poli
     """
     if not request.sasl_username:
         return action(replies.AUTH_REQUIRED)
-    party = where.party_by_login(login_of(request.sasl_username, realm))
-    if party is None:
-        return action(replies.LOGIN_UNKNOWN)
+    party = identify(MSA, request.client_address, login_of(request.sasl_username, realm),
+                     where.party_by_peer, where.party_by_login)
+    if isinstance(party, Refusal):
+        return action(party.reply)
     if not request.sender or not where.owns_physical(party, request.sender):
         return action(replies.SENDER_NOT_YOURS)
     with store() as conn:

@@ -27,7 +27,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from singlewindow import daemon, logs, maps, replies, store
 from singlewindow.config import Config
-from singlewindow.origin import MSA, MTA
+from singlewindow.identity import LISTENERS, MTA
 from singlewindow.policy import codec, socketmap
 from singlewindow.policy.decide import Request, decide, decide_mta, outcome
 from singlewindow.store.snapshot import LiveDirectory, Snapshot
@@ -123,7 +123,7 @@ class PolicyService:
             return replies.STORE_UNAVAILABLE.line()
 
     def logged(self, request: Request, result: str) -> str:
-        listener = request.context if request.context in (MTA, MSA) else "unknown"
+        listener = request.context if request.context in LISTENERS else "unknown"
         action = outcome(result)  # accept, defer or reject
         self.decisions.labels(listener, action).inc()
         logs.decision(log, "policy", sw_id=None, queue_id=request.queue_id,

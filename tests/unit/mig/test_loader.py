@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from lxml import etree
 
 from singlewindow.mig import loader
 from singlewindow.mig.model import DataError
@@ -110,3 +111,16 @@ def test_rules_message_local_refused_where_it_cannot_hold(tmp_path: Path, folder
     (target / "mig.toml").write_text(toml.replace(rules, f"{rules}message_local = {value}\n"))
     with pytest.raises(DataError, match=complaint):
         loader.load([loader.DATA, tmp_path])
+
+
+def test_compile_schema_compiles_a_types_xsd_and_names_a_broken_one(tmp_path: Path) -> None:
+    shipped = loader.load().types["PAXLST-D03B"]
+    schema = loader.compile_schema(shipped.schema_text, shipped.folder / "schema.xsd")
+    assert schema is not shipped.schema  # a copy of its own, for another thread
+    assert not schema.validate(etree.fromstring(b"<NotAPassengerList/>"))
+    broken = tmp_path / "schema.xsd"
+    with pytest.raises(DataError, match=str(broken)):
+        loader.compile_schema(b"<xs:schema xmlns:xs='http://www.w3.org/2001/XMLSchema'>"
+                              b"<xs:element/></xs:schema>", broken)
+    with pytest.raises(DataError, match=str(broken)):
+        loader.compile_schema(b"<not xml", broken)

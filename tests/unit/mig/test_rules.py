@@ -17,7 +17,7 @@ import pytest
 from lxml import etree, isoschematron
 
 from singlewindow.mig import rules, xmlcheck
-from singlewindow.mig.loader import MessageType, Registry, _compile_schema
+from singlewindow.mig.loader import MessageType, Registry, compile_schema
 from singlewindow.mig.validate import convert_checked, validate
 from tests.support.factory import (
     declaration_response,
@@ -264,7 +264,7 @@ def _type_with(reg: Registry, schematron: str) -> MessageType:
     per-type copies are not the shipped type's)."""
     base = reg.types["GENDEC-1"]
     doc = etree.fromstring(schematron.encode()).getroottree()
-    return replace(base, schema=_compile_schema(base.schema_text, base.folder / "schema.xsd"),
+    return replace(base, schema=compile_schema(base.schema_text, base.folder / "schema.xsd"),
                    rules=isoschematron.Schematron(doc, store_xslt=True),
                    rules_lean=rules.compile_lean(doc))
 

@@ -7,11 +7,11 @@ from dataclasses import replace
 import pytest
 
 from singlewindow import replies
+from singlewindow.identity import Refusal
 from singlewindow.milter.decide import (
     Edits,
     Facts,
     Recipient,
-    Refusal,
     bare,
     decide,
     esmtp_params,
@@ -151,10 +151,10 @@ def test_sender_of_another_party_is_refused() -> None:
 
 
 def test_unknown_peer_and_login_are_refused() -> None:
-    assert refusal(replace(MTA_FACTS, peer="10.2.0.1")) == replies.MILTER_PEER_UNKNOWN
+    assert refusal(replace(MTA_FACTS, peer="10.2.0.1")) == replies.PEER_UNKNOWN
     msa = replace(MTA_FACTS, listener="msa", auth_authen="gone",
                   sender="<clerk@bright.example>")
-    assert refusal(msa) == replies.MILTER_LOGIN_UNKNOWN
+    assert refusal(msa) == replies.LOGIN_UNKNOWN
 
 
 def test_msa_null_sender_is_refused() -> None:
@@ -170,7 +170,7 @@ def test_unknown_listener_defers_as_misconfigured(listener: str) -> None:
 
 def test_msa_without_auth_macro_defers_as_misconfigured() -> None:
     msa = replace(MTA_FACTS, listener="msa", sender="<clerk@bright.example>")
-    assert refusal(msa) == replies.MILTER_MISCONFIGURED
+    assert refusal(msa) == replies.POLICY_MISCONFIGURED
 
 
 def test_helpers() -> None:

@@ -49,10 +49,10 @@ def seeded(conn: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
 
 def psql(config: Config, os_user: str, role: str, sql: str) -> tuple[int, str]:
     """Run ``sql`` with the real psql as ``os_user``, logging in as ``role``."""
-    layout = stack.Layout(config.paths.state_dir)
+    layout = config.paths
     result = stack.run(["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
                         "-h", str(layout.pg_socket_dir), "-U", role, "-d", "singlewindow",
-                        "-c", sql], user=os_user, check=False, cwd=layout.root)
+                        "-c", sql], user=os_user, check=False, cwd=layout.state_dir)
     return result.returncode, result.stdout
 
 

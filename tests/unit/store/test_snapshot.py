@@ -151,13 +151,13 @@ def test_a_removal_is_in_force_when_its_notification_arrives(
 
 
 def _terminate(config: Config, application_name: str) -> int:
-    layout = stack.Layout(config.paths.state_dir)
+    layout = config.paths
     result = stack.run(
         ["psql", "-X", "-q", "-A", "-t", "-h", str(layout.pg_socket_dir), "-U", "postgres",
          "-d", "singlewindow", "-c",
          "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
          f" WHERE application_name = '{application_name}'"],
-        user="postgres", cwd=layout.root)
+        user="postgres", cwd=layout.state_dir)
     return int(result.stdout.strip())
 
 
