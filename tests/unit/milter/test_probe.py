@@ -3,7 +3,6 @@ and against sockets that answer wrongly, not at all, or hang up."""
 
 from __future__ import annotations
 
-import shutil
 import socket
 import struct
 import subprocess
@@ -18,16 +17,13 @@ import pytest
 from singlewindow import origin
 from singlewindow.config import for_state_dir
 from singlewindow.milter import probe
-from tests.support.local import short_state_dir
+from tests.support.local import scratch_state_dir
 
 
 @pytest.fixture
 def state() -> Iterator[Path]:
-    path = short_state_dir()
-    try:
+    with scratch_state_dir() as path:
         yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def test_the_real_milter_answers_the_probe(state: Path) -> None:

@@ -4,7 +4,6 @@ answers as it is told. The real backend against this client: ``test_backend.py``
 
 from __future__ import annotations
 
-import shutil
 import socket
 import ssl
 import threading
@@ -13,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
-from tests.support.local import short_state_dir
+from tests.support.local import scratch_state_dir
 from tests.support.maildrop import Certificates, certificates
 
 from singlewindow import replies
@@ -26,11 +25,8 @@ MESSAGE = b"Subject: hop\r\n\r\n.a line with a leading dot\r\nbody\r\n"
 
 @pytest.fixture(scope="module")
 def certs() -> Iterator[Certificates]:
-    state = short_state_dir()
-    try:
+    with scratch_state_dir() as state:
         yield certificates(state / "tls")
-    finally:
-        shutil.rmtree(state, ignore_errors=True)
 
 
 @dataclass

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import smtplib
 import socket
@@ -21,7 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from tests.support.local import short_state_dir
+from tests.support.local import scratch_state_dir
 
 from singlewindow import config as configmod
 from singlewindow.config import Config, Paths, Transport
@@ -38,11 +37,8 @@ def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 30.0) 
 
 @pytest.fixture
 def state() -> Iterator[Path]:
-    path = short_state_dir()
-    try:
+    with scratch_state_dir() as path:
         yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def transport_config(database_config: Config, state: Path, processes: int) -> Path:
