@@ -12,13 +12,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
-from tests.support.local import scratch_state_dir
-from tests.support.maildrop import Certificates, certificates
 
 from singlewindow import replies
 from singlewindow.config import Config, Maildrop, Tls
 from singlewindow.transport import hop
 from singlewindow.transport.backend import XSINCE, recipient
+from tests.support.local import scratch_state_dir
+from tests.support.maildrop import Certificates, certificates
 
 MESSAGE = b"Subject: hop\r\n\r\n.a line with a leading dot\r\nbody\r\n"
 

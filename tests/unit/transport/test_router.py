@@ -12,9 +12,6 @@ from typing import Any
 
 import psycopg
 import pytest
-from tests.support import factory
-from tests.support.local import free_port, lmtp_send, short_state_dir
-from tests.support.sinks import Sink
 
 from singlewindow import mig, origin, replies
 from singlewindow.config import Config, Listeners
@@ -22,6 +19,9 @@ from singlewindow.store import directory, snapshot
 from singlewindow.transport import router, server, translate
 from singlewindow.transport.forward import Injector
 from singlewindow.transport.lmtp import LmtpServer
+from tests.support import factory
+from tests.support.local import free_port, lmtp_send, short_state_dir
+from tests.support.sinks import Sink
 
 D = "sw.test"
 #: The origin stamp's MAC key: written to the transport's key file by the fixture, so the

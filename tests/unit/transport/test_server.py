@@ -20,12 +20,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from tests.support.local import scratch_state_dir
 
 from singlewindow import config as configmod
 from singlewindow.config import Config, Paths, Transport
 from singlewindow.origin import create_key
 from singlewindow.transport import server
+from tests.support.local import scratch_state_dir
 
 
 def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 30.0) -> None:

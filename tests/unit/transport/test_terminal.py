@@ -11,16 +11,16 @@ import psycopg
 import psycopg.errors
 import pytest
 from psycopg_pool import ConnectionPool, PoolTimeout
-from tests.support import factory
-from tests.support.local import free_port, lmtp_send
-from tests.support.sinks import Sink
-from tests.unit.transport.test_router import KEY, D, stamped
-from tests.unit.transport.test_router import transport as transport  # the fixture
 
 from singlewindow import origin, store
 from singlewindow.config import OWNER_ROLE, Config
 from singlewindow.transport import terminal, translate
 from singlewindow.transport.forward import InjectError, Injector
+from tests.support import factory
+from tests.support.local import free_port, lmtp_send
+from tests.support.sinks import Sink
+from tests.unit.transport.test_router import KEY, D, stamped
+from tests.unit.transport.test_router import transport as transport  # the fixture
 
 HEADERS = "From: <edi@acme.example>\r\nTo: <customs@sw.test>\r\nContent-Type: application/xml"
 
