@@ -582,7 +582,7 @@ def parse_workers(text: str) -> list[int]:
     return counts
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--messages", type=int, default=2000)
@@ -607,7 +607,115 @@ def main() -> None:
         raise SystemExit("run as root (private Postfix instances)")
     if args.latency_only and args.latency_rate is None:
         raise SystemExit("--latency-only needs --latency-rate")
+    return args
 
+
+@dataclass
+class Sw:
+    """The private Single Window stack of a run, and its transport's process count now."""
+    state_dir: Path
+    config: Config
+    layout: Paths
+    su: Superuser
+    processes: int
+
+    def use_processes(self, count: int) -> None:
+        if count != self.processes:
+            self.config = set_processes(self.state_dir, count)
+            self.processes = count
+
+    def roots(self) -> dict[str, int]:
+        layout = self.layout
+        roots = {name: read_pid(layout.pid_file(name)) for name in stack.DAEMONS}
+        roots["postgres"] = read_pid(layout.pg_data / "postmaster.pid")
+        roots["postfix"] = read_pid(layout.postfix_queue / "pid" / "master.pid")
+        return roots
+
+
+def start_sw(sw_dir: Path, processes: int, co_sink: int, ag_sink: int) -> Sw:
+    """The stack with pg_stat_statements loaded, one company and one agency, each played
+    by an smtp-sink."""
+    base = replace(Config(), listeners=Listeners(
+        mta_port=free_port(), msa_port=free_port(), pop3_port=free_port(),
+        pop3s_port=free_port(), reinject_port=free_port()),
+        metrics=Metrics(listen=f"127.0.0.1:{free_port()}"),
+        transport=replace(Config().transport, processes=processes))
+    layout = Paths(sw_dir)
+    stack.up(sw_dir, base=base, say=lambda _: None, database_only=True)
+    enable_pg_stat_statements(layout)
+    config = stack.up(sw_dir, base=base, say=lambda _: None)
+    domain = config.hub.domain
+    su = Superuser(layout, str(conninfo_to_dict(config.database.conninfo)["dbname"]))
+    su.sql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    with connect(config.database, autocommit=True, role=ADMIN_ROLE) as conn:
+        directory.add_party(conn, "bench-co", "company", ["127.0.0.1/32"],
+                            f"127.0.0.1:{co_sink}")
+        directory.add_address(conn, f"bench-co@{domain}", "bench-co",
+                              "edi@bench-co.example", None, domain)
+        directory.add_party(conn, "bench-ag", "agency", [], f"127.0.0.1:{ag_sink}")
+        directory.add_address(conn, f"bench-ag@{domain}", "bench-ag",
+                              "in@bench-ag.example", None, domain)
+    return Sw(sw_dir, config, layout, su, processes)
+
+
+def throughput_rounds(args: argparse.Namespace, bare: Bare, sw: Sw, msgfile: Path,
+                      sinks_root: dict[str, int], ag_sink: int,
+                      co_sink: int) -> dict[int, list[float]]:
+    """bare, then SW once per worker count, per round; the summaries. Returns the SW
+    rates per worker count."""
+    bare_log = LogTail(bare.maillog)
+    sw_log = LogTail(sw.layout.postfix_log)
+    results: list[Result] = []
+    by_workers: dict[int, list[float]] = {n: [] for n in args.workers}
+    for n in range(1 if not args.latency_only else args.rounds + 1, args.rounds + 1):
+        r = run_round("bare", port=bare.port, msgfile=msgfile, sender="a@src.test",
+                      rcpt="x@bare.test", messages=args.messages, sessions=args.sessions,
+                      queue=bare.queue, log=bare_log, expect={bare.sink_port: args.messages},
+                      roots={"postfix": bare.master_pid(), **sinks_root})
+        r.extra = f"sent to sink {r.sent.get(bare.sink_port, 0)}"
+        report(n, r)
+        results.append(r)
+
+        for count in args.workers:
+            sw.use_processes(count)
+            r = sw_round(args, sw.config, sw.layout, sw.su, msgfile, sw_log,
+                         ag_sink, co_sink, {**sw.roots(), **sinks_root})
+            r.kind = "sw" if count == args.workers[0] else f"sw{count}"
+            report(n, r)
+            by_workers[count].append(r.rate)
+            if count == args.workers[0]:
+                results.append(r)
+
+    if results:
+        summary(results)
+        if len(args.workers) > 1:
+            workers_summary(results, by_workers)
+    return by_workers
+
+
+def latency_run(args: argparse.Namespace, sw: Sw, by_workers: dict[int, list[float]],
+                sinks: dict[int, subprocess.Popen[bytes]], msgfile: Path, ag_sink: int,
+                co_sink: int) -> None:
+    """The paced run, with the first worker count, timing sinks in place of smtp-sink."""
+    sw.use_processes(args.workers[0])
+    if args.latency_rate is not None:
+        rate, note = args.latency_rate, "as asked"
+    else:
+        top = statistics.median(by_workers[args.workers[0]])
+        rate, note = 0.8 * top, f"80 % of the median SW rate {top:.1f}"
+    for port in (ag_sink, co_sink):
+        sinks[port].terminate()
+        sinks[port].wait(timeout=10)
+        del sinks[port]
+    print()
+    run_latency(port=sw.config.listeners.mta_port, rate=rate,
+                seconds=args.latency_seconds, sessions=args.latency_sessions,
+                domain=sw.config.hub.domain, body=msgfile.read_text().split("\n\n", 1)[1],
+                ag_port=ag_sink, co_port=co_sink, processes=sw.processes, note=note)
+
+
+def main() -> None:
+    args = parse_args()
     bare_dir = Path(tempfile.mkdtemp(dir="/tmp", prefix="swb-"))
     sw_dir = Path(tempfile.mkdtemp(dir="/tmp", prefix="swb-"))
     sinks: dict[int, subprocess.Popen[bytes]] = {}
@@ -627,90 +735,18 @@ def main() -> None:
             print(f"bare Postfix in {bare_dir}, smtpd 127.0.0.1:{bare.port} -> smtp-sink"
                   f" {bare_sink}")
 
-        base = replace(Config(), listeners=Listeners(
-            mta_port=free_port(), msa_port=free_port(), pop3_port=free_port(),
-            pop3s_port=free_port(), reinject_port=free_port()),
-            metrics=Metrics(listen=f"127.0.0.1:{free_port()}"),
-            transport=replace(Config().transport, processes=args.workers[0]))
         sw_started = True
-        layout = Paths(sw_dir)
-        stack.up(sw_dir, base=base, say=lambda _: None, database_only=True)
-        enable_pg_stat_statements(layout)
-        config = stack.up(sw_dir, base=base, say=lambda _: None)
-        domain = config.hub.domain
-        su = Superuser(layout, str(conninfo_to_dict(config.database.conninfo)["dbname"]))
-        su.sql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-        with connect(config.database, autocommit=True, role=ADMIN_ROLE) as conn:
-            directory.add_party(conn, "bench-co", "company", ["127.0.0.1/32"],
-                                f"127.0.0.1:{co_sink}")
-            directory.add_address(conn, f"bench-co@{domain}", "bench-co",
-                                  "edi@bench-co.example", None, domain)
-            directory.add_party(conn, "bench-ag", "agency", [], f"127.0.0.1:{ag_sink}")
-            directory.add_address(conn, f"bench-ag@{domain}", "bench-ag",
-                                  "in@bench-ag.example", None, domain)
-        print(f"Single Window stack in {sw_dir}, MTA 127.0.0.1:{config.listeners.mta_port}"
+        sw = start_sw(sw_dir, args.workers[0], co_sink, ag_sink)
+        print(f"Single Window stack in {sw_dir}, MTA 127.0.0.1:{sw.config.listeners.mta_port}"
               f" -> agency smtp-sink {ag_sink}, DSNs -> company smtp-sink {co_sink}")
         if not args.latency_only:
             print(f"{args.messages} messages of {msgfile.stat().st_size} bytes per round,"
                   f" {args.sessions} parallel SMTP sessions, {os.cpu_count()} CPUs, transport"
                   f" processes {', '.join(map(str, args.workers))}\n")
 
-        bare_log = LogTail(bare.maillog)
-        sw_log = LogTail(layout.log_dir / "postfix.log")
-
-        def sw_roots() -> dict[str, int]:
-            roots = {name: read_pid(layout.pid_file(name)) for name in stack.DAEMONS}
-            roots["postgres"] = read_pid(layout.pg_data / "postmaster.pid")
-            roots["postfix"] = read_pid(layout.postfix_queue / "pid" / "master.pid")
-            return roots
-
-        processes = args.workers[0]
-        results: list[Result] = []
-        by_workers: dict[int, list[float]] = {n: [] for n in args.workers}
-        for n in range(1 if not args.latency_only else args.rounds + 1, args.rounds + 1):
-            r = run_round("bare", port=bare.port, msgfile=msgfile, sender="a@src.test",
-                          rcpt="x@bare.test", messages=args.messages, sessions=args.sessions,
-                          queue=bare.queue, log=bare_log, expect={bare_sink: args.messages},
-                          roots={"postfix": bare.master_pid(), **sinks_root})
-            r.extra = f"sent to sink {r.sent.get(bare_sink, 0)}"
-            report(n, r)
-            results.append(r)
-
-            for count in args.workers:
-                if count != processes:
-                    config = set_processes(sw_dir, count)
-                    processes = count
-                r = sw_round(args, config, layout, su, msgfile, sw_log,
-                             ag_sink, co_sink, {**sw_roots(), **sinks_root})
-                r.kind = "sw" if count == args.workers[0] else f"sw{count}"
-                report(n, r)
-                by_workers[count].append(r.rate)
-                if count == args.workers[0]:
-                    results.append(r)
-
-        if results:
-            summary(results)
-            if len(args.workers) > 1:
-                workers_summary(results, by_workers)
-
+        by_workers = throughput_rounds(args, bare, sw, msgfile, sinks_root, ag_sink, co_sink)
         if not args.no_latency:
-            if processes != args.workers[0]:
-                config = set_processes(sw_dir, args.workers[0])
-                processes = args.workers[0]
-            if args.latency_rate is not None:
-                rate, note = args.latency_rate, "as asked"
-            else:
-                top = statistics.median(by_workers[args.workers[0]])
-                rate, note = 0.8 * top, f"80 % of the median SW rate {top:.1f}"
-            for port in (ag_sink, co_sink):
-                sinks[port].terminate()
-                sinks[port].wait(timeout=10)
-                del sinks[port]
-            print()
-            run_latency(port=config.listeners.mta_port, rate=rate,
-                        seconds=args.latency_seconds, sessions=args.latency_sessions,
-                        domain=domain, body=msgfile.read_text().split("\n\n", 1)[1],
-                        ag_port=ag_sink, co_port=co_sink, processes=processes, note=note)
+            latency_run(args, sw, by_workers, sinks, msgfile, ag_sink, co_sink)
     finally:
         for proc in sinks.values():
             proc.terminate()
@@ -755,7 +791,7 @@ def sw_round(args: argparse.Namespace, config: Config, layout: Paths, su: Superu
                f" {r.sent.get(co_sink, 0)}, new message rows {rows1['n'] - rows0['n']},"
                f" recipient statuses so far "
                + ", ".join(f"{s['status']}: {s['n']}" for s in statuses))
-    maillog = layout.log_dir / "postfix.log"
+    maillog = layout.postfix_log
     t0 = time.perf_counter()
     postfix_committed(maillog, "<no-such-copy@bench>")
     scan = time.perf_counter() - t0

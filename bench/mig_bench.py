@@ -146,6 +146,61 @@ def interleaved(fns: list[Callable[[], object]], runs: int) -> list[float]:
     return [min(t) for t in times]
 
 
+def steps(one: bytes, xml: bytes, reg: Registry) -> None:
+    """Where the pipeline's time goes: each step alone, best of 3."""
+    print("\nwhere the pipeline's time goes (best of 3, each step alone):")
+    pieces: list[str] = []
+
+    def convert(accelerate: bool = True) -> None:
+        pieces.clear()
+        errors = Findings()
+        Converter(_lookup(reg), reg.service, errors, pieces.append, accelerate).run(
+            chunked(one))
+
+    mt = reg.types["PAXLST-D03B"]
+    root = etree.fromstring(xml, etree.XMLParser(huge_tree=True))
+    messages = [etree.fromstring(etree.tostring(m)) for m in root
+                if etree.QName(m).localname.startswith("M_")]
+
+    def each(check: Callable[[etree._Element], object]) -> Callable[[], None]:
+        def run() -> None:
+            for message in messages:
+                check(message)
+        return run
+    timed: list[tuple[str, Callable[[], object]]] = [
+        ("tokenize, envelope, structure, formats, codes, XML text", convert),
+        ("  the same with the Python-only converter", lambda: convert(False)),
+        ("join and encode the XML", lambda: "".join(pieces).encode()),
+        (f"libxml2 parse of the XML ({len(xml) / MB:.1f} MB)",
+         lambda: etree.fromstring(xml, etree.XMLParser(huge_tree=True))),
+        ("libxml2 XSD validation of the parsed tree", lambda: mt.schema.validate(root)),
+        (f"business rules, lean XSLT, {len(messages)} messages one by one",
+         each(lambda m: xmlcheck.rule_findings(mt, m))),
+        ("  the same with lxml's ISO skeleton (before)",
+         each(lambda m: xmlcheck.rule_findings(mt, m, iso=True))),
+    ]
+    for label, fn in timed:
+        t = best(fn, 3)
+        print(f"  {label:56s} {t:6.3f} s")
+
+
+def linearity(reg: Registry) -> None:
+    """The pipeline, and with the business rules, at 1, 4 and 16 MB."""
+    print("\nlinearity (best of 2; CPU seconds per MB, all threads): the pipeline, and with"
+          " the business rules:")
+    for mb in (1, 4, 16):
+        for unique in (True, False):
+            data = paxlst_of_size(mb, unique=unique)
+            size = len(data) / MB
+            t, c = best_with_cpu(lambda d=data: pipeline(d, reg), 2)  # type: ignore[misc]
+            t_ruled, c_ruled = best_with_cpu(
+                lambda d=data: validated(d, reg), 2)  # type: ignore[misc]
+            label = "unique persons" if unique else "repeated persons"
+            print(f"  {size:6.2f} MB {label:17s} {t:7.3f} s {size / t:6.2f} MB/s"
+                  f" (CPU {c / size:.3f} s/MB)   with rules {t_ruled:7.3f} s"
+                  f" {size / t_ruled:6.2f} MB/s (CPU {c_ruled / size:.3f} s/MB)")
+
+
 def main() -> None:
     reg = registry()
     one = paxlst_of_size(1)
@@ -184,54 +239,9 @@ def main() -> None:
           f"  ({t_pyd / t_py:.2f} x)")
     print(f"Schematron rules on the XML, extra:    {t_rules:6.3f} s  (whole document, parse"
           f" included; lxml's ISO skeleton: {t_iso:.3f} s)")
-    print("\nwhere the pipeline's time goes (best of 3, each step alone):")
-    pieces: list[str] = []
-
-    def convert(accelerate: bool = True) -> None:
-        pieces.clear()
-        errors = Findings()
-        Converter(_lookup(reg), reg.service, errors, pieces.append, accelerate).run(
-            chunked(one))
-
-    mt = reg.types["PAXLST-D03B"]
-    root = etree.fromstring(xml, etree.XMLParser(huge_tree=True))
-    messages = [etree.fromstring(etree.tostring(m)) for m in root
-                if etree.QName(m).localname.startswith("M_")]
-
-    def each(check: Callable[[etree._Element], object]) -> Callable[[], None]:
-        def run() -> None:
-            for message in messages:
-                check(message)
-        return run
-    steps: list[tuple[str, Callable[[], object]]] = [
-        ("tokenize, envelope, structure, formats, codes, XML text", convert),
-        ("  the same with the Python-only converter", lambda: convert(False)),
-        ("join and encode the XML", lambda: "".join(pieces).encode()),
-        (f"libxml2 parse of the XML ({len(xml) / MB:.1f} MB)",
-         lambda: etree.fromstring(xml, etree.XMLParser(huge_tree=True))),
-        ("libxml2 XSD validation of the parsed tree", lambda: mt.schema.validate(root)),
-        (f"business rules, lean XSLT, {len(messages)} messages one by one",
-         each(lambda m: xmlcheck.rule_findings(mt, m))),
-        ("  the same with lxml's ISO skeleton (before)",
-         each(lambda m: xmlcheck.rule_findings(mt, m, iso=True))),
-    ]
-    for label, fn in steps:
-        t = best(fn, 3)
-        print(f"  {label:56s} {t:6.3f} s")
+    steps(one, xml, reg)
     print(f"  {'budget for 10x pydifact':56s} {t_pyd / 10:6.3f} s")
-    print("\nlinearity (best of 2; CPU seconds per MB, all threads): the pipeline, and with"
-          " the business rules:")
-    for mb in (1, 4, 16):
-        for unique in (True, False):
-            data = paxlst_of_size(mb, unique=unique)
-            size = len(data) / MB
-            t, c = best_with_cpu(lambda d=data: pipeline(d, reg), 2)  # type: ignore[misc]
-            t_ruled, c_ruled = best_with_cpu(
-                lambda d=data: validated(d, reg), 2)  # type: ignore[misc]
-            label = "unique persons" if unique else "repeated persons"
-            print(f"  {size:6.2f} MB {label:17s} {t:7.3f} s {size / t:6.2f} MB/s"
-                  f" (CPU {c / size:.3f} s/MB)   with rules {t_ruled:7.3f} s"
-                  f" {size / t_ruled:6.2f} MB/s (CPU {c_ruled / size:.3f} s/MB)")
+    linearity(reg)
 
 
 if __name__ == "__main__":

@@ -87,80 +87,128 @@ def subject_of(r: Received) -> str | None:
     return r.data[at + 9:at + 9 + 17].decode()
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--messages", type=int, default=1000)
     parser.add_argument("--senders", type=int, default=4, help="parallel SMTP sessions")
     parser.add_argument("--kill-every", default="1.0-4.0", help="seconds, random in range")
     parser.add_argument("--timeout", type=float, default=1800.0)
     parser.add_argument("--keep", action="store_true", help="keep the state directory")
-    args = parser.parse_args()
-    low, high = (float(x) for x in args.kill_every.split("-"))
+    return parser.parse_args()
 
-    state = Path(tempfile.mkdtemp(dir="/tmp", prefix="sw-soak-"))
-    base = replace(Config(), listeners=Listeners(
+
+def soak_config() -> Config:
+    """Free ports, short queue back-offs and claim lease: a killed transport's messages
+    come back within seconds."""
+    return replace(Config(), listeners=Listeners(
         mta_port=free_port(), msa_port=free_port(), pop3_port=free_port(),
         pop3s_port=free_port(), reinject_port=free_port()),
         metrics=Metrics(listen=f"127.0.0.1:{free_port()}"),
         queue=Queue(lifetime="2h", minimal_backoff="5s", maximal_backoff="10s",
                     run_delay="5s"),
         transport=Transport(claim_lease=5.0))
-    config = stack.up(state, base=base, say=lambda _: None)
+
+
+def send(config: Config, world: World, batch: list[str]) -> None:
+    """One SMTP session of the company: each subject to both agencies."""
+    co, ag1, ag2 = world["co"], world["ag1"], world["ag2"]
+    with smtplib.SMTP(config.listeners.bind, config.listeners.mta_port, timeout=60,
+                      source_address=(co.peer, 0)) as smtp:
+        for subj in batch:
+            data = message(co, ag1.logical, subj, factory.gendec(),
+                           headers=[f"Cc: <{ag2.logical}>"])
+            refused = smtp.sendmail(co.physical, [ag1.logical, ag2.logical], data)
+            assert refused == {}, refused
+
+
+def delivered_statuses(world: World) -> Counter[tuple[str, str, str]]:
+    """(subject, recipient, action) -> how many DSN statuses the company received."""
+    counts: Counter[tuple[str, str, str]] = Counter()
+    co = world["co"]
+    with co.sink.lock:
+        received = list(co.sink.received)
+    for r in received:
+        subj = subject_of(r)
+        if subj is None or r.mail_from not in ("", "<>"):
+            continue
+        for s in delivery_status(r):
+            rcpt = s.get("original-recipient", s.get("final-recipient", ""))
+            counts[(subj, rcpt.split(";")[-1].strip().lower(), s["action"])] += 1
+    return counts
+
+
+def copies(sink_of: World, role: str, wanted: set[str]) -> Counter[str]:
+    with sink_of[role].sink.lock:
+        received = list(sink_of[role].sink.received)
+    return Counter(s for r in received if (s := subject_of(r)) in wanted)
+
+
+def wait_drained(world: World, messages: int, wanted: set[str], timeout: float) -> None:
+    """Until every copy and every "delivered" status arrived, or ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done = sum(1 for (_, _, a), n in delivered_statuses(world).items()
+                   if a == "delivered")
+        if done >= 2 * messages and all(
+                len(copies(world, r, wanted)) == messages for r in ("ag1", "ag2")):
+            break
+        time.sleep(2)
+
+
+def report(world: World, subjects: list[str], kills: int, drained: float,
+           submitted: float) -> None:
+    """The three ``soak:`` lines of the module docstring."""
+    messages = len(subjects)
+    wanted = set(subjects)
+    ag1, ag2 = world["ag1"], world["ag2"]
+    expected = 2 * messages
+    got = Counter[str]()
+    for role in ("ag1", "ag2"):
+        got.update({f"{role} {s}": n for s, n in copies(world, role, wanted).items()})
+    lost = sum(1 for s in subjects for role in ("ag1", "ag2") if got[f"{role} {s}"] == 0)
+    dup = sum(n - 1 for n in got.values() if n > 1)
+    statuses = delivered_statuses(world)
+    ok = {(s, r) for (s, r, a) in statuses if a == "delivered"}
+    dsn_lost = sum(1 for s in subjects for r in (ag1.logical, ag2.logical)
+                   if (s, r) not in ok)
+    dsn_dup = sum(n - 1 for (_, _, a), n in statuses.items() if a == "delivered" and n > 1)
+    other = sum(n for (_, _, a), n in statuses.items() if a != "delivered")
+    print(f"soak: submissions {messages}, kills {kills}, copies expected "
+          f"{expected}, received {sum(got.values())}, lost {lost}, duplicated {dup}")
+    print(f"soak: dsn statuses expected {expected}, delivered {len(ok)}, lost {dsn_lost},"
+          f" duplicated {dsn_dup}, other {other}")
+    verdict = "exactly once" if not (lost or dup or dsn_lost or dsn_dup or other) \
+        else "FAILED"
+    print(f"soak: drained in {drained:.0f} s (submitting {submitted:.0f} s); "
+          f"verdict: {verdict}")
+
+
+def main() -> None:
+    args = parse_args()
+    low, high = (float(x) for x in args.kill_every.split("-"))
+
+    state = Path(tempfile.mkdtemp(dir="/tmp", prefix="sw-soak-"))
+    config = stack.up(state, base=soak_config(), say=lambda _: None)
     world = World(config)
     try:
-        co = world.add("co", "company")
-        ag1 = world.add("ag1", "agency")
-        ag2 = world.add("ag2", "agency")
+        world.add("co", "company")
+        world.add("ag1", "agency")
+        world.add("ag2", "agency")
         subjects = [f"soak {secrets.token_hex(6)}" for _ in range(args.messages)]
         stop = threading.Event()
         kills: list[float] = []
         kill_thread = threading.Thread(target=killer, args=(state, stop, low, high, kills))
         started = time.monotonic()
         kill_thread.start()
-
-        def send(batch: list[str]) -> None:
-            with smtplib.SMTP(config.listeners.bind, config.listeners.mta_port, timeout=60,
-                              source_address=(co.peer, 0)) as smtp:
-                for subj in batch:
-                    data = message(co, ag1.logical, subj, factory.gendec(),
-                                   headers=[f"Cc: <{ag2.logical}>"])
-                    refused = smtp.sendmail(co.physical, [ag1.logical, ag2.logical], data)
-                    assert refused == {}, refused
-
-        threads = [threading.Thread(target=send, args=(subjects[i::args.senders],))
+        threads = [threading.Thread(target=send,
+                                    args=(config, world, subjects[i::args.senders]))
                    for i in range(args.senders)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
         submitted = time.monotonic() - started
-        wanted = set(subjects)
-
-        def delivered_statuses() -> Counter[tuple[str, str, str]]:
-            counts: Counter[tuple[str, str, str]] = Counter()
-            with co.sink.lock:
-                received = list(co.sink.received)
-            for r in received:
-                subj = subject_of(r)
-                if subj is None or r.mail_from not in ("", "<>"):
-                    continue
-                for s in delivery_status(r):
-                    rcpt = s.get("original-recipient", s.get("final-recipient", ""))
-                    counts[(subj, rcpt.split(";")[-1].strip().lower(), s["action"])] += 1
-            return counts
-
-        def copies(sink_of: World, role: str) -> Counter[str]:
-            with sink_of[role].sink.lock:
-                received = list(sink_of[role].sink.received)
-            return Counter(s for r in received if (s := subject_of(r)) in wanted)
-
-        deadline = time.monotonic() + args.timeout
-        while time.monotonic() < deadline:
-            done = sum(1 for (_, _, a), n in delivered_statuses().items() if a == "delivered")
-            if done >= 2 * args.messages and all(
-                    len(copies(world, r)) == args.messages for r in ("ag1", "ag2")):
-                break
-            time.sleep(2)
+        wait_drained(world, args.messages, set(subjects), args.timeout)
         stop.set()
         kill_thread.join()
         drained = time.monotonic() - started
@@ -168,27 +216,7 @@ def main() -> None:
         subprocess.run(["postqueue", "-c", str(state / "postfix"), "-f"], check=False,
                        capture_output=True)
         time.sleep(20)
-
-        expected = 2 * args.messages
-        got = Counter[str]()
-        for role in ("ag1", "ag2"):
-            got.update({f"{role} {s}": n for s, n in copies(world, role).items()})
-        lost = sum(1 for s in subjects for role in ("ag1", "ag2") if got[f"{role} {s}"] == 0)
-        dup = sum(n - 1 for n in got.values() if n > 1)
-        statuses = delivered_statuses()
-        ok = {(s, r) for (s, r, a) in statuses if a == "delivered"}
-        dsn_lost = sum(1 for s in subjects for r in (ag1.logical, ag2.logical)
-                       if (s, r) not in ok)
-        dsn_dup = sum(n - 1 for (_, _, a), n in statuses.items() if a == "delivered" and n > 1)
-        other = sum(n for (_, _, a), n in statuses.items() if a != "delivered")
-        print(f"soak: submissions {args.messages}, kills {len(kills)}, copies expected "
-              f"{expected}, received {sum(got.values())}, lost {lost}, duplicated {dup}")
-        print(f"soak: dsn statuses expected {expected}, delivered {len(ok)}, lost {dsn_lost},"
-              f" duplicated {dsn_dup}, other {other}")
-        verdict = "exactly once" if not (lost or dup or dsn_lost or dsn_dup or other) \
-            else "FAILED"
-        print(f"soak: drained in {drained:.0f} s (submitting {submitted:.0f} s); "
-              f"verdict: {verdict}")
+        report(world, subjects, len(kills), drained, submitted)
     finally:
         world.stop()
         stack.down(state, say=lambda _: None)

@@ -524,9 +524,23 @@ def render_cmd(args: argparse.Namespace) -> int:
 STATE_DIR_HELP = "local stack state directory (or SW_STATE_DIR)"
 
 
-def _party_commands(party: Any, command: Callable[..., argparse.ArgumentParser]) -> None:
+def _command(group: Any, name: str, handler: Handler, help_: str) -> argparse.ArgumentParser:
+    """One subcommand: its handler and its own ``--state-dir``."""
+    p: argparse.ArgumentParser = group.add_parser(name, help=help_)
+    p.set_defaults(handler=handler)
+    # SUPPRESS: absent here, the value given before the command (or None) stays.
+    p.add_argument("--state-dir", default=argparse.SUPPRESS, help=STATE_DIR_HELP)
+    return p
+
+
+def _group(sub: Any, name: str, help_: str, dest: str = "cmd") -> Any:
+    """A command group (``swctl NAME ...``) whose subcommand is required."""
+    return sub.add_parser(name, help=help_).add_subparsers(dest=dest, required=True)
+
+
+def _party_commands(party: Any) -> None:
     """``swctl party ...``: add, tunnel, remove, list."""
-    p = command(party, "add", party_add, "add a party")
+    p = _command(party, "add", party_add, "add a party")
     p.add_argument("name")
     p.add_argument("--kind", required=True, choices=directory.KINDS)
     p.add_argument("--peer", action="append", metavar="CIDR", help="MTA source network")
@@ -536,97 +550,81 @@ def _party_commands(party: Any, command: Callable[..., argparse.ArgumentParser])
                    "authenticates with: an address, FQDN, email address or DN")
     p.add_argument("--ipsec-auth", choices=ipsec.AUTHS,
                    help="pre-shared key (in Ansible Vault) or certificate (the party's CA)")
-    p = command(party, "tunnel", party_tunnel, "set, change or remove a party's IPsec tunnel")
+    p = _command(party, "tunnel", party_tunnel, "set, change or remove a party's IPsec tunnel")
     p.add_argument("name")
     p.add_argument("--gateway", metavar="IP", help="the party's IKE endpoint")
     p.add_argument("--id", metavar="ID", help="the IKE identity the party authenticates with")
     p.add_argument("--auth", choices=ipsec.AUTHS)
     p.add_argument("--remove", action="store_true", help="drop the tunnel")
-    p = command(party, "remove", party_remove,
-                "remove a party (its addresses first) with its tunnel")
+    p = _command(party, "remove", party_remove,
+                 "remove a party (its addresses first) with its tunnel")
     p.add_argument("name")
-    command(party, "list", party_list, "list parties")
+    _command(party, "list", party_list, "list parties")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """``--state-dir`` is accepted in the same places by every command: before it
-    (``swctl --state-dir DIR party add ...``) and anywhere among its own arguments
-    (``swctl party add ... --state-dir DIR``); the latter wins when both are given."""
-    parser = argparse.ArgumentParser(prog="swctl", description="Single Window administration")
-    parser.add_argument("--state-dir", help=STATE_DIR_HELP)
-    sub = parser.add_subparsers(dest="group", required=True, metavar="COMMAND")
-
-    def command(group: Any, name: str, handler: Handler, help_: str) -> argparse.ArgumentParser:
-        p: argparse.ArgumentParser = group.add_parser(name, help=help_)
-        p.set_defaults(handler=handler)
-        # SUPPRESS: absent here, the value given before the command (or None) stays.
-        p.add_argument("--state-dir", default=argparse.SUPPRESS, help=STATE_DIR_HELP)
-        return p
-
-    db = sub.add_parser("db", help="database schema").add_subparsers(dest="cmd", required=True)
-    command(db, "migrate", db_migrate, "apply pending migrations (idempotent)")
-
-    _party_commands(sub.add_parser("party", help="companies and agencies").add_subparsers(
-        dest="cmd", required=True), command)
-
-    address = sub.add_parser("address", help="logical addresses").add_subparsers(
-        dest="cmd", required=True)
-    p = command(address, "add", address_add, "add a logical address")
+def _address_commands(address: Any) -> None:
+    """``swctl address ...``: add, activate, remove, list."""
+    p = _command(address, "add", address_add, "add a logical address")
     p.add_argument("logical")
     p.add_argument("--party", required=True)
     p.add_argument("--physical", required=True)
     p.add_argument("--maildrop", metavar="LOGIN", help="deliver into this POP3 maildrop")
     p.add_argument("--inactive", action="store_true", help="add it not yet activated")
-    p = command(address, "activate", address_activate, "activate a logical address")
+    p = _command(address, "activate", address_activate, "activate a logical address")
     p.add_argument("logical")
-    p = command(address, "remove", address_remove, "remove a logical address")
+    p = _command(address, "remove", address_remove, "remove a logical address")
     p.add_argument("logical")
-    command(address, "list", address_list, "list addresses")
+    _command(address, "list", address_list, "list addresses")
 
-    account = sub.add_parser("account", help="MSA/POP3 logins").add_subparsers(
-        dest="cmd", required=True)
-    p = command(account, "add", account_add, "add a login; password on stdin")
+
+def _account_commands(account: Any) -> None:
+    """``swctl account add``."""
+    p = _command(account, "add", account_add, "add a login; password on stdin")
     p.add_argument("login")
     p.add_argument("--party", required=True)
     p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     p.add_argument("--password", action=_RefusePassword, help=argparse.SUPPRESS)
 
-    link = sub.add_parser("link", help="who may send to whom").add_subparsers(
-        dest="verb", required=True)
+
+def _link_commands(link: Any) -> None:
+    """``swctl link allow|deny SENDER RECIPIENT``."""
     for verb in ("allow", "deny"):
-        p = command(link, verb, link_set, f"{verb} SENDER -> RECIPIENT (party or kind)")
+        p = _command(link, verb, link_set, f"{verb} SENDER -> RECIPIENT (party or kind)")
         p.add_argument("sender")
         p.add_argument("recipient")
 
-    route = sub.add_parser("route", help="message routing").add_subparsers(
-        dest="cmd", required=True)
-    p = command(route, "add", route_add, "route a message type to destinations")
+
+def _route_commands(route: Any) -> None:
+    """``swctl route add``."""
+    p = _command(route, "add", route_add, "route a message type to destinations")
     p.add_argument("logical")
     p.add_argument("--type", required=True, metavar="MESSAGE_TYPE")
     p.add_argument("--to", required=True, action="append", metavar="LOGICAL")
 
-    p = command(sub, "log", log_cmd, "recent messages with their outcomes")
+
+def _message_log_commands(sub: Any) -> None:
+    """``swctl log`` and ``swctl trace ID``."""
+    p = _command(sub, "log", log_cmd, "recent messages with their outcomes")
     p.add_argument("--json", action="store_true")
     p.add_argument("--limit", type=int, default=50)
-    p = command(sub, "trace", trace_cmd, "the whole path of one message")
+    p = _command(sub, "trace", trace_cmd, "the whole path of one message")
     p.add_argument("id", metavar="ID", help="Single Window id, queue id or Message-ID")
     p.add_argument("--json", action="store_true")
 
-    mig_ = sub.add_parser("mig", help="message rules, offline").add_subparsers(
-        dest="cmd", required=True)
-    p = command(mig_, "validate", mig_validate, "the errors a control message would carry")
+
+def _mig_commands(mig_: Any) -> None:
+    """``swctl mig ...``: validate, convert."""
+    p = _command(mig_, "validate", mig_validate, "the errors a control message would carry")
     p.add_argument("file")
     p.add_argument("--json", action="store_true")
-    p = command(mig_, "convert", mig_convert, "EDIFACT in, XML out")
+    p = _command(mig_, "convert", mig_convert, "EDIFACT in, XML out")
     p.add_argument("file")
 
-    command(sub, "demo", demo_cmd, "drive demo messages through the demo stack")
 
-    command(sub, "health", health_cmd,
-                "does every component answer, is the queue healthy (exit 0/1/2, Nagios)")
-
-    p = command(sub, "render", render_cmd,
-                "render conf/ templates for a deployed node (used by the Ansible roles)")
+def _render_command(sub: Any) -> None:
+    """``swctl render``, run by the Ansible roles on a deployed node."""
+    p = _command(sub, "render", render_cmd,
+                 "render conf/ templates for a deployed node (used by the Ansible roles)")
     p.add_argument("--target", required=True,
                    choices=("postfix", "dovecot", "ipsec", "tunnels"),
                    help="ipsec, tunnels: an edge's IPsec connections and firewall chain, "
@@ -644,12 +642,36 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the backend: trust logins proxied from this edge (once per edge)")
     p.add_argument("--check", action="store_true", help="report what would change, write nothing")
 
-    stack_ = sub.add_parser("stack", help="the local stack").add_subparsers(
-        dest="cmd", required=True)
-    p = command(stack_, "up", stack_up, "start PostgreSQL, Postfix, Dovecot and the daemons")
+
+def _stack_commands(stack_: Any) -> None:
+    """``swctl stack ...``: up, down, status."""
+    p = _command(stack_, "up", stack_up, "start PostgreSQL, Postfix, Dovecot and the daemons")
     p.add_argument("--demo", action="store_true", help="seed demo parties")
-    command(stack_, "down", stack_down, "stop what 'up' started")
-    command(stack_, "status", stack_status, "what runs")
+    _command(stack_, "down", stack_down, "stop what 'up' started")
+    _command(stack_, "status", stack_status, "what runs")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """``--state-dir`` is accepted in the same places by every command: before it
+    (``swctl --state-dir DIR party add ...``) and anywhere among its own arguments
+    (``swctl party add ... --state-dir DIR``); the latter wins when both are given."""
+    parser = argparse.ArgumentParser(prog="swctl", description="Single Window administration")
+    parser.add_argument("--state-dir", help=STATE_DIR_HELP)
+    sub = parser.add_subparsers(dest="group", required=True, metavar="COMMAND")
+    _command(_group(sub, "db", "database schema"), "migrate", db_migrate,
+             "apply pending migrations (idempotent)")
+    _party_commands(_group(sub, "party", "companies and agencies"))
+    _address_commands(_group(sub, "address", "logical addresses"))
+    _account_commands(_group(sub, "account", "MSA/POP3 logins"))
+    _link_commands(_group(sub, "link", "who may send to whom", dest="verb"))
+    _route_commands(_group(sub, "route", "message routing"))
+    _message_log_commands(sub)
+    _mig_commands(_group(sub, "mig", "message rules, offline"))
+    _command(sub, "demo", demo_cmd, "drive demo messages through the demo stack")
+    _command(sub, "health", health_cmd,
+             "does every component answer, is the queue healthy (exit 0/1/2, Nagios)")
+    _render_command(sub)
+    _stack_commands(_group(sub, "stack", "the local stack"))
     return parser
 
 

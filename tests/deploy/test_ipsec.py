@@ -297,6 +297,50 @@ def start_hub_services(hub: Root) -> list[subprocess.Popen[bytes]]:
     return procs
 
 
+def party_gateway(lab: Lab, pki: Path, party: Party) -> None:
+    """A party's gateway: strongSwan installed and prepared, its certificate and the
+    lab CA in place if it authenticates with one."""
+    root = lab.root(party)
+    strongswan.apt_install(root, lab.proxy_url, *strongswan.PACKAGES)
+    strongswan.prepare(root, party=True)
+    if party.auth == "cert":
+        swan = root.path / "etc/swanctl"
+        (swan / "x509" / f"{party.name}.pem").write_bytes(
+            (pki / f"{party.name}.crt").read_bytes())
+        (swan / "private" / f"{party.name}.key").write_bytes(
+            (pki / f"{party.name}.key").read_bytes())
+        (swan / "x509ca/lab-ca.pem").write_bytes((pki / "ca.pem").read_bytes())
+
+
+def register_parties(lab: Lab, result: Converge) -> None:
+    """Every party and its address with swctl, the tunnel with it; what ``party add``
+    printed goes to ``result.registered``."""
+    for party in PARTIES:
+        relay = f"{party.mail_server}:{MTA_PORT}"
+        out = lab.swctl("party", "add", party.name, "--kind", party.kind,
+                        "--peer", party.network, "--relay", relay,
+                        "--ipsec-gateway", party.gateway, "--ipsec-id", party.ike_id,
+                        "--ipsec-auth", party.auth).stdout
+        result.registered[party.name] = out
+        lab.swctl("address", "add", f"{party.name}@{DOMAIN}", "--party", party.name,
+                  "--physical", f"edi@{party.name}.example")
+
+
+def parties_tunnels_up(lab: Lab, psks: dict[str, str]) -> None:
+    """Each party's charon loads its own configuration; the companies initiate, and
+    their child SAs come up."""
+    started = time.monotonic()
+    for party in PARTIES:
+        root = lab.root(party)
+        (root.path / "etc/swanctl/conf.d/single-window.conf").write_text(
+            party_conf(party, psks.get(party.name, ""),
+                       initiate=party.kind == "company"))
+        strongswan.swanctl(root, "--load-all")
+    for party in (COMPANY_A, COMPANY_B):
+        strongswan.wait_for_child(lab.root(party), "single-window")
+    lab.times["tunnels up"] = time.monotonic() - started
+
+
 @pytest.fixture(scope="module")
 def converged(lab: Lab) -> Iterator[Converge]:
     """The hub converged; its charon and services started; the parties' gateways with
@@ -329,22 +373,10 @@ def converged(lab: Lab) -> Iterator[Converge]:
         (work / f"run{len(result.runs)}.log").write_text(result.runs[-1])
         lab.times[label] = time.monotonic() - started
 
-    def party_gateway(party: Party) -> None:
-        root = lab.root(party)
-        strongswan.apt_install(root, lab.proxy_url, *strongswan.PACKAGES)
-        strongswan.prepare(root, party=True)
-        if party.auth == "cert":
-            swan = root.path / "etc/swanctl"
-            (swan / "x509" / f"{party.name}.pem").write_bytes(
-                (pki / f"{party.name}.crt").read_bytes())
-            (swan / "private" / f"{party.name}.key").write_bytes(
-                (pki / f"{party.name}.key").read_bytes())
-            (swan / "x509ca/lab-ca.pem").write_bytes((pki / "ca.pem").read_bytes())
-
     # The hub's converge and the gateways' apt at once (one apt run per root).
     with ThreadPoolExecutor(4) as pool:
         jobs = [pool.submit(converge, "converge"),
-                *(pool.submit(party_gateway, p) for p in PARTIES)]
+                *(pool.submit(party_gateway, lab, pki, p) for p in PARTIES)]
         for job in jobs:
             job.result()
 
@@ -356,28 +388,11 @@ def converged(lab: Lab) -> Iterator[Converge]:
         lab.procs.append(strongswan.start_charon(lab.root(party)))
     lab.times["services"] = time.monotonic() - started
 
-    for party in PARTIES:
-        relay = f"{party.mail_server}:{MTA_PORT}"
-        out = lab.swctl("party", "add", party.name, "--kind", party.kind,
-                        "--peer", party.network, "--relay", relay,
-                        "--ipsec-gateway", party.gateway, "--ipsec-id", party.ike_id,
-                        "--ipsec-auth", party.auth).stdout
-        result.registered[party.name] = out
-        lab.swctl("address", "add", f"{party.name}@{DOMAIN}", "--party", party.name,
-                  "--physical", f"edi@{party.name}.example")
+    register_parties(lab, result)
     # charon runs now: the role's handler loads what changed (swanctl --load-all).
     converge("second converge", "-e", '{"singlewindow_ipsec__load": true}')
 
-    started = time.monotonic()
-    for party in PARTIES:
-        root = lab.root(party)
-        (root.path / "etc/swanctl/conf.d/single-window.conf").write_text(
-            party_conf(party, result.psks.get(party.name, ""),
-                       initiate=party.kind == "company"))
-        strongswan.swanctl(root, "--load-all")
-    for party in (COMPANY_A, COMPANY_B):
-        strongswan.wait_for_child(lab.root(party), "single-window")
-    lab.times["tunnels up"] = time.monotonic() - started
+    parties_tunnels_up(lab, result.psks)
     yield result
 
 

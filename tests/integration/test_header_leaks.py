@@ -18,6 +18,7 @@ import secrets
 import smtplib
 import socket
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
 
@@ -161,13 +162,24 @@ def ids(data: bytes, name: str) -> list[str]:
     return re.findall(r"<[^<>\s]+>", str(value))
 
 
-def test_every_header_of_every_message_kind_is_free_of_leaks(world: World) -> None:
-    co, mc, ag, agbad = world["co"], world["mc"], world["ag"], world["agbad"]
-    config = world.config
-    domain = config.hub.domain
+@dataclass
+class Threading:
+    """What the first three steps leave for the rest: the run's tag, the company's own
+    ids, the agency's internal one and the agency's copy of the declaration."""
+    tag: str
+    earlier: str
+    internal: str
+    ag_internal: str
+    copy: Received
+
+
+def _declaration_threads_both_ways(world: World, tag: str) -> Threading:
+    """Steps 1-3: declaration, response, reply; each side sees only its own ids and the
+    hub's."""
+    co, ag = world["co"], world["ag"]
+    domain = world.config.hub.domain
     co_domain = co.physical.split("@")[1]
     ag_domain = ag.physical.split("@")[1]
-    tag = secrets.token_hex(4)
 
     # 1. The company's declaration, threaded under its own earlier and internal ids.
     earlier = f"<m0.{tag}@mx1.{co_domain}>"
@@ -208,26 +220,38 @@ def test_every_header_of_every_message_kind_is_free_of_leaks(world: World) -> No
     reply = wait_one(ag, f"reply-{tag}".encode())
     assert ids(reply.data, "In-Reply-To") == [r1_id]
     assert ids(reply.data, "References") == [copy_id, ag_internal, r1_id]
+    return Threading(tag, earlier, internal, ag_internal, copy)
 
-    # 4. The mail client's declaration over the MSA; the agency answers into its
-    # maildrop.
+
+def _mail_client_leg(world: World, thread: Threading) -> Received:
+    """Step 4: the mail client's declaration over the MSA; the agency answers into its
+    maildrop. Returns the agency's copy."""
+    mc, ag, tag = world["mc"], world["ag"], thread.tag
     m1 = careless(mc, ag.logical, f"msa-{tag}", factory.gendec(),
                   [f"<thread.{tag}@EX01.{mc.name}.local>"])
     msa_submit(world, mc, ag.logical, m1)
     msa_copy = wait_one(ag, f"msa-{tag}".encode())
     r2 = message(ag, mc.logical, f"resp2-{tag}", factory.declaration_response(), headers=[
-        f"In-Reply-To: {msa_copy.message['Message-ID']}", f"References: {ag_internal}"])
+        f"In-Reply-To: {msa_copy.message['Message-ID']}", f"References: {thread.ag_internal}"])
     assert world.submit(ag, [mc.logical], r2) == {}
+    return msa_copy
+
+
+def _failures(world: World, thread: Threading, msa_copy: Received) -> None:
+    """Steps 5-7: a failure DSN, a control message, two agency reports, a refused copy."""
+    co, mc, ag, agbad = world["co"], world["mc"], world["ag"], world["agbad"]
+    config = world.config
+    tag, earlier = thread.tag, thread.earlier
 
     # 5. A failure DSN (company to company: unauthorised link) and a control message.
     assert world.submit(co, [mc.logical], careless(co, mc.logical, f"fail-{tag}",
                                                   factory.gendec(), [earlier])) == {}
     broken = factory.gendec().replace(b"<Flag>PA</Flag>", b"<Flag>Panama</Flag>")
-    s3 = careless(co, ag.logical, f"mig-{tag}", broken, [earlier, internal])
+    s3 = careless(co, ag.logical, f"mig-{tag}", broken, [earlier, thread.internal])
     assert world.submit(co, [ag.logical], s3) == {}
 
     # 6. The agency's own MTA reports a copy failed, naming its hosts everywhere.
-    agency_dsn = _agency_dsn(ag, co, copy, tag)
+    agency_dsn = _agency_dsn(ag, co, thread.copy, tag)
     with smtplib.SMTP(config.listeners.bind, config.listeners.mta_port, timeout=30,
                       source_address=(ag.peer, 0)) as smtp:
         smtp.sendmail("", [co.logical], agency_dsn)
@@ -242,12 +266,17 @@ def test_every_header_of_every_message_kind_is_free_of_leaks(world: World) -> No
     assert world.submit(co, [agbad.logical], careless(co, agbad.logical, f"bad-{tag}",
                                                      factory.gendec(), [earlier])) == {}
 
-    # Everything each reader got: this module's parties received nothing else.
-    # The company: the response, five DSNs (s1, c1, the failure, s3, the refused copy),
-    # the control message and two agency-failure notices; the agency: three copies and
-    # the DSNs of its two responses; the maildrop: a DSN, the response and a notice.
+
+def _everything_received(world: World) -> dict[str, tuple[Party, bytes]]:
+    """Everything each reader got, named "reader #n (kind)": this module's parties
+    received nothing else.
+    The company: the response, five DSNs (s1, c1, the failure, s3, the refused copy),
+    the control message and two agency-failure notices; the agency: three copies and
+    the DSNs of its two responses; the maildrop: a DSN, the response and a notice."""
+    co, mc, ag = world["co"], world["mc"], world["ag"]
+
     def fetched() -> list[bytes]:
-        return maildrop_messages(config, mc)
+        return maildrop_messages(world.config, mc)
 
     wait_until(lambda: len(co.sink.received) >= 9 and len(ag.sink.received) >= 5
                and len(fetched()) >= 3, timeout=150)
@@ -256,6 +285,15 @@ def test_every_header_of_every_message_kind_is_free_of_leaks(world: World) -> No
                         (ag, [r.data for r in ag.sink.received]), (mc, fetched())):
         for n, data in enumerate(got):
             kinds[f"{reader.name} #{n} ({_kind(data)})"] = (reader, data)
+    return kinds
+
+
+def test_every_header_of_every_message_kind_is_free_of_leaks(world: World) -> None:
+    co, mc, agbad = world["co"], world["mc"], world["agbad"]
+    thread = _declaration_threads_both_ways(world, secrets.token_hex(4))
+    _failures(world, thread, _mail_client_leg(world, thread))
+
+    kinds = _everything_received(world)
     assert agbad.sink.received == []
 
     seen = {k.split("(")[-1].rstrip(")") for k in kinds}

@@ -3,9 +3,12 @@ the transport's LMTP socket spoken to as Postfix would."""
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import smtplib
 import socket
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from singlewindow.config import Config
@@ -39,3 +42,13 @@ def lmtp_send(config: Config, mail_from: str, rcpts: list[str], data: bytes
 def short_state_dir() -> Path:
     # AF_UNIX paths must stay below ~100 bytes: pytest's tmp_path is far too deep.
     return Path(tempfile.mkdtemp(dir="/tmp", prefix="sw-"))
+
+
+@contextlib.contextmanager
+def scratch_state_dir() -> Iterator[Path]:
+    """A :func:`short_state_dir`, removed with all it holds when the block ends."""
+    path = short_state_dir()
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from singlewindow import config as configmod
-from singlewindow import daemon, logs
+from singlewindow import logs
 from tests.support.local import short_state_dir
 
 
@@ -181,15 +181,3 @@ def test_log_format_is_checked() -> None:
     assert configmod.parse('[log]\nformat = "json"\n').log.format == "json"
     with pytest.raises(configmod.ConfigError, match=r"log\.format must be one of"):
         configmod.parse('[log]\nformat = "xml"\n')
-
-
-def test_watchdog_interval_is_half_of_watchdog_usec(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("WATCHDOG_PID", raising=False)
-    monkeypatch.delenv("WATCHDOG_USEC", raising=False)
-    assert daemon.watchdog_interval() is None
-    monkeypatch.setenv("WATCHDOG_USEC", "30000000")
-    assert daemon.watchdog_interval() == 15.0
-    monkeypatch.setenv("WATCHDOG_PID", str(os.getpid() + 1))  # another process's
-    assert daemon.watchdog_interval() is None
-    monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
-    assert daemon.watchdog_interval() == 15.0

@@ -69,23 +69,6 @@ def test_sw_mig_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     assert loader.roots_from_env() == [loader.DATA, tmp_path]
 
 
-@pytest.mark.parametrize(("text", "match"), [
-    ("UNH M 1\n  BGM X 1\n", "status must be M or C"),
-    ("SG1 C 5\n", "must start with a segment"),
-    ("UNH M one\n", "expected"),
-])
-def test_structure_reader_errors(text: str, match: str) -> None:
-    from singlewindow.mig.model import read_structure
-    with pytest.raises(DataError, match=match):
-        read_structure(text + ("SG2 C 1\n" if "SG1" in text else ""), "x", "M")
-
-
-def test_segment_reader_errors() -> None:
-    from singlewindow.mig.model import read_segments
-    with pytest.raises(DataError, match="not a data element format"):
-        read_segments("ABC Name\n  C001 M 1 Comp\n    1234 M xx..3 Bad\n", "x")
-
-
 def test_rules_message_local_is_read_from_mig_toml(tmp_path: Path) -> None:
     shipped = loader.load()
     # The shipped EDIFACT types' rules look inside one message each; XML types have none.

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-from tests.unit.parties import D, seed
+from tests.unit.parties import D, seed, seed_with_harbour
 from tests.unit.store.test_roles import psql, refused
 
-from singlewindow import maps, stack
-from singlewindow.config import ADMIN_ROLE, DAEMON_ROLE, Config, Paths
+from singlewindow import stack
+from singlewindow.config import ADMIN_ROLE, DAEMON_ROLE, Config
 from singlewindow.store import StoreError, directory, snapshot
 from singlewindow.store.snapshot import LiveDirectory
 
@@ -34,16 +32,7 @@ def generation(conn: psycopg.Connection[Any]) -> int:
 
 @pytest.fixture
 def seeded(conn: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
-    seed(conn)
-    directory.add_party(conn, "harbour", "agency", ["2001:db8::/48", "10.1.1.7/32"],
-                        "127.0.0.1:2603")
-    directory.add_address(conn, f"harbour@{D}", "harbour", "in@harbour.example", None, D,
-                          active=False)
-    directory.set_link(conn, "acme", "customs", False)      # party -> party
-    directory.set_link(conn, "bright", "agency", False)     # party -> kind
-    directory.set_link(conn, "company", "harbour", True)    # kind -> party
-    directory.add_route(conn, f"acme@{D}", "PAXLST", [f"harbour@{D}", f"customs@{D}"])
-    return conn
+    return seed_with_harbour(conn)
 
 
 @pytest.fixture
@@ -188,57 +177,3 @@ def test_without_a_database_a_lookup_raises_so_the_caller_defers(
     with pytest.raises(psycopg.OperationalError):
         live.party_by_peer("10.1.0.5")
     live.close()
-
-
-# --- Postfix's lookup tables -----------------------------------------------------------------
-
-def postmap_q(table: Path, key: str, conf: Path) -> str | None:
-    found = subprocess.run(["postmap", "-c", str(conf), "-q", key, f"hash:{table}"],
-                           capture_output=True, text=True, check=False)
-    assert found.returncode in (0, 1), found.stderr
-    return found.stdout.strip() if found.returncode == 0 else None
-
-
-def test_postfix_tables_follow_the_directory(seeded: psycopg.Connection[Any],
-                                             tmp_path: Path) -> None:
-    conf, config = tmp_path / "postfix", Config(paths=Paths(state_dir=tmp_path))
-    tables = config.paths.maps_dir
-    conf.mkdir()
-    (conf / "main.cf").write_text("compatibility_level = 3.6\n")
-    assert sorted(maps.write(snapshot.load(seeded), config, conf)) == \
-        [maps.RELAY_RECIPIENTS, maps.TRANSPORT]
-    relay, transport = tables / maps.RELAY_RECIPIENTS, tables / maps.TRANSPORT
-    # Every logical address, active or not; Postfix folds the key's case.
-    assert postmap_q(relay, f"ACME@{D}", conf) == "OK"
-    assert postmap_q(relay, f"harbour@{D}", conf) == "OK"
-    assert postmap_q(relay, f"ghost@{D}", conf) is None
-    assert postmap_q(transport, "edi@acme.example", conf) == "smtp:[127.0.0.1]:2601"
-    assert postmap_q(transport, "in@harbour.example", conf) == "smtp:[127.0.0.1]:2603"
-    # No relay (a maildrop's): no route, as default_transport says; the rest to the
-    # routing transport, so no known address falls through to the socketmap.
-    assert postmap_q(transport, "clerk@bright.example", conf) == maps.NO_ROUTE
-    lmtp = f"lmtp:unix:{tmp_path}/run/lmtp.sock"
-    assert postmap_q(transport, f"customs@{D}", conf) == lmtp
-    assert postmap_q(transport, f"single-window@{D}", conf) == lmtp
-    assert postmap_q(transport, "x@y.example", conf) is None
-    assert "do not edit" in relay.read_text()
-    inode = (tables / "relay_recipients.db").stat().st_ino
-    # A change of links only: nothing rewritten, so Postfix restarts nothing.
-    directory.set_link(seeded, "acme", "customs", True)
-    assert maps.write(snapshot.load(seeded), config, conf) == []
-    directory.remove_address(seeded, f"acme@{D}")
-    assert sorted(maps.write(snapshot.load(seeded), config, conf)) == \
-        [maps.RELAY_RECIPIENTS, maps.TRANSPORT]
-    assert postmap_q(relay, f"acme@{D}", conf) is None
-    assert postmap_q(transport, "edi@acme.example", conf) is None
-    # Replaced, not rewritten in place: Postfix's processes see the old file unlinked.
-    assert (tables / "relay_recipients.db").stat().st_ino != inode
-    assert sorted(p.name for p in tables.iterdir()) == \
-        ["relay_recipients", "relay_recipients.db", "transport", "transport.db"]
-
-
-def test_no_tables_without_postfix_configured(seeded: psycopg.Connection[Any],
-                                              tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match=r"main\.cf"):
-        maps.write(snapshot.load(seeded), Config(paths=Paths(state_dir=tmp_path)), tmp_path)
-    assert not (tmp_path / "maps").exists()

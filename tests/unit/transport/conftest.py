@@ -8,9 +8,9 @@ from typing import Any
 
 import psycopg
 import pytest
-from tests.support.transport import Transport, running
 
 from singlewindow.config import Config
+from tests.support.transport import Transport, running
 
 
 @pytest.fixture

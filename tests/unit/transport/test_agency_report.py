@@ -7,12 +7,12 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
-from tests.support.local import lmtp_send
-from tests.support.transport import D, Transport, stamped_by, submit
 
 from singlewindow import replies
 from singlewindow.config import Config
 from singlewindow.store import directory
+from tests.support.local import lmtp_send
+from tests.support.transport import D, Transport, stamped_by, submit
 
 
 def report(*, envid: str, returned: str = "<x@y>", action: str = "failed") -> str:

@@ -14,13 +14,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from tests.support.local import free_port, short_state_dir
-from tests.support.maildrop import Certificates, certificates
-from tests.support.maildrop import backend as running_backend
 
 from singlewindow import health, replies
 from singlewindow.config import Config, Maildrop, Paths, Tls, Transport
 from singlewindow.transport import backend, hop
+from tests.support.local import free_port, short_state_dir
+from tests.support.maildrop import Certificates, certificates
+from tests.support.maildrop import backend as running_backend
 
 MESSAGE = (b"From: <a@sw.test>\r\nTo: <b@sw.test>\r\nSubject: hop\r\n"
            b"Message-ID: <hop-unit@sw.test>\r\n\r\n.leading dot\r\nbody\r\n")

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
-from tests.support.local import free_port
-from tests.support.sinks import Sink
 
 from singlewindow.transport import translate
 from singlewindow.transport.forward import InjectError, Injector, Refused, stuffed
+from tests.support.local import free_port
+from tests.support.sinks import Sink
 
 #: RFC 5321 4.5.2 on the whole copy at once, as the copy used to be stuffed.
 _LEADING_DOT = re.compile(rb"(?m)^\.")

@@ -17,13 +17,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from singlewindow import origin
+from singlewindow.config import Config
 from tests.support import factory
 from tests.support.local import lmtp_send
 from tests.support.sinks import Sink
 from tests.support.transport import KEY, D
-
-from singlewindow import origin
-from singlewindow.config import Config
 
 CPYTHON_EMAIL_DATA = Path("/usr/lib/python3.11/test/test_email/data")
 SEED = 20240610

@@ -6,11 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
+
+from singlewindow.config import Config
 from tests.support.local import lmtp_send
 from tests.support.sinks import Sink
 from tests.support.transport import D, Transport
-
-from singlewindow.config import Config
 
 
 def test_the_hubs_notice_goes_out_with_the_null_sender(

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import pytest
-from tests.support.transport import KEY
 
 from singlewindow import origin
 from singlewindow.store import directory
 from singlewindow.transport import parsed, translate
+from tests.support.transport import KEY
 
 
 @pytest.mark.parametrize("notice,kind", [(None, "dsn"), ("control SW1", "control"),

@@ -7,13 +7,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
+from singlewindow.config import Config
+from singlewindow.transport import parsed
 from tests.support import factory
 from tests.support.local import lmtp_send
 from tests.support.sinks import Sink
 from tests.support.transport import D, Transport, stamped
-
-from singlewindow.config import Config
-from singlewindow.transport import parsed
 
 
 def test_one_reply_per_recipient(transport: tuple[Config, Sink]) -> None:

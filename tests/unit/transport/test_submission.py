@@ -9,15 +9,15 @@ from typing import Any
 
 import psycopg
 import pytest
-from tests.support import factory
-from tests.support.local import lmtp_send
-from tests.support.sinks import Sink
-from tests.support.transport import D, Transport, stamped, submit
 
 from singlewindow import mig, origin
 from singlewindow.config import Config
 from singlewindow.store import directory, snapshot
 from singlewindow.transport import submission
+from tests.support import factory
+from tests.support.local import lmtp_send
+from tests.support.sinks import Sink
+from tests.support.transport import D, Transport, stamped, submit
 
 
 def test_from_of_another_party_is_refused_naming_the_header(transport: Transport) -> None:

@@ -11,15 +11,15 @@ import psycopg
 import psycopg.errors
 import pytest
 from psycopg_pool import ConnectionPool, PoolTimeout
-from tests.support import factory
-from tests.support.local import free_port, lmtp_send
-from tests.support.sinks import Sink
-from tests.support.transport import KEY, D, stamped
 
 from singlewindow import origin, store
 from singlewindow.config import OWNER_ROLE, Config
 from singlewindow.transport import terminal, translate
 from singlewindow.transport.forward import InjectError, Injector
+from tests.support import factory
+from tests.support.local import free_port, lmtp_send
+from tests.support.sinks import Sink
+from tests.support.transport import KEY, D, stamped
 
 HEADERS = "From: <edi@acme.example>\r\nTo: <customs@sw.test>\r\nContent-Type: application/xml"
 
