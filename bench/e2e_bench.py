@@ -47,7 +47,7 @@ import e2e_latency  # noqa: E402  (bench/, beside this file)
 from tests.support import factory  # noqa: E402
 
 from singlewindow import config as configmod  # noqa: E402
-from singlewindow import render, stack, supervisor  # noqa: E402
+from singlewindow import render, services, stack, supervisor  # noqa: E402
 from singlewindow.config import ADMIN_ROLE, Config, Listeners, Metrics, Paths  # noqa: E402
 from singlewindow.store import connect, directory  # noqa: E402
 from singlewindow.transport.evidence import postfix_committed  # noqa: E402
@@ -626,7 +626,7 @@ class Sw:
 
     def roots(self) -> dict[str, int]:
         layout = self.layout
-        roots = {name: read_pid(layout.pid_file(name)) for name in stack.DAEMONS}
+        roots = {name: read_pid(layout.pid_file(name)) for name in services.DAEMONS}
         roots["postgres"] = read_pid(layout.pg_data / "postmaster.pid")
         roots["postfix"] = read_pid(layout.postfix_queue / "pid" / "master.pid")
         return roots

@@ -42,7 +42,7 @@ from tests.support import factory  # noqa: E402
 from tests.support.local import free_port  # noqa: E402
 from tests.support.world import Party, World, message  # noqa: E402
 
-from singlewindow import stack  # noqa: E402
+from singlewindow import services, stack  # noqa: E402
 from singlewindow.config import Config, Listeners, Metrics, Paths  # noqa: E402
 
 MB = 1_000_000
@@ -113,7 +113,7 @@ class Measured:
 
 
 def transport_pid(state: Path) -> int:
-    pid = stack.read_pid(Paths(state).pid_file("transport"))
+    pid = services.read_pid(Paths(state).pid_file("transport"))
     if pid is None:
         raise SystemExit("the transport is not running")
     return pid
@@ -125,10 +125,10 @@ def restart_transport(state: Path, base: Config) -> int:
     pid = transport_pid(state)
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 30
-    while stack.alive(pid, "singlewindow.transport") and time.monotonic() < deadline:
+    while services.alive(pid, "singlewindow.transport") and time.monotonic() < deadline:
         time.sleep(0.1)
     while time.monotonic() < deadline:
-        now = stack.read_pid(Paths(state).pid_file("transport"))
+        now = services.read_pid(Paths(state).pid_file("transport"))
         if now is not None and now != pid:
             break
         time.sleep(0.1)

@@ -9,7 +9,7 @@ it (``validate.convert_checked``: the C fast path, the XSD checked message by me
 worker threads). For comparison, in the same run: the same work in one thread (whole
 document parsed and validated after the conversion), and with the Python-only converter.
 Then the transport's whole path with the business rules (``mig.validate``, as
-``transport/router.py``'s ``validated`` calls it: the pipeline, and the Schematron rules
+``transport/submission.py``'s ``validated`` calls it: the pipeline, and the Schematron rules
 message by message in the XSD workers, compiled to the lean XSLT of ``mig/rules.py``),
 timed in the same interleaved rounds: ``ratio with business rules``. The rules alone, the
 lean XSLT against lxml's ISO skeleton, are timed on the whole document and message by

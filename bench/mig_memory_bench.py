@@ -3,7 +3,7 @@
 Run: ``PYTHONPATH=$PWD/src .venv/bin/python bench/mig_memory_bench.py [--only CASE ...]``
 from the repository root. Per case it writes an interchange to a file under
 ``/tmp/sw-migmem-*`` (generated message by message, ``factory.paxlst_stream``), then runs
-``mig.validate`` on it as ``router.validated`` does, but without the copy size limit
+``mig.validate`` on it as ``submission.validated`` does, but without the copy size limit
 (``limit=None``: the transport would refuse such XML as too large for a copy; this measures
 the MIG path itself), in a fresh Python process, and prints that process's peak RSS
 (``VmHWM`` from ``/proc/self/status``: interpreter, lxml, the input bytes, the XML to

@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.support.local import free_port  # noqa: E402
 
-from singlewindow import stack  # noqa: E402
+from singlewindow import services, stack  # noqa: E402
 from singlewindow.config import ADMIN_ROLE, Config, Listeners, Metrics, Paths  # noqa: E402
 from singlewindow.store import connect, directory  # noqa: E402
 
@@ -143,7 +143,7 @@ def main() -> None:
                                   domain)
             directory.add_party(conn, "bench-ag", "agency", [], "127.0.0.1:9")
             directory.add_address(conn, rcpt, "bench-ag", "in@bench-ag.example", None, domain)
-        pid = stack.read_pid(Paths(state).pid_file("policyd"))
+        pid = services.read_pid(Paths(state).pid_file("policyd"))
         assert pid is not None
         path = config.paths.policy_socket
         # Warm up: the first requests find the new parties (a reload) and open nothing else.

@@ -43,7 +43,7 @@ from tests.support.local import free_port  # noqa: E402
 from tests.support.sinks import Received, delivery_status  # noqa: E402
 from tests.support.world import World, message  # noqa: E402
 
-from singlewindow import stack  # noqa: E402
+from singlewindow import services, stack  # noqa: E402
 from singlewindow.config import (  # noqa: E402
     Config,
     Listeners,
@@ -57,14 +57,14 @@ TRANSPORT = "singlewindow.transport"
 
 
 def transport_pid(state: Path) -> int | None:
-    return stack.read_pid(Paths(state).pid_file("transport"))
+    return services.read_pid(Paths(state).pid_file("transport"))
 
 
 def killer(state: Path, stop: threading.Event, low: float, high: float,
            kills: list[float]) -> None:
     while not stop.wait(random.uniform(low, high)):
         pid = transport_pid(state)
-        if pid is None or not stack.alive(pid, TRANSPORT):
+        if pid is None or not services.alive(pid, TRANSPORT):
             continue
         os.kill(pid, signal.SIGKILL)
         kills.append(time.monotonic())
@@ -72,7 +72,7 @@ def killer(state: Path, stop: threading.Event, low: float, high: float,
         while time.monotonic() < deadline and not stop.is_set():
             time.sleep(0.5)
             now = transport_pid(state)
-            if now is not None and now != pid and stack.alive(now, TRANSPORT):
+            if now is not None and now != pid and services.alive(now, TRANSPORT):
                 break
         else:
             if not stop.is_set():

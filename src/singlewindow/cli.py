@@ -459,7 +459,7 @@ def demo_cmd(args: argparse.Namespace) -> int:
     from singlewindow import demo
     state = _state_dir(args)
     config = configmod.for_state_dir(state.resolve())
-    credentials = config.paths.state_dir / "demo-credentials"
+    credentials = config.paths.demo_credentials
     try:
         fields = dict(line.split("=", 1) for line in credentials.read_text().split())
     except OSError:

@@ -8,8 +8,8 @@ clients do, and returns what is wrong (a list of :class:`Problem`, empty when it
   ``220`` greeting, the MSA's after its TLS handshake (implicit TLS);
 * Dovecot: the POP3 listener's ``+OK`` greeting (on a POP3 backend, whose plain POP3
   listener is off, the POP3S listener's after its TLS handshake);
-* the project's daemons (:data:`singlewindow.stack.DAEMONS`): the policy daemon's socket
-  ready for Postfix (:func:`singlewindow.stack.serving`), the milter's answer to an option
+* the project's daemons (:data:`singlewindow.services.DAEMONS`): the policy daemon's socket
+  ready for Postfix (:func:`singlewindow.services.serving`), the milter's answer to an option
   negotiation (:mod:`singlewindow.milter.probe`), the transport's LMTP ``220`` greeting;
 * the maildrop backend, on an edge whose ``[maildrop] backend`` is set (issue 15): an LMTP
   session with it as the transport opens one (greeting, LHLO, STARTTLS with the
@@ -55,7 +55,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from singlewindow import config as configmod
-from singlewindow import stack
+from singlewindow import services
 from singlewindow.config import Config
 from singlewindow.milter import probe
 from singlewindow.transport import hop
@@ -67,7 +67,7 @@ STATE_NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL"}
 COMPONENTS = ("postgresql", "postfix", "dovecot", "policy", "milter", "transport")
 #: What a POP3 backend adds: its maildrop service (issue 15).
 BACKEND_COMPONENTS = ("maildrop",)
-#: The component each of the stack's daemons is (stack.DAEMONS names the policy daemon
+#: The component each of the stack's daemons is (services.DAEMONS names the policy daemon
 #: after its program).
 DAEMON_COMPONENT = {"policyd": "policy", "milter": "milter", "transport": "transport"}
 #: Postfix's queues as the metrics and ``swctl health`` report them (showq's
@@ -208,8 +208,8 @@ def postfix(config: Config) -> list[Problem]:
     problems = []
     try:
         queue_directory = Path(postconf(config, "queue_directory"))
-        pid = stack.read_pid(queue_directory / "pid" / "master.pid")
-        if pid is None or not stack.alive(pid, "master"):
+        pid = services.read_pid(queue_directory / "pid" / "master.pid")
+        if pid is None or not services.alive(pid, "master"):
             problems.append(Problem(CRITICAL, "postfix", "the master process is not running "
                                     f"({queue_directory}/pid/master.pid)"))
     except (OSError, subprocess.SubprocessError) as exc:
@@ -257,7 +257,7 @@ def _milter_answers(path: Path, timeout: float) -> str | None:
 
 
 def _policy_serving(path: Path, timeout: float) -> str | None:
-    return None if stack.serving(path) else "is not ready (missing, not mode 0660, or refused)"
+    return None if services.serving(path) else "is not ready (missing, not mode 0660, or refused)"
 
 
 #: How each daemon's socket is asked (see the module docstring).
@@ -266,9 +266,9 @@ _DAEMON_PROBES: dict[str, Callable[[Path, float], str | None]] = {
 
 
 def daemon(config: Config, name: str) -> list[Problem]:
-    """Daemon ``name`` (a :data:`stack.DAEMONS` key) answers on its socket."""
+    """Daemon ``name`` (a :data:`services.DAEMONS` key) answers on its socket."""
     component = DAEMON_COMPONENT[name]
-    path = stack.DAEMONS[name].address(config)
+    path = services.DAEMONS[name].address(config)
     assert isinstance(path, Path), f"{name} answers on a unix socket"
     wrong = _DAEMON_PROBES[component](path, config.health.timeout)
     if wrong is None:
@@ -404,7 +404,7 @@ def check(config: Config, role: str = configmod.ADMIN_ROLE,
     if "dovecot" in wanted:
         probes["dovecot"] = lambda: dovecot(config)
     for name, component in DAEMON_COMPONENT.items():
-        if component in wanted and name in stack.DAEMONS:
+        if component in wanted and name in services.DAEMONS:
             probes[component] = lambda name=name: daemon(config, name)  # type: ignore[misc]
     if config.maildrop.backend:
         probes["maildrop"] = lambda: maildrop(config)

@@ -18,7 +18,6 @@ import secrets
 import shutil
 import signal
 import socket
-import stat
 import subprocess
 import sys
 import tempfile
@@ -26,44 +25,16 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from singlewindow import config as configmod
 from singlewindow import maps, origin, passwords, render
 from singlewindow.config import Config, Paths
 from singlewindow.node import MAILDROP_USER, template_context
 from singlewindow.notices import bounce
+from singlewindow.services import DAEMONS, Daemon, alive, port_open, read_pid
 from singlewindow.store import connect, directory, migrate, snapshot
 
-
-class Daemon(NamedTuple):
-    """One of the project's daemons: the module run with ``python -m``, and where it
-    answers once it is ready: the unix socket Postfix connects to, or the (host, port)
-    it serves over TCP (the metrics exporter's HTTP)."""
-
-    module: str
-    address: Callable[[Config], Path | tuple[str, int]]
-
-    def ready(self, config: Config) -> bool:
-        where = self.address(config)
-        if isinstance(where, Path):
-            return serving(where)
-        return _port_open(*where)
-
-    def where(self, config: Config) -> str:
-        """Where it answers, for messages."""
-        where = self.address(config)
-        return str(where) if isinstance(where, Path) else f"{where[0]}:{where[1]}"
-
-
-#: The project's own daemons by name. The supervisor starts them, and starts one again
-#: that dies.
-DAEMONS: dict[str, Daemon] = {
-    "policyd": Daemon("singlewindow.policy.server", lambda c: c.paths.policy_socket),
-    "transport": Daemon("singlewindow.transport.server", lambda c: c.paths.lmtp_socket),
-    "milter": Daemon("singlewindow.milter.server", lambda c: c.paths.milter_socket),
-    "metrics": Daemon("singlewindow.metrics", lambda c: c.metrics.address),
-}
 #: System users the stack needs (Debian packages create the first three, scripts/install
 #: the last).
 REQUIRED_USERS = ("postgres", "postfix", "dovecot", MAILDROP_USER)
@@ -121,21 +92,6 @@ def _mkdir(path: Path, user: str = "root", mode: int = 0o755) -> None:
     _chown(path, user, mode)
 
 
-def alive(pid: int, marker: str) -> bool:
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    return marker.encode() in cmdline
-
-
-def read_pid(path: Path) -> int | None:
-    try:
-        return int(path.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
 def _wait(predicate: Callable[[], bool], what: str, log: Path | None = None) -> None:
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
@@ -148,35 +104,11 @@ def _wait(predicate: Callable[[], bool], what: str, log: Path | None = None) -> 
     raise StackError(f"{what} did not come up within {START_TIMEOUT:.0f}s. {tail}")
 
 
-def _port_open(host: str, port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
-        return True
-    return False
-
-
 def _smtp_greets(host: str, port: int) -> bool:
     """The listener answers with a 220 greeting (a broken smtpd accepts, then dies)."""
     with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=2) as s:
         return s.recv(512).startswith(b"220")
     return False
-
-
-def _unix_open(path: Path) -> bool:
-    with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as s:
-        s.connect(str(path))
-        return True
-    return False
-
-
-def serving(path: Path) -> bool:
-    """A daemon's socket is ready for Postfix: the daemon has made it mode 0660 for the
-    postfix group (``daemon.restrict_socket``, once it listens) and it accepts a connection.
-    A connection alone tells too early: root may connect before Postfix's user can."""
-    try:
-        mode = path.stat().st_mode
-    except OSError:
-        return False
-    return stat.S_IMODE(mode) == 0o660 and _unix_open(path)
 
 
 def preflight() -> None:
@@ -468,7 +400,7 @@ def up(state_dir: Path, *, demo: bool = False, base: Config | None = None,
     _dovecot(config, paths, ctx, say)
     listeners = config.listeners
     for port in (listeners.msa_port, listeners.pop3_port, listeners.pop3s_port):
-        _wait(lambda p=port: _port_open(listeners.bind, p), f"listener {port}")  # type: ignore[misc]
+        _wait(lambda p=port: port_open(listeners.bind, p), f"listener {port}")  # type: ignore[misc]
     _wait(lambda: _smtp_greets(listeners.bind, listeners.mta_port), "MTA listener",
           paths.postfix_log)
     if demo:

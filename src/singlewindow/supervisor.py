@@ -3,7 +3,7 @@
 On a deployed node systemd runs the policy daemon, the milter and the transport with
 ``Restart=on-failure`` (``ansible/roles/singlewindow_app``, ``sw-daemon.service.j2``). The
 local stack has no systemd, so ``swctl stack up`` starts this process, detached, and it
-does the same for :data:`singlewindow.stack.DAEMONS`: it starts each one, keeps its pid
+does the same for :data:`singlewindow.services.DAEMONS`: it starts each one, keeps its pid
 file current, and starts it again :data:`RESTART_SEC` after it exits, until it has been
 started :data:`START_LIMIT_BURST` times within :data:`START_LIMIT_INTERVAL` seconds
 (systemd.unit(5) ``StartLimitBurst=``, ``StartLimitIntervalSec=``). Each exit is logged
@@ -44,7 +44,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from singlewindow import daemon, render, stack
+from singlewindow import daemon, render, services, stack
 from singlewindow.config import Config, Paths
 
 #: Seconds between a daemon's exit and its restart (systemd.service(5) ``RestartSec=``);
@@ -121,7 +121,7 @@ def _has_watchdog(pid: int) -> bool:
 class Supervised:
     """One daemon of the stack, started again whenever it exits unasked."""
 
-    def __init__(self, name: str, daemon: stack.Daemon, config: Config):
+    def __init__(self, name: str, daemon: services.Daemon, config: Config):
         self.name = name
         self.daemon = daemon
         self.module = daemon.module
@@ -292,8 +292,8 @@ class Supervised:
         log.info("%s: started, pid %d", self.name, child.pid)
 
     def _adopt(self) -> None:
-        pid = stack.read_pid(self.pid_file)
-        if pid is not None and stack.alive(pid, self.module):
+        pid = services.read_pid(self.pid_file)
+        if pid is not None and services.alive(pid, self.module):
             self.pinged = time.monotonic()
             self.run = watch(pid, None, self.notify is not None and _has_watchdog(pid))
             log.info("%s: running, pid %d (adopted)", self.name, pid)
@@ -301,7 +301,7 @@ class Supervised:
     def _forget(self, run: Run) -> None:
         if self.run is run:
             self.run = None
-        if stack.read_pid(self.pid_file) == run.pid:
+        if services.read_pid(self.pid_file) == run.pid:
             self.pid_file.unlink(missing_ok=True)
 
 
@@ -309,7 +309,7 @@ class Supervisor:
     def __init__(self, config: Config):
         self.paths = config.paths
         self.daemons = {name: Supervised(name, daemon, config)
-                        for name, daemon in stack.DAEMONS.items()}
+                        for name, daemon in services.DAEMONS.items()}
 
     async def serve(self) -> None:
         loop = asyncio.get_running_loop()
@@ -331,7 +331,7 @@ class Supervisor:
         for task in tasks:
             task.cancel()
         path.unlink(missing_ok=True)
-        if stack.read_pid(own_pid) == os.getpid():
+        if services.read_pid(own_pid) == os.getpid():
             own_pid.unlink(missing_ok=True)
         for task in tasks:
             if task in done:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from singlewindow import stack
+from singlewindow import services, stack
 from singlewindow.config import ADMIN_ROLE, Config
 from singlewindow.store import connect
 from tests.support import factory
@@ -109,7 +109,7 @@ def replaced(config: Config, name: str, old: int) -> int:
 
     def new_one() -> bool:
         pid = dict(stack.status(config.paths.state_dir))[name]
-        if pid is not None and pid != old and stack.DAEMONS[name].ready(config):
+        if pid is not None and pid != old and services.DAEMONS[name].ready(config):
             found.append(pid)
         return bool(found)
     wait_until(new_one, timeout=30)

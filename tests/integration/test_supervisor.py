@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from singlewindow import stack, supervisor
+from singlewindow import services, stack, supervisor
 from singlewindow.config import Config, Paths
 from tests.support import factory
 from tests.support.local import WATCHDOG_SEC
@@ -23,7 +23,7 @@ world = world_fixture(("co", "company"), ("ag", "agency"))
 def serving_pid(config: Config, name: str) -> int | None:
     """The pid of daemon ``name`` if its pid file names it and it is ready."""
     pid = dict(stack.status(config.paths.state_dir))[name]
-    return pid if pid is not None and stack.DAEMONS[name].ready(config) else None
+    return pid if pid is not None and services.DAEMONS[name].ready(config) else None
 
 
 def replaced(config: Config, name: str, old: int) -> int:
@@ -53,7 +53,7 @@ def forwards(world: World) -> None:
     assert copy.rcpt_tos == [ag.physical]
 
 
-@pytest.mark.parametrize("name", list(stack.DAEMONS))
+@pytest.mark.parametrize("name", list(services.DAEMONS))
 def test_killed_daemon_comes_back_and_mail_is_forwarded(world: World, name: str) -> None:
     config = world.config
     before = serving_pid(config, name)
@@ -74,12 +74,12 @@ def test_dead_supervisor_is_started_again_and_adopts_the_daemons(world: World) -
     os.kill(old, signal.SIGKILL)
     wait_until(lambda: dict(stack.status(state))["supervisor"] is None)
     assert all(before[name] is not None and serving_pid(config, name) == before[name]
-               for name in stack.DAEMONS), "daemons stop with their supervisor"
+               for name in services.DAEMONS), "daemons stop with their supervisor"
 
     stack.up(state, say=lambda _: None)
     after = dict(stack.status(state))
     assert after["supervisor"] not in (None, old)
-    assert {n: after[n] for n in stack.DAEMONS} == {n: before[n] for n in stack.DAEMONS}
+    assert {n: after[n] for n in services.DAEMONS} == {n: before[n] for n in services.DAEMONS}
     # The new supervisor watches the daemons it adopted.
     milter = after["milter"]
     assert milter is not None
@@ -119,14 +119,14 @@ def test_a_holder_that_goes_away_releases(world: World) -> None:
     replaced(config, "policyd", before)
 
 
-@pytest.mark.parametrize("name", list(stack.DAEMONS))
+@pytest.mark.parametrize("name", list(services.DAEMONS))
 def test_a_frozen_daemon_is_killed_by_the_watchdog_and_started_again(
         world: World, name: str) -> None:
     """SIGSTOP freezes every thread, as a hung event loop stops its own pings."""
     config = world.config
     before = serving_pid(config, name)
     assert before is not None
-    others = {n: serving_pid(config, n) for n in stack.DAEMONS if n != name}
+    others = {n: serving_pid(config, n) for n in services.DAEMONS if n != name}
     frozen = time.monotonic()
     os.kill(before, signal.SIGSTOP)
     replaced(config, name, before)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from singlewindow import passwords, stack, supervisor
+from singlewindow import passwords, services, supervisor
 from singlewindow.config import ADMIN_ROLE, Config
 from singlewindow.store import connect, directory
 from tests.support.local import free_port
@@ -175,7 +175,7 @@ def replaced_transport(config: Config, args: list[str], env: dict[str, str], nam
                 env={**os.environ, **env}, stdout=log, stderr=log)
         try:
             # The stopped transport's socket file is still there: wait for an answer.
-            wait_until(lambda: replacement.poll() is not None or stack.serving(socket_path))
+            wait_until(lambda: replacement.poll() is not None or services.serving(socket_path))
             assert replacement.poll() is None, f"{name} exited: see {log_path}"
             yield replacement
         finally:

@@ -57,7 +57,8 @@ def test_bench_packages_are_an_extra_the_test_environment_installs() -> None:
 
 #: (importer, imported): rooms that must not reach into each other. Policy and milter
 #: share identity code through singlewindow.identity; the local stack and a deployed node
-#: share their template context through singlewindow.node.
+#: share their template context through singlewindow.node; what every node runs (its
+#: daemons, how to tell they serve) is singlewindow.services, which health reads on any node.
 SIDEWAYS = (
     ("singlewindow.milter", "singlewindow.policy"),
     ("singlewindow.policy", "singlewindow.milter"),
@@ -67,6 +68,12 @@ SIDEWAYS = (
     ("singlewindow.deploy", "singlewindow.supervisor"),
     ("singlewindow.node", "singlewindow.stack"),
     ("singlewindow.node", "singlewindow.deploy"),
+    ("singlewindow.health", "singlewindow.stack"),
+    ("singlewindow.services", "singlewindow.stack"),
+    ("singlewindow.transport", "singlewindow.stack"),
+    ("singlewindow.policy", "singlewindow.stack"),
+    ("singlewindow.milter", "singlewindow.stack"),
+    ("singlewindow.metrics", "singlewindow.stack"),
 )
 
 Import = tuple[str, str, str]  # importer, module, name taken from it ("" for none)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from singlewindow import stack, supervisor
+from singlewindow import services, supervisor
 from singlewindow.config import Config, Health, Paths
 from tests.support.local import short_state_dir
 from tests.unit import pinger
@@ -33,7 +33,7 @@ def test_a_daemon_that_keeps_dying_is_given_up_until_retried(
     layout.log_dir.mkdir()
     # A module that does not exist: python -m exits with status 1 at once.
     supervised = supervisor.Supervised(
-        "crasher", stack.Daemon("singlewindow.no_such_daemon",
+        "crasher", services.Daemon("singlewindow.no_such_daemon",
                                 lambda c: c.paths.run_dir / "crasher.sock"),
         Config(paths=Paths(state_dir=state)))
 
@@ -82,7 +82,7 @@ def test_a_daemon_that_stops_pinging_is_killed_and_started_again(
     watchdog = 1.0
     config = Config(paths=Paths(state_dir=state), health=Health(watchdog_sec=watchdog))
     supervised = supervisor.Supervised(
-        "pinger", stack.Daemon("tests.unit.pinger", lambda c: state / "run" / "pinger.sock"),
+        "pinger", services.Daemon("tests.unit.pinger", lambda c: state / "run" / "pinger.sock"),
         config)
 
     async def scenario() -> tuple[int, float, int]:

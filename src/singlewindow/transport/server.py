@@ -117,7 +117,7 @@ def bind(config: Config) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.bind(str(path))
     sock.listen(BACKLOG)
-    # Mode 0660 last: it tells the local stack that the socket is ready (stack.serving).
+    # Mode 0660 last: it tells the local stack that the socket is ready (services.serving).
     daemon.restrict_socket(path)
     return sock
 
