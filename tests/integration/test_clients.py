@@ -34,8 +34,8 @@ import pytest
 from singlewindow.config import Config
 from tests.integration import client_matrix as matrix
 from tests.integration.client_matrix import Cell, Outcome
-from tests.integration.conftest import swaks, tls_context
 from tests.support import factory
+from tests.support.clients import swaks, tls_context
 from tests.support.pop3 import POP3SFrom
 from tests.support.world import Party, World, message, wait_until, world_fixture
 

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from singlewindow.config import Config
-from tests.integration.conftest import MailClient, tls_context
+from tests.support.clients import MailClient, tls_context
 from tests.support.pop3 import POP3From, POP3SFrom
 from tests.support.world import Party
 
