@@ -13,7 +13,7 @@ import smtplib
 import pytest
 
 from singlewindow.config import Config
-from tests.integration.conftest import MailClient, tls_context
+from tests.support.clients import MailClient, tls_context
 
 GUESSER = "127.0.0.11"
 NEIGHBOUR = "127.0.0.12"

@@ -1,6 +1,6 @@
 """The mail clients a company uses, against the real stack (issue 14 item 7).
 
-Every tested cell of :mod:`tests.integration.client_matrix` runs here: the client as
+Every tested cell of :mod:`tests.support.client_matrix` runs here: the client as
 Debian 12 ships it, configured as an administrator would (its own configuration file in
 a fresh HOME, from the matrix's snippet), forced to one mechanism with its own option,
 trusting the hub's CA and connecting by host name (``localhost``, which the stack's
@@ -32,10 +32,10 @@ from pathlib import Path
 import pytest
 
 from singlewindow.config import Config
-from tests.integration import client_matrix as matrix
-from tests.integration.client_matrix import Cell, Outcome
-from tests.integration.conftest import swaks, tls_context
+from tests.support import client_matrix as matrix
 from tests.support import factory
+from tests.support.client_matrix import Cell, Outcome
+from tests.support.clients import swaks, tls_context
 from tests.support.pop3 import POP3SFrom
 from tests.support.world import Party, World, message, wait_until, world_fixture
 

@@ -13,9 +13,8 @@ from singlewindow.config import (
     Config,
 )
 from singlewindow.store import connect
-from tests.integration.conftest import MailClient
-from tests.integration.test_mta import ACME_PEER
-from tests.integration.test_pop3 import pop3s
+from tests.support.clients import ACME_PEER, MailClient
+from tests.support.pop3 import pop3s
 
 
 def test_each_server_logs_in_as_its_own_role(sw_stack: Config, mail_client: MailClient) -> None:

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 import pytest
 
 from singlewindow.config import Config
-from tests.integration.conftest import tls_context
-from tests.integration.test_return_path import maildrop_messages
 from tests.support import factory
+from tests.support.clients import tls_context
+from tests.support.pop3 import maildrop_messages
 from tests.support.sinks import Received
 from tests.support.world import Party, World, message, message_id, wait_until
 

@@ -14,8 +14,8 @@ import pytest
 
 from singlewindow import cli, logs
 from singlewindow.config import Config
-from tests.integration.conftest import swaks, tls_context
 from tests.support import factory
+from tests.support.clients import swaks, tls_context
 from tests.support.world import Party, World, message, message_id, wait_until, world_fixture
 
 world = world_fixture(("co", "company"), ("ag", "agency"))

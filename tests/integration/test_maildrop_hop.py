@@ -20,10 +20,10 @@ from singlewindow.config import ADMIN_ROLE, Config, Maildrop, to_toml
 from singlewindow.replies import Reply
 from singlewindow.store import connect
 from singlewindow.transport import hop
-from tests.integration.test_pop3 import logged_in
 from tests.support import factory
 from tests.support.local import free_port, short_state_dir
 from tests.support.maildrop import backend
+from tests.support.pop3 import logged_in
 from tests.support.world import Party, World, message, replaced_transport, wait_until
 
 #: The backend's [maildrop] lock_wait here: long enough to see a delivery wait, short

@@ -23,9 +23,9 @@ import pytest
 from singlewindow import stack
 from singlewindow.config import Config, Listeners, Metrics, Queue, Transport
 from singlewindow.transport import maildrop
-from tests.integration.test_pop3 import logged_in
 from tests.support import factory
 from tests.support.local import free_port, short_state_dir
+from tests.support.pop3 import logged_in
 from tests.support.world import Party, World, message, wait_until
 
 REAL_LDA = Path("/usr/lib/dovecot/dovecot-lda")

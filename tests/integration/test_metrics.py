@@ -17,10 +17,9 @@ from singlewindow import services, stack
 from singlewindow.config import ADMIN_ROLE, Config
 from singlewindow.store import connect
 from tests.support import factory
-from tests.support.prometheus import Prometheus
+from tests.support.prometheus import METRICS, Prometheus
 from tests.support.prometheus import prometheus as running_prometheus
 from tests.support.world import World, message, wait_until
-from tests.unit.conf.test_prometheus import METRICS
 
 Sample = tuple[str, tuple[tuple[str, str], ...]]
 
@@ -170,7 +169,7 @@ def query(server: Prometheus, expression: str) -> list[tuple[dict[str, str], flo
 
 def test_the_exporter_serves_every_metric_the_rules_and_dashboard_use(world: World) -> None:
     """The one list the alert rules and the dashboard are checked against
-    (tests/unit/conf/test_prometheus.METRICS) is what the running stack serves, each with
+    (tests/support/prometheus.METRICS) is what the running stack serves, each with
     its type: a rule over a name the exporter does not serve would never fire."""
     submit(world, world["ag"].logical)
     host, port = world.config.metrics.address

@@ -8,7 +8,7 @@ import smtplib
 import pytest
 
 from singlewindow.config import Config
-from tests.integration.conftest import MailClient, swaks, tls_context
+from tests.support.clients import MailClient, msa, swaks
 
 CUSTOMS = "customs@sw.test"
 
@@ -17,13 +17,6 @@ CUSTOMS = "customs@sw.test"
 # wrong-password tests come from addresses of their own, as separate attackers would.
 WRONG_SMTPLIB = {"PLAIN": "127.0.0.3", "LOGIN": "127.0.0.7"}
 WRONG_SWAKS = "127.0.0.4"
-
-
-def msa(config: Config, source: str = "127.0.0.1") -> smtplib.SMTP_SSL:
-    client = smtplib.SMTP_SSL(config.listeners.bind, config.listeners.msa_port, timeout=20,
-                              context=tls_context(config), source_address=(source, 0))
-    client.ehlo("clerk.example")
-    return client
 
 
 def test_auth_mechanisms_offered(sw_stack: Config) -> None:

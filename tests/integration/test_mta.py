@@ -5,12 +5,9 @@ from __future__ import annotations
 import smtplib
 
 from singlewindow.config import Config
+from tests.support.clients import ACME_PEER
 
 CUSTOMS = "customs@sw.test"
-
-
-#: The demo company acme's MTA (stack.DEMO_PARTIES): not the hub's own 127.0.0.1 (issue 12).
-ACME_PEER = "127.0.2.1"
 
 
 def mta(config: Config, source: str = ACME_PEER) -> smtplib.SMTP:

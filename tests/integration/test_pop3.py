@@ -8,34 +8,11 @@ import subprocess
 import pytest
 
 from singlewindow.config import Config
-from tests.integration.conftest import MailClient, tls_context
-from tests.support.pop3 import POP3From, POP3SFrom
-from tests.support.world import Party
+from tests.support.clients import MailClient, tls_context
+from tests.support.pop3 import REMOTE, pop3, pop3s
 
-# Dovecot counts a connection from its own address as secured (no TLS needed), so a
-# client plays a company from another loopback address, as it would come over its tunnel.
-REMOTE = "127.0.0.2"
 # Dovecot slows down logins from an address that failed recently (auth penalty).
 ATTACKER = "127.0.0.5"
-
-
-def pop3(config: Config, source: str = REMOTE) -> POP3From:
-    return POP3From(config.listeners.bind, config.listeners.pop3_port, source)
-
-
-def logged_in(config: Config, client: Party) -> POP3From:
-    """A party's session in the TRANSACTION state (after STLS, USER and PASS)."""
-    # Dovecot waits up to 10 s for a held session lock before it answers [IN-USE].
-    session = POP3From(config.listeners.bind, config.listeners.pop3_port, REMOTE, timeout=30)
-    session.stls(tls_context(config))
-    session.user(client.login)
-    session.pass_(client.password)
-    return session
-
-
-def pop3s(config: Config, source: str = REMOTE) -> POP3SFrom:
-    return POP3SFrom(config.listeners.bind, config.listeners.pop3s_port, source,
-                     tls_context(config))
 
 
 def test_capa_before_login(sw_stack: Config) -> None:

@@ -18,9 +18,9 @@ import pytest
 from singlewindow import stack
 from singlewindow.config import Config
 from singlewindow.store import connect, messages
-from tests.integration.test_pop3 import REMOTE, logged_in
 from tests.support import factory
 from tests.support.local import free_port
+from tests.support.pop3 import REMOTE, logged_in, maildrop_messages
 from tests.support.sinks import Received, delivery_status, dsn_about
 from tests.support.world import Party, World, faulty_transport, message, wait_until
 
@@ -46,15 +46,6 @@ def respond(world: World, to: Party, subj: str, headers: list[str] | None = None
     ag = world["ag"]
     data = message(ag, to.logical, subj, factory.declaration_response(), headers=headers)
     assert world.submit(ag, [to.logical], data) == {}
-
-
-def maildrop_messages(config: Config, client: Party) -> list[bytes]:
-    session = logged_in(config, client)
-    try:
-        count, _ = session.stat()
-        return [b"\r\n".join(session.retr(i + 1)[1]) for i in range(count)]
-    finally:
-        session.quit()
 
 
 def maildrop_files(config: Config, client: Party) -> list[Path]:

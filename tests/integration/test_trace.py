@@ -13,9 +13,9 @@ from typing import Any
 
 from singlewindow.config import Config
 from singlewindow.store import connect
-from tests.integration.test_msa import msa
-from tests.integration.test_pop3 import logged_in
 from tests.support import factory
+from tests.support.clients import msa
+from tests.support.pop3 import logged_in
 from tests.support.sinks import dsn_about
 from tests.support.world import Party, World, message, message_id, wait_until, world_fixture
 

@@ -15,9 +15,8 @@ import pytest
 from singlewindow import replies
 from singlewindow.config import Config
 from singlewindow.store import connect, messages
-from tests.integration.conftest import MailClient
-from tests.integration.test_msa import msa
 from tests.support import factory
+from tests.support.clients import MailClient, msa
 from tests.support.sinks import Received, delivery_status, dsn_about
 from tests.support.world import Party, World, message, message_id, wait_until
 

@@ -1,5 +1,7 @@
 """Prometheus's own tools for the tests: ``promtool`` and a real server (Debian's
-``prometheus`` package, scripts/install). Either missing is a failure, never a skip."""
+``prometheus`` package, scripts/install). Either missing is a failure, never a skip. And
+the exporter's metrics (:data:`METRICS`) that the alert rules, the dashboard and the
+running stack are checked against."""
 
 from __future__ import annotations
 
@@ -15,6 +17,31 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.local import free_port
+
+#: The exporter's metrics (issue 14's shared contract: singlewindow.metrics, and
+#: singlewindow.health's collector), by name and type: the one list the rules, their
+#: tests and the dashboard are checked against.
+METRICS = {
+    "singlewindow_submissions_total": "counter",
+    "singlewindow_dsn_failures_total": "counter",
+    "singlewindow_mig_findings_total": "counter",
+    "singlewindow_copies_total": "counter",
+    "singlewindow_agency_pending_copies": "gauge",
+    "singlewindow_agency_oldest_pending_seconds": "gauge",
+    "singlewindow_maildrop_lock_waits_total": "counter",
+    "singlewindow_policy_decisions_total": "counter",
+    "singlewindow_submission_to_copy_seconds": "histogram",
+    "singlewindow_submission_to_dsn_seconds": "histogram",
+    "singlewindow_mig_validation_seconds_per_megabyte": "histogram",
+    "singlewindow_component_up": "gauge",
+    "singlewindow_postfix_queue_messages": "gauge",
+    "singlewindow_postfix_queue_oldest_seconds": "gauge",
+    "singlewindow_tls_certificate_expiry_timestamp_seconds": "gauge",
+    # The exporter's own: whether it read the message log at this scrape, and how long
+    # its statement took.
+    "singlewindow_metrics_store_up": "gauge",
+    "singlewindow_metrics_store_seconds": "gauge",
+}
 
 
 def promtool(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

@@ -8,7 +8,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from tests.integration import client_matrix as matrix
+from tests.support import client_matrix as matrix
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -131,6 +131,19 @@ def _tests(imports: list[Import], allowed: str | None = None) -> list[Import]:
             and found[1] != "tests" and not (allowed and _under(found[1], allowed))]
 
 
+def _test_module(module: str, root: Path) -> bool:
+    """Whether ``module`` names a test module or a conftest (a file under ``root``)."""
+    path = root.joinpath(*module.split(".")).with_suffix(".py")
+    return path.is_file() and (path.name == "conftest.py" or path.name.startswith("test_"))
+
+
+def _into_test_modules(imports: list[Import], root: Path) -> list[tuple[str, str]]:
+    """Imports of a test module or a conftest: what tests, conftests and benches share
+    lives in tests/support/ (a fixture stays in its conftest, where pytest finds it)."""
+    return sorted({(importer, module) for importer, module, _ in imports
+                   if module != importer and _test_module(module, root)})
+
+
 def test_no_room_reaches_sideways() -> None:
     assert _sideways(_all_imports(ROOT / "src", "singlewindow")) == []
 
@@ -147,6 +160,13 @@ def test_benches_take_only_the_shared_test_support() -> None:
     """Sinks and factories that tests and benches share live in tests/support/, never in
     a test module (bench/*.py once imported tests.unit.mig.factory)."""
     assert _tests(_all_imports(ROOT, "bench"), allowed="tests.support") == []
+
+
+def test_no_test_module_imports_another_test_module_or_a_conftest() -> None:
+    """Tests, conftests and tests/support/ never take helpers from a test module or a
+    conftest (tests/integration/test_trace.py once imported test_msa's ``msa``)."""
+    imports = _all_imports(ROOT, "tests") + _all_imports(ROOT, "bench")
+    assert _into_test_modules(imports, ROOT) == []
 
 
 def test_the_layering_checks_find_what_they_forbid(tmp_path: Path) -> None:
@@ -168,3 +188,23 @@ def test_the_layering_checks_find_what_they_forbid(tmp_path: Path) -> None:
     assert _tests(imports, allowed="tests.support") == [
         ("singlewindow.milter.decide", "tests.unit.mig", "factory"),
         ("singlewindow.milter.decide", "tests.unit.mig.factory", "")]
+
+
+def test_the_test_module_check_finds_what_it_forbids(tmp_path: Path) -> None:
+    """The check fails on the imports issue 17 removed from the tests, written into a
+    scratch tree; a helper taken from tests/support/ passes."""
+    integration = tmp_path / "tests" / "integration"
+    (tmp_path / "tests" / "support").mkdir(parents=True)
+    integration.mkdir()
+    for name in ("conftest", "test_msa", "test_pop3"):
+        (integration / f"{name}.py").write_text("")
+    (tmp_path / "tests" / "support" / "clients.py").write_text("")
+    (integration / "test_trace.py").write_text(
+        "from tests.integration.conftest import MailClient\n"
+        "from tests.integration.test_msa import msa\n"
+        "from . import test_pop3\n"
+        "from tests.support.clients import tls_context\n")
+    assert _into_test_modules(_all_imports(tmp_path, "tests"), tmp_path) == [
+        ("tests.integration.test_trace", "tests.integration.conftest"),
+        ("tests.integration.test_trace", "tests.integration.test_msa"),
+        ("tests.integration.test_trace", "tests.integration.test_pop3")]

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.support.prometheus import promtool
+from tests.support.prometheus import METRICS, promtool
 
 CONF = Path(__file__).resolve().parents[3] / "conf"
 RULES = CONF / "prometheus" / "alerts.yml"
@@ -25,30 +25,6 @@ RULE_TESTS = CONF / "prometheus" / "alerts_test.yml"
 DASHBOARD = CONF / "grafana" / "singlewindow.json"
 ANSIBLE_ROLES = CONF.parent / "ansible" / "roles"
 
-#: The exporter's metrics (issue 14's shared contract: singlewindow.metrics, and
-#: singlewindow.health's collector), by name and type: the one list the rules, their
-#: tests and the dashboard are checked against.
-METRICS = {
-    "singlewindow_submissions_total": "counter",
-    "singlewindow_dsn_failures_total": "counter",
-    "singlewindow_mig_findings_total": "counter",
-    "singlewindow_copies_total": "counter",
-    "singlewindow_agency_pending_copies": "gauge",
-    "singlewindow_agency_oldest_pending_seconds": "gauge",
-    "singlewindow_maildrop_lock_waits_total": "counter",
-    "singlewindow_policy_decisions_total": "counter",
-    "singlewindow_submission_to_copy_seconds": "histogram",
-    "singlewindow_submission_to_dsn_seconds": "histogram",
-    "singlewindow_mig_validation_seconds_per_megabyte": "histogram",
-    "singlewindow_component_up": "gauge",
-    "singlewindow_postfix_queue_messages": "gauge",
-    "singlewindow_postfix_queue_oldest_seconds": "gauge",
-    "singlewindow_tls_certificate_expiry_timestamp_seconds": "gauge",
-    # The exporter's own: whether it read the message log at this scrape, and how long
-    # its statement took.
-    "singlewindow_metrics_store_up": "gauge",
-    "singlewindow_metrics_store_seconds": "gauge",
-}
 #: The series a histogram is exposed as.
 HISTOGRAM_SERIES = ("_bucket", "_sum", "_count")
 SEVERITIES = {"warning", "critical"}

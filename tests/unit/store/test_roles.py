@@ -15,8 +15,9 @@ from typing import Any
 
 import psycopg
 import pytest
+from tests.support.roles import psql, refused
 
-from singlewindow import passwords, stack
+from singlewindow import passwords
 from singlewindow.config import (
     ADMIN_ROLE,
     DAEMON_ROLE,
@@ -45,20 +46,6 @@ def seeded(conn: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
     directory.add_address(conn, "acme@sw.test", "acme", "edi@acme.example", "acme", "sw.test")
     conn.execute("INSERT INTO message (id, listener, envelope_from) VALUES ('m1', 'mta', 'a@b')")
     return conn
-
-
-def psql(config: Config, os_user: str, role: str, sql: str) -> tuple[int, str]:
-    """Run ``sql`` with the real psql as ``os_user``, logging in as ``role``."""
-    layout = config.paths
-    result = stack.run(["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
-                        "-h", str(layout.pg_socket_dir), "-U", role, "-d", "singlewindow",
-                        "-c", sql], user=os_user, check=False, cwd=layout.state_dir)
-    return result.returncode, result.stdout
-
-
-def refused(config: Config, os_user: str, role: str, sql: str) -> None:
-    code, out = psql(config, os_user, role, sql)
-    assert code != 0 and "permission denied" in out, f"{role} may: {sql}\n{out}"
 
 
 @pytest.mark.usefixtures("seeded")

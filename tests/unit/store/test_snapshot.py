@@ -8,8 +8,8 @@ from typing import Any
 
 import psycopg
 import pytest
+from tests.support.roles import psql, refused
 from tests.unit.parties import D, seed, seed_with_harbour
-from tests.unit.store.test_roles import psql, refused
 
 from singlewindow import stack
 from singlewindow.config import ADMIN_ROLE, DAEMON_ROLE, Config
