@@ -16,10 +16,14 @@ from typing import Any
 import psycopg
 import pytest
 
-from singlewindow import stack
-from singlewindow.config import OWNER_ROLE, Config, Health, Listeners, Metrics, Queue, Transport
-from singlewindow.store import connect
-from tests.support.local import WATCHDOG_SEC, free_port, short_state_dir
+# The helpers in tests/support assert too: give their failures pytest's detail, as the
+# test modules' own asserts have (registered before anything imports them).
+pytest.register_assert_rewrite("tests.support")
+
+from singlewindow import stack  # noqa: E402
+from singlewindow.config import OWNER_ROLE, Config, Health, Listeners, Metrics, Queue, Transport  # noqa: E402
+from singlewindow.store import connect  # noqa: E402
+from tests.support.local import WATCHDOG_SEC, free_port, short_state_dir  # noqa: E402
 
 
 @pytest.fixture(scope="session")
