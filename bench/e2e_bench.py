@@ -45,6 +45,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import e2e_latency  # noqa: E402  (bench/, beside this file)
 from tests.support import factory  # noqa: E402
+from tests.support.local import free_port  # noqa: E402
 
 from singlewindow import config as configmod  # noqa: E402
 from singlewindow import render, services, stack, supervisor  # noqa: E402
@@ -57,13 +58,6 @@ SMTP_SINK = "/usr/sbin/smtp-sink"
 QUEUES = ("incoming", "active", "deferred", "hold", "maildrop")
 TICK = os.sysconf("SC_CLK_TCK")
 ROUND_TIMEOUT = 900.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def queue_size(queue_directory: Path) -> int:

@@ -15,16 +15,13 @@ import pytest
 
 from singlewindow import services
 from singlewindow.config import Config, Metrics, Paths
-from tests.support.local import free_port, short_state_dir
+from tests.support.local import free_port, scratch_state_dir
 
 
 @pytest.fixture
 def state() -> Iterator[Path]:
-    path = short_state_dir()
-    yield path
-    for child in sorted(path.rglob("*"), reverse=True):
-        child.unlink() if not child.is_dir() or child.is_symlink() else child.rmdir()
-    path.rmdir()
+    with scratch_state_dir() as path:
+        yield path
 
 
 def test_every_daemon_is_a_module_of_the_package_and_answers_where_the_config_says(

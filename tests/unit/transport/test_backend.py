@@ -18,7 +18,7 @@ import pytest
 from singlewindow import health, replies
 from singlewindow.config import Config, Maildrop, Paths, Tls, Transport
 from singlewindow.transport import backend, hop
-from tests.support.local import free_port, short_state_dir
+from tests.support.local import free_port, scratch_state_dir, short_state_dir
 from tests.support.maildrop import Certificates, certificates
 from tests.support.maildrop import backend as running_backend
 
@@ -54,11 +54,8 @@ def config_for(state: Path, certs: Certificates, port: int, *, rogue: bool = Fal
 
 @pytest.fixture
 def state() -> Iterator[Path]:
-    path = short_state_dir()
-    try:
+    with scratch_state_dir() as path:
         yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def saved(state: Path) -> list[bytes]:
