@@ -457,11 +457,6 @@ def _batches(header: Header, first: bytes, rest: Iterator[bytes], errors: list[M
     tok.close()
 
 
-def header_of(data: bytes) -> Header | None:
-    """The header of a complete interchange, or ``None`` if it has none we understand."""
-    return read_header(data[:128], [])
-
-
 def chunked(data: bytes, size: int = CHUNK) -> Iterator[bytes]:
     for start in range(0, len(data), size):
         yield data[start:start + size]
