@@ -28,7 +28,7 @@ from singlewindow.transport import copies, readers, translate
 from singlewindow.transport.agency_report import agency_report
 from singlewindow.transport.context import Context
 from singlewindow.transport.lmtp import RecipientDsn, Transaction, reply_line
-from singlewindow.transport.parsed import Prepared, about, arrival, inbound_queue_id
+from singlewindow.transport.parsed import Prepared, about, arrival
 
 log = logging.getLogger("sw-transport")
 
@@ -64,7 +64,7 @@ def internal(ctx: Context, conn: Conn, kind: str, rcpt: str, p: Prepared) -> Rep
         copies.Route(sender="", physical=target.physical,
                      maildrop_login=target.maildrop_login))
     if sent.fresh:
-        logs.decision(log, "notice", sw_id=subject, queue_id=inbound_queue_id(p.fields),
+        logs.decision(log, "notice", sw_id=subject, queue_id=p.queue_id,
                       level=logging.ERROR if sent.refusal else logging.INFO, kind=kind,
                       to=target.logical, state="refused" if sent.refusal else "sent",
                       copy_queue_id=sent.queue_id, copy=claim.copy_message_id,

@@ -27,7 +27,6 @@ from singlewindow.store.snapshot import Lookups
 from singlewindow.transport import checks, dsn, retry, translate
 
 _CLAIM = re.compile(r"(?:^|;)\s*(id|party|queue)=([^;\s]{1,64})")
-_RECEIVED_ID = re.compile(r"\bid\s+([0-9A-Za-z]{6,40})\b")
 _STAMP_LINE = re.compile(rb"(?im)^" + originmod.HEADER.encode() + rb":[ \t]*([^\r\n]*)")
 #: The notice header's first word (:data:`automatic.NOTICE_HEADER`) → the kind recorded.
 _NOTICE_KINDS = {"agency-dsn": "agency-failure", "control": "control"}
@@ -169,14 +168,6 @@ def claimed(fields: list[translate.Field]) -> dict[str, str]:
     stamps = _stamps(fields)
     found = {m[1]: m[2] for m in _CLAIM.finditer(stamps[0])} if stamps else {}
     return {f"claimed_{k}": v for k, v in found.items()}
-
-
-def inbound_queue_id(fields: list[translate.Field]) -> str | None:
-    """Postfix's queue id of the message as it reached the transport: the ``id`` in
-    the Received header its cleanup prepended (the first one)."""
-    received = next((f for name, f in fields if name == "received"), None)
-    match = _RECEIVED_ID.search(translate.field_value(received)) if received else None
-    return match[1] if match else None
 
 
 def arrival(fields: list[translate.Field]) -> float:

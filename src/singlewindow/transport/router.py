@@ -212,7 +212,7 @@ class Router:
         p = progress.prepared
         assert p is not None
         claimed = parsed.claimed(p.fields)
-        queue_id = parsed.inbound_queue_id(p.fields)
+        queue_id = p.queue_id
         with self.pool.connection() as conn:
             conn.autocommit = True
             swid = progress.refused

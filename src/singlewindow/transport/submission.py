@@ -88,11 +88,12 @@ def submission(ctx: Context, conn: Conn, progress: Progress, o: originmod.Origin
     why = p.automatic(mail_from)
     if progress.hops is None:
         progress.hops = record(ctx, conn, p, o, mail_from, why)
+    hops = progress.hops
     target = ctx.where.find_logical(rcpt)
-    refused = unmatched or check(ctx, progress, o, mail_from, rcpt, target)
+    refused = unmatched or check(ctx, progress, o, mail_from, rcpt, target, hops)
     if refused is None:
         assert target is not None
-        answer = _passed(ctx, conn, progress, o, mail_from, target, why)
+        answer = _passed(ctx, conn, progress, o, mail_from, target, why, hops)
     else:
         answer = Answer(refused.with_text(
             f"{refused.text} (Single Window message {o.message_id})"))
@@ -107,7 +108,8 @@ def submission(ctx: Context, conn: Conn, progress: Progress, o: originmod.Origin
 
 
 def _passed(ctx: Context, conn: Conn, progress: Progress, o: originmod.Origin,
-            mail_from: str, target: directory.Address, why: str | None) -> Answer:
+            mail_from: str, target: directory.Address, why: str | None,
+            hops: int) -> Answer:
     """A recipient that passed the checks: the MIG decides whether its copies go."""
     p = progress.prepared
     assert p is not None
@@ -118,7 +120,6 @@ def _passed(ctx: Context, conn: Conn, progress: Progress, o: originmod.Origin,
         return Answer(result.with_text(
             f"{result.text} (Single Window message {o.message_id})"), events=measured)
     if result.valid:
-        hops = progress.hops if progress.hops is not None else p.hops
         reply, recorded = forward(ctx, conn, o, mail_from, target, p, result,
                                   progress.known_headers(ctx.where), hops, measured)
         return Answer(reply, recorded)
@@ -140,14 +141,14 @@ def _passed(ctx: Context, conn: Conn, progress: Progress, o: originmod.Origin,
 
 
 def check(ctx: Context, progress: Progress, o: originmod.Origin, mail_from: str,
-          rcpt: str, target: directory.Address | None) -> Reply | None:
-    """A routing loop first (issue 12), then SPEC R5.3 in its order: content (#1-7),
-    addresses (#8), link (#9), activation (#10). None: the recipient passes."""
+          rcpt: str, target: directory.Address | None, hops: int) -> Reply | None:
+    """A routing loop first (issue 12: ``hops`` as :func:`record` counted them), then
+    SPEC R5.3 in its order: content (#1-7), addresses (#8), link (#9), activation (#10).
+    None: the recipient passes."""
     p = progress.prepared
     assert p is not None
     where = ctx.where
     limit = ctx.config.transport.hop_limit
-    hops = progress.hops if progress.hops is not None else p.hops
     if hops > limit:
         answers = (f" (counting the messages it answers within "
                    f"{ctx.config.transport.reply_window:g} s)" if hops > p.hops else "")
