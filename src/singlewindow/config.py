@@ -507,7 +507,7 @@ class Notices:
     #: An operator's own wording: a template here replaces the package's template of the
     #: same name (``agency_failure.txt.j2``, ``bounce.cf.j2``, …), the rest stay the
     #: package's. A missing directory is none; the daemons' user must be able to read it
-    #: (the transport renders from it). A daemon refuses to start when a template
+    #: (the transport renders from it). The transport refuses to start when a template
     #: here has a name no notice has or a syntax error; one that fails when rendered is
     #: logged as an ERROR and the package's is rendered instead, so no notice is lost.
     templates_dir: Path = Path("/etc/singlewindow/notices")

@@ -147,21 +147,25 @@ def argument_parser(description: str) -> argparse.ArgumentParser:
 
 
 def load_config(args: argparse.Namespace) -> configmod.Config:
-    """The daemon's configuration, or exit saying what is wrong with it. The notices'
-    override templates (``[notices] templates_dir``) are checked here and used from here
-    on, so a daemon does not start with one it could never render."""
+    """The daemon's configuration, or exit saying what is wrong with it."""
     try:
         if getattr(args, "config", None) and not args.state_dir:
-            config = configmod.load(Path(args.config))
-        else:
-            config = configmod.locate(args.state_dir)
+            return configmod.load(Path(args.config))
+        return configmod.locate(args.state_dir)
     except configmod.ConfigError as exc:
         raise SystemExit(f"configuration: {exc}") from None
+
+
+def use_notices(config: configmod.Config) -> None:
+    """Check the notices' override templates (``[notices] templates_dir``) and use them
+    from here on, or exit naming the file. Only the daemon that writes notices (the
+    transport) calls this: a broken wording must not stop the policy daemon or the
+    milter, so submissions keep being accepted while the transport waits for a fix
+    (Postfix keeps what it cannot hand over)."""
     try:
         notices.use(config.notices.templates_dir)
     except notices.NoticeError as exc:
         raise SystemExit(f"configuration: notices.templates_dir: {exc}") from None
-    return config
 
 
 def run_asyncio(name: str, description: str,

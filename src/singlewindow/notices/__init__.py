@@ -89,7 +89,8 @@ def check(templates_dir: Path) -> None:
 
 def use(templates_dir: Path | None) -> None:
     """Search ``templates_dir`` first for this process's notices, once :func:`check`
-    accepts it (a daemon calls this at start, so it refuses to start with a broken one)."""
+    accepts it (the transport calls this at start, so it refuses to start with a broken
+    one: :func:`singlewindow.daemon.use_notices`)."""
     global _override
     if templates_dir is not None:
         check(templates_dir)

@@ -264,6 +264,7 @@ def main(argv: list[str] | None = None) -> None:
     description = "Single Window routing transport (LMTP)"
     args = daemon.argument_parser(description).parse_args(argv)
     config = daemon.load_config(args)
+    daemon.use_notices(config)  # the transport writes the notices (issue 17)
     daemon.setup_logging("sw-transport", args.verbose, config.log.format)
     if config.transport.processes < 1:
         raise SystemExit("configuration: transport.processes must be at least 1")

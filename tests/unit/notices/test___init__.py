@@ -134,14 +134,16 @@ def test_a_daemon_refuses_to_start_with_an_unusable_override(tmp_path: Path) -> 
     path.write_text(f'[notices]\ntemplates_dir = "{tmp_path / "notices"}"\n')
     assert config.load(path).notices.templates_dir == tmp_path / "notices"
     args = argparse.Namespace(config=str(path), state_dir=None)
+    loaded = daemon.load_config(args)  # the policy daemon and the milter start
     with pytest.raises(SystemExit, match=r"configuration: notices\.templates_dir: .*"
                                          r"control_message\.txt\.j2, line 1"):
-        daemon.load_config(args)
+        daemon.use_notices(loaded)  # the transport, which writes notices, does not
 
 
 def test_a_daemon_uses_the_configured_override(tmp_path: Path) -> None:
     (tmp_path / "success_dsn.txt.j2").write_text("Delivered to {{ hub_name }}.\n")
     path = tmp_path / "singlewindow.toml"
     path.write_text(f'[notices]\ntemplates_dir = "{tmp_path}"\n')
-    daemon.load_config(argparse.Namespace(config=str(path), state_dir=None))
+    daemon.use_notices(daemon.load_config(argparse.Namespace(config=str(path),
+                                                              state_dir=None)))
     assert b"Delivered to Single Window.\r\n" in every_notice()["delivered"]
