@@ -50,15 +50,20 @@ def test_a_pid_file_is_read_and_a_broken_one_is_none(state: Path) -> None:
 
 
 def test_alive_means_that_pid_runs_the_named_program() -> None:
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)",
-                              "sw-services-marker"])
+    child = subprocess.Popen([sys.executable, "-c",
+                              "import time; print('up', flush=True); time.sleep(30)",
+                              "sw-services-marker"], stdout=subprocess.PIPE)
     try:
+        # Running its own code, so exec is done: before it, /proc shows pytest's cmdline.
+        assert child.stdout is not None and child.stdout.readline() == b"up\n"
         assert services.alive(child.pid, "sw-services-marker")
         # A reused pid running something else is not the daemon.
         assert not services.alive(child.pid, "singlewindow.transport")
     finally:
         child.kill()
         child.wait()
+        if child.stdout is not None:
+            child.stdout.close()
     assert not services.alive(child.pid, "sw-services-marker")
 
 
