@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,9 +18,8 @@ from typing import Any
 import psycopg
 
 from singlewindow import config as configmod
-from singlewindow import deploy, ipsec, passwords, stack
+from singlewindow import deploy, ipsec, passwords, stack, trace
 from singlewindow.store import StoreError, connect, directory, messages, migrate, tunnels
-from singlewindow.transport import evidence
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -305,52 +303,11 @@ def _sent(copy: dict[str, Any]) -> str:
     return text + (f", deferred {waits}x: a POP3 session held the maildrop" if waits else "")
 
 
-_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+[A-Za-z0-9]")
 #: A copy row's pseudo-recipient → the generated mail whose first leg (into Postfix, to
 #: the submitter's logical address) it records.
 _FIRST_LEG = {"*control*": "control message", "*agency-failure*": "agency-failure notice"}
 _NOTICE_KINDS = {"dsn": "DSN", "control": "control message",
                  "agency-failure": "agency-failure notice"}
-
-
-def _status_rows(lines: list[evidence.Status], shown: Callable[[str], str]
-                 ) -> list[dict[str, str]]:
-    return [{"to": shown(st.to), "relay": st.relay, "dsn": st.dsn, "status": st.status,
-             "text": shown(st.text)} for st in lines]
-
-
-def _postfix_status(conn: psycopg.Connection[Any], config: configmod.Config,
-                    rows: list[dict[str, Any]], inbound: str | None = None
-                    ) -> dict[str, Any] | None:
-    """Add to each copy or notice row how Postfix's delivery of it went (``postfix``: its
-    log's status lines), with every party's physical address shown as its logical one.
-    The hub's own mail has the null sender, so this is the only place its failure shows.
-
-    ``inbound``: the submission's own queue id; returned, its attempts (into the
-    transport) and the DSNs Postfix wrote about it, each with its own attempts (issue 14:
-    a failure DSN on its way back to the submitter)."""
-    ids = {r["queue_id"] for r in rows if r["queue_id"] and r["queue_id"] != "maildrop"}
-    trail = evidence.postfix_trail(config.postfix_maillog, ids,
-                                   follow=frozenset({inbound} if inbound else ()))
-    words = {m[0].lower() for s in trail.status.values() for st in s
-             for m in _ADDRESS.finditer(f"{st.to} {st.text}")}
-    known = directory.known_addresses(conn, words)
-
-    def shown(text: str) -> str:
-        def one(match: re.Match[str]) -> str:
-            address = known.get(match[0].lower())
-            return address.logical if address is not None else match[0]
-        return _ADDRESS.sub(one, text)
-
-    for r in rows:
-        r["postfix"] = _status_rows(trail.status.get(r["queue_id"] or "", []), shown)
-    if not inbound:
-        return None
-    return {"queue_id": inbound, "status": _status_rows(trail.status[inbound], shown),
-            "notifications": [
-                {"what": what, "queue_id": dsn_queue_id,
-                 "status": _status_rows(trail.status[dsn_queue_id], shown)}
-                for what, dsn_queue_id in trail.notified[inbound]]}
 
 
 def _print_status(lines: list[dict[str, str]], indent: str = "    ") -> None:
@@ -363,14 +320,6 @@ def _print_event(e: dict[str, Any]) -> None:
     print(f"  {e['at']:%H:%M:%S.%f} {e['kind']} {json.dumps(e['detail'], sort_keys=True)}")
 
 
-def _count_deferrals(rows: list[dict[str, Any]], events: list[dict[str, Any]]) -> None:
-    """Each row's ``maildrop_deferrals``: its ``maildrop-deferred`` events."""
-    for r in rows:
-        r["maildrop_deferrals"] = sum(
-            1 for e in events if e["kind"] == "maildrop-deferred"
-            and e["detail"].get("copy_message_id") == r["copy_message_id"])
-
-
 def _notice_label(n: dict[str, Any], submitter: str | None) -> str:
     label = _NOTICE_KINDS.get(n["kind"], n["kind"])
     if n["kind"] == "dsn" and submitter and n["recipient"].lower() == submitter.lower():
@@ -381,15 +330,7 @@ def _notice_label(n: dict[str, Any], submitter: str | None) -> str:
 def trace_cmd(args: argparse.Namespace) -> int:
     config = _config(args)
     with _db(args) as conn:
-        found = messages.trace(conn, args.id)
-        if found is not None and found["id"] is None:
-            # A notice about no known message has only its own row (messages.trace).
-            _count_deferrals([found["notice"]], found["notice"]["events"])
-            _postfix_status(conn, config, [found["notice"]])
-        elif found is not None:
-            rows = [*found["forwards"], *found["notices"]]
-            _count_deferrals(rows, found["events"])
-            found["postfix"] = _postfix_status(conn, config, rows, found["queue_id"])
+        found = trace.find(conn, config, args.id)
     if found is None:
         raise CommandError(f"no message with id {args.id!r}")
     if args.json:

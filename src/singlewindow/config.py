@@ -21,6 +21,7 @@ File layout::
     [ipsec]      the IPsec tunnels of the MTA interface on a deployed edge (SPEC D11)
     [notices]    an operator's own wording of the notices the hub writes (DSNs, control
                  messages; singlewindow.notices, docs/notices.md)
+    [console]    the web console for operators and companies (singlewindow.console)
 """
 
 from __future__ import annotations
@@ -58,7 +59,11 @@ DAEMON_ROLE = "sw_daemon"
 POSTFIX_ROLE = "sw_postfix"
 #: Dovecot's passdb and userdb: SELECT on the accounts' login and hashes.
 DOVECOT_ROLE = "sw_dovecot"
-ROLES = (OWNER_ROLE, ADMIN_ROLE, DAEMON_ROLE, POSTFIX_ROLE, DOVECOT_ROLE)
+#: The web console (issue 18, :mod:`singlewindow.console`): reads the message log and the
+#: directory, checks logins against operators' and accounts' strong hashes, keeps its own
+#: sessions and failed logins; writes nothing else.
+CONSOLE_ROLE = "sw_console"
+ROLES = (OWNER_ROLE, ADMIN_ROLE, DAEMON_ROLE, POSTFIX_ROLE, DOVECOT_ROLE, CONSOLE_ROLE)
 
 #: Bytes kept for a copy's header block within ``transport.copy_size_limit``.
 COPY_HEADER_ROOM = 64 * 1024
@@ -513,6 +518,36 @@ class Notices:
     templates_dir: Path = Path("/etc/singlewindow/notices")
 
 
+@dataclass(frozen=True, slots=True)
+class Console:
+    """The web console, ``python -m singlewindow.console.server`` (issue 18): operators
+    search the message log, companies follow their own submissions. HTTPS only."""
+
+    #: ``HOST:PORT`` (``[ADDRESS]:PORT`` for IPv6) where the console serves HTTPS. The
+    #: local stack keeps it on loopback; a deployed node sets its management address
+    #: (the Ansible roles), never a public listener's.
+    listen: str = "127.0.0.1:8443"
+    #: PEM certificate chain and key of the console; empty: the hub's ``[tls]`` ones.
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    #: A session ends after this many seconds without a request ...
+    session_idle_seconds: int = 1800
+    #: ... and this many seconds after the login, whatever happens.
+    session_max_seconds: int = 12 * 3600
+    #: Every failed login is answered only after this many seconds (slowed logins).
+    login_delay: float = 1.0
+    #: After this many failed logins for one login name, or from one client address,
+    #: within ``login_window_seconds``, further attempts are refused (HTTP 429) until the
+    #: window has passed, the right password included.
+    login_attempts: int = 5
+    login_window_seconds: int = 900
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """``listen`` as (host, port)."""
+        return host_port(self.listen, "console.listen")
+
+
 #: The formats of the daemons' log lines (``[log] format``).
 LOG_FORMATS = ("keyvalue", "json", "journal")
 
@@ -728,6 +763,7 @@ class Config:
     maildrop: Maildrop = field(default_factory=Maildrop)
     ipsec: Ipsec = field(default_factory=Ipsec)
     notices: Notices = field(default_factory=Notices)
+    console: Console = field(default_factory=Console)
 
     @property
     def cert_file(self) -> Path:
@@ -736,6 +772,14 @@ class Config:
     @property
     def key_file(self) -> Path:
         return self.tls.key_file or self.paths.tls_dir / "key.pem"
+
+    @property
+    def console_cert_file(self) -> Path:
+        return self.console.cert_file or self.cert_file
+
+    @property
+    def console_key_file(self) -> Path:
+        return self.console.key_file or self.key_file
 
     @property
     def ca_file(self) -> Path:
@@ -819,6 +863,7 @@ def parse(text: str, base: Config | None = None) -> Config:
                           f"not {config.log.format!r}")
     config.maildrop.check()
     config.ipsec.check()
+    config.console.address  # noqa: B018 (refuses a malformed listen now, not at start)
     return config
 
 

@@ -33,6 +33,8 @@ PEER_MAP: tuple[tuple[str, str], ...] = (
     (MAILDROP_USER, configmod.DAEMON_ROLE),
     ("postfix", configmod.POSTFIX_ROLE),
     ("dovecot", configmod.DOVECOT_ROLE),
+    ("root", configmod.CONSOLE_ROLE),
+    (MAILDROP_USER, configmod.CONSOLE_ROLE),
 )
 
 #: Diffie-Hellman parameters Debian's Dovecot package ships, used when present.

@@ -1,0 +1,88 @@
+"""The whole way of one message, as ``swctl trace`` prints it and the web console shows it
+(issue 18): one gathering of the facts, two ways of showing them.
+
+:func:`find` reads the message log (:func:`singlewindow.store.messages.trace`), counts
+each copy's maildrop deferrals and adds how Postfix's delivery of each leg went, from its
+log, with every party's physical address shown as its logical one.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+
+from singlewindow import config as configmod
+from singlewindow.store import directory, messages
+from singlewindow.transport import evidence
+
+
+def find(conn: psycopg.Connection[Any], config: configmod.Config, ident: str
+         ) -> dict[str, Any] | None:
+    """One message by Single Window id, either leg's queue id or Message-ID (see
+    :func:`singlewindow.store.messages.trace`), with ``postfix`` status lines on each
+    copy and notice, ``maildrop_deferrals`` counted, and the inbound leg's own Postfix
+    trail in ``postfix``; None when nothing is known by that id."""
+    found = messages.trace(conn, ident)
+    if found is not None and found["id"] is None:
+        # A notice about no known message has only its own row (messages.trace).
+        _count_deferrals([found["notice"]], found["notice"]["events"])
+        _postfix_status(conn, config, [found["notice"]])
+    elif found is not None:
+        rows = [*found["forwards"], *found["notices"]]
+        _count_deferrals(rows, found["events"])
+        found["postfix"] = _postfix_status(conn, config, rows, found["queue_id"])
+    return found
+
+
+_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+[A-Za-z0-9]")
+
+
+def _status_rows(lines: list[evidence.Status], shown: Callable[[str], str]
+                 ) -> list[dict[str, str]]:
+    return [{"to": shown(st.to), "relay": st.relay, "dsn": st.dsn, "status": st.status,
+             "text": shown(st.text)} for st in lines]
+
+
+def _postfix_status(conn: psycopg.Connection[Any], config: configmod.Config,
+                    rows: list[dict[str, Any]], inbound: str | None = None
+                    ) -> dict[str, Any] | None:
+    """Add to each copy or notice row how Postfix's delivery of it went (``postfix``: its
+    log's status lines), with every party's physical address shown as its logical one.
+    The hub's own mail has the null sender, so this is the only place its failure shows.
+
+    ``inbound``: the submission's own queue id; returned, its attempts (into the
+    transport) and the DSNs Postfix wrote about it, each with its own attempts (issue 14:
+    a failure DSN on its way back to the submitter)."""
+    ids = {r["queue_id"] for r in rows if r["queue_id"] and r["queue_id"] != "maildrop"}
+    trail = evidence.postfix_trail(config.postfix_maillog, ids,
+                                   follow=frozenset({inbound} if inbound else ()))
+    words = {m[0].lower() for s in trail.status.values() for st in s
+             for m in _ADDRESS.finditer(f"{st.to} {st.text}")}
+    known = directory.known_addresses(conn, words)
+
+    def shown(text: str) -> str:
+        def one(match: re.Match[str]) -> str:
+            address = known.get(match[0].lower())
+            return address.logical if address is not None else match[0]
+        return _ADDRESS.sub(one, text)
+
+    for r in rows:
+        r["postfix"] = _status_rows(trail.status.get(r["queue_id"] or "", []), shown)
+    if not inbound:
+        return None
+    return {"queue_id": inbound, "status": _status_rows(trail.status[inbound], shown),
+            "notifications": [
+                {"what": what, "queue_id": dsn_queue_id,
+                 "status": _status_rows(trail.status[dsn_queue_id], shown)}
+                for what, dsn_queue_id in trail.notified[inbound]]}
+
+
+def _count_deferrals(rows: list[dict[str, Any]], events: list[dict[str, Any]]) -> None:
+    """Each row's ``maildrop_deferrals``: its ``maildrop-deferred`` events."""
+    for r in rows:
+        r["maildrop_deferrals"] = sum(
+            1 for e in events if e["kind"] == "maildrop-deferred"
+            and e["detail"].get("copy_message_id") == r["copy_message_id"])
