@@ -137,7 +137,7 @@ async def queue(request: Request) -> Response:
 
 
 def error_page(status: int, text: str, who: store.Session | None = None) -> HTMLResponse:
-    return render("error.html.j2", status, who, status=status, text=text)
+    return render("error.html.j2", status, who, code=status, text=text)
 
 
 ROUTES = [
