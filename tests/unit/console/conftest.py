@@ -109,7 +109,7 @@ def received(conn: psycopg.Connection[Any], swid: str, party: str, sender: str,
 
 
 def make_messages(conn: psycopg.Connection[Any]) -> None:
-    paxlst = "PAXLST:D:05B:UN:IATA"
+    paxlst = "PAXLST-D05B"
     # SW_A: acme -> customs, forwarded, the agency's DSN back, a DSN to acme, a response.
     received(conn, SW_A, "acme", "edi@acme.example", "Flight LH400 passengers")
     messages.record_outcome(conn, SW_A, f"customs@{D}", "250 2.0.0",
