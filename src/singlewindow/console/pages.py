@@ -7,6 +7,7 @@ not see is "not found" (404), exactly as what does not exist.
 
 from __future__ import annotations
 
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ _env = jinja2.Environment(
     loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)), autoescape=True,
     undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 _env.filters["iso"] = timeline.iso
-_env.filters["utc"] = lambda at: (at.astimezone(timeline.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+_env.filters["utc"] = lambda at: (at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
                                   if at is not None else "")
 
 

@@ -9,7 +9,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from singlewindow.console import app as appmod
-from tests.unit.console.conftest import SW_A, World
+from tests.unit.console.world import SW_A, World
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")

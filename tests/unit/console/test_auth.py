@@ -12,7 +12,7 @@ import pytest
 
 from singlewindow import passwords
 from singlewindow.console import auth
-from tests.unit.console.conftest import PASSWORD, World
+from tests.unit.console.world import PASSWORD, World
 
 
 def _cookie_attributes(set_cookie: str) -> tuple[str, str, set[str], dict[str, str]]:

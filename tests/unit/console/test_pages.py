@@ -9,8 +9,17 @@ from typing import Any
 import lxml.html
 import pytest
 
-from tests.unit.console.conftest import (AGENCY_HOST, AGENCY_IP, AGENCY_PHYSICAL, PEER_IP,
-                                         SW_A, SW_B, SW_C, SW_R, World)
+from tests.unit.console.world import (
+    AGENCY_HOST,
+    AGENCY_IP,
+    AGENCY_PHYSICAL,
+    PEER_IP,
+    SW_A,
+    SW_B,
+    SW_C,
+    SW_R,
+    World,
+)
 
 #: What ``postqueue -j`` prints (one JSON object per line, postqueue(1)).
 QUEUE_LISTING = (

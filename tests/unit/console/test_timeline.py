@@ -9,8 +9,15 @@ from datetime import UTC, datetime, timedelta
 from singlewindow import trace
 from singlewindow.console import timeline
 from singlewindow.console.timeline import Privacy, Step
-from tests.unit.console.conftest import (AGENCY_HOST, AGENCY_IP, AGENCY_PHYSICAL, PEER_IP,
-                                         SW_A, SW_B, World)
+from tests.unit.console.world import (
+    AGENCY_HOST,
+    AGENCY_IP,
+    AGENCY_PHYSICAL,
+    PEER_IP,
+    SW_A,
+    SW_B,
+    World,
+)
 
 ACME_ONLY = Privacy(frozenset({"customs@sw.test", "acme@sw.test", "edi@acme.example"}),
                     {AGENCY_PHYSICAL: "customs@sw.test"})
