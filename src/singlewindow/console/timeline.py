@@ -261,6 +261,13 @@ def _company_copy(f: dict[str, Any], privacy: Privacy) -> Step:
                 [privacy.scrub(state)])
 
 
+def found_logical(found: dict[str, Any]) -> set[str]:
+    """The logical addresses a message was sent to (its recipients, its copies')."""
+    return {str(r["recipient"]).lower() for r in found["recipients"]} | {
+        str(f["destination"]).lower() for f in found["forwards"]
+        if not str(f["recipient"]).startswith("*")}
+
+
 def company_view(found: dict[str, Any], outcome: str | None,
                  responses: list[dict[str, Any]], privacy: Privacy) -> View:
     """What the submitting company may see of its own message."""
@@ -272,8 +279,10 @@ def company_view(found: dict[str, Any], outcome: str | None,
     for n in found["notices"]:
         label = NOTICE_KINDS.get(n["kind"], n["kind"])
         state = "sent" if n["state"] == "injected" else n["state"]
-        steps.append(Step(n["injected_at"], "notice",
-                          privacy.scrub(f"{label} to {n['recipient']}"), [state]))
+        to = privacy.address(n["recipient"])
+        steps.append(Step(n["injected_at"], "notice", f"{label} sent back to you ({to})"
+                          if to not in (WITHHELD, *found_logical(found)) else
+                          f"{label} to {to}", [state]))
     summary = {"id": found["id"], "received_at": found["received_at"],
                "listener": found["listener"], "subject": found.get("subject"),
                "message_type": found.get("message_type"),

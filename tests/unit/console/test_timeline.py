@@ -77,7 +77,7 @@ def test_company_view_shows_logical_addresses_only(world: w.World) -> None:
     agency = next(s for s in view.steps if s.kind == "agency-dsn")
     assert agency.details[0].startswith("customs@sw.test: delivered 2.0.0")
     # Its own physical address stays; the response's sender reads as its logical one.
-    assert any(s.title == "DSN to edi@acme.example" for s in view.steps)
+    assert any(s.title == "DSN sent back to you (edi@acme.example)" for s in view.steps)
     assert view.responses == [{"id": "SWR", "received_at": None, "subject": "Re",
                                "message_type": None, "outcome": "forwarded",
                                "from": "customs@sw.test"}]
