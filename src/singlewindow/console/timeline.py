@@ -164,6 +164,30 @@ def _event_title(kind: str, d: dict[str, Any]) -> tuple[str, list[str]]:
         f"{k}: {v}" for k, v in sorted(d.items())]
 
 
+#: What the message page's summary shows an operator.
+SUMMARY = ("id", "received_at", "listener", "party", "envelope_from", "sasl_login",
+           "peer_address", "queue_id", "header_message_id", "message_type", "subject",
+           "payload_sha256", "in_reply_to")
+
+
+def notice_view(found: dict[str, Any]) -> View:
+    """Mail the hub generated about no known message (``trace.find``'s ``{"id": None,
+    "notice": ...}``), for operators: the notice, its Postfix lines, its events."""
+    n = found["notice"]
+    label = NOTICE_KINDS.get(n["kind"], n["kind"])
+    summary: dict[str, Any] = dict.fromkeys(SUMMARY)
+    summary.update({"id": n["copy_message_id"], "received_at": n["created_at"],
+                    "listener": "the hub itself", "queue_id": n["queue_id"],
+                    "header_message_id": n["copy_message_id"], "outcome": None,
+                    "subject": f"{label} about no known message"})
+    steps = [Step(n["injected_at"] or n["created_at"], "notice",
+                  f"{label} to {n['recipient']}",
+                  [_sent(n), *_status_lines(n.get("postfix"))])]
+    steps += [Step(e["at"], e["kind"], *_event_title(e["kind"], e["detail"]))
+              for e in n.get("events", [])]
+    return View(summary, [], ordered(steps), [], [])
+
+
 def operator_view(found: dict[str, Any], outcome: str | None,
                   responses: list[dict[str, Any]]) -> View:
     """Everything ``swctl trace`` shows, as steps by time."""
@@ -193,10 +217,7 @@ def operator_view(found: dict[str, Any], outcome: str | None,
         steps.append(Step(r["at"], "stamp-refused",
                           f"A forged stamp claiming this id was refused: {r['message_id']}",
                           [str(r["detail"].get("reason"))]))
-    summary = {k: found.get(k) for k in (
-        "id", "received_at", "listener", "party", "envelope_from", "sasl_login",
-        "peer_address", "queue_id", "header_message_id", "message_type", "subject",
-        "payload_sha256", "in_reply_to")}
+    summary = {k: found.get(k) for k in SUMMARY}
     summary["outcome"] = outcome
     return View(summary, [_recipient(r) for r in found["recipients"]], ordered(steps),
                 findings(found), responses)

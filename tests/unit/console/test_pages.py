@@ -9,6 +9,7 @@ from typing import Any
 import lxml.html
 import pytest
 
+from singlewindow.store import messages
 from tests.unit.console import world as w
 
 #: What ``postqueue -j`` prints (one JSON object per line, postqueue(1)).
@@ -205,3 +206,18 @@ def test_the_queue_page_says_when_postqueue_fails(world: w.World) -> None:
     client, _ = world.logged_in("op")
     page = tree(client.get("/queue"))
     assert "postqueue" in page.xpath("string(//p[@id='queue-error'])")
+
+
+def test_a_notice_about_no_known_message_has_a_page_for_operators_only(
+        world: w.World) -> None:
+    notice = messages.claim_notice(world.conn, messages.Notice(
+        "u" * 64, None, "edi@acme.example", "edi@acme.example", "dsn", "<SWNorphan@sw.test>"),
+        60)
+    messages.mark_injected(world.conn, notice, "QORPH")
+    client, _ = world.logged_in("op")
+    page = tree(client.get("/messages/QORPH"))
+    assert "SWNorphan" in page.xpath("string(//h1[@id='message-id'])")
+    assert page.xpath("//ol[@id='timeline']/li/@data-kind") == ["notice"]
+    company, _ = world.logged_in("acme-desk")
+    assert company.get("/messages/QORPH").status_code == 404
+    assert company.get("/api/messages/QORPH").status_code == 404
