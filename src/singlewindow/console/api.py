@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from singlewindow import config as configmod
 from singlewindow import health, trace
 from singlewindow.console import auth, timeline
 from singlewindow.store import console as store
@@ -118,7 +119,8 @@ def search(conn: Conn, q: store.Query, who: store.Session) -> list[dict[str, Any
 
 # --- one message -------------------------------------------------------------------------
 
-def view(conn: Conn, config: Any, who: store.Session, ident: str) -> timeline.View | None:
+def view(conn: Conn, config: configmod.Config, who: store.Session, ident: str
+         ) -> timeline.View | None:
     """The message ``ident`` names as ``who`` may see it; None: no such message, or not
     one ``who`` may see (never told apart)."""
     found = trace.find(conn, config, ident.strip()) if 0 < len(ident) <= 998 else None
@@ -147,7 +149,7 @@ def view_json(v: timeline.View) -> dict[str, Any]:
 
 # --- the queue ---------------------------------------------------------------------------
 
-def queue(config: Any) -> dict[str, Any]:
+def queue(config: configmod.Config) -> dict[str, Any]:
     """Postfix's queue counts and its oldest deferred entries with their reasons, or
     ``error`` when ``postqueue`` could not be asked."""
     now = time.time()

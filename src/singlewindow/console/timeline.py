@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -104,7 +104,8 @@ def ordered(steps: Iterable[Step]) -> list[Step]:
     return sorted(steps, key=lambda s: s.at if s.at is not None else far)
 
 
-def findings(found: dict[str, Any], scrub: Any = str) -> list[dict[str, Any]]:
+def findings(found: dict[str, Any], scrub: Callable[[Any], str] = str
+             ) -> list[dict[str, Any]]:
     """The MIG's findings as the control message carried them (its event's ``errors``):
     code, position, rule, text."""
     rows = []
@@ -223,7 +224,7 @@ def operator_view(found: dict[str, Any], outcome: str | None,
                 findings(found), responses)
 
 
-def _recipient(r: dict[str, Any], scrub: Any = str) -> dict[str, Any]:
+def _recipient(r: dict[str, Any], scrub: Callable[[Any], str] = str) -> dict[str, Any]:
     return {"recipient": r["recipient"], "status": r["status"],
             "reason": scrub(r["reason"]), "decided_at": r.get("decided_at")}
 
