@@ -75,7 +75,11 @@ def test_a_company_sees_its_own_and_never_another_partys(world: w.World) -> None
     assert [m["id"] for m in client.get("/api/messages", params={"party": "bright"}
                                         ).json()["messages"]] == [w.SW_C, w.SW_A]
     assert client.get("/api/messages", params={"q": w.SW_B}).json() == {"messages": []}
-    for ident in (w.SW_B, w.SW_R, "SW20991231000000000ffff0000"):
+    # Its own message by its own Message-ID, as its EDI desk knows it.
+    own = client.get(f"/api/messages/<{w.SW_A.lower()}@acme.example>")
+    assert own.status_code == 200 and own.json()["message"]["id"] == w.SW_A
+    for ident in (w.SW_B, w.SW_R, "SW20991231000000000ffff0000",
+                  f"<{w.SW_B.lower()}@bright.example>"):
         answer = client.get(f"/api/messages/{ident}")
         assert answer.status_code == 404 and answer.json() == {"error": "no such message"}
     for path in ("/api/parties", "/api/parties/acme", "/api/queue"):
