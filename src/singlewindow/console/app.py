@@ -9,12 +9,14 @@ the directory as the ``sw_console`` role and writes only its sessions and failed
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -38,6 +40,7 @@ SECURITY_HEADERS = {
     "referrer-policy": "no-referrer",
     "strict-transport-security": "max-age=31536000",
 }
+log = logging.getLogger("singlewindow.console")
 #: Pool size: a console serves a few people at a time.
 POOL_SIZE = 4
 
@@ -102,6 +105,18 @@ async def refused(request: Request, exc: Exception) -> Response:
     return response
 
 
+async def unavailable(request: Request, exc: Exception) -> Response:
+    """The database did not answer: 503, so the person retries rather than thinks the
+    message or the session is gone."""
+    log.warning("console: database unavailable: %s", exc)
+    text = "the message log is unavailable right now; try again shortly"
+    if _is_api(request):
+        return JSONResponse({"error": text}, status_code=503, headers={"Retry-After": "10"})
+    response = pages.error_page(503, text)
+    response.headers["Retry-After"] = "10"
+    return response
+
+
 def console_pool(config: configmod.Config) -> ConnectionPool[Any]:
     """Connections as the ``sw_console`` role (autocommit: each statement stands alone)."""
     db = config.database
@@ -132,7 +147,8 @@ def create_app(config: configmod.Config, pool: ConnectionPool[Any] | None = None
     app = Console(
         routes=[*pages.ROUTES, *api.ROUTES,
                 Mount("/static", StaticFiles(directory=STATIC_DIR), name="static")],
-        exception_handlers={auth.Refused: refused, HTTPException: refused},
+        exception_handlers={auth.Refused: refused, HTTPException: refused,
+                            PoolTimeout: unavailable, psycopg.OperationalError: unavailable},
         lifespan=lifespan)
     app.state.config = config
     app.state.pool = used
