@@ -62,8 +62,9 @@ def test_the_login_page(world: w.World) -> None:
     assert page.xpath("//input[@id='password']/@type") == ["password"]
     assert page.xpath("//button[@id='login-submit']")
     assert not page.xpath("//p[@id='login-error']")
-    # No script at all, no inline style.
+    # No script at all, no inline style; no favicon to ask for (an empty data: one).
     assert not page.xpath("//script") and not page.xpath("//*[@style]")
+    assert page.xpath("//link[@rel='icon']/@href") == ["data:,"]
 
 
 def test_the_operator_searches_by_each_criterion(world: w.World) -> None:
