@@ -71,12 +71,42 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
+#: The largest request body the console reads: a login form or JSON is a few hundred
+#: bytes; nothing else is sent to it.
+MAX_BODY = 64 * 1024
+
+
+class BodyLimit:
+    """Refuses, before anything reads it, a body larger than :data:`MAX_BODY` (413) or
+    one without a Content-Length (411): every client of the console sends one, and a
+    body of unknown length could only be counted while it is read."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] in ("POST", "PUT", "PATCH", "DELETE"):
+            headers = dict(scope["headers"])
+            length = headers.get(b"content-length")
+            status = None
+            if length is None:
+                status = 411 if b"transfer-encoding" in headers else None
+            elif not length.isdigit() or int(length) > MAX_BODY:
+                status = 413
+            if status is not None:
+                response = JSONResponse({"error": "request body too large or of unknown "
+                                                  "length"}, status_code=status)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 class Console(Starlette):
     """Starlette, with :class:`SecurityHeaders` outside even its error handling, so an
     internal error's answer carries the headers too."""
 
     def build_middleware_stack(self) -> ASGIApp:
-        return SecurityHeaders(super().build_middleware_stack())
+        return SecurityHeaders(BodyLimit(super().build_middleware_stack()))
 
 
 def _is_api(request: Request) -> bool:

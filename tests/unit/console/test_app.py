@@ -3,6 +3,7 @@ path, redirects to the login, its own pool."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -124,3 +125,19 @@ def test_a_database_that_does_not_answer_is_a_503_not_an_error(world: w.World) -
         page = client.get("/messages")
         assert page.status_code == 503 and "unavailable" in page.text
         _secured(page)
+
+
+def test_a_large_body_or_one_of_unknown_length_is_refused_unread(world: w.World) -> None:
+    client = world.client()
+    big = client.post("/api/session", content=b"{" + b" " * (appmod.MAX_BODY + 1) + b"}",
+                      headers={"content-type": "application/json"})
+    assert big.status_code == 413
+    _secured(big)
+
+    def chunks() -> Iterator[bytes]:
+        yield b'{"login": "op", "password": "correct horse battery"}'
+    unknown = client.post("/api/session", content=chunks(),
+                          headers={"content-type": "application/json"})
+    assert unknown.status_code == 411
+    assert client.post("/api/session", json={"login": "op", "password": w.PASSWORD}
+                       ).status_code == 200
