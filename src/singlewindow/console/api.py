@@ -156,9 +156,14 @@ def _company_view(conn: Conn, config: configmod.Config, who: store.Session, iden
 
 
 def view_json(v: timeline.View) -> dict[str, Any]:
-    return {"message": plain({**v.summary, "recipients": v.recipients}),
+    """``GET /api/messages/{id}``'s answer; for operators also ``trace``, every fact of
+    ``swctl trace --json``."""
+    body = {"message": plain({**v.summary, "recipients": v.recipients}),
             "timeline": [s.as_dict() for s in v.steps],
             "findings": plain(v.findings), "responses": plain(v.responses)}
+    if v.trace is not None:
+        body["trace"] = plain(v.trace)
+    return body
 
 
 # --- the queue ---------------------------------------------------------------------------

@@ -55,6 +55,8 @@ class View:
     steps: list[Step]
     findings: list[dict[str, Any]]
     responses: list[dict[str, Any]]
+    #: Operators: trace.find's dict as it is (what ``swctl trace --json`` prints).
+    trace: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +188,7 @@ def notice_view(found: dict[str, Any]) -> View:
                   [_sent(n), *_status_lines(n.get("postfix"))])]
     steps += [Step(e["at"], e["kind"], *_event_title(e["kind"], e["detail"]))
               for e in n.get("events", [])]
-    return View(summary, [], ordered(steps), [], [])
+    return View(summary, [], ordered(steps), [], [], found)
 
 
 def operator_view(found: dict[str, Any], outcome: str | None,
@@ -221,7 +223,7 @@ def operator_view(found: dict[str, Any], outcome: str | None,
     summary = {k: found.get(k) for k in SUMMARY}
     summary["outcome"] = outcome
     return View(summary, [_recipient(r) for r in found["recipients"]], ordered(steps),
-                findings(found), responses)
+                findings(found), responses, found)
 
 
 def _recipient(r: dict[str, Any], scrub: Callable[[Any], str] = str) -> dict[str, Any]:
