@@ -91,6 +91,11 @@ def remove_operator(conn: Conn, name: str) -> None:
                      (name,))
 
 
+def is_operator(conn: Conn, name: str) -> bool:
+    """Is ``name`` an operator's? (``swctl account add`` refuses it as a login.)"""
+    return conn.execute("SELECT 1 FROM operator WHERE name = %s", (name,)).fetchone() is not None
+
+
 def list_operators(conn: Conn) -> list[str]:
     return [r["name"] for r in conn.execute("SELECT name FROM operator ORDER BY name")]
 
@@ -238,7 +243,8 @@ class Query:
     party: str | None = None
     """The submitting party, or the party of a recipient's logical address."""
     message_type: str | None = None
-    """``PAXLST`` matches every release (``PAXLST:...``); a full type exactly."""
+    """A message's name matches each of its releases (``PAXLST``: ``PAXLST-D03B``, ...);
+    a release only itself."""
     outcome: str | None = None
     """One of :data:`OUTCOMES`."""
     since: datetime | None = None
@@ -266,9 +272,10 @@ _CRITERIA = {
     "party": "(p.name = %(party)s OR EXISTS (SELECT 1 FROM message_recipient x"
              " JOIN address a ON a.logical = x.logical JOIN party y ON y.id = a.party_id"
              " WHERE x.message_id = m.id AND y.name = %(party)s))",
+    # A release (PAXLST-D03B, GENDEC-1) is also found by its message's name: the type
+    # without its last "-" part (mig.loader.MessageType.message).
     "message_type": "(m.message_type = %(message_type)s"
-                    " OR (strpos(%(message_type)s, ':') = 0"
-                    "     AND split_part(m.message_type, ':', 1) = %(message_type)s))",
+                    " OR regexp_replace(m.message_type, '-[^-]*$', '') = %(message_type)s)",
     "outcome": "o.outcome = %(outcome)s",
     "since": "m.received_at >= %(since)s",
     "until": "m.received_at < %(until)s",
