@@ -122,8 +122,10 @@ def view(conn: Conn, config: Any, who: store.Session, ident: str) -> timeline.Vi
     """The message ``ident`` names as ``who`` may see it; None: no such message, or not
     one ``who`` may see (never told apart)."""
     found = trace.find(conn, config, ident.strip()) if 0 < len(ident) <= 998 else None
-    if found is None or found["id"] is None:
+    if found is None:
         return None
+    if found["id"] is None:  # a notice about no known message: the hub's own business
+        return timeline.notice_view(found) if who.kind == "operator" else None
     if who.kind != "operator" and (
             who.party_id is None or not store.owned(conn, found["id"], who.party_id)):
         return None
@@ -216,12 +218,12 @@ async def message(request: Request) -> Response:
 
 
 async def parties(request: Request) -> Response:
-    auth.require_operator(await auth.require_session(request))
+    await auth.require_operator(request)
     return _json({"parties": plain(await auth.in_store(request, store.parties))})
 
 
 async def party(request: Request) -> Response:
-    auth.require_operator(await auth.require_session(request))
+    await auth.require_operator(request)
     found = await auth.in_store(request, store.party, request.path_params["name"])
     if found is None:
         return _json({"error": "no such party"}, 404)
@@ -229,7 +231,7 @@ async def party(request: Request) -> Response:
 
 
 async def queue_state(request: Request) -> Response:
-    auth.require_operator(await auth.require_session(request))
+    await auth.require_operator(request)
     return _json(await run_in_threadpool(queue, auth.settings(request)))
 
 

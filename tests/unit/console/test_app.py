@@ -9,7 +9,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from singlewindow.console import app as appmod
-from tests.unit.console.world import SW_A, World
+from tests.unit.console import world as w
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
@@ -27,14 +27,14 @@ def _secured(answer: Any, cached: bool = False) -> None:
         assert h["cache-control"] == "no-store"
 
 
-def test_every_kind_of_response_carries_the_security_headers(world: World) -> None:
+def test_every_kind_of_response_carries_the_security_headers(world: w.World) -> None:
     anonymous = world.client()
     client, _ = world.logged_in("op")
     for answer in (anonymous.get("/"), anonymous.get("/login"), anonymous.get("/messages"),
                    anonymous.get("/api/messages"), anonymous.get("/nowhere"),
                    anonymous.get("/api/nowhere"), client.get("/messages"),
-                   client.get(f"/messages/{SW_A}"), client.get("/api/messages"),
-                   client.get(f"/api/messages/{SW_A}"), client.get("/messages/SWnone"),
+                   client.get(f"/messages/{w.SW_A}"), client.get("/api/messages"),
+                   client.get(f"/api/messages/{w.SW_A}"), client.get("/messages/SWnone"),
                    client.get("/api/messages/SWnone"), client.get("/parties"),
                    client.post("/logout", data={"csrf": "x"})):
         _secured(answer)
@@ -47,7 +47,7 @@ def test_every_kind_of_response_carries_the_security_headers(world: World) -> No
 
 
 def test_an_internal_error_answers_with_the_headers_too(
-        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+        world: w.World, monkeypatch: pytest.MonkeyPatch) -> None:
     client, _ = world.logged_in("op")
 
     def broken(*args: Any) -> None:
@@ -60,7 +60,7 @@ def test_an_internal_error_answers_with_the_headers_too(
     _secured(answer)
 
 
-def test_not_found_is_a_page_or_json_by_path(world: World) -> None:
+def test_not_found_is_a_page_or_json_by_path(world: w.World) -> None:
     client, _ = world.logged_in("op")
     page = client.get("/messages/SW20991231000000000ffff0000")
     assert page.status_code == 404 and 'id="not-found"' in page.text
@@ -72,13 +72,13 @@ def test_not_found_is_a_page_or_json_by_path(world: World) -> None:
     assert client.get("/api/nothing").json() == {"error": "not found"}
 
 
-def test_without_a_session_pages_go_to_the_login_and_the_api_says_401(world: World) -> None:
+def test_without_a_session_pages_go_to_the_login_and_the_api_says_401(world: w.World) -> None:
     client = world.client()
     assert client.get("/").headers["location"] == "/login"
-    for path in ("/messages", f"/messages/{SW_A}", "/parties", "/queue"):
+    for path in ("/messages", f"/messages/{w.SW_A}", "/parties", "/queue"):
         answer = client.get(path)
         assert answer.status_code == 303 and answer.headers["location"] == "/login"
-    for path in ("/api/messages", f"/api/messages/{SW_A}", "/api/parties", "/api/queue"):
+    for path in ("/api/messages", f"/api/messages/{w.SW_A}", "/api/parties", "/api/queue"):
         answer = client.get(path)
         assert answer.status_code == 401 and answer.json() == {"error": "not logged in"}
     logged_in, _ = world.logged_in("op")
@@ -86,13 +86,13 @@ def test_without_a_session_pages_go_to_the_login_and_the_api_says_401(world: Wor
     assert logged_in.get("/login").headers["location"] == "/messages"
 
 
-def test_a_forged_session_cookie_is_no_session(world: World) -> None:
+def test_a_forged_session_cookie_is_no_session(world: w.World) -> None:
     client = world.client()
     client.cookies.set("sw_session", "A" * 43, domain="testserver")
     assert client.get("/api/messages").status_code == 401
 
 
-def test_the_api_login_wants_json(world: World) -> None:
+def test_the_api_login_wants_json(world: w.World) -> None:
     client = world.client()
     assert client.post("/api/session", data={"login": "op", "password": "x"}
                        ).status_code == 415
@@ -101,7 +101,7 @@ def test_the_api_login_wants_json(world: World) -> None:
     assert client.post("/api/session", json={"login": "op"}).status_code == 400
 
 
-def test_the_console_opens_a_pool_of_its_own_as_sw_console(world: World) -> None:
+def test_the_console_opens_a_pool_of_its_own_as_sw_console(world: w.World) -> None:
     app = appmod.create_app(world.config)
     with TestClient(app, base_url="https://testserver") as client:
         assert client.post("/api/session", json={"login": "op", "password": "wrong one!"}

@@ -9,17 +9,8 @@ from typing import Any
 import lxml.html
 import pytest
 
-from tests.unit.console.world import (
-    AGENCY_HOST,
-    AGENCY_IP,
-    AGENCY_PHYSICAL,
-    PEER_IP,
-    SW_A,
-    SW_B,
-    SW_C,
-    SW_R,
-    World,
-)
+from singlewindow.store import messages
+from tests.unit.console import world as w
 
 #: What ``postqueue -j`` prints (one JSON object per line, postqueue(1)).
 QUEUE_LISTING = (
@@ -46,9 +37,9 @@ def ids(answer: Any) -> list[str]:
         "//table[@id='messages']//tr[contains(@class, 'message')]")]
 
 
-def test_every_logged_in_page_has_the_navigation(world: World) -> None:
+def test_every_logged_in_page_has_the_navigation(world: w.World) -> None:
     client, csrf = world.logged_in("op")
-    for path in ("/messages", f"/messages/{SW_A}", "/parties", "/parties/acme"):
+    for path in ("/messages", f"/messages/{w.SW_A}", "/parties", "/parties/acme"):
         page = tree(client.get(path))
         assert page.xpath("//nav[@id='nav']/a/@id") == ["nav-messages", "nav-parties",
                                                         "nav-queue"]
@@ -62,7 +53,7 @@ def test_every_logged_in_page_has_the_navigation(world: World) -> None:
     assert "acme" in page.xpath("string(//span[@id='who'])")
 
 
-def test_the_login_page(world: World) -> None:
+def test_the_login_page(world: w.World) -> None:
     page = tree(world.client().get("/login"))
     form = page.xpath("//form[@id='login-form']")[0]
     assert form.get("method") == "post" and form.get("action") == "/login"
@@ -75,23 +66,23 @@ def test_the_login_page(world: World) -> None:
     assert not page.xpath("//script") and not page.xpath("//*[@style]")
 
 
-def test_the_operator_searches_by_each_criterion(world: World) -> None:
+def test_the_operator_searches_by_each_criterion(world: w.World) -> None:
     world.conn.execute("UPDATE message SET received_at = '2026-01-01T10:00Z' WHERE id = %s",
-                       (SW_A,))
+                       (w.SW_A,))
     client, _ = world.logged_in("op")
     page = client.get("/messages")
-    assert ids(page) == [SW_R, SW_C, SW_B, SW_A]
+    assert ids(page) == [w.SW_R, w.SW_C, w.SW_B, w.SW_A]
     for params, expected in (
-            ({"q": SW_B}, [SW_B]),
-            ({"q": f"{SW_A.lower()}@acme.example"}, [SW_A]),  # Message-ID without <>
-            ({"q": "QC1"}, [SW_A]),  # the copy's queue id
-            ({"party": "bright"}, [SW_B]),
-            ({"party": "acme"}, [SW_R, SW_C, SW_A]),  # submitted by, or addressed to
-            ({"type": "PAXLST"}, [SW_B, SW_A]),
-            ({"outcome": "refused"}, [SW_C]),
-            ({"outcome": "not-forwarded"}, [SW_B]),
-            ({"since": "2026-01-01T09:00", "until": "2026-01-01T11:00"}, [SW_A]),
-            ({"since": "2026-01-01T11:00"}, [SW_R, SW_C, SW_B]),
+            ({"q": w.SW_B}, [w.SW_B]),
+            ({"q": f"{w.SW_A.lower()}@acme.example"}, [w.SW_A]),  # Message-ID without <>
+            ({"q": "QC1"}, [w.SW_A]),  # the copy's queue id
+            ({"party": "bright"}, [w.SW_B]),
+            ({"party": "acme"}, [w.SW_R, w.SW_C, w.SW_A]),  # submitted by, or addressed to
+            ({"type": "PAXLST"}, [w.SW_B, w.SW_A]),
+            ({"outcome": "refused"}, [w.SW_C]),
+            ({"outcome": "not-forwarded"}, [w.SW_B]),
+            ({"since": "2026-01-01T09:00", "until": "2026-01-01T11:00"}, [w.SW_A]),
+            ({"since": "2026-01-01T11:00"}, [w.SW_R, w.SW_C, w.SW_B]),
             ({"q": "nothing-like-it"}, [])):
         answer = client.get("/messages", params=params)
         assert answer.status_code == 200
@@ -105,18 +96,18 @@ def test_the_operator_searches_by_each_criterion(world: World) -> None:
     assert tree(client.get("/messages", params={"q": "x"})).xpath("//p[@id='no-messages']")
 
 
-def test_the_results_table_links_each_message_with_its_outcome(world: World) -> None:
+def test_the_results_table_links_each_message_with_its_outcome(world: w.World) -> None:
     client, _ = world.logged_in("op")
-    page = tree(client.get("/messages", params={"q": SW_C}))
-    row = page.xpath(f"//tr[@data-id='{SW_C}']")[0]
-    assert row.xpath(".//a[@class='message-link']/@href") == [f"/messages/{SW_C}"]
+    page = tree(client.get("/messages", params={"q": w.SW_C}))
+    row = page.xpath(f"//tr[@data-id='{w.SW_C}']")[0]
+    assert row.xpath(".//a[@class='message-link']/@href") == [f"/messages/{w.SW_C}"]
     assert row.xpath("string(.//td[contains(@class, 'outcome')])").strip() == "refused"
     assert row.xpath(".//time/@datetime")[0].endswith("+00:00")
     assert page.xpath("//select[@id='outcome']/option/@value")[0] == ""
     assert page.xpath("//input[@id='since']/@type") == ["datetime-local"]
 
 
-def test_a_bad_search_says_what_is_wrong(world: World) -> None:
+def test_a_bad_search_says_what_is_wrong(world: w.World) -> None:
     client, _ = world.logged_in("op")
     answer = client.get("/messages", params={"since": "yesterday"})
     assert answer.status_code == 400
@@ -124,10 +115,10 @@ def test_a_bad_search_says_what_is_wrong(world: World) -> None:
     assert client.get("/messages", params={"outcome": "lost"}).status_code == 400
 
 
-def test_the_message_page_for_an_operator(world: World) -> None:
+def test_the_message_page_for_an_operator(world: w.World) -> None:
     client, _ = world.logged_in("op")
-    page = tree(client.get(f"/messages/{SW_A}"))
-    assert SW_A in page.xpath("string(//h1[@id='message-id'])")
+    page = tree(client.get(f"/messages/{w.SW_A}"))
+    assert w.SW_A in page.xpath("string(//h1[@id='message-id'])")
     rows = page.xpath("//table[@id='recipients']//tr[@class='recipient']")
     assert [(r.xpath("string(td[contains(@class, 'recipient-address')])"),
              r.xpath("string(td[contains(@class, 'recipient-status')])")) for r in rows] == [
@@ -135,45 +126,45 @@ def test_the_message_page_for_an_operator(world: World) -> None:
     kinds = page.xpath("//ol[@id='timeline']/li[@class='step']/@data-kind")
     assert {"received", "outcome", "copy", "agency-dsn", "notice"} <= set(kinds)
     assert all(t.endswith("+00:00") for t in page.xpath("//ol[@id='timeline']//time/@datetime"))
-    assert AGENCY_PHYSICAL in page.text_content()  # operators see everything
+    assert w.AGENCY_PHYSICAL in page.text_content()  # operators see everything
     responses = page.xpath("//section[@id='responses']//li[@class='response']")
-    assert len(responses) == 1 and SW_R in responses[0].text_content()
-    findings = tree(client.get(f"/messages/{SW_B}")).xpath(
+    assert len(responses) == 1 and w.SW_R in responses[0].text_content()
+    findings = tree(client.get(f"/messages/{w.SW_B}")).xpath(
         "//table[@id='findings']//tr[@class='finding']")
     assert len(findings) == 1 and "segment 2 UNH" in findings[0].text_content()
 
 
-def test_a_company_sees_its_own_message_with_logical_addresses_only(world: World) -> None:
+def test_a_company_sees_its_own_message_with_logical_addresses_only(world: w.World) -> None:
     client, _ = world.logged_in("acme-desk")
     listing = client.get("/messages")
-    assert ids(listing) == [SW_C, SW_A]
+    assert ids(listing) == [w.SW_C, w.SW_A]
     assert not tree(listing).xpath("//input[@name='party']")
-    for answer in (listing, client.get(f"/messages/{SW_A}"), client.get(f"/messages/{SW_C}")):
+    for answer in (listing, client.get(f"/messages/{w.SW_A}"), client.get(f"/messages/{w.SW_C}")):
         assert answer.status_code == 200
-        for secret in (AGENCY_PHYSICAL, AGENCY_HOST, AGENCY_IP, PEER_IP, "10.9.0.1"):
+        for secret in (w.AGENCY_PHYSICAL, w.AGENCY_HOST, w.AGENCY_IP, w.PEER_IP, "10.9.0.1"):
             assert secret not in answer.text
         assert "customs@sw.test" in answer.text
-    page = tree(client.get(f"/messages/{SW_A}"))
+    page = tree(client.get(f"/messages/{w.SW_A}"))
     assert page.xpath("//section[@id='responses']//li[@class='response']")
     assert not page.xpath("//section[@id='responses']//a")  # not its message to open
 
 
-def test_a_company_asking_for_another_partys_message_gets_not_found(world: World) -> None:
+def test_a_company_asking_for_another_partys_message_gets_not_found(world: w.World) -> None:
     client, _ = world.logged_in("acme-desk")
-    for ident in (SW_B, SW_R, f"<{SW_B.lower()}@bright.example>", "QCTL"):
+    for ident in (w.SW_B, w.SW_R, f"<{w.SW_B.lower()}@bright.example>", "QCTL"):
         answer = client.get(f"/messages/{ident}")
         assert answer.status_code == 404 and 'id="not-found"' in answer.text
         assert "Crew list" not in answer.text
-    assert ids(client.get("/messages", params={"q": SW_B})) == []
+    assert ids(client.get("/messages", params={"q": w.SW_B})) == []
     for path in ("/parties", "/parties/acme", "/queue"):
         answer = client.get(path)
         assert answer.status_code == 404 and 'id="not-found"' in answer.text
     other, _ = world.logged_in("bright")
-    assert other.get(f"/messages/{SW_B}").status_code == 200
-    assert other.get(f"/messages/{SW_A}").status_code == 404
+    assert other.get(f"/messages/{w.SW_B}").status_code == 200
+    assert other.get(f"/messages/{w.SW_A}").status_code == 404
 
 
-def test_the_parties_pages(world: World) -> None:
+def test_the_parties_pages(world: w.World) -> None:
     client, _ = world.logged_in("op")
     page = tree(client.get("/parties"))
     assert page.xpath("//table[@id='parties']//tr[@class='party']/@data-name") == [
@@ -181,13 +172,13 @@ def test_the_parties_pages(world: World) -> None:
     one = tree(client.get("/parties/customs"))
     assert one.xpath("string(//h1[@id='party-name'])") == "customs"
     assert one.xpath("//table[@id='addresses']//td/text()")[:2] == ["customs@sw.test",
-                                                                    AGENCY_PHYSICAL]
+                                                                    w.AGENCY_PHYSICAL]
     missing = client.get("/parties/nobody")
     assert missing.status_code == 404 and 'id="not-found"' in missing.text
 
 
 @pytest.fixture
-def queue_world(world: World, tmp_path: Path) -> World:
+def queue_world(world: w.World, tmp_path: Path) -> w.World:
     from dataclasses import replace
     script = tmp_path / "postqueue"
     (tmp_path / "listing").write_text(QUEUE_LISTING)
@@ -199,7 +190,7 @@ def queue_world(world: World, tmp_path: Path) -> World:
 
 
 def test_the_queue_page_lists_counts_and_the_oldest_deferred_first(
-        queue_world: World) -> None:
+        queue_world: w.World) -> None:
     client, _ = queue_world.logged_in("op")
     page = tree(client.get("/queue"))
     counts = {tr.get("data-queue"): tr.xpath("string(td[2])") for tr in page.xpath(
@@ -211,7 +202,22 @@ def test_the_queue_page_lists_counts_and_the_oldest_deferred_first(
     assert rows[0].xpath(".//time/@datetime") == ["2023-11-14T22:13:20+00:00"]
 
 
-def test_the_queue_page_says_when_postqueue_fails(world: World) -> None:
+def test_the_queue_page_says_when_postqueue_fails(world: w.World) -> None:
     client, _ = world.logged_in("op")
     page = tree(client.get("/queue"))
     assert "postqueue" in page.xpath("string(//p[@id='queue-error'])")
+
+
+def test_a_notice_about_no_known_message_has_a_page_for_operators_only(
+        world: w.World) -> None:
+    notice = messages.claim_notice(world.conn, messages.Notice(
+        "u" * 64, None, "edi@acme.example", "edi@acme.example", "dsn", "<SWNorphan@sw.test>"),
+        60)
+    messages.mark_injected(world.conn, notice, "QORPH")
+    client, _ = world.logged_in("op")
+    page = tree(client.get("/messages/QORPH"))
+    assert "SWNorphan" in page.xpath("string(//h1[@id='message-id'])")
+    assert page.xpath("//ol[@id='timeline']/li/@data-kind") == ["notice"]
+    company, _ = world.logged_in("acme-desk")
+    assert company.get("/messages/QORPH").status_code == 404
+    assert company.get("/api/messages/QORPH").status_code == 404

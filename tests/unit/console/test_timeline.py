@@ -9,18 +9,11 @@ from datetime import UTC, datetime, timedelta
 from singlewindow import trace
 from singlewindow.console import timeline
 from singlewindow.console.timeline import Privacy, Step
-from tests.unit.console.world import (
-    AGENCY_HOST,
-    AGENCY_IP,
-    AGENCY_PHYSICAL,
-    PEER_IP,
-    SW_A,
-    SW_B,
-    World,
-)
+from singlewindow.store import messages
+from tests.unit.console import world as w
 
 ACME_ONLY = Privacy(frozenset({"customs@sw.test", "acme@sw.test", "edi@acme.example"}),
-                    {AGENCY_PHYSICAL: "customs@sw.test"})
+                    {w.AGENCY_PHYSICAL: "customs@sw.test"})
 
 
 def _text(view: timeline.View) -> str:
@@ -28,8 +21,8 @@ def _text(view: timeline.View) -> str:
                        view.findings, view.responses], default=str)
 
 
-def test_operator_view_has_every_fact_of_trace_find(world: World) -> None:
-    found = trace.find(world.conn, world.config, SW_A)
+def test_operator_view_has_every_fact_of_trace_find(world: w.World) -> None:
+    found = trace.find(world.conn, world.config, w.SW_A)
     assert found is not None
     view = timeline.operator_view(found, "forwarded", [])
     kinds = [s.kind for s in view.steps]
@@ -44,8 +37,8 @@ def test_operator_view_has_every_fact_of_trace_find(world: World) -> None:
         assert n["copy_message_id"] in text
     assert "copy" in kinds and "notice" in kinds
     # The Postfix log's status line of the copy, relay and all (operators see it all).
-    assert f"relay={AGENCY_HOST}[{AGENCY_IP}]:25" in text
-    assert view.summary["peer_address"] is not None and PEER_IP in str(
+    assert f"relay={w.AGENCY_HOST}[{w.AGENCY_IP}]:25" in text
+    assert view.summary["peer_address"] is not None and w.PEER_IP in str(
         view.summary["peer_address"])
     assert view.summary["outcome"] == "forwarded"
     assert [r["recipient"] for r in view.recipients] == ["customs@sw.test"]
@@ -59,8 +52,8 @@ def test_steps_are_ordered_by_time_unsent_last() -> None:
     assert Step(t0, "a", "a").as_dict()["at"] == "2026-11-30T17:00:00+00:00"
 
 
-def test_findings_come_from_the_control_message_event_with_positions(world: World) -> None:
-    found = trace.find(world.conn, world.config, SW_B)
+def test_findings_come_from_the_control_message_event_with_positions(world: w.World) -> None:
+    found = trace.find(world.conn, world.config, w.SW_B)
     assert found is not None
     view = timeline.operator_view(found, "not-forwarded", [])
     assert view.findings == [{"code": "SW-2", "place": "segment 2 UNH", "rule": "BGM-1",
@@ -69,15 +62,15 @@ def test_findings_come_from_the_control_message_event_with_positions(world: Worl
     assert any("1 MIG finding" in s.title for s in view.steps)
 
 
-def test_company_view_shows_logical_addresses_only(world: World) -> None:
-    found = trace.find(world.conn, world.config, SW_A)
+def test_company_view_shows_logical_addresses_only(world: w.World) -> None:
+    found = trace.find(world.conn, world.config, w.SW_A)
     assert found is not None
     responses = [{"id": "SWR", "received_at": None, "party": "customs",
-                  "envelope_from": AGENCY_PHYSICAL, "subject": "Re", "message_type": None,
+                  "envelope_from": w.AGENCY_PHYSICAL, "subject": "Re", "message_type": None,
                   "outcome": "forwarded"}]
     view = timeline.company_view(found, "forwarded", responses, ACME_ONLY)
     text = _text(view)
-    for secret in (AGENCY_PHYSICAL, AGENCY_HOST, AGENCY_IP, PEER_IP, "QC1", "relay",
+    for secret in (w.AGENCY_PHYSICAL, w.AGENCY_HOST, w.AGENCY_IP, w.PEER_IP, "QC1", "relay",
                    "customs\""):
         assert secret not in text
     assert "Copy for customs@sw.test" in text
@@ -85,7 +78,7 @@ def test_company_view_shows_logical_addresses_only(world: World) -> None:
     agency = next(s for s in view.steps if s.kind == "agency-dsn")
     assert agency.details[0].startswith("customs@sw.test: delivered 2.0.0")
     # Its own physical address stays; the response's sender reads as its logical one.
-    assert any(s.title == "DSN to edi@acme.example" for s in view.steps)
+    assert any(s.title == "DSN sent back to you (edi@acme.example)" for s in view.steps)
     assert view.responses == [{"id": "SWR", "received_at": None, "subject": "Re",
                                "message_type": None, "outcome": "forwarded",
                                "from": "customs@sw.test"}]
@@ -93,7 +86,7 @@ def test_company_view_shows_logical_addresses_only(world: World) -> None:
 
 def test_scrub_withholds_unknown_addresses_hosts_and_ip_addresses() -> None:
     text = ACME_ONLY.scrub(
-        f"to <{AGENCY_PHYSICAL}> via {AGENCY_HOST}[{AGENCY_IP}]:25 and ops@elsewhere.example"
+        f"to <{w.AGENCY_PHYSICAL}> via {w.AGENCY_HOST}[{w.AGENCY_IP}]:25 and ops@elsewhere.example"
         " from 2001:db8::5 and 10.1.0.5 at 19:05:00 for edi@acme.example")
     assert text == ("to <customs@sw.test> via withheld and withheld from withheld and "
                     "withheld at 19:05:00 for edi@acme.example")
@@ -104,3 +97,17 @@ def test_scrub_withholds_unknown_addresses_hosts_and_ip_addresses() -> None:
 def test_words_finds_every_address_in_nested_data() -> None:
     assert timeline.words({"a": ["X@Y.example", {"b": "to <z@w.example>"}]}) == {
         "x@y.example", "z@w.example"}
+
+
+def test_a_notice_about_no_known_message_for_operators(world: w.World) -> None:
+    notice = messages.claim_notice(world.conn, messages.Notice(
+        "u" * 64, None, "edi@acme.example", "edi@acme.example", "dsn", "<SWNorphan@sw.test>"),
+        60)
+    messages.mark_injected(world.conn, notice, "QORPH")
+    found = trace.find(world.conn, world.config, "QORPH")
+    assert found is not None and found["id"] is None
+    view = timeline.notice_view(found)
+    assert view.summary["id"] == "<SWNorphan@sw.test>"
+    assert view.summary["queue_id"] == "QORPH"
+    assert [(s.kind, s.title) for s in view.steps] == [("notice", "DSN to edi@acme.example")]
+    assert view.steps[0].details[0] == "injected, queue id QORPH"
