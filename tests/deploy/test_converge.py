@@ -410,7 +410,16 @@ def test_the_console_serves_the_management_address_only(hub: Hub) -> None:
     assert status == 200, found
     messages = found["messages"]
     assert isinstance(messages, list)
-    assert any(str(m["subject"]).startswith("converge ") for m in messages), messages
+    [submitted] = [m for m in messages if str(m["subject"]).startswith("converge ")]
+    # Its timeline, as swctl trace has it: the copy's delivery from the node's Postfix log,
+    # which the console reads as the singlewindow user.
+    status, one, _ = _console(port, cafile, "GET", f"/api/messages/{submitted['id']}",
+                              headers={"Cookie": session})
+    assert status == 200, one
+    steps = one["timeline"]
+    assert isinstance(steps, list)
+    assert any(step["kind"] == "copy" and any("status=sent" in line for line in step["details"])
+               for step in steps), steps
     status, _, _ = _console(port, cafile, "POST", "/api/session",
                             {"login": "night", "password": password + "x"})
     assert status == 401

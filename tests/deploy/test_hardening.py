@@ -111,6 +111,8 @@ NODES = {
          (EDGE1, MTA), (EDGE1, MSA), (PARTY_A, POP3), (PROMETHEUS, METRICS),
          (OPERATOR, CONSOLE)]),
 }
+#: The edges' management addresses in the inventories, where the console listens.
+MANAGEMENT = {"sw1.example.internal": "10.0.0.5", "edge1.example.internal": EDGE1}
 HUB_NODES = [("single-node", "sw1.example.internal"), ("multi-node", "edge1.example.internal"),
              ("multi-node", "pop1.example.internal")]
 #: The units each hub node gets: the edge's set on an edge and on a single node (which
@@ -402,8 +404,8 @@ def test_units_sandbox_what_each_daemon_needs(rendered: dict[str, Path], invento
         assert s["UMask"] == ["0077"]
         assert s["IPAddressDeny"] == ["any"]
         allow = "localhost 10.0.4.10" if inventory == "multi-node" else "localhost"
-        if unit == "sw-metrics":  # and Prometheus, to scrape it
-            allow += f" {PROMETHEUS}/32"
+        if unit == "sw-metrics":  # and Prometheus, to scrape it; the console, to probe it
+            allow += f" {PROMETHEUS}/32 {MANAGEMENT[host]}"
         if unit == "sw-console":  # and the operators' browsers, from the management network
             allow += f" 10.0.0.0/24 {MGMT6}"
         if unit == "sw-transport" and inventory == "multi-node":  # the maildrop hop
