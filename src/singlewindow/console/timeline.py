@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -55,6 +55,8 @@ class View:
     steps: list[Step]
     findings: list[dict[str, Any]]
     responses: list[dict[str, Any]]
+    #: Operators: trace.find's dict as it is (what ``swctl trace --json`` prints).
+    trace: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +106,8 @@ def ordered(steps: Iterable[Step]) -> list[Step]:
     return sorted(steps, key=lambda s: s.at if s.at is not None else far)
 
 
-def findings(found: dict[str, Any], scrub: Any = str) -> list[dict[str, Any]]:
+def findings(found: dict[str, Any], scrub: Callable[[Any], str] = str
+             ) -> list[dict[str, Any]]:
     """The MIG's findings as the control message carried them (its event's ``errors``):
     code, position, rule, text."""
     rows = []
@@ -185,7 +188,7 @@ def notice_view(found: dict[str, Any]) -> View:
                   [_sent(n), *_status_lines(n.get("postfix"))])]
     steps += [Step(e["at"], e["kind"], *_event_title(e["kind"], e["detail"]))
               for e in n.get("events", [])]
-    return View(summary, [], ordered(steps), [], [])
+    return View(summary, [], ordered(steps), [], [], found)
 
 
 def operator_view(found: dict[str, Any], outcome: str | None,
@@ -220,10 +223,10 @@ def operator_view(found: dict[str, Any], outcome: str | None,
     summary = {k: found.get(k) for k in SUMMARY}
     summary["outcome"] = outcome
     return View(summary, [_recipient(r) for r in found["recipients"]], ordered(steps),
-                findings(found), responses)
+                findings(found), responses, found)
 
 
-def _recipient(r: dict[str, Any], scrub: Any = str) -> dict[str, Any]:
+def _recipient(r: dict[str, Any], scrub: Callable[[Any], str] = str) -> dict[str, Any]:
     return {"recipient": r["recipient"], "status": r["status"],
             "reason": scrub(r["reason"]), "decided_at": r.get("decided_at")}
 

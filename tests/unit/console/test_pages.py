@@ -62,8 +62,9 @@ def test_the_login_page(world: w.World) -> None:
     assert page.xpath("//input[@id='password']/@type") == ["password"]
     assert page.xpath("//button[@id='login-submit']")
     assert not page.xpath("//p[@id='login-error']")
-    # No script at all, no inline style.
+    # No script at all, no inline style; no favicon to ask for (an empty data: one).
     assert not page.xpath("//script") and not page.xpath("//*[@style]")
+    assert page.xpath("//link[@rel='icon']/@href") == ["data:,"]
 
 
 def test_the_operator_searches_by_each_criterion(world: w.World) -> None:
@@ -198,6 +199,7 @@ def test_the_queue_page_lists_counts_and_the_oldest_deferred_first(
     assert counts == {"incoming": "0", "active": "1", "deferred": "2", "hold": "0"}
     rows = page.xpath("//table[@id='deferred']//tr[@class='deferred']")
     assert [r.xpath("string(td[2])") for r in rows] == ["4DEF0", "4DEF1"]
+    assert rows[0].xpath(".//a/@href") == ["/messages?q=4DEF0"]
     assert "451 try later" in rows[0].xpath("string(td[@class='reason'])")
     assert rows[0].xpath(".//time/@datetime") == ["2023-11-14T22:13:20+00:00"]
 
