@@ -1,5 +1,5 @@
 """The whole way of one message, as ``swctl trace`` prints it and the web console shows it
-(issue 18): one gathering of the facts, two ways of showing them.
+(issue 18): one gathering of the facts and one wording of each leg, two layouts.
 
 :func:`find` reads the message log (:func:`singlewindow.store.messages.trace`), counts
 each copy's maildrop deferrals and adds how Postfix's delivery of each leg went, from its
@@ -35,6 +35,45 @@ def find(conn: psycopg.Connection[Any], config: configmod.Config, ident: str
         _count_deferrals(rows, found["events"])
         found["postfix"] = _postfix_status(conn, config, rows, found["queue_id"])
     return found
+
+
+#: A copy row's pseudo-recipient → the generated mail whose first leg (into Postfix, to
+#: the submitter's logical address) it records.
+FIRST_LEG = {"*control*": "control message", "*agency-failure*": "agency-failure notice"}
+#: A notice row's kind, in words.
+NOTICE_KINDS = {"dsn": "DSN", "control": "control message",
+                "agency-failure": "agency-failure notice"}
+
+
+def sent(row: dict[str, Any], *, clock: bool = True) -> str:
+    """How a copy or notice ended: its state (and when, with ``clock``; the console shows
+    the time beside it), queue id or refusal, attempts beyond the first, and the times a
+    POP3 session's lock made it wait."""
+    at = f" at {row['injected_at']:%H:%M:%S}" if clock and row.get("injected_at") else ""
+    if row["state"] == "refused":
+        text = f"refused: {row['refusal']}"
+    elif row["queue_id"] == "maildrop":
+        text = f"saved into the POP3 maildrop{at}"
+    else:
+        text = f"{row['state']}{at}, queue id {row['queue_id'] or '-'}"
+    text += f", {row['attempts']} attempts" if row["attempts"] > 1 else ""
+    waits = row.get("maildrop_deferrals", 0)
+    return text + (f", deferred {waits}x: a POP3 session held the maildrop" if waits else "")
+
+
+def notice_label(n: dict[str, Any], submitter: str | None) -> str:
+    """What a notice row is and to whom."""
+    label = NOTICE_KINDS.get(n["kind"], n["kind"])
+    if n["kind"] == "dsn" and submitter and n["recipient"].lower() == submitter.lower():
+        return f"{label} back to the submitter {n['recipient']}"
+    return f"{label} to {n['recipient']}"
+
+
+def status_lines(lines: list[dict[str, str]] | None) -> list[str]:
+    """Postfix's status lines of one leg (``find``'s ``postfix`` rows), one text each."""
+    return [f"postfix: to=<{st['to']}> status={st['status']} dsn={st['dsn']} "
+            f"relay={st['relay']}" + (f" ({st['text']})" if st["text"] else "")
+            for st in lines or []]
 
 
 _ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+[A-Za-z0-9]")

@@ -18,15 +18,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from singlewindow import addresses
+from singlewindow import addresses, trace
 from singlewindow.notices import agency
 
 #: What a withheld address or host reads as.
 WITHHELD = "withheld"
-#: The first leg's pseudo-recipients of forward rows (the hub's own mail to the submitter).
-FIRST_LEG = {"*control*": "control message", "*agency-failure*": "agency-failure notice"}
-NOTICE_KINDS = {"dsn": "DSN", "control": "control message",
-                "agency-failure": "agency-failure notice"}
 _IPV4 = re.compile(r"\b\d{1,3}(\.\d{1,3}){3}\b")
 _IPV6 = re.compile(r"\b[0-9A-Fa-f]{0,4}(:[0-9A-Fa-f]{0,4}){2,7}\b")
 _HOST_AT = re.compile(r"\S+\[[0-9A-Fa-f.:]+\](:\d+)?")
@@ -123,25 +119,6 @@ def findings(found: dict[str, Any], scrub: Callable[[Any], str] = str
 
 # --- operators: every fact of swctl trace ------------------------------------------------
 
-def _sent(row: dict[str, Any]) -> str:
-    """How a copy or notice ended (``swctl trace``'s words)."""
-    if row["state"] == "refused":
-        text = f"refused: {row['refusal']}"
-    elif row["queue_id"] == "maildrop":
-        text = "saved into the POP3 maildrop"
-    else:
-        text = f"{row['state']}, queue id {row['queue_id'] or '-'}"
-    text += f", {row['attempts']} attempts" if row["attempts"] > 1 else ""
-    waits = row.get("maildrop_deferrals", 0)
-    return text + (f", deferred {waits}x: a POP3 session held the maildrop" if waits else "")
-
-
-def _status_lines(lines: list[dict[str, str]] | None) -> list[str]:
-    return [f"postfix: to=<{st['to']}> status={st['status']} dsn={st['dsn']} "
-            f"relay={st['relay']}" + (f" ({st['text']})" if st["text"] else "")
-            for st in lines or []]
-
-
 def _event_title(kind: str, d: dict[str, Any]) -> tuple[str, list[str]]:
     """An event's title and details in an operator's words."""
     if kind == "received":
@@ -177,7 +154,7 @@ def notice_view(found: dict[str, Any]) -> View:
     """Mail the hub generated about no known message (``trace.find``'s ``{"id": None,
     "notice": ...}``), for operators: the notice, its Postfix lines, its events."""
     n = found["notice"]
-    label = NOTICE_KINDS.get(n["kind"], n["kind"])
+    label = trace.NOTICE_KINDS.get(n["kind"], n["kind"])
     summary: dict[str, Any] = dict.fromkeys(SUMMARY)
     summary.update({"id": n["copy_message_id"], "received_at": n["created_at"],
                     "listener": "the hub itself", "queue_id": n["queue_id"],
@@ -185,7 +162,7 @@ def notice_view(found: dict[str, Any]) -> View:
                     "subject": f"{label} about no known message"})
     steps = [Step(n["injected_at"] or n["created_at"], "notice",
                   f"{label} to {n['recipient']}",
-                  [_sent(n), *_status_lines(n.get("postfix"))])]
+                  [trace.sent(n, clock=False), *trace.status_lines(n.get("postfix"))])]
     steps += [Step(e["at"], e["kind"], *_event_title(e["kind"], e["detail"]))
               for e in n.get("events", [])]
     return View(summary, [], ordered(steps), [], [], found)
@@ -198,24 +175,24 @@ def operator_view(found: dict[str, Any], outcome: str | None,
              for e in found["events"]]
     inbound = found.get("postfix")
     if inbound and (inbound["status"] or inbound["notifications"]):
-        details = _status_lines(inbound["status"])
+        details = trace.status_lines(inbound["status"])
         for n in inbound["notifications"]:
-            details += [f"{n['what']}: {n['queue_id']}", *_status_lines(n["status"])]
+            details += [f"{n['what']}: {n['queue_id']}", *trace.status_lines(n["status"])]
         steps.append(Step(found["received_at"], "postfix",
                           f"In Postfix as {inbound['queue_id']}", details))
     for f in found["forwards"]:
-        first = FIRST_LEG.get(f["recipient"])
+        first = trace.FIRST_LEG.get(f["recipient"])
         title = f"{first} to {f['physical']}" if first else \
             f"Copy to {f['destination']} ({f['physical']})"
         steps.append(Step(f["injected_at"], "control" if first == "control message"
                           else "notice" if first else "copy", title[0].upper() + title[1:],
-                          [_sent(f), f"Message-ID {f['copy_message_id']}",
-                           *_status_lines(f.get("postfix"))]))
+                          [trace.sent(f, clock=False), f"Message-ID {f['copy_message_id']}",
+                           *trace.status_lines(f.get("postfix"))]))
     for n in found["notices"]:
-        label = NOTICE_KINDS.get(n["kind"], n["kind"])
-        steps.append(Step(n["injected_at"], "notice", f"{label} to {n['recipient']}",
-                          [_sent(n), f"Message-ID {n['copy_message_id']}",
-                           *_status_lines(n.get("postfix"))]))
+        steps.append(Step(n["injected_at"], "notice",
+                          trace.notice_label(n, found["envelope_from"]),
+                          [trace.sent(n, clock=False), f"Message-ID {n['copy_message_id']}",
+                           *trace.status_lines(n.get("postfix"))]))
     for r in found["stamp_refusals"]:
         steps.append(Step(r["at"], "stamp-refused",
                           f"A forged stamp claiming this id was refused: {r['message_id']}",
@@ -272,7 +249,7 @@ def _company_event(e: dict[str, Any], privacy: Privacy, physical: dict[str, str]
 
 
 def _company_copy(f: dict[str, Any], privacy: Privacy) -> Step:
-    first = FIRST_LEG.get(f["recipient"])
+    first = trace.FIRST_LEG.get(f["recipient"])
     state = {"injected": "sent", "pending": "not sent yet"}.get(f["state"], f["state"])
     if f["state"] == "refused":
         state = f"refused: {agency.clean_diagnostic(str(f['refusal'] or ''))}"
@@ -301,7 +278,7 @@ def company_view(found: dict[str, Any], outcome: str | None,
              if (s := _company_event(e, privacy, physical)) is not None]
     steps += [_company_copy(f, privacy) for f in found["forwards"]]
     for n in found["notices"]:
-        label = NOTICE_KINDS.get(n["kind"], n["kind"])
+        label = trace.NOTICE_KINDS.get(n["kind"], n["kind"])
         state = "sent" if n["state"] == "injected" else n["state"]
         to = privacy.address(n["recipient"])
         steps.append(Step(n["injected_at"], "notice", f"{label} sent back to you ({to})"
