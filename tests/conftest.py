@@ -48,7 +48,8 @@ def database_config() -> Iterator[Config]:
 
 #: Tables a unit test may fill; emptied before each test (links get their defaults back).
 _TABLES = "event, message_recipient, forward, notice_delivery, message, msa_claim, route, " \
-          "link, address, account, peer_network, party"
+          "link, address, account, peer_network, party, operator, console_session, " \
+          "console_login_failure"
 
 
 @pytest.fixture
