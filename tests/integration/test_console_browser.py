@@ -1,0 +1,198 @@
+"""The web console as an operator on call and a company's EDI desk use it (issue 18):
+Debian's Chromium, headless, trusting the stack's CA (tests/support/browser.py), on the
+console the stack serves, after real submissions through its MTA listener (Postfix, the
+policy daemon, the milter, the transport, PostgreSQL). Every page is checked for what the
+browser's console reports: a CSP violation fails the test wherever it happens."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from urllib.parse import quote
+
+import pytest
+
+from singlewindow.config import Config
+from tests.support import browser as chromium
+from tests.support import console
+from tests.support.browser import Browser
+from tests.support.console import Scene
+
+scene = console.scene_fixture()
+
+#: What Chromium logs about a page that answered 404, the not-found page's own status.
+NOT_FOUND = "status of 404"
+
+
+@pytest.fixture(scope="module")
+def chrome(sw_stack: Config) -> Iterator[Browser]:
+    with chromium.chromium(console.base_url(sw_stack), sw_stack.ca_file) as b:
+        yield b
+
+
+@pytest.fixture
+def browser(chrome: Browser) -> Iterator[Browser]:
+    """The module's Chromium, logged out (no cookie left from the test before)."""
+    chrome.driver.delete_all_cookies()
+    chrome.log()
+    chrome.checked = len(chrome.entries)
+    yield chrome
+    chrome.assert_clean([NOT_FOUND])
+
+
+def rows(b: Browser) -> list[str]:
+    """The Single Window ids the messages page lists."""
+    if b.find_all("p#no-messages"):
+        return []
+    return [r.get_attribute("data-id") or "" for r in b.find_all("table#messages tr.message")]
+
+
+def search(b: Browser, **fields: str) -> list[str]:
+    """Fill the search form (by field id) as a person does, press search: the ids shown."""
+    b.open("/messages")
+    b.wait_for("form#search")
+    for name, value in fields.items():
+        if name == "outcome":
+            b.find(f"select#outcome option[value='{value}']").click()
+        else:
+            b.fill({name: value})
+    b.submit("button#search-submit", "table#messages, p#no-messages")
+    b.assert_clean()
+    return rows(b)
+
+
+def test_a_browser_without_the_stacks_ca_gets_no_console(sw_stack: Config) -> None:
+    """The browser checks the console's certificate for real: without the CA in its
+    trust store it stops at its certificate warning, so the tests' pages prove TLS."""
+    with chromium.chromium(console.base_url(sw_stack), None) as b:
+        b.open("/login")
+        assert b.find_all("form#login-form") == []
+        assert "login" not in b.driver.page_source
+
+
+def test_a_wrong_password_shows_the_error_and_no_session(browser: Browser,
+                                                           scene: Scene) -> None:
+    operator = scene.operator
+    browser.login(operator.login, operator.password + "x")
+    assert browser.find("p#login-error").is_displayed()
+    assert browser.find_all("nav#nav") == []
+    assert browser.driver.get_cookie("sw_session") is None
+    browser.assert_clean()
+    # Not logged in: every page sends the browser to the form.
+    browser.open("/messages")
+    browser.wait_for("form#login-form")
+    assert browser.path.startswith("/login")
+
+
+def test_an_operator_finds_a_message_and_sees_its_whole_way(browser: Browser,
+                                                             scene: Scene) -> None:
+    operator, mail, world = scene.operator, scene.mail, scene.world
+    co, rival, ag = world["co"], world["rival"], world["ag"]
+    browser.login(operator.login, operator.password)
+    assert browser.path.startswith("/messages")
+    assert operator.login in browser.text("span#who")
+    for link in ("a#nav-messages", "a#nav-parties", "a#nav-queue"):
+        assert browser.find(link).is_displayed()
+    browser.assert_clean()
+    # By Single Window id, by the submitter's Message-ID, by party, by outcome.
+    assert search(browser, q=mail.good.swid) == [mail.good.swid]
+    assert search(browser, q=mail.broken.message_id) == [mail.broken.swid]
+    assert set(search(browser, party=co.name)) == {mail.good.swid, mail.broken.swid}
+    assert mail.rivals.swid in search(browser, party=rival.name)
+    found = search(browser, party=co.name, outcome="not-forwarded")
+    assert found == [mail.broken.swid]
+    assert browser.text(f"tr.message[data-id='{mail.broken.swid}'] td.outcome") \
+        == "not-forwarded"
+    assert search(browser, party=co.name, outcome="forwarded") == [mail.good.swid]
+    # The clean one's page, reached by its link: the recipient, then every step.
+    browser.find(f"tr.message[data-id='{mail.good.swid}'] a.message-link").click()
+    browser.wait_for("ol#timeline")
+    assert mail.good.swid in browser.text("h1#message-id")
+    [recipient] = browser.find_all("table#recipients tr.recipient")
+    assert recipient.find_element("css selector", "td.recipient-address").text == ag.logical
+    assert recipient.find_element("css selector", "td.recipient-status").text.startswith("2")
+    steps = browser.find_all("ol#timeline li.step")
+    kinds = [s.get_attribute("data-kind") for s in steps]
+    timeline = browser.text("ol#timeline")
+    assert "received" in timeline.lower() and "mta" in timeline.lower()
+    assert f"copy to {ag.logical}" in timeline.lower()
+    assert "dsn" in timeline.lower() and co.logical in timeline
+    assert len(kinds) >= 3, kinds
+    assert browser.find_all("table#findings tr.finding") == []
+    browser.assert_clean()
+
+
+def test_an_operator_sees_a_mig_finding_with_its_position(browser: Browser,
+                                                           scene: Scene) -> None:
+    operator, mail, co = scene.operator, scene.mail, scene.world["co"]
+    browser.login(operator.login, operator.password)
+    browser.open(f"/messages/{quote(mail.broken.swid)}")
+    browser.wait_for("ol#timeline")
+    findings = browser.find_all("table#findings tr.finding")
+    assert findings, "no finding shown"
+    text = " ".join(f.text for f in findings)
+    # The date of birth in month 99: its rule and where it is (message, segment).
+    assert "segment" in text and "M0" in text, text
+    timeline = browser.text("ol#timeline").lower()
+    assert "control message" in timeline and co.logical in browser.text(
+        "ol#timeline")
+    browser.assert_clean()
+
+
+def test_an_operator_sees_parties_and_the_queue(browser: Browser, scene: Scene) -> None:
+    operator, co = scene.operator, scene.world["co"]
+    browser.login(operator.login, operator.password)
+    browser.find("a#nav-parties").click()
+    browser.wait_for("table#parties")
+    assert browser.find_all(f"table#parties tr.party[data-name='{co.name}']")
+    browser.assert_clean()
+    browser.open(f"/parties/{co.name}")
+    assert browser.text("h1#party-name").endswith(co.name)
+    addresses = browser.text("table#addresses")
+    assert co.logical in addresses and co.physical in addresses
+    browser.assert_clean()
+    browser.find("a#nav-queue").click()
+    browser.wait_for("table#queue-counts")
+    queues = {r.get_attribute("data-queue") for r in browser.find_all(
+        "table#queue-counts tr[data-queue]")}
+    assert {"active", "deferred"} <= queues, queues
+    browser.assert_clean()
+
+
+def test_a_company_sees_its_own_messages_only(browser: Browser, scene: Scene) -> None:
+    desk, mail, world = scene.desk, scene.mail, scene.world
+    co, rival, ag = world["co"], world["rival"], world["ag"]
+    browser.login(desk.login, desk.password)
+    assert browser.path.startswith("/messages")
+    assert desk.login in browser.text("span#who")
+    assert browser.find_all("a#nav-parties") == [] and browser.find_all("a#nav-queue") == []
+    assert set(rows(browser)) == {mail.good.swid, mail.broken.swid}
+    browser.assert_clean()
+    # Searching for another party's message by its id finds nothing.
+    assert search(browser, q=mail.rivals.swid) == []
+    assert browser.find("p#no-messages").is_displayed()
+    # Its own message: the outcome per recipient, by logical address only.
+    browser.open(f"/messages/{quote(mail.broken.swid)}")
+    browser.wait_for("ol#timeline")
+    [recipient] = browser.find_all("table#recipients tr.recipient")
+    assert recipient.find_element("css selector", "td.recipient-address").text == ag.logical
+    assert "not-forwarded" in browser.text("main#main")
+    assert browser.find_all("table#findings tr.finding")
+    page = browser.driver.page_source
+    for hidden in (ag.physical, ag.peer, rival.name, ag.name + " "):
+        assert hidden not in page, hidden
+    browser.assert_clean()
+    # Another company's message and the operators' pages: not found, whatever the URL.
+    for path in (f"/messages/{quote(mail.rivals.swid)}", "/parties", f"/parties/{co.name}",
+                 "/queue"):
+        browser.open(path)
+        browser.wait_for("h1#not-found")
+        assert mail.rivals.subject not in browser.driver.page_source
+        browser.assert_clean([NOT_FOUND])
+    # Logging out ends the session: the pages send the browser to the form again.
+    browser.open("/messages")
+    browser.logout()
+    assert browser.driver.get_cookie("sw_session") is None
+    browser.open(f"/messages/{quote(mail.good.swid)}")
+    browser.wait_for("form#login-form")
+    assert mail.good.subject not in browser.driver.page_source
+    browser.assert_clean()
