@@ -49,7 +49,7 @@ from tests.support.local import free_port  # noqa: E402
 
 from singlewindow import config as configmod  # noqa: E402
 from singlewindow import render, services, stack, supervisor  # noqa: E402
-from singlewindow.config import ADMIN_ROLE, Config, Listeners, Metrics, Paths  # noqa: E402
+from singlewindow.config import ADMIN_ROLE, Config, Console, Listeners, Metrics, Paths  # noqa: E402
 from singlewindow.store import connect, directory  # noqa: E402
 from singlewindow.transport.evidence import postfix_committed  # noqa: E402
 
@@ -633,6 +633,7 @@ def start_sw(sw_dir: Path, processes: int, co_sink: int, ag_sink: int) -> Sw:
         mta_port=free_port(), msa_port=free_port(), pop3_port=free_port(),
         pop3s_port=free_port(), reinject_port=free_port()),
         metrics=Metrics(listen=f"127.0.0.1:{free_port()}"),
+        console=Console(listen=f"127.0.0.1:{free_port()}"),
         transport=replace(Config().transport, processes=processes))
     layout = Paths(sw_dir)
     stack.up(sw_dir, base=base, say=lambda _: None, database_only=True)

@@ -35,7 +35,7 @@ from tests.support.local import free_port, short_state_dir  # noqa: E402
 from tests.support.maildrop import backend  # noqa: E402
 
 from singlewindow import stack  # noqa: E402
-from singlewindow.config import Config, Listeners, Maildrop, Metrics  # noqa: E402
+from singlewindow.config import Config, Console, Listeners, Maildrop, Metrics  # noqa: E402
 from singlewindow.transport import hop, maildrop  # noqa: E402
 
 LOGIN = stack.DEMO_LOGIN
@@ -75,7 +75,8 @@ def main() -> None:
     base = replace(Config(), listeners=Listeners(
         mta_port=free_port(), msa_port=free_port(), pop3_port=free_port(),
         pop3s_port=free_port(), reinject_port=free_port()),
-        metrics=Metrics(listen=f"127.0.0.1:{free_port()}"))
+        metrics=Metrics(listen=f"127.0.0.1:{free_port()}"),
+        console=Console(listen=f"127.0.0.1:{free_port()}"))
     try:
         config = stack.up(state, demo=True, base=base, say=lambda _: None)
         port = free_port()

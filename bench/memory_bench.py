@@ -43,7 +43,7 @@ from tests.support.local import free_port  # noqa: E402
 from tests.support.world import Party, World, message  # noqa: E402
 
 from singlewindow import services, stack  # noqa: E402
-from singlewindow.config import Config, Listeners, Metrics, Paths  # noqa: E402
+from singlewindow.config import Config, Console, Listeners, Metrics, Paths  # noqa: E402
 
 MB = 1_000_000
 MIB = 1024 * 1024
@@ -268,7 +268,8 @@ def main() -> None:
     base = replace(Config(), listeners=Listeners(
         mta_port=free_port(), msa_port=free_port(), pop3_port=free_port(),
         pop3s_port=free_port(), reinject_port=free_port()),
-        metrics=Metrics(listen=f"127.0.0.1:{free_port()}"))
+        metrics=Metrics(listen=f"127.0.0.1:{free_port()}"),
+        console=Console(listen=f"127.0.0.1:{free_port()}"))
     import singlewindow
     print(f"memory: code under test {Path(singlewindow.__file__).parent}, state {state}",
           flush=True)

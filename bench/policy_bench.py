@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 from tests.support.local import free_port  # noqa: E402
 
 from singlewindow import services, stack  # noqa: E402
-from singlewindow.config import ADMIN_ROLE, Config, Listeners, Metrics, Paths  # noqa: E402
+from singlewindow.config import ADMIN_ROLE, Config, Console, Listeners, Metrics, Paths  # noqa: E402
 from singlewindow.store import connect, directory  # noqa: E402
 
 GOAL_P99_MS = 2.0
@@ -133,7 +133,8 @@ def main() -> None:
         base = replace(Config(), listeners=Listeners(
             mta_port=free_port(), msa_port=free_port(), pop3_port=free_port(),
             pop3s_port=free_port(), reinject_port=free_port()),
-            metrics=Metrics(listen=f"127.0.0.1:{free_port()}"))
+            metrics=Metrics(listen=f"127.0.0.1:{free_port()}"),
+            console=Console(listen=f"127.0.0.1:{free_port()}"))
         config = stack.up(state, base=base, say=lambda _: None)
         domain = config.hub.domain
         rcpt = f"bench-ag@{domain}"

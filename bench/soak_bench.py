@@ -46,6 +46,7 @@ from tests.support.world import World, message  # noqa: E402
 from singlewindow import services, stack  # noqa: E402
 from singlewindow.config import (  # noqa: E402
     Config,
+    Console,
     Listeners,
     Metrics,
     Paths,
@@ -104,6 +105,7 @@ def soak_config() -> Config:
         mta_port=free_port(), msa_port=free_port(), pop3_port=free_port(),
         pop3s_port=free_port(), reinject_port=free_port()),
         metrics=Metrics(listen=f"127.0.0.1:{free_port()}"),
+        console=Console(listen=f"127.0.0.1:{free_port()}"),
         queue=Queue(lifetime="2h", minimal_backoff="5s", maximal_backoff="10s",
                     run_delay="5s"),
         transport=Transport(claim_lease=5.0))

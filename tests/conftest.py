@@ -21,7 +21,16 @@ import pytest
 pytest.register_assert_rewrite("tests.support")
 
 from singlewindow import stack  # noqa: E402
-from singlewindow.config import OWNER_ROLE, Config, Health, Listeners, Metrics, Queue, Transport  # noqa: E402
+from singlewindow.config import (  # noqa: E402
+    OWNER_ROLE,
+    Config,
+    Console,
+    Health,
+    Listeners,
+    Metrics,
+    Queue,
+    Transport,
+)
 from singlewindow.store import connect  # noqa: E402
 from tests.support.local import WATCHDOG_SEC, free_port, short_state_dir  # noqa: E402
 
@@ -72,6 +81,7 @@ def sw_stack() -> Iterator[Config]:
         transport=Transport(claim_lease=5.0, copy_size_limit=2 * 1024 * 1024),
         # The exporter on a free port too: never the default 9750 another stack may hold.
         metrics=Metrics(listen=f"127.0.0.1:{free_port()}"),
+        console=Console(listen=f"127.0.0.1:{free_port()}"),
         # The supervisor's watchdog, short enough for test_supervisor to see it act.
         health=Health(watchdog_sec=WATCHDOG_SEC))
     try:

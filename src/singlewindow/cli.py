@@ -421,8 +421,10 @@ def stack_down(args: argparse.Namespace) -> int:
 
 def stack_status(args: argparse.Namespace) -> int:
     states = stack.status(_state_dir(args))
+    urls = stack.urls(_state_dir(args))
     for name, pid in states:
-        print(f"{name}\t{'running pid ' + str(pid) if pid else 'stopped'}")
+        where = f"\t{urls[name]}" if name in urls else ""
+        print(f"{name}\t{'running pid ' + str(pid) if pid else 'stopped'}{where}")
     return 0 if all(pid for _, pid in states) else 3
 
 

@@ -477,7 +477,7 @@ class Health:
     #: service, ``sw-maildrop``; an edge's ``maildrop`` probe, of the backend it hands
     #: maildrop deliveries to, runs whenever ``[maildrop] backend`` is set).
     components: tuple[str, ...] = ("postgresql", "postfix", "dovecot", "policy", "milter",
-                                   "transport")
+                                   "transport", "console")
     #: Seconds each probe (a connection, a greeting, a query) may take before the
     #: component counts as not answering.
     timeout: float = 5.0

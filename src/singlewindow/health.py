@@ -11,6 +11,8 @@ clients do, and returns what is wrong (a list of :class:`Problem`, empty when it
 * the project's daemons (:data:`singlewindow.services.DAEMONS`): the policy daemon's socket
   ready for Postfix (:func:`singlewindow.services.serving`), the milter's answer to an option
   negotiation (:mod:`singlewindow.milter.probe`), the transport's LMTP ``220`` greeting;
+* the web console (issue 18): ``GET /login`` over TLS on ``[console] listen``, the
+  certificate verified against the node's CA (:func:`singlewindow.services.console_answers`);
 * the maildrop backend, on an edge whose ``[maildrop] backend`` is set (issue 15): an LMTP
   session with it as the transport opens one (greeting, LHLO, STARTTLS with the
   certificate verified against ``[tls] ca_file`` and the backend's name, LHLO);
@@ -64,7 +66,8 @@ from singlewindow.transport import hop
 OK, WARNING, CRITICAL = 0, 1, 2
 STATE_NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL"}
 #: Every component a node may run (``[health] components`` picks this node's).
-COMPONENTS = ("postgresql", "postfix", "dovecot", "policy", "milter", "transport")
+COMPONENTS = ("postgresql", "postfix", "dovecot", "policy", "milter", "transport",
+              "console")
 #: What a POP3 backend adds: its maildrop service (issue 15).
 BACKEND_COMPONENTS = ("maildrop",)
 #: The component each of the stack's daemons is (services.DAEMONS names the policy daemon
@@ -276,6 +279,14 @@ def daemon(config: Config, name: str) -> list[Problem]:
     return [Problem(CRITICAL, component, f"{path} {wrong}")]
 
 
+def console(config: Config) -> list[Problem]:
+    """The web console answers a page over verified TLS."""
+    wrong = services.console_answers(config, config.health.timeout)
+    if wrong is None:
+        return []
+    return [Problem(CRITICAL, "console", f"https://{config.console.listen}/ {wrong}")]
+
+
 def maildrop(config: Config) -> list[Problem]:
     """The maildrop backend takes a session inside verified TLS, as the transport's."""
     try:
@@ -406,6 +417,8 @@ def check(config: Config, role: str = configmod.ADMIN_ROLE,
     for name, component in DAEMON_COMPONENT.items():
         if component in wanted and name in services.DAEMONS:
             probes[component] = lambda name=name: daemon(config, name)  # type: ignore[misc]
+    if "console" in wanted:
+        probes["console"] = lambda: console(config)
     if config.maildrop.backend:
         probes["maildrop"] = lambda: maildrop(config)
     elif "maildrop" in wanted:

@@ -34,6 +34,7 @@ from singlewindow.node import MAILDROP_USER, template_context
 from singlewindow.notices import bounce
 from singlewindow.services import DAEMONS, Daemon, alive, port_open, read_pid
 from singlewindow.store import connect, directory, migrate, snapshot
+from singlewindow.store import console as console_store
 
 #: System users the stack needs (Debian packages create the first three, scripts/install
 #: the last).
@@ -406,8 +407,21 @@ def up(state_dir: Path, *, demo: bool = False, base: Config | None = None,
     if demo:
         seed_demo(config, say)
     say(f"stack up in {state_dir}: MTA {listeners.bind}:{listeners.mta_port}, "
-        f"MSA {listeners.msa_port}, POP3 {listeners.pop3_port}, POP3S {listeners.pop3s_port}")
+        f"MSA {listeners.msa_port}, POP3 {listeners.pop3_port}, POP3S {listeners.pop3s_port}, "
+        f"console {console_url(config)}")
     return config
+
+
+def console_url(config: Config) -> str:
+    """Where a browser on this machine opens the web console (``[console] listen``)."""
+    host, port = config.console.address
+    return f"https://{f'[{host}]' if ':' in host else host}:{port}/"
+
+
+def urls(state_dir: Path) -> dict[str, str]:
+    """Where the components a person opens are reached, by :func:`status`'s names: the
+    web console's URL (with the stack's certificate, trusted through ``DIR/tls/ca.pem``)."""
+    return {"console": console_url(configmod.for_state_dir(state_dir.resolve()))}
 
 
 def _stop_pid(pid: int, marker: str, timeout: float = 10.0) -> None:
@@ -478,6 +492,8 @@ DEMO_PARTIES: tuple[tuple[str, str, list[str], str | None, str, str], ...] = (
      "intake@coastguard.example"),
 )
 DEMO_LOGIN = "brightline"
+#: The demo's console operator (issue 18): sees every message, party and the queue.
+DEMO_OPERATOR = "operator"
 
 
 def demo_password() -> str:
@@ -487,28 +503,51 @@ def demo_password() -> str:
     return secrets.token_hex(16)
 
 
+def _seed_parties(conn: Any, config: Config) -> str:
+    """The demo parties, their addresses and the mail client's account; its password."""
+    password = demo_password()
+    for name, kind, peers, relay, local, physical in DEMO_PARTIES:
+        directory.add_party(conn, name, kind, peers, relay)
+        maildrop = None
+        if name == DEMO_LOGIN:
+            directory.add_account(
+                conn, DEMO_LOGIN, name, passwords.strong_hash(password),
+                passwords.digest_md5_hash(DEMO_LOGIN, config.hub.sasl_realm, password))
+            maildrop = DEMO_LOGIN
+        directory.add_address(conn, f"{local}@{config.hub.domain}", name, physical, maildrop,
+                              config.hub.domain)
+    return password
+
+
+def _read_credentials(path: Path) -> dict[str, str]:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return {}
+    return dict(line.split("=", 1) for line in text.split() if "=" in line)
+
+
 def seed_demo(config: Config, say: Say = print) -> None:
-    """Add the demo parties once; the mail client's password goes to a 0600 file."""
-    domain = config.hub.domain
+    """Add the demo parties once, and the console's operator once (a stack seeded before
+    the console gets it on its next ``up --demo``); the mail client's and the operator's
+    passwords go to a 0600 file, ``login``/``password`` and ``operator``/
+    ``operator_password``."""
     credentials = config.paths.demo_credentials
+    fields = _read_credentials(credentials)
     with connect(config.database, autocommit=True, role=configmod.ADMIN_ROLE) as conn:
-        if directory.find_logical(conn, f"acme@{domain}") is not None:
-            return
-        password = demo_password()
-        for name, kind, peers, relay, local, physical in DEMO_PARTIES:
-            directory.add_party(conn, name, kind, peers, relay)
-            maildrop = None
-            if name == DEMO_LOGIN:
-                directory.add_account(
-                    conn, DEMO_LOGIN, name, passwords.strong_hash(password),
-                    passwords.digest_md5_hash(DEMO_LOGIN, config.hub.sasl_realm, password))
-                maildrop = DEMO_LOGIN
-            directory.add_address(conn, f"{local}@{domain}", name, physical, maildrop, domain)
+        seeded = directory.find_logical(conn, f"acme@{config.hub.domain}") is not None
+        if not seeded:
+            fields.update(login=DEMO_LOGIN, password=_seed_parties(conn, config))
+        has_operator = DEMO_OPERATOR in console_store.list_operators(conn)
+        if not has_operator:
+            password = demo_password()
+            console_store.add_operator(conn, DEMO_OPERATOR, passwords.strong_hash(password))
+            fields.update(operator=DEMO_OPERATOR, operator_password=password)
+    if seeded and has_operator:
+        return
     fd = os.open(credentials, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # a file left by an older stack keeps no wider mode
     with os.fdopen(fd, "w") as out:
-        out.write(f"login={DEMO_LOGIN}\npassword={password}\n")
-    say(f"demo: 2 companies, 2 agencies; mail-client login {DEMO_LOGIN!r}, "
-        f"password in {credentials}")
-
-
-
+        out.write("".join(f"{key}={value}\n" for key, value in fields.items()))
+    say(f"demo: 2 companies, 2 agencies; mail-client login {DEMO_LOGIN!r}, console "
+        f"operator {DEMO_OPERATOR!r} at {console_url(config)}, passwords in {credentials}")

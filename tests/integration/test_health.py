@@ -35,7 +35,7 @@ def samples(config: Config) -> dict[str, dict[str, float]]:
 def test_every_component_answers(world: World, capsys: pytest.CaptureFixture[str]) -> None:
     code, lines = swctl_health(world.config, capsys)
     assert code == 0, lines
-    assert lines[0].startswith("SINGLEWINDOW OK - 6 of 6 components answer; queue ")
+    assert lines[0].startswith("SINGLEWINDOW OK - 7 of 7 components answer; queue ")
     assert " | incoming=" in lines[0] and len(lines) == 1
     found = samples(world.config)
     assert found["singlewindow_component_up"] == dict.fromkeys(health.COMPONENTS, 1.0)
@@ -46,16 +46,20 @@ def test_every_component_answers(world: World, capsys: pytest.CaptureFixture[str
 
 @pytest.mark.parametrize(("name", "component"), [("transport", "transport"),
                                                  ("policyd", "policy"),
-                                                 ("milter", "milter")])
+                                                 ("milter", "milter"),
+                                                 ("console", "console")])
 def test_a_stopped_daemon_is_critical(world: World, capsys: pytest.CaptureFixture[str],
                                       name: str, component: str) -> None:
+    config = world.config
+    where = (f"https://{config.console.listen}/ connection refused" if name == "console"
+             else f"{config.paths.run_dir}/")
     with supervisor.hold(world.config.paths.state_dir, name):
         code, lines = swctl_health(world.config, capsys)
         up = samples(world.config)["singlewindow_component_up"]
     assert code == health.CRITICAL
-    assert lines[0].startswith("SINGLEWINDOW CRITICAL - 1 problem; 5 of 6 components answer")
-    assert lines[1].startswith(f"CRITICAL {component}: {world.config.paths.run_dir}/")
-    assert up[component] == 0.0 and sum(up.values()) == 5.0
+    assert lines[0].startswith("SINGLEWINDOW CRITICAL - 1 problem; 6 of 7 components answer")
+    assert lines[1].startswith(f"CRITICAL {component}: {where}"), lines
+    assert up[component] == 0.0 and sum(up.values()) == 6.0
     assert swctl_health(world.config, capsys)[0] == 0  # back once released
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from singlewindow import stack
-from singlewindow.config import Config, Listeners, Metrics, Queue, Transport
+from singlewindow.config import Config, Console, Listeners, Metrics, Queue, Transport
 from singlewindow.transport import maildrop
 from tests.support import factory
 from tests.support.local import free_port, short_state_dir
@@ -64,6 +64,7 @@ def world() -> Iterator[World]:
                             pop3_port=free_port(), pop3s_port=free_port(),
                             reinject_port=free_port()),
         metrics=Metrics(listen=f"127.0.0.1:{free_port()}"),
+        console=Console(listen=f"127.0.0.1:{free_port()}"),
         # Far longer than the 60 s the test allows after QUIT.
         queue=Queue(lifetime="1d", minimal_backoff="600s", maximal_backoff="1200s",
                     run_delay="600s"),

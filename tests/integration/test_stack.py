@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import shutil
 import signal
 import smtplib
+import ssl
+import stat
 import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 from singlewindow import stack
-from singlewindow.config import Config, Listeners, Metrics
+from singlewindow.config import Config, Console, Listeners, Metrics
 from tests.support.local import free_port, short_state_dir
 from tests.support.world import wait_until
 
@@ -28,8 +32,51 @@ def test_status_lists_every_component_running(sw_stack: Config) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     names = [line.split("\t")[0] for line in result.stdout.splitlines()]
     assert names == ["postgresql", "postfix", "dovecot", "supervisor", "policyd", "transport",
-                     "milter", "metrics"]
+                     "milter", "metrics", "console"]
     assert all("running pid" in line for line in result.stdout.splitlines())
+    # The console with the URL a browser opens; the others have none to show.
+    host, port = sw_stack.console.address
+    assert result.stdout.splitlines()[-1].split("\t")[2] == f"https://{host}:{port}/"
+    assert all(line.count("\t") == 1 for line in result.stdout.splitlines()[:-1])
+
+
+def test_the_console_serves_https_with_the_stacks_certificate(sw_stack: Config) -> None:
+    """The stack's certificate (issued by its own CA for 127.0.0.1 and localhost) is the
+    console's: a client that trusts DIR/tls/ca.pem verifies it by either name."""
+    _, port = sw_stack.console.address
+    context = ssl.create_default_context(cafile=str(sw_stack.ca_file))
+    for host in ("127.0.0.1", "localhost"):
+        client = http.client.HTTPSConnection(host, port, timeout=30, context=context)
+        try:
+            client.request("GET", "/login")
+            response = client.getresponse()
+            assert response.status == 200
+            assert "Strict-Transport-Security" in response.headers
+        finally:
+            client.close()
+
+
+def test_demo_credentials_hold_the_operator_who_logs_in(sw_stack: Config) -> None:
+    """``up --demo``: the console's operator, its password beside the mail client's in
+    the 0600 file; the console takes it (POST /api/session)."""
+    credentials = sw_stack.paths.demo_credentials
+    assert stat.S_IMODE(credentials.stat().st_mode) == 0o600
+    fields = dict(line.split("=", 1) for line in credentials.read_text().split())
+    assert fields["login"] == "brightline" and fields["operator"] == "operator"
+    assert fields["operator_password"] != fields["password"]
+    _, port = sw_stack.console.address
+    context = ssl.create_default_context(cafile=str(sw_stack.ca_file))
+    client = http.client.HTTPSConnection("127.0.0.1", port, timeout=30, context=context)
+    try:
+        client.request("POST", "/api/session", json.dumps(
+            {"login": "operator", "password": fields["operator_password"]}),
+            {"Content-Type": "application/json"})
+        response = client.getresponse()
+        body = json.loads(response.read())
+    finally:
+        client.close()
+    assert response.status == 200, body
+    assert (body["kind"], body["login"]) == ("operator", "operator")
 
 
 def test_up_again_restarts_nothing(sw_stack: Config) -> None:
@@ -77,7 +124,8 @@ def test_down_stops_exactly_what_up_started() -> None:
     base = replace(Config(), listeners=Listeners(
         mta_port=free_port(), msa_port=free_port(), pop3_port=free_port(),
         pop3s_port=free_port(), reinject_port=free_port()),
-        metrics=Metrics(listen=f"127.0.0.1:{free_port()}"))
+        metrics=Metrics(listen=f"127.0.0.1:{free_port()}"),
+        console=Console(listen=f"127.0.0.1:{free_port()}"))
     try:
         stack.up(state, base=base, say=lambda _: None)
         # One daemon restarted by the supervisor, so down meets it as well.
@@ -105,6 +153,9 @@ def test_a_config_written_before_up_need_only_move_the_ports() -> None:
     ports = {name: free_port() for name in ("mta_port", "msa_port", "pop3_port",
                                             "pop3s_port", "reinject_port")}
     text = "[listeners]\n" + "".join(f"{k} = {v}\n" for k, v in ports.items())
+    # The exporter's and the console's ports too: never the defaults another stack holds.
+    text += (f'[metrics]\nlisten = "127.0.0.1:{free_port()}"\n'
+             f'[console]\nlisten = "127.0.0.1:{free_port()}"\n')
     (state / "singlewindow.toml").write_text(text)
     try:
         config = stack.up(state, say=lambda _: None)

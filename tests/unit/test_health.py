@@ -17,7 +17,16 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from singlewindow import health
-from singlewindow.config import Config, Database, Health, Listeners, Maildrop, Paths, Tls
+from singlewindow.config import (
+    Config,
+    Console,
+    Database,
+    Health,
+    Listeners,
+    Maildrop,
+    Paths,
+    Tls,
+)
 from tests.support.local import free_port, short_state_dir
 
 NOW = 1_800_000_000.0
@@ -96,7 +105,8 @@ def _nothing_runs(state: Path) -> Config:
     cert = _certificate(state, 30)
     return replace(Config(), listeners=ports, paths=Paths(state_dir=state),
                    database=Database(conninfo=f"host={state} dbname=singlewindow"),
-                   tls=Tls(cert_file=cert), health=Health(timeout=2.0))
+                   tls=Tls(cert_file=cert), health=Health(timeout=2.0),
+                   console=Console(listen=f"127.0.0.1:{free_port()}"))
 
 
 def test_a_node_where_nothing_runs_is_critical_and_names_each_component() -> None:
@@ -109,7 +119,7 @@ def test_a_node_where_nothing_runs_is_critical_and_names_each_component() -> Non
     assert report.up == dict.fromkeys(health.COMPONENTS, False)
     lines = report.lines()
     assert lines[0].startswith("SINGLEWINDOW CRITICAL - ")
-    assert "0 of 6 components answer" in lines[0]
+    assert "0 of 7 components answer" in lines[0]
     for component in health.COMPONENTS:
         assert any(line.startswith(f"CRITICAL {component}: ") for line in lines[1:]), lines
     assert any(line.startswith("CRITICAL queue: cannot list") for line in lines)

@@ -3,10 +3,13 @@ files, no Postfix needed."""
 
 from __future__ import annotations
 
+import http.server
 import os
 import socket
+import ssl
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -14,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from singlewindow import services
-from singlewindow.config import Config, Metrics, Paths
+from singlewindow.config import Config, Console, Metrics, Paths, Tls
+from tests.support import pki
 from tests.support.local import free_port, scratch_state_dir
 
 
@@ -27,8 +31,9 @@ def state() -> Iterator[Path]:
 def test_every_daemon_is_a_module_of_the_package_and_answers_where_the_config_says(
         state: Path) -> None:
     config = replace(Config(), paths=Paths(state),
-                     metrics=Metrics(listen="127.0.0.1:9155"))
-    assert set(services.DAEMONS) == {"policyd", "transport", "milter", "metrics"}
+                     metrics=Metrics(listen="127.0.0.1:9155"),
+                     console=Console(listen="127.0.0.1:9156"))
+    assert set(services.DAEMONS) == {"policyd", "transport", "milter", "metrics", "console"}
     for daemon in services.DAEMONS.values():
         assert daemon.module.startswith("singlewindow.")
         __import__(daemon.module)  # each one exists
@@ -36,6 +41,7 @@ def test_every_daemon_is_a_module_of_the_package_and_answers_where_the_config_sa
     assert services.DAEMONS["transport"].where(config) == str(config.paths.lmtp_socket)
     assert services.DAEMONS["milter"].where(config) == str(config.paths.milter_socket)
     assert services.DAEMONS["metrics"].where(config) == "127.0.0.1:9155"
+    assert services.DAEMONS["console"].where(config) == "127.0.0.1:9156"
 
 
 def test_a_pid_file_is_read_and_a_broken_one_is_none(state: Path) -> None:
@@ -95,3 +101,73 @@ def test_readiness_over_tcp_is_a_port_that_accepts(state: Path) -> None:
         assert metrics.ready(config)
         assert services.port_open("127.0.0.1", port)
     assert not services.port_open("127.0.0.1", port)
+
+
+# --- the console's probe: a real HTTPS server ----------------------------------------------
+
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A CA with a server certificate (``server.crt``), and a second CA that signed
+    nothing the server shows."""
+    where = tmp_path_factory.mktemp("pki")
+    pki.make_ca(where, "ca")
+    pki.make_ca(where, "other")
+    pki.issue(where, "ca", "console.test", "server")
+    return where
+
+
+class _Pages(http.server.BaseHTTPRequestHandler):
+    status = 200
+
+    def do_GET(self) -> None:
+        self.send_response(self.status if self.path == "/login" else 404)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def _https(certificates: Path, status: int) -> tuple[http.server.HTTPServer, int]:
+    handler = type("Pages", (_Pages,), {"status": status})
+    server = http.server.HTTPServer(("127.0.0.1", 0), handler)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certificates / "server.crt", certificates / "server.key")
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, server.server_address[1]
+
+
+@pytest.mark.parametrize(("status", "trust", "wrong"), [
+    (200, "ca.pem", None),
+    # The node's own certificate as the anchor (self-signed, or the operator's chain).
+    (200, "server.crt", None),
+    (503, "ca.pem", "answers GET /login with HTTP 503"),
+    (200, "other.pem", "TLS: CERTIFICATE_VERIFY_FAILED")])
+def test_the_console_answers_a_page_over_verified_tls(certificates: Path, status: int,
+                                                      trust: str, wrong: str | None) -> None:
+    server, port = _https(certificates, status)
+    try:
+        found = services.https_answers("127.0.0.1", port, "/login", certificates / trust, 5)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert found == wrong
+
+
+def test_the_console_probe_trusts_the_nodes_ca_else_its_own_certificate(
+        certificates: Path, state: Path) -> None:
+    server, port = _https(certificates, 200)
+    try:
+        config = replace(Config(), paths=Paths(state),
+                         console=Console(listen=f"127.0.0.1:{port}",
+                                         cert_file=certificates / "server.crt"))
+        assert services.console_trust(config) == certificates / "server.crt"
+        assert services.console_answers(config, 5) is None
+        config = replace(config, tls=Tls(ca_file=certificates / "other.pem"))
+        assert services.console_trust(config) == certificates / "other.pem"
+        assert services.console_answers(config, 5) == "TLS: CERTIFICATE_VERIFY_FAILED"
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert services.console_answers(config, 5) == "connection refused"

@@ -1,0 +1,193 @@
+"""Who is asking the console (issue 18): logins, sessions, CSRF tokens, slowed failures.
+
+Operators log in with a name of their own (``swctl operator add``), companies with their
+account, checked against the same strong hash as POP3 and the MSA
+(:func:`singlewindow.passwords.verify_strong`). A login hands out a random token in the
+``sw_session`` cookie; the store keeps only its SHA-256 (a copy of the table opens no
+session) and the session's CSRF token, which every form and API write sends back.
+
+Failed logins are answered only after ``[console] login_delay`` and counted per login
+name and per client address; past ``login_attempts`` within ``login_window_seconds``
+every attempt is refused (HTTP 429), the right password included, until the window has
+passed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import hmac
+import math
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg_pool import ConnectionPool
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from singlewindow import config as configmod
+from singlewindow import passwords
+from singlewindow.store import console as store
+
+#: The session cookie: a random token (:data:`TOKEN_BYTES`), only its SHA-256 stored.
+SESSION_COOKIE = "sw_session"
+#: The login form's double-submit cookie: the same value as its hidden ``csrf`` field.
+LOGIN_CSRF_COOKIE = "sw_login_csrf"
+#: What an API write sends the session's CSRF token in.
+CSRF_HEADER = "X-CSRF-Token"
+TOKEN_BYTES = 32
+
+T = TypeVar("T")
+
+
+class Refused(Exception):
+    """A request the console answers with ``status`` (401, 403, 404, 429) and ``text``;
+    :mod:`singlewindow.console.app` shows it as a page or as JSON, by the path."""
+
+    def __init__(self, status: int, text: str, retry_after: int | None = None) -> None:
+        super().__init__(text)
+        self.status = status
+        self.text = text
+        self.retry_after = retry_after
+
+
+# --- the store, from a request -----------------------------------------------------------
+
+def settings(request: Request) -> configmod.Config:
+    config: configmod.Config = request.app.state.config
+    return config
+
+
+async def in_store(request: Request, work: Callable[..., T], *args: Any) -> T:
+    """``work(conn, *args)`` on a pooled connection, in a worker thread (psycopg's
+    connections block; the event loop must not)."""
+    pool: ConnectionPool[Any] = request.app.state.pool
+
+    def run() -> T:
+        with pool.connection() as conn:
+            return work(conn, *args)
+    return await run_in_threadpool(run)
+
+
+# --- logging in --------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class LoggedIn:
+    """A new session: the cookie's token (given to the client only) and the session."""
+
+    token: str
+    csrf: str
+    who: store.Credential
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash no password matches, checked for a name nobody has: the answer takes as
+    long as for a known name, so the time does not tell which names exist."""
+    return passwords.strong_hash(secrets.token_urlsafe(24))
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "0.0.0.0"
+
+
+async def login(request: Request, name: str, password: str) -> LoggedIn:
+    """Check ``name``/``password`` and open a session, or raise :class:`Refused` (429
+    while throttled, 401 wrong), a failure only after ``login_delay``."""
+    console = settings(request).console
+    source = client_address(request)
+    name = name.strip()
+    seen = await in_store(request, store.failures, name, source, console.login_window_seconds)
+    if max(seen.by_login, seen.by_source) >= console.login_attempts:
+        await asyncio.sleep(console.login_delay)
+        raise Refused(429, "too many failed logins; try again later",
+                      retry_after=max(1, math.ceil(seen.retry_after)))
+    who = await in_store(request, store.credential, name) if 0 < len(name) <= 256 else None
+    stored = who.password_hash if who is not None else _dummy_hash()
+    # Longer than any password we accept: refused without hashing megabytes.
+    good = len(password) <= passwords.MAX_LENGTH and await run_in_threadpool(
+        passwords.verify_strong, password, stored)
+    if who is None or not good:
+        await in_store(request, store.record_failure, name[:256], source)
+        await asyncio.sleep(console.login_delay)
+        raise Refused(401, "wrong login or password")
+    token, csrf = secrets.token_urlsafe(TOKEN_BYTES), secrets.token_urlsafe(TOKEN_BYTES)
+
+    def opened(conn: psycopg.Connection[Any]) -> None:
+        store.clear_failures(conn, who.login)
+        store.open_session(conn, token_hash(token), who, csrf)
+    await in_store(request, opened)
+    return LoggedIn(token, csrf, who)
+
+
+def set_session_cookie(response: Response, request: Request, token: str) -> None:
+    response.set_cookie(SESSION_COOKIE, token, max_age=settings(request).console
+                        .session_max_seconds, path="/", secure=True, httponly=True,
+                        samesite="strict")
+
+
+def clear_session_cookie(response: Response) -> None:
+    response.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True,
+                           samesite="strict")
+
+
+async def logout(request: Request) -> None:
+    token = request.cookies.get(SESSION_COOKIE)
+    if token:
+        await in_store(request, store.close_session, token_hash(token))
+
+
+# --- who is asking -----------------------------------------------------------------------
+
+async def current(request: Request) -> store.Session | None:
+    """The caller's live session (touched: its idle time starts again), or None."""
+    token = request.cookies.get(SESSION_COOKIE)
+    if not token or len(token) > 200:
+        return None
+    console = settings(request).console
+    return await in_store(request, store.session, token_hash(token),
+                          console.session_idle_seconds, console.session_max_seconds)
+
+
+async def require_session(request: Request) -> store.Session:
+    """The caller's session, or :class:`Refused` 401."""
+    who = await current(request)
+    if who is None:
+        raise Refused(401, "not logged in")
+    return who
+
+
+def require_operator(who: store.Session) -> None:
+    """Operators only: anyone else is told there is nothing here (404), not that
+    something exists that they may not see."""
+    if who.kind != "operator":
+        raise Refused(404, "not found")
+
+
+def same(given: str | None, expected: str | None) -> bool:
+    """Compared in constant time; an empty or missing token never matches."""
+    return bool(given) and bool(expected) and hmac.compare_digest(
+        str(given).encode(), str(expected).encode())
+
+
+def check_csrf(who: store.Session, given: str | None) -> None:
+    if not same(given, who.csrf):
+        raise Refused(403, "missing or wrong CSRF token")
+
+
+def new_login_csrf() -> str:
+    return secrets.token_urlsafe(TOKEN_BYTES)
+
+
+def set_login_csrf_cookie(response: Response, value: str) -> None:
+    response.set_cookie(LOGIN_CSRF_COOKIE, value, path="/login", secure=True, httponly=True,
+                        samesite="strict")

@@ -1,0 +1,373 @@
+"""What the web console (issue 18) reads and keeps: who may log in, sessions, failed
+logins, the message search, a message's responses, the parties' pages.
+
+Sits beside :mod:`.messages` and :mod:`.directory`, under :mod:`singlewindow.console`,
+which connects as ``sw_console`` (:data:`singlewindow.config.CONSOLE_ROLE`): it reads the
+message log and the directory and writes only its sessions and failed logins (migration
+0013). ``swctl operator`` adds and removes operators through this module as ``sw_admin``.
+Every value reaches PostgreSQL as a parameter; the search composes its statement from
+fixed fragments, one per criterion given.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import errors
+
+from singlewindow.store import StoreError
+
+Conn = psycopg.Connection[Any]
+
+#: A login of the console: an operator's name or an account's login (migration 0001's
+#: and 0013's CHECK, said again so a bad name is refused with a sentence).
+NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+
+
+# --- who may log in ----------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """Who may log in with a name: an operator of the hub, or a company's account."""
+
+    kind: str
+    """``operator`` or ``company``."""
+    login: str
+    password_hash: str
+    """The strong hash (``{SHA512-CRYPT}...``) :func:`singlewindow.passwords.verify_strong`
+    checks."""
+    party_id: int | None
+    """A company's party; None for an operator."""
+    party: str | None
+    """A company's party's name; None for an operator."""
+
+
+def credential(conn: Conn, login: str) -> Credential | None:
+    """Who logs in with ``login``: an operator first, else an account (a name is never
+    both: :func:`add_operator` and ``swctl account add`` refuse it)."""
+    row = conn.execute(
+        "SELECT 'operator' AS kind, name AS login, password_hash, NULL::bigint AS party_id,"
+        " NULL::text AS party FROM operator WHERE name = %(l)s"
+        " UNION ALL"
+        " SELECT 'company', a.login, a.password_hash, a.party_id, p.name FROM account a"
+        " JOIN party p ON p.id = a.party_id WHERE a.login = %(l)s"
+        " ORDER BY kind DESC LIMIT 1", {"l": login}).fetchone()
+    if row is None:
+        return None
+    return Credential(row["kind"], row["login"], row["password_hash"], row["party_id"],
+                      row["party"])
+
+
+def add_operator(conn: Conn, name: str, password_hash: str) -> None:
+    """A new operator; StoreError when the name is not allowed, is taken by an operator,
+    or is an account's login (one name, one kind of login)."""
+    if not NAME.match(name):
+        raise StoreError(f"invalid operator name {name!r}: lower-case letters, digits, "
+                         "'.', '_' and '-', up to 64, starting with a letter or digit")
+    with conn.transaction():
+        if conn.execute("SELECT 1 FROM account WHERE login = %s", (name,)).fetchone():
+            raise StoreError(f"operator {name!r}: {name!r} is an account's login; "
+                             "choose another name")
+        try:
+            conn.execute("INSERT INTO operator (name, password_hash) VALUES (%s, %s)",
+                         (name, password_hash))
+        except errors.UniqueViolation:
+            raise StoreError(f"operator {name!r}: already exists") from None
+
+
+def remove_operator(conn: Conn, name: str) -> None:
+    """Remove an operator and end its console sessions; StoreError if there is none."""
+    with conn.transaction():
+        row = conn.execute("DELETE FROM operator WHERE name = %s RETURNING name",
+                           (name,)).fetchone()
+        if row is None:
+            raise StoreError(f"unknown operator {name!r}")
+        conn.execute("DELETE FROM console_session WHERE kind = 'operator' AND login = %s",
+                     (name,))
+
+
+def list_operators(conn: Conn) -> list[str]:
+    return [r["name"] for r in conn.execute("SELECT name FROM operator ORDER BY name")]
+
+
+# --- sessions ----------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """A logged-in browser or script (the cookie's token, only its SHA-256 stored)."""
+
+    kind: str
+    login: str
+    party_id: int | None
+    party: str | None
+    csrf: str
+    """What every form and API write must send back."""
+    created_at: datetime
+    last_seen_at: datetime
+
+
+def open_session(conn: Conn, token_sha256: str, who: Credential, csrf: str) -> None:
+    conn.execute(
+        "INSERT INTO console_session (token_sha256, kind, login, party_id, csrf)"
+        " VALUES (%s, %s, %s, %s, %s)",
+        (token_sha256, who.kind, who.login, who.party_id, csrf))
+
+
+def session(conn: Conn, token_sha256: str, idle_seconds: int, max_seconds: int
+            ) -> Session | None:
+    """The session with this token, its ``last_seen_at`` now; None when there is none or
+    it expired: idle longer than ``idle_seconds`` or older than ``max_seconds``, by the
+    database's clock (every console process agrees). Expired sessions are deleted, this
+    one and any other."""
+    with conn.transaction():
+        conn.execute(
+            "DELETE FROM console_session WHERE last_seen_at"
+            " <= clock_timestamp() - make_interval(secs => %s)"
+            " OR created_at <= clock_timestamp() - make_interval(secs => %s)",
+            (idle_seconds, max_seconds))
+        row = conn.execute(
+            "UPDATE console_session s SET last_seen_at = clock_timestamp()"
+            " WHERE token_sha256 = %s"
+            " RETURNING kind, login, party_id,"
+            " (SELECT name FROM party WHERE id = s.party_id) AS party, csrf, created_at,"
+            " last_seen_at", (token_sha256,)).fetchone()
+    if row is None:
+        return None
+    return Session(row["kind"], row["login"], row["party_id"], row["party"], row["csrf"],
+                   row["created_at"], row["last_seen_at"])
+
+
+def close_session(conn: Conn, token_sha256: str) -> None:
+    conn.execute("DELETE FROM console_session WHERE token_sha256 = %s", (token_sha256,))
+
+
+# --- failed logins -----------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Failures:
+    """Failed logins within the window: by the name tried, by the client's address."""
+
+    by_login: int
+    by_source: int
+    retry_after: float
+    """Seconds until the oldest one counted leaves the window (0 if none counted)."""
+
+
+#: Where a client has no IP address (a unix socket, a test client): all such clients
+#: share one count, the strictest reading of "from one client address".
+UNKNOWN_SOURCE = "0.0.0.0"
+
+
+def _source(source: str) -> str:
+    try:
+        return str(ipaddress.ip_address(source))
+    except ValueError:
+        return UNKNOWN_SOURCE
+
+
+def failures(conn: Conn, login: str, source: str, window_seconds: int) -> Failures:
+    row = conn.execute(
+        "SELECT count(*) FILTER (WHERE login = %(l)s) AS by_login,"
+        " count(*) FILTER (WHERE source = %(s)s::inet) AS by_source,"
+        " greatest(0, extract(epoch FROM min(at) + make_interval(secs => %(w)s)"
+        "  - clock_timestamp())) AS retry_after"
+        " FROM console_login_failure WHERE (login = %(l)s OR source = %(s)s::inet)"
+        " AND at > clock_timestamp() - make_interval(secs => %(w)s)",
+        {"l": login, "s": _source(source), "w": window_seconds}).fetchone()
+    assert row is not None
+    return Failures(row["by_login"], row["by_source"], float(row["retry_after"] or 0))
+
+
+#: Failed logins older than this are deleted when the next one is recorded: far beyond
+#: any sane window, so the table stays the size of the last day's attempts.
+KEEP_FAILURES_SECONDS = 86400
+
+
+def record_failure(conn: Conn, login: str, source: str) -> None:
+    conn.execute(
+        "WITH old AS (DELETE FROM console_login_failure"
+        " WHERE at < clock_timestamp() - make_interval(secs => %s))"
+        " INSERT INTO console_login_failure (login, source) VALUES (%s, %s)",
+        (KEEP_FAILURES_SECONDS, login, _source(source)))
+
+
+def clear_failures(conn: Conn, login: str) -> None:
+    """After a good login: that login's failures go (its client address's stay)."""
+    conn.execute("DELETE FROM console_login_failure WHERE login = %s", (login,))
+
+
+# --- the message search ------------------------------------------------------------------
+
+OUTCOMES = ("forwarded", "not-forwarded", "refused", "partial", "pending")
+
+#: A message's outcome (:data:`OUTCOMES`) from its recipients' statuses ("250 2.0.0"),
+#: the one place it is computed: ``forwarded`` every recipient 2xx and no control
+#: message (the MIG found no error), ``not-forwarded`` 2xx but the MIG's errors went back
+#: in a control message (SPEC R6.1), ``refused`` every recipient 5xx, ``partial`` some
+#: 2xx some 5xx, ``pending`` none decided yet or one deferred (4xx). Over the rows of
+#: ``message_recipient r`` of message ``m``.
+OUTCOME_SQL = (
+    "CASE WHEN count(r.id) = 0 OR bool_or(r.status IS NULL OR r.status NOT SIMILAR TO '[25]%%')"
+    "  THEN 'pending'"
+    " WHEN bool_and(r.status LIKE '2%%') THEN CASE WHEN EXISTS (SELECT 1 FROM forward c"
+    "  WHERE c.message_id = m.id AND c.recipient = '*control*')"
+    "  THEN 'not-forwarded' ELSE 'forwarded' END"
+    " WHEN bool_and(r.status LIKE '5%%') THEN 'refused'"
+    " ELSE 'partial' END")
+
+#: Per message ``m``: its outcome and recipients (``o.outcome``, ``o.recipients``).
+_OUTCOME_LATERAL = (
+    " CROSS JOIN LATERAL (SELECT " + OUTCOME_SQL + " AS outcome,"
+    " coalesce(json_agg(json_build_object('recipient', r.logical, 'status', r.status,"
+    "  'reason', r.reason) ORDER BY r.logical) FILTER (WHERE r.id IS NOT NULL), '[]')"
+    "  AS recipients FROM message_recipient r WHERE r.message_id = m.id) o")
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """What the console searches by; every criterion given must hold."""
+
+    text: str | None = None
+    """Exactly: the Single Window id, either leg's queue id or Message-ID (``<>``
+    optional)."""
+    party: str | None = None
+    """The submitting party, or the party of a recipient's logical address."""
+    message_type: str | None = None
+    """A message's name matches each of its releases (``PAXLST``: ``PAXLST-D03B``, ...);
+    a release only itself."""
+    outcome: str | None = None
+    """One of :data:`OUTCOMES`."""
+    since: datetime | None = None
+    until: datetime | None = None
+    party_id: int | None = None
+    """A company's scope: only its own submissions."""
+    limit: int = 100
+
+
+def _ids(text: str) -> list[str]:
+    """A Message-ID as written, with and without its angle brackets."""
+    bare = text.strip().removeprefix("<").removesuffix(">")
+    return [text.strip(), bare, f"<{bare}>"]
+
+
+#: One fragment per criterion; the value goes in as a parameter of that name.
+_CRITERIA = {
+    "text": "m.id IN (SELECT id FROM message WHERE id = %(text)s OR queue_id = %(text)s"
+            " UNION SELECT id FROM message WHERE header_message_id = ANY(%(ids)s)"
+            " UNION SELECT message_id FROM forward WHERE queue_id = %(text)s"
+            " UNION SELECT message_id FROM forward WHERE copy_message_id = ANY(%(ids)s)"
+            " UNION SELECT message_id FROM notice_delivery WHERE queue_id = %(text)s"
+            " UNION SELECT message_id FROM notice_delivery"
+            "  WHERE copy_message_id = ANY(%(ids)s))",
+    "party": "(p.name = %(party)s OR EXISTS (SELECT 1 FROM message_recipient x"
+             " JOIN address a ON a.logical = x.logical JOIN party y ON y.id = a.party_id"
+             " WHERE x.message_id = m.id AND y.name = %(party)s))",
+    # A release (PAXLST-D03B, GENDEC-1) is also found by its message's name: the type
+    # without its last "-" part (mig.loader.MessageType.message).
+    "message_type": "(m.message_type = %(message_type)s"
+                    " OR regexp_replace(m.message_type, '-[^-]*$', '') = %(message_type)s)",
+    "outcome": "o.outcome = %(outcome)s",
+    "since": "m.received_at >= %(since)s",
+    "until": "m.received_at < %(until)s",
+    "party_id": "m.party_id = %(party_id)s",
+}
+
+_SEARCH = (
+    "SELECT m.id, m.received_at, m.listener, p.name AS party, m.envelope_from, m.subject,"
+    " m.message_type, m.queue_id, m.header_message_id, o.outcome, o.recipients"
+    " FROM message m LEFT JOIN party p ON p.id = m.party_id" + _OUTCOME_LATERAL)
+
+
+def search(conn: Conn, q: Query) -> list[dict[str, Any]]:
+    """The messages matching ``q``, newest first, at most ``q.limit``: each with its
+    outcome and recipients (``recipient``, ``status``, ``reason``). One statement."""
+    if q.outcome is not None and q.outcome not in OUTCOMES:
+        raise StoreError(f"unknown outcome {q.outcome!r}: one of {', '.join(OUTCOMES)}")
+    params: dict[str, Any] = {
+        name: getattr(q, name) for name in _CRITERIA if getattr(q, name) is not None}
+    where = [_CRITERIA[name] for name in params]
+    if q.text is not None:
+        params["ids"] = _ids(q.text)
+    params["limit"] = max(0, q.limit)
+    rows: list[dict[str, Any]] = conn.execute(
+        _SEARCH + (" WHERE " + " AND ".join(where) if where else "")
+        + " ORDER BY m.received_at DESC, m.id DESC LIMIT %(limit)s", params).fetchall()
+    return rows
+
+
+def owned(conn: Conn, message_id: str, party_id: int) -> bool:
+    """Did that party submit this message? (A company sees only these.)"""
+    row = conn.execute("SELECT 1 FROM message WHERE id = %s AND party_id = %s",
+                       (message_id, party_id)).fetchone()
+    return row is not None
+
+
+def responses(conn: Conn, message_id: str) -> list[dict[str, Any]]:
+    """The messages that answer a copy of this one (their In-Reply-To is a copy's
+    Message-ID, ``forward.copy_message_id``): an agency's responses, oldest first."""
+    rows: list[dict[str, Any]] = conn.execute(
+        "SELECT m.id, m.received_at, p.name AS party, m.envelope_from, m.subject,"
+        " m.message_type, o.outcome, o.recipients"
+        " FROM message m LEFT JOIN party p ON p.id = m.party_id" + _OUTCOME_LATERAL
+        + " WHERE m.in_reply_to IN (SELECT copy_message_id FROM forward"
+        "  WHERE message_id = %s AND recipient NOT LIKE '*%%')"
+        " ORDER BY m.received_at, m.id", (message_id,)).fetchall()
+    return rows
+
+
+# --- the directory, read-only ------------------------------------------------------------
+
+_PARTIES = (
+    "SELECT p.id, p.name, p.kind::text AS kind,"
+    " CASE WHEN p.relay_host IS NOT NULL THEN p.relay_host || ':' || p.relay_port END"
+    "  AS relay,"
+    " ARRAY(SELECT network::text FROM peer_network WHERE party_id = p.id ORDER BY network)"
+    "  AS peers,"
+    " ARRAY(SELECT logical FROM address WHERE party_id = p.id ORDER BY logical)"
+    "  AS addresses,"
+    " ARRAY(SELECT login FROM account WHERE party_id = p.id ORDER BY login) AS accounts"
+    " FROM party p")
+
+
+def parties(conn: Conn) -> list[dict[str, Any]]:
+    """Every party: name, kind, peers, relay (``HOST:PORT`` or None), its logical
+    addresses and account logins, by name."""
+    rows = conn.execute(_PARTIES + " ORDER BY p.name").fetchall()
+    for row in rows:
+        del row["id"]
+    return rows
+
+
+def party(conn: Conn, name: str) -> dict[str, Any] | None:
+    """One party as :func:`parties` has it, with its addresses in full (``logical``,
+    ``physical``, ``maildrop_login``, ``active``), the links that name it or its kind
+    (``sender``, ``recipient``: a party's name or a kind; ``allowed``) and the routes
+    from its addresses (``logical``, ``message_type``, ``destinations``)."""
+    row = conn.execute(_PARTIES + " WHERE p.name = %s", (name,)).fetchone()
+    if row is None:
+        return None
+    pid = row.pop("id")
+    row["addresses"] = conn.execute(
+        "SELECT logical, physical, maildrop_login, active FROM address WHERE party_id = %s"
+        " ORDER BY logical", (pid,)).fetchall()
+    row["links"] = conn.execute(
+        "SELECT coalesce(s.name, l.sender_kind::text) AS sender,"
+        " coalesce(r.name, l.recipient_kind::text) AS recipient, l.allowed FROM link l"
+        " LEFT JOIN party s ON s.id = l.sender_party_id"
+        " LEFT JOIN party r ON r.id = l.recipient_party_id"
+        " WHERE %(id)s IN (l.sender_party_id, l.recipient_party_id)"
+        " OR %(kind)s::party_kind IN (l.sender_kind, l.recipient_kind)"
+        " ORDER BY l.sender_party_id IS NULL, l.recipient_party_id IS NULL, 1, 2",
+        {"id": pid, "kind": row["kind"]}).fetchall()
+    row["routes"] = conn.execute(
+        "SELECT s.logical, r.message_type, array_agg(d.logical ORDER BY d.logical)"
+        " AS destinations FROM route r JOIN address s ON s.id = r.address_id"
+        " JOIN address d ON d.id = r.destination_id WHERE s.party_id = %s"
+        " GROUP BY s.logical, r.message_type ORDER BY 1, 2", (pid,)).fetchall()
+    result: dict[str, Any] = row
+    return result
