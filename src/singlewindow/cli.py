@@ -19,7 +19,15 @@ import psycopg
 
 from singlewindow import config as configmod
 from singlewindow import deploy, ipsec, passwords, stack, trace
-from singlewindow.store import StoreError, connect, directory, messages, migrate, tunnels
+from singlewindow.store import (
+    StoreError,
+    connect,
+    console,
+    directory,
+    messages,
+    migrate,
+    tunnels,
+)
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -211,7 +219,9 @@ def address_list(args: argparse.Namespace) -> int:
 
 # --- account ---------------------------------------------------------------------------
 
-def account_add(args: argparse.Namespace) -> int:
+def _new_password(args: argparse.Namespace) -> str:
+    """A new login's password: one line of standard input (``--password-stdin``, never
+    the command line), as strong as :func:`passwords.check` asks."""
     if not args.password_stdin:
         raise CommandError("give the password on standard input with --password-stdin")
     line = sys.stdin.readline()
@@ -220,9 +230,18 @@ def account_add(args: argparse.Namespace) -> int:
         passwords.check(password)
     except passwords.PasswordError as exc:
         raise CommandError(str(exc)) from None
+    return password
+
+
+def account_add(args: argparse.Namespace) -> int:
+    password = _new_password(args)
     login = args.login
     realm = _config(args).hub.sasl_realm
     with _db(args) as conn:
+        # One name, one kind of console login (issue 18): an operator's name is no login.
+        if console.is_operator(conn, login):
+            raise CommandError(f"account {login!r}: {login!r} is an operator's name; "
+                               "choose another login")
         directory.add_account(conn, login, args.party, passwords.strong_hash(password),
                               passwords.digest_md5_hash(login, realm, password))
     print(f"account {login} added for party {args.party}")
@@ -235,6 +254,30 @@ class _RefusePassword(argparse.Action):
     def __call__(self, parser: argparse.ArgumentParser, *_: object, **__: object) -> None:
         parser.exit(1, "swctl: error: passwords on the command line are refused; "
                        "use --password-stdin\n")
+
+
+# --- operator (issue 18: the web console) ---------------------------------------------
+
+def operator_add(args: argparse.Namespace) -> int:
+    password = _new_password(args)
+    with _db(args) as conn:
+        console.add_operator(conn, args.name, passwords.strong_hash(password))
+    print(f"operator {args.name} added")
+    return 0
+
+
+def operator_remove(args: argparse.Namespace) -> int:
+    with _db(args) as conn:
+        console.remove_operator(conn, args.name)
+    print(f"operator {args.name} removed (its console sessions ended)")
+    return 0
+
+
+def operator_list(args: argparse.Namespace) -> int:
+    with _db(args) as conn:
+        for name in console.list_operators(conn):
+            print(name)
+    return 0
 
 
 # --- link, route -----------------------------------------------------------------------
@@ -525,8 +568,24 @@ def _account_commands(account: Any) -> None:
     p = _command(account, "add", account_add, "add a login; password on stdin")
     p.add_argument("login")
     p.add_argument("--party", required=True)
+    _password_options(p)
+
+
+def _password_options(p: argparse.ArgumentParser) -> None:
+    """A new login's password: from standard input only."""
     p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     p.add_argument("--password", action=_RefusePassword, help=argparse.SUPPRESS)
+
+
+def _operator_commands(operator: Any) -> None:
+    """``swctl operator add|remove|list``: who logs in to the web console as the hub's
+    operator (companies log in with their account)."""
+    p = _command(operator, "add", operator_add, "add an operator; password on stdin")
+    p.add_argument("name")
+    _password_options(p)
+    p = _command(operator, "remove", operator_remove, "remove an operator, end its sessions")
+    p.add_argument("name")
+    _command(operator, "list", operator_list, "list operators")
 
 
 def _link_commands(link: Any) -> None:
@@ -606,6 +665,7 @@ def build_parser() -> argparse.ArgumentParser:
     _party_commands(_group(sub, "party", "companies and agencies"))
     _address_commands(_group(sub, "address", "logical addresses"))
     _account_commands(_group(sub, "account", "MSA/POP3 logins"))
+    _operator_commands(_group(sub, "operator", "web console operators"))
     _link_commands(_group(sub, "link", "who may send to whom", dest="verb"))
     _route_commands(_group(sub, "route", "message routing"))
     _message_log_commands(sub)

@@ -51,6 +51,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -314,16 +315,24 @@ def maildrop_service(config: Config) -> list[Problem]:
     return [Problem(CRITICAL, "maildrop", f"the maildrop service {host}:{port} {wrong}")]
 
 
-def queue_states(listing: str, now: float) -> dict[str, QueueState]:
-    """Count ``postqueue -j``'s lines per queue, with the oldest arrival in each."""
-    counts = dict.fromkeys(QUEUES, 0)
-    arrived: dict[str, float] = {}
+def _showq(listing: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``postqueue -j``'s lines: each message's queue (showq's ``maildrop`` named
+    ``incoming``, see :data:`QUEUES`) and its JSON object."""
     for line in listing.splitlines():
         if not line.strip():
             continue
         entry = json.loads(line)
-        name = entry.get("queue_name", "")
-        name = "incoming" if name == "maildrop" else name
+        if not isinstance(entry, dict):
+            continue
+        name = str(entry.get("queue_name", ""))
+        yield ("incoming" if name == "maildrop" else name), entry
+
+
+def queue_states(listing: str, now: float) -> dict[str, QueueState]:
+    """Count ``postqueue -j``'s lines per queue, with the oldest arrival in each."""
+    counts = dict.fromkeys(QUEUES, 0)
+    arrived: dict[str, float] = {}
+    for name, entry in _showq(listing):
         if name not in counts:
             continue
         counts[name] += 1
@@ -333,15 +342,57 @@ def queue_states(listing: str, now: float) -> dict[str, QueueState]:
             for q in QUEUES}
 
 
-def list_queue(config: Config, now: float | None = None) -> dict[str, QueueState]:
-    """Postfix's queues now (``postqueue -c CONF -j``, see the module docstring)."""
+@dataclass(frozen=True, slots=True)
+class QueueEntry:
+    """One message in Postfix's queue, as ``postqueue -j`` lists it (postqueue(1), "JSON
+    OBJECT FORMAT"): what the console's queue page shows of the deferred mail."""
+
+    queue_id: str
+    queue_name: str
+    """One of :data:`QUEUES`."""
+    arrival_time: float
+    """Unix time."""
+    sender: str
+    """The envelope sender; empty for the null sender (the hub's own mail)."""
+    recipients: list[str]
+    """The recipients still to deliver."""
+    reasons: list[str]
+    """Why delivery to them was deferred (their ``delay_reason``), where Postfix gave
+    one."""
+
+
+def queue_entries(listing: str) -> list[QueueEntry]:
+    """The messages of a ``postqueue -j`` listing, in its order."""
+    entries = []
+    for name, entry in _showq(listing):
+        recipients = [r for r in entry.get("recipients", ()) if isinstance(r, dict)]
+        entries.append(QueueEntry(
+            str(entry.get("queue_id", "")), name, float(entry.get("arrival_time", 0)),
+            str(entry.get("sender", "")), [str(r.get("address", "")) for r in recipients],
+            [str(r["delay_reason"]) for r in recipients if r.get("delay_reason")]))
+    return entries
+
+
+def _postqueue(config: Config) -> str:
+    """``postqueue -c CONF -j``'s output (see the module docstring): the one place it
+    runs."""
     result = subprocess.run(
         [str(config.transport.postqueue), "-c", str(config.postfix_config), "-j"],
         capture_output=True, text=True, timeout=max(config.health.timeout, 30.0), check=False)
     if result.returncode != 0:
         detail = (result.stderr.strip().splitlines() or ["no output"])[-1]
         raise OSError(f"postqueue -j exited {result.returncode}: {detail}")
-    return queue_states(result.stdout, time.time() if now is None else now)
+    return result.stdout
+
+
+def list_queue(config: Config, now: float | None = None) -> dict[str, QueueState]:
+    """Postfix's queues now: their sizes and oldest arrivals."""
+    return queue_states(_postqueue(config), time.time() if now is None else now)
+
+
+def list_queue_entries(config: Config) -> list[QueueEntry]:
+    """The messages in Postfix's queues now (:func:`queue_entries`)."""
+    return queue_entries(_postqueue(config))
 
 
 def queue_problems(queues: dict[str, QueueState], health: configmod.Health) -> list[Problem]:

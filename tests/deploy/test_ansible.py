@@ -42,7 +42,7 @@ ANSIBLE = REPO / "ansible"
 BIN = Path(sys.executable).parent
 INVENTORIES = ("single-node", "multi-node")
 #: The multi-node inventory's Vault variables, vault_singlewindow_db_ROLE_password.
-VAULT_ROLES = ("owner", "admin", "daemon", "postfix", "dovecot")
+VAULT_ROLES = ("owner", "admin", "daemon", "postfix", "dovecot", "console")
 PASSWORD = "render-test-only-"
 EDGES = {"edge1.example.internal": "10.0.2.11", "edge2.example.internal": "10.0.2.12"}
 HUB_NODES = (*EDGES, "pop1.example.internal")
@@ -253,15 +253,15 @@ def test_every_database_client_verifies_the_server(multi_node: Path, node: str) 
 @pytest.mark.parametrize("node", HUB_NODES)
 def test_each_node_holds_only_its_roles_passwords(multi_node: Path, node: str) -> None:
     owners = {"sw": "root", "sw_admin": "root", "sw_daemon": "singlewindow",
-              "sw_postfix": "postfix", "sw_dovecot": "dovecot"}
+              "sw_postfix": "postfix", "sw_dovecot": "dovecot", "sw_console": "singlewindow"}
     expected = {"sw_dovecot"}
-    if node in EDGES:
-        expected |= {"sw_admin", "sw_daemon", "sw_postfix"}
+    if node in EDGES:  # the web console runs there too
+        expected |= {"sw_admin", "sw_daemon", "sw_postfix", "sw_console"}
     if node == "edge1.example.internal":  # where migrations run
         expected.add("sw")
     pgpass = multi_node / node / "pgpass"
     assert {p.name for p in pgpass.iterdir()} == expected
-    vault = dict(zip(("sw", "sw_admin", "sw_daemon", "sw_postfix", "sw_dovecot"),
+    vault = dict(zip(("sw", "sw_admin", "sw_daemon", "sw_postfix", "sw_dovecot", "sw_console"),
                      VAULT_ROLES, strict=True))
     for role in expected:
         path = pgpass / role
@@ -282,7 +282,7 @@ def test_database_node_lets_each_role_in_from_its_nodes_over_tls_only(
     assert all(line[1] == "singlewindow" and line[4:] == ["scram-sha-256"]
                for line in hba if line[0] == "hostssl")
     expected = {(role, f"{address}/32") for address in EDGES.values()
-                for role in ("sw_admin", "sw_daemon", "sw_postfix", "sw_dovecot")}
+                for role in ("sw_admin", "sw_daemon", "sw_postfix", "sw_dovecot", "sw_console")}
     expected |= {("sw", "10.0.2.11/32"), ("sw_dovecot", "10.0.3.10/32")}
     assert remote == expected
     assert PASSWORD not in (db / "pg_hba.conf").read_text()
@@ -355,6 +355,79 @@ def test_prometheus_gets_the_rules_and_one_target_per_edge(multi_node: Path) -> 
         assert json.loads(path.read_text()) == [
             {"targets": [f"{EDGES[edge]}:9750"], "labels": {"job": "singlewindow", "node": edge}}]
     assert 'up{job="singlewindow"}' in rules.read_text()
+
+
+# --- The web console (issue 18): on the edges, on the management address only -----------
+
+def _console_table(address: str, root: Path) -> dict[str, object]:
+    return {"listen": f"{address}:8443", "cert_file": f"{root}/console/cert.pem",
+            "key_file": f"{root}/console/key.pem", "session_idle_seconds": 1800,
+            "session_max_seconds": 43200, "login_delay": 1.0, "login_attempts": 5,
+            "login_window_seconds": 900}
+
+
+@pytest.mark.parametrize("inventory", INVENTORIES)
+def test_the_console_listens_on_the_management_address_of_each_edge(
+        request: pytest.FixtureRequest, inventory: str) -> None:
+    """[console] as the config loader reads it: the node's management address (the
+    inventory's, like the exporter's), port 8443, the documented session and login
+    settings, a certificate of its own; no console where no transport runs."""
+    root = _rendered(request, inventory)
+    edges = {"sw1.example.internal": "10.0.0.5"} if inventory == "single-node" else EDGES
+    for edge, address in edges.items():
+        path = root / edge / "singlewindow.toml"
+        assert tomllib.loads(path.read_text())["console"] == _console_table(address, root / edge)
+        config = load_config(path)
+        assert config.console.address == (address, 8443)
+        assert config.console_key_file == root / edge / "console" / "key.pem"
+        assert "console" in config.health.components
+    if inventory == "multi-node":
+        assert "console" not in tomllib.loads(
+            (root / "pop1.example.internal" / "singlewindow.toml").read_text())
+        assert not (root / "pop1.example.internal" / "console").exists()
+
+
+@pytest.mark.parametrize("edge", list(EDGES))
+def test_only_the_daemons_user_reads_the_consoles_key(multi_node: Path, edge: str) -> None:
+    """The console serves the node's certificate from a copy of its own: the key the
+    singlewindow user's alone (0600), while the node's key stays root's (Postfix,
+    Dovecot)."""
+    console = multi_node / edge / "console"
+    user = pwd.getpwnam("singlewindow")
+    key = (console / "key.pem").stat()
+    assert (stat.S_IMODE(key.st_mode), key.st_uid) == (0o600, user.pw_uid)
+    cert = (console / "cert.pem").stat()
+    assert (stat.S_IMODE(cert.st_mode), cert.st_uid) == (0o644, 0)
+    assert (stat.S_IMODE(console.stat().st_mode), console.stat().st_gid) == \
+        (0o750, user.pw_gid)
+    assert (console / "key.pem").read_bytes() == \
+        (multi_node / edge / "tls" / "key.pem").read_bytes()
+    assert (console / "cert.pem").read_bytes() == \
+        (multi_node / edge / "tls" / "cert.pem").read_bytes()
+    node_key = (multi_node / edge / "tls" / "key.pem").stat()
+    assert (stat.S_IMODE(node_key.st_mode), node_key.st_uid) == (0o600, 0)
+
+
+@pytest.mark.parametrize("address", ["0.0.0.0", "::", "198.51.100.25"])
+def test_a_console_on_a_public_address_is_refused(tmp_path: Path, address: str) -> None:
+    """Every interface, or the address the public listeners are bound to: the run stops
+    before any file is written, naming the variable."""
+    env = {**os.environ, "ANSIBLE_ROLES_PATH": str(ANSIBLE / "roles"),
+           "ANSIBLE_NOCOLOR": "1", "PATH": f"{BIN}:{os.environ.get('PATH', '')}"}
+    result = subprocess.run(
+        [str(BIN / "ansible-playbook"), "-i", "inventories/single-node",
+         str(REPO / "tests/deploy/render-multi-node.yml"), "--limit", "sw1.example.internal",
+         "-e", json.dumps({"render_root": str(tmp_path), "swctl": str(BIN / "swctl"),
+                           "conf_dir": str(REPO / "conf"),
+                           "ansible_python_interpreter": sys.executable,
+                           "singlewindow_app__bind": "198.51.100.25",
+                           "singlewindow_app__console_address": address})],
+        cwd=ANSIBLE, env=env, capture_output=True, text=True, check=False, timeout=600)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out[-3000:]
+    assert f"singlewindow_app__console_address is {address}: the web console listens on " \
+           "the node's management address only" in " ".join(out.split()), out[-3000:]
+    assert not (tmp_path / "sw1.example.internal" / "singlewindow.toml").exists()
 
 
 # --- IPsec for the MTA interface (issue 16): what the roles write besides swctl's files --

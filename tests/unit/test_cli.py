@@ -277,3 +277,58 @@ def test_trace_of_a_notice_about_no_known_message_shows_its_lock_waits(
     assert re.search(r'\n  [0-9:.]{15} maildrop-deferred \{[^\n]*"leg": "notice", '
                      r'"login": "bright", "recipient": "bright@sw\.test", '
                      r'"status": "4\.2\.1"\}', out), out
+
+
+# --- operator (issue 18: the web console) ------------------------------------------------
+
+def test_operators_are_added_listed_and_removed(swctl: Any,
+                                                conn: psycopg.Connection[Any]) -> None:
+    conn.execute("TRUNCATE operator, console_session")
+    assert swctl("operator", "add", "night-op", "--password-stdin",
+                 stdin="correct horse battery\n") == (0, "operator night-op added\n", "")
+    assert swctl("operator", "add", "amy", "--password-stdin", stdin="another long one")[0] == 0
+    assert swctl("operator", "list") == (0, "amy\nnight-op\n", "")
+    row = conn.execute("SELECT password_hash FROM operator WHERE name = 'night-op'").fetchone()
+    assert row is not None
+    assert passwords.verify_strong("correct horse battery", row["password_hash"])
+    code, _, err = swctl("operator", "add", "amy", "--password-stdin", stdin="another long one")
+    assert (code, err) == (1, "swctl: error: operator 'amy': already exists\n")
+    assert swctl("operator", "remove", "amy")[0] == 0
+    assert swctl("operator", "list")[1] == "night-op\n"
+    code, _, err = swctl("operator", "remove", "amy")
+    assert (code, err) == (1, "swctl: error: unknown operator 'amy'\n")
+
+
+def test_an_operators_password_comes_from_stdin_only(swctl: Any,
+                                                     conn: psycopg.Connection[Any]) -> None:
+    conn.execute("TRUNCATE operator, console_session")
+    code, _, err = swctl("operator", "add", "amy", "--password", "secret123")
+    assert code == 1 and "--password-stdin" in err and "secret123" not in err
+    code, _, err = swctl("operator", "add", "amy")
+    assert code == 1 and "--password-stdin" in err
+    code, _, err = swctl("operator", "add", "amy", "--password-stdin", stdin="short\n")
+    assert code == 1 and "too short" in err
+    code, _, err = swctl("operator", "add", "Amy", "--password-stdin",
+                         stdin="correct horse battery\n")
+    assert code == 1 and err.startswith("swctl: error: invalid operator name 'Amy'")
+    assert conn.execute("SELECT count(*) AS n FROM operator").fetchone() == {"n": 0}
+
+
+def test_a_name_is_an_operators_or_an_accounts_never_both(
+        swctl: Any, conn: psycopg.Connection[Any]) -> None:
+    conn.execute("TRUNCATE operator, console_session")
+    swctl("party", "add", "acme", "--kind", "company")
+    assert swctl("account", "add", "clerk", "--party", "acme", "--password-stdin",
+                 stdin="correct horse battery\n")[0] == 0
+    assert swctl("operator", "add", "amy", "--password-stdin",
+                 stdin="correct horse battery\n")[0] == 0
+    code, _, err = swctl("operator", "add", "clerk", "--password-stdin",
+                         stdin="correct horse battery\n")
+    assert (code, err) == (1, "swctl: error: operator 'clerk': 'clerk' is an account's "
+                              "login; choose another name\n")
+    code, _, err = swctl("account", "add", "amy", "--party", "acme", "--password-stdin",
+                         stdin="correct horse battery\n")
+    assert (code, err) == (1, "swctl: error: account 'amy': 'amy' is an operator's name; "
+                              "choose another login\n")
+    assert conn.execute("SELECT login FROM account").fetchall() == [{"login": "clerk"}]
+    assert conn.execute("SELECT name FROM operator").fetchall() == [{"name": "amy"}]

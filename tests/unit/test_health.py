@@ -54,6 +54,61 @@ def test_queue_listing_counted_per_queue_with_the_oldest_arrival() -> None:
     assert health.queue_states("", NOW)["deferred"] == health.QueueState(0, 0.0)
 
 
+def _deferred(queue_id: str, arrival: float, sender: str, *recipients: tuple[str, str]
+              ) -> str:
+    return json.dumps({"queue_name": "deferred", "queue_id": queue_id,
+                       "arrival_time": int(arrival), "message_size": 99, "sender": sender,
+                       "recipients": [{"address": a, **({"delay_reason": r} if r else {})}
+                                      for a, r in recipients]})
+
+
+#: A listing with what the console's queue page shows: deferred mail with its reasons.
+LISTING = "\n".join([
+    _deferred("4QD1", NOW - 7200, "acme@sw.test",
+              ("in@customs.example", "connect to 127.0.0.1[127.0.0.1]:2602: Connection "
+                                     "refused"), ("in@coast.example", "")),
+    _entry("maildrop", NOW - 1),
+    _deferred("4QD2", NOW - 60, "", ("edi@acme.example", "450 4.2.1 Maildrop is in use"))
+]) + "\n\n"
+
+
+def test_queue_entries_are_read_from_the_listing() -> None:
+    first, incoming, second = health.queue_entries(LISTING)
+    assert first == health.QueueEntry(
+        "4QD1", "deferred", NOW - 7200, "acme@sw.test",
+        ["in@customs.example", "in@coast.example"],
+        ["connect to 127.0.0.1[127.0.0.1]:2602: Connection refused"])
+    assert (incoming.queue_id, incoming.queue_name) == ("4jd9b55SgDzJGl8", "incoming")
+    assert (second.sender, second.recipients, second.reasons) == (
+        "", ["edi@acme.example"], ["450 4.2.1 Maildrop is in use"])
+    assert health.queue_entries("") == []
+
+
+def _fake_postqueue(state: Path, output: str, code: int = 0) -> Config:
+    """A postqueue that prints ``output`` when asked for -j of the stack's Postfix."""
+    script = state / "postqueue"
+    (state / "listing").write_text(output)
+    script.write_text(f"#!/bin/sh\n[ \"$1 $3\" = \"-c -j\" ] || exit 9\n"
+                      f"cat {state / 'listing'}\necho 'postqueue: fatal: no' >&2\n"
+                      f"exit {code}\n")
+    script.chmod(0o755)
+    config = Config(paths=Paths(state_dir=state))
+    return replace(config, transport=replace(config.transport, postqueue=script))
+
+
+def test_the_queue_is_listed_by_one_run_of_postqueue(tmp_path: Path) -> None:
+    config = _fake_postqueue(tmp_path, LISTING)
+    assert [e.queue_id for e in health.list_queue_entries(config)] == [
+        "4QD1", "4jd9b55SgDzJGl8", "4QD2"]
+    states = health.list_queue(config, now=NOW)
+    assert (states["deferred"], states["incoming"]) == (health.QueueState(2, 7200.0),
+                                                        health.QueueState(1, 1.0))
+    broken = _fake_postqueue(tmp_path, "", code=1)
+    for listed in (health.list_queue, health.list_queue_entries):
+        with pytest.raises(OSError, match="postqueue -j exited 1: postqueue: fatal: no"):
+            listed(broken)
+
+
 def test_queue_thresholds() -> None:
     limits = Health(queue_warning=3, queue_critical=5, queue_age_warning=100,
                     queue_age_critical=1000, hold_warning=1)

@@ -216,12 +216,12 @@ async def message(request: Request) -> Response:
 
 
 async def parties(request: Request) -> Response:
-    auth.require_operator(await auth.require_session(request))
+    await auth.require_operator(request)
     return _json({"parties": plain(await auth.in_store(request, store.parties))})
 
 
 async def party(request: Request) -> Response:
-    auth.require_operator(await auth.require_session(request))
+    await auth.require_operator(request)
     found = await auth.in_store(request, store.party, request.path_params["name"])
     if found is None:
         return _json({"error": "no such party"}, 404)
@@ -229,7 +229,7 @@ async def party(request: Request) -> Response:
 
 
 async def queue_state(request: Request) -> Response:
-    auth.require_operator(await auth.require_session(request))
+    await auth.require_operator(request)
     return _json(await run_in_threadpool(queue, auth.settings(request)))
 
 

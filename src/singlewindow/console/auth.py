@@ -166,11 +166,13 @@ async def require_session(request: Request) -> store.Session:
     return who
 
 
-def require_operator(who: store.Session) -> None:
-    """Operators only: anyone else is told there is nothing here (404), not that
-    something exists that they may not see."""
+async def require_operator(request: Request) -> store.Session:
+    """An operator's session; anyone else is told there is nothing here (404), not that
+    something exists that they may not see (no session: 401)."""
+    who = await require_session(request)
     if who.kind != "operator":
         raise Refused(404, "not found")
+    return who
 
 
 def same(given: str | None, expected: str | None) -> bool:

@@ -7,6 +7,7 @@ not see is "not found" (404), exactly as what does not exist.
 
 from __future__ import annotations
 
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ _env = jinja2.Environment(
     loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)), autoescape=True,
     undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 _env.filters["iso"] = timeline.iso
-_env.filters["utc"] = lambda at: (at.astimezone(timeline.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+_env.filters["utc"] = lambda at: (at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
                                   if at is not None else "")
 
 
@@ -114,15 +115,13 @@ async def message(request: Request) -> Response:
 # --- operators only ----------------------------------------------------------------------
 
 async def parties(request: Request) -> Response:
-    who = await auth.require_session(request)
-    auth.require_operator(who)
+    who = await auth.require_operator(request)
     return render("parties.html.j2", 200, who,
                   parties=await auth.in_store(request, store.parties))
 
 
 async def party(request: Request) -> Response:
-    who = await auth.require_session(request)
-    auth.require_operator(who)
+    who = await auth.require_operator(request)
     found = await auth.in_store(request, store.party, request.path_params["name"])
     if found is None:
         raise auth.Refused(404, "no such party")
@@ -130,14 +129,13 @@ async def party(request: Request) -> Response:
 
 
 async def queue(request: Request) -> Response:
-    who = await auth.require_session(request)
-    auth.require_operator(who)
+    who = await auth.require_operator(request)
     state = await run_in_threadpool(api.queue, auth.settings(request))
     return render("queue.html.j2", 200, who, queue=state)
 
 
 def error_page(status: int, text: str, who: store.Session | None = None) -> HTMLResponse:
-    return render("error.html.j2", status, who, status=status, text=text)
+    return render("error.html.j2", status, who, code=status, text=text)
 
 
 ROUTES = [

@@ -170,7 +170,7 @@ def operator_view(found: dict[str, Any], outcome: str | None,
     steps = [Step(e["at"], e["kind"], *_event_title(e["kind"], e["detail"]))
              for e in found["events"]]
     inbound = found.get("postfix")
-    if inbound:
+    if inbound and (inbound["status"] or inbound["notifications"]):
         details = _status_lines(inbound["status"])
         for n in inbound["notifications"]:
             details += [f"{n['what']}: {n['queue_id']}", *_status_lines(n["status"])]

@@ -91,6 +91,11 @@ def remove_operator(conn: Conn, name: str) -> None:
                      (name,))
 
 
+def is_operator(conn: Conn, name: str) -> bool:
+    """Is ``name`` an operator's? (``swctl account add`` refuses it as a login.)"""
+    return conn.execute("SELECT 1 FROM operator WHERE name = %s", (name,)).fetchone() is not None
+
+
 def list_operators(conn: Conn) -> list[str]:
     return [r["name"] for r in conn.execute("SELECT name FROM operator ORDER BY name")]
 

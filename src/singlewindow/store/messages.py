@@ -28,6 +28,11 @@ class Received:
     header_message_id: str | None
     queue_id: str | None
     payload_sha256: str
+    subject: str | None = None
+    """The decoded Subject (issue 18: what the console lists)."""
+    in_reply_to: str | None = None
+    """The first Message-ID of In-Reply-To (issue 18: an agency's response names the
+    copy it answers)."""
 
 
 #: When the milter accepted the message (issue 14): the UTC time to the millisecond in
@@ -49,15 +54,18 @@ def record_message(conn: Conn, m: Received,
                       "from": m.envelope_from}), *(Jsonb(d) for _, d in events)]
     row = conn.execute(
         "WITH m AS (INSERT INTO message (id, listener, party_id, sasl_login, peer_address,"
-        " envelope_from, header_message_id, queue_id, payload_sha256, submitted_at)"
+        " envelope_from, header_message_id, queue_id, payload_sha256, subject, in_reply_to,"
+        " submitted_at)"
         " VALUES (%s, %s, (SELECT id FROM party WHERE name = %s), %s, %s, %s, %s, %s, %s,"
+        " %s, %s,"
         + _SUBMITTED_AT + ") ON CONFLICT (id) DO NOTHING RETURNING id),"
         " e AS (INSERT INTO event (message_id, kind, detail)"
         "  SELECT m.id, k, d FROM m, unnest(%s::text[], %s::jsonb[]) WITH ORDINALITY"
         "  AS x(k, d, n) ORDER BY n)"
         " SELECT id FROM m",
         (m.id, m.listener, m.party, m.sasl_login, m.peer_address or None, m.envelope_from,
-         m.header_message_id, m.queue_id, m.payload_sha256, m.id, m.id, m.id, m.id,
+         m.header_message_id, m.queue_id, m.payload_sha256, m.subject, m.in_reply_to,
+         m.id, m.id, m.id, m.id,
          kinds, details)).fetchone()
     return row is not None
 

@@ -12,6 +12,7 @@ Nothing here does I/O.
 from __future__ import annotations
 
 import contextlib
+import email.policy
 import email.utils
 import hashlib
 import re
@@ -60,6 +61,11 @@ class Prepared:
     """Why the origin stamp does not verify (issue 12); None when it does or is absent."""
     report: dsn.Report | None = None
     """A delivery report on a copy the hub sent (:func:`agency_dsn`), else None."""
+    subject: str | None = None
+    """The Subject, decoded (:func:`decoded_subject`), as the console lists it (issue 18)."""
+    in_reply_to: str | None = None
+    """The first ``<id>`` of In-Reply-To: ties an agency's response to the copy it
+    answers (issue 18)."""
 
     def automatic(self, mail_from: str) -> str | None:
         """Why nothing may answer this message (:mod:`singlewindow.automatic`), or None."""
@@ -137,7 +143,30 @@ def prepare(raw: bytes, mail_from: str, allowed: tuple[str, ...], key: bytes) ->
         hops=translate.hops(fields),
         forged=forged,
         report=None if forged else agency_dsn(raw, fields, mail_from, origin),
+        subject=decoded_subject(translate.field_named(fields, "subject")),
+        in_reply_to=first_id(translate.field_named(fields, "in-reply-to")),
     )
+
+
+#: A Subject longer than a line may be (RFC 5322 2.1.1) is cut there: the console lists
+#: it, and no reader needs more.
+SUBJECT_LENGTH = 998
+
+
+def decoded_subject(value: str | None) -> str | None:
+    """A Subject's text as its writer meant it: RFC 2047 encoded words decoded (leniently,
+    as a mail client shows a malformed one), NUL replaced (no text column holds it), cut
+    at :data:`SUBJECT_LENGTH` characters; None when there is no Subject."""
+    if value is None:
+        return None
+    text = str(email.policy.default.header_factory("subject", value))
+    return text.replace("\0", "\ufffd")[:SUBJECT_LENGTH]
+
+
+def first_id(value: str | None) -> str | None:
+    """The first ``<id>`` of an In-Reply-To value, or None."""
+    ids = translate.message_ids_in(value) if value else []
+    return ids[0] if ids else None
 
 
 def _stamps(fields: list[translate.Field]) -> list[str]:

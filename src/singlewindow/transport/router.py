@@ -222,7 +222,7 @@ class Router:
                     id=swid, listener="refused", party=None, sasl_login=None,
                     peer_address=None, envelope_from=mail_from,
                     header_message_id=p.header_message_id, queue_id=queue_id,
-                    payload_sha256=p.sha256))
+                    payload_sha256=p.sha256, subject=p.subject, in_reply_to=p.in_reply_to))
                 messages.event(conn, swid, "stamp-refused", {"reason": why, **claimed})
                 progress.refused = swid
             reply = replies.STAMP_REFUSED.with_text(

@@ -205,7 +205,8 @@ def record(ctx: Context, conn: Conn, p: Prepared, o: originmod.Origin, mail_from
         id=o.message_id, listener=o.listener, party=o.party,
         sasl_login=o.login or None, peer_address=o.peer or None,
         envelope_from=mail_from, header_message_id=p.header_message_id,
-        queue_id=o.queue_id or None, payload_sha256=p.sha256), events)
+        queue_id=o.queue_id or None, payload_sha256=p.sha256, subject=p.subject,
+        in_reply_to=p.in_reply_to), events)
     if new:
         return hops
     recorded = messages.recorded_hops(conn, o.message_id)

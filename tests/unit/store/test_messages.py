@@ -212,3 +212,20 @@ def test_an_outcome_may_record_the_type_the_mig_found(conn: psycopg.Connection[A
     found = messages.trace(conn, SWID)
     assert found is not None and found["message_type"] == "GENDEC-1"  # kept
 
+
+
+def test_a_message_is_recorded_with_its_subject_and_in_reply_to(
+        conn: psycopg.Connection[Any]) -> None:
+    """Issue 18: what the console lists, and what ties a response to the copy it
+    answers."""
+    received(conn)
+    messages.record_message(conn, messages.Received(
+        id="SW20261129190000001cafe", listener="mta", party=None, sasl_login=None,
+        peer_address=None, envelope_from="customs@sw.test", header_message_id=None,
+        queue_id="Q2", payload_sha256="0" * 64, subject="Re: Manifest é",
+        in_reply_to=f"<{SWID}.cust@sw.test>"))
+    rows = conn.execute("SELECT id, subject, in_reply_to FROM message ORDER BY id").fetchall()
+    assert rows == [
+        {"id": SWID, "subject": None, "in_reply_to": None},
+        {"id": "SW20261129190000001cafe", "subject": "Re: Manifest é",
+         "in_reply_to": f"<{SWID}.cust@sw.test>"}]

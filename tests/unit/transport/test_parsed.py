@@ -135,3 +135,37 @@ def test_progress_hands_the_validation_event_on_once() -> None:
     assert progress.take_validation() == [] and progress.validation is None
     assert (progress.hops, progress.mig, progress.refused, progress.withheld) == (
         None, None, None, False)
+
+
+# --- what the console lists (issue 18) ----------------------------------------------------
+
+@pytest.mark.parametrize("value,shown", [
+    (None, None), ("Manifest BA123", "Manifest BA123"), ("", ""),
+    ("=?utf-8?q?Manifeste_caf=C3=A9?= du =?iso-8859-1?q?=E9t=E9?=",
+     "Manifeste café du été"),
+    ("=?utf-8?b?TWFuaWZlc3Q=?=", "Manifest"),
+    ("=?utf-8?q?a=00b?=", "a\ufffdb"),  # no text column holds NUL
+    ("=?x-unknown?q?abc?=", "abc"),  # as a mail client shows it, not an error
+    ("x" * 2000, "x" * parsed.SUBJECT_LENGTH),
+])
+def test_the_subject_is_decoded_and_cut_to_a_line(value: str | None,
+                                                 shown: str | None) -> None:
+    assert parsed.decoded_subject(value) == shown
+
+
+@pytest.mark.parametrize("value,first", [
+    (None, None), ("", None), ("no id here", None), ("<copy@sw.test>", "<copy@sw.test>"),
+    ("Your message of Monday <a@x> <b@y>", "<a@x>"), ("(comment) <a@x>", "<a@x>")])
+def test_in_reply_to_keeps_its_first_id(value: str | None, first: str | None) -> None:
+    assert parsed.first_id(value) == first
+
+
+def test_prepared_carries_the_subject_and_in_reply_to() -> None:
+    raw = (_stamp() + "Subject: =?utf-8?q?R=C3=A9ponse?=\r\n"
+           "In-Reply-To: <SW1.abc@sw.test>\r\n <SW0.abc@sw.test>\r\n"
+           "Content-Type: application/xml\r\n\r\n<a/>\r\n").encode()
+    p = parsed.prepare(raw, "acme@sw.test", ALLOWED, KEY)
+    assert (p.subject, p.in_reply_to) == ("Réponse", "<SW1.abc@sw.test>")
+    bare = parsed.prepare((_stamp() + "Content-Type: application/xml\r\n\r\n<a/>\r\n"
+                           ).encode(), "acme@sw.test", ALLOWED, KEY)
+    assert (bare.subject, bare.in_reply_to) == (None, None)

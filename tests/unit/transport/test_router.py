@@ -4,8 +4,10 @@ sender deferred as a misconfiguration; the message read once per transaction."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+import psycopg
 import pytest
 
 from singlewindow.config import Config
@@ -66,3 +68,19 @@ def test_the_message_is_read_once_per_transaction(
     again = stamped(factory.gendec())
     assert lmtp_send(config, f"acme@{D}", [f"customs@{D}"], again)[0][0] == 250
     assert [r.split(b"\r\n", 1)[0] for r in read] == [stamp, again.split(b"\r\n", 1)[0]]
+
+
+def test_a_refused_stamp_is_logged_with_its_subject_and_in_reply_to(
+        transport: Transport, conn: psycopg.Connection[Any]) -> None:
+    """Issue 12's refused forgery is a message of its own in the log; issue 18: the
+    console lists it by its Subject like any other."""
+    config, sink = transport
+    forged = stamped(factory.gendec()).replace(b"Subject: unit\r\n",
+                                               b"Subject: forged\r\nIn-Reply-To: <c@x>\r\n")
+    forged = re.sub(rb"(X-SingleWindow-Origin: [^\r]*?)[A-Za-z0-9_-]{4}\r\n",
+                    rb"\1AAAA\r\n", forged, count=1)
+    [(code, _)] = lmtp_send(config, f"acme@{D}", [f"customs@{D}"], forged)
+    assert code == 554
+    assert conn.execute("SELECT listener, subject, in_reply_to FROM message").fetchall() \
+        == [{"listener": "refused", "subject": "forged", "in_reply_to": "<c@x>"}]
+    assert sink.received == []

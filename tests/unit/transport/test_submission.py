@@ -164,3 +164,22 @@ def test_the_submission_time_is_the_milters(transport: tuple[Config, Sink],
     assert row is not None
     expected = origin.new_message_id(row["at"] + 0.0005)  # whole milliseconds, as floats
     assert row["id"][:19] == expected[:19]  # SW + the time to the millisecond
+
+
+def test_the_subject_and_in_reply_to_are_recorded(transport: tuple[Config, Sink],
+                                                  conn: psycopg.Connection[Any]) -> None:
+    """Issue 18: the console lists a message by its Subject, decoded, and finds the
+    responses to a copy by their In-Reply-To."""
+    config, _ = transport
+    head = (b"Subject: =?utf-8?q?D=C3=A9claration?= 7\r\n"
+            b"In-Reply-To: <SW1.copy@sw.test> <SW0.copy@sw.test>\r\n")
+    [(code, _)] = lmtp_send(config, f"acme@{D}", [f"customs@{D}"],
+                            stamped(factory.gendec()).replace(b"Subject: unit\r\n", head))
+    assert code == 250
+    [(code, _)] = lmtp_send(config, f"acme@{D}", [f"customs@{D}"],
+                            stamped(factory.gendec()).replace(b"Subject: unit\r\n", b""))
+    assert code == 250
+    rows = conn.execute("SELECT subject, in_reply_to FROM message ORDER BY received_at"
+                        ).fetchall()
+    assert rows == [{"subject": "Déclaration 7", "in_reply_to": "<SW1.copy@sw.test>"},
+                    {"subject": None, "in_reply_to": None}]
