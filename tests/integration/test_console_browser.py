@@ -76,7 +76,9 @@ def test_a_wrong_password_shows_the_error_and_no_session(browser: Browser,
     assert browser.find("p#login-error").is_displayed()
     assert browser.find_all("nav#nav") == []
     assert browser.driver.get_cookie("sw_session") is None
-    browser.assert_clean()
+    # The form again, answered 401 Unauthorized.
+    browser.assert_clean(["/login - Failed to load resource: the server responded with a "
+                          "status of 401"])
     # Not logged in: every page sends the browser to the form.
     browser.open("/messages")
     browser.wait_for("form#login-form")

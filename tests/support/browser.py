@@ -38,6 +38,9 @@ WINDOW = (1280, 900)
 MAX_HEIGHT = 4000
 #: Seconds a page may take to show what a step waits for.
 TIMEOUT = 20.0
+#: Chromium asks every origin for /favicon.ico by itself, whatever the page says; the
+#: console not having one is no error of the page.
+FAVICON = "/favicon.ico - Failed to load resource: the server responded with a status of 404"
 #: Chromium's words for a CSP violation in its console ("... violates the following
 #: Content Security Policy directive ..."), reported with source "security".
 CSP = "Content Security Policy"
@@ -67,8 +70,8 @@ def csp_violations(entries: Iterable[LogEntry]) -> list[str]:
 def problems(entries: Iterable[LogEntry], expected: Iterable[str] = ()) -> list[str]:
     """What in the browser log ``entries`` should fail a test: every CSP violation (never
     expected), and every other error (level SEVERE) whose message contains none of the
-    ``expected`` strings."""
-    allowed = tuple(expected)
+    ``expected`` strings (nor is the favicon Chromium asks for by itself)."""
+    allowed = (FAVICON, *expected)
 
     def fails(entry: LogEntry) -> bool:
         message: str = entry.get("message", "")
@@ -143,9 +146,14 @@ class Browser:
 
     def submit(self, button: str, then: str) -> WebElement:
         """Click ``button`` (a CSS selector) and wait for the next page's ``then``."""
-        old = self.find("html")
+        # A mark on this document's window: gone once the next document is shown.
+        self.driver.execute_script("window.swLeaving = true")
         self.find(button).click()
-        WebDriverWait(self.driver, TIMEOUT).until(expected_conditions.staleness_of(old))
+        try:
+            WebDriverWait(self.driver, TIMEOUT).until(
+                lambda d: d.execute_script("return window.swLeaving === undefined"))
+        except TimeoutException:
+            raise AssertionError(f"{button} on {self.path} led nowhere") from None
         return self.wait_for(then)
 
     def login(self, login: str, password: str) -> None:

@@ -21,6 +21,14 @@ NOT_FOUND = {
 SCRIPT_ERROR = {
     "level": "SEVERE", "source": "javascript",
     "message": "https://127.0.0.1:8443/static/console.js 3:7 Uncaught TypeError: x is null"}
+FAVICON = {
+    "level": "SEVERE", "source": "network",
+    "message": "https://127.0.0.1:8443/favicon.ico - Failed to load resource: the server "
+               "responded with a status of 404 (Not Found)"}
+BROKEN_FAVICON = {
+    "level": "SEVERE", "source": "network",
+    "message": "https://127.0.0.1:8443/favicon.ico - Failed to load resource: the server "
+               "responded with a status of 500 (Internal Server Error)"}
 INFO = {"level": "INFO", "source": "console-api", "message": "console.js 1:1 \"ready\""}
 
 
@@ -41,6 +49,12 @@ def test_errors_fail_unless_expected_and_csp_violations_always() -> None:
     assert browser.problems([INLINE_SCRIPT], ["script-src", "violates"]) == [
         INLINE_SCRIPT["message"]]
     assert browser.problems([INFO]) == []
+
+
+def test_a_missing_favicon_is_no_problem_a_failing_one_is() -> None:
+    """Chromium asks for /favicon.ico whatever the page says: its 404 is not the page's
+    error, but a console answering 500 there is broken."""
+    assert browser.problems([FAVICON, BROKEN_FAVICON]) == [BROKEN_FAVICON["message"]]
 
 
 def test_the_trust_store_holds_the_ca_for_tls_servers_only(tmp_path: Path) -> None:
