@@ -187,9 +187,12 @@ class Browser:
         path.parent.mkdir(parents=True, exist_ok=True)
         width, height = self.window
         if full_page:
-            tall = int(self.driver.execute_script(
-                "return document.documentElement.scrollHeight"))
-            self.driver.set_window_size(width, min(max(tall, height), MAX_HEIGHT))
+            # The window's height counts its own frame too, the page's does not.
+            tall, frame = self.driver.execute_script(
+                "return [document.documentElement.scrollHeight,"
+                " window.outerHeight - window.innerHeight]")
+            self.driver.set_window_size(width, min(max(int(tall) + int(frame), height),
+                                                   MAX_HEIGHT))
         try:
             assert self.driver.save_screenshot(str(path)), f"no screenshot at {path}"
         finally:
