@@ -88,7 +88,7 @@ def options(window: tuple[int, int] = WINDOW) -> webdriver.ChromeOptions:
     chosen.binary_location = CHROMIUM
     for argument in ("--headless=new", "--no-sandbox", "--disable-gpu",
                      "--disable-dev-shm-usage", f"--window-size={window[0]},{window[1]}",
-                     "--lang=en-GB", "--no-first-run", "--no-default-browser-check",
+                     "--no-first-run", "--no-default-browser-check",
                      "--disable-extensions", "--disable-background-networking",
                      "--disable-component-update", "--disable-sync"):
         chosen.add_argument(argument)
