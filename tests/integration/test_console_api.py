@@ -129,8 +129,9 @@ def test_an_operator_sees_every_message_and_its_way(client: httpx.Client,
                                                    scene: Scene) -> None:
     mail, co, ag = scene.mail, scene.world["co"], scene.world["ag"]
     log_in(client, scene.operator)
+    # A party's messages: those it submitted and those addressed to it.
     ids = {m["id"] for m in listed(client, party=co.name)}
-    assert ids == {mail.good.swid, mail.broken.swid}
+    assert ids == {mail.good.swid, mail.broken.swid, mail.response.swid}
     [good] = listed(client, q=mail.good.swid)
     assert good["subject"] == mail.good.subject and good["type"].startswith("PAXLST")
     assert good["outcome"] == "forwarded" and good["party"] == co.name
@@ -149,6 +150,8 @@ def test_an_operator_sees_every_message_and_its_way(client: httpx.Client,
     assert all(set(step) >= {"at", "kind", "title", "details"} for step in shown["timeline"])
     assert len(shown["timeline"]) >= 3
     assert shown["findings"], "the MIG finding is missing"
+    answered = client.get(f"/api/messages/{mail.good.swid}").json()
+    assert [r["id"] for r in answered["responses"]] == [mail.response.swid]
     # Operators see another company's message too.
     assert client.get(f"/api/messages/{mail.rivals.swid}").status_code == 200
     assert client.get(f"/api/parties/{co.name}").status_code == 200
@@ -174,7 +177,9 @@ def test_a_company_sees_only_its_own(client: httpx.Client, scene: Scene) -> None
     shown = own.json()
     assert [r["recipient"] for r in shown["message"]["recipients"]] == [ag.logical]
     assert shown["findings"] and shown["timeline"]
-    text = json.dumps(shown)
+    answered = client.get(f"/api/messages/{mail.good.swid}").json()
+    assert [r["id"] for r in answered["responses"]] == [mail.response.swid]
+    text = json.dumps([shown, answered])
     for hidden in (ag.physical, ag.peer, co.peer, rival.name, f":{ag.sink.port}"):
         assert hidden not in text, hidden
     # Another party's message, by its id, is not there; nor are the operators' views.

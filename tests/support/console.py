@@ -77,11 +77,12 @@ def add_account(config: Config, party: Party) -> Login:
     return who
 
 
-def submit(world: World, sender: Party, to: Party, body: bytes, content_type: str) -> Sent:
+def submit(world: World, sender: Party, to: Party, body: bytes, content_type: str,
+           headers: list[str] | None = None) -> Sent:
     """``sender``'s MTA submits ``body`` to ``to``'s logical address; returns once the DSN
     about it reached ``sender``'s MTA."""
     subject = f"console {secrets.token_hex(5)}"
-    data = message(sender, to.logical, subject, body, content_type=content_type)
+    data = message(sender, to.logical, subject, body, headers, content_type=content_type)
     assert world.submit(sender, [to.logical], data) == {}
     assert sender.sink.wait_for(lambda r: dsn_about(r, subject)), f"no DSN about {subject}"
     mid = message_id(data)
@@ -89,6 +90,18 @@ def submit(world: World, sender: Party, to: Party, body: bytes, content_type: st
         found = trace.find(conn, world.config, mid)
     assert found is not None and found["id"], f"{mid} not in the message log"
     return Sent(subject, mid, found["id"])
+
+
+def answer(world: World, agency: Party, to: Party, sent: Sent) -> Sent:
+    """``agency``'s MTA answers ``sent`` (a submission of ``to``'s): a declaration response
+    whose In-Reply-To names the copy the agency received, as an agency's system threads
+    it; returns once it reached ``to``'s MTA."""
+    [copy] = agency.sink.wait_for(lambda r: f"Subject: {sent.subject}".encode() in r.data)
+    response = submit(world, agency, to, factory.declaration_response(),
+                      "application/xml; charset=utf-8",
+                      [f"In-Reply-To: {copy.message['Message-ID']}"])
+    assert to.sink.wait_for(lambda r: f"Subject: {response.subject}".encode() in r.data)
+    return response
 
 
 @dataclass(frozen=True)
@@ -100,6 +113,7 @@ class Mail:
     broken: Sent   # co's PAXLST with a date of birth in month 99: a MIG finding, not
     #                forwarded, a control message back
     rivals: Sent   # rival's GENDEC (XML), which co must never see
+    response: Sent  # ag's declaration response to co, in reply to the copy of ``good``
 
 
 @dataclass(frozen=True)
@@ -123,10 +137,11 @@ def scene_fixture() -> object:
             co, rival, ag = (world.add(role, kind) for role, kind in (
                 ("co", "company"), ("rival", "company"), ("ag", "agency")))
             edifact = "application/EDIFACT"
-            mail = Mail(submit(world, co, ag, factory.paxlst(), edifact),
-                        submit(world, co, ag, factory.broken("rule"), edifact),
+            good = submit(world, co, ag, factory.paxlst(), edifact)
+            mail = Mail(good, submit(world, co, ag, factory.broken("rule"), edifact),
                         submit(world, rival, ag, factory.gendec(),
-                               "application/xml; charset=utf-8"))
+                               "application/xml; charset=utf-8"),
+                        answer(world, ag, co, good))
             yield Scene(world, mail, add_operator(sw_stack), add_account(sw_stack, co))
 
     return scene
