@@ -61,12 +61,6 @@ def trust_store(home: Path, ca_file: Path) -> Path:
     return nssdb
 
 
-def csp_violations(entries: Iterable[LogEntry]) -> list[str]:
-    """The messages of the browser log ``entries`` that report a blocked script, style,
-    frame or other resource under the page's Content Security Policy."""
-    return [e["message"] for e in entries if CSP in e.get("message", "")]
-
-
 def problems(entries: Iterable[LogEntry], expected: Iterable[str] = ()) -> list[str]:
     """What in the browser log ``entries`` should fail a test: every CSP violation (never
     expected), and every other error (level SEVERE) whose message contains none of the

@@ -8,34 +8,25 @@ from pathlib import Path
 
 from tests.support import browser, pki
 
-#: As Chromium logs them (source "security", level SEVERE).
-INLINE_SCRIPT = {
-    "level": "SEVERE", "source": "security",
-    "message": "https://127.0.0.1:8443/messages 0 Executing inline script violates the "
-               "following Content Security Policy directive 'script-src 'self''. The "
-               "action has been blocked."}
-NOT_FOUND = {
-    "level": "SEVERE", "source": "network",
-    "message": "https://127.0.0.1:8443/messages/SW1 - Failed to load resource: the server "
-               "responded with a status of 404 ()"}
-SCRIPT_ERROR = {
-    "level": "SEVERE", "source": "javascript",
-    "message": "https://127.0.0.1:8443/static/console.js 3:7 Uncaught TypeError: x is null"}
-FAVICON = {
-    "level": "SEVERE", "source": "network",
-    "message": "https://127.0.0.1:8443/favicon.ico - Failed to load resource: the server "
-               "responded with a status of 404 (Not Found)"}
-BROKEN_FAVICON = {
-    "level": "SEVERE", "source": "network",
-    "message": "https://127.0.0.1:8443/favicon.ico - Failed to load resource: the server "
-               "responded with a status of 500 (Internal Server Error)"}
-INFO = {"level": "INFO", "source": "console-api", "message": "console.js 1:1 \"ready\""}
+
+def entry(source: str, message: str, level: str = "SEVERE") -> browser.LogEntry:
+    """A browser log entry as Chromium hands it to Selenium."""
+    return {"level": level, "source": source, "message": message, "timestamp": 0}
 
 
-def test_csp_violations_are_told_apart_from_other_entries() -> None:
-    entries = [INFO, NOT_FOUND, INLINE_SCRIPT]
-    assert browser.csp_violations(entries) == [INLINE_SCRIPT["message"]]
-    assert browser.csp_violations([INFO, NOT_FOUND]) == []
+ORIGIN = "https://127.0.0.1:8443"
+INLINE_SCRIPT = entry("security", f"{ORIGIN}/messages 0 Executing inline script violates "
+                      "the following Content Security Policy directive 'script-src 'self''."
+                      " The action has been blocked.")
+NOT_FOUND = entry("network", f"{ORIGIN}/messages/SW1 - Failed to load resource: the server "
+                  "responded with a status of 404 ()")
+SCRIPT_ERROR = entry("javascript", f"{ORIGIN}/static/console.js 3:7 Uncaught TypeError: "
+                     "x is null")
+FAVICON = entry("network", f"{ORIGIN}/favicon.ico - Failed to load resource: the server "
+                "responded with a status of 404 (Not Found)")
+BROKEN_FAVICON = entry("network", f"{ORIGIN}/favicon.ico - Failed to load resource: the "
+                       "server responded with a status of 500 (Internal Server Error)")
+INFO = entry("console-api", "console.js 1:1 \"ready\"", level="INFO")
 
 
 def test_errors_fail_unless_expected_and_csp_violations_always() -> None:
