@@ -12,7 +12,10 @@ services are then started the way their units would start them (the ``hub`` fixt
 the smoke test runs against them from the host. The node's exporter (sw-metrics) then
 serves what the smoke test did, and a real Prometheus on the host, configured the way
 an operator hooks an existing one up, loads the alert rules and scrapes the node through
-the scrape target the roles installed (role singlewindow_monitoring).
+the scrape target the roles installed (role singlewindow_monitoring). The web console
+(sw-console) serves HTTPS on the node's management address (a loopback address of its
+own here, 127.0.5.1), nothing on the public listeners' address, and lets in an operator
+that ``swctl operator add`` made on the node.
 
 Nothing here skips: debootstrap, chroot, mount or Ansible missing is a failure.
 /proc, /dev/pts and /dev/shm are mounted into the root for the run and always unmounted,
@@ -21,6 +24,7 @@ and every process left inside the root is stopped by its pid, in teardown.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import secrets
@@ -31,6 +35,7 @@ import stat
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -54,6 +59,9 @@ PROMETHEUS_RULES = "/etc/prometheus/rules.d"
 PROMETHEUS_FILE_SD = "/etc/prometheus/file_sd"
 #: The single-node inventory's one host.
 NODE = "sw1.example.internal"
+#: The node's management address in the test (the public listeners are on 127.0.0.1):
+#: where the exporter stays on 127.0.0.1 as before, the console gets an address of its own.
+MANAGEMENT = "127.0.5.1"
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +79,7 @@ class Ports:
     pop3s: int = field(default_factory=free_port)
     reinject: int = field(default_factory=free_port)
     metrics: int = field(default_factory=free_port)
+    console: int = field(default_factory=free_port)
 
 
 @dataclass
@@ -128,6 +137,8 @@ def converged(root: Root, tmp_path_factory: pytest.TempPathFactory) -> Converge:
             {"name": "mta", "port": ports.mta, "networks": ["127.0.4.0/24"]}],
         "singlewindow_app__metrics_address": "127.0.0.1",
         "singlewindow_app__metrics_port": ports.metrics,
+        "singlewindow_app__console_address": MANAGEMENT,
+        "singlewindow_app__console_port": ports.console,
         # An existing Prometheus "on the node": its directories inside the root (the
         # test's Prometheus runs on the host and reads them there). No promtool and no
         # prometheus service in the root.
@@ -184,7 +195,7 @@ def test_second_run_changes_nothing(converged: Converge) -> None:
 
 # --- The services, started the way their units would start, and the smoke test ---------
 
-DAEMONS = ("sw-policyd", "sw-milter", "sw-transport", "sw-metrics")
+DAEMONS = ("sw-policyd", "sw-milter", "sw-transport", "sw-metrics", "sw-console")
 CONFIG = "/etc/singlewindow/singlewindow.toml"
 DOMAIN = "sw.example.org"  # inventories/single-node/group_vars/all.yml
 
@@ -202,9 +213,9 @@ class Hub:
 
 @pytest.fixture(scope="module")
 def hub(converged: Converge) -> Iterator[Hub]:
-    """PostgreSQL (pg_ctlcluster, already started by the role), the three daemons as
-    their units run them, Postfix (`postfix start`) and Dovecot (`dovecot -F`, the
-    Debian unit's ExecStart), all inside the root."""
+    """PostgreSQL (pg_ctlcluster, already started by the role), the daemons and the web
+    console as their units run them, Postfix (`postfix start`) and Dovecot (`dovecot -F`,
+    the Debian unit's ExecStart), all inside the root."""
     root = converged.root
     hub = Hub(root, converged.ports)
     try:
@@ -350,7 +361,68 @@ def test_swctl_health_on_the_deployed_node(hub: Hub) -> None:
     """``swctl health`` with the node's own configuration (/etc/singlewindow), as a
     monitoring system's check runs it: every component answers, exit 0."""
     out = hub.swctl("health")
-    assert out.startswith("SINGLEWINDOW OK - 6 of 6 components answer; queue "), out
+    assert out.startswith("SINGLEWINDOW OK - 7 of 7 components answer; queue "), out
+
+
+def _console(port: int, cafile: Path, method: str, path: str, body: object = None,
+             headers: dict[str, str] | None = None) -> tuple[int, dict[str, object], str]:
+    """One request to the console on the management address; status, JSON body, cookie."""
+    context = ssl.create_default_context(cafile=str(cafile))
+    context.check_hostname = False  # by its address; the chain is still verified
+    client = http.client.HTTPSConnection(MANAGEMENT, port, timeout=30, context=context)
+    try:
+        client.request(method, path, None if body is None else json.dumps(body),
+                       {"Content-Type": "application/json", **(headers or {})})
+        response = client.getresponse()
+        text = response.read()
+        return response.status, json.loads(text or b"{}"), response.getheader("Set-Cookie", "")
+    finally:
+        client.close()
+
+
+def test_the_console_serves_the_management_address_only(hub: Hub) -> None:
+    """sw-console, started as its unit starts it (the singlewindow user), serves HTTPS on
+    the management address with its copy of the node's certificate, whose key that user
+    alone reads; nothing answers on the public listeners' address. An operator added on
+    the node with swctl (as sw_admin) logs in and sees the smoke test's messages."""
+    root, port = hub.root, hub.ports.console
+    key = root.path / "etc/singlewindow/console/key.pem"
+    owner = root.run("stat", "-c", "%U %a", "/etc/singlewindow/console/key.pem").stdout
+    assert owner.split() == ["singlewindow", "600"]
+    assert key.read_bytes() == (root.path / "etc/singlewindow/tls/key.pem").read_bytes()
+    config = tomllib.loads((root.path / CONFIG.lstrip("/")).read_text())
+    assert config["console"]["listen"] == f"{MANAGEMENT}:{port}"
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), 5).close()
+
+    password = secrets.token_urlsafe(16)
+    assert "operator night added" in hub.swctl("operator", "add", "night", "--password-stdin",
+                                               input_=password + "\n")
+    cafile = root.path / "etc/singlewindow/console/cert.pem"
+    status, body, cookie = _console(port, cafile, "POST", "/api/session",
+                                    {"login": "night", "password": password})
+    assert status == 200, body
+    assert (body["kind"], body["login"]) == ("operator", "night")
+    session = cookie.split(";", 1)[0]
+    assert session.startswith("sw_session=") and "Secure" in cookie and "HttpOnly" in cookie
+    status, found, _ = _console(port, cafile, "GET", "/api/messages",
+                                headers={"Cookie": session})
+    assert status == 200, found
+    messages = found["messages"]
+    assert isinstance(messages, list)
+    [submitted] = [m for m in messages if str(m["subject"]).startswith("converge ")]
+    # Its timeline, as swctl trace has it: the copy's delivery from the node's Postfix log,
+    # which the console reads as the singlewindow user.
+    status, one, _ = _console(port, cafile, "GET", f"/api/messages/{submitted['id']}",
+                              headers={"Cookie": session})
+    assert status == 200, one
+    steps = one["timeline"]
+    assert isinstance(steps, list)
+    assert any(step["kind"] == "copy" and any("status=sent" in line for line in step["details"])
+               for step in steps), steps
+    status, _, _ = _console(port, cafile, "POST", "/api/session",
+                            {"login": "night", "password": password + "x"})
+    assert status == 401
 
 
 def mail(sender: str, to: str, subject: str, body: bytes, content_type: str) -> bytes:

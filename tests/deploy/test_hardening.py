@@ -38,7 +38,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 ANSIBLE = REPO / "ansible"
 BIN = Path(sys.executable).parent
-DAEMONS = ("sw-policyd", "sw-milter", "sw-transport", "sw-metrics")
+DAEMONS = ("sw-policyd", "sw-milter", "sw-transport", "sw-metrics", "sw-console")
 #: A POP3 backend that is not an edge runs the maildrop service alone.
 BACKEND_DAEMONS = ("sw-maildrop",)
 
@@ -68,6 +68,7 @@ POP_NET_OTHER = "10.0.3.99"
 SSH, MTA, POP3, MSA, POP3S, PG = 22, 25, 110, 465, 995, 5432
 MAILDROP = 24  # the maildrop hop, edges to the POP3 backend (LMTP)
 METRICS = 9750  # the exporter (sw-metrics), on the edges
+CONSOLE = 8443  # the web console (sw-console), on the edges, for the management network
 #: Ports no rule opens anywhere: the re-injection listener, the stack's MTA port.
 REINJECT, OTHER = 10025, 2525
 
@@ -76,12 +77,13 @@ REINJECT, OTHER = 10025, 2525
 #: parties' own addresses without one nothing gets in (test_the_mta_port_only_through_
 #: the_tunnels_chain loads a tunnels chain).
 EDGE_OPEN = [(STRANGER, MSA), (STRANGER, POP3), (STRANGER, POP3S), (OPERATOR, SSH),
-             (PEER_V6, SSH), (PROMETHEUS, METRICS)]
+             (PEER_V6, SSH), (PROMETHEUS, METRICS), (OPERATOR, CONSOLE), (PEER_V6, CONSOLE)]
 EDGE_CLOSED = [(PARTY_A, MTA), (PARTY_B, MTA), (STRANGER, MTA), (NOT_PARTY, MTA),
                (STRANGER, SSH), (PARTY_A, REINJECT), (PARTY_A, PG), (PARTY_A, OTHER),
                (STRANGER, REINJECT), (PEER_V6, MTA), (OPERATOR, METRICS),
                (STRANGER, METRICS), (PARTY_A, METRICS), (PEER_V6, METRICS),
-               (STRANGER, MAILDROP), (POP1, MAILDROP)]
+               (STRANGER, MAILDROP), (POP1, MAILDROP), (STRANGER, CONSOLE),
+               (PARTY_A, CONSOLE), (NOT_PARTY, CONSOLE), (EDGE_NET_OTHER, CONSOLE)]
 #: Without IPsec (a lab, singlewindow_ipsec__enabled false): the MTA port from the
 #: parties' networks in clear.
 PLAIN_OPEN = [(PARTY_A, MTA), (PARTY_B, MTA), *EDGE_OPEN]
@@ -99,15 +101,18 @@ NODES = {
     ("multi-node", "db1.example.internal"): (
         [(EDGE1, PG), (EDGE2, PG), (POP1, PG), (OPERATOR, SSH)],
         [(EDGE_NET_OTHER, PG), (STRANGER, PG), (PARTY_A, PG), (EDGE1, MTA), (EDGE1, SSH),
-         (PEER_V6, PG), (PROMETHEUS, METRICS)]),
+         (PEER_V6, PG), (PROMETHEUS, METRICS), (OPERATOR, CONSOLE)]),
     ("multi-node", "pop1.example.internal"): (
         [(EDGE1, POP3S), (EDGE2, POP3S), (EDGE1, MAILDROP), (EDGE2, MAILDROP),
          (OPERATOR, SSH)],
         [(EDGE1, POP3), (EDGE_NET_OTHER, POP3S), (POP_NET_OTHER, POP3S), (STRANGER, POP3),
          (STRANGER, POP3S), (EDGE_NET_OTHER, MAILDROP), (POP_NET_OTHER, MAILDROP),
          (STRANGER, MAILDROP), (OPERATOR, MAILDROP), (PEER_V6, MAILDROP),
-         (EDGE1, MTA), (EDGE1, MSA), (PARTY_A, POP3), (PROMETHEUS, METRICS)]),
+         (EDGE1, MTA), (EDGE1, MSA), (PARTY_A, POP3), (PROMETHEUS, METRICS),
+         (OPERATOR, CONSOLE)]),
 }
+#: The edges' management addresses in the inventories, where the console listens.
+MANAGEMENT = {"sw1.example.internal": "10.0.0.5", "edge1.example.internal": EDGE1}
 HUB_NODES = [("single-node", "sw1.example.internal"), ("multi-node", "edge1.example.internal"),
              ("multi-node", "pop1.example.internal")]
 #: The units each hub node gets: the edge's set on an edge and on a single node (which
@@ -375,14 +380,15 @@ def test_units_sandbox_what_each_daemon_needs(rendered: dict[str, Path], invento
     state = "/var/lib/singlewindow"
     writes = {"sw-policyd": [f"{state}/run", f"{state}/maps"], "sw-milter": [f"{state}/run"],
               "sw-transport": [f"{state}/run", f"{state}/maildrops", f"{state}/log"],
-              "sw-metrics": [f"{state}/run"],
+              "sw-metrics": [f"{state}/run"], "sw-console": [],
               "sw-maildrop": [f"{state}/maildrops", f"{state}/log"]}
     units = rendered[inventory] / host / "systemd"
     assert sorted(p.stem for p in units.iterdir()) == sorted(NODE_DAEMONS[host])
     for unit in NODE_DAEMONS[host]:
         s = unit_settings(units / f"{unit}.service")
         assert s["ProtectSystem"] == ["strict"]
-        assert s["ReadWritePaths"] == [" ".join(writes[unit])]
+        # The console writes no file at all: no ReadWritePaths= line.
+        assert s.get("ReadWritePaths", []) == ([" ".join(writes[unit])] if writes[unit] else [])
         caps = "CAP_NET_BIND_SERVICE" if unit == "sw-maildrop" else ""
         assert s["CapabilityBoundingSet"] == [caps] and s["AmbientCapabilities"] == [caps]
         for yes in ("NoNewPrivileges", "PrivateTmp", "PrivateDevices", "ProtectHome",
@@ -398,19 +404,25 @@ def test_units_sandbox_what_each_daemon_needs(rendered: dict[str, Path], invento
         assert s["UMask"] == ["0077"]
         assert s["IPAddressDeny"] == ["any"]
         allow = "localhost 10.0.4.10" if inventory == "multi-node" else "localhost"
-        if unit == "sw-metrics":  # and Prometheus, to scrape it
-            allow += f" {PROMETHEUS}/32"
+        if unit == "sw-metrics":  # and Prometheus, to scrape it; the console, to probe it
+            allow += f" {PROMETHEUS}/32 {MANAGEMENT[host]}"
+        if unit == "sw-console":  # and the operators' browsers, from the management network
+            allow += f" 10.0.0.0/24 {MGMT6}"
         if unit == "sw-transport" and inventory == "multi-node":  # the maildrop hop
             allow += f" {POP1}"
         if unit == "sw-maildrop":  # the edges' transports, nobody else
             allow = f"{EDGE1} {EDGE2}"
         assert s["IPAddressAllow"] == [allow]
         groups = {"sw-transport": "postfix postdrop", "sw-metrics": "postfix postdrop",
-                  "sw-maildrop": ""}.get(unit, "postfix")
+                  "sw-console": "postdrop", "sw-maildrop": ""}.get(unit, "postfix")
         assert s["SupplementaryGroups"] == [groups]
-        # The maildrop service neither needs the database nor serves Postfix.
+        # The maildrop service neither needs the database nor serves Postfix; the console
+        # needs the database, and serves no Postfix.
         if unit == "sw-maildrop":
             assert s["After"] == ["network-online.target dovecot.service"]
+            assert "Before" not in s
+        elif unit == "sw-console":
+            assert s["After"] == ["network-online.target postgresql.service"]
             assert "Before" not in s
         else:
             assert s["After"] == ["network-online.target postgresql.service"]
@@ -431,7 +443,7 @@ MDWE_PROBE = textwrap.dedent("""
         sys.exit("the rule is not in force")
     import milter, psycopg
     import singlewindow.milter.server, singlewindow.policy.server, singlewindow.transport.server
-    import singlewindow.metrics, singlewindow.transport.backend
+    import singlewindow.metrics, singlewindow.transport.backend, singlewindow.console.server
     from singlewindow.mig.edifact import _accel
     from singlewindow.mig.validate import convert_stream, validate
     from tests.support import factory

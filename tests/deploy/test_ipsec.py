@@ -250,6 +250,7 @@ def hub_extra_vars(lab: Lab, pki: Path, wheel: Path, wrapper: Path) -> dict[str,
         # directory, entered by the wrapper inside the hub's namespace.
         "ansible_host": HUB_ADDRESS,
         "singlewindow_app__metrics_address": HUB_ADDRESS,
+        "singlewindow_app__console_address": HUB_ADDRESS,
         "singlewindow_tls__ca_src": str(pki / "ca.pem"),
         "singlewindow_tls__cert_src": str(pki / f"{HUB_ID}.crt"),
         "singlewindow_tls__key_src": str(pki / f"{HUB_ID}.key"),

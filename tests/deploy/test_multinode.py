@@ -81,7 +81,7 @@ EDGE1, EDGE2 = EDGES
 OPERATOR, COMPANY, AGENCY = "10.0.0.1", "10.1.0.10", "10.9.0.10"
 DOMAIN = "sw.example.org"  # inventories/multi-node/group_vars/all.yml
 CONFIG = "/etc/singlewindow/singlewindow.toml"
-VAULT_ROLES = ("owner", "admin", "daemon", "postfix", "dovecot")
+VAULT_ROLES = ("owner", "admin", "daemon", "postfix", "dovecot", "console")
 #: The contract's maildrop service on the POP3 backend (helper-common.md).
 MAILDROP_UNIT = "sw-maildrop"
 #: Does the inventory have the roles write every node's name into /etc/hosts?
@@ -566,11 +566,12 @@ def test_database_serves_every_client_over_verified_tls(lab: Lab, parties: Parti
 
 def test_swctl_health_on_every_hub_node(lab: Lab, hub: Hub) -> None:
     """``swctl health`` with each node's own configuration, as a monitoring system's check
-    runs it: an edge's six components and its maildrop backend answer; the backend's
-    POP3S and maildrop service answer, and nothing an edge runs is asked for there."""
+    runs it: an edge's seven components (the web console among them) and its maildrop
+    backend answer; the backend's POP3S and maildrop service answer, and nothing an edge
+    runs is asked for there."""
     for edge in EDGES:
         out = lab.swctl("health", node=edge)
-        assert out.startswith("SINGLEWINDOW OK - 7 of 7 components answer; "), (edge, out)
+        assert out.startswith("SINGLEWINDOW OK - 8 of 8 components answer; "), (edge, out)
     out = lab.swctl("health", node=POP1)
     assert out.startswith("SINGLEWINDOW OK - 2 of 2 components answer"), out
 

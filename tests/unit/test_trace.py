@@ -78,13 +78,18 @@ def logged(conn: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
         SWID, f"customs@{D}", f"customs@{D}", "in@customs.example", COPY_ID), 60)
     messages.mark_injected(conn, copy, COPY_Q, outcome=(
         SWID, f"customs@{D}", "250 2.0.0", f"Delivered to Single Window as {SWID}"))
-    notice = messages.Notice("n" * 64, SWID, f"acme@{D}", "edi@acme.example", "dsn",
-                             f"<dsn.{SWID}@{D}>")
+    _deferred_once_then_delivered(conn, messages.Notice(
+        "n" * 64, SWID, f"acme@{D}", "edi@acme.example", "dsn", f"<dsn.{SWID}@{D}>"),
+        NOTICE_Q)
+    return conn
+
+
+def _deferred_once_then_delivered(conn: psycopg.Connection[Any], notice: messages.Notice,
+                                  queue_id: str) -> None:
+    """A notice for acme's maildrop: one wait for a POP3 session, then delivered."""
     claim = messages.claim_notice(conn, notice, 60)
     messages.release_locked(conn, claim, "acme-clerk", "4.2.1")
-    claim = messages.claim_notice(conn, notice, 60)
-    messages.mark_injected(conn, claim, NOTICE_Q)
-    return conn
+    messages.mark_injected(conn, messages.claim_notice(conn, notice, 60), queue_id)
 
 
 @pytest.mark.parametrize("ident", [SWID, INBOUND, "<m1@acme.example>", COPY_Q, COPY_ID,
@@ -128,12 +133,9 @@ def test_the_facts_of_a_message(logged: psycopg.Connection[Any], config: Config)
 
 def test_a_notice_about_no_known_message(logged: psycopg.Connection[Any],
                                          config: Config) -> None:
-    orphan = messages.Notice("o" * 64, None, f"acme@{D}", "edi@acme.example", "dsn",
-                             f"<SWNorphan@{D}>")
-    claim = messages.claim_notice(logged, orphan, 60)
-    messages.release_locked(logged, claim, "acme-clerk", "4.2.1")
-    claim = messages.claim_notice(logged, orphan, 60)
-    messages.mark_injected(logged, claim, ORPHAN_Q)
+    _deferred_once_then_delivered(logged, messages.Notice(
+        "o" * 64, None, f"acme@{D}", "edi@acme.example", "dsn", f"<SWNorphan@{D}>"),
+        ORPHAN_Q)
     for ident in (ORPHAN_Q, f"<SWNorphan@{D}>"):
         found = trace.find(logged, config, ident)
         assert found is not None and found["id"] is None

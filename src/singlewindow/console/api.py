@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from singlewindow import config as configmod
 from singlewindow import health, trace
 from singlewindow.console import auth, timeline
 from singlewindow.store import console as store
@@ -118,34 +119,56 @@ def search(conn: Conn, q: store.Query, who: store.Session) -> list[dict[str, Any
 
 # --- one message -------------------------------------------------------------------------
 
-def view(conn: Conn, config: Any, who: store.Session, ident: str) -> timeline.View | None:
+def view(conn: Conn, config: configmod.Config, who: store.Session, ident: str
+         ) -> timeline.View | None:
     """The message ``ident`` names as ``who`` may see it; None: no such message, or not
-    one ``who`` may see (never told apart)."""
-    found = trace.find(conn, config, ident.strip()) if 0 < len(ident) <= 998 else None
-    if found is None or found["id"] is None:
+    one ``who`` may see (never told apart: a company's id is looked up among its own
+    submissions only, before anything else is read)."""
+    ident = ident.strip()
+    if not 0 < len(ident) <= 998:
         return None
-    if who.kind != "operator" and (
-            who.party_id is None or not store.owned(conn, found["id"], who.party_id)):
+    if who.kind != "operator":
+        return _company_view(conn, config, who, ident)
+    found = trace.find(conn, config, ident)
+    if found is None:
         return None
-    rows = store.search(conn, store.Query(text=found["id"], party_id=who.party_id
-                                          if who.kind != "operator" else None, limit=10))
+    if found["id"] is None:  # a notice about no known message: the hub's own business
+        return timeline.notice_view(found)
+    rows = store.search(conn, store.Query(text=found["id"], limit=10))
     outcome = next((r["outcome"] for r in rows if r["id"] == found["id"]), None)
-    responses = store.responses(conn, found["id"])
-    if who.kind == "operator":
-        return timeline.operator_view(found, outcome, responses)
-    return timeline.company_view(found, outcome, responses,
+    return timeline.operator_view(found, outcome, store.responses(conn, found["id"]))
+
+
+def _company_view(conn: Conn, config: configmod.Config, who: store.Session, ident: str
+                  ) -> timeline.View | None:
+    if who.party_id is None:
+        return None
+    rows = store.search(conn, store.Query(text=ident, party_id=who.party_id, limit=1))
+    if not rows:
+        return None
+    swid = rows[0]["id"]
+    found = trace.find(conn, config, swid)
+    if found is None or found["id"] != swid or not store.owned(conn, swid, who.party_id):
+        return None
+    responses = store.responses(conn, swid)
+    return timeline.company_view(found, rows[0]["outcome"], responses,
                                  privacy(conn, who.party_id, [found, responses]))
 
 
 def view_json(v: timeline.View) -> dict[str, Any]:
-    return {"message": plain({**v.summary, "recipients": v.recipients}),
+    """``GET /api/messages/{id}``'s answer; for operators also ``trace``, every fact of
+    ``swctl trace --json``."""
+    body = {"message": plain({**v.summary, "recipients": v.recipients}),
             "timeline": [s.as_dict() for s in v.steps],
             "findings": plain(v.findings), "responses": plain(v.responses)}
+    if v.trace is not None:
+        body["trace"] = plain(v.trace)
+    return body
 
 
 # --- the queue ---------------------------------------------------------------------------
 
-def queue(config: Any) -> dict[str, Any]:
+def queue(config: configmod.Config) -> dict[str, Any]:
     """Postfix's queue counts and its oldest deferred entries with their reasons, or
     ``error`` when ``postqueue`` could not be asked."""
     now = time.time()

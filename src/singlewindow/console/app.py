@@ -9,12 +9,14 @@ the directory as the ``sw_console`` role and writes only its sessions and failed
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -38,6 +40,7 @@ SECURITY_HEADERS = {
     "referrer-policy": "no-referrer",
     "strict-transport-security": "max-age=31536000",
 }
+log = logging.getLogger("singlewindow.console")
 #: Pool size: a console serves a few people at a time.
 POOL_SIZE = 4
 
@@ -68,12 +71,42 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
+#: The largest request body the console reads: a login form or JSON is a few hundred
+#: bytes; nothing else is sent to it.
+MAX_BODY = 64 * 1024
+
+
+class BodyLimit:
+    """Refuses, before anything reads it, a body larger than :data:`MAX_BODY` (413) or
+    one without a Content-Length (411): every client of the console sends one, and a
+    body of unknown length could only be counted while it is read."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] in ("POST", "PUT", "PATCH", "DELETE"):
+            headers = dict(scope["headers"])
+            length = headers.get(b"content-length")
+            status = None
+            if length is None:
+                status = 411 if b"transfer-encoding" in headers else None
+            elif not length.isdigit() or int(length) > MAX_BODY:
+                status = 413
+            if status is not None:
+                response = JSONResponse({"error": "request body too large or of unknown "
+                                                  "length"}, status_code=status)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 class Console(Starlette):
     """Starlette, with :class:`SecurityHeaders` outside even its error handling, so an
     internal error's answer carries the headers too."""
 
     def build_middleware_stack(self) -> ASGIApp:
-        return SecurityHeaders(super().build_middleware_stack())
+        return SecurityHeaders(BodyLimit(super().build_middleware_stack()))
 
 
 def _is_api(request: Request) -> bool:
@@ -99,6 +132,18 @@ async def refused(request: Request, exc: Exception) -> Response:
                                 if status != 429 else None)
     if headers:
         response.headers.update(headers)
+    return response
+
+
+async def unavailable(request: Request, exc: Exception) -> Response:
+    """The database did not answer: 503, so the person retries rather than thinks the
+    message or the session is gone."""
+    log.warning("console: database unavailable: %s", exc)
+    text = "the message log is unavailable right now; try again shortly"
+    if _is_api(request):
+        return JSONResponse({"error": text}, status_code=503, headers={"Retry-After": "10"})
+    response = pages.error_page(503, text)
+    response.headers["Retry-After"] = "10"
     return response
 
 
@@ -132,7 +177,8 @@ def create_app(config: configmod.Config, pool: ConnectionPool[Any] | None = None
     app = Console(
         routes=[*pages.ROUTES, *api.ROUTES,
                 Mount("/static", StaticFiles(directory=STATIC_DIR), name="static")],
-        exception_handlers={auth.Refused: refused, HTTPException: refused},
+        exception_handlers={auth.Refused: refused, HTTPException: refused,
+                            PoolTimeout: unavailable, psycopg.OperationalError: unavailable},
         lifespan=lifespan)
     app.state.config = config
     app.state.pool = used

@@ -18,6 +18,7 @@ import asyncio
 import functools
 import hashlib
 import hmac
+import logging
 import math
 import secrets
 from collections.abc import Callable
@@ -43,6 +44,7 @@ CSRF_HEADER = "X-CSRF-Token"
 TOKEN_BYTES = 32
 
 T = TypeVar("T")
+log = logging.getLogger("singlewindow.console")
 
 
 class Refused(Exception):
@@ -108,6 +110,8 @@ async def login(request: Request, name: str, password: str) -> LoggedIn:
     name = name.strip()
     seen = await in_store(request, store.failures, name, source, console.login_window_seconds)
     if max(seen.by_login, seen.by_source) >= console.login_attempts:
+        log.info("console login throttled: login=%r source=%s failures=%d/%d", name[:64],
+                 source, seen.by_login, seen.by_source)
         await asyncio.sleep(console.login_delay)
         raise Refused(429, "too many failed logins; try again later",
                       retry_after=max(1, math.ceil(seen.retry_after)))
@@ -117,6 +121,7 @@ async def login(request: Request, name: str, password: str) -> LoggedIn:
     good = len(password) <= passwords.MAX_LENGTH and await run_in_threadpool(
         passwords.verify_strong, password, stored)
     if who is None or not good:
+        log.info("console login failed: login=%r source=%s", name[:64], source)
         await in_store(request, store.record_failure, name[:256], source)
         await asyncio.sleep(console.login_delay)
         raise Refused(401, "wrong login or password")
@@ -126,6 +131,7 @@ async def login(request: Request, name: str, password: str) -> LoggedIn:
         store.clear_failures(conn, who.login)
         store.open_session(conn, token_hash(token), who, csrf)
     await in_store(request, opened)
+    log.info("console login: %s %s from %s", who.kind, who.login, source)
     return LoggedIn(token, csrf, who)
 
 

@@ -28,6 +28,8 @@ _env = jinja2.Environment(
     loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)), autoescape=True,
     undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 _env.filters["iso"] = timeline.iso
+_env.filters["clock"] = lambda at: (at.astimezone(UTC).strftime("%H:%M:%S.%f")[:-3]
+                                    if at is not None else "")
 _env.filters["utc"] = lambda at: (at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
                                   if at is not None else "")
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -55,6 +55,8 @@ class View:
     steps: list[Step]
     findings: list[dict[str, Any]]
     responses: list[dict[str, Any]]
+    #: Operators: trace.find's dict as it is (what ``swctl trace --json`` prints).
+    trace: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +106,8 @@ def ordered(steps: Iterable[Step]) -> list[Step]:
     return sorted(steps, key=lambda s: s.at if s.at is not None else far)
 
 
-def findings(found: dict[str, Any], scrub: Any = str) -> list[dict[str, Any]]:
+def findings(found: dict[str, Any], scrub: Callable[[Any], str] = str
+             ) -> list[dict[str, Any]]:
     """The MIG's findings as the control message carried them (its event's ``errors``):
     code, position, rule, text."""
     rows = []
@@ -164,6 +167,30 @@ def _event_title(kind: str, d: dict[str, Any]) -> tuple[str, list[str]]:
         f"{k}: {v}" for k, v in sorted(d.items())]
 
 
+#: What the message page's summary shows an operator.
+SUMMARY = ("id", "received_at", "listener", "party", "envelope_from", "sasl_login",
+           "peer_address", "queue_id", "header_message_id", "message_type", "subject",
+           "payload_sha256", "in_reply_to")
+
+
+def notice_view(found: dict[str, Any]) -> View:
+    """Mail the hub generated about no known message (``trace.find``'s ``{"id": None,
+    "notice": ...}``), for operators: the notice, its Postfix lines, its events."""
+    n = found["notice"]
+    label = NOTICE_KINDS.get(n["kind"], n["kind"])
+    summary: dict[str, Any] = dict.fromkeys(SUMMARY)
+    summary.update({"id": n["copy_message_id"], "received_at": n["created_at"],
+                    "listener": "the hub itself", "queue_id": n["queue_id"],
+                    "header_message_id": n["copy_message_id"], "outcome": None,
+                    "subject": f"{label} about no known message"})
+    steps = [Step(n["injected_at"] or n["created_at"], "notice",
+                  f"{label} to {n['recipient']}",
+                  [_sent(n), *_status_lines(n.get("postfix"))])]
+    steps += [Step(e["at"], e["kind"], *_event_title(e["kind"], e["detail"]))
+              for e in n.get("events", [])]
+    return View(summary, [], ordered(steps), [], [], found)
+
+
 def operator_view(found: dict[str, Any], outcome: str | None,
                   responses: list[dict[str, Any]]) -> View:
     """Everything ``swctl trace`` shows, as steps by time."""
@@ -193,16 +220,13 @@ def operator_view(found: dict[str, Any], outcome: str | None,
         steps.append(Step(r["at"], "stamp-refused",
                           f"A forged stamp claiming this id was refused: {r['message_id']}",
                           [str(r["detail"].get("reason"))]))
-    summary = {k: found.get(k) for k in (
-        "id", "received_at", "listener", "party", "envelope_from", "sasl_login",
-        "peer_address", "queue_id", "header_message_id", "message_type", "subject",
-        "payload_sha256", "in_reply_to")}
+    summary = {k: found.get(k) for k in SUMMARY}
     summary["outcome"] = outcome
     return View(summary, [_recipient(r) for r in found["recipients"]], ordered(steps),
-                findings(found), responses)
+                findings(found), responses, found)
 
 
-def _recipient(r: dict[str, Any], scrub: Any = str) -> dict[str, Any]:
+def _recipient(r: dict[str, Any], scrub: Callable[[Any], str] = str) -> dict[str, Any]:
     return {"recipient": r["recipient"], "status": r["status"],
             "reason": scrub(r["reason"]), "decided_at": r.get("decided_at")}
 
@@ -261,6 +285,13 @@ def _company_copy(f: dict[str, Any], privacy: Privacy) -> Step:
                 [privacy.scrub(state)])
 
 
+def found_logical(found: dict[str, Any]) -> set[str]:
+    """The logical addresses a message was sent to (its recipients, its copies')."""
+    return {str(r["recipient"]).lower() for r in found["recipients"]} | {
+        str(f["destination"]).lower() for f in found["forwards"]
+        if not str(f["recipient"]).startswith("*")}
+
+
 def company_view(found: dict[str, Any], outcome: str | None,
                  responses: list[dict[str, Any]], privacy: Privacy) -> View:
     """What the submitting company may see of its own message."""
@@ -272,8 +303,10 @@ def company_view(found: dict[str, Any], outcome: str | None,
     for n in found["notices"]:
         label = NOTICE_KINDS.get(n["kind"], n["kind"])
         state = "sent" if n["state"] == "injected" else n["state"]
-        steps.append(Step(n["injected_at"], "notice",
-                          privacy.scrub(f"{label} to {n['recipient']}"), [state]))
+        to = privacy.address(n["recipient"])
+        steps.append(Step(n["injected_at"], "notice", f"{label} sent back to you ({to})"
+                          if to not in (WITHHELD, *found_logical(found)) else
+                          f"{label} to {to}", [state]))
     summary = {"id": found["id"], "received_at": found["received_at"],
                "listener": found["listener"], "subject": found.get("subject"),
                "message_type": found.get("message_type"),

@@ -54,7 +54,11 @@ def test_the_operator_searches_by_each_criterion(world: w.World) -> None:
 def test_one_message_with_its_timeline_findings_and_responses(world: w.World) -> None:
     client, _ = world.logged_in("op")
     body = client.get(f"/api/messages/{w.SW_A}").json()
-    assert set(body) == {"message", "timeline", "findings", "responses"}
+    assert set(body) == {"message", "timeline", "findings", "responses", "trace"}
+    # Every fact of swctl trace --json: each copy with its Postfix lines, each event.
+    assert [f["queue_id"] for f in body["trace"]["forwards"]] == ["QC1"]
+    assert body["trace"]["forwards"][0]["postfix"][0]["relay"].startswith(w.AGENCY_HOST)
+    assert body["trace"]["events"][0]["kind"] == "received"
     assert body["message"]["id"] == w.SW_A and body["message"]["outcome"] == "forwarded"
     assert {"received", "outcome", "copy", "agency-dsn", "notice"} <= {
         s["kind"] for s in body["timeline"]}
@@ -75,7 +79,11 @@ def test_a_company_sees_its_own_and_never_another_partys(world: w.World) -> None
     assert [m["id"] for m in client.get("/api/messages", params={"party": "bright"}
                                         ).json()["messages"]] == [w.SW_C, w.SW_A]
     assert client.get("/api/messages", params={"q": w.SW_B}).json() == {"messages": []}
-    for ident in (w.SW_B, w.SW_R, "SW20991231000000000ffff0000"):
+    # Its own message by its own Message-ID, as its EDI desk knows it.
+    own = client.get(f"/api/messages/<{w.SW_A.lower()}@acme.example>")
+    assert own.status_code == 200 and own.json()["message"]["id"] == w.SW_A
+    for ident in (w.SW_B, w.SW_R, "SW20991231000000000ffff0000",
+                  f"<{w.SW_B.lower()}@bright.example>"):
         answer = client.get(f"/api/messages/{ident}")
         assert answer.status_code == 404 and answer.json() == {"error": "no such message"}
     for path in ("/api/parties", "/api/parties/acme", "/api/queue"):
@@ -91,6 +99,7 @@ def test_a_company_reads_logical_addresses_only(world: w.World) -> None:
         for secret in (w.AGENCY_PHYSICAL, w.AGENCY_HOST, w.AGENCY_IP, w.PEER_IP, "10.9.0.1", "QC1"):
             assert secret not in text
     body = json.loads(texts[1])
+    assert set(body) == {"message", "timeline", "findings", "responses"}
     assert body["message"]["recipients"][0]["recipient"] == "customs@sw.test"
     assert body["responses"][0]["from"] == "customs@sw.test"
     refused = json.loads(texts[2])["message"]["recipients"][0]["reason"]

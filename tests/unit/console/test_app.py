@@ -3,6 +3,8 @@ path, redirects to the login, its own pool."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -88,7 +90,7 @@ def test_without_a_session_pages_go_to_the_login_and_the_api_says_401(world: w.W
 
 def test_a_forged_session_cookie_is_no_session(world: w.World) -> None:
     client = world.client()
-    client.cookies.set("sw_session", "A" * 43, domain="testserver")
+    client.cookies.set("sw_session", "A" * 43)
     assert client.get("/api/messages").status_code == 401
 
 
@@ -108,3 +110,34 @@ def test_the_console_opens_a_pool_of_its_own_as_sw_console(world: w.World) -> No
                            ).status_code == 401
         with app.state.pool.connection() as conn:
             assert conn.execute("SELECT current_user AS u").fetchone() == {"u": "sw_console"}
+
+
+def test_a_database_that_does_not_answer_is_a_503_not_an_error(world: w.World) -> None:
+    gone = replace(world.config, database=replace(
+        world.config.database, conninfo="host=/tmp/sw-nothing-here dbname=x",
+        connect_timeout=1))
+    app = appmod.create_app(gone)
+    with TestClient(app, base_url="https://testserver") as client:
+        client.cookies.set("sw_session", "A" * 43)
+        api = client.get("/api/messages")
+        assert api.status_code == 503 and "unavailable" in api.json()["error"]
+        assert api.headers["retry-after"] == "10"
+        page = client.get("/messages")
+        assert page.status_code == 503 and "unavailable" in page.text
+        _secured(page)
+
+
+def test_a_large_body_or_one_of_unknown_length_is_refused_unread(world: w.World) -> None:
+    client = world.client()
+    big = client.post("/api/session", content=b"{" + b" " * (appmod.MAX_BODY + 1) + b"}",
+                      headers={"content-type": "application/json"})
+    assert big.status_code == 413
+    _secured(big)
+
+    def chunks() -> Iterator[bytes]:
+        yield b'{"login": "op", "password": "correct horse battery"}'
+    unknown = client.post("/api/session", content=chunks(),
+                          headers={"content-type": "application/json"})
+    assert unknown.status_code == 411
+    assert client.post("/api/session", json={"login": "op", "password": w.PASSWORD}
+                       ).status_code == 200

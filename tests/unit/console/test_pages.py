@@ -9,6 +9,7 @@ from typing import Any
 import lxml.html
 import pytest
 
+from singlewindow.store import messages
 from tests.unit.console import world as w
 
 #: What ``postqueue -j`` prints (one JSON object per line, postqueue(1)).
@@ -61,8 +62,9 @@ def test_the_login_page(world: w.World) -> None:
     assert page.xpath("//input[@id='password']/@type") == ["password"]
     assert page.xpath("//button[@id='login-submit']")
     assert not page.xpath("//p[@id='login-error']")
-    # No script at all, no inline style.
+    # No script at all, no inline style; no favicon to ask for (an empty data: one).
     assert not page.xpath("//script") and not page.xpath("//*[@style]")
+    assert page.xpath("//link[@rel='icon']/@href") == ["data:,"]
 
 
 def test_the_operator_searches_by_each_criterion(world: w.World) -> None:
@@ -197,6 +199,7 @@ def test_the_queue_page_lists_counts_and_the_oldest_deferred_first(
     assert counts == {"incoming": "0", "active": "1", "deferred": "2", "hold": "0"}
     rows = page.xpath("//table[@id='deferred']//tr[@class='deferred']")
     assert [r.xpath("string(td[2])") for r in rows] == ["4DEF0", "4DEF1"]
+    assert rows[0].xpath(".//a/@href") == ["/messages?q=4DEF0"]
     assert "451 try later" in rows[0].xpath("string(td[@class='reason'])")
     assert rows[0].xpath(".//time/@datetime") == ["2023-11-14T22:13:20+00:00"]
 
@@ -205,3 +208,18 @@ def test_the_queue_page_says_when_postqueue_fails(world: w.World) -> None:
     client, _ = world.logged_in("op")
     page = tree(client.get("/queue"))
     assert "postqueue" in page.xpath("string(//p[@id='queue-error'])")
+
+
+def test_a_notice_about_no_known_message_has_a_page_for_operators_only(
+        world: w.World) -> None:
+    notice = messages.claim_notice(world.conn, messages.Notice(
+        "u" * 64, None, "edi@acme.example", "edi@acme.example", "dsn", "<SWNorphan@sw.test>"),
+        60)
+    messages.mark_injected(world.conn, notice, "QORPH")
+    client, _ = world.logged_in("op")
+    page = tree(client.get("/messages/QORPH"))
+    assert "SWNorphan" in page.xpath("string(//h1[@id='message-id'])")
+    assert page.xpath("//ol[@id='timeline']/li/@data-kind") == ["notice"]
+    company, _ = world.logged_in("acme-desk")
+    assert company.get("/messages/QORPH").status_code == 404
+    assert company.get("/api/messages/QORPH").status_code == 404

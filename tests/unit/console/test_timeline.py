@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from singlewindow import trace
 from singlewindow.console import timeline
 from singlewindow.console.timeline import Privacy, Step
+from singlewindow.store import messages
 from tests.unit.console import world as w
 
 ACME_ONLY = Privacy(frozenset({"customs@sw.test", "acme@sw.test", "edi@acme.example"}),
@@ -77,7 +78,7 @@ def test_company_view_shows_logical_addresses_only(world: w.World) -> None:
     agency = next(s for s in view.steps if s.kind == "agency-dsn")
     assert agency.details[0].startswith("customs@sw.test: delivered 2.0.0")
     # Its own physical address stays; the response's sender reads as its logical one.
-    assert any(s.title == "DSN to edi@acme.example" for s in view.steps)
+    assert any(s.title == "DSN sent back to you (edi@acme.example)" for s in view.steps)
     assert view.responses == [{"id": "SWR", "received_at": None, "subject": "Re",
                                "message_type": None, "outcome": "forwarded",
                                "from": "customs@sw.test"}]
@@ -96,3 +97,17 @@ def test_scrub_withholds_unknown_addresses_hosts_and_ip_addresses() -> None:
 def test_words_finds_every_address_in_nested_data() -> None:
     assert timeline.words({"a": ["X@Y.example", {"b": "to <z@w.example>"}]}) == {
         "x@y.example", "z@w.example"}
+
+
+def test_a_notice_about_no_known_message_for_operators(world: w.World) -> None:
+    notice = messages.claim_notice(world.conn, messages.Notice(
+        "u" * 64, None, "edi@acme.example", "edi@acme.example", "dsn", "<SWNorphan@sw.test>"),
+        60)
+    messages.mark_injected(world.conn, notice, "QORPH")
+    found = trace.find(world.conn, world.config, "QORPH")
+    assert found is not None and found["id"] is None
+    view = timeline.notice_view(found)
+    assert view.summary["id"] == "<SWNorphan@sw.test>"
+    assert view.summary["queue_id"] == "QORPH"
+    assert [(s.kind, s.title) for s in view.steps] == [("notice", "DSN to edi@acme.example")]
+    assert view.steps[0].details[0] == "injected, queue id QORPH"

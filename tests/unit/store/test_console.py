@@ -223,6 +223,7 @@ def log(world: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
     _copy(w, PARTIAL, f"customs@{D}", f"customs@{D}", "QCOPYPART")
     _message(w, PENDING, "bright", 40, outcomes={})
     _message(w, DEFERRED, "bright", 50, outcomes={"customs": OK, "coast": LATER})
+    _copy(w, DEFERRED, f"customs@{D}", f"customs@{D}", "maildrop")  # into a maildrop
     notice = messages.claim_notice(w, messages.Notice(
         "k" * 64, REFUSED, f"bright@{D}", f"edi@bright.{D}", "dsn", f"<dsn.{REFUSED}@{D}>"),
         60)
@@ -282,7 +283,8 @@ def test_text_finds_a_message_by_either_legs_ids(
     assert ids(log, text=text) == [found]
 
 
-@pytest.mark.parametrize("text", ["SW2026", "QCOPY", "acme", "<>", "", FWD.lower()])
+@pytest.mark.parametrize("text", ["SW2026", "QCOPY", "acme", "<>", "", FWD.lower(),
+                                  "maildrop"])
 def test_text_matches_exactly(log: psycopg.Connection[Any], text: str) -> None:
     assert ids(log, text=text) == []
 
