@@ -38,9 +38,6 @@ WINDOW = (1280, 900)
 MAX_HEIGHT = 4000
 #: Seconds a page may take to show what a step waits for.
 TIMEOUT = 20.0
-#: Chromium asks every origin for /favicon.ico by itself, whatever the page says; the
-#: console not having one is no error of the page.
-FAVICON = "/favicon.ico - Failed to load resource: the server responded with a status of 404"
 #: Chromium's words for a CSP violation in its console ("... violates the following
 #: Content Security Policy directive ..."), reported with source "security".
 CSP = "Content Security Policy"
@@ -64,8 +61,8 @@ def trust_store(home: Path, ca_file: Path) -> Path:
 def problems(entries: Iterable[LogEntry], expected: Iterable[str] = ()) -> list[str]:
     """What in the browser log ``entries`` should fail a test: every CSP violation (never
     expected), and every other error (level SEVERE) whose message contains none of the
-    ``expected`` strings (nor is the favicon Chromium asks for by itself)."""
-    allowed = (FAVICON, *expected)
+    ``expected`` strings."""
+    allowed = tuple(expected)
 
     def fails(entry: LogEntry) -> bool:
         message: str = entry.get("message", "")

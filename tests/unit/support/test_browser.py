@@ -22,10 +22,6 @@ NOT_FOUND = entry("network", f"{ORIGIN}/messages/SW1 - Failed to load resource: 
                   "responded with a status of 404 ()")
 SCRIPT_ERROR = entry("javascript", f"{ORIGIN}/static/console.js 3:7 Uncaught TypeError: "
                      "x is null")
-FAVICON = entry("network", f"{ORIGIN}/favicon.ico - Failed to load resource: the server "
-                "responded with a status of 404 (Not Found)")
-BROKEN_FAVICON = entry("network", f"{ORIGIN}/favicon.ico - Failed to load resource: the "
-                       "server responded with a status of 500 (Internal Server Error)")
 INFO = entry("console-api", "console.js 1:1 \"ready\"", level="INFO")
 
 
@@ -40,12 +36,6 @@ def test_errors_fail_unless_expected_and_csp_violations_always() -> None:
     assert browser.problems([INLINE_SCRIPT], ["script-src", "violates"]) == [
         INLINE_SCRIPT["message"]]
     assert browser.problems([INFO]) == []
-
-
-def test_a_missing_favicon_is_no_problem_a_failing_one_is() -> None:
-    """Chromium asks for /favicon.ico whatever the page says: its 404 is not the page's
-    error, but a console answering 500 there is broken."""
-    assert browser.problems([FAVICON, BROKEN_FAVICON]) == [BROKEN_FAVICON["message"]]
 
 
 def test_the_trust_store_holds_the_ca_for_tls_servers_only(tmp_path: Path) -> None:
