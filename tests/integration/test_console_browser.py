@@ -56,7 +56,7 @@ def search(b: Browser, **fields: str) -> list[str]:
             b.find(f"select#outcome option[value='{value}']").click()
         else:
             b.fill({name: value})
-    b.submit("button#search-submit", "table#messages, p#no-messages")
+    b.click("button#search-submit", "table#messages, p#no-messages")
     b.assert_clean()
     return rows(b)
 
@@ -110,8 +110,7 @@ def test_an_operator_finds_a_message_and_sees_its_whole_way(browser: Browser,
     assert set(search(browser, party=co.name, outcome="forwarded")) == {
         mail.good.swid, mail.response.swid}
     # The clean one's page, reached by its link: the recipient, then every step.
-    browser.find(f"tr.message[data-id='{mail.good.swid}'] a.message-link").click()
-    browser.wait_for("ol#timeline")
+    browser.click(f"tr.message[data-id='{mail.good.swid}'] a.message-link", "ol#timeline")
     assert mail.good.swid in browser.text("h1#message-id")
     [recipient] = browser.find_all("table#recipients tr.recipient")
     assert recipient.find_element("css selector", "td.recipient-address").text == ag.logical
@@ -128,8 +127,7 @@ def test_an_operator_finds_a_message_and_sees_its_whole_way(browser: Browser,
     # The agency's answer, threaded under the copy it received, links to its own page.
     [response] = browser.find_all("section#responses li.response")
     assert mail.response.swid in response.text
-    response.find_element("css selector", "a").click()
-    browser.wait_for("ol#timeline")
+    browser.click("section#responses li.response a", "ol#timeline")
     assert mail.response.swid in browser.text("h1#message-id")
     browser.assert_clean()
 
@@ -155,8 +153,7 @@ def test_an_operator_sees_a_mig_finding_with_its_position(browser: Browser,
 def test_an_operator_sees_parties_and_the_queue(browser: Browser, scene: Scene) -> None:
     operator, co = scene.operator, scene.world["co"]
     browser.login(operator.login, operator.password)
-    browser.find("a#nav-parties").click()
-    browser.wait_for("table#parties")
+    browser.click("a#nav-parties", "table#parties")
     assert browser.find_all(f"table#parties tr.party[data-name='{co.name}']")
     browser.assert_clean()
     browser.open(f"/parties/{co.name}")
@@ -164,8 +161,7 @@ def test_an_operator_sees_parties_and_the_queue(browser: Browser, scene: Scene) 
     addresses = browser.text("table#addresses")
     assert co.logical in addresses and co.physical in addresses
     browser.assert_clean()
-    browser.find("a#nav-queue").click()
-    browser.wait_for("table#queue-counts")
+    browser.click("a#nav-queue", "table#queue-counts")
     queues = {r.get_attribute("data-queue") for r in browser.find_all(
         "table#queue-counts tr[data-queue]")}
     assert {"active", "deferred"} <= queues, queues

@@ -135,16 +135,17 @@ class Browser:
             field_.clear()
             field_.send_keys(value)
 
-    def submit(self, button: str, then: str) -> WebElement:
-        """Click ``button`` (a CSS selector) and wait for the next page's ``then``."""
+    def click(self, target: str, then: str) -> WebElement:
+        """Click ``target`` (a CSS selector: a link, a form's button) and wait for the next
+        page's ``then`` (never found on the page being left)."""
         # A mark on this document's window: gone once the next document is shown.
         self.driver.execute_script("window.swLeaving = true")
-        self.find(button).click()
+        self.find(target).click()
         try:
             WebDriverWait(self.driver, TIMEOUT).until(
                 lambda d: d.execute_script("return window.swLeaving === undefined"))
         except TimeoutException:
-            raise AssertionError(f"{button} on {self.path} led nowhere") from None
+            raise AssertionError(f"{target} on {self.path} led nowhere") from None
         return self.wait_for(then)
 
     def login(self, login: str, password: str) -> None:
@@ -153,11 +154,11 @@ class Browser:
         self.open("/login")
         self.wait_for("form#login-form")
         self.fill({"login": login, "password": password})
-        self.submit("button#login-submit", "nav#nav, p#login-error")
+        self.click("button#login-submit", "nav#nav, p#login-error")
 
     def logout(self) -> None:
         """Press the logout button in the page's header; ends on the login form."""
-        self.submit("button#logout-button", "form#login-form")
+        self.click("button#logout-button", "form#login-form")
 
     def log(self) -> list[LogEntry]:
         """The browser's console entries since the last call (Chromium hands each once)."""
