@@ -6,7 +6,9 @@ companies may see, and the headers and TLS every answer has."""
 from __future__ import annotations
 
 import json
+import secrets
 import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -190,3 +192,38 @@ def test_a_company_sees_only_its_own(client: httpx.Client, scene: Scene) -> None
         answer = client.get(path)
         assert answer.status_code == 404, path
         assert co.name not in answer.text
+
+
+def from_address(config: Config, address: str) -> httpx.Client:
+    """A client whose connections leave from ``address`` (a loopback address of its own:
+    a failed login counts against its client address)."""
+    return httpx.Client(base_url=console.base_url(config), verify=console.tls_context(config),
+                        timeout=30, transport=httpx.HTTPTransport(
+                            local_address=address, verify=console.tls_context(config)))
+
+
+def test_failed_logins_are_slowed_then_refused(sw_stack: Config, scene: Scene) -> None:
+    """Each failure is answered after the login delay; after ``login_attempts`` of them
+    for one name, that name is refused (429 with Retry-After) even with its password and
+    from anywhere, and so is anyone from that address; others log in as before."""
+    target = console.add_operator(sw_stack)
+    limits = sw_stack.console
+    tag = secrets.randbelow(200) + 20
+    attacker, elsewhere = f"127.0.8.{tag}", f"127.0.9.{tag}"
+    wrong = {"login": target.login, "password": target.password + "x"}
+    right = {"login": target.login, "password": target.password}
+    with from_address(sw_stack, attacker) as client:
+        for _ in range(limits.login_attempts):
+            started = time.monotonic()
+            assert client.post("/api/session", json=wrong).status_code == 401
+            assert time.monotonic() - started >= limits.login_delay
+        refused = client.post("/api/session", json=right)
+        assert refused.status_code == 429, refused.text
+        assert 0 < int(refused.headers["retry-after"]) <= limits.login_window_seconds
+        assert "sw_session" not in refused.headers.get("set-cookie", "")
+        # Anyone else from the same address: refused as well.
+        other = {"login": scene.desk.login, "password": scene.desk.password}
+        assert client.post("/api/session", json=other).status_code == 429
+    with from_address(sw_stack, elsewhere) as client:
+        assert client.post("/api/session", json=right).status_code == 429
+        assert client.post("/api/session", json=other).status_code == 200
