@@ -205,6 +205,8 @@ def test_a_company_sees_its_own_messages_only(browser: Browser, scene: Scene) ->
         browser.open(path)
         browser.wait_for("h1#not-found")
         assert mail.rivals.subject not in browser.driver.page_source
+        # Answered with the status, not only the words (Chromium logs the 404).
+        assert any(NOT_FOUND in e["message"] for e in browser.log()), path
         browser.assert_clean([NOT_FOUND])
     # Logging out ends the session: the pages send the browser to the form again.
     browser.open("/messages")
