@@ -168,6 +168,11 @@ class Failures:
 UNKNOWN_SOURCE = "0.0.0.0"
 
 
+#: A failed login is kept by at most this much of the name tried: a name is at most 64
+#: characters (:data:`NAME`), and a megabyte typed into the form is not stored whole.
+LOGIN_KEPT = 256
+
+
 def _source(source: str) -> str:
     try:
         return str(ipaddress.ip_address(source))
@@ -183,7 +188,7 @@ def failures(conn: Conn, login: str, source: str, window_seconds: int) -> Failur
         "  - clock_timestamp())) AS retry_after"
         " FROM console_login_failure WHERE (login = %(l)s OR source = %(s)s::inet)"
         " AND at > clock_timestamp() - make_interval(secs => %(w)s)",
-        {"l": login, "s": _source(source), "w": window_seconds}).fetchone()
+        {"l": login[:LOGIN_KEPT], "s": _source(source), "w": window_seconds}).fetchone()
     assert row is not None
     return Failures(row["by_login"], row["by_source"], float(row["retry_after"] or 0))
 
@@ -198,12 +203,13 @@ def record_failure(conn: Conn, login: str, source: str) -> None:
         "WITH old AS (DELETE FROM console_login_failure"
         " WHERE at < clock_timestamp() - make_interval(secs => %s))"
         " INSERT INTO console_login_failure (login, source) VALUES (%s, %s)",
-        (KEEP_FAILURES_SECONDS, login, _source(source)))
+        (KEEP_FAILURES_SECONDS, login[:LOGIN_KEPT], _source(source)))
 
 
 def clear_failures(conn: Conn, login: str) -> None:
     """After a good login: that login's failures go (its client address's stay)."""
-    conn.execute("DELETE FROM console_login_failure WHERE login = %s", (login,))
+    conn.execute("DELETE FROM console_login_failure WHERE login = %s",
+                 (login[:LOGIN_KEPT],))
 
 
 # --- the message search ------------------------------------------------------------------
@@ -248,7 +254,9 @@ class Query:
     outcome: str | None = None
     """One of :data:`OUTCOMES`."""
     since: datetime | None = None
+    """From this time on (``received_at``; give it a time zone)."""
     until: datetime | None = None
+    """Before this time."""
     party_id: int | None = None
     """A company's scope: only its own submissions."""
     limit: int = 100
@@ -307,6 +315,7 @@ def search(conn: Conn, q: Query) -> list[dict[str, Any]]:
     params: dict[str, Any] = {
         name: getattr(q, name) for name in _CRITERIA if getattr(q, name) is not None}
     if q.text is not None:
+        params["text"] = q.text.strip()
         params["ids"] = _ids(q.text)
     params["limit"] = max(0, q.limit)
     rows_of = "message m"

@@ -167,6 +167,15 @@ def test_a_client_without_an_ip_address_shares_one_count(db: psycopg.Connection[
     assert console.failures(db, "carl", "192.0.2.1", 900).by_source == 0
 
 
+def test_a_long_name_tried_is_kept_cut(db: psycopg.Connection[Any]) -> None:
+    console.record_failure(db, "x" * 100_000, "192.0.2.1")
+    assert db.execute("SELECT length(login) AS n FROM console_login_failure").fetchone() \
+        == {"n": console.LOGIN_KEPT}
+    assert console.failures(db, "x" * 100_000, "192.0.2.9", 900).by_login == 1
+    console.clear_failures(db, "x" * 100_000)
+    assert console.failures(db, "x" * 100_000, "192.0.2.1", 900).by_login == 0
+
+
 def test_old_failures_are_deleted_when_one_is_recorded(db: psycopg.Connection[Any]) -> None:
     console.record_failure(db, "amy", "192.0.2.1")
     db.execute("UPDATE console_login_failure SET at = now() - interval '2 days'")
@@ -277,6 +286,7 @@ def test_an_unknown_outcome_is_refused(log: psycopg.Connection[Any]) -> None:
     ("QCOPYFWD", FWD), (f"<{FWD}.customs@{D}>", FWD), (f"{FWD}.customs@{D}", FWD),
     ("QCONTROL", NOTFWD), (f"<{NOTFWD}.control@{D}>", NOTFWD),  # its control message
     ("QNOTICE", REFUSED), (f"dsn.{REFUSED}@{D}", REFUSED),  # the DSN back
+    (f"  {FWD}\t", FWD), (f" <{FWD}.customs@{D}> ", FWD),  # as pasted
 ])
 def test_text_finds_a_message_by_either_legs_ids(
         log: psycopg.Connection[Any], text: str, found: str) -> None:
