@@ -19,7 +19,7 @@ from singlewindow.config import Config
 from singlewindow.store import connect
 from tests.support import factory
 from tests.support.sinks import dsn_about
-from tests.support.world import Party, World, message, message_id
+from tests.support.world import Party, World, message, message_id, wait_until
 
 
 @dataclass(frozen=True)
@@ -104,6 +104,16 @@ def answer(world: World, agency: Party, to: Party, sent: Sent) -> Sent:
     return response
 
 
+def agency_reported(world: World, sent: Sent) -> None:
+    """Wait until the agency-leg DSN on ``sent``'s copy is recorded: Postfix's report on
+    the copy's delivery comes back on its own, not before the DSN to the submitter."""
+    def recorded() -> bool:
+        with connect(world.config.database) as conn:
+            found = trace.find(conn, world.config, sent.swid)
+        return found is not None and any(e["kind"] == "agency-dsn" for e in found["events"])
+    wait_until(recorded, timeout=60)
+
+
 @dataclass(frozen=True)
 class Mail:
     """What the console tests look at, submitted by the world's MTA parties ``co`` and
@@ -142,6 +152,7 @@ def scene_fixture() -> object:
                         submit(world, rival, ag, factory.gendec(),
                                "application/xml; charset=utf-8"),
                         answer(world, ag, co, good))
+            agency_reported(world, good)
             yield Scene(world, mail, add_operator(sw_stack), add_account(sw_stack, co))
 
     return scene
