@@ -387,6 +387,22 @@ def test_the_console_listens_on_the_management_address_of_each_edge(
         assert not (root / "pop1.example.internal" / "console").exists()
 
 
+def test_a_single_node_lets_the_console_in_as_sw_console_by_peer(single_node: Path) -> None:
+    """The console runs as the daemons' user: pg_ident.conf maps that user to sw_console
+    (beside sw_daemon), and pg_hba.conf lets the role in over the unix socket only."""
+    db = single_node / "sw1.example.internal" / "postgresql"
+    ident = [line.split() for line in (db / "pg_ident.conf").read_text().splitlines()
+             if line.strip() and not line.startswith("#")]
+    assert ["sw", "singlewindow", "sw_console"] in ident
+    assert [line for line in ident if line[2] == "sw_console"] == [
+        ["sw", "singlewindow", "sw_console"]]
+    hba = [line.split() for line in (db / "pg_hba.conf").read_text().splitlines()
+           if line.strip() and not line.startswith("#")]
+    [local] = [line for line in hba if line[0] == "local" and line[1] == "singlewindow"]
+    assert "sw_console" in local[2].split(",") and local[3:] == ["peer", "map=sw"]
+    assert not any(line[0].startswith("host") for line in hba)
+
+
 @pytest.mark.parametrize("edge", list(EDGES))
 def test_only_the_daemons_user_reads_the_consoles_key(multi_node: Path, edge: str) -> None:
     """The console serves the node's certificate from a copy of its own: the key the
