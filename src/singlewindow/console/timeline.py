@@ -235,7 +235,7 @@ def _company_event(e: dict[str, Any], privacy: Privacy, physical: dict[str, str]
         title, details = "No notice sent", [str(d.get("reason"))]
     elif kind == "agency-dsn":
         title = "Report from the agency's side"
-        details = [f"{physical.get(str(r.get('recipient', '')).lower(), WITHHELD)}: "
+        details = [f"{_reported(str(r.get('recipient', '')), physical, privacy)}: "
                    f"{r.get('action')} {r.get('status')}"
                    + (f" ({agency.clean_diagnostic(r['diagnostic'])})"
                       if r.get("diagnostic") else "")
@@ -246,6 +246,14 @@ def _company_event(e: dict[str, Any], privacy: Privacy, physical: dict[str, str]
     else:
         return None  # the hub's own bookkeeping (hops, stamps, maildrop locks)
     return Step(e["at"], kind, privacy.scrub(title), [privacy.scrub(x) for x in details])
+
+
+def _reported(recipient: str, physical: dict[str, str], privacy: Privacy) -> str:
+    """An agency-leg report's recipient as the company may read it: the copy's logical
+    destination, whether the report named the physical address (the agency's own DSN)
+    or the logical one (the ORCPT of the hub's Postfix's "relayed" report)."""
+    word = recipient.lower()
+    return physical.get(word) or privacy.address(word)
 
 
 def _company_copy(f: dict[str, Any], privacy: Privacy) -> Step:

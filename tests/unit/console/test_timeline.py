@@ -84,6 +84,28 @@ def test_company_view_shows_logical_addresses_only(world: w.World) -> None:
                                "from": "customs@sw.test"}]
 
 
+def test_company_reads_a_report_naming_the_logical_recipient() -> None:
+    # The hub's Postfix reports "relayed" with the ORCPT, the logical address; the
+    # agency's MTA names its physical one. Both read as the logical destination, and an
+    # address of nobody known stays withheld.
+    found = {"id": "SWX", "received_at": None, "listener": "mta", "recipients": [],
+             "forwards": [{"recipient": "customs@sw.test", "destination": "customs@sw.test",
+                           "physical": w.AGENCY_PHYSICAL, "state": "injected",
+                           "queue_id": "QC1", "injected_at": None, "attempts": 1,
+                           "refusal": None, "copy_message_id": "<c@sw.test>"}],
+             "notices": [], "events": [{"at": None, "kind": "agency-dsn", "detail": {
+                 "recipients": [
+                     {"recipient": "Customs@sw.test", "action": "relayed", "status": "2.0.0"},
+                     {"recipient": w.AGENCY_PHYSICAL, "action": "delivered",
+                      "status": "2.0.0"},
+                     {"recipient": "ops@elsewhere.example", "action": "failed",
+                      "status": "5.1.1"}]}}]}
+    view = timeline.company_view(found, "forwarded", [], ACME_ONLY)
+    report = next(s for s in view.steps if s.kind == "agency-dsn")
+    assert report.details == ["customs@sw.test: relayed 2.0.0",
+                              "customs@sw.test: delivered 2.0.0", "withheld: failed 5.1.1"]
+
+
 def test_scrub_withholds_unknown_addresses_hosts_and_ip_addresses() -> None:
     text = ACME_ONLY.scrub(
         f"to <{w.AGENCY_PHYSICAL}> via {w.AGENCY_HOST}[{w.AGENCY_IP}]:25 and ops@elsewhere.example"
