@@ -203,8 +203,12 @@ def chromium(base_url: str, ca_file: Path | None,
     try:
         if ca_file is not None:
             trust_store(home, ca_file)
-        # chromedriver passes its environment on to the Chromium it starts.
-        service = Service(CHROMEDRIVER, env={**os.environ, "HOME": str(home)})
+        # chromedriver passes its environment on to the Chromium it starts; its
+        # temporary files (the profile's singleton socket) go into HOME too, removed with
+        # it, not into /tmp, where each run left a directory behind.
+        (home / "tmp").mkdir()
+        service = Service(CHROMEDRIVER, env={**os.environ, "HOME": str(home),
+                                             "TMPDIR": str(home / "tmp")})
         driver = webdriver.Chrome(service=service, options=options(window))
         try:
             yield Browser(driver, base_url.rstrip("/"), window)

@@ -51,3 +51,15 @@ def test_the_trust_store_holds_the_ca_for_tls_servers_only(tmp_path: Path) -> No
                             "Single Window stack CA"], check=True, capture_output=True,
                            text=True).stdout
     assert "".join(shown.split()) == "".join((tmp_path / "ca.pem").read_text().split())
+
+
+def test_chromium_leaves_nothing_in_tmp() -> None:
+    """Chromium's temporary files go into its throwaway HOME, removed with it: each
+    browser test used to leave an org.chromium.Chromium.* directory in /tmp."""
+    tmp = Path("/tmp")
+    before = {p.name for p in tmp.iterdir()}
+    with browser.chromium("https://127.0.0.1:9/", None) as b:
+        b.driver.get("data:text/html,<p id=x>here</p>")
+        assert b.driver.find_element("id", "x").text == "here"
+    left = {p.name for p in tmp.iterdir()} - before
+    assert not {n for n in left if n.startswith(("org.chromium.", "sw-chrome-"))}
