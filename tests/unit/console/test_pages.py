@@ -223,3 +223,22 @@ def test_a_notice_about_no_known_message_has_a_page_for_operators_only(
     company, _ = world.logged_in("acme-desk")
     assert company.get("/messages/QORPH").status_code == 404
     assert company.get("/api/messages/QORPH").status_code == 404
+
+
+HOSTILE = '<script>alert(1)</script>"><img src=x onerror=alert(2)>'
+
+
+def test_a_hostile_subject_is_shown_as_text(world: w.World) -> None:
+    """A submitter writes the Subject; the operator's pages show it as text, never as
+    markup (autoescaped templates; the CSP would block a script that got through)."""
+    swid = "SW20261130173000000eeee0005"
+    w.received(world.conn, swid, "acme", "edi@acme.example", HOSTILE,
+               header_message_id=f"<{HOSTILE}@acme.example>")
+    client, _ = world.logged_in("op")
+    for path in ("/messages", f"/messages/{swid}"):
+        answer = client.get(path)
+        assert answer.status_code == 200
+        assert "<script>" not in answer.text and "<img" not in answer.text
+        page = tree(answer)
+        assert not page.xpath("//script") and not page.xpath("//img[@onerror]")
+        assert HOSTILE in page.text_content()
