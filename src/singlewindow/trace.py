@@ -1,9 +1,9 @@
 """The whole way of one message, as ``swctl trace`` prints it and the web console shows it
 (issue 18): one gathering of the facts and one wording of each leg, two layouts.
 
-:func:`find` reads the message log (:func:`singlewindow.store.messages.trace`), counts
-each copy's maildrop deferrals and adds how Postfix's delivery of each leg went, from its
-log, with every party's physical address shown as its logical one.
+:func:`gather` reads the message log (:func:`singlewindow.store.messages.trace`) and
+counts each copy's maildrop deferrals; :func:`find` adds how Postfix's delivery of each
+leg went, from its log, with every party's physical address shown as its logical one.
 """
 
 from __future__ import annotations
@@ -19,21 +19,31 @@ from singlewindow.store import directory, messages
 from singlewindow.transport import evidence
 
 
-def find(conn: psycopg.Connection[Any], config: configmod.Config, ident: str
-         ) -> dict[str, Any] | None:
+def gather(conn: psycopg.Connection[Any], ident: str) -> dict[str, Any] | None:
     """One message by Single Window id, either leg's queue id or Message-ID (see
-    :func:`singlewindow.store.messages.trace`), with ``postfix`` status lines on each
-    copy and notice, ``maildrop_deferrals`` counted, and the inbound leg's own Postfix
-    trail in ``postfix``; None when nothing is known by that id."""
+    :func:`singlewindow.store.messages.trace`), each copy's and notice's
+    ``maildrop_deferrals`` counted: the message log's facts only, no Postfix log read (a
+    company's view of its message shows no Postfix lines). None when nothing is known."""
     found = messages.trace(conn, ident)
     if found is not None and found["id"] is None:
         # A notice about no known message has only its own row (messages.trace).
         _count_deferrals([found["notice"]], found["notice"]["events"])
+    elif found is not None:
+        _count_deferrals([*found["forwards"], *found["notices"]], found["events"])
+    return found
+
+
+def find(conn: psycopg.Connection[Any], config: configmod.Config, ident: str
+         ) -> dict[str, Any] | None:
+    """:func:`gather`'s facts with ``postfix`` status lines on each copy and notice and
+    the inbound leg's own Postfix trail in ``postfix``: all ``swctl trace`` shows."""
+    found = gather(conn, ident)
+    if found is not None and found["id"] is None:
         _postfix_status(conn, config, [found["notice"]])
     elif found is not None:
-        rows = [*found["forwards"], *found["notices"]]
-        _count_deferrals(rows, found["events"])
-        found["postfix"] = _postfix_status(conn, config, rows, found["queue_id"])
+        found["postfix"] = _postfix_status(conn, config,
+                                           [*found["forwards"], *found["notices"]],
+                                           found["queue_id"])
     return found
 
 

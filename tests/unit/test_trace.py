@@ -131,6 +131,22 @@ def test_the_facts_of_a_message(logged: psycopg.Connection[Any], config: Config)
     assert kinds.count("maildrop-deferred") == 3 and kinds[0] == "received"
 
 
+def test_gather_is_find_without_the_postfix_log(logged: psycopg.Connection[Any],
+                                               config: Config) -> None:
+    """A company's view needs no Postfix lines: gather reads the message log only (it is
+    not even given the config that names Postfix's log), with the same facts else."""
+    gathered, found = trace.gather(logged, SWID), trace.find(logged, config, SWID)
+    assert gathered is not None and found is not None
+    assert "postfix" not in gathered
+    assert all("postfix" not in r for r in [*gathered["forwards"], *gathered["notices"]])
+    for row in (*found["forwards"], *found["notices"]):
+        del row["postfix"]
+    del found["postfix"]
+    assert gathered == found
+    assert [c["maildrop_deferrals"] for c in gathered["forwards"]] == [2]
+    assert trace.gather(logged, "SWunknown") is None
+
+
 def test_a_notice_about_no_known_message(logged: psycopg.Connection[Any],
                                          config: Config) -> None:
     _deferred_once_then_delivered(logged, messages.Notice(

@@ -128,26 +128,25 @@ def view(conn: Conn, config: configmod.Config, who: store.Session, ident: str
     if not 0 < len(ident) <= 998:
         return None
     if who.kind != "operator":
-        return _company_view(conn, config, who, ident)
+        return _company_view(conn, who, ident)
     found = trace.find(conn, config, ident)
     if found is None:
         return None
     if found["id"] is None:  # a notice about no known message: the hub's own business
         return timeline.notice_view(found)
-    rows = store.search(conn, store.Query(text=found["id"], limit=10))
-    outcome = next((r["outcome"] for r in rows if r["id"] == found["id"]), None)
-    return timeline.operator_view(found, outcome, store.responses(conn, found["id"]))
+    return timeline.operator_view(found, store.outcome(conn, found["id"]),
+                                  store.responses(conn, found["id"]))
 
 
-def _company_view(conn: Conn, config: configmod.Config, who: store.Session, ident: str
-                  ) -> timeline.View | None:
+def _company_view(conn: Conn, who: store.Session, ident: str) -> timeline.View | None:
     if who.party_id is None:
         return None
     rows = store.search(conn, store.Query(text=ident, party_id=who.party_id, limit=1))
     if not rows:
         return None
     swid = rows[0]["id"]
-    found = trace.find(conn, config, swid)
+    # Its view shows no Postfix lines: the message log alone, no read of Postfix's log.
+    found = trace.gather(conn, swid)
     if found is None or found["id"] != swid or not store.owned(conn, swid, who.party_id):
         return None
     responses = store.responses(conn, swid)

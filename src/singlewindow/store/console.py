@@ -336,6 +336,13 @@ def _where(conditions: list[str]) -> str:
     return " WHERE " + " AND ".join(conditions) if conditions else ""
 
 
+def outcome(conn: Conn, message_id: str) -> str | None:
+    """One message's outcome (:data:`OUTCOME_SQL`), None for no such message."""
+    row = conn.execute("SELECT o.outcome FROM message m" + _OUTCOME_LATERAL
+                       + " WHERE m.id = %s", (message_id,)).fetchone()
+    return None if row is None else str(row["outcome"])
+
+
 def owned(conn: Conn, message_id: str, party_id: int) -> bool:
     """Did that party submit this message? (A company sees only these.)"""
     row = conn.execute("SELECT 1 FROM message WHERE id = %s AND party_id = %s",

@@ -275,6 +275,14 @@ def test_each_outcome(log: psycopg.Connection[Any], outcome: str, found: list[st
                for r in console.search(log, console.Query(outcome=outcome)))
 
 
+def test_one_messages_outcome_is_the_searchs(log: psycopg.Connection[Any]) -> None:
+    rows = console.search(log, console.Query())
+    assert len({r["outcome"] for r in rows}) == len(console.OUTCOMES)
+    assert {r["id"]: console.outcome(log, r["id"]) for r in rows} == {
+        r["id"]: r["outcome"] for r in rows}
+    assert console.outcome(log, "SWunknown") is None
+
+
 def test_an_unknown_outcome_is_refused(log: psycopg.Connection[Any]) -> None:
     with pytest.raises(StoreError, match="unknown outcome 'lost'"):
         console.search(log, console.Query(outcome="lost"))
