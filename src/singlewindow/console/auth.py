@@ -99,7 +99,7 @@ def token_hash(token: str) -> str:
 
 
 def client_address(request: Request) -> str:
-    return request.client.host if request.client else "0.0.0.0"
+    return request.client.host if request.client else store.UNKNOWN_SOURCE
 
 
 async def login(request: Request, name: str, password: str) -> LoggedIn:
@@ -115,14 +115,15 @@ async def login(request: Request, name: str, password: str) -> LoggedIn:
         await asyncio.sleep(console.login_delay)
         raise Refused(429, "too many failed logins; try again later",
                       retry_after=max(1, math.ceil(seen.retry_after)))
-    who = await in_store(request, store.credential, name) if 0 < len(name) <= 256 else None
+    known = 0 < len(name) <= store.LOGIN_KEPT
+    who = await in_store(request, store.credential, name) if known else None
     stored = who.password_hash if who is not None else _dummy_hash()
     # Longer than any password we accept: refused without hashing megabytes.
     good = len(password) <= passwords.MAX_LENGTH and await run_in_threadpool(
         passwords.verify_strong, password, stored)
     if who is None or not good:
         log.info("console login failed: login=%r source=%s", name[:64], source)
-        await in_store(request, store.record_failure, name[:256], source)
+        await in_store(request, store.record_failure, name, source)
         await asyncio.sleep(console.login_delay)
         raise Refused(401, "wrong login or password")
     token, csrf = secrets.token_urlsafe(TOKEN_BYTES), secrets.token_urlsafe(TOKEN_BYTES)
