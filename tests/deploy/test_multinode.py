@@ -64,6 +64,7 @@ from tests.support.debian_root import (
 )
 from tests.support.lab import Node, chroot_wrapper
 from tests.support.local import free_port
+from tests.support.logs import wait_for_lines
 from tests.support.pki import issue, make_ca
 from tests.support.pop3 import POP3From
 from tests.support.sinks import Sink, delivery_status, dsn_about
@@ -410,8 +411,12 @@ def pop3s_session(lab: Lab, parties: Parties) -> list[bytes]:
         session.quit()
 
 
+def dovecot_log_file(lab: Lab, name: str) -> Path:
+    return lab.roots[name].path / "var/lib/singlewindow/log/dovecot.log"
+
+
 def dovecot_log(lab: Lab, name: str) -> str:
-    return (lab.roots[name].path / "var/lib/singlewindow/log/dovecot.log").read_text()
+    return dovecot_log_file(lab, name).read_text()
 
 
 def test_pop3s_login_at_edge1_is_proxied_to_the_backend_over_tls(
@@ -424,13 +429,13 @@ def test_pop3s_login_at_edge1_is_proxied_to_the_backend_over_tls(
         raise AssertionError(f"{error!r}; edge 1's Dovecot log:\n"
                              f"{dovecot_log(lab, EDGE1)[-3000:]}\nthe backend's:\n"
                              f"{dovecot_log(lab, POP1)[-3000:]}") from None
-    edge_log = dovecot_log(lab, EDGE1)
-    assert (f"proxy({parties.client},{BACKEND[POP1]}:995): Started proxying to "
-            f"<{BACKEND[POP1]}> (<{POP1}>)") in edge_log, edge_log[-3000:]
-    backend_log = dovecot_log(lab, POP1)
-    logins = [line for line in backend_log.splitlines()
-              if f"Login: user=<{parties.client}>" in line]
-    assert len(logins) == 1, backend_log[-3000:]
+    # Each Dovecot's log process writes the line a moment after the client's answer.
+    proxied = (f"proxy({parties.client},{BACKEND[POP1]}:995): Started proxying to "
+               f"<{BACKEND[POP1]}> (<{POP1}>)")
+    wait_for_lines(dovecot_log_file(lab, EDGE1), lambda line: proxied in line)
+    logins = wait_for_lines(dovecot_log_file(lab, POP1),
+                            lambda line: f"Login: user=<{parties.client}>" in line)
+    assert len(logins) == 1, dovecot_log(lab, POP1)[-3000:]
     [login] = logins
     # The client's own address, which only a trusted proxy may forward; over TLS.
     assert f"rip={COMPANY}" in login and "TLS" in login

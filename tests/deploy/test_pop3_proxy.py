@@ -37,6 +37,7 @@ from singlewindow import deploy, node, passwords, render, stack
 from singlewindow.config import ADMIN_ROLE, Config, Listeners, Paths, Tls
 from singlewindow.store import connect, directory
 from tests.support.local import free_port, short_state_dir
+from tests.support.logs import lines, wait_for_lines
 
 EDGE_IP, BACKEND_IP, STRANGER_IP = "127.0.0.1", "127.0.0.2", "127.0.0.3"
 BACKEND_NAME = "pop1.sw.test"
@@ -130,20 +131,12 @@ class Instance:
                        capture_output=True)
 
     def log(self) -> str:
-        path = self.config.dovecot_log
-        return path.read_text(errors="replace") if path.exists() else ""
+        return "\n".join(lines(self.config.dovecot_log))
 
     def wait_for_line(self, *parts: str) -> str:
-        """The last log line with all of ``parts``; Dovecot's log process writes it a
-        moment after the client has its answer."""
-        deadline = time.monotonic() + 10
-        while True:
-            found = [line for line in self.log().splitlines()
-                     if all(part in line for part in parts)]
-            if found:
-                return found[-1]
-            assert time.monotonic() < deadline, f"no log line with {parts}:\n{self.log()}"
-            time.sleep(0.1)
+        """The last log line with all of ``parts`` (:mod:`tests.support.logs`)."""
+        return wait_for_lines(self.config.dovecot_log,
+                              lambda line: all(part in line for part in parts))[-1]
 
 
 class POP3From(poplib.POP3_SSL):

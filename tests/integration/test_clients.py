@@ -36,6 +36,7 @@ from tests.support import client_matrix as matrix
 from tests.support import factory
 from tests.support.client_matrix import Cell, Outcome
 from tests.support.clients import swaks, tls_context
+from tests.support.logs import lines, wait_for_lines
 from tests.support.pop3 import POP3SFrom
 from tests.support.world import Party, World, message, wait_until, world_fixture
 
@@ -202,11 +203,15 @@ def postfix_sasl(config: Config, login: str) -> list[str]:
             if "sasl_method=" in line and line.endswith(f"sasl_username={login}")]
 
 
-def dovecot_logins(config: Config, login: str) -> list[str]:
-    """Dovecot's POP3 logins of ``login``: its log line from ``method=`` on."""
-    text = config.dovecot_log.read_text(errors="replace")
-    return [line.split("method=", 1)[1] for line in text.splitlines()
-            if f"Login: user=<{login}>, method=" in line]
+def dovecot_logins(config: Config, login: str, expected: bool = False) -> list[str]:
+    """Dovecot's POP3 logins of ``login``: its log line from ``method=`` on. ``expected``:
+    wait for the first, which Dovecot's log process writes a moment after the login."""
+    def match(line: str) -> bool:
+        return f"Login: user=<{login}>, method=" in line
+
+    found = (wait_for_lines(config.dovecot_log, match) if expected
+             else [line for line in lines(config.dovecot_log) if match(line)])
+    return [line.split("method=", 1)[1] for line in found]
 
 
 def _output(result: subprocess.CompletedProcess[bytes]) -> str:
@@ -313,7 +318,7 @@ def test_fetch(world: World, home: Home, cell: Cell) -> None:
         assert f"Subject: {subject}".encode() in fetched, _output(result)
         # Dovecot names USER/PASS "PLAIN" too; TLS: over POP3S, or after STLS.
         method = "PLAIN" if cell.mechanism == "USER" else cell.mechanism
-        [login] = dovecot_logins(config, client.login)
+        [login] = dovecot_logins(config, client.login, expected=True)
         assert login.startswith(f"{method}, ") and ", TLS, " in login, login
     else:
         _expect_curl_digest_failure(result)
