@@ -121,6 +121,17 @@ def test_a_holder_that_goes_away_releases(world: World) -> None:
     replaced(config, "policyd", before)
 
 
+#: How a daemon killed by the watchdog's SIGABRT ends. faulthandler writes every thread's
+#: stack from the signal handler while the other threads run on (documented as unsafe). In
+#: the milter each libmilter connection thread (the milter's own watchdog probe makes one
+#: every few seconds) creates and frees a Python thread state as it comes and goes, and
+#: the dump can walk one just freed: the handler then dies of SIGSEGV, after writing its
+#: "Fatal Python error: Aborted" header (seen once in about 25 runs). The other daemons'
+#: threads are long-lived pools, and none of them has been seen to end so.
+WATCHDOG_DEATHS = {name: ("SIGABRT", "SIGSEGV") if name == "milter" else ("SIGABRT",)
+                   for name in services.DAEMONS}
+
+
 @pytest.mark.parametrize("name", list(services.DAEMONS))
 def test_a_frozen_daemon_is_killed_by_the_watchdog_and_started_again(
         world: World, name: str) -> None:
@@ -138,9 +149,11 @@ def test_a_frozen_daemon_is_killed_by_the_watchdog_and_started_again(
     log = supervisor_log(config)
     assert f"{name} (pid {before}) sent no WATCHDOG=1 for {WATCHDOG_SEC:.1f}s" in log
     # (A daemon adopted from an earlier supervisor is no child of this one: no status.)
-    assert (f"{name} (pid {before}) was killed by SIGABRT; restarting" in log
-            or f"{name} (pid {before}) exited (status unknown" in log)
-    # Its log shows where each of its threads was when it was killed.
+    assert (any(f"{name} (pid {before}) was killed by {death}; restarting" in log
+                for death in WATCHDOG_DEATHS[name])
+            or f"{name} (pid {before}) exited (status unknown" in log), log[-2000:]
+    # Its log shows where each of its threads was when it was killed: the SIGABRT handler
+    # ran, whichever signal ended the process.
     assert "Fatal Python error: Aborted" in (config.paths.log_dir / f"{name}.log").read_text()
     # The others, which kept pinging meanwhile, were left alone.
     assert {n: serving_pid(config, n) for n in others} == others
