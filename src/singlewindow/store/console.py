@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -260,6 +260,10 @@ class Query:
     party_id: int | None = None
     """A company's scope: only its own submissions."""
     limit: int = 100
+    before: str | None = None
+    """The id of the previous page's last message: only the messages strictly older in
+    (``received_at``, ``id``) order. An id that is no message, or (for a company) not
+    one of its own, gives no messages at all: never told apart."""
 
 
 def _ids(text: str) -> list[str]:
@@ -299,6 +303,16 @@ _CRITERIA = {
     "since": "m.received_at >= %(since)s",
     "until": "m.received_at < %(until)s",
     "party_id": "m.party_id = %(party_id)s",
+    # The next page: older than the previous page's last row in the page's own order.
+    # One InitPlan looks the cursor up, within the caller's scope (``scope``); none found
+    # is a NULL, and a comparison with NULL holds for no row. A row comparison with
+    # values known before the scan: its first column bounds message_received or
+    # message_party_received (an index condition ``received_at <= ...``), the whole
+    # comparison filters the few rows at that instant.
+    "before": "(m.received_at, m.id) < ((SELECT b.received_at FROM message b"
+              " WHERE b.id = %(before)s"
+              " AND (%(scope)s::bigint IS NULL OR b.party_id = %(scope)s::bigint)),"
+              " %(before)s)",
 }
 
 _COLUMNS = (
@@ -318,6 +332,8 @@ def search(conn: Conn, q: Query) -> list[dict[str, Any]]:
         params["text"] = q.text.strip()
         params["ids"] = _ids(q.text)
     params["limit"] = max(0, q.limit)
+    if q.before is not None:
+        params["scope"] = q.party_id
     rows_of = "message m"
     where = [_CRITERIA[name] for name in _CRITERIA if name in params and name != "outcome"]
     if q.outcome is None:
@@ -330,6 +346,26 @@ def search(conn: Conn, q: Query) -> list[dict[str, Any]]:
         _COLUMNS + " FROM " + rows_of + " LEFT JOIN party p ON p.id = m.party_id"
         + _OUTCOME_LATERAL + _where(where) + _NEWEST, params).fetchall()
     return rows
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of a search: its rows, and the ``before`` of the next page (None: this
+    is the last)."""
+
+    rows: list[dict[str, Any]]
+    next_before: str | None
+
+
+def search_page(conn: Conn, q: Query) -> Page:
+    """:func:`search`'s page of ``q``, and whether there is another: one statement, one
+    row more than the page asked for."""
+    limit = max(0, q.limit)
+    rows = search(conn, replace(q, limit=limit + 1))
+    if len(rows) <= limit:
+        return Page(rows, None)
+    rows = rows[:limit]
+    return Page(rows, str(rows[-1]["id"]) if rows else None)
 
 
 def _where(conditions: list[str]) -> str:

@@ -359,6 +359,59 @@ def test_a_company_finds_only_its_own_submissions(log: psycopg.Connection[Any]) 
     assert not console.owned(log, "SWunknown", acme)
 
 
+def pages(conn: psycopg.Connection[Any], **criteria: Any) -> list[list[str]]:
+    """Every page of a search, following each page's ``next_before`` to the last."""
+    found: list[list[str]] = []
+    before = None
+    while True:
+        page = console.search_page(conn, console.Query(before=before, **criteria))
+        found.append([r["id"] for r in page.rows])
+        if page.next_before is None:
+            return found
+        assert page.next_before == found[-1][-1]
+        before = page.next_before
+
+
+@pytest.mark.parametrize("criteria", [
+    {}, {"party": "acme"}, {"outcome": "pending"}, {"message_type": "GENDEC"},
+    {"since": T0 + timedelta(minutes=10), "until": T0 + timedelta(minutes=55)}])
+@pytest.mark.parametrize("limit", [1, 2, 3, 7, 100])
+def test_pages_partition_the_search(log: psycopg.Connection[Any], criteria: dict[str, Any],
+                                    limit: int) -> None:
+    whole = ids(log, **criteria)
+    got = pages(log, limit=limit, **criteria)
+    assert [i for page in got for i in page] == whole  # no gap, no duplicate, in order
+    assert all(len(page) == limit for page in got[:-1])
+    assert 0 < len(got[-1]) <= limit or whole == []
+    assert len(got) == max(1, -(-len(whole) // limit))  # no empty page after a full one
+
+
+def test_equal_received_at_is_paged_by_id(log: psycopg.Connection[Any]) -> None:
+    log.execute("UPDATE message SET received_at = %s WHERE id IN (%s, %s, %s)",
+                (T0 + timedelta(minutes=30), PENDING, PARTIAL, REFUSED))
+    tied = sorted([PENDING, PARTIAL, REFUSED], reverse=True)
+    assert ids(log) == [RESPONSE, DEFERRED, *tied, NOTFWD, FWD]
+    assert pages(log, limit=2) == [[RESPONSE, DEFERRED], tied[:2], [tied[2], NOTFWD],
+                                   [FWD]]
+    assert ids(log, before=tied[0]) == [*tied[1:], NOTFWD, FWD]
+
+
+def test_a_companys_later_pages_keep_its_scope(log: psycopg.Connection[Any]) -> None:
+    acme, bright = party_id(log, "acme"), party_id(log, "bright")
+    assert pages(log, party_id=acme, limit=1) == [[PARTIAL], [NOTFWD], [FWD]]
+    assert pages(log, party_id=bright, limit=2) == [[DEFERRED, PENDING], [REFUSED]]
+    # bright's own message as the cursor, acme's search: none of acme's older ones
+    # come back, just as for an id that is no message.
+    for before in (DEFERRED, RESPONSE, "SWunknown", ""):
+        assert ids(log, party_id=acme, before=before) == [], before
+        assert console.search_page(log, console.Query(party_id=acme, before=before)) \
+            == console.Page([], None)
+    assert ids(log, party_id=acme, before=PARTIAL) == [NOTFWD, FWD]
+    # An operator pages from any message, whatever else it searches for.
+    assert ids(log, before=RESPONSE, party="acme") == [PARTIAL, NOTFWD, FWD]
+    assert ids(log, before="SWunknown") == []
+
+
 def test_responses_are_the_messages_answering_its_copies(log: psycopg.Connection[Any]) -> None:
     [answer] = console.responses(log, FWD)
     assert {k: answer[k] for k in ("id", "party", "subject", "message_type", "outcome")} == {
