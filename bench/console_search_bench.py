@@ -23,6 +23,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -103,18 +104,30 @@ def queries(conn: Any, n: int) -> dict[str, console.Query]:
         "company scope": console.Query(party_id=co3),
         "company scope + outcome": console.Query(party_id=co3, outcome="refused"),
         "company scope + text": console.Query(party_id=co3, text=f"Q{mid}"),
+        "page 2 by keyset": later(conn, console.Query(), 2),
+        "page 10 by keyset": later(conn, console.Query(), 10),
+        "page 10 by keyset + outcome": later(conn, console.Query(outcome="refused"), 10),
+        "company page 10 by keyset": later(conn, console.Query(party_id=co3), 10),
     }
+
+
+def later(conn: Any, q: console.Query, page: int) -> console.Query:
+    """``q``'s page number ``page``, reached by following each page's cursor."""
+    for _ in range(page - 1):
+        q = replace(q, before=console.search_page(conn, q).next_before)
+    return q
 
 
 class Explaining:
     """A connection that prints the plan of what it is asked, then runs it."""
 
-    def __init__(self, conn: Any) -> None:
+    def __init__(self, conn: Any, lines: int = 12) -> None:
         self.conn = conn
+        self.lines = lines
 
     def execute(self, sql: str, params: Any = None) -> Any:
         plan = self.conn.execute("EXPLAIN ANALYZE " + sql, params).fetchall()
-        for row in plan[:12]:
+        for row in plan[:self.lines]:
             print("    " + row["QUERY PLAN"])
         return self.conn.execute(sql, params)
 
@@ -141,7 +154,8 @@ def main() -> None:
             fill(conn, args.messages)
             print(f"{args.messages:,} messages written in {time.perf_counter() - started:.0f} s")
             results = []
-            for name, q in queries(conn, args.messages).items():
+            asked = queries(conn, args.messages)
+            for name, q in asked.items():
                 rows = len(console.search(conn, q))
                 seconds = timed(lambda q=q: console.search(conn, q), args.repeat)  # type: ignore[misc]
                 results.append((seconds, name, q))
@@ -152,6 +166,9 @@ def main() -> None:
             seconds, name, q = max(results, key=lambda r: r[0])
             print(f"\nthe slowest, {name}:")
             console.search(Explaining(conn), q)  # type: ignore[arg-type]
+            for name in ("page 10 by keyset", "company page 10 by keyset"):  # index used?
+                print(f"\n{name}:")
+                console.search(Explaining(conn, 16), asked[name])  # type: ignore[arg-type]
     finally:
         stack.down(state, say=lambda _: None)
         shutil.rmtree(state, ignore_errors=True)

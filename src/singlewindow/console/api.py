@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import time
 from dataclasses import asdict
 from datetime import UTC, date, datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import psycopg
 from starlette.concurrency import run_in_threadpool
@@ -65,6 +67,17 @@ def _when(text: str | None, name: str) -> datetime | None:
     return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
+#: A ``before`` (a message's id, :attr:`singlewindow.store.console.Query.before`):
+#: printable ASCII without spaces, as every id the hub gives is.
+_MESSAGE_ID = re.compile(r"[!-~]+")
+
+
+def _before(text: str | None) -> str | None:
+    if text is not None and not _MESSAGE_ID.fullmatch(text):
+        raise ValueError("before: not a message id (the last id of the page before)")
+    return text
+
+
 def query(params: dict[str, str], who: store.Session, limit: int = DEFAULT_LIMIT
           ) -> store.Query:
     """The search the query parameters ask for, within what ``who`` may see; ValueError
@@ -82,7 +95,8 @@ def query(params: dict[str, str], who: store.Session, limit: int = DEFAULT_LIMIT
         text=given("q"), party=None if company else given("party"),
         message_type=given("type"), outcome=outcome,
         since=_when(given("since"), "since"), until=_when(given("until"), "until"),
-        party_id=who.party_id if company else None, limit=limit)
+        party_id=who.party_id if company else None, limit=limit,
+        before=_before(given("before")))
 
 
 def privacy(conn: Conn, party_id: int | None, data: Any) -> timeline.Privacy:
@@ -115,6 +129,30 @@ def search(conn: Conn, q: store.Query, who: store.Session) -> list[dict[str, Any
     rows = store.search(conn, q)
     p = privacy(conn, who.party_id, rows) if who.kind != "operator" else None
     return [listed(r, who, p) for r in rows]
+
+
+def search_page(conn: Conn, q: store.Query, who: store.Session) -> store.Page:
+    """:func:`search`'s rows of one page, and the next page's ``before`` (None: none)."""
+    page = store.search_page(conn, q)
+    p = privacy(conn, who.party_id, page.rows) if who.kind != "operator" else None
+    return store.Page([listed(r, who, p) for r in page.rows], page.next_before)
+
+
+def page_url(path: str, params: dict[str, str], before: str | None) -> str:
+    """``path`` with the search ``params`` (the empty ones left out), on the page after
+    ``before``'s, or the first page when None: a relative URL."""
+    kept = {k: v for k, v in params.items() if k != "before" and v.strip()}
+    if before is not None:
+        kept["before"] = before
+    return path + ("?" + urlencode(kept) if kept else "")
+
+
+def link_next(response: Response, request: Request, before: str | None) -> Response:
+    """The next page as an RFC 8288 ``Link: <...>; rel="next"``; none on the last page."""
+    if before is not None:
+        url = page_url(request.url.path, dict(request.query_params), before)
+        response.headers["Link"] = f'<{url}>; rel="next"'
+    return response
 
 
 # --- one message -------------------------------------------------------------------------
@@ -225,7 +263,8 @@ async def messages(request: Request) -> Response:
         q = query(dict(request.query_params), who, limit)
     except ValueError as exc:
         return _json({"error": str(exc)}, 400)
-    return _json({"messages": await auth.in_store(request, search, q, who)})
+    page = await auth.in_store(request, search_page, q, who)
+    return link_next(_json({"messages": page.rows}), request, page.next_before)
 
 
 async def message(request: Request) -> Response:

@@ -100,9 +100,18 @@ async def messages(request: Request) -> Response:
     except ValueError as exc:
         return render("messages.html.j2", 400, who, params=params, error=str(exc),
                       rows=None, outcomes=store.OUTCOMES, limit=PAGE_LIMIT)
-    rows = await auth.in_store(request, api.search, q, who)
-    return render("messages.html.j2", 200, who, params=params, error=None, rows=rows,
-                  outcomes=store.OUTCOMES, limit=PAGE_LIMIT)
+    page = await auth.in_store(request, api.search_page, q, who)
+    return render("messages.html.j2", 200, who, params=params, error=None, rows=page.rows,
+                  outcomes=store.OUTCOMES, limit=PAGE_LIMIT, **paging(params, page))
+
+
+def paging(params: dict[str, str], page: store.Page) -> dict[str, str | None]:
+    """The links of the messages page, each keeping the search: ``older``, the next
+    page's (None on the last); ``newest``, the first page's (None on the first)."""
+    return {"older": api.page_url("/messages", params, page.next_before)
+            if page.next_before is not None else None,
+            "newest": api.page_url("/messages", params, None)
+            if params.get("before", "").strip() else None}
 
 
 async def message(request: Request) -> Response:

@@ -51,6 +51,39 @@ def test_the_operator_searches_by_each_criterion(world: w.World) -> None:
         assert answer.status_code == 400 and "error" in answer.json()
 
 
+def test_the_next_page_is_a_link_header_keeping_the_search(world: w.World) -> None:
+    client, _ = world.logged_in("op")
+    first = client.get("/api/messages", params={"type": "PAXLST", "limit": "1"})
+    assert [m["id"] for m in first.json()["messages"]] == [w.SW_B]
+    assert set(first.json()) == {"messages"}
+    assert first.headers["link"] == (
+        f'</api/messages?type=PAXLST&limit=1&before={w.SW_B}>; rel="next"')
+    last = client.get(first.headers["link"][1:].split(">")[0])
+    assert [m["id"] for m in last.json()["messages"]] == [w.SW_A]
+    assert "link" not in last.headers
+    assert "link" not in client.get("/api/messages").headers  # all on one page
+    seen, url = [], "/api/messages?limit=1"
+    while url:
+        answer = client.get(url)
+        seen += [m["id"] for m in answer.json()["messages"]]
+        url = answer.headers.get("link", "<>")[1:].split(">")[0]
+    assert seen == [w.SW_R, w.SW_C, w.SW_B, w.SW_A]
+    for bad in ("a b", "SW\u00e9", "x" * 999):
+        answer = client.get("/api/messages", params={"before": bad})
+        assert answer.status_code == 400 and "before" in answer.json()["error"], bad
+
+
+def test_a_companys_cursor_is_its_own_or_nothing(world: w.World) -> None:
+    client, _ = world.logged_in("acme-desk")
+    second = client.get("/api/messages", params={"limit": "1", "before": w.SW_C})
+    assert [m["id"] for m in second.json()["messages"]] == [w.SW_A]
+    # Another party's message answers as no message does: empty, no next page.
+    answers = [client.get("/api/messages", params={"before": before})
+               for before in (w.SW_B, w.SW_R, "SW20991231000000000ffff0000")]
+    assert {(a.status_code, a.text, a.headers.get("link")) for a in answers} == {
+        (200, '{"messages":[]}', None)}
+
+
 def test_one_message_with_its_timeline_findings_and_responses(world: w.World) -> None:
     client, _ = world.logged_in("op")
     body = client.get(f"/api/messages/{w.SW_A}").json()

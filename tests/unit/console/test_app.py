@@ -54,7 +54,7 @@ def test_an_internal_error_answers_with_the_headers_too(
 
     def broken(*args: Any) -> None:
         raise RuntimeError("boom")
-    monkeypatch.setattr("singlewindow.console.api.search", broken)
+    monkeypatch.setattr("singlewindow.console.api.search_page", broken)
     app = client.app
     answer = TestClient(app, base_url="https://testserver", raise_server_exceptions=False,
                         cookies=client.cookies).get("/api/messages")

@@ -242,3 +242,45 @@ def test_a_hostile_subject_is_shown_as_text(world: w.World) -> None:
         page = tree(answer)
         assert not page.xpath("//script") and not page.xpath("//img[@onerror]")
         assert HOSTILE in page.text_content()
+
+
+def test_older_and_newest_links_keep_the_search(
+        world: w.World, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("singlewindow.console.pages.PAGE_LIMIT", 1)
+    client, _ = world.logged_in("op")
+    # As the form sends it: every field, the empty ones too.
+    form = {"q": "", "party": "", "type": "PAXLST", "outcome": "", "since": "2026-01-01T09:00",
+            "until": ""}
+    first = client.get("/messages", params=form)
+    assert ids(first) == [w.SW_B] and not tree(first).xpath("//a[@id='newest']")
+    [older] = tree(first).xpath("//nav[@id='paging']/a[@id='older']/@href")
+    assert older == f"/messages?type=PAXLST&since=2026-01-01T09%3A00&before={w.SW_B}"
+    second = client.get(older)
+    assert ids(second) == [w.SW_A] and not tree(second).xpath("//a[@id='older']")
+    assert "older message" in tree(second).xpath("string(//p[@class='count'])")
+    assert tree(second).xpath("//a[@id='newest']/@href") == [
+        "/messages?type=PAXLST&since=2026-01-01T09%3A00"]
+    # Every message, each once, following Older to the end.
+    seen, url = [], "/messages"
+    while url:
+        page = tree(client.get(url))
+        seen += [str(tr.get("data-id")) for tr in page.xpath("//tr[@data-id]")]
+        url = (page.xpath("//a[@id='older']/@href") or [""])[0]
+    assert seen == [w.SW_R, w.SW_C, w.SW_B, w.SW_A]
+
+
+def test_a_companys_later_page_and_a_cursor_not_its_own(
+        world: w.World, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("singlewindow.console.pages.PAGE_LIMIT", 1)
+    client, _ = world.logged_in("acme-desk")
+    assert ids(client.get("/messages")) == [w.SW_C]
+    assert ids(client.get("/messages", params={"before": w.SW_C})) == [w.SW_A]
+    # bright's message or no message: the same empty page, a way back to the newest.
+    for before in (w.SW_B, "SW20991231000000000ffff0000"):
+        answer = client.get("/messages", params={"before": before})
+        assert answer.status_code == 200 and ids(answer) == []
+        assert tree(answer).xpath("//p[@id='no-messages']")
+        assert tree(answer).xpath("//a[@id='newest']/@href") == ["/messages"]
+    bad = client.get("/messages", params={"before": "not an id"})
+    assert bad.status_code == 400
+    assert "before" in tree(bad).xpath("string(//p[@id='search-error'])")
