@@ -194,6 +194,40 @@ def test_a_company_sees_only_its_own(client: httpx.Client, scene: Scene) -> None
         assert co.name not in answer.text
 
 
+def followed(client: httpx.Client, url: str) -> list[str]:
+    """The ids of every page from ``url`` on, following each ``Link: <...>; rel="next"``."""
+    ids: list[str] = []
+    while url:
+        answer = client.get(url)
+        assert answer.status_code == 200, answer.text
+        page = [m["id"] for m in answer.json()["messages"]]
+        assert len(page) == 1, (url, page)
+        ids += page
+        link = answer.headers.get("link")
+        assert link is None or link.endswith('>; rel="next"'), link
+        url = link[1:link.index(">")] if link else ""
+        assert not url or url.startswith("/api/messages?"), url
+    return ids
+
+
+def test_pages_of_one_followed_by_link_list_each_message_once(client: httpx.Client,
+                                                               scene: Scene) -> None:
+    mail = scene.mail
+    log_in(client, scene.operator)
+    every = [m["id"] for m in listed(client, limit="1000")]
+    assert {mail.good.swid, mail.broken.swid, mail.rivals.swid, mail.response.swid} <= set(
+        every)
+    assert followed(client, "/api/messages?limit=1") == every
+    log_in(client, scene.desk)
+    mine = followed(client, "/api/messages?limit=1")
+    assert sorted(mine) == sorted({mail.good.swid, mail.broken.swid})
+    # A rival's message as the cursor shows a company nothing, as an unknown id does.
+    for before in (mail.rivals.swid, "SW-no-such-id"):
+        answer = client.get("/api/messages", params={"before": before})
+        assert (answer.status_code, answer.json(), answer.headers.get("link")) == (
+            200, {"messages": []}, None)
+
+
 def from_address(config: Config, address: str) -> httpx.Client:
     """A client whose connections leave from ``address`` (a loopback address of its own:
     a failed login counts against its client address)."""
