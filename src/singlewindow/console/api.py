@@ -216,6 +216,33 @@ async def close_session(request: Request) -> Response:
     return response
 
 
+async def change_password(request: Request) -> Response:
+    """``{"current": ..., "new": ...}``: the caller's own new password; the answer carries
+    the new session's CSRF token (and its cookie): every session of the login ended."""
+    who = await auth.require_session(request)
+    auth.check_csrf(who, request.headers.get(auth.CSRF_HEADER))
+    body = await _json_body(request)
+    if body is None or not isinstance(body.get("current"), str) \
+            or not isinstance(body.get("new"), str):
+        return _json({"error": 'send application/json {"current": ..., "new": ...}'}, 400)
+    done = await auth.change_password(request, who, body["current"], body["new"],
+                                      body["new"])
+    response = _json({"csrf": done.csrf, "login": done.who.login,
+                      "changed": True, "other_sessions_ended": True})
+    auth.set_session_cookie(response, request, done.token)
+    return response
+
+
+async def _json_body(request: Request) -> dict[str, Any] | None:
+    """The request's JSON object, or None (not application/json, not an object)."""
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+        return None
+    body: Any = None
+    with contextlib.suppress(ValueError):
+        body = json.loads(await request.body())
+    return body if isinstance(body, dict) else None
+
+
 async def messages(request: Request) -> Response:
     who = await auth.require_session(request)
     try:
@@ -258,6 +285,7 @@ async def queue_state(request: Request) -> Response:
 ROUTES = [
     Route("/api/session", open_session, methods=["POST"]),
     Route("/api/session", close_session, methods=["DELETE"]),
+    Route("/api/password", change_password, methods=["POST"]),
     Route("/api/messages", messages),
     Route("/api/messages/{id}", message),
     Route("/api/parties", parties),
