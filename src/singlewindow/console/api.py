@@ -221,10 +221,12 @@ async def change_password(request: Request) -> Response:
     the new session's CSRF token (and its cookie): every session of the login ended."""
     who = await auth.require_session(request)
     auth.check_csrf(who, request.headers.get(auth.CSRF_HEADER))
+    if not _is_json(request):
+        return _json({"error": "send application/json"}, 415)
     body = await _json_body(request)
     if body is None or not isinstance(body.get("current"), str) \
             or not isinstance(body.get("new"), str):
-        return _json({"error": 'send application/json {"current": ..., "new": ...}'}, 400)
+        return _json({"error": 'send {"current": ..., "new": ...}'}, 400)
     done = await auth.change_password(request, who, body["current"], body["new"],
                                       body["new"])
     response = _json({"csrf": done.csrf, "login": done.who.login,
@@ -233,10 +235,12 @@ async def change_password(request: Request) -> Response:
     return response
 
 
+def _is_json(request: Request) -> bool:
+    return request.headers.get("content-type", "").split(";")[0].strip() == "application/json"
+
+
 async def _json_body(request: Request) -> dict[str, Any] | None:
-    """The request's JSON object, or None (not application/json, not an object)."""
-    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
-        return None
+    """The request's JSON object, or None (not JSON, not an object)."""
     body: Any = None
     with contextlib.suppress(ValueError):
         body = json.loads(await request.body())

@@ -157,6 +157,10 @@ def test_the_api_changes_the_password_with_the_csrf_header(world: w.World) -> No
                        headers={auth.CSRF_HEADER: "nope"}).status_code == 403
     assert client.post("/api/password", json={"current": w.PASSWORD},
                        headers={auth.CSRF_HEADER: csrf}).status_code == 400
+    assert client.post("/api/password", content=b"[1]", headers={
+        auth.CSRF_HEADER: csrf, "content-type": "application/json"}).status_code == 400
+    assert client.post("/api/password", data=body,
+                       headers={auth.CSRF_HEADER: csrf}).status_code == 415
     answer = client.post("/api/password", json={**body, "new": "short"},
                          headers={auth.CSRF_HEADER: csrf})
     assert answer.status_code == 400 and "too short" in answer.json()["error"]
