@@ -220,7 +220,7 @@ def address_list(args: argparse.Namespace) -> int:
 # --- account ---------------------------------------------------------------------------
 
 def _new_password(args: argparse.Namespace) -> str:
-    """A new login's password: one line of standard input (``--password-stdin``, never
+    """A new (or changed) password: one line of standard input (``--password-stdin``, never
     the command line), as strong as :func:`passwords.check` asks."""
     if not args.password_stdin:
         raise CommandError("give the password on standard input with --password-stdin")
@@ -248,6 +248,18 @@ def account_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def account_passwd(args: argparse.Namespace) -> int:
+    """An account's new password (both hashes); its console sessions end."""
+    password = _new_password(args)
+    login = args.login
+    realm = _config(args).hub.sasl_realm
+    with _db(args) as conn:
+        directory.set_account_password(conn, login, passwords.strong_hash(password),
+                                       passwords.digest_md5_hash(login, realm, password))
+    print(f"account {login}: password changed (its console sessions ended)")
+    return 0
+
+
 class _RefusePassword(argparse.Action):
     """``--password X`` would put the secret in the process list and shell history."""
 
@@ -263,6 +275,14 @@ def operator_add(args: argparse.Namespace) -> int:
     with _db(args) as conn:
         console.add_operator(conn, args.name, passwords.strong_hash(password))
     print(f"operator {args.name} added")
+    return 0
+
+
+def operator_passwd(args: argparse.Namespace) -> int:
+    password = _new_password(args)
+    with _db(args) as conn:
+        console.set_operator_password(conn, args.name, passwords.strong_hash(password))
+    print(f"operator {args.name}: password changed (its console sessions ended)")
     return 0
 
 
@@ -534,23 +554,31 @@ def _address_commands(address: Any) -> None:
 
 
 def _account_commands(account: Any) -> None:
-    """``swctl account add``."""
+    """``swctl account add|passwd``."""
     p = _command(account, "add", account_add, "add a login; password on stdin")
     p.add_argument("login")
     p.add_argument("--party", required=True)
     _password_options(p)
+    p = _command(account, "passwd", account_passwd,
+                 "change a login's password (stdin), end its console sessions")
+    p.add_argument("login")
+    _password_options(p)
 
 
 def _password_options(p: argparse.ArgumentParser) -> None:
-    """A new login's password: from standard input only."""
+    """A new or changed password: from standard input only."""
     p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     p.add_argument("--password", action=_RefusePassword, help=argparse.SUPPRESS)
 
 
 def _operator_commands(operator: Any) -> None:
-    """``swctl operator add|remove|list``: who logs in to the web console as the hub's
-    operator (companies log in with their account)."""
+    """``swctl operator add|passwd|remove|list``: who logs in to the web console as the
+    hub's operator (companies log in with their account)."""
     p = _command(operator, "add", operator_add, "add an operator; password on stdin")
+    p.add_argument("name")
+    _password_options(p)
+    p = _command(operator, "passwd", operator_passwd,
+                 "change an operator's password (stdin), end its sessions")
     p.add_argument("name")
     _password_options(p)
     p = _command(operator, "remove", operator_remove, "remove an operator, end its sessions")

@@ -6,7 +6,9 @@ companies may see, and the headers and TLS every answer has."""
 from __future__ import annotations
 
 import json
+import poplib
 import secrets
+import smtplib
 import socket
 import time
 from collections.abc import Iterator
@@ -18,7 +20,9 @@ import pytest
 from singlewindow.config import Config
 from singlewindow.console.app import SECURITY_HEADERS
 from tests.support import console
+from tests.support.clients import MailClient, msa, swaks, tls_context
 from tests.support.console import Login, Scene
+from tests.support.pop3 import POP3From
 
 scene = console.scene_fixture()
 
@@ -261,3 +265,64 @@ def test_failed_logins_are_slowed_then_refused(sw_stack: Config, scene: Scene) -
     with from_address(sw_stack, elsewhere) as client:
         assert client.post("/api/session", json=right).status_code == 429
         assert client.post("/api/session", json=other).status_code == 200
+
+
+def _msa_accepts(config: Config, login: str, password: str, source: str) -> bool:
+    """SMTP AUTH PLAIN on the stack's submission port (the MSA): 235, or 535."""
+    with msa(config, source) as client:
+        try:
+            client.user, client.password = login, password
+            return client.auth("PLAIN", client.auth_plain)[0] == 235
+        except smtplib.SMTPAuthenticationError as exc:
+            assert exc.smtp_code == 535
+            return False
+
+
+def _pop3_accepts(config: Config, login: str, password: str, source: str) -> bool:
+    """USER/PASS after STLS on the stack's POP3 port."""
+    session = POP3From(config.listeners.bind, config.listeners.pop3_port, source, timeout=30)
+    try:
+        session.stls(tls_context(config))
+        session.user(login)
+        try:
+            session.pass_(password)
+        except poplib.error_proto:
+            return False
+        return True
+    finally:
+        session.close()
+
+
+def test_a_company_changes_its_password_and_msa_and_pop3_take_it_at_once(
+        sw_stack: Config, client: httpx.Client, mail_client: MailClient) -> None:
+    """The form in the console changes the account Dovecot checks (no auth cache): the
+    MSA (PLAIN and DIGEST-MD5) and POP3 take the new password at once and refuse the old
+    one; the console's other session of that login ends."""
+    old, new = mail_client.password, console.password()
+    login = mail_client.login
+    # Dovecot slows every login from an address that just failed: the refused attempts
+    # come from addresses of their own.
+    tag = secrets.randbelow(200) + 20
+    assert _msa_accepts(sw_stack, login, old, "127.0.0.1")
+    csrf = log_in(client, Login(login, old))["csrf"]
+    with httpx.Client(base_url=console.base_url(sw_stack), verify=console.tls_context(
+            sw_stack), timeout=30) as other:
+        log_in(other, Login(login, old))
+        answer = client.post("/password", data={"csrf": csrf, "current": old, "new": new,
+                                                "again": new})
+        assert answer.status_code == 200, answer.text
+        assert 'id="password-changed"' in answer.text
+        assert other.get("/api/messages").status_code == 401
+    assert client.get("/api/messages").status_code == 200
+    assert _msa_accepts(sw_stack, login, new, "127.0.0.1")
+    assert not _msa_accepts(sw_stack, login, old, f"127.0.12.{tag}")
+    assert _pop3_accepts(sw_stack, login, new, "127.0.0.2")
+    assert not _pop3_accepts(sw_stack, login, old, f"127.0.13.{tag}")
+    server = f"{sw_stack.listeners.bind}:{sw_stack.listeners.msa_port}"
+    digest = swaks("--server", server, "--tlsc", "--auth", "DIGEST-MD5", "--auth-user", login,
+                   "--quit-after", "AUTH", password=new)
+    assert "235 2.7.0" in digest.stdout, digest.stdout
+    digest = swaks("--server", server, "--tlsc", "--auth", "DIGEST-MD5", "--auth-user", login,
+                   "--quit-after", "AUTH", "--local-interface", f"127.0.14.{tag}",
+                   password=old)
+    assert "535 5.7.8" in digest.stdout, digest.stdout

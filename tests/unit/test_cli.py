@@ -14,7 +14,7 @@ import pytest
 
 from singlewindow import cli, mig, passwords
 from singlewindow.config import Config
-from singlewindow.store import directory, messages, snapshot
+from singlewindow.store import console, directory, messages, snapshot
 from singlewindow.transport import submission
 from tests.support import factory
 from tests.support.swctl import call as swctl_call
@@ -332,3 +332,106 @@ def test_a_name_is_an_operators_or_an_accounts_never_both(
                               "choose another login\n")
     assert conn.execute("SELECT login FROM account").fetchall() == [{"login": "clerk"}]
     assert conn.execute("SELECT name FROM operator").fetchall() == [{"name": "amy"}]
+
+
+# --- changing a password -----------------------------------------------------------------
+
+def _sessions(conn: psycopg.Connection[Any], login: str) -> int:
+    row = conn.execute("SELECT count(*) AS n FROM console_session WHERE login = %s",
+                       (login,)).fetchone()
+    assert row is not None
+    return int(row["n"])
+
+
+def _open_session(conn: psycopg.Connection[Any], login: str, token: str) -> None:
+    who = console.credential(conn, login)
+    assert who is not None
+    console.open_session(conn, token * 64, who, "csrf")
+
+
+def test_an_operators_password_is_changed_and_its_sessions_end(
+        swctl: Any, conn: psycopg.Connection[Any]) -> None:
+    conn.execute("TRUNCATE operator, console_session")
+    for name in ("amy", "bob"):
+        assert swctl("operator", "add", name, "--password-stdin",
+                     stdin="correct horse battery\n")[0] == 0
+    _open_session(conn, "amy", "a")
+    _open_session(conn, "bob", "b")
+    assert swctl("operator", "passwd", "amy", "--password-stdin",
+                 stdin="a brand new secret\n") == (
+        0, "operator amy: password changed (its console sessions ended)\n", "")
+    row = conn.execute("SELECT password_hash FROM operator WHERE name = 'amy'").fetchone()
+    assert row is not None
+    assert passwords.verify_strong("a brand new secret", row["password_hash"])
+    assert not passwords.verify_strong("correct horse battery", row["password_hash"])
+    assert (_sessions(conn, "amy"), _sessions(conn, "bob")) == (0, 1)
+
+
+def test_an_accounts_password_is_changed_in_both_hashes_and_its_sessions_end(
+        swctl: Any, conn: psycopg.Connection[Any], database_config: Config) -> None:
+    conn.execute("TRUNCATE operator, console_session")
+    swctl("party", "add", "acme", "--kind", "company")
+    for login in ("clerk", "desk"):
+        assert swctl("account", "add", login, "--party", "acme", "--password-stdin",
+                     stdin="correct horse battery\n")[0] == 0
+    _open_session(conn, "clerk", "c")
+    _open_session(conn, "desk", "d")
+    assert swctl("account", "passwd", "clerk", "--password-stdin",
+                 stdin="a brand new secret\n") == (
+        0, "account clerk: password changed (its console sessions ended)\n", "")
+    rows = {r["login"]: r for r in conn.execute(
+        "SELECT login, password_hash, digest_md5_hash FROM account")}
+    realm = database_config.hub.sasl_realm
+    assert passwords.verify_strong("a brand new secret", rows["clerk"]["password_hash"])
+    assert rows["clerk"]["digest_md5_hash"] == passwords.digest_md5_hash(
+        "clerk", realm, "a brand new secret")
+    assert passwords.verify_strong("correct horse battery", rows["desk"]["password_hash"])
+    assert rows["desk"]["digest_md5_hash"] == passwords.digest_md5_hash(
+        "desk", realm, "correct horse battery")
+    assert (_sessions(conn, "clerk"), _sessions(conn, "desk")) == (0, 1)
+
+
+@pytest.mark.parametrize("group,name", [("operator", "amy"), ("account", "clerk")])
+def test_a_changed_password_comes_from_stdin_only_and_keeps_the_rules(
+        swctl: Any, conn: psycopg.Connection[Any], group: str, name: str) -> None:
+    conn.execute("TRUNCATE operator, console_session")
+    swctl("party", "add", "acme", "--kind", "company")
+    add = ("operator", "add", name) if group == "operator" else (
+        "account", "add", name, "--party", "acme")
+    assert swctl(*add, "--password-stdin", stdin="correct horse battery\n")[0] == 0
+    before = conn.execute("SELECT (SELECT array_agg(password_hash) FROM operator) AS o,"
+                          " (SELECT array_agg(password_hash || digest_md5_hash) FROM account)"
+                          " AS a").fetchone()
+    code, _, err = swctl(group, "passwd", name, "--password", "secret1234")
+    assert code == 1 and "--password-stdin" in err and "secret1234" not in err
+    code, _, err = swctl(group, "passwd", name)
+    assert code == 1 and "--password-stdin" in err
+    code, _, err = swctl(group, "passwd", name, "--password-stdin", stdin="short\n")
+    assert (code, err) == (1, "swctl: error: password too short (at least 8 characters)\n")
+    code, _, err = swctl(group, "passwd", name, "--password-stdin", stdin="x" * 1025)
+    assert code == 1 and "too long" in err
+    assert conn.execute("SELECT (SELECT array_agg(password_hash) FROM operator) AS o,"
+                        " (SELECT array_agg(password_hash || digest_md5_hash) FROM account)"
+                        " AS a").fetchone() == before
+
+
+@pytest.mark.parametrize("group,kind", [("operator", "operator"), ("account", "account")])
+def test_changing_an_unknown_logins_password_is_refused(
+        swctl: Any, conn: psycopg.Connection[Any], group: str, kind: str) -> None:
+    conn.execute("TRUNCATE operator, console_session")
+    code, out, err = swctl(group, "passwd", "nobody", "--password-stdin",
+                           stdin="a brand new secret\n")
+    assert (code, out, err) == (1, "", f"swctl: error: unknown {kind} 'nobody'\n")
+
+
+def test_an_operator_is_no_account_to_change_and_an_account_no_operator(
+        swctl: Any, conn: psycopg.Connection[Any]) -> None:
+    conn.execute("TRUNCATE operator, console_session")
+    swctl("party", "add", "acme", "--kind", "company")
+    swctl("account", "add", "clerk", "--party", "acme", "--password-stdin",
+          stdin="correct horse battery\n")
+    swctl("operator", "add", "amy", "--password-stdin", stdin="correct horse battery\n")
+    assert swctl("operator", "passwd", "clerk", "--password-stdin",
+                 stdin="a brand new secret\n")[0] == 1
+    assert swctl("account", "passwd", "amy", "--password-stdin",
+                 stdin="a brand new secret\n")[0] == 1

@@ -254,6 +254,37 @@ async def close_session(request: Request) -> Response:
     return response
 
 
+async def change_password(request: Request) -> Response:
+    """``{"current": ..., "new": ...}``: the caller's own new password; the answer carries
+    the new session's CSRF token (and its cookie): every session of the login ended."""
+    who = await auth.require_session(request)
+    auth.check_csrf(who, request.headers.get(auth.CSRF_HEADER))
+    if not _is_json(request):
+        return _json({"error": "send application/json"}, 415)
+    body = await _json_body(request)
+    if body is None or not isinstance(body.get("current"), str) \
+            or not isinstance(body.get("new"), str):
+        return _json({"error": 'send {"current": ..., "new": ...}'}, 400)
+    done = await auth.change_password(request, who, body["current"], body["new"],
+                                      body["new"])
+    response = _json({"csrf": done.csrf, "login": done.who.login,
+                      "changed": True, "other_sessions_ended": True})
+    auth.set_session_cookie(response, request, done.token)
+    return response
+
+
+def _is_json(request: Request) -> bool:
+    return request.headers.get("content-type", "").split(";")[0].strip() == "application/json"
+
+
+async def _json_body(request: Request) -> dict[str, Any] | None:
+    """The request's JSON object, or None (not JSON, not an object)."""
+    body: Any = None
+    with contextlib.suppress(ValueError):
+        body = json.loads(await request.body())
+    return body if isinstance(body, dict) else None
+
+
 async def messages(request: Request) -> Response:
     who = await auth.require_session(request)
     try:
@@ -297,6 +328,7 @@ async def queue_state(request: Request) -> Response:
 ROUTES = [
     Route("/api/session", open_session, methods=["POST"]),
     Route("/api/session", close_session, methods=["DELETE"]),
+    Route("/api/password", change_password, methods=["POST"]),
     Route("/api/messages", messages),
     Route("/api/messages/{id}", message),
     Route("/api/parties", parties),

@@ -34,6 +34,7 @@ from starlette.responses import Response
 from singlewindow import config as configmod
 from singlewindow import passwords
 from singlewindow.store import console as store
+from singlewindow.store import directory
 
 #: The session cookie: a random token (:data:`TOKEN_BYTES`), only its SHA-256 stored.
 SESSION_COOKIE = "sw_session"
@@ -102,19 +103,27 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else store.UNKNOWN_SOURCE
 
 
+async def _not_throttled(request: Request, name: str, source: str, what: str) -> None:
+    """:class:`Refused` 429 (after ``login_delay``) while ``name`` or ``source`` has
+    ``login_attempts`` failures within the window: a wrong password at the login and a
+    wrong current password at a change of password count alike."""
+    console = settings(request).console
+    seen = await in_store(request, store.failures, name, source, console.login_window_seconds)
+    if max(seen.by_login, seen.by_source) >= console.login_attempts:
+        log.info("console %s throttled: login=%r source=%s failures=%d/%d", what, name[:64],
+                 source, seen.by_login, seen.by_source)
+        await asyncio.sleep(console.login_delay)
+        raise Refused(429, "too many failed logins; try again later",
+                      retry_after=max(1, math.ceil(seen.retry_after)))
+
+
 async def login(request: Request, name: str, password: str) -> LoggedIn:
     """Check ``name``/``password`` and open a session, or raise :class:`Refused` (429
     while throttled, 401 wrong), a failure only after ``login_delay``."""
     console = settings(request).console
     source = client_address(request)
     name = name.strip()
-    seen = await in_store(request, store.failures, name, source, console.login_window_seconds)
-    if max(seen.by_login, seen.by_source) >= console.login_attempts:
-        log.info("console login throttled: login=%r source=%s failures=%d/%d", name[:64],
-                 source, seen.by_login, seen.by_source)
-        await asyncio.sleep(console.login_delay)
-        raise Refused(429, "too many failed logins; try again later",
-                      retry_after=max(1, math.ceil(seen.retry_after)))
+    await _not_throttled(request, name, source, "login")
     known = 0 < len(name) <= store.LOGIN_KEPT
     who = await in_store(request, store.credential, name) if known else None
     stored = who.password_hash if who is not None else _dummy_hash()
@@ -134,6 +143,56 @@ async def login(request: Request, name: str, password: str) -> LoggedIn:
     await in_store(request, opened)
     log.info("console login: %s %s from %s", who.kind, who.login, source)
     return LoggedIn(token, csrf, who)
+
+
+# --- changing one's password -------------------------------------------------------------
+
+async def change_password(request: Request, who: store.Session, current: str, new: str,
+                          again: str) -> LoggedIn:
+    """``who`` sets its own new password, or :class:`Refused`: 429 while throttled (as
+    the login), 400 new and again differ or the new one breaks the rules of
+    :func:`singlewindow.passwords.check` (as ``swctl``), 403 the current one is wrong
+    (counted as a failed login, answered after ``login_delay``).
+
+    On success every session of that login ends, the one asking too, and a new one
+    opens in its place (:class:`LoggedIn`: a new cookie token and CSRF token), so that a
+    stolen copy of the old cookie stops working with the old password. A company's
+    account gets both hashes at once: MSA and POP3 take the new password from the next
+    authentication on (Dovecot keeps no cache of them)."""
+    source = client_address(request)
+    await _not_throttled(request, who.login, source, "password change")
+    if new != again:
+        raise Refused(400, "the new password and its repetition differ")
+    try:
+        passwords.check(new)
+    except passwords.PasswordError as exc:
+        raise Refused(400, str(exc)) from None
+    cred = await in_store(request, store.credential, who.login)
+    good = (cred is not None and cred.kind == who.kind
+            and len(current) <= passwords.MAX_LENGTH
+            and await run_in_threadpool(passwords.verify_strong, current, cred.password_hash))
+    if cred is None or not good:
+        log.info("console password change refused: wrong current password: login=%r "
+                 "source=%s", who.login, source)
+        await in_store(request, store.record_failure, who.login, source)
+        await asyncio.sleep(settings(request).console.login_delay)
+        raise Refused(403, "the current password is wrong")
+    strong = await run_in_threadpool(passwords.strong_hash, new)
+    digest = passwords.digest_md5_hash(who.login, settings(request).hub.sasl_realm, new)
+    token, csrf = secrets.token_urlsafe(TOKEN_BYTES), secrets.token_urlsafe(TOKEN_BYTES)
+
+    def changed(conn: psycopg.Connection[Any]) -> None:
+        assert cred is not None
+        with conn.transaction():
+            if cred.kind == "operator":
+                store.set_operator_password(conn, cred.login, strong)
+            else:
+                directory.set_account_password(conn, cred.login, strong, digest)
+            store.clear_failures(conn, cred.login)
+            store.open_session(conn, token_hash(token), cred, csrf)
+    await in_store(request, changed)
+    log.info("console password changed: %s %s from %s", cred.kind, cred.login, source)
+    return LoggedIn(token, csrf, cred)
 
 
 def set_session_cookie(response: Response, request: Request, token: str) -> None:

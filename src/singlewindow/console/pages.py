@@ -7,6 +7,7 @@ not see is "not found" (404), exactly as what does not exist.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from singlewindow import passwords
 from singlewindow.console import api, auth, timeline
 from singlewindow.store import console as store
 
@@ -90,6 +92,36 @@ async def logout(request: Request) -> Response:
     return response
 
 
+# --- one's own password -------------------------------------------------------------------
+
+def _password_form(who: store.Session, status: int = 200, error: str | None = None,
+                   done: bool = False) -> HTMLResponse:
+    return render("password.html.j2", status, who, error=error, done=done,
+                  min_length=passwords.MIN_LENGTH, max_length=passwords.MAX_LENGTH)
+
+
+async def password(request: Request) -> Response:
+    """Every logged-in user's own password (:func:`auth.change_password`). On success
+    the page comes with the new session's cookie and CSRF token."""
+    who = await auth.require_session(request)
+    if request.method == "GET":
+        return _password_form(who)
+    form = await request.form()
+    auth.check_csrf(who, str(form.get("csrf") or ""))
+    try:
+        done = await auth.change_password(request, who, str(form.get("current") or ""),
+                                          str(form.get("new") or ""),
+                                          str(form.get("again") or ""))
+    except auth.Refused as refused:
+        response = _password_form(who, refused.status, refused.text)
+        if refused.retry_after is not None:
+            response.headers["Retry-After"] = str(refused.retry_after)
+        return response
+    response = _password_form(replace(who, csrf=done.csrf), done=True)
+    auth.set_session_cookie(response, request, done.token)
+    return response
+
+
 # --- messages ----------------------------------------------------------------------------
 
 async def messages(request: Request) -> Response:
@@ -153,6 +185,7 @@ ROUTES = [
     Route("/", home),
     Route("/login", login, methods=["GET", "POST"]),
     Route("/logout", logout, methods=["POST"]),
+    Route("/password", password, methods=["GET", "POST"]),
     Route("/messages", messages),
     Route("/messages/{id}", message),
     Route("/parties", parties),

@@ -4,7 +4,8 @@ logins, the message search, a message's responses, the parties' pages.
 Sits beside :mod:`.messages` and :mod:`.directory`, under :mod:`singlewindow.console`,
 which connects as ``sw_console`` (:data:`singlewindow.config.CONSOLE_ROLE`): it reads the
 message log and the directory and writes only its sessions and failed logins (migration
-0013). ``swctl operator`` adds and removes operators through this module as ``sw_admin``.
+0013), and the password hashes of the one logged in (0016). ``swctl operator`` adds,
+changes and removes operators through this module as ``sw_admin``.
 Every value reaches PostgreSQL as a parameter; the search composes its statement from
 fixed fragments, one per criterion given.
 """
@@ -91,6 +92,17 @@ def remove_operator(conn: Conn, name: str) -> None:
                      (name,))
 
 
+def set_operator_password(conn: Conn, name: str, password_hash: str) -> None:
+    """An operator's new strong hash; every console session of that operator ends.
+    StoreError if there is no such operator."""
+    with conn.transaction():
+        row = conn.execute("UPDATE operator SET password_hash = %s WHERE name = %s"
+                           " RETURNING name", (password_hash, name)).fetchone()
+        if row is None:
+            raise StoreError(f"unknown operator {name!r}")
+        end_sessions(conn, "operator", name)
+
+
 def is_operator(conn: Conn, name: str) -> bool:
     """Is ``name`` an operator's? (``swctl account add`` refuses it as a login.)"""
     return conn.execute("SELECT 1 FROM operator WHERE name = %s", (name,)).fetchone() is not None
@@ -149,6 +161,13 @@ def session(conn: Conn, token_sha256: str, idle_seconds: int, max_seconds: int
 
 def close_session(conn: Conn, token_sha256: str) -> None:
     conn.execute("DELETE FROM console_session WHERE token_sha256 = %s", (token_sha256,))
+
+
+def end_sessions(conn: Conn, kind: str, login: str) -> int:
+    """End every console session of one login (``kind``: ``operator`` or ``company``);
+    how many there were."""
+    return conn.execute("DELETE FROM console_session WHERE kind = %s AND login = %s",
+                        (kind, login)).rowcount
 
 
 # --- failed logins -----------------------------------------------------------------------

@@ -299,6 +299,21 @@ def add_account(conn: Conn, login: str, party_name: str,
             " VALUES (%s, %s, %s, %s)", (login, party.id, password_hash, digest_md5_hash))
 
 
+def set_account_password(conn: Conn, login: str, password_hash: str,
+                         digest_md5_hash: str) -> None:
+    """An account's new hashes (both forms, so every mechanism takes the new password and
+    none the old); every console session of that login ends. StoreError if there is no
+    such account. The console's role may do this too (migration 0016)."""
+    with conn.transaction():
+        row = conn.execute(
+            "UPDATE account SET password_hash = %s, digest_md5_hash = %s WHERE login = %s"
+            " RETURNING login", (password_hash, digest_md5_hash, login)).fetchone()
+        if row is None:
+            raise StoreError(f"unknown account {login!r}")
+        conn.execute("DELETE FROM console_session WHERE kind = 'company' AND login = %s",
+                     (login,))
+
+
 def party_by_login(conn: Conn, login: str) -> Party | None:
     row = conn.execute(
         "SELECT p.* FROM account a JOIN party p ON p.id = a.party_id WHERE a.login = %s",

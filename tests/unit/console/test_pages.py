@@ -42,14 +42,14 @@ def test_every_logged_in_page_has_the_navigation(world: w.World) -> None:
     for path in ("/messages", f"/messages/{w.SW_A}", "/parties", "/parties/acme"):
         page = tree(client.get(path))
         assert page.xpath("//nav[@id='nav']/a/@id") == ["nav-messages", "nav-parties",
-                                                        "nav-queue"]
+                                                        "nav-queue", "nav-password"]
         assert page.xpath("string(//span[@id='who'])").startswith("op")
         assert page.xpath("//form[@id='logout']//input[@name='csrf']/@value") == [csrf]
         assert page.xpath("//form[@id='logout']//button[@id='logout-button']")
         assert page.xpath("//main[@id='main']")
     company, _ = world.logged_in("acme-desk")
     page = tree(company.get("/messages"))
-    assert page.xpath("//nav[@id='nav']/a/@id") == ["nav-messages"]
+    assert page.xpath("//nav[@id='nav']/a/@id") == ["nav-messages", "nav-password"]
     assert "acme" in page.xpath("string(//span[@id='who'])")
 
 

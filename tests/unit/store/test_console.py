@@ -80,6 +80,40 @@ def test_operators_are_added_listed_and_removed(world: psycopg.Connection[Any]) 
         console.remove_operator(world, "zed")
 
 
+def test_an_operators_password_is_changed_and_its_sessions_end(
+        world: psycopg.Connection[Any]) -> None:
+    console.add_operator(world, "amy", HASH)
+    console.add_operator(world, "bob", HASH)
+    _open(world, "a" * 64, "amy")
+    _open(world, "c" * 64, "amy")
+    _open(world, "b" * 64, "bob")
+    _open(world, "d" * 64, "acme-clerk")
+    new = passwords.strong_hash("a brand new secret")
+    console.set_operator_password(world, "amy", new)
+    assert console.credential(world, "amy").password_hash == new  # type: ignore[union-attr]
+    assert console.credential(world, "bob").password_hash == HASH  # type: ignore[union-attr]
+    assert console.session(world, "a" * 64, 1800, 43200) is None
+    assert console.session(world, "c" * 64, 1800, 43200) is None
+    assert console.session(world, "b" * 64, 1800, 43200) is not None
+    assert console.session(world, "d" * 64, 1800, 43200) is not None
+    with pytest.raises(StoreError, match="unknown operator 'zed'"):
+        console.set_operator_password(world, "zed", new)
+    with pytest.raises(StoreError, match="unknown operator 'acme-clerk'"):
+        console.set_operator_password(world, "acme-clerk", new)
+
+
+def test_ending_a_logins_sessions_ends_that_kind_and_login_only(
+        world: psycopg.Connection[Any]) -> None:
+    console.add_operator(world, "amy", HASH)
+    _open(world, "a" * 64, "amy")
+    _open(world, "b" * 64, "amy")
+    _open(world, "c" * 64, "acme-clerk")
+    assert console.end_sessions(world, "company", "amy") == 0
+    assert console.end_sessions(world, "operator", "amy") == 2
+    assert console.session(world, "a" * 64, 1800, 43200) is None
+    assert console.session(world, "c" * 64, 1800, 43200) is not None
+
+
 def test_removing_an_operator_ends_its_sessions(world: psycopg.Connection[Any]) -> None:
     console.add_operator(world, "amy", HASH)
     console.add_operator(world, "bob", HASH)
@@ -495,6 +529,27 @@ def test_the_console_role_does_what_the_console_needs(
     assert console.list_operators(as_console) == ["amy"]
 
 
+def test_the_console_role_changes_the_password_hashes(
+        world: psycopg.Connection[Any], as_console: psycopg.Connection[Any]) -> None:
+    """What a change of password in the console writes, as sw_console: an operator's
+    strong hash, an account's two hashes; it still reads no DIGEST-MD5 hash."""
+    console.add_operator(world, "amy", HASH)
+    _open(world, "a" * 64, "amy")
+    _open(world, "c" * 64, "acme-clerk")
+    new = passwords.strong_hash("a brand new secret")
+    digest = passwords.digest_md5_hash("acme-clerk", D, "a brand new secret")
+    console.set_operator_password(as_console, "amy", new)
+    directory.set_account_password(as_console, "acme-clerk", new, digest)
+    assert world.execute("SELECT password_hash FROM operator").fetchone() == {
+        "password_hash": new}
+    assert world.execute("SELECT password_hash, digest_md5_hash FROM account"
+                         " WHERE login = 'acme-clerk'").fetchone() == {
+        "password_hash": new, "digest_md5_hash": digest}
+    assert world.execute("SELECT count(*) AS n FROM console_session").fetchone() == {"n": 0}
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        as_console.execute("SELECT digest_md5_hash FROM account")
+
+
 @pytest.mark.usefixtures("log")
 @pytest.mark.parametrize("sql", [
     "SELECT digest_md5_hash FROM account", "SELECT * FROM account",
@@ -504,9 +559,16 @@ def test_the_console_role_does_what_the_console_needs(
     "UPDATE message_recipient SET status = '250 2.0.0'", "UPDATE forward SET state = 'x'",
     "INSERT INTO party (name, kind) VALUES ('evil', 'company')",
     "UPDATE party SET relay_host = 'evil.example'", "DELETE FROM address",
-    "UPDATE account SET password_hash = '{PLAIN}x'", "UPDATE route SET message_type = 'x'",
+    "UPDATE account SET party_id = party_id", "UPDATE account SET login = 'evil'",
+    "UPDATE route SET message_type = 'x'",
+    "UPDATE account SET password_hash = '{PLAIN}x' WHERE digest_md5_hash LIKE '%'",
+    "UPDATE account SET digest_md5_hash = '{PLAIN}x' RETURNING digest_md5_hash",
+    "INSERT INTO account (login, party_id, password_hash, digest_md5_hash)"
+    " SELECT 'evil', party_id, password_hash, '{PLAIN}x' FROM account",
+    "DELETE FROM account",
     "INSERT INTO operator (name, password_hash) VALUES ('evil', '{PLAIN}x')",
-    "UPDATE operator SET password_hash = '{PLAIN}x'", "DELETE FROM operator",
+    "UPDATE operator SET name = 'evil'", "UPDATE operator SET created_at = now()",
+    "DELETE FROM operator",
     "CREATE TABLE evil (x int)", "CREATE TEMP TABLE evil (x int)"])
 def test_the_console_role_can_do_nothing_more(
         as_console: psycopg.Connection[Any], sql: str) -> None:

@@ -138,3 +138,27 @@ def test_known_addresses_is_the_two_lookups_in_one_query(conn: psycopg.Connectio
     assert set(found) == {"edi@acme.example", "beta@sw.test", "edi@beta.example",
                           "acme@sw.test"}
     assert directory.known_addresses(conn, []) == {}
+
+
+OLD, NEW = "{SHA512-CRYPT}$6$old", "{SHA512-CRYPT}$6$new"
+OLD_MD5, NEW_MD5 = "{DIGEST-MD5}" + "0" * 32, "{DIGEST-MD5}" + "1" * 32
+
+
+def test_an_accounts_password_is_changed_and_its_console_sessions_end(
+        conn: psycopg.Connection[Any]) -> None:
+    conn.execute("TRUNCATE console_session")
+    directory.add_party(conn, "acme", "company", [], None)
+    directory.add_account(conn, "clerk", "acme", OLD, OLD_MD5)
+    directory.add_account(conn, "desk", "acme", OLD, OLD_MD5)
+    acme = directory.get_party(conn, "acme").id
+    for token, login in (("a", "clerk"), ("b", "desk")):
+        conn.execute("INSERT INTO console_session (token_sha256, kind, login, party_id, csrf)"
+                     " VALUES (%s, 'company', %s, %s, 'x')", (token * 64, login, acme))
+    directory.set_account_password(conn, "clerk", NEW, NEW_MD5)
+    assert conn.execute("SELECT login, password_hash, digest_md5_hash FROM account"
+                        " ORDER BY login").fetchall() == [
+        {"login": "clerk", "password_hash": NEW, "digest_md5_hash": NEW_MD5},
+        {"login": "desk", "password_hash": OLD, "digest_md5_hash": OLD_MD5}]
+    assert conn.execute("SELECT login FROM console_session").fetchall() == [{"login": "desk"}]
+    with pytest.raises(StoreError, match="unknown account 'nobody'"):
+        directory.set_account_password(conn, "nobody", NEW, NEW_MD5)
