@@ -227,3 +227,28 @@ def test_failed_logins_are_slowed_then_refused(sw_stack: Config, scene: Scene) -
     with from_address(sw_stack, elsewhere) as client:
         assert client.post("/api/session", json=right).status_code == 429
         assert client.post("/api/session", json=other).status_code == 200
+
+
+def test_who_looked_at_a_message_is_recorded_for_operators_only(
+        sw_stack: Config, client: httpx.Client, scene: Scene) -> None:
+    """The audit log after a real submission: an operator's view of the message is in its
+    ``views`` (and in ``swctl audit``); the company that submitted it sees no views."""
+    swid = scene.mail.good.swid
+    viewer = console.add_operator(sw_stack)  # a login of this test's own
+    log_in(client, viewer)
+    shown = client.get(f"/api/messages/{swid}")
+    assert shown.status_code == 200, shown.text
+    latest = shown.json()["views"][0]
+    assert (latest["login"], latest["kind"]) == (viewer.login, "operator")
+    assert latest["source"] == "127.0.0.1"
+    with httpx.Client(base_url=console.base_url(sw_stack), timeout=30,
+                      verify=console.tls_context(sw_stack)) as desk:
+        log_in(desk, scene.desk)
+        own = desk.get(f"/api/messages/{swid}")
+        assert own.status_code == 200 and "views" not in own.json()
+        assert viewer.login not in own.text
+    again = client.get(f"/api/messages/{swid}").json()["views"]
+    assert [(v["login"], v["kind"]) for v in again[:3]] == [
+        (viewer.login, "operator"), (scene.desk.login, "company"), (viewer.login, "operator")]
+    rows = json.loads(console.swctl(sw_stack, "audit", "--login", viewer.login, "--json"))
+    assert [(r["action"], r["message_id"]) for r in rows] == [("message", swid)] * 2
