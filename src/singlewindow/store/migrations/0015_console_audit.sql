@@ -23,10 +23,12 @@ CREATE TABLE console_view (
 );
 -- Who looked at this message (the operator's message page, swctl audit --message);
 -- what did this login look at (swctl audit --login); the newest first (swctl audit).
-CREATE INDEX console_view_message ON console_view (message_id, at DESC)
+-- In the order store.console.views reads them (at, then id), so a page of the newest
+-- is read off the index and stops at its last row.
+CREATE INDEX console_view_message ON console_view (message_id, at DESC, id DESC)
     WHERE message_id IS NOT NULL;
-CREATE INDEX console_view_login ON console_view (login, at DESC);
-CREATE INDEX console_view_at ON console_view (at DESC);
+CREATE INDEX console_view_login ON console_view (login, at DESC, id DESC);
+CREATE INDEX console_view_at ON console_view (at DESC, id DESC);
 
 -- sw_console writes a row and reads them (the operator's message page); it may neither
 -- change nor delete one.
