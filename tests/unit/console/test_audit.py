@@ -11,6 +11,7 @@ from typing import Any
 
 import lxml.html
 import pytest
+from psycopg import sql
 
 from singlewindow.config import CONSOLE_ROLE
 from singlewindow.console import audit
@@ -127,11 +128,12 @@ def test_views_shown_are_the_last_ones(world: w.World) -> None:
 @pytest.fixture
 def unwritable(world: w.World) -> Iterator[w.World]:
     """The console may not write its audit log (as if the table refused it)."""
-    world.conn.execute(f"REVOKE INSERT ON console_view FROM {CONSOLE_ROLE}")  # type: ignore[arg-type]
+    role = sql.Identifier(CONSOLE_ROLE)
+    world.conn.execute(sql.SQL("REVOKE INSERT ON console_view FROM {}").format(role))
     try:
         yield world
     finally:
-        world.conn.execute(f"GRANT INSERT ON console_view TO {CONSOLE_ROLE}")  # type: ignore[arg-type]
+        world.conn.execute(sql.SQL("GRANT INSERT ON console_view TO {}").format(role))
 
 
 @pytest.mark.parametrize("path", [
