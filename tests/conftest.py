@@ -49,7 +49,7 @@ def database_config() -> Iterator[Config]:
 #: Tables a unit test may fill; emptied before each test (links get their defaults back).
 _TABLES = "event, message_recipient, forward, notice_delivery, message, msa_claim, route, " \
           "link, address, account, peer_network, party, operator, console_session, " \
-          "console_login_failure"
+          "console_login_failure, console_view"
 
 
 @pytest.fixture

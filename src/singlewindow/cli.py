@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -297,6 +298,37 @@ def operator_list(args: argparse.Namespace) -> int:
     with _db(args) as conn:
         for name in console.list_operators(conn):
             print(name)
+    return 0
+
+
+def _since(text: str | None) -> datetime | None:
+    """``--since``: ISO 8601; without an offset it is UTC."""
+    if text is None:
+        return None
+    try:
+        at = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise CommandError(f"--since: not a date and time: {text!r}") from None
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+def audit_cmd(args: argparse.Namespace) -> int:
+    """The console's audit log (migration 0015): who looked at what, newest first. A
+    detail (a search's criteria, an id as typed) is printed JSON-quoted: what a login
+    typed cannot forge a line."""
+    if args.limit < 1:
+        raise CommandError("--limit: at least 1")
+    since = _since(args.since)
+    with _db(args) as conn:
+        rows = console.views(conn, login=args.login, message_id=args.message, since=since,
+                             limit=args.limit)
+    if args.json:
+        print(_json(rows))
+        return 0
+    for row in rows:
+        detail = f" {json.dumps(row['detail'])}" if row["detail"] is not None else ""
+        print(f"{row['at'].astimezone(UTC):%Y-%m-%d %H:%M:%S}Z {row['kind']} {row['login']} "
+              f"from {row['source']} {row['action']} {row['message_id'] or '-'}{detail}")
     return 0
 
 
@@ -586,6 +618,17 @@ def _operator_commands(operator: Any) -> None:
     _command(operator, "list", operator_list, "list operators")
 
 
+def _audit_command(sub: Any) -> None:
+    """``swctl audit``: what each web console login looked at."""
+    p = _command(sub, "audit", audit_cmd,
+                 "what each web console login looked at, newest first")
+    p.add_argument("--login", metavar="LOGIN", help="an operator's name or an account's login")
+    p.add_argument("--message", metavar="ID", help="a message's Single Window id")
+    p.add_argument("--since", metavar="ISO", help="from this time on (UTC unless given)")
+    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--json", action="store_true")
+
+
 def _link_commands(link: Any) -> None:
     """``swctl link allow|deny SENDER RECIPIENT``."""
     for verb in ("allow", "deny"):
@@ -664,6 +707,7 @@ def build_parser() -> argparse.ArgumentParser:
     _address_commands(_group(sub, "address", "logical addresses"))
     _account_commands(_group(sub, "account", "MSA/POP3 logins"))
     _operator_commands(_group(sub, "operator", "web console operators"))
+    _audit_command(sub)
     _link_commands(_group(sub, "link", "who may send to whom", dest="verb"))
     _route_commands(_group(sub, "route", "message routing"))
     _message_log_commands(sub)

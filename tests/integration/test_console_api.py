@@ -326,3 +326,27 @@ def test_a_company_changes_its_password_and_msa_and_pop3_take_it_at_once(
                    "--quit-after", "AUTH", "--local-interface", f"127.0.14.{tag}",
                    password=old)
     assert "535 5.7.8" in digest.stdout, digest.stdout
+
+def test_who_looked_at_a_message_is_recorded_for_operators_only(
+        sw_stack: Config, client: httpx.Client, scene: Scene) -> None:
+    """The audit log after a real submission: an operator's view of the message is in its
+    ``views`` (and in ``swctl audit``); the company that submitted it sees no views."""
+    swid = scene.mail.good.swid
+    viewer = console.add_operator(sw_stack)  # a login of this test's own
+    log_in(client, viewer)
+    shown = client.get(f"/api/messages/{swid}")
+    assert shown.status_code == 200, shown.text
+    latest = shown.json()["views"][0]
+    assert (latest["login"], latest["kind"]) == (viewer.login, "operator")
+    assert latest["source"] == "127.0.0.1"
+    with httpx.Client(base_url=console.base_url(sw_stack), timeout=30,
+                      verify=console.tls_context(sw_stack)) as desk:
+        log_in(desk, scene.desk)
+        own = desk.get(f"/api/messages/{swid}")
+        assert own.status_code == 200 and "views" not in own.json()
+        assert viewer.login not in own.text
+    again = client.get(f"/api/messages/{swid}").json()["views"]
+    assert [(v["login"], v["kind"]) for v in again[:3]] == [
+        (viewer.login, "operator"), (scene.desk.login, "company"), (viewer.login, "operator")]
+    rows = json.loads(console.swctl(sw_stack, "audit", "--login", viewer.login, "--json"))
+    assert [(r["action"], r["message_id"]) for r in rows] == [("message", swid)] * 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import shlex
 from collections.abc import Iterator
@@ -435,3 +436,45 @@ def test_an_operator_is_no_account_to_change_and_an_account_no_operator(
                  stdin="a brand new secret\n")[0] == 1
     assert swctl("account", "passwd", "amy", "--password-stdin",
                  stdin="a brand new secret\n")[0] == 1
+
+# --- audit (issue 18: what each console login looked at) ---------------------------------
+
+def test_audit_prints_who_looked_at_what_newest_first(swctl: Any,
+                                                      conn: psycopg.Connection[Any]) -> None:
+    for login, kind, action, message_id, detail in (
+            ("amy", "operator", "message", "SW1", None),
+            ("clerk", "company", "search", None, 'text="x\ny"'),
+            ("amy", "operator", "party", None, "acme"),
+            ("bob", "operator", "message", "SW1", "<m1@acme.example>")):
+        console.record_view(conn, kind, login, "192.0.2.1", action, message_id, detail)
+    conn.execute("UPDATE console_view SET at = timestamptz '2026-11-30 08:00Z'"
+                 " + make_interval(mins => id::int)")
+    code, out, err = swctl("audit")
+    assert (code, err) == (0, "")
+    assert out.splitlines() == [
+        '2026-11-30 08:04:00Z operator bob from 192.0.2.1 message SW1 "<m1@acme.example>"',
+        '2026-11-30 08:03:00Z operator amy from 192.0.2.1 party - "acme"',
+        '2026-11-30 08:02:00Z company clerk from 192.0.2.1 search - "text=\\"x\\ny\\""',
+        "2026-11-30 08:01:00Z operator amy from 192.0.2.1 message SW1"]
+    assert [line.split()[3] for line in swctl("audit", "--message", "SW1")[1].splitlines()] \
+        == ["bob", "amy"]
+    assert [line.split()[6] for line in swctl("audit", "--login", "amy")[1].splitlines()] \
+        == ["party", "message"]
+    assert len(swctl("audit", "--since", "2026-11-30T08:02:30")[1].splitlines()) == 2
+    assert len(swctl("audit", "--since", "2026-11-30T09:02:30+01:00")[1].splitlines()) == 2
+    assert len(swctl("audit", "--limit", "1")[1].splitlines()) == 1
+    code, out, _ = swctl("audit", "--login", "amy", "--message", "SW1", "--json")
+    assert code == 0
+    [row] = json.loads(out)
+    assert {k: row[k] for k in ("kind", "login", "source", "action", "message_id",
+                                "detail")} == {
+        "kind": "operator", "login": "amy", "source": "192.0.2.1", "action": "message",
+        "message_id": "SW1", "detail": None}
+    assert row["at"].startswith("2026-11-30")
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--since", "yesterday"], "--since: not a date and time: 'yesterday'"),
+    (["--limit", "0"], "--limit: at least 1")])
+def test_audit_refuses_bad_options(swctl: Any, argv: list[str], message: str) -> None:
+    assert swctl("audit", *argv) == (1, "", f"swctl: error: {message}\n")

@@ -25,7 +25,7 @@ from starlette.routing import Route
 
 from singlewindow import config as configmod
 from singlewindow import health, trace
-from singlewindow.console import auth, timeline
+from singlewindow.console import audit, auth, timeline
 from singlewindow.store import console as store
 from singlewindow.store import directory
 
@@ -194,12 +194,14 @@ def _company_view(conn: Conn, who: store.Session, ident: str) -> timeline.View |
 
 def view_json(v: timeline.View) -> dict[str, Any]:
     """``GET /api/messages/{id}``'s answer; for operators also ``trace``, every fact of
-    ``swctl trace --json``."""
+    ``swctl trace --json``, and ``views``, who looked at it last (the audit log)."""
     body = {"message": plain({**v.summary, "recipients": v.recipients}),
             "timeline": [s.as_dict() for s in v.steps],
             "findings": plain(v.findings), "responses": plain(v.responses)}
     if v.trace is not None:
         body["trace"] = plain(v.trace)
+    if v.views is not None:
+        body["views"] = plain(v.views)
     return body
 
 
@@ -294,6 +296,7 @@ async def messages(request: Request) -> Response:
         q = query(dict(request.query_params), who, limit)
     except ValueError as exc:
         return _json({"error": str(exc)}, 400)
+    await audit.searched(request, who, q)
     page = await auth.in_store(request, search_page, q, who)
     return link_next(_json({"messages": page.rows}), request, page.next_before)
 
@@ -304,24 +307,26 @@ async def message(request: Request) -> Response:
                             request.path_params["id"])
     if v is None:
         return _json({"error": "no such message"}, 404)
+    v = await audit.message(request, who, v)
     return _json(view_json(v))
 
 
 async def parties(request: Request) -> Response:
-    await auth.require_operator(request)
+    await audit.seen(request, await auth.require_operator(request), "parties")
     return _json({"parties": plain(await auth.in_store(request, store.parties))})
 
 
 async def party(request: Request) -> Response:
-    await auth.require_operator(request)
+    who = await auth.require_operator(request)
     found = await auth.in_store(request, store.party, request.path_params["name"])
     if found is None:
         return _json({"error": "no such party"}, 404)
+    await audit.seen(request, who, "party", found["name"])
     return _json({"party": plain(found)})
 
 
 async def queue_state(request: Request) -> Response:
-    await auth.require_operator(request)
+    await audit.seen(request, await auth.require_operator(request), "queue")
     return _json(await run_in_threadpool(queue, auth.settings(request)))
 
 

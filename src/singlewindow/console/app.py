@@ -3,7 +3,8 @@ for scripts, one stylesheet under ``/static/``, every response with the headers 
 browser enforces (:data:`SECURITY_HEADERS`).
 
 Served over HTTPS by :mod:`singlewindow.console.server`; it reads the message log and
-the directory as the ``sw_console`` role and writes only its sessions and failed logins.
+the directory as the ``sw_console`` role and writes only its sessions and failed logins
+and its audit log (:mod:`singlewindow.console.audit`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from singlewindow import config as configmod
-from singlewindow.console import api, auth, pages
+from singlewindow.console import api, audit, auth, pages
 
 STATIC_DIR = Path(__file__).parent / "static"
 #: Sent with every response: no script, style or frame from anywhere but here, none
@@ -137,9 +138,14 @@ async def refused(request: Request, exc: Exception) -> Response:
 
 async def unavailable(request: Request, exc: Exception) -> Response:
     """The database did not answer: 503, so the person retries rather than thinks the
-    message or the session is gone."""
-    log.warning("console: database unavailable: %s", exc)
-    text = "the message log is unavailable right now; try again shortly"
+    message or the session is gone. Also what the console answers when it cannot write
+    the audit row of what it would show (:class:`singlewindow.console.audit.Unrecorded`,
+    already logged): fail closed, nothing shown."""
+    if isinstance(exc, audit.Unrecorded):
+        text = "the audit log cannot be written right now; try again shortly"
+    else:
+        log.warning("console: database unavailable: %s", exc)
+        text = "the message log is unavailable right now; try again shortly"
     if _is_api(request):
         return JSONResponse({"error": text}, status_code=503, headers={"Retry-After": "10"})
     response = pages.error_page(503, text)
@@ -178,7 +184,8 @@ def create_app(config: configmod.Config, pool: ConnectionPool[Any] | None = None
         routes=[*pages.ROUTES, *api.ROUTES,
                 Mount("/static", StaticFiles(directory=STATIC_DIR), name="static")],
         exception_handlers={auth.Refused: refused, HTTPException: refused,
-                            PoolTimeout: unavailable, psycopg.OperationalError: unavailable},
+                            PoolTimeout: unavailable, psycopg.OperationalError: unavailable,
+                            audit.Unrecorded: unavailable},
         lifespan=lifespan)
     app.state.config = config
     app.state.pool = used

@@ -19,7 +19,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from singlewindow import passwords
-from singlewindow.console import api, auth, timeline
+from singlewindow.console import api, audit, auth, timeline
 from singlewindow.store import console as store
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
@@ -132,6 +132,7 @@ async def messages(request: Request) -> Response:
     except ValueError as exc:
         return render("messages.html.j2", 400, who, params=params, error=str(exc),
                       rows=None, outcomes=store.OUTCOMES, limit=PAGE_LIMIT)
+    await audit.searched(request, who, q)
     page = await auth.in_store(request, api.search_page, q, who)
     return render("messages.html.j2", 200, who, params=params, error=None, rows=page.rows,
                   outcomes=store.OUTCOMES, limit=PAGE_LIMIT, **paging(params, page))
@@ -152,6 +153,7 @@ async def message(request: Request) -> Response:
                             request.path_params["id"])
     if v is None:
         raise auth.Refused(404, "no such message")
+    v = await audit.message(request, who, v)
     return render("message.html.j2", 200, who, v=v)
 
 
@@ -159,6 +161,7 @@ async def message(request: Request) -> Response:
 
 async def parties(request: Request) -> Response:
     who = await auth.require_operator(request)
+    await audit.seen(request, who, "parties")
     return render("parties.html.j2", 200, who,
                   parties=await auth.in_store(request, store.parties))
 
@@ -168,11 +171,13 @@ async def party(request: Request) -> Response:
     found = await auth.in_store(request, store.party, request.path_params["name"])
     if found is None:
         raise auth.Refused(404, "no such party")
+    await audit.seen(request, who, "party", found["name"])
     return render("party.html.j2", 200, who, party=found)
 
 
 async def queue(request: Request) -> Response:
     who = await auth.require_operator(request)
+    await audit.seen(request, who, "queue")
     state = await run_in_threadpool(api.queue, auth.settings(request))
     return render("queue.html.j2", 200, who, queue=state)
 

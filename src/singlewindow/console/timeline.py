@@ -53,6 +53,10 @@ class View:
     responses: list[dict[str, Any]]
     #: Operators: trace.find's dict as it is (what ``swctl trace --json`` prints).
     trace: dict[str, Any] | None = None
+    #: Operators: the last views of the message, newest first (the audit log,
+    #: :func:`singlewindow.console.audit.message`); None for a company, which never sees
+    #: them.
+    views: list[dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True, slots=True)

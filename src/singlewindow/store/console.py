@@ -1,11 +1,13 @@
 """What the web console (issue 18) reads and keeps: who may log in, sessions, failed
-logins, the message search, a message's responses, the parties' pages.
+logins, the message search, a message's responses, the parties' pages, the audit log of
+what each login looked at.
 
 Sits beside :mod:`.messages` and :mod:`.directory`, under :mod:`singlewindow.console`,
 which connects as ``sw_console`` (:data:`singlewindow.config.CONSOLE_ROLE`): it reads the
 message log and the directory and writes only its sessions and failed logins (migration
-0013), and the password hashes of the one logged in (0016). ``swctl operator`` adds,
-changes and removes operators through this module as ``sw_admin``.
+0013), the password hashes of the one logged in (0016) and, append-only, its audit
+log (0015). ``swctl operator`` adds, changes and removes operators through this module as
+``sw_admin``, ``swctl audit`` reads the audit log.
 Every value reaches PostgreSQL as a parameter; the search composes its statement from
 fixed fragments, one per criterion given.
 """
@@ -469,3 +471,50 @@ def party(conn: Conn, name: str) -> dict[str, Any] | None:
         " GROUP BY s.logical, r.message_type ORDER BY 1, 2", (pid,)).fetchall()
     result: dict[str, Any] = row
     return result
+
+
+# --- the audit log: what each login looked at (migration 0015) ---------------------------
+
+#: What the console records a view of: one message, a search (a list of messages), the
+#: parties' list, one party, the Postfix queue (migration 0015's CHECK, said again).
+ACTIONS = ("message", "search", "parties", "party", "queue")
+
+#: A view's ``detail`` (a search's criteria, a party's name, an id as typed) is kept by at
+#: most this much: a criterion is at most 998 characters, and a log row needs no more.
+DETAIL_KEPT = 1000
+
+
+def record_view(conn: Conn, kind: str, login: str, source: str, action: str,
+                message_id: str | None = None, detail: str | None = None) -> None:
+    """Record that ``login`` (an ``operator`` or a ``company``) from ``source`` looked at
+    ``action``: a message (``message_id``), a search (its criteria in ``detail``), ... A
+    client without an IP address is :data:`UNKNOWN_SOURCE`; long texts are cut."""
+    if kind not in ("operator", "company"):
+        raise StoreError(f"unknown kind of login {kind!r}")
+    if action not in ACTIONS:
+        raise StoreError(f"unknown action {action!r}: one of {', '.join(ACTIONS)}")
+    conn.execute(
+        "INSERT INTO console_view (kind, login, source, action, message_id, detail)"
+        " VALUES (%s, %s, %s, %s, %s, %s)",
+        (kind, login[:LOGIN_KEPT], _source(source), action, message_id,
+         None if detail is None else detail[:DETAIL_KEPT]))
+
+
+def views(conn: Conn, *, login: str | None = None, message_id: str | None = None,
+          since: datetime | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    """The recorded views, newest first, at most ``limit``: of one login, of one message,
+    from a time on (every criterion given must hold). Each: ``id``, ``at``, ``kind``,
+    ``login``, ``source`` (text), ``action``, ``message_id``, ``detail``."""
+    where: list[str] = []
+    if login is not None:
+        where.append("login = %(login)s")
+    if message_id is not None:
+        where.append("message_id = %(message_id)s")
+    if since is not None:
+        where.append("at >= %(since)s")
+    rows: list[dict[str, Any]] = conn.execute(
+        "SELECT id, at, kind, login, host(source) AS source, action, message_id, detail"
+        " FROM console_view" + _where(where) + " ORDER BY at DESC, id DESC LIMIT %(limit)s",
+        {"login": login, "message_id": message_id, "since": since,
+         "limit": max(0, limit)}).fetchall()
+    return rows

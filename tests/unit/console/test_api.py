@@ -87,7 +87,7 @@ def test_a_companys_cursor_is_its_own_or_nothing(world: w.World) -> None:
 def test_one_message_with_its_timeline_findings_and_responses(world: w.World) -> None:
     client, _ = world.logged_in("op")
     body = client.get(f"/api/messages/{w.SW_A}").json()
-    assert set(body) == {"message", "timeline", "findings", "responses", "trace"}
+    assert set(body) == {"message", "timeline", "findings", "responses", "trace", "views"}
     # Every fact of swctl trace --json: each copy with its Postfix lines, each event.
     assert [f["queue_id"] for f in body["trace"]["forwards"]] == ["QC1"]
     assert body["trace"]["forwards"][0]["postfix"][0]["relay"].startswith(w.AGENCY_HOST)

@@ -460,6 +460,65 @@ def test_responses_are_the_messages_answering_its_copies(log: psycopg.Connection
     assert console.responses(log, NOTFWD) == []
 
 
+# --- the audit log -----------------------------------------------------------------------
+
+def test_views_are_recorded_and_read_newest_first(db: psycopg.Connection[Any]) -> None:
+    console.record_view(db, "operator", "amy", "192.0.2.1", "message", FWD)
+    console.record_view(db, "company", "acme-clerk", "2001:db8::1", "search",
+                        detail='text="x"')
+    console.record_view(db, "operator", "amy", "testclient", "party", detail="acme")
+    rows = console.views(db)
+    assert [(r["kind"], r["login"], r["source"], r["action"], r["message_id"],
+             r["detail"]) for r in rows] == [
+        ("operator", "amy", console.UNKNOWN_SOURCE, "party", None, "acme"),
+        ("company", "acme-clerk", "2001:db8::1", "search", None, 'text="x"'),
+        ("operator", "amy", "192.0.2.1", "message", FWD, None)]
+    assert all(isinstance(r["at"], datetime) and r["at"].tzinfo for r in rows)
+    assert rows[0]["at"] >= rows[1]["at"] >= rows[2]["at"]
+    assert rows[0]["id"] > rows[1]["id"] > rows[2]["id"]
+
+
+def test_views_are_found_by_login_message_and_time(db: psycopg.Connection[Any]) -> None:
+    for login, message_id in (("amy", FWD), ("bob", FWD), ("amy", REFUSED),
+                              ("acme-clerk", FWD)):
+        console.record_view(db, "operator", login, "192.0.2.1", "message", message_id)
+    db.execute("UPDATE console_view SET at = %s + make_interval(mins => id::int)", (T0,))
+
+    def found(**criteria: Any) -> list[tuple[str, str]]:
+        return [(r["login"], r["message_id"]) for r in console.views(db, **criteria)]
+    assert found(message_id=FWD) == [("acme-clerk", FWD), ("bob", FWD), ("amy", FWD)]
+    assert found(login="amy") == [("amy", REFUSED), ("amy", FWD)]
+    assert found(login="amy", message_id=FWD) == [("amy", FWD)]
+    assert found(since=T0 + timedelta(minutes=3)) == [("acme-clerk", FWD), ("amy", REFUSED)]
+    assert found(message_id=FWD, limit=1) == [("acme-clerk", FWD)]
+    assert found(login="nobody") == [] and found(message_id="SWunknown") == []
+
+
+def test_a_view_keeps_its_long_texts_cut(db: psycopg.Connection[Any]) -> None:
+    console.record_view(db, "operator", "x" * 100_000, "192.0.2.1", "search",
+                        detail="y" * 100_000)
+    [row] = console.views(db)
+    assert (len(row["login"]), len(row["detail"])) == (console.LOGIN_KEPT,
+                                                       console.DETAIL_KEPT)
+
+
+@pytest.mark.parametrize("kind,action,error", [
+    ("operator", "delete", "unknown action 'delete'"),
+    ("admin", "message", "unknown kind of login 'admin'")])
+def test_an_unknown_action_or_kind_is_refused(db: psycopg.Connection[Any], kind: str,
+                                              action: str, error: str) -> None:
+    with pytest.raises(StoreError, match=error):
+        console.record_view(db, kind, "amy", "192.0.2.1", action)
+    assert console.views(db) == []
+
+
+def test_the_audit_log_outlives_its_message(log: psycopg.Connection[Any]) -> None:
+    """No foreign key: a message deleted (a purge) leaves who looked at it."""
+    console.record_view(log, "operator", "amy", "192.0.2.1", "message", REFUSED)
+    log.execute("DELETE FROM message WHERE id = %s", (REFUSED,))
+    assert [r["login"] for r in console.views(log, message_id=REFUSED)] == ["amy"]
+
+
 # --- the directory -----------------------------------------------------------------------
 
 def test_parties_lists_each_with_its_addresses_and_accounts(
@@ -527,6 +586,8 @@ def test_the_console_role_does_what_the_console_needs(
     assert len(console.responses(as_console, FWD)) == 1
     assert console.party(as_console, "acme") is not None and console.parties(as_console)
     assert console.list_operators(as_console) == ["amy"]
+    console.record_view(as_console, "operator", "amy", "192.0.2.1", "message", FWD)
+    assert [r["login"] for r in console.views(as_console, message_id=FWD)] == ["amy"]
 
 
 def test_the_console_role_changes_the_password_hashes(
@@ -569,7 +630,11 @@ def test_the_console_role_changes_the_password_hashes(
     "INSERT INTO operator (name, password_hash) VALUES ('evil', '{PLAIN}x')",
     "UPDATE operator SET name = 'evil'", "UPDATE operator SET created_at = now()",
     "DELETE FROM operator",
-    "CREATE TABLE evil (x int)", "CREATE TEMP TABLE evil (x int)"])
+    "CREATE TABLE evil (x int)", "CREATE TEMP TABLE evil (x int)",
+    # The audit log is append-only.
+    "UPDATE console_view SET login = 'someone-else'", "DELETE FROM console_view",
+    "TRUNCATE console_view", "ALTER TABLE console_view DISABLE TRIGGER ALL",
+    "SELECT setval('console_view_id_seq', 1)"])
 def test_the_console_role_can_do_nothing_more(
         as_console: psycopg.Connection[Any], sql: str) -> None:
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
@@ -581,7 +646,11 @@ def test_the_console_role_can_do_nothing_more(
     "SELECT * FROM console_login_failure",
     "INSERT INTO operator (name, password_hash) VALUES ('evil', '{PLAIN}x')",
     "INSERT INTO console_session (token_sha256, kind, login, csrf)"
-    " VALUES (repeat('a', 64), 'operator', 'evil', 'x')"])
+    " VALUES (repeat('a', 64), 'operator', 'evil', 'x')",
+    "SELECT * FROM console_view", "DELETE FROM console_view",
+    "INSERT INTO console_view (kind, login, source, action)"
+    " VALUES ('operator', 'evil', '0.0.0.0', 'queue')",
+    "SELECT nextval('console_view_id_seq')"])
 def test_the_daemons_have_no_business_with_the_console(
         database_config: Config, db: psycopg.Connection[Any], sql: str) -> None:
     with connect(database_config.database, autocommit=True) as daemon, \
@@ -596,3 +665,16 @@ def test_swctl_keeps_operators_and_may_end_sessions(
         _open(world, "a" * 64, "amy")
         console.remove_operator(admin, "amy")
     assert console.session(world, "a" * 64, 1800, 43200) is None
+
+
+def test_swctl_reads_the_audit_log_and_never_rewrites_it(
+        database_config: Config, db: psycopg.Connection[Any]) -> None:
+    console.record_view(db, "operator", "amy", "192.0.2.1", "queue")
+    with connect(database_config.database, autocommit=True, role=ADMIN_ROLE) as admin:
+        assert [r["action"] for r in console.views(admin)] == ["queue"]
+        for sql in ("UPDATE console_view SET login = 'bob'", "DELETE FROM console_view",
+                    "INSERT INTO console_view (kind, login, source, action)"
+                    " VALUES ('operator', 'evil', '0.0.0.0', 'queue')",
+                    "TRUNCATE console_view"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                admin.execute(sql)  # type: ignore[arg-type]
