@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -301,24 +301,16 @@ def operator_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _since(text: str | None) -> datetime | None:
-    """``--since``: ISO 8601; without an offset it is UTC."""
-    if text is None:
-        return None
-    try:
-        at = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise CommandError(f"--since: not a date and time: {text!r}") from None
-    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
-
-
 def audit_cmd(args: argparse.Namespace) -> int:
     """The console's audit log (migration 0015): who looked at what, newest first. A
     detail (a search's criteria, an id as typed) is printed JSON-quoted: what a login
     typed cannot forge a line."""
     if args.limit < 1:
         raise CommandError("--limit: at least 1")
-    since = _since(args.since)
+    try:
+        since = console.when(args.since, "--since")
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
     with _db(args) as conn:
         rows = console.views(conn, login=args.login, message_id=args.message, since=since,
                              limit=args.limit)

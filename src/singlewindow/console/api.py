@@ -55,18 +55,6 @@ def plain(value: Any) -> Any:
 
 # --- searching ---------------------------------------------------------------------------
 
-def _when(text: str | None, name: str) -> datetime | None:
-    """A ``since``/``until`` value: ISO 8601; without an offset it is UTC (what the
-    search form's datetime-local field sends, labelled UTC)."""
-    if not text:
-        return None
-    try:
-        at = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise ValueError(f"{name}: not a date and time: {text!r}") from None
-    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
-
-
 #: A ``before`` (a message's id, :attr:`singlewindow.store.console.Query.before`):
 #: printable ASCII without spaces, as every id the hub gives is.
 _MESSAGE_ID = re.compile(r"[!-~]+")
@@ -94,7 +82,7 @@ def query(params: dict[str, str], who: store.Session, limit: int = DEFAULT_LIMIT
     return store.Query(
         text=given("q"), party=None if company else given("party"),
         message_type=given("type"), outcome=outcome,
-        since=_when(given("since"), "since"), until=_when(given("until"), "until"),
+        since=store.when(given("since"), "since"), until=store.when(given("until"), "until"),
         party_id=who.party_id if company else None, limit=limit,
         before=_before(given("before")))
 

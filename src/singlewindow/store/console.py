@@ -17,7 +17,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -258,6 +258,19 @@ _OUTCOME_LATERAL = (
     " coalesce(json_agg(json_build_object('recipient', r.logical, 'status', r.status,"
     "  'reason', r.reason) ORDER BY r.logical) FILTER (WHERE r.id IS NOT NULL), '[]')"
     "  AS recipients FROM message_recipient r WHERE r.message_id = m.id) o")
+
+
+def when(text: str | None, name: str) -> datetime | None:
+    """A time a person gives a search (the console's ``since``/``until``, ``swctl audit
+    --since``): ISO 8601, UTC when it has no offset (the search form's datetime-local
+    field, labelled UTC); None for none given; ValueError naming ``name`` otherwise."""
+    if text is None or not text.strip():
+        return None
+    try:
+        at = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"{name}: not a date and time: {text!r}") from None
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)

@@ -678,3 +678,13 @@ def test_swctl_reads_the_audit_log_and_never_rewrites_it(
                     "TRUNCATE console_view"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 admin.execute(sql)  # type: ignore[arg-type]
+
+
+def test_a_time_given_to_a_search_is_iso_and_utc_without_an_offset() -> None:
+    """One reading of a person's time for the console's since/until and swctl audit."""
+    assert console.when("2026-11-30T21:00", "since") == datetime(2026, 11, 30, 21, tzinfo=UTC)
+    assert console.when(" 2026-11-30T22:00+01:00 ", "until") == datetime(
+        2026, 11, 30, 21, tzinfo=UTC)
+    assert console.when(None, "since") is None and console.when("  ", "since") is None
+    with pytest.raises(ValueError, match=r"^--since: not a date and time: 'yesterday'$"):
+        console.when("yesterday", "--since")
