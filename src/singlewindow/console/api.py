@@ -220,12 +220,10 @@ def _json(data: Any, status: int = 200) -> JSONResponse:
 
 
 async def open_session(request: Request) -> Response:
-    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+    if not _is_json(request):
         return _json({"error": "send application/json"}, 415)
-    body: Any = None
-    with contextlib.suppress(ValueError):
-        body = json.loads(await request.body())
-    if not isinstance(body, dict) or not isinstance(body.get("login"), str) \
+    body = await _json_body(request)
+    if body is None or not isinstance(body.get("login"), str) \
             or not isinstance(body.get("password"), str):
         return _json({"error": 'send {"login": ..., "password": ...}'}, 400)
     done = await auth.login(request, body["login"], body["password"])

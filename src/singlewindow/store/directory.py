@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 from psycopg import errors
 
-from singlewindow.store import StoreError
+from singlewindow.store import StoreError, console
 
 Conn = psycopg.Connection[Any]
 
@@ -310,8 +310,7 @@ def set_account_password(conn: Conn, login: str, password_hash: str,
             " RETURNING login", (password_hash, digest_md5_hash, login)).fetchone()
         if row is None:
             raise StoreError(f"unknown account {login!r}")
-        conn.execute("DELETE FROM console_session WHERE kind = 'company' AND login = %s",
-                     (login,))
+        console.end_sessions(conn, "company", login)
 
 
 def party_by_login(conn: Conn, login: str) -> Party | None:
