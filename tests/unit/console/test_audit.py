@@ -16,7 +16,6 @@ from psycopg import sql
 from singlewindow.config import CONSOLE_ROLE
 from singlewindow.console import audit
 from singlewindow.store import console as store
-from singlewindow.store import messages
 from tests.unit.console import world as w
 
 
@@ -84,10 +83,7 @@ def test_party_and_queue_views_are_recorded(world: w.World, prefix: str) -> None
 
 def test_a_notice_about_no_known_message_is_recorded_by_the_id_asked(
         world: w.World) -> None:
-    notice = messages.claim_notice(world.conn, messages.Notice(
-        "u" * 64, None, "edi@acme.example", "edi@acme.example", "dsn", "<SWNorphan@sw.test>"),
-        60)
-    messages.mark_injected(world.conn, notice, "QORPH")
+    w.orphan_notice(world.conn)
     op, _ = world.logged_in("op")
     body = op.get("/api/messages/QORPH").json()
     assert body["views"] == []  # no message to have views of

@@ -9,7 +9,6 @@ from typing import Any
 import lxml.html
 import pytest
 
-from singlewindow.store import messages
 from tests.unit.console import world as w
 
 #: What ``postqueue -j`` prints (one JSON object per line, postqueue(1)).
@@ -212,10 +211,7 @@ def test_the_queue_page_says_when_postqueue_fails(world: w.World) -> None:
 
 def test_a_notice_about_no_known_message_has_a_page_for_operators_only(
         world: w.World) -> None:
-    notice = messages.claim_notice(world.conn, messages.Notice(
-        "u" * 64, None, "edi@acme.example", "edi@acme.example", "dsn", "<SWNorphan@sw.test>"),
-        60)
-    messages.mark_injected(world.conn, notice, "QORPH")
+    w.orphan_notice(world.conn)
     client, _ = world.logged_in("op")
     page = tree(client.get("/messages/QORPH"))
     assert "SWNorphan" in page.xpath("string(//h1[@id='message-id'])")

@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 from singlewindow import trace
 from singlewindow.console import timeline
 from singlewindow.console.timeline import Privacy, Step
-from singlewindow.store import messages
 from tests.unit.console import world as w
 
 ACME_ONLY = Privacy(frozenset({"customs@sw.test", "acme@sw.test", "edi@acme.example"}),
@@ -122,10 +121,7 @@ def test_words_finds_every_address_in_nested_data() -> None:
 
 
 def test_a_notice_about_no_known_message_for_operators(world: w.World) -> None:
-    notice = messages.claim_notice(world.conn, messages.Notice(
-        "u" * 64, None, "edi@acme.example", "edi@acme.example", "dsn", "<SWNorphan@sw.test>"),
-        60)
-    messages.mark_injected(world.conn, notice, "QORPH")
+    w.orphan_notice(world.conn)
     found = trace.find(world.conn, world.config, "QORPH")
     assert found is not None and found["id"] is None
     view = timeline.notice_view(found)

@@ -111,3 +111,12 @@ def make_messages(conn: psycopg.Connection[Any]) -> None:
              peer_address="10.9.0.1", in_reply_to=f"<{SW_A}.cust@{D}>")
     messages.record_outcome(conn, SW_R, f"acme@{D}", "250 2.0.0",
                             f"Delivered to Single Window as {SW_R}")
+
+
+def orphan_notice(conn: psycopg.Connection[Any]) -> None:
+    """A DSN notice about no known message, injected as queue id ``QORPH`` (its
+    Message-ID ``<SWNorphan@sw.test>``)."""
+    notice = messages.claim_notice(conn, messages.Notice(
+        "u" * 64, None, "edi@acme.example", "edi@acme.example", "dsn", "<SWNorphan@sw.test>"),
+        60)
+    messages.mark_injected(conn, notice, "QORPH")
